@@ -1,0 +1,93 @@
+"""RowDescription and DataRow messages built from Arrow results, a chunk of rows at a time.
+
+Each column becomes one Arrow array of wire fields (4-byte big-endian length + bytes, or
+ff ff ff ff for NULL); the fields of all columns are joined row-wise behind a DataRow header,
+and the data buffer of that final array is the wire bytes of every row in the chunk.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .types import PgType, pg_type_for
+from .types.vector import big_endian, to_binary
+
+CHUNK_ROWS = 65_536
+TEXT, BINARY = 0, 1
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    pg_type: PgType
+    format: int   # the format actually sent: BINARY only if asked and the type has a codec
+
+    def encode(self, values: pa.Array) -> pa.Array:
+        encoder = self.pg_type.binary if self.format == BINARY else self.pg_type.text
+        return encoder(values)
+
+
+def expand_formats(count: int, formats: list[int] | tuple[int, ...]) -> list[int]:
+    """Bind's result format codes: none = all text, one = applies to all, else per column."""
+    if not formats:
+        return [TEXT] * count
+    if len(formats) == 1:
+        return [formats[0]] * count
+    return list(formats)
+
+
+def plan_columns(schema: pa.Schema, formats: list[int] | tuple[int, ...] = ()) -> list[Column]:
+    columns = []
+    for field, fmt in zip(schema, expand_formats(len(schema), formats)):
+        pg_type = pg_type_for(field.type, field.metadata)
+        fmt = BINARY if fmt == BINARY and pg_type.binary is not None else TEXT
+        columns.append(Column(field.name, pg_type, fmt))
+    return columns
+
+
+def row_description(columns: list[Column]) -> bytes:
+    body = bytearray(struct.pack("!h", len(columns)))
+    for column in columns:
+        body += column.name.encode() + b"\x00"
+        body += struct.pack("!ihihih", 0, 0, column.pg_type.oid, column.pg_type.typlen, -1,
+                            column.format)
+    return b"T" + struct.pack("!i", len(body) + 4) + body
+
+
+def data_rows(table: pa.Table, columns: list[Column]) -> Iterator[pa.Buffer | bytes]:
+    """The DataRow messages of every row of `table`, one buffer per chunk of rows."""
+    if not columns:
+        if table.num_rows:
+            yield b"D\x00\x00\x00\x06\x00\x00" * table.num_rows
+        return
+    for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
+        if batch.num_rows:
+            yield encode_batch(batch, columns)
+
+
+def encode_batch(batch: pa.RecordBatch, columns: list[Column]) -> pa.Buffer:
+    fields = []
+    row_length = None
+    for values, column in zip(batch.columns, columns):
+        encoded = to_binary(column.encode(values))
+        lengths = pc.binary_length(encoded)
+        # a NULL field costs 4 bytes (its -1 length), a value 4 + len
+        wire = pc.add(lengths.fill_null(0), 4)
+        row_length = wire if row_length is None else pc.add(row_length, wire)
+        prefix = big_endian(lengths.fill_null(-1).cast(pa.int32()), 4)
+        fields.append(prefix)
+        fields.append(encoded.fill_null(b"") if encoded.null_count else encoded)
+    # DataRow length counts itself (4) and the column count (2), not the 'D'.
+    header_length = big_endian(pc.add(row_length, 6).cast(pa.int32()), 4)
+    parts = [pa.scalar(b"D", pa.large_binary()), to_binary(header_length),
+             pa.scalar(struct.pack("!h", len(columns)), pa.large_binary())]
+    parts += [to_binary(f) for f in fields]
+    rows = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
+    offsets = rows.buffers()[1]
+    start, end = struct.unpack_from("<q", offsets, rows.offset * 8)[0], \
+        struct.unpack_from("<q", offsets, (rows.offset + len(rows)) * 8)[0]
+    return rows.buffers()[2][start:end]

@@ -1,0 +1,113 @@
+"""Arrays: list columns as `{a,b}` text, and array parameters as Python lists."""
+from __future__ import annotations
+
+import struct
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import InvalidTextRepresentation
+
+from .vector import concat, keep_nulls, to_binary
+
+_NEEDS_QUOTES = r'^$|[{}," \\\t\n\r\v\f]|^[nN][uU][lL][lL]$'
+
+
+def list_text(values: pa.Array, element_text: Callable[[pa.Array], pa.Array],
+              nested: bool) -> pa.Array:
+    """Postgres array_out, vectorised: encode all elements at once, then join per list."""
+    if pa.types.is_fixed_size_list(values.type):
+        values = values.cast(pa.list_(values.type.value_type))
+    flat = values.values.slice(values.offsets[0].as_py(),
+                               values.offsets[len(values)].as_py() - values.offsets[0].as_py()) \
+        if len(values) else values.values.slice(0, 0)
+    encoded = element_text(flat).cast(pa.large_string())
+    if not nested:
+        quoted = pc.replace_substring_regex(encoded, r'(["\\])', r"\\\1")
+        quoted = concat(b'"', quoted, b'"').cast(pa.large_string())
+        needs = pc.fill_null(pc.match_substring_regex(encoded, _NEEDS_QUOTES), False)
+        encoded = pc.if_else(needs, quoted, encoded)
+    encoded = encoded.fill_null("NULL")
+    offsets = pc.subtract(values.offsets.cast(pa.int64()), values.offsets[0].cast(pa.int64()))
+    lists = pa.LargeListArray.from_arrays(offsets, encoded)
+    joined = pc.binary_join(lists, pa.scalar(",", pa.large_string()))
+    return keep_nulls(concat(b"{", to_binary(joined), b"}"), values)
+
+
+def parse_text_array(text: str, element: Callable[[str], object]) -> list:
+    """`{1,"a b",NULL,{2,3}}` -> [1, 'a b', None, [2, 3]] with `element` decoding each item."""
+    text = text.strip()
+    if text.startswith("["):                      # explicit bounds: [1:2]={...}
+        text = text[text.index("=") + 1:]
+    value, end = _parse_list(text, 0, element)
+    if text[end:].strip():
+        raise InvalidTextRepresentation(f'malformed array literal: "{text}"')
+    return value
+
+
+def _parse_list(text: str, pos: int, element) -> tuple[list, int]:
+    if pos >= len(text) or text[pos] != "{":
+        raise InvalidTextRepresentation(f'malformed array literal: "{text}"')
+    pos += 1
+    items: list = []
+    while pos < len(text):
+        ch = text[pos]
+        if ch == "}":
+            return items, pos + 1
+        if ch in ", \t\n":
+            pos += 1
+        elif ch == "{":
+            item, pos = _parse_list(text, pos, element)
+            items.append(item)
+        elif ch == '"':
+            buf = []
+            pos += 1
+            while pos < len(text) and text[pos] != '"':
+                if text[pos] == "\\":
+                    pos += 1
+                buf.append(text[pos])
+                pos += 1
+            items.append(element("".join(buf)))
+            pos += 1
+        else:
+            start = pos
+            while pos < len(text) and text[pos] not in ",}":
+                pos += 1
+            word = text[start:pos].strip()
+            items.append(None if word.upper() == "NULL" else element(word))
+    raise InvalidTextRepresentation(f'malformed array literal: "{text}"')
+
+
+def parse_binary_array(data: bytes, element_for: Callable[[int], Callable[[bytes], object]]):
+    """Postgres array_send format: ndim, has_null, element oid, dims, then length-prefixed items."""
+    ndim, _has_null, oid = struct.unpack_from("!iiI", data)
+    if ndim == 0:
+        return []
+    dims = [struct.unpack_from("!ii", data, 12 + 8 * i)[0] for i in range(ndim)]
+    decode = element_for(oid)
+    pos = 12 + 8 * ndim
+    flat = []
+    for _ in range(_product(dims)):
+        (length,) = struct.unpack_from("!i", data, pos)
+        pos += 4
+        if length < 0:
+            flat.append(None)
+        else:
+            flat.append(decode(data[pos:pos + length]))
+            pos += length
+    return _reshape(flat, dims)
+
+
+def _product(dims: list[int]) -> int:
+    total = 1
+    for d in dims:
+        total *= d
+    return total
+
+
+def _reshape(flat: list, dims: list[int]) -> list:
+    if len(dims) == 1:
+        return flat
+    step = len(flat) // dims[0]
+    return [_reshape(flat[i * step:(i + 1) * step], dims[1:]) for i in range(dims[0])]

@@ -1,0 +1,195 @@
+"""date, time, timestamp(tz) and interval: result encoders and parameter decoders.
+
+The session TimeZone is always UTC, so timestamptz prints as UTC with a `+00` suffix.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import struct
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import InvalidTextRepresentation
+
+from . import oids
+from .vector import as_text, big_endian, concat, keep_nulls, to_binary, trim_fraction
+
+PG_EPOCH_DAYS = 10957                      # 2000-01-01 - 1970-01-01
+PG_EPOCH_US = PG_EPOCH_DAYS * 86_400_000_000
+PG_EPOCH_DATE = dt.date(2000, 1, 1)
+PG_EPOCH = dt.datetime(2000, 1, 1)
+UTC = dt.timezone.utc
+
+# --- results, text format -------------------------------------------------------------
+
+
+def date_text(values: pa.Array) -> pa.Array:
+    return as_text(values.cast(pa.date32()))
+
+
+def _naive_micros(values: pa.Array) -> pa.Array:
+    """A timestamp column as naive timestamp[us] (UTC wall time for tz-aware ones)."""
+    unit = values.type.unit
+    naive = pa.Array.from_buffers(pa.timestamp(unit), len(values), values.buffers()[:2],
+                                  offset=values.offset)
+    return naive.cast(pa.timestamp("us"), safe=False) if unit == "ns" else naive
+
+
+def timestamp_text(values: pa.Array) -> pa.Array:
+    return trim_fraction(as_text(_naive_micros(values)))
+
+
+def timestamptz_text(values: pa.Array) -> pa.Array:
+    return keep_nulls(concat(trim_fraction(as_text(_naive_micros(values))), b"+00"), values)
+
+
+def time_text(values: pa.Array) -> pa.Array:
+    if values.type == pa.time64("ns"):
+        values = values.cast(pa.time64("us"), safe=False)
+    return trim_fraction(as_text(values))
+
+
+def interval_parts(values: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(months int32, days int32, microseconds int64) of an interval or duration column."""
+    if pa.types.is_duration(values.type):
+        micros = values.cast(pa.duration("us"), safe=False)
+        micros = pa.Array.from_buffers(pa.int64(), len(micros), micros.buffers()[:2],
+                                       offset=micros.offset)
+        zeros = pa.nulls(len(values), pa.int32()).fill_null(0)
+        return zeros, zeros, micros
+    # month_day_nano is 16 bytes per value: int32 months, int32 days, int64 nanoseconds.
+    packed = pa.Array.from_buffers(pa.binary(16), len(values), [None, values.buffers()[1]],
+                                   offset=values.offset)
+
+    def field(start: int, width: int, dtype: pa.DataType) -> pa.Array:
+        raw = pc.binary_slice(packed, start, start + width)
+        return pa.Array.from_buffers(dtype, len(raw), [None, raw.buffers()[1]], offset=raw.offset)
+    nanos = field(8, 8, pa.int64())
+    return field(0, 4, pa.int32()), field(4, 4, pa.int32()), pc.divide(nanos, 1000)
+
+
+def _unit_part(count: pa.Array, unit: str, previous_negative: pa.Array, first: pa.Array):
+    """` +2 mons` style fragment, '' when count is 0 (Postgres AddPostgresIntPart)."""
+    nonzero = pc.not_equal(count, 0)
+    sign = pc.if_else(pc.and_(previous_negative, pc.greater(count, 0)), b"+", b"")
+    space = pc.if_else(first, b"", b" ")
+    plural = pc.if_else(pc.equal(count, 1), b"", b"s")
+    text = concat(space, sign, as_text(count), f" {unit}".encode(), plural)
+    return pc.if_else(nonzero, text, b""), nonzero, pc.less(count, 0)
+
+
+def interval_text(values: pa.Array) -> pa.Array:
+    """IntervalStyle postgres: `1 year 2 mons 3 days 04:05:06.5`, `-1 days +01:00:00`."""
+    source = values
+    months, days, micros = (p.fill_null(0) for p in interval_parts(values))
+    years, mons = pc.divide(months, 12), pc.subtract(months, pc.multiply(pc.divide(months, 12), 12))
+    first = pc.equal(months, months)           # all-true: nothing printed yet
+    negative = pc.not_equal(months, months)    # all-false
+    parts = []
+    for count, unit in ((years, "year"), (mons, "mon"), (days, "day")):
+        text, nonzero, is_negative = _unit_part(count, unit, negative, first)
+        parts.append(text)
+        negative = pc.if_else(nonzero, is_negative, negative)
+        first = pc.and_(first, pc.invert(nonzero))
+    absolute = pc.abs(micros)
+    hours = pc.divide(absolute, 3_600_000_000)
+    minutes = pc.divide(pc.subtract(absolute, pc.multiply(hours, 3_600_000_000)), 60_000_000)
+    rest = pc.subtract(absolute, pc.multiply(pc.divide(absolute, 60_000_000), 60_000_000))
+    seconds = pc.divide(rest, 1_000_000)
+    fraction = pc.subtract(rest, pc.multiply(seconds, 1_000_000))
+    clock = concat(
+        pc.if_else(first, b"", b" "),
+        pc.if_else(pc.less(micros, 0), b"-", pc.if_else(negative, b"+", b"")),
+        _pad2(hours), b":", _pad2(minutes), b":", _pad2(seconds),
+        trim_fraction(concat(b".", pc.utf8_lpad(pc.cast(fraction, pa.string()), 6, "0"))))
+    show_clock = pc.or_(first, pc.not_equal(micros, 0))
+    parts.append(pc.if_else(show_clock, clock, b""))
+    return keep_nulls(concat(*parts), source)
+
+
+def _pad2(values: pa.Array) -> pa.Array:
+    return to_binary(pc.utf8_lpad(pc.cast(values, pa.string()), 2, "0"))
+
+
+# --- results, binary format -----------------------------------------------------------
+
+
+def date_binary(values: pa.Array) -> pa.Array:
+    days = pa.Array.from_buffers(pa.int32(), len(values), values.cast(pa.date32()).buffers()[:2],
+                                 offset=values.offset)
+    return keep_nulls(big_endian(pc.subtract(days, PG_EPOCH_DAYS), 4), values)
+
+
+def timestamp_binary(values: pa.Array) -> pa.Array:
+    naive = _naive_micros(values).cast(pa.timestamp("us"))
+    micros = pa.Array.from_buffers(pa.int64(), len(naive), naive.buffers()[:2], offset=naive.offset)
+    return keep_nulls(big_endian(pc.subtract(micros, PG_EPOCH_US), 8), values)
+
+
+def time_binary(values: pa.Array) -> pa.Array:
+    micros = values.cast(pa.time64("us"), safe=False)
+    micros = pa.Array.from_buffers(pa.int64(), len(micros), micros.buffers()[:2],
+                                   offset=micros.offset)
+    return keep_nulls(big_endian(micros, 8), values)
+
+
+def interval_binary(values: pa.Array) -> pa.Array:
+    months, days, micros = (p.fill_null(0) for p in interval_parts(values))
+    return keep_nulls(concat(big_endian(micros, 8), big_endian(days, 4), big_endian(months, 4)),
+                      values)
+
+
+# --- parameters ----------------------------------------------------------------------
+
+
+def _parse(kind: str, parse, text: str):
+    try:
+        return parse(text.strip())
+    except ValueError:
+        raise InvalidTextRepresentation(
+            f'invalid input syntax for type {kind}: "{text}"') from None
+
+
+def date_from_text(text: str) -> dt.date:
+    return _parse("date", dt.date.fromisoformat, text)
+
+
+def time_from_text(text: str) -> dt.time:
+    return _parse("time", dt.time.fromisoformat, text)
+
+
+def timestamp_from_text(text: str) -> dt.datetime:
+    return _parse("timestamp", dt.datetime.fromisoformat, text).replace(tzinfo=None)
+
+
+def timestamptz_from_text(text: str) -> dt.datetime:
+    value = _parse("timestamp with time zone", dt.datetime.fromisoformat, text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def interval_from_binary(data: bytes) -> dt.timedelta | str:
+    micros, days, months = struct.unpack("!qii", data)
+    if months:
+        return f"{months} months {days} days {micros} microseconds"
+    return dt.timedelta(days=days, microseconds=micros)
+
+
+TEXT_DECODERS = {
+    oids.DATE: date_from_text,
+    oids.TIME: time_from_text,
+    oids.TIMESTAMP: timestamp_from_text,
+    oids.TIMESTAMPTZ: timestamptz_from_text,
+    oids.INTERVAL: str,   # the engine casts; Postgres interval syntax is richer than ISO
+    oids.TIMETZ: str,
+}
+
+BINARY_DECODERS = {
+    oids.DATE: lambda data: PG_EPOCH_DATE + dt.timedelta(days=struct.unpack("!i", data)[0]),
+    oids.TIME: lambda data: (dt.datetime.min + dt.timedelta(
+        microseconds=struct.unpack("!q", data)[0])).time(),
+    oids.TIMESTAMP: lambda data: PG_EPOCH + dt.timedelta(microseconds=struct.unpack("!q", data)[0]),
+    oids.TIMESTAMPTZ: lambda data: (PG_EPOCH + dt.timedelta(
+        microseconds=struct.unpack("!q", data)[0])).replace(tzinfo=UTC),
+    oids.INTERVAL: interval_from_binary,
+}

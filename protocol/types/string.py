@@ -1,0 +1,96 @@
+"""text, bytea, uuid and json: result encoders and parameter decoders."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import InvalidTextRepresentation
+
+from . import oids
+from .vector import concat, hex_encode, keep_nulls, to_binary
+
+# --- results --------------------------------------------------------------------------
+
+
+def text_text(values: pa.Array) -> pa.Array:
+    """Text is its own wire form (text and binary formats alike)."""
+    return to_binary(values)
+
+
+def bytea_text(values: pa.Array) -> pa.Array:
+    return keep_nulls(concat(b"\\x", hex_encode(values)), values)
+
+
+def uuid_text(values: pa.Array) -> pa.Array:
+    """16-byte uuids as 8-4-4-4-12 hex; string uuids pass through."""
+    if pa.types.is_string(values.storage_type if isinstance(values.type, pa.ExtensionType)
+                          else values.type):
+        return to_binary(values)
+    raw = values.storage if isinstance(values, pa.ExtensionArray) else values
+    hexed = hex_encode(raw).cast(pa.large_string())
+    pieces = [pc.utf8_slice_codeunits(hexed, a, b) for a, b in
+              ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))]
+    return keep_nulls(pc.binary_join_element_wise(*[to_binary(p) for p in pieces],
+                                                  pa.scalar(b"-", pa.large_binary())), values)
+
+
+def uuid_binary(values: pa.Array) -> pa.Array:
+    raw = values.storage if isinstance(values, pa.ExtensionArray) else values
+    if pa.types.is_fixed_size_binary(raw.type):
+        return to_binary(raw)
+    # String uuids: a per-cell path, binary uuid results are rare.
+    return pa.array([None if v is None else uuid.UUID(v).bytes for v in raw.to_pylist()],
+                    pa.large_binary())
+
+
+def jsonb_binary(values: pa.Array) -> pa.Array:
+    """jsonb binary format is a version byte (1) followed by the JSON text."""
+    return keep_nulls(concat(b"\x01", to_binary(values)), values)
+
+
+# --- parameters ----------------------------------------------------------------------
+
+_OCTAL = re.compile(rb"\\([0-7]{3})|\\\\")
+
+
+def bytea_from_text(text: str) -> bytes:
+    if text.startswith("\\x"):
+        try:
+            return bytes.fromhex(text[2:])
+        except ValueError:
+            raise InvalidTextRepresentation(
+                f'invalid hexadecimal data in bytea: "{text[:40]}"') from None
+    # Postgres "escape" format: \\ and \nnn octal.
+    raw = text.encode()
+    return _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]) if m.group(1) else b"\\", raw)
+
+
+def uuid_from_text(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        raise InvalidTextRepresentation(f'invalid input syntax for type uuid: "{text}"') from None
+
+
+def jsonb_from_binary(data: bytes) -> str:
+    return data[1:].decode() if data[:1] == b"\x01" else data.decode()
+
+
+_TEXT_OIDS = (oids.TEXT, oids.VARCHAR, oids.BPCHAR, oids.NAME, oids.CHAR, oids.UNKNOWN, 0)
+
+TEXT_DECODERS = {oid: str for oid in _TEXT_OIDS} | {
+    oids.BYTEA: bytea_from_text,
+    oids.UUID: uuid_from_text,
+    oids.JSON: str,
+    oids.JSONB: str,
+}
+
+BINARY_DECODERS = {oid: bytes.decode for oid in _TEXT_OIDS if oid} | {
+    oids.BYTEA: bytes,
+    oids.UUID: lambda data: uuid.UUID(bytes=data),
+    oids.JSON: bytes.decode,
+    oids.JSONB: jsonb_from_binary,
+}
