@@ -1,0 +1,178 @@
+"""Namespaces and table definitions, persisted in the hot store's LevelDB.
+
+Column types, defaults and NOT NULL come from DuckDB's own parse of the column list, so
+whatever DuckDB accepts as a type is a valid tierd column type.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+
+from engine.errors import (
+    DuplicateSchema,
+    DuplicateTable,
+    FeatureNotSupported,
+    InvalidParameterValue,
+    InvalidSchemaName,
+    SyntaxError_,
+    UndefinedObject,
+    UndefinedTable,
+)
+from engine.hot_store import HotStore
+from engine.manifest import now_iso
+from engine.policy import parse_flush_policy
+
+RESERVED_NAMESPACES = {"system", "main", "pg_catalog", "information_schema", "temp"}
+SYSTEM_COLUMNS = ("_seq", "_deleted")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class Column:
+    name: str
+    type: str  # DuckDB type name
+    nullable: bool = True
+    default: str | None = None  # DuckDB expression text
+
+
+@dataclass
+class TableDef:
+    tid: int
+    namespace: str
+    name: str
+    columns: list[Column]
+    primary_key: list[str]
+    table_type: str = "SHARED"
+    storage_id: str = "local"
+    flush_policy: str | None = None  # None: the server default applies
+    ttl_seconds: int | None = None
+    created_at: str = field(default_factory=now_iso)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "TableDef":
+        raw = dict(raw)
+        raw["columns"] = [Column(**c) for c in raw["columns"]]
+        return cls(**raw)
+
+
+def check_identifier(name: str, what: str) -> str:
+    if not _IDENT.match(name):
+        raise SyntaxError_(f"invalid {what} name {name!r}")
+    return name
+
+
+@dataclass
+class TableOptions:
+    table_type: str = "SHARED"
+    storage_id: str = "local"
+    flush_policy: str | None = None
+    ttl_seconds: int | None = None
+
+
+def parse_table_options(items: dict[str, str], keyword_type: str | None) -> TableOptions:
+    """Validate the WITH (...) options of CREATE TABLE."""
+    opts = TableOptions()
+    known = {"TYPE", "STORAGE_ID", "FLUSH_POLICY", "TTL_SECONDS"}
+    for key in items:
+        if key not in known:
+            raise InvalidParameterValue(f"unknown table option {key!r} (expected one of {', '.join(sorted(known))})")
+    ttype = (items.get("TYPE") or keyword_type or "SHARED").upper()
+    if keyword_type and items.get("TYPE") and items["TYPE"].upper() != keyword_type:
+        raise InvalidParameterValue(f"table type {keyword_type} conflicts with TYPE = '{items['TYPE']}'")
+    if ttype not in ("USER", "SHARED", "STREAM"):
+        raise InvalidParameterValue(f"invalid TYPE {ttype!r}: expected USER, SHARED or STREAM")
+    if ttype in ("USER", "STREAM"):
+        raise FeatureNotSupported(f"{ttype} tables are not supported yet")
+    opts.table_type = ttype
+    if "STORAGE_ID" in items:
+        opts.storage_id = items["STORAGE_ID"]
+    if "FLUSH_POLICY" in items:
+        opts.flush_policy = str(parse_flush_policy(items["FLUSH_POLICY"]))
+    if "TTL_SECONDS" in items:
+        raise InvalidParameterValue("TTL_SECONDS is only valid for STREAM tables")
+    return opts
+
+
+class Catalog:
+    """Namespaces and tables; every change is written through to LevelDB at once."""
+
+    def __init__(self, store: HotStore):
+        self.store = store
+        self.lock = threading.RLock()
+        self.namespaces: dict[str, str] = {}  # name -> created_at
+        self.tables: dict[tuple[str, str], TableDef] = {}
+        for key, raw in store.scan_json("c/ns/"):
+            self.namespaces[key[len("c/ns/"):]] = raw["created_at"]
+        for _, raw in store.scan_json("c/t/"):
+            t = TableDef.from_json(raw)
+            self.tables[(t.namespace, t.name)] = t
+        self._next_tid = max([t.tid for t in self.tables.values()], default=0) + 1
+        nxt = list(store.scan_json("c/next_tid"))
+        if nxt:
+            self._next_tid = max(self._next_tid, nxt[0][1]["value"])
+
+    # namespaces
+    def create_namespace(self, name: str, if_not_exists: bool = False) -> bool:
+        check_identifier(name, "namespace")
+        with self.lock:
+            if name in self.namespaces or name.lower() in RESERVED_NAMESPACES:
+                if if_not_exists and name in self.namespaces:
+                    return False
+                raise DuplicateSchema(f'namespace "{name}" already exists')
+            ts = now_iso()
+            self.store.put_json(f"c/ns/{name}", {"created_at": ts})
+            self.namespaces[name] = ts
+            return True
+
+    def drop_namespace(self, name: str) -> None:
+        with self.lock:
+            self.store.delete(f"c/ns/{name}")
+            del self.namespaces[name]
+
+    def require_namespace(self, name: str) -> None:
+        if name not in self.namespaces:
+            raise InvalidSchemaName(f'namespace "{name}" does not exist')
+
+    def tables_in(self, namespace: str) -> list[TableDef]:
+        return [t for (ns, _), t in self.tables.items() if ns == namespace]
+
+    # tables
+    def add_table(self, t: TableDef) -> TableDef:
+        with self.lock:
+            if (t.namespace, t.name) in self.tables:
+                raise DuplicateTable(f'relation "{t.qualified}" already exists')
+            t.tid = self._next_tid
+            self._next_tid += 1
+            self.store.put_json("c/next_tid", {"value": self._next_tid})
+            self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
+            self.tables[(t.namespace, t.name)] = t
+            return t
+
+    def drop_table(self, t: TableDef) -> None:
+        with self.lock:
+            self.store.delete(f"c/t/{t.tid:08d}")
+            self.tables.pop((t.namespace, t.name), None)
+
+    def get(self, namespace: str, name: str) -> TableDef:
+        t = self.tables.get((namespace, name))
+        if t is None:
+            raise UndefinedTable(f'relation "{namespace}.{name}" does not exist')
+        return t
+
+    def find(self, namespace: str, name: str) -> TableDef | None:
+        return self.tables.get((namespace, name))
+
+
+__all__ = ["Catalog", "TableDef", "Column", "parse_table_options", "UndefinedObject"]

@@ -1,0 +1,419 @@
+"""The Engine: wiring of catalog, hot store, cold storages, manifests, read path and jobs,
+plus start-up recovery and the flush commit protocol.
+
+Flush commit protocol (each step a failpoint):
+  1. under the write lock: note W = last committed _seq, snapshot each key's newest hot version
+  2. write Parquet segments (temp name, fsync, rename)           -- orphans removed at start-up
+  3. commit a new manifest version listing them, flushed_seq = W  -- the commit point
+  4. under the write lock: swap the DuckDB cold view and drop hot rows with _seq <= W (atomic
+     for readers), then delete the LevelDB batches <= W          -- redone at start-up if lost
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine import read_path
+from engine.catalog import Catalog, Column, TableDef
+from engine.errors import InvalidCatalogName, LockNotAvailable, UndefinedObject
+from engine.failpoints import Failpoints
+from engine.hot_store import HotStore
+from engine.jobs import Job, JobRunner
+from engine.manifest import Manifest, Segment, commit, load, now_iso
+from engine.policy import parse_flush_policy
+from engine.storage import TMP_MARK, Storage
+
+log = logging.getLogger("tierd.engine")
+
+DATABASE = "tierd"
+DEFAULT_NAMESPACE = "public"
+
+
+@dataclass
+class EngineConfig:
+    data_dir: str
+    default_flush_policy: str = "rows:100000,interval:300"
+    lock_timeout_s: float = 30.0
+    failpoints: dict[str, str] = field(default_factory=dict)
+    job_workers: int = 2
+
+
+class KeyState:
+    """Newest hot version of a key: its _seq and whether it is a tombstone."""
+
+    __slots__ = ("seq", "deleted")
+
+    def __init__(self, seq: int, deleted: bool):
+        self.seq = seq
+        self.deleted = deleted
+
+
+def key_list(t: TableDef, rows: pa.Table) -> list:
+    """Primary-key values of `rows` as hashable Python values (tuples for composite keys)."""
+    cols = [rows.column(c).to_pylist() for c in t.primary_key]
+    return cols[0] if len(cols) == 1 else list(zip(*cols))
+
+
+class Engine:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.data_dir = os.path.abspath(config.data_dir)
+        os.makedirs(self.data_dir, exist_ok=True)
+        parse_flush_policy(config.default_flush_policy)
+        self.failpoints = Failpoints(config.failpoints)
+        self.store = HotStore(os.path.join(self.data_dir, "hot"))
+        self.write_lock = threading.Lock()
+        self.ddl_lock = threading.RLock()
+        self.sys_lock = threading.Lock()
+        self.catalog = Catalog(self.store)
+        self.storages: dict[str, Storage] = {
+            "local": Storage("local", os.path.join(self.data_dir, "storage"), name="local",
+                             description="the data directory's own storage")
+        }
+        self.manifests: dict[int, Manifest] = {}
+        self.hot_index: dict[int, dict] = {}
+        self.db = read_path.open_database()
+        self.admin = self.db.cursor()
+        self.seq = self.store.last_seq()
+        if DEFAULT_NAMESPACE not in self.catalog.namespaces:
+            self.catalog.create_namespace(DEFAULT_NAMESPACE)
+        for ns in self.catalog.namespaces:
+            read_path.create_namespace(self.admin, ns)
+        for t in list(self.catalog.tables.values()):
+            self._recover_table(t)
+        self._create_system_tables()
+        self.jobs = JobRunner(self.store, self.db, workers=config.job_workers)
+        self.closed = False
+
+    # ------------------------------------------------------------------ sessions
+    def connect(self, user: str, database: str):
+        from engine.session import EngineSession
+
+        if database != DATABASE:
+            raise InvalidCatalogName(f'database "{database}" does not exist')
+        return EngineSession(self, user)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.jobs.shutdown()
+        self.store.close()
+        self.db.close()
+
+    # ------------------------------------------------------------------ recovery
+    def _recover_table(self, t: TableDef) -> None:
+        storage = self.storage_for(t)
+        scope = storage.scope_dir(t.namespace, t.name)
+        manifest = load(storage, scope, t.qualified)
+        live = {s.path for s in manifest.segments} | {"manifest.json"}
+        for name in storage.list(scope):
+            if TMP_MARK in name or (name.startswith("batch-") and name not in live):
+                log.info("recovery: removing orphan file %s/%s", scope, name)
+                storage.delete(f"{scope}/{name}")
+        self.manifests[t.tid] = manifest
+        read_path.create_table_objects(self.admin, t, manifest, storage)
+        stale, tables = [], []
+        for key, rows in self.store.batches(t.tid):
+            first = pc.min(rows.column("_seq")).as_py()
+            if first is not None and first <= manifest.flushed_seq:
+                stale.append(key)  # already in Parquet: finish the interrupted cleanup
+            else:
+                tables.append(rows)
+        self.store.delete_keys(stale)
+        if tables:
+            self.admin.register("__recovered", pa.concat_tables(tables))
+            self.admin.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __recovered")
+            self.admin.unregister("__recovered")
+        self.hot_index[t.tid] = self._index_hot(t)
+        self.seq = max(self.seq, manifest.flushed_seq)
+
+    def _index_hot(self, t: TableDef) -> dict:
+        pk = ", ".join(read_path.q(c) for c in t.primary_key)
+        rows = self.admin.execute(
+            f"SELECT {pk}, _seq, _deleted FROM {read_path.hot_table(t)} "
+            f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
+        ).fetch_arrow_table()
+        seqs = rows.column("_seq").to_pylist()
+        dels = rows.column("_deleted").to_pylist()
+        return {k: KeyState(s, d) for k, s, d in zip(key_list(t, rows), seqs, dels)}
+
+    # ------------------------------------------------------------------ catalog helpers
+    def storage_for(self, t: TableDef) -> Storage:
+        return self.storages[t.storage_id]
+
+    def require_storage(self, storage_id: str) -> Storage:
+        s = self.storages.get(storage_id)
+        if s is None:
+            raise UndefinedObject(f"Storage '{storage_id}' does not exist")
+        return s
+
+    def acquire_write_lock(self) -> None:
+        if not self.write_lock.acquire(timeout=self.config.lock_timeout_s):
+            raise LockNotAvailable(
+                f"could not obtain the write lock within {self.config.lock_timeout_s:g}s "
+                "(another transaction is writing)"
+            )
+
+    def create_table(self, t: TableDef) -> TableDef:
+        """Register `t` (columns already validated) and build its DuckDB objects."""
+        t = self.catalog.add_table(t)
+        manifest = Manifest(table_id=t.qualified)
+        self.manifests[t.tid] = manifest
+        self.hot_index[t.tid] = {}
+        read_path.create_table_objects(self.admin, t, manifest, self.storage_for(t))
+        return t
+
+    def drop_table(self, t: TableDef) -> None:
+        read_path.drop_table_objects(self.admin, t)
+        self.catalog.drop_table(t)
+        self.store.drop_table(t.tid)
+        storage = self.storage_for(t)
+        storage.delete_tree(storage.scope_dir(t.namespace, t.name))
+        self.manifests.pop(t.tid, None)
+        self.hot_index.pop(t.tid, None)
+
+    def probe_columns(self, body: str) -> tuple[list[Column], list[str]]:
+        """Let DuckDB parse a column list; returns the columns and the primary key."""
+        cur = self.db.cursor()
+        try:
+            cur.execute("BEGIN")
+            cur.execute("CREATE SCHEMA IF NOT EXISTS __tierd.probe")
+            cur.execute(f"CREATE TABLE __tierd.probe.t ({body})")
+            cols = cur.execute(
+                "SELECT column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
+                "WHERE database_name = '__tierd' AND schema_name = 'probe' AND table_name = 't' "
+                "ORDER BY column_index"
+            ).fetchall()
+            pks = cur.execute(
+                "SELECT constraint_column_names FROM duckdb_constraints() "
+                "WHERE database_name = '__tierd' AND schema_name = 'probe' AND table_name = 't' "
+                "AND constraint_type = 'PRIMARY KEY'"
+            ).fetchall()
+        finally:
+            cur.execute("ROLLBACK")
+            cur.close()
+        columns = [Column(name=n, type=ty, nullable=bool(nl), default=d) for n, ty, nl, d in cols]
+        return columns, (list(pks[0][0]) if pks else [])
+
+    # ------------------------------------------------------------------ uniqueness
+    def cold_live_keys(self, cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list) -> set:
+        """Which of `keys` are live in the cold tier (one query, pruned by segment key ranges)."""
+        manifest = self.manifests[t.tid]
+        if not manifest.segments or not keys:
+            return set()
+        if not self._may_overlap(t, manifest, keys):
+            return set()
+        return self._keys_in(cur, t, keys, read_path.cold_view(t))
+
+    def _may_overlap(self, t: TableDef, manifest: Manifest, keys: list) -> bool:
+        if len(t.primary_key) != 1:
+            return True
+        col = t.primary_key[0]
+        try:
+            lo, hi = min(keys), max(keys)
+            for s in manifest.segments:
+                st = s.column_stats.get(col)
+                if not st or st.get("min") is None or not isinstance(st["min"], (int, float, str)):
+                    return True
+                if not (hi < st["min"] or lo > st["max"]):
+                    return True
+        except TypeError:
+            return True
+        return False
+
+    def _keys_in(self, cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list, relation: str) -> set:
+        pk = t.primary_key
+        if len(pk) == 1:
+            probe = pa.table({pk[0]: keys})
+        else:
+            probe = pa.table({c: [k[i] for k in keys] for i, c in enumerate(pk)})
+        cur.register("__probe_keys", probe)
+        try:
+            cols = ", ".join(f"c.{read_path.q(c)}" for c in pk)
+            using = ", ".join(read_path.q(c) for c in pk)
+            found = cur.execute(
+                f"SELECT DISTINCT {cols} FROM {relation} c SEMI JOIN __probe_keys USING ({using})"
+            ).fetch_arrow_table()
+        finally:
+            cur.unregister("__probe_keys")
+        return set(key_list(t, found))
+
+    # ------------------------------------------------------------------ flush
+    def pending_rows(self, t: TableDef) -> int:
+        return len(self.hot_index.get(t.tid, {}))
+
+    def request_flush(self, t: TableDef, wait: bool) -> Job:
+        if not self.hot_index.get(t.tid):
+            return self.jobs.record_skipped(
+                "flush", t.qualified, f"Storage flush skipped: no pending writes for table '{t.qualified}'"
+            )
+        job, created = self.jobs.submit("flush", t.qualified, lambda job: self.flush_table(t))
+        if not created:
+            return self.jobs.record_skipped(
+                "flush", t.qualified,
+                f"Storage flush skipped: a flush is already queued or running for table '{t.qualified}'",
+            )
+        if wait:
+            job.done.wait()
+        return job
+
+    def flush_table(self, t: TableDef) -> tuple[str, str, int]:
+        fp = self.failpoints
+        cur = self.db.cursor()
+        try:
+            pk = ", ".join(read_path.q(c) for c in t.primary_key)
+            self.acquire_write_lock()
+            try:
+                watermark = self.seq
+                snap = cur.execute(
+                    f"SELECT * FROM {read_path.hot_table(t)} WHERE _seq <= {watermark} "
+                    f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
+                ).fetch_arrow_table()
+            finally:
+                self.write_lock.release()
+            if snap.num_rows == 0:
+                return "skipped", f"Storage flush skipped: no pending writes for table '{t.qualified}'", 0
+            fp.hit("flush.start")
+            storage = self.storage_for(t)
+            scope = storage.scope_dir(t.namespace, t.name)
+            manifest = self.manifests[t.tid]
+            keys = key_list(t, snap)
+            in_cold: set = set()
+            if manifest.segments and self._may_overlap(t, manifest, keys):
+                rel = read_path.all_cold_versions_sql(t, manifest, storage)
+                in_cold = self._keys_in(cur, t, keys, f"({rel})")
+            mask_cold = pa.array([k in in_cold for k in keys], pa.bool_()) if in_cold else None
+            deleted = snap.column("_deleted")
+            if mask_cold is None:
+                base, delta = snap.filter(pc.invert(deleted)), snap.slice(0, 0)
+            else:
+                base = snap.filter(pc.and_(pc.invert(mask_cold), pc.invert(deleted)))
+                delta = snap.filter(mask_cold)
+            sort_keys = [(c, "ascending") for c in t.primary_key]
+            segments: list[Segment] = []
+            for kind, rows in (("base", base), ("delta", delta)):
+                if rows.num_rows == 0:
+                    continue
+                rows = rows.sort_by(sort_keys)
+                seg_id = manifest.next_segment_id + len(segments)
+                path = f"batch-{seg_id}.parquet"
+                buf = io.BytesIO()
+                pq.write_table(rows, buf, compression="zstd", row_group_size=122_880)
+                fp.hit("flush.before_parquet")
+                size = storage.write_atomic(f"{scope}/{path}", buf.getvalue())
+                fp.hit("flush.after_parquet")
+                segments.append(Segment(
+                    id=seg_id, path=path,
+                    min_seq=pc.min(rows.column("_seq")).as_py(), max_seq=pc.max(rows.column("_seq")).as_py(),
+                    row_count=rows.num_rows, size_bytes=size, created_at=now_iso(), kind=kind,
+                    column_stats=_column_stats(rows, t),
+                ))
+            new_manifest = manifest.with_segments(segments, watermark)
+            fp.hit("flush.before_manifest")
+            commit(storage, scope, new_manifest)
+            try:
+                fp.hit("flush.after_manifest")
+            finally:
+                # The manifest is the commit point: from here the flush must take effect.
+                self._apply_flush(cur, t, new_manifest, watermark, storage)
+            fp.hit("flush.before_hot_cleanup")
+            self.store.delete_keys([k for k, first in self.store.batch_keys(t.tid) if first <= watermark])
+            moved = sum(s.row_count for s in segments)
+            return "completed", (
+                f"Flushed {moved} row version(s) of table '{t.qualified}' into {len(segments)} segment(s)"
+            ), moved
+        finally:
+            cur.close()
+
+    def _apply_flush(self, cur, t: TableDef, manifest: Manifest, watermark: int, storage: Storage) -> None:
+        self.acquire_write_lock()
+        try:
+            cur.execute("BEGIN")
+            cur.execute(read_path.cold_view_sql(t, manifest, storage))
+            cur.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {watermark}")
+            cur.execute("COMMIT")
+            self.manifests[t.tid] = manifest
+            index = self.hot_index[t.tid]
+            for k in [k for k, st in index.items() if st.seq <= watermark]:
+                del index[k]
+        finally:
+            self.write_lock.release()
+
+    # ------------------------------------------------------------------ system tables
+    def _create_system_tables(self) -> None:
+        self.admin.execute(
+            "CREATE TABLE __tierd.sys.tables (namespace VARCHAR, table_name VARCHAR, table_type VARCHAR, "
+            "storage_id VARCHAR, flush_policy VARCHAR, ttl_seconds BIGINT, hot_rows BIGINT, cold_rows BIGINT, "
+            "segments BIGINT, created_at TIMESTAMPTZ)"
+        )
+        self.admin.execute(
+            "CREATE TABLE __tierd.sys.manifest (namespace VARCHAR, table_name VARCHAR, scope VARCHAR, "
+            "version BIGINT, segments BIGINT, row_count BIGINT, size_bytes BIGINT, manifest_json VARCHAR, "
+            "updated_at TIMESTAMPTZ)"
+        )
+        self.admin.execute("CREATE TABLE __tierd.sys.namespaces (namespace VARCHAR, created_at TIMESTAMPTZ)")
+        self.admin.execute(
+            "CREATE TABLE __tierd.sys.storages (storage_id VARCHAR, storage_name VARCHAR, description VARCHAR, "
+            "storage_type VARCHAR, base_directory VARCHAR, config VARCHAR, shared_tables_template VARCHAR, "
+            "user_tables_template VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ)"
+        )
+        for name in ("tables", "manifest", "namespaces", "storages"):
+            self.admin.execute(f"CREATE VIEW memory.system.{name} AS SELECT * FROM __tierd.sys.{name}")
+
+    def refresh_system_tables(self) -> None:
+        """Rebuild the small catalog-derived system tables before a query reads them."""
+        with self.sys_lock:
+            cur = self.db.cursor()
+            try:
+                tables, manifests = [], []
+                for t in self.catalog.tables.values():
+                    m = self.manifests.get(t.tid) or Manifest(table_id=t.qualified)
+                    hot = sum(1 for st in self.hot_index.get(t.tid, {}).values() if not st.deleted)
+                    tables.append((t.namespace, t.name, t.table_type, t.storage_id,
+                                   t.flush_policy or self.config.default_flush_policy, t.ttl_seconds,
+                                   hot, m.row_count, len(m.segments), t.created_at))
+                    if m.version:
+                        manifests.append((t.namespace, t.name, "shared", m.version, len(m.segments), m.row_count,
+                                          m.size_bytes, m.to_json().decode(), m.updated_at))
+                ts = now_iso()
+                storages = [(s.storage_id, s.name, s.description, s.storage_type, s.base, "{}",
+                             s.shared_tables_template, s.user_tables_template, ts, ts)
+                            for s in self.storages.values()]
+                cur.execute("BEGIN")
+                for name, rows, width in (("tables", tables, 10), ("manifest", manifests, 9),
+                                          ("namespaces", sorted(self.catalog.namespaces.items()), 2),
+                                          ("storages", storages, 10)):
+                    cur.execute(f"DELETE FROM __tierd.sys.{name}")
+                    if rows:
+                        marks = ", ".join("?" * width)
+                        cur.executemany(f"INSERT INTO __tierd.sys.{name} VALUES ({marks})", rows)
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+
+def _column_stats(rows: pa.Table, t: TableDef) -> dict:
+    stats = {}
+    for c in t.column_names:
+        col = rows.column(c)
+        entry = {"null_count": col.null_count, "min": None, "max": None}
+        try:
+            mm = pc.min_max(col).as_py()
+            lo, hi = mm["min"], mm["max"]
+            if isinstance(lo, (int, float, str, bool)) or lo is None:
+                entry["min"], entry["max"] = lo, hi
+            else:
+                entry["min"], entry["max"] = str(lo), str(hi)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, TypeError):
+            pass
+        stats[c] = entry
+    return stats

@@ -1,0 +1,90 @@
+"""A table scope's manifest: the list of live Parquet segments, committed atomically.
+
+The manifest is the commit point of a flush: segments exist for readers only once a
+manifest version lists them. `flushed_seq` is the highest `_seq` the cold tier holds, so
+recovery knows which hot batches were already moved.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from engine.storage import Storage
+
+MANIFEST = "manifest.json"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass
+class Segment:
+    id: int
+    path: str  # relative to the manifest's directory
+    min_seq: int
+    max_seq: int
+    row_count: int
+    size_bytes: int
+    created_at: str
+    schema_version: int = 1
+    status: str = "active"
+    # "base": each key's first version, keys unique across base segments.
+    # "delta": later versions and tombstones of keys already in cold.
+    kind: str = "base"
+    column_stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    table_id: str
+    user_id: str | None = None
+    version: int = 0
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+    flushed_seq: int = 0
+    next_segment_id: int = 0
+    segments: list[Segment] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=2, default=str).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Manifest":
+        raw = json.loads(data)
+        raw["segments"] = [Segment(**s) for s in raw.get("segments", [])]
+        return cls(**raw)
+
+    @property
+    def row_count(self) -> int:
+        return sum(s.row_count for s in self.segments)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size_bytes for s in self.segments)
+
+    def with_segments(self, added: list[Segment], flushed_seq: int) -> "Manifest":
+        """The next version: `added` appended, flush watermark advanced."""
+        ts = now_iso()
+        return Manifest(
+            table_id=self.table_id,
+            user_id=self.user_id,
+            version=self.version + 1,
+            created_at=self.created_at if self.version else ts,
+            updated_at=ts,
+            flushed_seq=max(self.flushed_seq, flushed_seq),
+            next_segment_id=max([self.next_segment_id] + [s.id + 1 for s in added]),
+            segments=self.segments + added,
+        )
+
+
+def load(storage: Storage, scope_dir: str, table_id: str) -> Manifest:
+    data = storage.read(f"{scope_dir}/{MANIFEST}")
+    if data is None:
+        return Manifest(table_id=table_id)
+    return Manifest.from_json(data)
+
+
+def commit(storage: Storage, scope_dir: str, manifest: Manifest) -> None:
+    storage.write_atomic(f"{scope_dir}/{MANIFEST}", manifest.to_json())

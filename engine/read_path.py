@@ -1,0 +1,137 @@
+"""The DuckDB side: one in-memory database whose views present hot + cold as one table.
+
+Catalogs:
+- `memory` (default): one schema per namespace; each table is a view of its visible
+  columns. This is what client SQL names.
+- `__tierd_full`: the same schemas and views with `_seq` and `_deleted` added; queries that
+  mention those columns run with this catalog as their default.
+- `__tierd`: internal — `hot.t<id>` holds the hot rows (every committed version, loaded
+  from LevelDB), `cold.c<id>` is the live cold data read from the manifest's Parquet files,
+  `sys.*` backs the system tables.
+
+Dedup stays cheap: base segments hold each key's first version with keys unique across
+them, so they are scanned as they are; only delta segments (updates and deletes of keys
+already flushed) need a newest-version pass, and hot rows hide older cold versions through
+an anti join against the (small) hot table.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from engine.catalog import TableDef
+from engine.manifest import Manifest
+from engine.storage import Storage
+
+FULL = "__tierd_full"
+INTERNAL = "__tierd"
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def hot_table(t: TableDef) -> str:
+    return f"{INTERNAL}.hot.t{t.tid}"
+
+
+def cold_view(t: TableDef) -> str:
+    return f"{INTERNAL}.cold.c{t.tid}"
+
+
+def visible_view(t: TableDef) -> str:
+    return f"memory.{q(t.namespace)}.{q(t.name)}"
+
+
+def full_view(t: TableDef) -> str:
+    return f"{FULL}.{q(t.namespace)}.{q(t.name)}"
+
+
+def open_database() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:", config={"threads": 2})
+    con.execute(f"ATTACH ':memory:' AS {FULL}")
+    con.execute(f"ATTACH ':memory:' AS {INTERNAL}")
+    for schema in ("hot", "cold", "sys"):
+        con.execute(f"CREATE SCHEMA {INTERNAL}.{schema}")
+    con.execute("CREATE SCHEMA memory.system")
+    return con
+
+
+def create_namespace(con: duckdb.DuckDBPyConnection, ns: str) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS memory.{q(ns)}")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {FULL}.{q(ns)}")
+
+
+def drop_namespace(con: duckdb.DuckDBPyConnection, ns: str) -> None:
+    con.execute(f"DROP SCHEMA IF EXISTS memory.{q(ns)} CASCADE")
+    con.execute(f"DROP SCHEMA IF EXISTS {FULL}.{q(ns)} CASCADE")
+
+
+def _typed_columns(t: TableDef) -> str:
+    return ", ".join(f"{q(c.name)} {c.type}" for c in t.columns)
+
+
+def create_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef, manifest: Manifest, storage: Storage) -> None:
+    con.execute(
+        f"CREATE TABLE {hot_table(t)} ({_typed_columns(t)}, _seq BIGINT NOT NULL, _deleted BOOLEAN NOT NULL)"
+    )
+    con.execute(cold_view_sql(t, manifest, storage))
+    cols = ", ".join(q(c) for c in t.column_names)
+    pk = ", ".join(q(c) for c in t.primary_key)
+    con.execute(
+        f"CREATE OR REPLACE VIEW {full_view(t)} AS "
+        f"SELECT {cols}, _seq, _deleted FROM {hot_table(t)} "
+        f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1 AND NOT _deleted "
+        f"UNION ALL "
+        f"SELECT {cols}, _seq, _deleted FROM {cold_view(t)} c ANTI JOIN {hot_table(t)} h USING ({pk})"
+    )
+    con.execute(f"CREATE OR REPLACE VIEW {visible_view(t)} AS SELECT {cols} FROM {full_view(t)}")
+
+
+def drop_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
+    con.execute(f"DROP VIEW IF EXISTS {visible_view(t)}")
+    con.execute(f"DROP VIEW IF EXISTS {full_view(t)}")
+    con.execute(f"DROP VIEW IF EXISTS {cold_view(t)}")
+    con.execute(f"DROP TABLE IF EXISTS {hot_table(t)}")
+
+
+def _parquet_select(t: TableDef, files: list[str]) -> str:
+    casts = ", ".join(f"CAST({q(c.name)} AS {c.type}) AS {q(c.name)}" for c in t.columns)
+    lst = "[" + ", ".join(sql_str(f) for f in files) + "]"
+    return f"SELECT {casts}, _seq, _deleted FROM read_parquet({lst})"
+
+
+def cold_view_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str:
+    """The live cold rows (tombstones kept, so hot can't resurrect what cold deleted)."""
+    scope = storage.scope_dir(t.namespace, t.name)
+    base = [storage.local_path(f"{scope}/{s.path}") for s in manifest.segments if s.kind == "base"]
+    delta = [storage.local_path(f"{scope}/{s.path}") for s in manifest.segments if s.kind == "delta"]
+    cols = ", ".join(q(c) for c in t.column_names)
+    pk = ", ".join(q(c) for c in t.primary_key)
+    head = f"CREATE OR REPLACE VIEW {cold_view(t)} AS "
+    if not base and not delta:
+        return head + f"SELECT {cols}, _seq, _deleted FROM {hot_table(t)} WHERE false"
+    if not delta:
+        return head + _parquet_select(t, base) + " WHERE NOT _deleted"
+    newest_delta = (
+        f"SELECT * FROM ({_parquet_select(t, delta)}) "
+        f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
+    )
+    parts = [f"SELECT {cols}, _seq, _deleted FROM ({newest_delta}) WHERE NOT _deleted"]
+    if base:
+        parts.insert(
+            0,
+            f"SELECT {cols}, _seq, _deleted FROM ({_parquet_select(t, base)}) b "
+            f"ANTI JOIN ({_parquet_select(t, delta)}) d USING ({pk})",
+        )
+    return head + " UNION ALL ".join(parts)
+
+
+def all_cold_versions_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str | None:
+    """Every cold version of every key, or None when the table has no cold data."""
+    scope = storage.scope_dir(t.namespace, t.name)
+    files = [storage.local_path(f"{scope}/{s.path}") for s in manifest.segments]
+    return _parquet_select(t, files) if files else None

@@ -1,0 +1,555 @@
+"""One client session: statement dispatch, transactions and the write path.
+
+Isolation, honestly: a transaction that writes holds the engine's single write lock from
+its first write until COMMIT/ROLLBACK, so writing transactions are serialized and see a
+snapshot that includes their own writes; reads before a transaction's first write see the
+latest committed data as of each statement. Writes become durable (one fsync'd LevelDB
+batch) and visible to others atomically at COMMIT.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+import duckdb
+import pyarrow as pa
+
+from engine import dml, read_path
+from engine.catalog import TableDef, check_identifier, parse_table_options
+from engine.engine import DEFAULT_NAMESPACE, Engine, KeyState, key_list
+from engine.errors import (
+    ActiveSqlTransaction,
+    DuplicateTable,
+    EngineError,
+    FeatureNotSupported,
+    InFailedSqlTransaction,
+    InvalidSchemaName,
+    InvalidTableDefinition,
+    ObjectInUse,
+    QueryCanceled,
+    UndefinedTable,
+    UniqueViolation,
+    from_duckdb,
+)
+from engine.results import StatementResult
+from engine.sql_split import leading_words, split_statements
+from engine.statements import parse_command, parse_create_table, unquote
+
+log = logging.getLogger("tierd.session")
+
+_HIDDEN = re.compile(r"\b_(seq|deleted)\b", re.I)
+# DuckDB has a catalog named "system" too; client SQL means tierd's schema.
+_SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
+READ_STATEMENTS = {"SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "DESCRIBE", "SUMMARIZE", "FROM"}
+
+SETTINGS_DEFAULTS = {
+    "server_version": "15.0",
+    "server_encoding": "UTF8",
+    "client_encoding": "UTF8",
+    "datestyle": "ISO, MDY",
+    "intervalstyle": "postgres",
+    "timezone": "UTC",
+    "integer_datetimes": "on",
+    "standard_conforming_strings": "on",
+    "transaction_isolation": "serializable",
+    "application_name": "",
+    "search_path": DEFAULT_NAMESPACE,
+}
+
+
+def _pk_text(t: TableDef, key) -> str:
+    cols = ", ".join(t.primary_key)
+    vals = ", ".join(str(v) for v in (key if isinstance(key, tuple) else (key,)))
+    return f"Key ({cols})=({vals}) already exists."
+
+
+class EngineSession:
+    def __init__(self, engine: Engine, user: str):
+        self.engine = engine
+        self.user = user
+        self.cur = engine.db.cursor()
+        self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
+        self.check_cur = engine.db.cursor()  # always sees the latest committed state
+        self.settings = dict(SETTINGS_DEFAULTS)
+        self.explicit = False  # inside BEGIN ... COMMIT
+        self.failed = False
+        self.holds_lock = False
+        self.pending: list[tuple[int, int, pa.Table]] = []
+        self.pending_index: dict[int, dict] = {}
+        self.stages: set[int] = set()
+        self._running = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ public
+    @property
+    def in_transaction(self) -> bool:
+        return self.explicit
+
+    def execute(self, sql: str, params: list | None = None) -> list[StatementResult]:
+        if params is None:
+            return [self._one(s, None) for s in split_statements(sql)]
+        return [self._one(sql, list(params))]
+
+    def cancel(self) -> None:
+        try:
+            self.cur.interrupt()
+            self.check_cur.interrupt()
+        except duckdb.Error:
+            pass
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._rollback_write()
+        for c in (self.cur, self.check_cur):
+            try:
+                c.close()
+            except duckdb.Error:
+                pass
+
+    # ------------------------------------------------------------------ dispatch
+    def _one(self, sql: str, params: list | None) -> StatementResult:
+        words = leading_words(sql, 3) or [""]
+        first = words[0]
+        if self.failed and first not in ("ROLLBACK", "ABORT", "COMMIT", "END"):
+            raise InFailedSqlTransaction(
+                "current transaction is aborted, commands ignored until end of transaction block"
+            )
+        try:
+            return self._dispatch(sql, words, params or [])
+        except duckdb.Error as exc:
+            err = from_duckdb(exc)
+            self._statement_failed()
+            raise err from None
+        except EngineError:
+            self._statement_failed()
+            raise
+
+    def _statement_failed(self) -> None:
+        if self.explicit:
+            self.failed = True
+        else:
+            self._rollback_write()
+
+    def _dispatch(self, sql: str, words: list[str], params: list) -> StatementResult:
+        first = words[0]
+        if first in ("BEGIN", "START"):
+            self.explicit = True
+            return StatementResult("BEGIN")
+        if first in ("COMMIT", "END"):
+            failed = self.failed
+            if failed:
+                self._rollback_write()
+            else:
+                self._commit_write()
+            self.explicit = self.failed = False
+            return StatementResult("ROLLBACK" if failed else "COMMIT")
+        if first in ("ROLLBACK", "ABORT"):
+            self._rollback_write()
+            self.explicit = self.failed = False
+            return StatementResult("ROLLBACK")
+        if first in ("INSERT", "UPDATE", "DELETE"):
+            return self._write_statement(sql, params)
+        if first == "SET" or first == "RESET":
+            return self._set(sql, words)
+        if first == "SHOW" and len(words) > 1 and words[1].lower() in self.settings:
+            name = words[1].lower()
+            return StatementResult("SHOW", pa.table({name: [self.settings[name]]}))
+        if first in READ_STATEMENTS:
+            return self._query(sql, params)
+        if first == "STORAGE":
+            return self._storage_command(sql)
+        if first in ("CREATE", "DROP"):
+            return self._ddl(sql, words)
+        if first == "":
+            return StatementResult("")
+        raise FeatureNotSupported(f'statement "{first}" is not supported by tierd')
+
+    # ------------------------------------------------------------------ reads
+    def _query(self, sql: str, params: list) -> StatementResult:
+        if _SYSTEM.search(sql):
+            self.engine.refresh_system_tables()
+            sql = _SYSTEM.sub("memory.system.", sql)
+        hidden = bool(_HIDDEN.search(sql))
+        with self._running:
+            if hidden:
+                self.cur.execute(f"USE {read_path.FULL}.{read_path.q(DEFAULT_NAMESPACE)}")
+            try:
+                self.cur.execute(sql, params)
+                table = self.cur.fetch_arrow_table()
+            finally:
+                if hidden:
+                    self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
+        return StatementResult(f"SELECT {table.num_rows}", table)
+
+    def _set(self, sql: str, words: list[str]) -> StatementResult:
+        m = re.match(r"^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_.]+)\s*(?:=|\s+TO\s+)\s*(.+?)\s*;?\s*$", sql, re.I | re.S)
+        if words[0] == "RESET":
+            name = words[1].lower() if len(words) > 1 else ""
+            if name == "ALL".lower():
+                self.settings = dict(SETTINGS_DEFAULTS)
+            elif name in SETTINGS_DEFAULTS:
+                self.settings[name] = SETTINGS_DEFAULTS[name]
+            return StatementResult("RESET")
+        tz = re.match(r"^\s*SET\s+(?:SESSION\s+)?TIME\s+ZONE\s+(.+?)\s*;?\s*$", sql, re.I | re.S)
+        if tz:
+            self.settings["timezone"] = tz.group(1).strip("'\"")
+            return StatementResult("SET")
+        if not m:
+            raise FeatureNotSupported("unsupported SET statement")
+        name, value = m.group(1).lower(), m.group(2).strip()
+        if value.startswith("'") and value.endswith("'"):
+            value = value[1:-1]
+        self.settings[name] = value
+        return StatementResult("SET")
+
+    # ------------------------------------------------------------------ DDL
+    def _ddl(self, sql: str, words: list[str]) -> StatementResult:
+        if self.holds_lock:
+            raise ActiveSqlTransaction("DDL inside a transaction that has already written is not supported")
+        eng = self.engine
+        if words[0] == "CREATE" and "TABLE" in words[1:3]:
+            return self._create_table(sql)
+        cmd = parse_command(sql)
+        if cmd is None:
+            raise FeatureNotSupported(f'statement "{" ".join(words[:2])}" is not supported by tierd')
+        with eng.ddl_lock:
+            if cmd.kind == "create_namespace":
+                name = unquote(cmd.args["name"])
+                if eng.catalog.create_namespace(name, if_not_exists=cmd.args["if"]):
+                    read_path.create_namespace(eng.admin, name)
+                return StatementResult("CREATE SCHEMA")
+            if cmd.kind == "drop_namespace":
+                name = unquote(cmd.args["name"])
+                if name not in eng.catalog.namespaces:
+                    if cmd.args["if"]:
+                        return StatementResult("DROP SCHEMA")
+                    raise InvalidSchemaName(f'namespace "{name}" does not exist')
+                tables = eng.catalog.tables_in(name)
+                if tables and not (cmd.args.get("cascade") or "").strip().upper() == "CASCADE":
+                    raise ObjectInUse(
+                        f'cannot drop namespace "{name}" because {len(tables)} table(s) depend on it',
+                        hint="Use DROP NAMESPACE ... CASCADE to drop the tables too.",
+                    )
+                self._locked(lambda: [eng.drop_table(t) for t in tables])
+                read_path.drop_namespace(eng.admin, name)
+                eng.catalog.drop_namespace(name)
+                return StatementResult("DROP SCHEMA")
+            if cmd.kind == "drop_table":
+                ns, name = self._split_name(cmd.args["name"])
+                t = eng.catalog.find(ns, name)
+                if t is None:
+                    if cmd.args["if"]:
+                        return StatementResult("DROP TABLE")
+                    raise UndefinedTable(f'table "{ns}.{name}" does not exist')
+                self._locked(lambda: eng.drop_table(t))
+                self.stages.discard(t.tid)
+                return StatementResult("DROP TABLE")
+        raise FeatureNotSupported("statement not supported")
+
+    def _locked(self, fn):
+        self.engine.acquire_write_lock()
+        try:
+            return fn()
+        finally:
+            self.engine.write_lock.release()
+
+    def _split_name(self, qname: str) -> tuple[str, str]:
+        from engine.statements import split_qualified
+
+        return split_qualified(qname, DEFAULT_NAMESPACE)
+
+    def _create_table(self, sql: str) -> StatementResult:
+        eng = self.engine
+        ct = parse_create_table(sql, DEFAULT_NAMESPACE)
+        check_identifier(ct.name, "table")
+        with eng.ddl_lock:
+            eng.catalog.require_namespace(ct.namespace)
+            if eng.catalog.find(ct.namespace, ct.name):
+                if ct.if_not_exists:
+                    return StatementResult("CREATE TABLE")
+                raise DuplicateTable(f'relation "{ct.namespace}.{ct.name}" already exists')
+            opts = parse_table_options(ct.options, ct.keyword_type)
+            eng.require_storage(opts.storage_id)
+            columns, pk = eng.probe_columns(ct.body)
+            if not pk:
+                raise InvalidTableDefinition(
+                    f'table "{ct.namespace}.{ct.name}" needs a PRIMARY KEY',
+                    hint="tierd keeps the newest version of each primary key; declare one, e.g. id BIGINT PRIMARY KEY",
+                )
+            for c in columns:
+                if c.name.lower() in ("_seq", "_deleted"):
+                    raise InvalidTableDefinition(f'column name "{c.name}" is reserved for a system column')
+            t = TableDef(tid=0, namespace=ct.namespace, name=ct.name, columns=columns, primary_key=pk,
+                         table_type=opts.table_type, storage_id=opts.storage_id,
+                         flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds)
+            self._locked(lambda: eng.create_table(t))
+        return StatementResult("CREATE TABLE")
+
+    # ------------------------------------------------------------------ storage commands
+    def _storage_command(self, sql: str) -> StatementResult:
+        eng = self.engine
+        cmd = parse_command(sql)
+        if cmd is None:
+            if re.match(r"^\s*STORAGE\s+COMPACT\b", sql, re.I):
+                raise FeatureNotSupported("STORAGE COMPACT is not supported yet")
+            raise FeatureNotSupported("unknown STORAGE command; expected STORAGE FLUSH TABLE ns.t [WAIT]")
+        wait = bool(cmd.args.get("wait"))
+        if cmd.kind == "flush_table":
+            ns, name = self._split_name(cmd.args["name"])
+            tables = [eng.catalog.get(ns, name)]
+        else:
+            ns = unquote(cmd.args["ns"]) if cmd.args.get("ns") else None
+            if ns is not None:
+                eng.catalog.require_namespace(ns)
+            tables = [t for t in eng.catalog.tables.values() if ns is None or t.namespace == ns]
+        rows = {"job_id": [], "status": [], "message": []}
+        for t in tables:
+            job = eng.request_flush(t, wait)
+            if job.status in ("skipped", "failed"):
+                message = job.message
+            else:
+                message = f"Storage flush started for table '{t.qualified}'. Job ID: {job.job_id}"
+            rows["job_id"].append(job.job_id)
+            rows["status"].append(job.status)
+            rows["message"].append(message)
+        table = pa.table(rows, schema=pa.schema([("job_id", pa.string()), ("status", pa.string()),
+                                                 ("message", pa.string())]))
+        return StatementResult(f"SELECT {table.num_rows}", table)
+
+    # ------------------------------------------------------------------ write path
+    def _resolve(self, target: dml.Target) -> TableDef:
+        ns = target.namespace or DEFAULT_NAMESPACE
+        t = self.engine.catalog.find(ns, target.name)
+        if t is None:
+            raise UndefinedTable(f'relation "{ns}.{target.name}" does not exist')
+        return t
+
+    def _begin_write(self) -> None:
+        if self.holds_lock:
+            return
+        self.engine.acquire_write_lock()
+        self.holds_lock = True
+        try:
+            self.cur.execute("BEGIN")
+        except BaseException:
+            self.holds_lock = False
+            self.engine.write_lock.release()
+            raise
+
+    def _commit_write(self) -> None:
+        if not self.holds_lock:
+            return
+        eng = self.engine
+        try:
+            if self.pending:
+                eng.store.commit(self.pending, eng.seq)
+        except BaseException:
+            self._rollback_write()
+            raise
+        try:
+            self.cur.execute("COMMIT")
+            for tid, changes in self.pending_index.items():
+                index = eng.hot_index.get(tid)
+                if index is not None:
+                    index.update(changes)
+        finally:
+            self.pending, self.pending_index = [], {}
+            self.holds_lock = False
+            eng.write_lock.release()
+
+    def _rollback_write(self) -> None:
+        if not self.holds_lock:
+            return
+        try:
+            self.cur.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        finally:
+            self.pending, self.pending_index = [], {}
+            self.holds_lock = False
+            self.engine.write_lock.release()
+
+    def _write_statement(self, sql: str, params: list) -> StatementResult:
+        p = dml.plan(sql)
+        t = self._resolve(p.target)
+        params = params[: p.param_count]
+        self._begin_write()
+        with self._running:
+            if isinstance(p, dml.InsertPlan):
+                result = self._insert(t, p, params)
+            elif isinstance(p, dml.UpdatePlan):
+                result = self._update(t, p, params)
+            else:
+                result = self._delete(t, p, params)
+        if not self.explicit:
+            self._commit_write()
+        return result
+
+    def _stage(self, t: TableDef) -> str:
+        """A per-session temp table with the table's defaults and NOT NULLs, to type rows."""
+        name = f"temp.main.__stage_{t.tid}"
+        if t.tid not in self.stages:
+            cols = []
+            for c in t.columns:
+                spec = f"{read_path.q(c.name)} {c.type}"
+                if c.default is not None:
+                    spec += f" DEFAULT {c.default}"
+                if not c.nullable:
+                    spec += " NOT NULL"
+                cols.append(spec)
+            self.cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS __stage_{t.tid} ({', '.join(cols)})")
+            self.stages.add(t.tid)
+        return name
+
+    def _typed(self, t: TableDef, sql: str, params: list, source: pa.Table | None = None) -> pa.Table:
+        stage = self._stage(t)
+        if source is not None:
+            self.cur.register("__source", source)
+        try:
+            rows = self.cur.execute(sql.replace(dml.STAGE, stage), params).fetch_arrow_table()
+        finally:
+            if source is not None:
+                self.cur.unregister("__source")
+            self.cur.execute(f"DELETE FROM {stage}")
+        return rows
+
+    def _hot_state(self, t: TableDef, key) -> KeyState | None:
+        st = self.pending_index.get(t.tid, {}).get(key)
+        return st if st is not None else self.engine.hot_index[t.tid].get(key)
+
+    def _live_keys(self, t: TableDef, keys: list) -> set:
+        live, unknown = set(), []
+        for k in keys:
+            st = self._hot_state(t, k)
+            if st is None:
+                unknown.append(k)
+            elif not st.deleted:
+                live.add(k)
+        if unknown:
+            live |= self.engine.cold_live_keys(self.check_cur, t, unknown)
+        return live
+
+    def _append(self, t: TableDef, rows: pa.Table, deleted: bool) -> None:
+        """Write new versions of `rows` (visible columns, table types) into the hot tier."""
+        n = rows.num_rows
+        if n == 0:
+            return
+        eng = self.engine
+        first = eng.seq + 1
+        eng.seq += n
+        batch = rows.append_column("_seq", pa.array(range(first, first + n), pa.int64()))
+        batch = batch.append_column("_deleted", pa.array([deleted] * n, pa.bool_()))
+        self.cur.register("__batch", batch)
+        try:
+            self.cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __batch")
+        finally:
+            self.cur.unregister("__batch")
+        self.pending.append((t.tid, first, batch))
+        index = self.pending_index.setdefault(t.tid, {})
+        for k, s in zip(key_list(t, rows), range(first, first + n)):
+            index[k] = KeyState(s, deleted)
+
+    def _tombstones(self, t: TableDef, rows: pa.Table) -> pa.Table:
+        cols = {}
+        for c in t.columns:
+            if c.name in t.primary_key:
+                cols[c.name] = rows.column(c.name)
+            else:
+                cols[c.name] = pa.nulls(rows.num_rows, self._hot_schema(t).field(c.name).type)
+        return pa.table(cols, schema=self._hot_schema(t))
+
+    def _hot_schema(self, t: TableDef) -> pa.Schema:
+        cache = getattr(self, "_schemas", None)
+        if cache is None:
+            cache = self._schemas = {}
+        if t.tid not in cache:
+            stage = self._stage(t)
+            cache[t.tid] = self.cur.execute(f"SELECT * FROM {stage} LIMIT 0").fetch_arrow_table().schema
+        return cache[t.tid]
+
+    def _returning(self, t: TableDef, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
+        if expr is None:
+            return None
+        self.cur.register("__ret", rows)
+        try:
+            return self.cur.execute(f"SELECT {expr} FROM __ret AS {read_path.q(alias)}", params).fetch_arrow_table()
+        finally:
+            self.cur.unregister("__ret")
+
+    def _duplicate_in(self, t: TableDef, keys: list) -> None:
+        seen = set()
+        for k in keys:
+            if k in seen:
+                raise UniqueViolation(f'duplicate key value violates unique constraint "{t.name}_pkey"',
+                                      detail=_pk_text(t, k))
+            seen.add(k)
+
+    def _insert(self, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
+        rows = self._typed(t, p.stage_sql, params)
+        keys = key_list(t, rows)
+        self._duplicate_in(t, keys)
+        live = self._live_keys(t, keys)
+        if live:
+            if not p.on_conflict_nothing:
+                k = next(k for k in keys if k in live)
+                raise UniqueViolation(f'duplicate key value violates unique constraint "{t.name}_pkey"',
+                                      detail=_pk_text(t, k))
+            rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
+        self._append(t, rows, deleted=False)
+        ret = self._returning(t, p.target.alias, p.returning, rows, params)
+        return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
+
+    def _update(self, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
+        sel = self.cur.execute(p.select_sql, params).fetch_arrow_table()
+        old_keys = key_list(t, sel)
+        if len(set(old_keys)) != len(old_keys):  # UPDATE ... FROM matching a row twice: first wins
+            seen, mask = set(), []
+            for k in old_keys:
+                mask.append(k not in seen)
+                seen.add(k)
+            sel = sel.filter(pa.array(mask, pa.bool_()))
+            old_keys = key_list(t, sel)
+        unknown = [c for c in p.set_columns if c not in t.column_names]
+        if unknown:
+            raise from_duckdb(duckdb.BinderException(f'column "{unknown[0]}" of relation "{t.name}" does not exist'))
+        cols = []
+        for c in t.column_names:
+            if c in p.set_columns:
+                idx = len(p.set_columns) - 1 - list(reversed(p.set_columns)).index(c)
+                cols.append(sel.column(f"__new_{idx}"))
+            else:
+                cols.append(sel.column(c))
+        new = pa.table(cols, names=t.column_names)
+        typed = self._typed(t, f"INSERT INTO {dml.STAGE} SELECT * FROM __source RETURNING *", [], new)
+        new_keys = key_list(t, typed)
+        old_set = set(old_keys)
+        if new_keys != old_keys:
+            self._duplicate_in(t, new_keys)
+            moved_in = [k for k in new_keys if k not in old_set]
+            live = self._live_keys(t, moved_in)
+            if live:
+                raise UniqueViolation(f'duplicate key value violates unique constraint "{t.name}_pkey"',
+                                      detail=_pk_text(t, next(iter(live))))
+            new_set = set(new_keys)
+            gone = sel.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
+            self._append(t, self._tombstones(t, gone.select(t.column_names)), deleted=True)
+        self._append(t, typed, deleted=False)
+        ret = self._returning(t, p.target.alias, p.returning, typed, params)
+        return StatementResult(f"UPDATE {typed.num_rows}", ret)
+
+    def _delete(self, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
+        sel = self.cur.execute(p.select_sql, params).fetch_arrow_table()
+        keys = key_list(t, sel)
+        if len(set(keys)) != len(keys):
+            seen, mask = set(), []
+            for k in keys:
+                mask.append(k not in seen)
+                seen.add(k)
+            sel = sel.filter(pa.array(mask, pa.bool_()))
+        sel = sel.select(t.column_names)
+        self._append(t, self._tombstones(t, sel), deleted=True)
+        ret = self._returning(t, p.target.alias, p.returning, sel, params)
+        return StatementResult(f"DELETE {sel.num_rows}", ret)
