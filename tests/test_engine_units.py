@@ -1,0 +1,79 @@
+"""Small exact tests of the engine's pure pieces."""
+import pytest
+
+from engine.errors import InvalidParameterValue, SyntaxError_
+from engine.manifest import Manifest, Segment
+from engine.policy import FlushPolicy, parse_flush_policy
+from engine.sql_split import leading_words, split_statements
+from engine.statements import parse_command, parse_create_table
+
+
+@pytest.mark.parametrize("sql,expected", [
+    ("select 1; select 2", ["select 1", "select 2"]),
+    ("select ';' ; select 2;", ["select ';'", "select 2"]),
+    ("select $$a;b$$; select $t$x;$t$", ["select $$a;b$$", "select $t$x;$t$"]),
+    ("select 1 -- c;\n; /* ; */ select 2", ["select 1 -- c;", "/* ; */ select 2"]),
+    ('select "a;b" from t', ['select "a;b" from t']),
+    ("select 'it''s;'", ["select 'it''s;'"]),
+    (" ; -- only a comment\n", []),
+    ("select $1, $2", ["select $1, $2"]),
+])
+def test_split_statements(sql, expected):
+    assert split_statements(sql) == expected
+
+
+def test_leading_words():
+    assert leading_words("/* x */ -- y\n  (select 1)") == ["SELECT"]
+    assert leading_words("storage flush table a.b wait", 3) == ["STORAGE", "FLUSH", "TABLE"]
+
+
+@pytest.mark.parametrize("text,policy", [
+    ("rows:50", FlushPolicy(rows=50)),
+    ("interval:60", FlushPolicy(interval=60)),
+    ("rows:50,interval:60", FlushPolicy(rows=50, interval=60)),
+    (" Interval:5 , rows:1 ", FlushPolicy(rows=1, interval=5)),
+    ("manual", FlushPolicy()),
+])
+def test_flush_policy_valid(text, policy):
+    assert parse_flush_policy(text) == policy
+    assert parse_flush_policy(str(policy)) == policy
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("rows", "needs a value"), ("rows:", "needs a value"), ("rows:0", "between"),
+    ("rows:-1", "between"), ("rows:x", "not an integer"), ("bytes:10", "unknown key"),
+    ("rows:1,rows:2", "twice"), ("", "empty"), ("interval:99999999999", "between"),
+])
+def test_flush_policy_invalid(text, needle):
+    with pytest.raises(InvalidParameterValue) as info:
+        parse_flush_policy(text)
+    assert needle in info.value.message
+
+
+def test_parse_create_table_with_options():
+    ct = parse_create_table(
+        "CREATE SHARED TABLE IF NOT EXISTS App.Ev (id BIGINT PRIMARY KEY, b TEXT DEFAULT 'x(y)') "
+        "WITH (TYPE = 'SHARED', STORAGE_ID = 'local', FLUSH_POLICY = 'rows:50,interval:60')", "public")
+    assert (ct.namespace, ct.name, ct.keyword_type, ct.if_not_exists) == ("app", "ev", "SHARED", True)
+    assert ct.body == "id BIGINT PRIMARY KEY, b TEXT DEFAULT 'x(y)'"
+    assert ct.options == {"TYPE": "SHARED", "STORAGE_ID": "local", "FLUSH_POLICY": "rows:50,interval:60"}
+    assert parse_create_table('create table "Q" (a int primary key)', "public").name == "Q"
+    with pytest.raises(SyntaxError_):
+        parse_create_table("CREATE TABLE t (a INT PRIMARY KEY) WITH (BROKEN", "public")
+
+
+def test_parse_commands():
+    cmd = parse_command("STORAGE FLUSH TABLE app.events WAIT")
+    assert cmd.kind == "flush_table" and cmd.args["name"] == "app.events" and cmd.args["wait"]
+    assert parse_command("storage flush all in app").args["ns"] == "app"
+    assert parse_command("DROP NAMESPACE IF EXISTS app CASCADE").args["if"] is True
+    assert parse_command("STORAGE FLUSH TABLES x") is None
+
+
+def test_manifest_roundtrip_and_next_version():
+    m = Manifest(table_id="a.b")
+    seg = Segment(id=0, path="batch-0.parquet", min_seq=1, max_seq=3, row_count=3, size_bytes=10,
+                  created_at="t", column_stats={"id": {"min": 1, "max": 3, "null_count": 0}})
+    m2 = m.with_segments([seg], flushed_seq=3)
+    assert (m2.version, m2.flushed_seq, m2.next_segment_id, m2.row_count) == (1, 3, 1, 3)
+    assert Manifest.from_json(m2.to_json()) == m2

@@ -1,0 +1,65 @@
+"""`tierd serve | check-config | version`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+
+def _version() -> str:
+    try:
+        return version("tierd")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tierd", description="Postgres-wire database with hot and cold tiers")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", help="TOML config file")
+    serve.add_argument("--data-dir", help="data directory (default ./data)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default 5433)")
+    check = sub.add_parser("check-config", help="validate a config file and print the effective settings")
+    check.add_argument("file")
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+
+    from tierd import config as config_mod
+    from tierd.daemon import serve as run_daemon, setup_logging
+
+    if args.command == "version":
+        print(f"tierd {_version()}")
+        return 0
+    if args.command == "check-config":
+        try:
+            cfg = config_mod.load(args.file)
+            cfg.check()
+        except config_mod.ConfigError as exc:
+            print(f"tierd: invalid config: {exc}", file=sys.stderr)
+            return 2
+        for k, v in vars(cfg).items():
+            print(f"{k} = {'********' if k == 'password' and v else v!r}")
+        return 0
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    try:
+        cfg = config_mod.load(args.config)
+        if args.data_dir:
+            cfg.data_dir = args.data_dir
+        if args.host:
+            cfg.host = args.host
+        if args.port is not None:
+            cfg.port = args.port
+        cfg.check()
+    except config_mod.ConfigError as exc:
+        print(f"tierd: invalid config: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.log_level)
+    return run_daemon(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

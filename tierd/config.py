@@ -1,0 +1,90 @@
+"""The TOML config and its defaults; errors name the key and the problem."""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from engine.policy import parse_flush_policy
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 5433
+    data_dir: str = "./data"
+    superuser: str = "tierd"
+    password: str | None = None
+    default_flush_policy: str = "rows:100000,interval:300"
+    job_workers: int = 2
+    lock_timeout_s: float = 30.0
+    log_level: str = "INFO"
+    failpoints: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if not (0 < self.port < 65536):
+            raise ConfigError(f"server.port: {self.port} is not a TCP port (1-65535)")
+        try:
+            parse_flush_policy(self.default_flush_policy)
+        except Exception as exc:
+            raise ConfigError(f"flush.default_policy: {exc}") from None
+        if self.host not in LOOPBACK and not self.password:
+            raise ConfigError(
+                f"server.host: refusing to listen on {self.host!r} without a password; "
+                "set auth.password or listen on 127.0.0.1"
+            )
+        if self.job_workers < 1:
+            raise ConfigError("jobs.workers: must be at least 1")
+
+
+_KEYS = {
+    ("server", "host"): ("host", str),
+    ("server", "port"): ("port", int),
+    ("server", "data_dir"): ("data_dir", str),
+    ("auth", "superuser"): ("superuser", str),
+    ("auth", "password"): ("password", str),
+    ("flush", "default_policy"): ("default_flush_policy", str),
+    ("jobs", "workers"): ("job_workers", int),
+    ("jobs", "lock_timeout_seconds"): ("lock_timeout_s", float),
+    ("log", "level"): ("log_level", str),
+}
+
+
+def load(path: str | None) -> Config:
+    cfg = Config()
+    if path is None:
+        return cfg
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for section, values in raw.items():
+        if section == "failpoints":
+            cfg.failpoints = {str(k): str(v) for k, v in values.items()}
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: expected a [{section}] table")
+        for key, value in values.items():
+            spec = _KEYS.get((section, key))
+            if spec is None:
+                raise ConfigError(f"{section}.{key}: unknown setting")
+            attr, typ = spec
+            if typ is float and isinstance(value, int):
+                value = float(value)
+            if not isinstance(value, typ) or isinstance(value, bool):
+                raise ConfigError(f"{section}.{key}: expected {typ.__name__}, got {type(value).__name__}")
+            setattr(cfg, attr, value)
+    if path and not os.path.isabs(cfg.data_dir):
+        cfg.data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), cfg.data_dir)
+    if cfg.password == "":
+        cfg.password = None
+    return cfg
