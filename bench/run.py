@@ -1,0 +1,702 @@
+#!/usr/bin/env python3
+"""tierd benchmark harness: tierd vs PostgreSQL 15 vs DuckDB in-process, in one run, on one machine.
+
+Usage (from the repository root):
+    .venv/bin/python bench/run.py            # full sizes, writes bench/results/latest.md
+    .venv/bin/python bench/run.py --smoke    # tiny sizes, < 1 minute, writes nothing
+
+It starts a throw-away PostgreSQL 15 cluster and a throw-away `tierd serve`, loads the same
+generated rows into both, times each workload several times and reports the median (SPEC §9).
+Every server it starts is stopped and every temp dir removed in `finally`, even on failure.
+
+To add a workload: write `def wl_x(b: Bench) -> list[Measurement]` and append it to WORKLOADS.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import pwd
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import duckdb
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results" / "latest.md"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_USER = "bench"  # superuser name given to initdb; we connect over TCP with trust auth
+HOST = "127.0.0.1"  # all traffic stays on loopback
+
+TIERD = "tierd"
+PG = "PostgreSQL 15"
+DUCK = "DuckDB in-process"
+SYSTEMS = (TIERD, PG, DUCK)
+
+GROUP_BY_SQL = (
+    "SELECT device, kind, count(*), avg(value), max(ts) FROM bench.events "
+    "GROUP BY device, kind ORDER BY device, kind"
+)
+EVENTS_COLUMNS = "id BIGINT PRIMARY KEY, device INT, kind TEXT, value DOUBLE PRECISION, ts TIMESTAMP"
+INS_COLUMNS = "id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION"
+KINDS = ("click", "view", "purchase", "error", "heartbeat")
+N_DEVICES = 100
+SEED = 20240101
+# Segment states that must not be read (live ones may be unset, "active", "live", "compacted", ...).
+DEAD_SEGMENT_STATES = {"deleted", "superseded", "pending", "failed", "obsolete", "removed", "tombstoned"}
+
+
+# --------------------------------------------------------------------------- results model
+
+@dataclass
+class Measurement:
+    """One table row: a workload's median value per system (a float, or a string for n/a/error)."""
+
+    name: str
+    unit: str  # "rows/s" (higher is better) or "ms" (lower is better)
+    values: dict[str, float | str] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def throughput(self) -> bool:
+        return self.unit == "rows/s"
+
+
+@dataclass
+class Bench:
+    """Everything workloads share: sizes, connection info, and where problems are collected."""
+
+    args: argparse.Namespace
+    pg_conninfo: dict[str, Any]
+    tierd_conninfo: dict[str, Any] | None  # None when --skip-tierd
+    tierd_data_dir: Path
+    scratch: Path  # harness-owned temp dir (e.g. the stand-in Parquet in --skip-tierd mode)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def pg(self) -> psycopg.Connection:
+        return psycopg.connect(**self.pg_conninfo, autocommit=True)
+
+    def tierd(self) -> psycopg.Connection:
+        assert self.tierd_conninfo is not None
+        return psycopg.connect(**self.tierd_conninfo, autocommit=True)
+
+
+def attempt(b: Bench, label: str, fn: Callable[[], float]) -> float | str:
+    """Run one system's measurement; a failure becomes a table cell and a problem, not a crash,
+    so one missing daemon feature doesn't hide every other number."""
+    try:
+        return fn()
+    except (KeyboardInterrupt, SystemExit, TimeoutError):
+        raise
+    except Exception as e:  # noqa: BLE001 - reported, and the exit code says it failed
+        msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        b.problems.append(f"{label}: {msg}")
+        return "error"
+
+
+def median_seconds(runs: int, once: Callable[[int], float]) -> float:
+    """Median wall time of `runs` calls; `once(run_index)` returns its own elapsed seconds so setup
+    stays outside the timed region."""
+    return statistics.median(once(i) for i in range(runs))
+
+
+# --------------------------------------------------------------------------- process helpers
+
+def free_port() -> int:
+    """Ask the kernel for a free loopback port (tiny race accepted: we bind right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """Last lines of a log file, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_for_connection(conninfo: dict[str, Any], alive: Callable[[], bool], deadline_s: float) -> None:
+    """Poll until a psycopg connection succeeds, the process dies, or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("server exited before accepting connections")
+        try:
+            psycopg.connect(**conninfo, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError as e:
+            last = e
+            time.sleep(0.2)
+    raise RuntimeError(f"server not accepting connections after {deadline_s:.0f}s: {last}")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+def ensure_postgres() -> None:
+    """Install PostgreSQL 15 the way a fresh Debian 12 CI machine gets it, if it is missing."""
+    if (PG_BIN / "initdb").exists():
+        return
+    if os.geteuid() != 0:
+        raise RuntimeError(f"{PG_BIN}/initdb missing; install it with: sudo apt-get install -y postgresql-15")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    print("PostgreSQL 15 not found; installing postgresql-15 with apt-get ...", file=sys.stderr)
+    subprocess.run(["apt-get", "update"], check=True, env=env, timeout=900)
+    subprocess.run(["apt-get", "install", "-y", "postgresql-15"], check=True, env=env, timeout=1800)
+    if not (PG_BIN / "initdb").exists():
+        raise RuntimeError(f"apt-get installed postgresql-15 but {PG_BIN}/initdb is still missing")
+
+
+def pg_os_user() -> str | None:
+    """Debian's initdb refuses to run as root: pick an unprivileged account to run it as."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise RuntimeError("running as root and neither 'postgres' nor 'nobody' exists to run PostgreSQL")
+
+
+def pg_cmd(user: str | None, *argv: str) -> list[str]:
+    """Prefix a PostgreSQL command with runuser when we must drop root."""
+    return (["runuser", "-u", user, "--"] if user else []) + list(argv)
+
+
+@contextlib.contextmanager
+def postgres_server(tmp: Path) -> Iterator[dict[str, Any]]:
+    """A throw-away PostgreSQL 15 cluster with default durability, stopped however we leave."""
+    ensure_postgres()
+    user = pg_os_user()
+    if user:
+        pw = pwd.getpwnam(user)
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+    data, log, port = tmp / "data", tmp / "server.log", free_port()
+    run = lambda *argv, t: subprocess.run(  # noqa: E731 - local shorthand
+        pg_cmd(user, *argv), cwd=tmp, check=True, timeout=t, capture_output=True, text=True)
+    try:
+        run(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER,
+            "-E", "UTF8", "--locale=C", "--no-sync", t=180)
+    except subprocess.CalledProcessError as e:
+        raise RuntimeError(f"initdb failed:\n{e.stdout}\n{e.stderr}") from e
+    opts = f"-p {port} -k {tmp} -c listen_addresses={HOST}"
+    try:
+        try:
+            run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "90", "start", t=120)
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(f"pg_ctl start failed:\n{e.stdout}\n{e.stderr}\n{tail(log)}") from e
+        conninfo = {"host": HOST, "port": port, "user": PG_USER, "dbname": "postgres"}
+        wait_for_connection(conninfo, lambda: True, 30)
+        yield conninfo
+    finally:
+        stop_postgres(user, data)
+
+
+def stop_postgres(user: str | None, data: Path) -> None:
+    """pg_ctl stop -m fast; if that fails, SIGKILL the postmaster we started (pid from its file)."""
+    pidfile = data / "postmaster.pid"
+    if not pidfile.exists():
+        return
+    with contextlib.suppress(Exception):
+        subprocess.run(pg_cmd(user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"),
+                       cwd=data.parent, timeout=90, capture_output=True, check=True)
+        return
+    with contextlib.suppress(Exception):
+        os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- tierd
+
+TIERD_BIN: Path | None = None  # --tierd-bin
+
+
+def tierd_binary() -> Path:
+    """--tierd-bin, else the venv's console script next to the running interpreter, else the repo's .venv."""
+    if TIERD_BIN is not None:
+        return TIERD_BIN
+    for cand in (Path(sys.executable).parent / "tierd", REPO / ".venv" / "bin" / "tierd"):
+        if cand.exists():
+            return cand
+    raise RuntimeError("tierd executable not found (run `make install`)")
+
+
+@contextlib.contextmanager
+def tierd_server(data_dir: Path, log: Path, peak_rss: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """`tierd serve` on a free loopback port; SIGTERM (then SIGKILL) however we leave."""
+    port = free_port()
+    argv = [str(tierd_binary()), "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", HOST]
+    with open(log, "wb") as logf:
+        # own session: a Ctrl-C reaches only us, and we stop tierd ourselves in order
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=data_dir.parent, start_new_session=True)
+    try:
+        conninfo = {"host": HOST, "port": port, "user": "tierd", "dbname": "tierd"}
+        try:
+            wait_for_connection(conninfo, lambda: proc.poll() is None, 60)
+        except RuntimeError as e:
+            raise RuntimeError(f"tierd failed to start ({e}); exit code {proc.poll()}; "
+                               f"command: {' '.join(argv)}\n--- tierd output (tail) ---\n{tail(log)}") from e
+        yield conninfo
+    finally:
+        peak_rss["tierd"] = read_peak_rss(proc.pid)
+        stop_process(proc)
+
+
+def read_peak_rss(pid: int) -> str:
+    """VmHWM of a live process (informational: memory must stay bounded under ingest)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) / 1024:.0f} MiB"
+    return "n/a"
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM, bounded wait, then SIGKILL: the daemon should drain, but we never hang on it."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        print(f"tierd did not exit {grace_s:.0f}s after SIGTERM; sending SIGKILL", file=sys.stderr)
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- data
+
+def event_chunks(n: int, chunk: int) -> Iterator[list[tuple[str, str, str, str, str]]]:
+    """The events rows as pre-formatted text, identical on every call (same seed), so both
+    servers and the checks see exactly the same values."""
+    rng = random.Random(SEED)
+    base = dt.datetime(2024, 1, 1)
+    span = 90 * 86400
+    for start in range(0, n, chunk):
+        rows = []
+        for i in range(start, min(n, start + chunk)):
+            ts = base + dt.timedelta(seconds=rng.randrange(span))
+            rows.append((str(i), str(rng.randrange(N_DEVICES)), rng.choice(KINDS),
+                         f"{rng.uniform(0, 1000):.3f}", ts.isoformat(sep=" ")))
+        yield rows
+
+
+def insert_sql(rows: list[tuple[str, str, str, str, str]]) -> str:
+    """One multi-row INSERT as literal SQL (tierd may not have COPY yet)."""
+    values = ",".join(f"({i},{d},'{k}',{v},'{t}')" for i, d, k, v, t in rows)
+    return f"INSERT INTO bench.events (id, device, kind, value, ts) VALUES {values}"
+
+
+# --------------------------------------------------------------------------- workload: INSERT
+
+def wl_single_insert(b: Bench) -> list[Measurement]:
+    """Single-row autocommit INSERT with bound parameters: the OLTP ingest path (one commit each)."""
+    n, runs = b.args.insert_rows, b.args.runs
+    m = Measurement(f"single-row INSERT, autocommit, params ({n:,} rows/run)", "rows/s",
+                    note="psycopg extended protocol, one commit per row")
+    m.values[PG] = attempt(b, f"{PG} insert", lambda: insert_rate(b.pg, "CREATE SCHEMA bench", n, runs))
+    if b.tierd_conninfo:
+        m.values[TIERD] = attempt(b, f"{TIERD} insert",
+                                  lambda: insert_rate(b.tierd, "CREATE NAMESPACE IF NOT EXISTS bench", n, runs))
+    else:
+        m.values[TIERD] = "skipped"
+    m.values[DUCK] = "n/a"
+    return [m]
+
+
+def insert_rate(connect: Callable[[], psycopg.Connection], create_ns: str, n: int, runs: int) -> float:
+    """Median rows/s over `runs` runs of n single-row INSERTs, fresh keys each run."""
+    with connect() as conn:
+        conn.execute(create_ns)
+        conn.execute(f"CREATE TABLE bench.ins ({INS_COLUMNS})")
+        cur = conn.cursor()
+        sql = "INSERT INTO bench.ins (id, v, x) VALUES (%s, %s, %s)"
+
+        def once(run: int) -> float:
+            t0 = time.perf_counter()
+            for key in range(run * n, (run + 1) * n):
+                cur.execute(sql, (key, f"row-{key}", key * 0.5))
+            return time.perf_counter() - t0
+
+        secs = median_seconds(runs, once)
+        got = conn.execute("SELECT count(*) FROM bench.ins").fetchone()[0]
+        if got != n * runs:
+            raise RuntimeError(f"bench.ins has {got} rows, expected {n * runs}")
+        return n / secs
+
+
+# --------------------------------------------------------------------------- workload: events
+
+def wl_events_group_by(b: Bench) -> list[Measurement]:
+    """Load the same events into both servers, flush tierd to Parquet, and time one GROUP BY in
+    tierd (cold data over the wire), PostgreSQL, and DuckDB in-process on tierd's own files."""
+    n, runs = b.args.events, b.args.runs
+    load = Measurement(f"events load, {n:,} rows (informational)", "rows/s",
+                       note=f"PostgreSQL: COPY; tierd: {b.args.insert_batch:,}-row multi-row INSERT statements")
+    flush = Measurement(f"STORAGE FLUSH TABLE … WAIT, {n:,} rows", "rows/s", note="hot → Parquet + manifest")
+    query = Measurement(f"GROUP BY device, kind over {n:,} flushed rows", "ms",
+                        note="fetchall over the wire; DuckDB on tierd's Parquet files")
+    answers: dict[str, list[tuple]] = {}
+
+    load.values[PG] = attempt(b, f"{PG} load", lambda: load_pg(b, n))
+    query.values[PG] = attempt(b, f"{PG} group by", lambda: time_query(b.pg, runs, answers, PG))
+    if b.tierd_conninfo:
+        load.values[TIERD] = attempt(b, f"{TIERD} load", lambda: load_tierd(b, n))
+        flush.values[TIERD] = attempt(b, f"{TIERD} flush", lambda: flush_tierd(b, n))
+        query.values[TIERD] = attempt(b, f"{TIERD} group by", lambda: time_query(b.tierd, runs, answers, TIERD))
+        files = lambda: manifest_files(b.tierd_data_dir / "storage" / "bench" / "events" / "manifest.json", b)  # noqa: E731
+    else:
+        load.values[TIERD] = flush.values[TIERD] = query.values[TIERD] = "skipped"
+        files = lambda: write_standin_parquet(b, n)  # noqa: E731
+        query.note = "fetchall over the wire; DuckDB on harness-written Parquet (--skip-tierd)"
+    query.values[DUCK] = attempt(b, f"{DUCK} group by", lambda: time_duckdb(files(), runs, answers))
+    load.values[DUCK] = flush.values[DUCK] = "n/a"
+    flush.values[PG] = "n/a"
+    check_answers(b, answers, n)
+    return [load, flush, query]
+
+
+def load_pg(b: Bench, n: int) -> float:
+    """COPY the events into PostgreSQL, then VACUUM ANALYZE (not timed) so it plans well."""
+    with b.pg() as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+        conn.execute(f"CREATE TABLE bench.events ({EVENTS_COLUMNS})")
+        t0 = time.perf_counter()
+        with conn.transaction(), conn.cursor().copy(
+                "COPY bench.events (id, device, kind, value, ts) FROM STDIN") as copy:
+            for rows in event_chunks(n, 50_000):
+                copy.write("".join("\t".join(r) + "\n" for r in rows))
+        secs = time.perf_counter() - t0
+        conn.execute("VACUUM ANALYZE bench.events")
+    return n / secs
+
+
+def load_tierd(b: Bench, n: int) -> float:
+    """Multi-row INSERTs as literal SQL in autocommit; the table flushes only when we say so."""
+    with b.tierd() as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS bench")
+        try:
+            conn.execute(f"CREATE TABLE bench.events ({EVENTS_COLUMNS}) WITH (FLUSH_POLICY = 'manual')")
+        except psycopg.Error as e:
+            b.notes.append(f"tierd rejected FLUSH_POLICY = 'manual' ({e}); bench.events uses the default policy")
+            conn.execute(f"CREATE TABLE bench.events ({EVENTS_COLUMNS})")
+        secs = 0.0
+        for rows in event_chunks(n, b.args.insert_batch):
+            sql = insert_sql(rows)  # built outside the timed region: we time the server, not f-strings
+            t0 = time.perf_counter()
+            conn.execute(sql)
+            secs += time.perf_counter() - t0
+    return n / secs
+
+
+def flush_tierd(b: Bench, n: int) -> float:
+    """STORAGE FLUSH TABLE … WAIT; the reply row is (job_id, status, message)."""
+    with b.tierd() as conn:
+        t0 = time.perf_counter()
+        row = conn.execute("STORAGE FLUSH TABLE bench.events WAIT").fetchone()
+        secs = time.perf_counter() - t0
+    if row is None or len(row) < 3:
+        raise RuntimeError(f"flush returned {row!r}, expected (job_id, status, message)")
+    job_id, status, message = row[:3]
+    if str(status).lower() != "completed":
+        raise RuntimeError(f"flush job {job_id} ended {status!r}: {message}")
+    b.notes.append(f"tierd flush: job {job_id} {status}: {message}")
+    return n / secs
+
+
+def time_query(connect: Callable[[], psycopg.Connection], runs: int,
+               answers: dict[str, list[tuple]], system: str) -> float:
+    """Median ms of the GROUP BY with fetchall, after one untimed warm-up (which is also the answer)."""
+    with connect() as conn:
+        cur = conn.cursor()
+        answers[system] = cur.execute(GROUP_BY_SQL).fetchall()
+
+        def once(_: int) -> float:
+            t0 = time.perf_counter()
+            cur.execute(GROUP_BY_SQL).fetchall()
+            return time.perf_counter() - t0
+
+        return median_seconds(runs, once) * 1000
+
+
+def time_duckdb(files: list[str], runs: int, answers: dict[str, list[tuple]]) -> float:
+    """Same SQL in DuckDB in-process: bench.events is a view over the Parquet files."""
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE SCHEMA bench")
+        con.execute(f"CREATE VIEW bench.events AS SELECT * FROM read_parquet({json.dumps(files)})")
+        answers[DUCK] = con.execute(GROUP_BY_SQL).fetchall()
+
+        def once(_: int) -> float:
+            t0 = time.perf_counter()
+            con.execute(GROUP_BY_SQL).fetchall()
+            return time.perf_counter() - t0
+
+        return median_seconds(runs, once) * 1000
+    finally:
+        con.close()
+
+
+def manifest_files(manifest: Path, b: Bench) -> list[str]:
+    """The live segment files of one scope, from its manifest (never by listing the directory)."""
+    if not manifest.exists():
+        raise RuntimeError(f"no manifest at {manifest} (did the flush write one?)")
+    doc = json.loads(manifest.read_text())
+    segs = [s for s in doc.get("segments", []) if str(s.get("status", "")).lower() not in DEAD_SEGMENT_STATES]
+    if not segs:
+        raise RuntimeError(f"manifest {manifest} lists no live segments")
+    files = [str((manifest.parent / s["path"]).resolve()) for s in segs]
+    missing = [f for f in files if not Path(f).exists()]
+    if missing:
+        raise RuntimeError(f"manifest lists missing files: {missing[:3]}")
+    rows = sum(int(s.get("row_count", 0)) for s in segs)
+    b.notes.append(f"tierd cold tier: {len(segs)} segment(s), {rows:,} rows, "
+                   f"{sum(Path(f).stat().st_size for f in files) / 2**20:.1f} MiB Parquet")
+    return files
+
+
+def write_standin_parquet(b: Bench, n: int) -> list[str]:
+    """--skip-tierd only: write the events as tierd would (with _seq/_deleted) so the DuckDB side
+    can be measured and checked without the daemon."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols: dict[str, list] = {k: [] for k in ("id", "device", "kind", "value", "ts")}
+    for rows in event_chunks(n, 100_000):
+        for i, d, k, v, t in rows:
+            cols["id"].append(int(i)); cols["device"].append(int(d)); cols["kind"].append(k)
+            cols["value"].append(float(v)); cols["ts"].append(dt.datetime.fromisoformat(t))
+    table = pa.table({
+        "id": pa.array(cols["id"], pa.int64()), "device": pa.array(cols["device"], pa.int32()),
+        "kind": pa.array(cols["kind"], pa.string()), "value": pa.array(cols["value"], pa.float64()),
+        "ts": pa.array(cols["ts"], pa.timestamp("us")),
+        "_seq": pa.array(range(1, n + 1), pa.int64()), "_deleted": pa.array([False] * n, pa.bool_()),
+    })
+    path = b.scratch / "standin" / "batch-0.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return [str(path)]
+
+
+def check_answers(b: Bench, answers: dict[str, list[tuple]], n: int) -> None:
+    """All systems must return the same groups with the same counts (and avg/max): a fast wrong
+    answer is not a result. Mismatches are printed loudly and fail the run."""
+    def norm(rows: list[tuple]) -> dict[tuple[str, str], tuple[int, float, str]]:
+        return {(str(r[0]), str(r[1])): (int(r[2]), float(r[3]), str(r[4])) for r in rows}
+
+    if not answers:
+        return
+    sets = {s: norm(rows) for s, rows in answers.items()}
+    for s, groups in sets.items():
+        total = sum(c for c, _, _ in groups.values())
+        if total != n:
+            b.problems.append(f"MISMATCH: {s} GROUP BY counts sum to {total:,}, expected {n:,}")
+    ref_name, ref = next(iter(sets.items()))
+    for s, groups in sets.items():
+        if s == ref_name:
+            continue
+        if len(groups) != len(ref) or groups.keys() != ref.keys():
+            b.problems.append(f"MISMATCH: {s} returned {len(groups)} groups, {ref_name} {len(ref)}")
+            continue
+        bad = [k for k in ref if groups[k][0] != ref[k][0] or groups[k][2] != ref[k][2]
+               or not math.isclose(groups[k][1], ref[k][1], rel_tol=1e-9, abs_tol=1e-9)]
+        if bad:
+            k = bad[0]
+            b.problems.append(f"MISMATCH: {s} vs {ref_name}: {len(bad)} group(s) differ, "
+                              f"e.g. {k}: {groups[k]} vs {ref[k]}")
+    if len(sets) > 1 and not any(p.startswith("MISMATCH") for p in b.problems):
+        b.notes.append(f"GROUP BY answers agree across {', '.join(sets)} ({len(ref)} groups)")
+
+
+WORKLOADS: list[Callable[[Bench], list[Measurement]]] = [wl_single_insert, wl_events_group_by]
+
+
+# --------------------------------------------------------------------------- report
+
+def fmt_value(v: float | str | None, unit: str) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    return f"{v:,.0f} {unit}" if unit == "rows/s" else f"{v:,.1f} ms"
+
+
+def fmt_ratio(m: Measurement, other: str) -> str:
+    """Throughput: tierd/other (>1 = tierd better). Latency: time tierd/other (<1 = tierd better)."""
+    t, o = m.values.get(TIERD), m.values.get(other)
+    if not isinstance(t, float) or not isinstance(o, float) or o == 0:
+        return "—"
+    return f"{t / o:.2f}×"
+
+
+def machine_info() -> str:
+    """nproc, memory and CPU model: the numbers mean nothing without them."""
+    mem, model = "?", "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{platform.system()} {platform.release()}, nproc {len(os.sched_getaffinity(0))}, {mem} RAM, {model}"
+
+
+def tierd_version() -> str:
+    """`tierd version` if the CLI has it, else the installed or pyproject version."""
+    with contextlib.suppress(Exception):
+        out = subprocess.run([str(tierd_binary()), "version"], capture_output=True, text=True, timeout=15)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip().splitlines()[0]
+    with contextlib.suppress(Exception):
+        return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"] + " (pyproject)"
+    return "unknown"
+
+
+def git_rev() -> str:
+    with contextlib.suppress(Exception):
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    return "unknown"
+
+
+def pg_settings(b: Bench) -> str:
+    with contextlib.suppress(Exception), b.pg() as conn:
+        get = lambda k: conn.execute(f"SHOW {k}").fetchone()[0]  # noqa: E731
+        return (f"PostgreSQL {get('server_version')} (fsync={get('fsync')}, "
+                f"synchronous_commit={get('synchronous_commit')}, shared_buffers={get('shared_buffers')})")
+    return "PostgreSQL ?"
+
+
+def render(b: Bench, results: list[Measurement], header: dict[str, str]) -> str:
+    """The Markdown report: header, table, notes, problems."""
+    a = b.args
+    lines = [
+        f"# tierd benchmark{' (smoke)' if a.smoke else ''}",
+        "",
+        f"- Date: {header['date']}",
+        f"- Machine: {machine_info()}",
+        f"- tierd: {header['tierd']} (git {git_rev()}); {header['pg']}; DuckDB {duckdb.__version__}; "
+        f"psycopg {psycopg.__version__}; Python {platform.python_version()}",
+        f"- Runs: median of {a.runs} timed runs per cell (queries: after 1 untimed warm-up; "
+        f"loads and flush: measured once); all traffic over TCP 127.0.0.1",
+        f"- tierd peak RSS (VmHWM): {header.get('rss', 'n/a')}; total harness time {header['elapsed']}",
+        "",
+        f"| workload | {TIERD} | {PG} | {DUCK} | tierd / PostgreSQL | tierd / DuckDB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in results:
+        how = "rows/s; ratio >1 = tierd faster" if m.throughput else "ms; ratio = time tierd/other, <1 = tierd faster"
+        lines.append(f"| {m.name} ({how}) | " + " | ".join(fmt_value(m.values.get(s), m.unit) for s in SYSTEMS)
+                     + f" | {fmt_ratio(m, PG)} | {fmt_ratio(m, DUCK)} |")
+    lines += ["", "Notes:"] + [f"- {m.name}: {m.note}" for m in results if m.note] + [f"- {n}" for n in b.notes]
+    if b.problems:
+        lines += ["", "**PROBLEMS (the run failed):**"] + [f"- {p}" for p in b.problems]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, 3 runs, < 1 minute, writes no file")
+    p.add_argument("--runs", type=int, help="timed runs per cell (default 5, smoke 3)")
+    p.add_argument("--insert-rows", type=int, help="single-row INSERTs per run (default 2000, smoke 200)")
+    p.add_argument("--events", type=int, help="rows in bench.events (default 1000000, smoke 10000)")
+    p.add_argument("--insert-batch", type=int, default=5000, help="rows per multi-row INSERT when loading tierd")
+    p.add_argument("--tierd-bin", type=Path, help="tierd executable (default: the venv's)")
+    p.add_argument("--skip-tierd", action="store_true", help="PostgreSQL and DuckDB only (harness development)")
+    p.add_argument("--output", type=Path, help=f"report path (default {RESULTS.relative_to(REPO)}, none in smoke)")
+    p.add_argument("--timeout", type=int, help="abort the whole run after this many seconds (default 7200, smoke 300)")
+    a = p.parse_args(argv)
+    a.runs = a.runs or (3 if a.smoke else 5)
+    a.insert_rows = a.insert_rows or (200 if a.smoke else 2000)
+    a.events = a.events or (10_000 if a.smoke else 1_000_000)
+    a.timeout = a.timeout or (300 if a.smoke else 7200)
+    if a.output is None and not a.smoke and not a.skip_tierd:
+        a.output = RESULTS
+    return a
+
+
+def on_signal(signum: int, _frame: Any) -> None:
+    """SIGTERM/SIGALRM unwind through every `finally`, so servers stop and temp dirs go."""
+    if signum == signal.SIGALRM:
+        raise TimeoutError("benchmark exceeded --timeout")
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global TIERD_BIN
+    args = parse_args(argv)
+    TIERD_BIN = args.tierd_bin
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(args.timeout)
+    t_start = time.monotonic()
+    header = {"date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "tierd": tierd_version()}
+    rss: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = lambda prefix: Path(tempfile.mkdtemp(prefix=prefix))  # noqa: E731
+        scratch = tmp("tierd-bench-")
+        stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+        stack.callback(signal.alarm, 0)  # cleanup itself must not be interrupted by the watchdog
+        pg_dir = tmp("tierd-bench-pg-")
+        stack.callback(shutil.rmtree, pg_dir, ignore_errors=True)
+        tierd_dir = scratch / "tierd-data"
+        tierd_dir.mkdir()
+        pg_conninfo = stack.enter_context(postgres_server(pg_dir))
+        tierd_conninfo = None
+        if not args.skip_tierd:
+            tierd_conninfo = stack.enter_context(tierd_server(tierd_dir, scratch / "tierd.log", rss))
+        b = Bench(args, pg_conninfo, tierd_conninfo, tierd_dir, scratch)
+        header["pg"] = pg_settings(b)
+        results: list[Measurement] = []
+        for workload in WORKLOADS:
+            print(f"... {workload.__name__}", file=sys.stderr, flush=True)
+            results += workload(b)
+        if b.problems and tierd_conninfo:
+            b.notes.append("tierd log tail:\n```\n" + tail(scratch / "tierd.log", 20) + "\n```")
+    header["rss"] = rss.get("tierd", "n/a")
+    header["elapsed"] = f"{time.monotonic() - t_start:.0f} s"
+    report = render(b, results, header)
+    print(report)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(report)
+        print(f"wrote {args.output}", file=sys.stderr)
+    if b.problems:
+        print("\n!!! BENCHMARK PROBLEMS !!!\n" + "\n".join(b.problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (RuntimeError, TimeoutError) as e:
+        print(f"bench/run.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
