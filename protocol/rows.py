@@ -13,7 +13,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .types import PgType, pg_type_for
+from .types import PgType, oids, pg_type_for
 from .types.vector import big_endian, to_binary
 
 CHUNK_ROWS = 65_536
@@ -44,8 +44,11 @@ def plan_columns(schema: pa.Schema, formats: list[int] | tuple[int, ...] = ()) -
     columns = []
     for field, fmt in zip(schema, expand_formats(len(schema), formats)):
         pg_type = pg_type_for(field.type, field.metadata)
-        fmt = BINARY if fmt == BINARY and pg_type.binary is not None else TEXT
-        columns.append(Column(field.name, pg_type, fmt))
+        if fmt == BINARY and pg_type.binary is None:
+            # No binary codec: send the text form as a binary `text` value. Clients that
+            # asked for binary (psycopg's binary cursors) apply one format to all columns.
+            pg_type = PgType(oids.TEXT, pg_type.text, pg_type.text)
+        columns.append(Column(field.name, pg_type, BINARY if fmt == BINARY else TEXT))
     return columns
 
 

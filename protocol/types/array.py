@@ -111,3 +111,30 @@ def _reshape(flat: list, dims: list[int]) -> list:
         return flat
     step = len(flat) // dims[0]
     return [_reshape(flat[i * step:(i + 1) * step], dims[1:]) for i in range(dims[0])]
+
+
+def list_binary(values: pa.Array, element_binary: Callable[[pa.Array], pa.Array],
+                element_oid: int) -> pa.Array:
+    """Postgres array_send for one-dimensional lists, vectorised like DataRow assembly."""
+    from .vector import big_endian
+
+    if pa.types.is_fixed_size_list(values.type):
+        values = values.cast(pa.list_(values.type.value_type))
+    start = values.offsets[0].as_py() if len(values) else 0
+    stop = values.offsets[len(values)].as_py() if len(values) else 0
+    flat = values.values.slice(start, stop - start)
+    encoded = to_binary(element_binary(flat))
+    lengths = pc.binary_length(encoded)
+    items = concat(big_endian(lengths.fill_null(-1).cast(pa.int32()), 4),
+                   encoded.fill_null(b"") if encoded.null_count else encoded)
+    offsets = pc.subtract(values.offsets.cast(pa.int64()), pa.scalar(start, pa.int64()))
+    joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, items.cast(pa.large_binary())),
+                            pa.scalar(b"", pa.large_binary()))
+    sizes = pc.list_value_length(values).fill_null(0).cast(pa.int32())
+    has_null = b"\x00\x00\x00\x01" if flat.null_count else b"\x00\x00\x00\x00"
+    oid = struct.pack("!I", element_oid)
+    header = pc.if_else(pc.equal(sizes, 0),
+                        pa.scalar(b"\x00\x00\x00\x00" + has_null + oid, pa.large_binary()),
+                        concat(b"\x00\x00\x00\x01" + has_null + oid, big_endian(sizes, 4),
+                               b"\x00\x00\x00\x01"))
+    return keep_nulls(concat(header, joined), values)

@@ -141,7 +141,12 @@ def pg_type_for(dtype: pa.DataType, metadata: dict | None = None) -> PgType:
         nested = pa.types.is_list(dtype.value_type) or pa.types.is_large_list(dtype.value_type) \
             or pa.types.is_fixed_size_list(dtype.value_type)
         oid = element.oid if nested else oids.ARRAY_OF.get(element.oid, 1009)
-        return PgType(oid, partial(array.list_text, element_text=element.text, nested=nested))
+        binary = None
+        if not nested and element.binary is not None and element.oid in oids.ARRAY_OF:
+            binary = partial(array.list_binary, element_binary=element.binary,
+                             element_oid=element.oid)
+        return PgType(oid, partial(array.list_text, element_text=element.text, nested=nested),
+                      binary)
     return PgType(oids.TEXT, _python_text)
 
 

@@ -1,0 +1,56 @@
+"""ErrorResponse / NoticeResponse encoding, and the SQLSTATEs only the wire layer raises.
+
+Every exception reaching the client goes through `error_response`: an `EngineError` keeps
+its SQLSTATE, message, detail and hint; anything else is XX000 with its message.
+"""
+from __future__ import annotations
+
+import struct
+
+from engine.errors import EngineError
+
+
+def _error(name: str, code: str, severity: str = "ERROR") -> type[EngineError]:
+    return type(name, (EngineError,), {"sqlstate": code, "severity": severity,
+                                       "__doc__": f"SQLSTATE {code}"})
+
+
+ProtocolViolation = _error("ProtocolViolation", "08P01")
+DuplicatePreparedStatement = _error("DuplicatePreparedStatement", "42P05")
+InvalidSqlStatementName = _error("InvalidSqlStatementName", "26000")
+DuplicateCursor = _error("DuplicateCursor", "42P03")
+InvalidCursorName = _error("InvalidCursorName", "34000")
+SyntaxError_ = _error("SyntaxError", "42601")
+# Startup and authentication failures end the connection.
+InvalidPassword = _error("InvalidPassword", "28P01", "FATAL")
+InvalidAuthorization = _error("InvalidAuthorizationSpecification", "28000", "FATAL")
+FatalProtocolViolation = _error("FatalProtocolViolation", "08P01", "FATAL")
+
+
+def error_fields(exc: BaseException, severity: str | None = None) -> list[tuple[bytes, str]]:
+    if isinstance(exc, EngineError):
+        severity = severity or exc.severity
+        fields = [(b"S", severity), (b"V", severity), (b"C", exc.sqlstate), (b"M", exc.message)]
+        if exc.detail:
+            fields.append((b"D", exc.detail))
+        if exc.hint:
+            fields.append((b"H", exc.hint))
+        return fields
+    severity = severity or "ERROR"
+    message = str(exc) or type(exc).__name__
+    return [(b"S", severity), (b"V", severity), (b"C", "XX000"), (b"M", message)]
+
+
+def _message(kind: bytes, fields: list[tuple[bytes, str]]) -> bytes:
+    body = b"".join(code + value.encode("utf-8", "replace") + b"\x00" for code, value in fields)
+    body += b"\x00"
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def error_response(exc: BaseException, severity: str | None = None) -> bytes:
+    """ErrorResponse ('E') for `exc`; pass severity="FATAL" for errors that end the session."""
+    return _message(b"E", error_fields(exc, severity))
+
+
+def notice_response(message: str, severity: str = "NOTICE", sqlstate: str = "00000") -> bytes:
+    return _message(b"N", [(b"S", severity), (b"V", severity), (b"C", sqlstate), (b"M", message)])

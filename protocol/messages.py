@@ -1,0 +1,107 @@
+"""Decoding of frontend messages, and the small backend messages buenavista lacks."""
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+from buenavista.postgres import BVBuffer
+
+from .errors import ProtocolViolation
+
+# Startup packet codes (they replace the protocol version in the first message).
+PROTOCOL_3 = 196608
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+
+EMPTY_QUERY_RESPONSE = b"I\x00\x00\x00\x04"
+NO_DATA = b"n\x00\x00\x00\x04"
+
+
+class MessageReader(BVBuffer):
+    """BVBuffer over one message payload, plus the C strings Postgres messages are made of."""
+
+    def __init__(self, payload: bytes):
+        super().__init__(io.BytesIO(payload))
+
+    def read_cstring(self) -> str:
+        out = bytearray()
+        while (ch := self.read_byte()) not in (b"\x00", b""):
+            out += ch
+        return out.decode()
+
+    def read_exact(self, n: int) -> bytes:
+        data = self.read_bytes(n)
+        if len(data) != n:
+            raise ProtocolViolation("message is shorter than its contents")
+        return data
+
+
+@dataclass
+class Bind:
+    portal: str
+    statement: str
+    param_formats: list[int]
+    values: list[bytes | None]
+    result_formats: list[int]
+
+    def format_of(self, index: int) -> int:
+        if not self.param_formats:
+            return 0
+        return self.param_formats[0] if len(self.param_formats) == 1 else \
+            self.param_formats[index]
+
+
+def parse_startup_params(payload: bytes) -> dict[str, str]:
+    parts = payload.split(b"\x00")
+    return {k.decode(): v.decode() for k, v in zip(parts[::2], parts[1::2]) if k}
+
+
+def read_query(payload: bytes) -> str:
+    return MessageReader(payload).read_cstring()
+
+
+def read_parse(payload: bytes) -> tuple[str, str, list[int]]:
+    r = MessageReader(payload)
+    name, sql = r.read_cstring(), r.read_cstring()
+    count = r.read_int16()
+    return name, sql, [r.read_uint32() for _ in range(count)]
+
+
+def read_bind(payload: bytes) -> Bind:
+    r = MessageReader(payload)
+    portal, statement = r.read_cstring(), r.read_cstring()
+    param_formats = [r.read_int16() for _ in range(r.read_int16())]
+    values: list[bytes | None] = []
+    for _ in range(r.read_int16() & 0xFFFF):
+        length = r.read_int32()
+        values.append(None if length < 0 else r.read_exact(length))
+    result_formats = [r.read_int16() for _ in range(r.read_int16())]
+    if len(param_formats) > 1 and len(param_formats) != len(values):
+        raise ProtocolViolation(f"bind message has {len(param_formats)} parameter formats "
+                                f"but {len(values)} parameters")
+    return Bind(portal, statement, param_formats, values, result_formats)
+
+
+def read_target(payload: bytes) -> tuple[str, str]:
+    """Describe and Close: ('S' statement | 'P' portal, name)."""
+    r = MessageReader(payload)
+    kind = r.read_byte().decode()
+    if kind not in ("S", "P"):
+        raise ProtocolViolation(f"invalid Describe/Close message subtype {kind!r}")
+    return kind, r.read_cstring()
+
+
+def read_execute(payload: bytes) -> tuple[str, int]:
+    r = MessageReader(payload)
+    return r.read_cstring(), r.read_int32()
+
+
+def parameter_description(oids: list[int]) -> bytes:
+    return b"t" + struct.pack(f"!ih{len(oids)}I", 6 + 4 * len(oids), len(oids), *oids)
+
+
+def command_complete(tag: str) -> bytes:
+    body = tag.encode() + b"\x00"
+    return b"C" + struct.pack("!i", len(body) + 4) + body

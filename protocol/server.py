@@ -1,0 +1,407 @@
+"""The Postgres wire server: buenavista's socket server and handler, corrected for tierd.
+
+buenavista 0.5.0 is kept for its threading TCP server, its message constants and
+buffer/response helpers; the message handlers are overridden because as shipped they guess
+parameter types (through a date parser), execute statements on Describe, send booleans as
+`true`, drop SQLSTATEs, and encode rows one Python call per cell. Each override says why.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import socket
+import struct
+
+from buenavista.core import Connection
+from buenavista.postgres import BuenaVistaHandler, BuenaVistaServer
+
+from engine.errors import EngineError
+
+from . import messages
+from .auth import AuthConfig, authenticate
+from .errors import FatalProtocolViolation, InvalidAuthorization, InvalidSqlStatementName, \
+    ProtocolViolation, SyntaxError_, error_response, notice_response
+from .rows import data_rows, plan_columns, row_description
+from .session import ConnectionState, Portal, PreparedStatement
+from .types import decode_param, oids
+
+try:  # the engine's splitter is the reference once it exists
+    from engine.sql_split import split_statements
+except ImportError:  # pragma: no cover - depends on engine progress
+    from .sql_split import split_statements
+from .sql_split import max_placeholder
+
+log = logging.getLogger("tierd.protocol")
+
+MAX_MESSAGE = 1 << 30
+EXTENDED = frozenset(b"PBDECH")   # type bytes whose failure makes us skip until Sync
+_ROWS_STATEMENT = re.compile(r"^[\s(]*(SELECT|WITH|VALUES|SHOW|TABLE|EXPLAIN|FROM)\b", re.I)
+_RETURNING = re.compile(r"\bRETURNING\b", re.I)
+# Prepared statements are protocol state, so the SQL that drops them is answered here.
+_DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
+
+
+class ClientGone(Exception):
+    """The client closed the socket (or sent a truncated message)."""
+
+
+class EngineConnection(Connection):
+    """buenavista's Connection, backed by the tierd engine: one engine session per client."""
+
+    SERVER_PARAMETERS = {
+        "server_version": "15.0",
+        "server_encoding": "UTF8",
+        "client_encoding": "UTF8",
+        "DateStyle": "ISO, MDY",
+        "IntervalStyle": "postgres",
+        "TimeZone": "UTC",
+        "integer_datetimes": "on",
+        "standard_conforming_strings": "on",
+        "is_superuser": "on",
+    }
+
+    def __init__(self, engine):
+        super().__init__()
+        self.engine = engine
+
+    def parameters(self) -> dict[str, str]:
+        return dict(self.SERVER_PARAMETERS)
+
+    def open_session(self, user: str, database: str):
+        return self.engine.connect(user, database)
+
+
+class TierdServer(BuenaVistaServer):
+    """A thread per connection; daemon threads so shutdown never waits on idle clients."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], engine, auth: AuthConfig):
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, EngineConnection(engine))
+        # BuenaVistaServer hard-wires its own handler class.
+        self.RequestHandlerClass = TierdHandler
+        self.engine = engine
+        self.auth_config = auth
+
+    def verify_request(self, request, client_address) -> bool:
+        """Trust mode serves loopback clients only; with a password anyone may try."""
+        if not self.auth_config.trust:
+            return True
+        try:
+            return ipaddress.ip_address(client_address[0]).is_loopback
+        except ValueError:
+            return False
+
+
+def make_server(engine, host: str, port: int, auth: AuthConfig) -> TierdServer:
+    """Bind (but do not start) the wire server; call `serve_forever()` on the result."""
+    return TierdServer((host, port), engine, auth)
+
+
+class TierdHandler(BuenaVistaHandler):
+    """One client connection, read top to bottom: startup, authentication, message loop."""
+
+    wbufsize = 1 << 16   # buffer writes; flushed at ReadyForQuery, Flush and auth steps
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def handle(self) -> None:
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        state = None
+        try:
+            state = self.handle_startup(self.server.conn)
+            if state is not None:
+                self.server.ctxts[state.process_id] = state
+                self.serve_messages(state)
+        except (ClientGone, ConnectionError, TimeoutError):
+            pass
+        except EngineError as exc:   # startup and authentication failures are FATAL
+            self.send_fatal(exc)
+        except Exception as exc:
+            log.exception("connection failed")
+            self.send_fatal(exc)
+        finally:
+            if state is not None:
+                self.server.ctxts.pop(state.process_id, None)
+                try:
+                    state.session.close()
+                except Exception:
+                    log.exception("closing session failed")
+
+    def write(self, data) -> None:
+        self.wfile.write(data)
+
+    def flush(self) -> None:
+        self.wfile.flush()
+
+    def send_fatal(self, exc: BaseException) -> None:
+        try:
+            self.write(error_response(exc, "FATAL"))
+            self.flush()
+        except OSError:
+            pass
+
+    def read_exact(self, n: int) -> bytes:
+        data = self.rfile.read(n)
+        if data is None or len(data) != n:
+            raise ClientGone()
+        return data
+
+    def read_message(self) -> tuple[bytes, bytes]:
+        kind = self.rfile.read(1)
+        if not kind:
+            raise ClientGone()
+        (length,) = struct.unpack("!i", self.read_exact(4))
+        if length < 4 or length > MAX_MESSAGE:
+            raise FatalProtocolViolation(f"invalid message length {length}")
+        return kind, self.read_exact(length - 4)
+
+    # --- startup -------------------------------------------------------------------
+
+    def handle_startup(self, conn: EngineConnection) -> ConnectionState | None:
+        """SSL/GSS requests are declined ('N'), cancel requests served, then protocol 3."""
+        while True:
+            (length,) = struct.unpack("!i", self.read_exact(4))
+            if length < 8 or length > 10_000:
+                raise FatalProtocolViolation(f"invalid startup packet length {length}")
+            payload = self.read_exact(length - 4)
+            (code,) = struct.unpack_from("!i", payload)
+            if code in (messages.SSL_REQUEST, messages.GSSENC_REQUEST):
+                self.write(b"N")
+                self.flush()
+                continue
+            if code == messages.CANCEL_REQUEST:
+                self.cancel(*struct.unpack_from("!ii", payload, 4))
+                return None
+            if code >> 16 != 3:
+                raise FatalProtocolViolation(
+                    f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: "
+                    "server supports 3.0")
+            break
+        params = messages.parse_startup_params(payload[4:])
+        user = params.get("user")
+        if not user:
+            raise InvalidAuthorization("no PostgreSQL user name specified in startup packet")
+        database = params.get("database") or user
+        authenticate(self.server.auth_config, user, self.read_message, self.write, self.flush)
+        session = conn.open_session(user, database)
+        state = ConnectionState(session, params)
+        self.send_authentication_ok()
+        self.send_parameter_status(conn.parameters() | {
+            "application_name": params.get("application_name", ""),
+            "session_authorization": user,
+        })
+        self.send_backend_key_data(state)
+        self.send_ready_for_query(state)
+        self.flush()
+        return state
+
+    def cancel(self, process_id: int, secret_key: int) -> None:
+        """Cancel requests come on a fresh connection; a wrong key is silently ignored."""
+        target = self.server.ctxts.get(process_id)
+        if target is not None and target.secret_key == secret_key:
+            log.info("cancel request for backend %d", process_id)
+            target.session.cancel()
+
+    # --- message loop --------------------------------------------------------------
+
+    def serve_messages(self, state: ConnectionState) -> None:
+        handlers = {
+            b"Q": self.handle_query, b"P": self.handle_parse, b"B": self.handle_bind,
+            b"D": self.handle_describe, b"E": self.handle_execute, b"C": self.handle_close,
+            b"H": self.handle_flush,
+        }
+        while True:
+            kind, payload = self.read_message()
+            if kind == b"X":
+                return
+            if kind == b"S":
+                self.handle_sync(state)
+                continue
+            if state.skip_until_sync:
+                continue            # Postgres discards messages after an error until Sync
+            if kind in (b"d", b"c", b"f"):
+                continue            # stray COPY data after a failed COPY is ignored
+            handler = handlers.get(kind)
+            try:
+                if handler is None:
+                    raise ProtocolViolation(f"invalid frontend message type {kind!r}")
+                handler(state, payload)
+            except (ClientGone, ConnectionError):
+                raise
+            except Exception as exc:
+                self.send_error(exc)
+                if kind[0] in EXTENDED:
+                    state.skip_until_sync = True
+
+    def send_error(self, exc: BaseException, ctx=None) -> None:
+        """Errors carry severity, SQLSTATE, message, detail and hint (buenavista: message only)."""
+        if not isinstance(exc, EngineError):
+            log.exception("unexpected error", exc_info=exc)
+        self.write(error_response(exc))
+
+    def send_notices(self, notices) -> None:
+        for notice in notices:
+            self.write(notice_response(notice))
+
+    # --- simple query --------------------------------------------------------------
+
+    def handle_query(self, state: ConnectionState, payload: bytes) -> None:
+        """One engine call per statement, each result sent before the next runs."""
+        sql = messages.read_query(payload)
+        try:
+            statements = split_statements(sql)
+            if not statements:
+                self.write(messages.EMPTY_QUERY_RESPONSE)
+            for statement in statements:
+                tag = deallocate(state, statement)
+                if tag:
+                    self.write(messages.command_complete(tag))
+                    continue
+                results = state.session.execute(statement)
+                if not results:
+                    self.write(messages.EMPTY_QUERY_RESPONSE)
+                for result in results:
+                    self.send_notices(result.notices)
+                    self.send_result(result.tag, result.table)
+        except (ClientGone, ConnectionError):
+            raise
+        except Exception as exc:
+            self.send_error(exc)
+        self.send_ready_for_query(state)
+        self.flush()
+
+    def send_result(self, tag: str, table) -> None:
+        if table is not None:
+            columns = plan_columns(table.schema)
+            self.write(row_description(columns))
+            for chunk in data_rows(table, columns):
+                self.write(chunk)
+        self.write(messages.command_complete(tag))
+
+    # --- extended query ------------------------------------------------------------
+
+    def handle_parse(self, state: ConnectionState, payload: bytes) -> None:
+        name, sql, param_oids = messages.read_parse(payload)
+        if len(split_statements(sql)) > 1:
+            raise SyntaxError_("cannot insert multiple commands into a prepared statement")
+        state.add_statement(name, PreparedStatement(sql, param_oids))
+        self.send_parse_complete()
+
+    def handle_bind(self, state: ConnectionState, payload: bytes) -> None:
+        """Parameters are decoded by their declared OID only (never guessed from content)."""
+        bind = messages.read_bind(payload)
+        statement = state.statement(bind.statement)
+        required = max(len(statement.param_oids), max_placeholder(statement.sql))
+        if len(bind.values) != required:
+            raise ProtocolViolation(
+                f"bind message supplies {len(bind.values)} parameters, but prepared "
+                f'statement "{bind.statement}" requires {required}')
+        declared = statement.param_oids
+        params = [decode_param(declared[i] if i < len(declared) else 0, bind.format_of(i), value)
+                  for i, value in enumerate(bind.values)]
+        if not bind.portal:
+            state.portals.pop("", None)
+        state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
+        self.send_bind_complete()
+
+    def handle_describe(self, state: ConnectionState, payload: bytes) -> None:
+        """Describe never runs a statement twice: a portal runs once, here or at Execute."""
+        kind, name = messages.read_target(payload)
+        if kind == "S":
+            self.describe_statement(state, state.statement(name))
+            return
+        portal = state.portal(name)
+        self.run_portal(state, portal)
+        if portal.table is None:
+            self.write(messages.NO_DATA)
+        else:
+            self.write(row_description(portal.columns))
+
+    def describe_statement(self, state: ConnectionState, statement: PreparedStatement) -> None:
+        count = max(len(statement.param_oids), max_placeholder(statement.sql))
+        declared = statement.param_oids + [0] * (count - len(statement.param_oids))
+        self.write(messages.parameter_description([oid or oids.TEXT for oid in declared]))
+        schema = None
+        returns_rows = _ROWS_STATEMENT.match(statement.sql) or _RETURNING.search(statement.sql)
+        if returns_rows and hasattr(state.session, "describe"):
+            schema = state.session.describe(statement.sql)
+        if schema is None:
+            self.write(messages.NO_DATA)
+        else:
+            self.write(row_description(plan_columns(schema)))
+
+    def run_portal(self, state: ConnectionState, portal: Portal) -> None:
+        if portal.executed:
+            return
+        portal.executed = True
+        tag = deallocate(state, portal.statement.sql)
+        if tag:
+            portal.tag = tag
+            return
+        results = state.session.execute(portal.statement.sql, portal.params)
+        if not results:
+            portal.empty_query = True
+            return
+        result = results[-1]
+        self.send_notices(result.notices)
+        portal.tag, portal.table = result.tag, result.table
+        if result.table is not None:
+            portal.columns = plan_columns(result.table.schema, portal.result_formats)
+
+    def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
+        """Row limits are honoured: send that many rows, then PortalSuspended."""
+        name, max_rows = messages.read_execute(payload)
+        portal = state.portal(name)
+        self.run_portal(state, portal)
+        if portal.empty_query:
+            self.write(messages.EMPTY_QUERY_RESPONSE)
+            return
+        if portal.table is None:
+            self.write(messages.command_complete(portal.tag))
+            return
+        count = portal.remaining if max_rows <= 0 else min(max_rows, portal.remaining)
+        for chunk in data_rows(portal.table.slice(portal.position, count), portal.columns):
+            self.write(chunk)
+        suspended_before = portal.position > 0
+        portal.position += count
+        if max_rows > 0 and portal.remaining > 0:
+            self.send_portal_suspend()
+        elif suspended_before and portal.tag.startswith("SELECT"):
+            self.write(messages.command_complete(f"SELECT {count}"))
+        else:
+            self.write(messages.command_complete(portal.tag))
+
+    def handle_close(self, state: ConnectionState, payload: bytes) -> None:
+        kind, name = messages.read_target(payload)   # closing a missing object is no error
+        (state.statements if kind == "S" else state.portals).pop(name, None)
+        self.send_close_complete()
+
+    def handle_flush(self, state: ConnectionState, payload: bytes) -> None:
+        self.flush()
+
+    def handle_sync(self, state: ConnectionState) -> None:
+        state.skip_until_sync = False
+        state.end_of_transaction()
+        self.send_ready_for_query(state)
+        self.flush()
+
+
+def deallocate(state: ConnectionState, sql: str) -> str | None:
+    """Run `DEALLOCATE name|ALL` (psycopg sends it on rollback) against protocol state;
+    returns its command tag, or None when `sql` is something else."""
+    match = _DEALLOCATE.match(sql)
+    if not match:
+        return None
+    name = match.group(1)
+    if name.upper() == "ALL":
+        state.statements.clear()
+        return "DEALLOCATE ALL"
+    name = name[1:-1] if name.startswith('"') else name.lower()
+    if state.statements.pop(name, None) is None:
+        raise InvalidSqlStatementName(f'prepared statement "{name}" does not exist')
+    return "DEALLOCATE"

@@ -1,0 +1,89 @@
+"""Per-connection state of the extended query protocol.
+
+Prepared statements and portals live here; a portal executes its statement at most once
+(at Describe or at the first Execute) and then serves rows from the kept result.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from buenavista.postgres import TransactionStatus
+
+from .errors import DuplicateCursor, DuplicatePreparedStatement, InvalidCursorName, \
+    InvalidSqlStatementName
+from .rows import Column
+
+
+@dataclass
+class PreparedStatement:
+    sql: str
+    param_oids: list[int]
+
+
+@dataclass
+class Portal:
+    statement: PreparedStatement
+    params: list
+    result_formats: list[int]
+    executed: bool = False
+    tag: str = ""
+    table: pa.Table | None = None
+    columns: list[Column] | None = None
+    notices: tuple[str, ...] = ()
+    position: int = 0          # rows already sent (Execute with a row limit)
+    empty_query: bool = False
+
+    @property
+    def remaining(self) -> int:
+        return 0 if self.table is None else self.table.num_rows - self.position
+
+
+@dataclass
+class ConnectionState:
+    """What one client connection holds: its engine session and its named objects."""
+
+    session: object                     # the engine session (engine.connect(...))
+    params: dict[str, str]
+    process_id: int = field(default_factory=lambda: secrets.randbits(31))
+    secret_key: int = field(default_factory=lambda: secrets.randbits(31))
+    statements: dict[str, PreparedStatement] = field(default_factory=dict)
+    portals: dict[str, Portal] = field(default_factory=dict)
+    skip_until_sync: bool = False       # an extended-protocol message failed
+
+    def add_statement(self, name: str, statement: PreparedStatement) -> None:
+        if name and name in self.statements:
+            raise DuplicatePreparedStatement(f'prepared statement "{name}" already exists')
+        self.statements[name] = statement
+
+    def statement(self, name: str) -> PreparedStatement:
+        try:
+            return self.statements[name]
+        except KeyError:
+            raise InvalidSqlStatementName(f'prepared statement "{name}" does not exist') from None
+
+    def add_portal(self, name: str, portal: Portal) -> None:
+        if name and name in self.portals:
+            raise DuplicateCursor(f'cursor "{name}" already exists')
+        self.portals[name] = portal
+
+    def portal(self, name: str) -> Portal:
+        try:
+            return self.portals[name]
+        except KeyError:
+            raise InvalidCursorName(f'portal "{name}" does not exist') from None
+
+    def end_of_transaction(self) -> None:
+        """Sync outside a transaction block ends the implicit transaction: drop unnamed portals
+        and all named ones (Postgres portals don't outlive their transaction)."""
+        if not getattr(self.session, "in_transaction", False):
+            self.portals.clear()
+
+    def transaction_status(self) -> bytes:
+        if getattr(self.session, "failed", False):
+            return TransactionStatus.IN_FAILED_TRANSACTION
+        if getattr(self.session, "in_transaction", False):
+            return TransactionStatus.IN_TRANSACTION
+        return TransactionStatus.IDLE
