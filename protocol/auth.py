@@ -60,13 +60,25 @@ def authenticate(config: AuthConfig, user: str, read: ReadMessage, write: Write,
         mechanism, initial = _sasl_initial_response(read())
         if mechanism != SCRAM:
             raise FatalProtocolViolation(f"unsupported SASL mechanism {mechanism!r}")
-        server.set_client_first(initial)
+        _set_client_first(server, initial)
         write(authentication_request(AUTH_SASL_CONTINUE, server.get_server_first().encode()))
         flush()
         server.set_client_final(_password_payload(read()).decode())
         write(authentication_request(AUTH_SASL_FINAL, server.get_server_final().encode()))
     except (ScramException, UnicodeDecodeError, struct.error, ValueError):
         raise InvalidPassword(f'password authentication failed for user "{user}"') from None
+
+
+def _set_client_first(server, client_first: str) -> None:
+    """libpq sends an empty SCRAM user name (`n=,`: the startup packet names the user), which
+    scramp refuses; parse with a stand-in name, then restore the bytes the client signed."""
+    gs2_end = client_first.index(",", client_first.index(",") + 1) + 1
+    bare = client_first[gs2_end:]
+    if bare.startswith("n=,"):
+        server.set_client_first(client_first[:gs2_end] + "n=*," + bare[3:])
+        server.client_first_bare = bare
+    else:
+        server.set_client_first(client_first)
 
 
 def _password_payload(message: tuple[bytes, bytes]) -> bytes:
