@@ -103,6 +103,7 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
         table = into.this
     else:
         table = into
+        cols = _implicit_columns(tree.args.get("expression"))
     conflict = tree.args.get("conflict")
     nothing = False
     if conflict is not None:
@@ -118,6 +119,24 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
         body = source.sql(dialect="duckdb")
     stage_sql = f"INSERT INTO {STAGE} {cols} {body} RETURNING *"
     return InsertPlan(_target(table), stage_sql, _returning(tree), nothing, _param_count(tree))
+
+
+def _implicit_columns(source: exp.Expression | None) -> str:
+    """Postgres fills the first N columns when INSERT names none; DuckDB wants all of them."""
+    width = None
+    if isinstance(source, exp.Values) and source.expressions:
+        first = source.expressions[0]
+        width = len(first.expressions) if isinstance(first, exp.Tuple) else 1
+    elif isinstance(source, exp.Select) and not any(isinstance(e, exp.Star) or
+                                                    (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+                                                    for e in source.expressions):
+        width = len(source.expressions)
+    if width is None:
+        return ""
+    return f"{COLUMNS_PREFIX}{width}"
+
+
+COLUMNS_PREFIX = "__TIERD_FIRST_COLUMNS__"  # replaced by the table's first N column names
 
 
 def _plan_update(tree: exp.Update) -> UpdatePlan:

@@ -28,6 +28,7 @@ from engine.errors import (
     InvalidTableDefinition,
     ObjectInUse,
     QueryCanceled,
+    SyntaxError_,
     UndefinedTable,
     UniqueViolation,
     from_duckdb,
@@ -42,6 +43,15 @@ _HIDDEN = re.compile(r"\b_(seq|deleted)\b", re.I)
 # DuckDB has a catalog named "system" too; client SQL means tierd's schema.
 _SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
 READ_STATEMENTS = {"SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "DESCRIBE", "SUMMARIZE", "FROM"}
+
+# Postgres commands tierd does not run (yet): 0A000 rather than a syntax error.
+KNOWN_COMMANDS = {
+    "ALTER", "ANALYZE", "CALL", "CHECKPOINT", "CLOSE", "CLUSTER", "COMMENT", "COPY", "DEALLOCATE",
+    "DECLARE", "DISCARD", "DO", "EXECUTE", "FETCH", "GRANT", "IMPORT", "LISTEN", "LOAD", "LOCK",
+    "MERGE", "MOVE", "NOTIFY", "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "RELEASE", "REVOKE",
+    "SAVEPOINT", "SECURITY", "TRUNCATE", "UNLISTEN", "VACUUM", "ATTACH", "DETACH", "INSTALL",
+    "PRAGMA", "EXPORT", "USE", "CHECKPOINT", "RETRY", "KILL",
+}
 
 SETTINGS_DEFAULTS = {
     "server_version": "15.0",
@@ -165,7 +175,9 @@ class EngineSession:
             return self._ddl(sql, words)
         if first == "":
             return StatementResult("")
-        raise FeatureNotSupported(f'statement "{first}" is not supported by tierd')
+        if first in KNOWN_COMMANDS:
+            raise FeatureNotSupported(f'statement "{first}" is not supported by tierd')
+        raise SyntaxError_(f'syntax error at or near "{sql.split()[0]}"')
 
     # ------------------------------------------------------------------ reads
     def _query(self, sql: str, params: list) -> StatementResult:
@@ -368,6 +380,7 @@ class EngineSession:
         except duckdb.Error:
             pass
         finally:
+            self.stages.clear()  # temp tables created inside the transaction are gone
             self.pending, self.pending_index = [], {}
             self.holds_lock = False
             self.engine.write_lock.release()
@@ -413,7 +426,7 @@ class EngineSession:
         finally:
             if source is not None:
                 self.cur.unregister("__source")
-            self.cur.execute(f"DELETE FROM {stage}")
+        self.cur.execute(f"DELETE FROM {stage}")  # on failure the whole transaction rolls back instead
         return rows
 
     def _hot_state(self, t: TableDef, key) -> KeyState | None:
@@ -473,9 +486,10 @@ class EngineSession:
     def _returning(self, t: TableDef, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
         if expr is None:
             return None
+        used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
         self.cur.register("__ret", rows)
         try:
-            return self.cur.execute(f"SELECT {expr} FROM __ret AS {read_path.q(alias)}", params).fetch_arrow_table()
+            return self.cur.execute(f"SELECT {expr} FROM __ret AS {read_path.q(alias)}", params[:used]).fetch_arrow_table()
         finally:
             self.cur.unregister("__ret")
 
@@ -488,7 +502,12 @@ class EngineSession:
             seen.add(k)
 
     def _insert(self, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
-        rows = self._typed(t, p.stage_sql, params)
+        sql = p.stage_sql
+        if dml.COLUMNS_PREFIX in sql:
+            sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
+                         lambda m: "(" + ", ".join(read_path.q(c) for c in t.column_names[: int(m.group(1))]) + ")",
+                         sql, count=1)
+        rows = self._typed(t, sql, params)
         keys = key_list(t, rows)
         self._duplicate_in(t, keys)
         live = self._live_keys(t, keys)
