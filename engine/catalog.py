@@ -68,6 +68,8 @@ class TableDef:
 
 
 def check_identifier(name: str, what: str) -> str:
+    if name.startswith("__"):
+        raise SyntaxError_(f"invalid {what} name {name!r}: names starting with '__' are reserved")
     if not _IDENT.match(name):
         raise SyntaxError_(f"invalid {what} name {name!r}")
     return name
@@ -170,6 +172,9 @@ class Catalog:
         if t is None:
             raise UndefinedTable(f'relation "{namespace}.{name}" does not exist')
         return t
+
+    def by_tid(self, tid: int) -> TableDef | None:
+        return next((t for t in self.tables.values() if t.tid == tid), None)
 
     def find(self, namespace: str, name: str) -> TableDef | None:
         return self.tables.get((namespace, name))

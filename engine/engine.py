@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -34,6 +35,10 @@ from engine.storage import TMP_MARK, Storage
 log = logging.getLogger("tierd.engine")
 
 DATABASE = "tierd"
+NOW = object()  # marker: the default is the transaction's timestamp
+NO_FAST_DEFAULT = object()  # marker: only DuckDB can evaluate this default
+_NOW_DEFAULT = re.compile(r"^\s*(CAST\(\s*)?(now\(\)|current_timestamp|get_current_timestamp\(\)|transaction_timestamp\(\))", re.I)
+_VOLATILE = re.compile(r"\(|current_|random|uuid|nextval", re.I)
 DEFAULT_NAMESPACE = "public"
 
 
@@ -80,8 +85,16 @@ class Engine:
         }
         self.manifests: dict[int, Manifest] = {}
         self.hot_index: dict[int, dict] = {}
+        # Committed autocommit writes not yet appended to DuckDB; readers append them first,
+        # so a stream of single-row INSERTs costs no DuckDB call each.
+        self.unapplied: dict[int, list[pa.Table]] = {}
+        self.apply_lock = threading.Lock()
+        self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
+        self._schemas: dict[int, pa.Schema] = {}
+        self._defaults: dict[tuple[int, str], object] = {}
         self.db = read_path.open_database()
         self.admin = self.db.cursor()
+        self.apply_cur = self.db.cursor()
         self.seq = self.store.last_seq()
         if DEFAULT_NAMESPACE not in self.catalog.namespaces:
             self.catalog.create_namespace(DEFAULT_NAMESPACE)
@@ -133,6 +146,7 @@ class Engine:
             self.admin.register("__recovered", pa.concat_tables(tables))
             self.admin.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __recovered")
             self.admin.unregister("__recovered")
+            self.ensure_shadowing(t)
         self.hot_index[t.tid] = self._index_hot(t)
         self.seq = max(self.seq, manifest.flushed_seq)
 
@@ -141,10 +155,72 @@ class Engine:
         rows = self.admin.execute(
             f"SELECT {pk}, _seq, _deleted FROM {read_path.hot_table(t)} "
             f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
-        ).fetch_arrow_table()
+        ).to_arrow_table()
         seqs = rows.column("_seq").to_pylist()
         dels = rows.column("_deleted").to_pylist()
         return {k: KeyState(s, d) for k, s, d in zip(key_list(t, rows), seqs, dels)}
+
+    # ------------------------------------------------------------------ hot rows in DuckDB
+    def publish(self, batches: list[tuple[int, int, pa.Table]]) -> None:
+        """Committed rows become visible: queued here, appended by the next reader."""
+        with self.apply_lock:
+            for tid, _, rows in batches:
+                self.unapplied.setdefault(tid, []).append(rows)
+
+    def materialize(self) -> None:
+        if not self.unapplied:
+            return
+        with self.apply_lock:
+            pending, self.unapplied = self.unapplied, {}
+            for tid, tables in pending.items():
+                t = self.catalog.by_tid(tid)
+                if t is None:
+                    continue
+                self.apply_cur.register("__committed", pa.concat_tables(tables))
+                try:
+                    self.apply_cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __committed")
+                finally:
+                    self.apply_cur.unregister("__committed")
+
+    def ensure_shadowing(self, t: TableDef) -> None:
+        """Before hot may hold newer versions of cold keys, make the view hide those cold rows."""
+        if t.tid in self.shadowing or not self.manifests[t.tid].segments:
+            return
+        self.admin.execute(read_path.full_view_sql(t, shadowing=True))
+        self.shadowing.add(t.tid)
+
+    def visible_schema(self, t: TableDef) -> pa.Schema:
+        """Arrow schema of the table's columns, as DuckDB produces them."""
+        schema = self._schemas.get(t.tid)
+        if schema is None:
+            cols = ", ".join(read_path.q(c) for c in t.column_names)
+            cur = self.db.cursor()
+            try:
+                schema = cur.execute(f"SELECT {cols} FROM {read_path.hot_table(t)} LIMIT 0").to_arrow_table().schema
+            finally:
+                cur.close()
+            self._schemas[t.tid] = schema
+        return schema
+
+    def default_value(self, t: TableDef, column: Column):
+        """A column default the fast INSERT path can use: a value, NOW for now(), or NO_FAST_DEFAULT."""
+        key = (t.tid, column.name)
+        if key not in self._defaults:
+            text = column.default or ""
+            if _NOW_DEFAULT.match(text):
+                value = NOW
+            elif _VOLATILE.search(text):
+                value = NO_FAST_DEFAULT
+            else:
+                cur = self.db.cursor()
+                try:
+                    value = cur.execute(f"SELECT CAST({text} AS {column.type})").fetchone()[0]
+                except duckdb.Error:
+                    value = NO_FAST_DEFAULT
+                finally:
+                    cur.close()
+            self._defaults[key] = value
+        return self._defaults[key]
 
     # ------------------------------------------------------------------ catalog helpers
     def storage_for(self, t: TableDef) -> Storage:
@@ -173,7 +249,10 @@ class Engine:
         return t
 
     def drop_table(self, t: TableDef) -> None:
+        self.materialize()
         read_path.drop_table_objects(self.admin, t)
+        self.shadowing.discard(t.tid)
+        self._schemas.pop(t.tid, None)
         self.catalog.drop_table(t)
         self.store.drop_table(t.tid)
         storage = self.storage_for(t)
@@ -186,16 +265,15 @@ class Engine:
         cur = self.db.cursor()
         try:
             cur.execute("BEGIN")
-            cur.execute("CREATE SCHEMA IF NOT EXISTS __tierd.probe")
-            cur.execute(f"CREATE TABLE __tierd.probe.t ({body})")
+            cur.execute(f"CREATE TABLE __tierd.__probe.t ({body})")
             cols = cur.execute(
                 "SELECT column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
-                "WHERE database_name = '__tierd' AND schema_name = 'probe' AND table_name = 't' "
+                "WHERE database_name = '__tierd' AND schema_name = '__probe' AND table_name = 't' "
                 "ORDER BY column_index"
             ).fetchall()
             pks = cur.execute(
                 "SELECT constraint_column_names FROM duckdb_constraints() "
-                "WHERE database_name = '__tierd' AND schema_name = 'probe' AND table_name = 't' "
+                "WHERE database_name = '__tierd' AND schema_name = '__probe' AND table_name = 't' "
                 "AND constraint_type = 'PRIMARY KEY'"
             ).fetchall()
         finally:
@@ -242,7 +320,7 @@ class Engine:
             using = ", ".join(read_path.q(c) for c in pk)
             found = cur.execute(
                 f"SELECT DISTINCT {cols} FROM {relation} c SEMI JOIN __probe_keys USING ({using})"
-            ).fetch_arrow_table()
+            ).to_arrow_table()
         finally:
             cur.unregister("__probe_keys")
         return set(key_list(t, found))
@@ -273,11 +351,12 @@ class Engine:
             pk = ", ".join(read_path.q(c) for c in t.primary_key)
             self.acquire_write_lock()
             try:
+                self.materialize()
                 watermark = self.seq
                 snap = cur.execute(
                     f"SELECT * FROM {read_path.hot_table(t)} WHERE _seq <= {watermark} "
                     f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
-                ).fetch_arrow_table()
+                ).to_arrow_table()
             finally:
                 self.write_lock.release()
             if snap.num_rows == 0:
@@ -337,10 +416,19 @@ class Engine:
     def _apply_flush(self, cur, t: TableDef, manifest: Manifest, watermark: int, storage: Storage) -> None:
         self.acquire_write_lock()
         try:
+            self.materialize()
             cur.execute("BEGIN")
             cur.execute(read_path.cold_view_sql(t, manifest, storage))
             cur.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {watermark}")
+            hot_left = cur.execute(f"SELECT count(*) FROM {read_path.hot_table(t)}").fetchone()[0]
+            # Rows written while this flush ran may be newer versions of keys it just moved.
+            shadowing = hot_left > 0
+            cur.execute(read_path.full_view_sql(t, shadowing))
             cur.execute("COMMIT")
+            if shadowing:
+                self.shadowing.add(t.tid)
+            else:
+                self.shadowing.discard(t.tid)
             self.manifests[t.tid] = manifest
             index = self.hot_index[t.tid]
             for k in [k for k, st in index.items() if st.seq <= watermark]:
@@ -351,23 +439,23 @@ class Engine:
     # ------------------------------------------------------------------ system tables
     def _create_system_tables(self) -> None:
         self.admin.execute(
-            "CREATE TABLE __tierd.sys.tables (namespace VARCHAR, table_name VARCHAR, table_type VARCHAR, "
+            "CREATE TABLE __tierd.__sys.tables (namespace VARCHAR, table_name VARCHAR, table_type VARCHAR, "
             "storage_id VARCHAR, flush_policy VARCHAR, ttl_seconds BIGINT, hot_rows BIGINT, cold_rows BIGINT, "
             "segments BIGINT, created_at TIMESTAMPTZ)"
         )
         self.admin.execute(
-            "CREATE TABLE __tierd.sys.manifest (namespace VARCHAR, table_name VARCHAR, scope VARCHAR, "
+            "CREATE TABLE __tierd.__sys.manifest (namespace VARCHAR, table_name VARCHAR, scope VARCHAR, "
             "version BIGINT, segments BIGINT, row_count BIGINT, size_bytes BIGINT, manifest_json VARCHAR, "
             "updated_at TIMESTAMPTZ)"
         )
-        self.admin.execute("CREATE TABLE __tierd.sys.namespaces (namespace VARCHAR, created_at TIMESTAMPTZ)")
+        self.admin.execute("CREATE TABLE __tierd.__sys.namespaces (namespace VARCHAR, created_at TIMESTAMPTZ)")
         self.admin.execute(
-            "CREATE TABLE __tierd.sys.storages (storage_id VARCHAR, storage_name VARCHAR, description VARCHAR, "
+            "CREATE TABLE __tierd.__sys.storages (storage_id VARCHAR, storage_name VARCHAR, description VARCHAR, "
             "storage_type VARCHAR, base_directory VARCHAR, config VARCHAR, shared_tables_template VARCHAR, "
             "user_tables_template VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ)"
         )
         for name in ("tables", "manifest", "namespaces", "storages"):
-            self.admin.execute(f"CREATE VIEW memory.system.{name} AS SELECT * FROM __tierd.sys.{name}")
+            self.admin.execute(f"CREATE VIEW memory.system.{name} AS SELECT * FROM __tierd.__sys.{name}")
 
     def refresh_system_tables(self) -> None:
         """Rebuild the small catalog-derived system tables before a query reads them."""
@@ -392,10 +480,10 @@ class Engine:
                 for name, rows, width in (("tables", tables, 10), ("manifest", manifests, 9),
                                           ("namespaces", sorted(self.catalog.namespaces.items()), 2),
                                           ("storages", storages, 10)):
-                    cur.execute(f"DELETE FROM __tierd.sys.{name}")
+                    cur.execute(f"DELETE FROM __tierd.__sys.{name}")
                     if rows:
                         marks = ", ".join("?" * width)
-                        cur.executemany(f"INSERT INTO __tierd.sys.{name} VALUES ({marks})", rows)
+                        cur.executemany(f"INSERT INTO __tierd.__sys.{name} VALUES ({marks})", rows)
                 cur.execute("COMMIT")
             finally:
                 cur.close()

@@ -62,8 +62,8 @@ class JobRunner:
     def __init__(self, store: HotStore, db: duckdb.DuckDBPyConnection, workers: int = 2):
         self.store = store
         self.cur = db.cursor()
-        self.cur.execute(f"CREATE TABLE __tierd.sys.jobs ({COLUMNS})")
-        self.cur.execute("CREATE VIEW memory.system.jobs AS SELECT * FROM __tierd.sys.jobs")
+        self.cur.execute(f"CREATE TABLE __tierd.__sys.jobs ({COLUMNS})")
+        self.cur.execute("CREATE VIEW memory.system.jobs AS SELECT * FROM __tierd.__sys.jobs")
         self.lock = threading.Lock()
         self.jobs: dict[str, Job] = {}
         self.active: dict[str, str] = {}  # table_name -> job_id of its queued/running job
@@ -84,9 +84,9 @@ class JobRunner:
 
     def _mirror(self, job: Job) -> None:
         rec = job.record()
-        self.cur.execute("DELETE FROM __tierd.sys.jobs WHERE job_id = $1", [job.job_id])
+        self.cur.execute("DELETE FROM __tierd.__sys.jobs WHERE job_id = $1", [job.job_id])
         self.cur.execute(
-            f"INSERT INTO __tierd.sys.jobs VALUES ({', '.join('$' + str(i + 1) for i in range(len(FIELDS)))})",
+            f"INSERT INTO __tierd.__sys.jobs VALUES ({', '.join('$' + str(i + 1) for i in range(len(FIELDS)))})",
             [rec[f] for f in FIELDS],
         )
 

@@ -3,11 +3,12 @@
 Catalogs:
 - `memory` (default): one schema per namespace; each table is a view of its visible
   columns. This is what client SQL names.
-- `__tierd_full`: the same schemas and views with `_seq` and `_deleted` added; queries that
-  mention those columns run with this catalog as their default.
-- `__tierd`: internal — `hot.t<id>` holds the hot rows (every committed version, loaded
-  from LevelDB), `cold.c<id>` is the live cold data read from the manifest's Parquet files,
-  `sys.*` backs the system tables.
+- `__tierd`: the same schemas and views with `_seq` and `_deleted` added (queries that
+  mention those columns run with this catalog as their default), plus internal schemas:
+  `__hot.t<id>` holds the hot rows (every committed version, loaded from LevelDB),
+  `__cold.c<id>` is the live cold data read from the manifest's Parquet files, `__sys.*`
+  backs the system tables. One database, because a DuckDB transaction writes to one only,
+  and a flush swaps views and deletes hot rows in one transaction.
 
 Dedup stays cheap: base segments hold each key's first version with keys unique across
 them, so they are scanned as they are; only delta segments (updates and deletes of keys
@@ -22,8 +23,8 @@ from engine.catalog import TableDef
 from engine.manifest import Manifest
 from engine.storage import Storage
 
-FULL = "__tierd_full"
 INTERNAL = "__tierd"
+FULL = INTERNAL
 
 
 def q(name: str) -> str:
@@ -35,11 +36,11 @@ def sql_str(s: str) -> str:
 
 
 def hot_table(t: TableDef) -> str:
-    return f"{INTERNAL}.hot.t{t.tid}"
+    return f"{INTERNAL}.__hot.t{t.tid}"
 
 
 def cold_view(t: TableDef) -> str:
-    return f"{INTERNAL}.cold.c{t.tid}"
+    return f"{INTERNAL}.__cold.c{t.tid}"
 
 
 def visible_view(t: TableDef) -> str:
@@ -52,9 +53,8 @@ def full_view(t: TableDef) -> str:
 
 def open_database() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config={"threads": 2})
-    con.execute(f"ATTACH ':memory:' AS {FULL}")
     con.execute(f"ATTACH ':memory:' AS {INTERNAL}")
-    for schema in ("hot", "cold", "sys"):
+    for schema in ("__hot", "__cold", "__sys", "__probe"):
         con.execute(f"CREATE SCHEMA {INTERNAL}.{schema}")
     con.execute("CREATE SCHEMA memory.system")
     return con
@@ -74,21 +74,35 @@ def _typed_columns(t: TableDef) -> str:
     return ", ".join(f"{q(c.name)} {c.type}" for c in t.columns)
 
 
-def create_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef, manifest: Manifest, storage: Storage) -> None:
+def create_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef, manifest: Manifest, storage: Storage,
+                         shadowing: bool = False) -> None:
     con.execute(
         f"CREATE TABLE {hot_table(t)} ({_typed_columns(t)}, _seq BIGINT NOT NULL, _deleted BOOLEAN NOT NULL)"
     )
     con.execute(cold_view_sql(t, manifest, storage))
+    con.execute(full_view_sql(t, shadowing))
+    cols = ", ".join(q(c) for c in t.column_names)
+    con.execute(f"CREATE OR REPLACE VIEW {visible_view(t)} AS SELECT {cols} FROM {full_view(t)}")
+
+
+def full_view_sql(t: TableDef, shadowing: bool) -> str:
+    """Hot's newest live versions plus live cold rows.
+
+    `shadowing` says hot may hold newer versions of keys that are also in cold (updates and
+    deletes of flushed rows); only then is the anti join against hot needed, which would
+    otherwise cost a hash probe per cold row.
+    """
     cols = ", ".join(q(c) for c in t.column_names)
     pk = ", ".join(q(c) for c in t.primary_key)
-    con.execute(
+    cold = f"SELECT {cols}, _seq, _deleted FROM {cold_view(t)}"
+    if shadowing:
+        cold += f" c ANTI JOIN {hot_table(t)} h USING ({pk})"
+    return (
         f"CREATE OR REPLACE VIEW {full_view(t)} AS "
         f"SELECT {cols}, _seq, _deleted FROM {hot_table(t)} "
         f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1 AND NOT _deleted "
-        f"UNION ALL "
-        f"SELECT {cols}, _seq, _deleted FROM {cold_view(t)} c ANTI JOIN {hot_table(t)} h USING ({pk})"
+        f"UNION ALL {cold}"
     )
-    con.execute(f"CREATE OR REPLACE VIEW {visible_view(t)} AS SELECT {cols} FROM {full_view(t)}")
 
 
 def drop_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
@@ -105,7 +119,7 @@ def _parquet_select(t: TableDef, files: list[str]) -> str:
 
 
 def cold_view_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str:
-    """The live cold rows (tombstones kept, so hot can't resurrect what cold deleted)."""
+    """The live cold rows: newest version per key, deleted keys left out."""
     scope = storage.scope_dir(t.namespace, t.name)
     base = [storage.local_path(f"{scope}/{s.path}") for s in manifest.segments if s.kind == "base"]
     delta = [storage.local_path(f"{scope}/{s.path}") for s in manifest.segments if s.kind == "delta"]
@@ -115,7 +129,7 @@ def cold_view_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str:
     if not base and not delta:
         return head + f"SELECT {cols}, _seq, _deleted FROM {hot_table(t)} WHERE false"
     if not delta:
-        return head + _parquet_select(t, base) + " WHERE NOT _deleted"
+        return head + _parquet_select(t, base)  # base segments never hold tombstones
     newest_delta = (
         f"SELECT * FROM ({_parquet_select(t, delta)}) "
         f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"

@@ -85,6 +85,8 @@ class EngineSession:
         self.explicit = False  # inside BEGIN ... COMMIT
         self.failed = False
         self.holds_lock = False
+        self.in_duck_txn = False  # explicit transaction whose writes sit in a DuckDB transaction
+        self.pending_shadow: set[int] = set()
         self.pending: list[tuple[int, int, pa.Table]] = []
         self.pending_index: dict[int, dict] = {}
         self.stages: set[int] = set()
@@ -185,12 +187,13 @@ class EngineSession:
             self.engine.refresh_system_tables()
             sql = _SYSTEM.sub("memory.system.", sql)
         hidden = bool(_HIDDEN.search(sql))
+        self.engine.materialize()
         with self._running:
             if hidden:
                 self.cur.execute(f"USE {read_path.FULL}.{read_path.q(DEFAULT_NAMESPACE)}")
             try:
                 self.cur.execute(sql, params)
-                table = self.cur.fetch_arrow_table()
+                table = self.cur.to_arrow_table()
             finally:
                 if hidden:
                     self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
@@ -340,16 +343,27 @@ class EngineSession:
         return t
 
     def _begin_write(self) -> None:
+        """Take the write lock; an explicit transaction also opens its DuckDB snapshot now."""
         if self.holds_lock:
             return
-        self.engine.acquire_write_lock()
+        eng = self.engine
+        eng.acquire_write_lock()
         self.holds_lock = True
         try:
-            self.cur.execute("BEGIN")
+            eng.materialize()
+            if self.explicit:
+                self.cur.execute("BEGIN")
+                self.in_duck_txn = True
         except BaseException:
-            self.holds_lock = False
-            self.engine.write_lock.release()
+            self._release()
             raise
+
+    def _release(self) -> None:
+        self.pending, self.pending_index = [], {}
+        self.pending_shadow = set()
+        self.in_duck_txn = False
+        self.holds_lock = False
+        self.engine.write_lock.release()
 
     def _commit_write(self) -> None:
         if not self.holds_lock:
@@ -362,28 +376,29 @@ class EngineSession:
             self._rollback_write()
             raise
         try:
-            self.cur.execute("COMMIT")
+            if self.in_duck_txn:
+                self.cur.execute("COMMIT")
+                eng.shadowing |= self.pending_shadow
+            else:
+                eng.publish(self.pending)
             for tid, changes in self.pending_index.items():
                 index = eng.hot_index.get(tid)
                 if index is not None:
                     index.update(changes)
         finally:
-            self.pending, self.pending_index = [], {}
-            self.holds_lock = False
-            eng.write_lock.release()
+            self._release()
 
     def _rollback_write(self) -> None:
         if not self.holds_lock:
             return
         try:
-            self.cur.execute("ROLLBACK")
+            if self.in_duck_txn:
+                self.cur.execute("ROLLBACK")
         except duckdb.Error:
             pass
         finally:
             self.stages.clear()  # temp tables created inside the transaction are gone
-            self.pending, self.pending_index = [], {}
-            self.holds_lock = False
-            self.engine.write_lock.release()
+            self._release()
 
     def _write_statement(self, sql: str, params: list) -> StatementResult:
         p = dml.plan(sql)
@@ -422,12 +437,14 @@ class EngineSession:
         if source is not None:
             self.cur.register("__source", source)
         try:
-            rows = self.cur.execute(sql.replace(dml.STAGE, stage), params).fetch_arrow_table()
+            return self.cur.execute(sql.replace(dml.STAGE, stage), params).to_arrow_table()
         finally:
             if source is not None:
                 self.cur.unregister("__source")
-        self.cur.execute(f"DELETE FROM {stage}")  # on failure the whole transaction rolls back instead
-        return rows
+            try:
+                self.cur.execute(f"DELETE FROM {stage}")
+            except duckdb.Error:
+                pass  # an aborted transaction: its rollback empties the stage
 
     def _hot_state(self, t: TableDef, key) -> KeyState | None:
         st = self.pending_index.get(t.tid, {}).get(key)
@@ -455,33 +472,32 @@ class EngineSession:
         eng.seq += n
         batch = rows.append_column("_seq", pa.array(range(first, first + n), pa.int64()))
         batch = batch.append_column("_deleted", pa.array([deleted] * n, pa.bool_()))
-        self.cur.register("__batch", batch)
-        try:
-            self.cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __batch")
-        finally:
-            self.cur.unregister("__batch")
+        if self.in_duck_txn:  # visible to this transaction at once, to others at COMMIT
+            self.cur.register("__batch", batch)
+            try:
+                self.cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __batch")
+            finally:
+                self.cur.unregister("__batch")
         self.pending.append((t.tid, first, batch))
         index = self.pending_index.setdefault(t.tid, {})
         for k, s in zip(key_list(t, rows), range(first, first + n)):
             index[k] = KeyState(s, deleted)
 
-    def _tombstones(self, t: TableDef, rows: pa.Table) -> pa.Table:
-        cols = {}
-        for c in t.columns:
-            if c.name in t.primary_key:
-                cols[c.name] = rows.column(c.name)
-            else:
-                cols[c.name] = pa.nulls(rows.num_rows, self._hot_schema(t).field(c.name).type)
-        return pa.table(cols, schema=self._hot_schema(t))
+    def _shadow(self, t: TableDef) -> None:
+        """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
+        eng = self.engine
+        if not self.in_duck_txn:
+            eng.ensure_shadowing(t)
+        elif t.tid not in eng.shadowing and t.tid not in self.pending_shadow and eng.manifests[t.tid].segments:
+            # Inside this transaction's snapshot; takes effect for others at COMMIT.
+            self.cur.execute(read_path.full_view_sql(t, shadowing=True))
+            self.pending_shadow.add(t.tid)
 
-    def _hot_schema(self, t: TableDef) -> pa.Schema:
-        cache = getattr(self, "_schemas", None)
-        if cache is None:
-            cache = self._schemas = {}
-        if t.tid not in cache:
-            stage = self._stage(t)
-            cache[t.tid] = self.cur.execute(f"SELECT * FROM {stage} LIMIT 0").fetch_arrow_table().schema
-        return cache[t.tid]
+    def _tombstones(self, t: TableDef, rows: pa.Table) -> pa.Table:
+        schema = self.engine.visible_schema(t)
+        cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
+                for f in schema]
+        return pa.table(cols, schema=schema)
 
     def _returning(self, t: TableDef, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
         if expr is None:
@@ -489,7 +505,7 @@ class EngineSession:
         used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
         self.cur.register("__ret", rows)
         try:
-            return self.cur.execute(f"SELECT {expr} FROM __ret AS {read_path.q(alias)}", params[:used]).fetch_arrow_table()
+            return self.cur.execute(f"SELECT {expr} FROM __ret AS {read_path.q(alias)}", params[:used]).to_arrow_table()
         finally:
             self.cur.unregister("__ret")
 
@@ -522,7 +538,8 @@ class EngineSession:
         return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
 
     def _update(self, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
-        sel = self.cur.execute(p.select_sql, params).fetch_arrow_table()
+        self._shadow(t)
+        sel = self.cur.execute(p.select_sql, params).to_arrow_table()
         old_keys = key_list(t, sel)
         if len(set(old_keys)) != len(old_keys):  # UPDATE ... FROM matching a row twice: first wins
             seen, mask = set(), []
@@ -560,7 +577,8 @@ class EngineSession:
         return StatementResult(f"UPDATE {typed.num_rows}", ret)
 
     def _delete(self, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
-        sel = self.cur.execute(p.select_sql, params).fetch_arrow_table()
+        self._shadow(t)
+        sel = self.cur.execute(p.select_sql, params).to_arrow_table()
         keys = key_list(t, sel)
         if len(set(keys)) != len(keys):
             seen, mask = set(), []
