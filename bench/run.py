@@ -239,8 +239,17 @@ def tierd_binary() -> Path:
     raise RuntimeError("tierd executable not found (run `make install`)")
 
 
+@dataclass
+class TierdProc:
+    """The running daemon: how to reach it, and the process to watch (it may die mid-run)."""
+
+    conninfo: dict[str, Any]
+    proc: subprocess.Popen
+    log: Path
+
+
 @contextlib.contextmanager
-def tierd_server(data_dir: Path, log: Path, peak_rss: dict[str, str]) -> Iterator[dict[str, Any]]:
+def tierd_server(data_dir: Path, log: Path, peak_rss: dict[str, str]) -> Iterator[TierdProc]:
     """`tierd serve` on a free loopback port; SIGTERM (then SIGKILL) however we leave."""
     port = free_port()
     argv = [str(tierd_binary()), "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", HOST]
@@ -255,7 +264,7 @@ def tierd_server(data_dir: Path, log: Path, peak_rss: dict[str, str]) -> Iterato
         except RuntimeError as e:
             raise RuntimeError(f"tierd failed to start ({e}); exit code {proc.poll()}; "
                                f"command: {' '.join(argv)}\n--- tierd output (tail) ---\n{tail(log)}") from e
-        yield conninfo
+        yield TierdProc(conninfo, proc, log)
     finally:
         peak_rss["tierd"] = read_peak_rss(proc.pid)
         stop_process(proc)
@@ -367,8 +376,12 @@ def wl_events_group_by(b: Bench) -> list[Measurement]:
     else:
         load.values[TIERD] = flush.values[TIERD] = query.values[TIERD] = "skipped"
         files = lambda: write_standin_parquet(b, n)  # noqa: E731
-        query.note = "fetchall over the wire; DuckDB on harness-written Parquet (--skip-tierd)"
-    query.values[DUCK] = attempt(b, f"{DUCK} group by", lambda: time_duckdb(files(), runs, answers))
+        if b.args.skip_tierd:
+            query.note = "fetchall over the wire; DuckDB on harness-written Parquet (--skip-tierd)"
+    if b.tierd_conninfo or b.args.skip_tierd:
+        query.values[DUCK] = attempt(b, f"{DUCK} group by", lambda: time_duckdb(files(), runs, answers))
+    else:
+        query.values[DUCK] = "skipped"  # tierd died earlier: there are no tierd files to read
     load.values[DUCK] = flush.values[DUCK] = "n/a"
     flush.values[PG] = "n/a"
     check_answers(b, answers, n)
@@ -669,25 +682,29 @@ def main(argv: list[str] | None = None) -> int:
         tierd_dir = scratch / "tierd-data"
         tierd_dir.mkdir()
         pg_conninfo = stack.enter_context(postgres_server(pg_dir))
-        tierd_conninfo = None
-        if not args.skip_tierd:
-            tierd_conninfo = stack.enter_context(tierd_server(tierd_dir, scratch / "tierd.log", rss))
-        b = Bench(args, pg_conninfo, tierd_conninfo, tierd_dir, scratch)
+        td = None if args.skip_tierd else stack.enter_context(tierd_server(tierd_dir, scratch / "tierd.log", rss))
+        b = Bench(args, pg_conninfo, td.conninfo if td else None, tierd_dir, scratch)
         header["pg"] = pg_settings(b)
         results: list[Measurement] = []
         for workload in WORKLOADS:
             print(f"... {workload.__name__}", file=sys.stderr, flush=True)
             results += workload(b)
-        if b.problems and tierd_conninfo:
-            b.notes.append("tierd log tail:\n```\n" + tail(scratch / "tierd.log", 20) + "\n```")
+            if td and td.proc.poll() is not None and b.tierd_conninfo:
+                b.problems.append(f"tierd exited (code {td.proc.returncode}) during {workload.__name__}; "
+                                  "later tierd cells were not measured")
+                b.tierd_conninfo = None  # later workloads report "skipped" instead of piling up errors
+        if b.problems and td:
+            b.notes.append("tierd log tail:\n```\n" + tail(td.log, 20) + "\n```")
     header["rss"] = rss.get("tierd", "n/a")
     header["elapsed"] = f"{time.monotonic() - t_start:.0f} s"
     report = render(b, results, header)
     print(report)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report)
-        print(f"wrote {args.output}", file=sys.stderr)
+        # a failed run must not overwrite the last good report
+        out = args.output.with_name(args.output.stem + "-failed.md") if b.problems else args.output
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+        print(f"wrote {out}", file=sys.stderr)
     if b.problems:
         print("\n!!! BENCHMARK PROBLEMS !!!\n" + "\n".join(b.problems), file=sys.stderr)
         return 1
