@@ -7,6 +7,7 @@ and are cached, so a prepared INSERT is parsed once.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 import sqlglot
@@ -31,6 +32,10 @@ class InsertPlan:
     returning: str | None  # SELECT list evaluated over the inserted rows
     on_conflict_nothing: bool
     param_count: int
+    # Fast path for VALUES lists of parameters and plain literals: the named columns (None:
+    # the first N) and per row a tuple of ("p", index) or ("c", constant). None: use DuckDB.
+    columns: tuple[str, ...] | None = None
+    fast_values: tuple[tuple[tuple[str, object], ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,18 @@ def _param_count(node: exp.Expression) -> int:
     return highest
 
 
+_LITERAL_OR_PARAM = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\d+")
+
+
+def _space_params(sql: str) -> str:
+    """sqlglot's tokenizer reads `$1,$2` as a dollar quote; give placeholders room."""
+    return _LITERAL_OR_PARAM.sub(lambda m: f" {m.group(0)} " if m.group(0)[0] == "$" else m.group(0), sql)
+
+
 @functools.lru_cache(maxsize=512)
 def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
     try:
-        tree = sqlglot.parse_one(sql, read="postgres")
+        tree = sqlglot.parse_one(_space_params(sql), read="postgres")
     except sqlglot.errors.ParseError as exc:
         raise SyntaxError_(f"syntax error: {str(exc).splitlines()[0]}") from None
     if isinstance(tree, exp.Insert):
@@ -118,7 +131,48 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
     else:
         body = source.sql(dialect="duckdb")
     stage_sql = f"INSERT INTO {STAGE} {cols} {body} RETURNING *"
-    return InsertPlan(_target(table), stage_sql, _returning(tree), nothing, _param_count(tree))
+    names = tuple(c.name for c in into.expressions) if isinstance(into, exp.Schema) else None
+    return InsertPlan(_target(table), stage_sql, _returning(tree), nothing, _param_count(tree),
+                      columns=names, fast_values=_fast_values(source))
+
+
+class _NotSimple(Exception):
+    pass
+
+
+def _simple_value(node: exp.Expression) -> tuple[str, object]:
+    if isinstance(node, exp.Parameter):
+        text = node.sql(dialect="postgres").lstrip("$")
+        if text.isdigit():
+            return ("p", int(text) - 1)
+    elif isinstance(node, exp.Null):
+        return ("c", None)
+    elif isinstance(node, exp.Boolean):
+        return ("c", bool(node.this))
+    elif isinstance(node, exp.Literal):
+        if node.is_string:
+            return ("c", node.this)
+        text = node.this
+        if text.isdigit():
+            return ("c", int(text))
+    elif isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and node.this.this.isdigit():
+        return ("c", -int(node.this.this))
+    raise _NotSimple
+
+
+def _fast_values(source: exp.Expression | None):
+    if not isinstance(source, exp.Values):
+        return None
+    try:
+        rows = []
+        for tup in source.expressions:
+            items = tup.expressions if isinstance(tup, exp.Tuple) else [tup]
+            rows.append(tuple(_simple_value(v) for v in items))
+    except _NotSimple:
+        return None
+    if len({len(r) for r in rows}) != 1:
+        return None
+    return tuple(rows)
 
 
 def _implicit_columns(source: exp.Expression | None) -> str:

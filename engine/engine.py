@@ -176,7 +176,7 @@ class Engine:
                 t = self.catalog.by_tid(tid)
                 if t is None:
                     continue
-                self.apply_cur.register("__committed", pa.concat_tables(tables))
+                self.apply_cur.register("__committed", pa.concat_tables(tables).combine_chunks())
                 try:
                     self.apply_cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __committed")
                 finally:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from datetime import datetime, timezone
 
 import duckdb
 import pyarrow as pa
 
 from engine import dml, read_path
 from engine.catalog import TableDef, check_identifier, parse_table_options
-from engine.engine import DEFAULT_NAMESPACE, Engine, KeyState, key_list
+from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, key_list
 from engine.errors import (
     ActiveSqlTransaction,
     DuplicateTable,
@@ -26,6 +27,7 @@ from engine.errors import (
     InFailedSqlTransaction,
     InvalidSchemaName,
     InvalidTableDefinition,
+    NotNullViolation,
     ObjectInUse,
     QueryCanceled,
     SyntaxError_,
@@ -66,6 +68,20 @@ SETTINGS_DEFAULTS = {
     "application_name": "",
     "search_path": DEFAULT_NAMESPACE,
 }
+
+
+_SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
+                 pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
+
+
+def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
+    """Python values as an Arrow array of `typ`, or None if that needs DuckDB's casts."""
+    if not any(check(typ) for check in _SIMPLE_TYPES):
+        return None
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        return None
 
 
 def _pk_text(t: TableDef, key) -> str:
@@ -350,8 +366,8 @@ class EngineSession:
         eng.acquire_write_lock()
         self.holds_lock = True
         try:
-            eng.materialize()
             if self.explicit:
+                eng.materialize()  # the snapshot must hold every committed row
                 self.cur.execute("BEGIN")
                 self.in_duck_txn = True
         except BaseException:
@@ -517,13 +533,56 @@ class EngineSession:
                                       detail=_pk_text(t, k))
             seen.add(k)
 
+    def _fast_rows(self, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table | None:
+        """Type a VALUES list in Python, without DuckDB; None when only DuckDB can (or must
+        produce the error)."""
+        eng = self.engine
+        width = len(p.fast_values[0])
+        names = list(p.columns) if p.columns is not None else t.column_names[:width]
+        if len(names) != width or len(set(names)) != width or not set(names) <= set(t.column_names):
+            return None
+        position = {n: i for i, n in enumerate(names)}
+        schema = eng.visible_schema(t)
+        arrays = []
+        n = len(p.fast_values)
+        for c, f in zip(t.columns, schema):
+            i = position.get(c.name)
+            if i is not None:
+                values = [params[v] if kind == "p" else v for kind, v in (row[i] for row in p.fast_values)]
+            elif c.default is None:
+                values = [None] * n
+            else:
+                d = eng.default_value(t, c)
+                if d is NO_FAST_DEFAULT:
+                    return None
+                values = [datetime.now(timezone.utc) if d is NOW else d] * n
+            arr = _to_arrow(values, f.type)
+            if arr is None:
+                return None
+            if not c.nullable and arr.null_count:
+                raise NotNullViolation(
+                    f'null value in column "{c.name}" of relation "{t.name}" violates not-null constraint')
+            arrays.append(arr)
+        return pa.table(arrays, schema=schema)
+
     def _insert(self, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
+        rows = None
+        if p.fast_values is not None:
+            rows = self._fast_rows(t, p, params)
+        if rows is None:
+            rows = self._slow_rows(t, p, params)
+        return self._insert_rows(t, p, rows, params)
+
+    def _slow_rows(self, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table:
+        self.engine.materialize()  # INSERT ... SELECT may read any table
         sql = p.stage_sql
         if dml.COLUMNS_PREFIX in sql:
             sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
                          lambda m: "(" + ", ".join(read_path.q(c) for c in t.column_names[: int(m.group(1))]) + ")",
                          sql, count=1)
-        rows = self._typed(t, sql, params)
+        return self._typed(t, sql, params)
+
+    def _insert_rows(self, t: TableDef, p: dml.InsertPlan, rows: pa.Table, params: list) -> StatementResult:
         keys = key_list(t, rows)
         self._duplicate_in(t, keys)
         live = self._live_keys(t, keys)
@@ -539,6 +598,7 @@ class EngineSession:
 
     def _update(self, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
         self._shadow(t)
+        self.engine.materialize()
         sel = self.cur.execute(p.select_sql, params).to_arrow_table()
         old_keys = key_list(t, sel)
         if len(set(old_keys)) != len(old_keys):  # UPDATE ... FROM matching a row twice: first wins
@@ -578,6 +638,7 @@ class EngineSession:
 
     def _delete(self, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
         self._shadow(t)
+        self.engine.materialize()
         sel = self.cur.execute(p.select_sql, params).to_arrow_table()
         keys = key_list(t, sel)
         if len(set(keys)) != len(keys):

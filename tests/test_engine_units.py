@@ -77,3 +77,12 @@ def test_manifest_roundtrip_and_next_version():
     m2 = m.with_segments([seg], flushed_seq=3)
     assert (m2.version, m2.flushed_seq, m2.next_segment_id, m2.row_count) == (1, 3, 1, 3)
     assert Manifest.from_json(m2.to_json()) == m2
+
+
+def test_dml_plan_reads_unspaced_placeholders():
+    from engine.dml import InsertPlan, plan
+
+    p = plan("insert into bench.ins values ($1,$2,$3)")
+    assert isinstance(p, InsertPlan) and p.param_count == 3
+    assert (p.target.namespace, p.target.name) == ("bench", "ins")
+    assert "'$1,$2'" in plan("insert into t values ($1,'$1,$2')").stage_sql
