@@ -86,3 +86,15 @@ def test_dml_plan_reads_unspaced_placeholders():
     assert isinstance(p, InsertPlan) and p.param_count == 3
     assert (p.target.namespace, p.target.name) == ("bench", "ins")
     assert "'$1,$2'" in plan("insert into t values ($1,'$1,$2')").stage_sql
+
+
+def test_bulk_insert_skips_sqlglot_but_keeps_meaning():
+    from engine.dml import COLUMNS_PREFIX, plan
+
+    values = ", ".join(f"({i}, 'a,(b)', {i}.5)" for i in range(400))
+    p = plan(f"INSERT INTO App.Ev VALUES {values}")
+    assert (p.target.namespace, p.target.name) == ("app", "ev")
+    assert f"{COLUMNS_PREFIX}3" in p.stage_sql and p.fast_values is None
+    p = plan(f'insert into "Ev" (id, b, c) values {values};')
+    assert p.target.name == "Ev" and "(id, b, c)" in p.stage_sql
+    assert plan(f"INSERT INTO ev VALUES {values} RETURNING id").returning == "id"  # sqlglot handles RETURNING
