@@ -118,7 +118,8 @@ def _pad2(values: pa.Array) -> pa.Array:
 def date_binary(values: pa.Array) -> pa.Array:
     days = pa.Array.from_buffers(pa.int32(), len(values), values.cast(pa.date32()).buffers()[:2],
                                  offset=values.offset)
-    return keep_nulls(big_endian(pc.subtract(days, PG_EPOCH_DAYS), 4), values)
+    epoch = pa.scalar(PG_EPOCH_DAYS, pa.int32())   # keep int32: 4 bytes per value on the wire
+    return keep_nulls(big_endian(pc.subtract(days, epoch), 4), values)
 
 
 def timestamp_binary(values: pa.Array) -> pa.Array:

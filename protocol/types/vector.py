@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _UNSIGNED = {2: pa.uint16(), 4: pa.uint32(), 8: pa.uint64()}
+_SIGNED = {2: pa.int16(), 4: pa.int32(), 8: pa.int64()}
 _HEX_TABLE = pa.array([f"{i:02x}".encode() for i in range(256)], pa.binary(2))
 
 
@@ -22,10 +23,14 @@ def keep_nulls(values: pa.Array, source: pa.Array) -> pa.Array:
 def big_endian(values: pa.Array, width: int) -> pa.Array:
     """Integers (or same-width floats) as fixed_size_binary(width) holding big-endian bytes.
 
-    NULLs become zero bytes; callers re-mask with `keep_nulls`.
+    NULLs become zero bytes; callers re-mask with `keep_nulls`. Integers of another width
+    (e.g. the int64 that int32 arithmetic with a Python int yields) are cast first, never
+    reinterpreted: a raw view of a wider buffer would read the wrong elements.
     """
     unsigned = _UNSIGNED[width]
     raw = values.fill_null(0) if values.null_count else values
+    if pa.types.is_integer(raw.type) and raw.type.bit_width != 8 * width:
+        raw = raw.cast(_SIGNED[width])
     if raw.type != unsigned:
         raw = _view(raw, unsigned)
     byte = pa.scalar(0xFF, unsigned)
