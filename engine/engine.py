@@ -27,7 +27,11 @@ from engine.catalog import Catalog, Column, TableDef
 from engine.errors import InvalidCatalogName, LockNotAvailable, UndefinedObject
 from engine.failpoints import Failpoints
 from engine.hot_store import HotStore
-from engine.jobs import Job, JobRunner
+from engine import compaction
+from engine.errors import EngineError
+from engine.jobs import Job, JobRunner, JobsConfig
+from engine.policies import TICK_SECONDS, PolicyRunner
+from engine.reaper import FileReaper
 from engine.manifest import Manifest, Segment, commit, load, now_iso
 from engine.policy import parse_flush_policy
 from engine.storage import TMP_MARK, Storage
@@ -48,7 +52,9 @@ class EngineConfig:
     default_flush_policy: str = "rows:100000,interval:300"
     lock_timeout_s: float = 30.0
     failpoints: dict[str, str] = field(default_factory=dict)
-    job_workers: int = 2
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    compaction_max_segments: int = 16  # a scope with more segments is compacted automatically
+    compaction_target_rows: int = 1_000_000  # rows per compacted segment
 
 
 class KeyState:
@@ -103,7 +109,15 @@ class Engine:
         for t in list(self.catalog.tables.values()):
             self._recover_table(t)
         self._create_system_tables()
-        self.jobs = JobRunner(self.store, self.db, workers=config.job_workers)
+        self.reaper = FileReaper()
+        self.policies = PolicyRunner(self)
+        self.jobs = JobRunner(self.store, self.db, config.jobs, execute=self._execute_job,
+                              on_finished=self._job_finished)
+        for t in self.catalog.tables.values():
+            if self.hot_index[t.tid]:
+                self.policies.on_commit([t.tid])  # recovered hot rows start their interval now
+        self.jobs.start()
+        self.jobs.every(TICK_SECONDS, self.policies.tick, "flush-policy-tick")
         self.closed = False
 
     # ------------------------------------------------------------------ sessions
@@ -250,6 +264,7 @@ class Engine:
 
     def drop_table(self, t: TableDef) -> None:
         self.materialize()
+        self.policies.forget(t.tid)
         read_path.drop_table_objects(self.admin, t)
         self.shadowing.discard(t.tid)
         self._schemas.pop(t.tid, None)
@@ -329,22 +344,47 @@ class Engine:
     def pending_rows(self, t: TableDef) -> int:
         return len(self.hot_index.get(t.tid, {}))
 
-    def request_flush(self, t: TableDef, wait: bool) -> Job:
-        if not self.hot_index.get(t.tid):
-            return self.jobs.record_skipped(
-                "flush", t.qualified, f"Storage flush skipped: no pending writes for table '{t.qualified}'"
-            )
-        job, created = self.jobs.submit("flush", t.qualified, lambda job: self.flush_table(t))
+    def request_job(self, job_type: str, t: TableDef, wait: bool) -> Job:
+        """STORAGE FLUSH / COMPACT: a new job, or a skipped record saying why not."""
+        word = {"flush": "flush", "compact": "compaction"}[job_type]
+        if job_type == "flush" and not self.hot_index.get(t.tid):
+            return self.jobs.record(job_type, t.qualified, "skipped",
+                                    f"Storage flush skipped: no pending writes for table '{t.qualified}'")
+        job, created = self.jobs.submit(job_type, t.qualified, {"trigger": "command"})
         if not created:
-            return self.jobs.record_skipped(
-                "flush", t.qualified,
-                f"Storage flush skipped: a flush is already queued or running for table '{t.qualified}'",
-            )
+            return self.jobs.record(
+                job_type, t.qualified, "skipped",
+                f"Storage {word} skipped: a {word} is already queued or running for table '{t.qualified}'")
         if wait:
             job.done.wait()
         return job
 
-    def flush_table(self, t: TableDef) -> tuple[str, str, int]:
+    def _execute_job(self, job: Job) -> tuple[str, str, int]:
+        ns, _, name = job.table_name.partition(".")
+        t = self.catalog.find(ns, name)
+        if t is None:
+            raise EngineError(f"table '{job.table_name}' no longer exists")
+        if job.job_type == "flush":
+            return self.flush_table(t, job)
+        return compaction.compact_table(self, t, job)
+
+    def _job_finished(self, job: Job) -> None:
+        if job.job_type != "flush" or job.status != "completed":
+            return
+        ns, _, name = job.table_name.partition(".")
+        t = self.catalog.find(ns, name)
+        if t is not None and compaction.needs_compaction(self.manifests[t.tid], self.config.compaction_max_segments):
+            self.jobs.submit("compact", t.qualified, {"trigger": f"more than {self.config.compaction_max_segments} segments"})
+
+    def apply_compaction(self, t: TableDef, manifest: Manifest, storage: Storage) -> None:
+        self.acquire_write_lock()
+        try:
+            self.admin.execute(read_path.cold_view_sql(t, manifest, storage))
+            self.manifests[t.tid] = manifest
+        finally:
+            self.write_lock.release()
+
+    def flush_table(self, t: TableDef, job: Job | None = None) -> tuple[str, str, int]:
         fp = self.failpoints
         cur = self.db.cursor()
         try:
@@ -362,6 +402,7 @@ class Engine:
             if snap.num_rows == 0:
                 return "skipped", f"Storage flush skipped: no pending writes for table '{t.qualified}'", 0
             fp.hit("flush.start")
+            check = job.check_cancel if job is not None else (lambda: None)
             storage = self.storage_for(t)
             scope = storage.scope_dir(t.namespace, t.name)
             manifest = self.manifests[t.tid]
@@ -382,6 +423,7 @@ class Engine:
             for kind, rows in (("base", base), ("delta", delta)):
                 if rows.num_rows == 0:
                     continue
+                check()
                 rows = rows.sort_by(sort_keys)
                 seg_id = manifest.next_segment_id + len(segments)
                 path = f"batch-{seg_id}.parquet"
@@ -394,9 +436,10 @@ class Engine:
                     id=seg_id, path=path,
                     min_seq=pc.min(rows.column("_seq")).as_py(), max_seq=pc.max(rows.column("_seq")).as_py(),
                     row_count=rows.num_rows, size_bytes=size, created_at=now_iso(), kind=kind,
-                    column_stats=_column_stats(rows, t),
+                    column_stats=column_stats(rows, t),
                 ))
             new_manifest = manifest.with_segments(segments, watermark)
+            check()  # the last point where KILL JOB can stop it: next is the commit
             fp.hit("flush.before_manifest")
             commit(storage, scope, new_manifest)
             try:
@@ -421,6 +464,7 @@ class Engine:
             cur.execute(read_path.cold_view_sql(t, manifest, storage))
             cur.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {watermark}")
             hot_left = cur.execute(f"SELECT count(*) FROM {read_path.hot_table(t)}").fetchone()[0]
+            self.policies.on_flushed(t.tid, hot_left)
             # Rows written while this flush ran may be newer versions of keys it just moved.
             shadowing = hot_left > 0
             cur.execute(read_path.full_view_sql(t, shadowing))
@@ -489,7 +533,7 @@ class Engine:
                 cur.close()
 
 
-def _column_stats(rows: pa.Table, t: TableDef) -> dict:
+def column_stats(rows: pa.Table, t: TableDef) -> dict:
     stats = {}
     for c in t.column_names:
         col = rows.column(c)

@@ -1,21 +1,27 @@
-"""Background jobs (flushes for now): records in `system.jobs`, persisted in LevelDB, run
-on a small thread pool. One flush or compaction per table at a time, whoever asked.
+"""Background jobs: records in `system.jobs`, persisted in LevelDB, run and retried by
+APScheduler.
+
+Lifecycle: queued -> running -> completed | failed | skipped | cancelled, with `retrying`
+between automatic attempts (exponential backoff with jitter, up to `max_retries`). At most
+one flush or compaction per table is queued, retrying or running at a time, whoever asked.
 """
 from __future__ import annotations
 
 import json
 import logging
+import random
 import secrets
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import duckdb
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.errors import EngineError
+from engine.errors import EngineError, ObjectInUse, UndefinedObject
 from engine.hot_store import HotStore
 
 log = logging.getLogger("tierd.jobs")
@@ -28,10 +34,33 @@ COLUMNS = (
 )
 FIELDS = [c.split()[0] for c in COLUMNS.split(", ")]
 PREFIX = {"flush": "FL", "compact": "CO"}
+ACTIVE = ("queued", "running", "retrying")
+FINISHED = ("completed", "failed", "skipped", "cancelled")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+class JobCancelled(Exception):
+    """Raised inside a running job, between steps, after KILL JOB."""
+
+
+class JobNotRetryable(EngineError):
+    sqlstate = "55000"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None
+
+
+@dataclass
+class JobsConfig:
+    workers: int = 2
+    max_retries: int = 3
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    retention_s: float = 7 * 24 * 3600
 
 
 @dataclass
@@ -48,39 +77,58 @@ class Job:
     max_retries: int = 3
     next_retry_at: str | None = None
     rows_affected: int | None = None
-    created_at: str = field(default_factory=_now)
-    updated_at: str = field(default_factory=_now)
+    created_at: str = field(default_factory=lambda: _now().isoformat())
+    updated_at: str = field(default_factory=lambda: _now().isoformat())
     started_at: str | None = None
     finished_at: str | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    cancel_requested: bool = field(default=False, repr=False, compare=False)
 
     def record(self) -> dict:
         return {f: getattr(self, f) for f in FIELDS}
 
+    def check_cancel(self) -> None:
+        """Called by job bodies between steps, so KILL JOB stops a running job cleanly."""
+        if self.cancel_requested:
+            raise JobCancelled()
+
+
+Executor = Callable[[Job], tuple[str, str, int]]
+
 
 class JobRunner:
-    def __init__(self, store: HotStore, db: duckdb.DuckDBPyConnection, workers: int = 2):
+    def __init__(self, store: HotStore, db: duckdb.DuckDBPyConnection, config: JobsConfig,
+                 execute: Executor, on_finished: Callable[[Job], None] | None = None):
         self.store = store
+        self.config = config
+        self.execute = execute
+        self.on_finished = on_finished
         self.cur = db.cursor()
         self.cur.execute(f"CREATE TABLE __tierd.__sys.jobs ({COLUMNS})")
         self.cur.execute("CREATE VIEW memory.system.jobs AS SELECT * FROM __tierd.__sys.jobs")
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
-        self.active: dict[str, str] = {}  # table_name -> job_id of its queued/running job
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tierd-job")
+        self.active: dict[str, str] = {}  # table_name -> its queued/running/retrying job
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=config.workers)},
+            job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
+            timezone=timezone.utc,
+        )
+        self._interrupted: list[Job] = []
         self._load()
 
+    # ------------------------------------------------------------------ persistence
     def _load(self) -> None:
         for _, raw in self.store.scan_json("j/"):
             job = Job(**raw)
-            if job.status in ("queued", "running", "retrying"):
+            if job.status in ACTIVE:
                 job.status = "failed"
-                job.message = "the daemon stopped while this job was queued or running"
-                job.finished_at = job.updated_at = _now()
-                self.store.put_json(f"j/{job.job_id}", job.record())
+                job.message = f"the daemon stopped while this job was {raw['status']}"
+                job.finished_at = _now().isoformat()
+                self._interrupted.append(job)
             job.done.set()
             self.jobs[job.job_id] = job
-            self._mirror(job)
+            self._save(job)
 
     def _mirror(self, job: Job) -> None:
         rec = job.record()
@@ -91,57 +139,188 @@ class JobRunner:
         )
 
     def _save(self, job: Job) -> None:
-        job.updated_at = _now()
-        self.store.put_json(f"j/{job.job_id}", job.record())
-        self._mirror(job)
-
-    def submit(self, job_type: str, table_name: str, fn: Callable[[Job], tuple[str, str, int]],
-               parameters: dict | None = None) -> tuple[Job, bool]:
-        """Queue `fn` unless the table already has a job; returns (job, created)."""
         with self.lock:
-            if table_name in self.active:
-                return self.jobs[self.active[table_name]], False
+            job.updated_at = _now().isoformat()
+            self.store.put_json(f"j/{job.job_id}", job.record())
+            self._mirror(job)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the scheduler; jobs cut off by a crash or stop are retried now."""
+        self.scheduler.start()
+        self.scheduler.add_job(self.prune, "interval", seconds=60, id="prune-jobs")
+        for job in self._interrupted:
+            with self.lock:
+                if job.table_name in self.active or job.retry_count >= job.max_retries:
+                    continue
+                job.retry_count += 1
+                self._schedule_retry(job, delay=0.0)
+        self._interrupted = []
+
+    def shutdown(self) -> None:
+        try:
+            self.scheduler.shutdown(wait=True)
+        except Exception:  # never started
+            pass
+
+    def every(self, seconds: float, fn: Callable[[], None], job_id: str) -> None:
+        """A periodic engine task (policy ticks) on the same scheduler."""
+        self.scheduler.add_job(fn, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
+
+    # ------------------------------------------------------------------ requests
+    def active_job(self, table_name: str) -> Job | None:
+        with self.lock:
+            jid = self.active.get(table_name)
+            return self.jobs.get(jid) if jid else None
+
+    def submit(self, job_type: str, table_name: str, parameters: dict | None = None) -> tuple[Job, bool]:
+        """Queue a job unless the table already has one; returns (job, created)."""
+        with self.lock:
+            current = self.active_job(table_name)
+            if current is not None:
+                return current, False
             job = Job(
                 job_id=f"{PREFIX[job_type]}-{secrets.token_hex(6)}",
                 job_type=job_type,
                 table_name=table_name,
                 parameters=json.dumps(parameters or {}),
+                max_retries=self.config.max_retries,
+                idempotency_key=f"{job_type}:{table_name}",
             )
             self.jobs[job.job_id] = job
             self.active[table_name] = job.job_id
             self._save(job)
-        self.pool.submit(self._run, job, fn)
+            self.scheduler.add_job(self._run, args=[job], id=f"run-{job.job_id}")
         return job, True
 
-    def record_skipped(self, job_type: str, table_name: str, message: str) -> Job:
+    def record(self, job_type: str, table_name: str, status: str, message: str) -> Job:
+        """A job that finished at once (a skipped flush) still leaves its record."""
+        job = Job(job_id=f"{PREFIX[job_type]}-{secrets.token_hex(6)}", job_type=job_type,
+                  table_name=table_name, status=status, message=message,
+                  max_retries=self.config.max_retries)
+        job.finished_at = _now().isoformat()
+        job.done.set()
         with self.lock:
-            job = Job(job_id=f"{PREFIX[job_type]}-{secrets.token_hex(6)}", job_type=job_type,
-                      table_name=table_name, status="skipped", message=message)
-            job.finished_at = _now()
-            job.done.set()
             self.jobs[job.job_id] = job
             self._save(job)
-            return job
+        return job
 
-    def _run(self, job: Job, fn: Callable[[Job], tuple[str, str, int]]) -> None:
+    def get(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise UndefinedObject(f"job '{job_id}' does not exist")
+        return job
+
+    def retry(self, job_id: str) -> Job:
+        """RETRY JOB: a new attempt of a failed or cancelled job, under the same id."""
         with self.lock:
+            job = self.get(job_id)
+            if job.status not in ("failed", "cancelled"):
+                raise JobNotRetryable(
+                    f"job '{job_id}' is {job.status}; only failed or cancelled jobs can be retried")
+            other = self.active_job(job.table_name)
+            if other is not None:
+                raise ObjectInUse(
+                    f"job '{other.job_id}' ({other.job_type}) is already queued or running for table "
+                    f"'{job.table_name}'")
+            job.retry_count += 1
+            job.status = "queued"
+            job.message = None
+            job.finished_at = job.next_retry_at = None
+            job.cancel_requested = False
+            job.done.clear()
+            self.active[job.table_name] = job.job_id
+            self._save(job)
+            self.scheduler.add_job(self._run, args=[job], id=f"run-{job.job_id}-{job.retry_count}")
+        return job
+
+    def kill(self, job_id: str) -> Job:
+        """KILL JOB: cancel a queued or retrying job at once, a running one at its next step."""
+        with self.lock:
+            job = self.get(job_id)
+            if job.status in ("queued", "retrying"):
+                for sid in (f"run-{job.job_id}", f"run-{job.job_id}-{job.retry_count}", f"retry-{job.job_id}"):
+                    try:
+                        self.scheduler.remove_job(sid)
+                    except Exception:
+                        pass
+                self._finish(job, "cancelled", "cancelled by KILL JOB", None)
+            elif job.status == "running":
+                job.cancel_requested = True
+            else:
+                raise JobNotRetryable(f"job '{job_id}' is {job.status}; only queued or running jobs can be killed")
+        return job
+
+    # ------------------------------------------------------------------ running
+    def _run(self, job: Job) -> None:
+        with self.lock:
+            if job.status not in ("queued", "retrying"):
+                return
             job.status = "running"
-            job.started_at = _now()
+            job.started_at = _now().isoformat()
+            job.next_retry_at = None
             self._save(job)
         try:
-            status, message, rows = fn(job)
-            job.status, job.message, job.rows_affected = status, message, rows
+            status, message, rows = self.execute(job)
+        except JobCancelled:
+            self._finish(job, "cancelled", "cancelled by KILL JOB", None)
+            return
         except Exception as exc:  # a job failure is data for system.jobs, not a crash
-            job.status = "failed"
-            job.message = exc.message if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-            job.error_trace = traceback.format_exc()
-            log.error("job %s (%s %s) failed: %s", job.job_id, job.job_type, job.table_name, job.message)
+            message = exc.message if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            trace = traceback.format_exc()
+            with self.lock:
+                if job.retry_count < job.max_retries and not job.cancel_requested:
+                    job.error_trace = trace
+                    job.message = message
+                    job.retry_count += 1
+                    self._schedule_retry(job, delay=self._backoff(job.retry_count))
+                    log.warning("job %s (%s %s) failed, retry %d/%d at %s: %s", job.job_id, job.job_type,
+                                job.table_name, job.retry_count, job.max_retries, job.next_retry_at, message)
+                    return
+                job.error_trace = trace
+            log.error("job %s (%s %s) failed: %s", job.job_id, job.job_type, job.table_name, message)
+            self._finish(job, "failed", message, None)
+            return
+        self._finish(job, status, message, rows)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.config.backoff_max_s, self.config.backoff_base_s * (2 ** (attempt - 1)))
+        return base * random.uniform(0.5, 1.0)  # jitter: spread retries of many tables
+
+    def _schedule_retry(self, job: Job, delay: float) -> None:
+        at = _now() + timedelta(seconds=delay)
+        job.status = "retrying"
+        job.next_retry_at = at.isoformat()
+        job.done.clear()
+        self.active[job.table_name] = job.job_id
+        self._save(job)
+        self.scheduler.add_job(self._run, "date", run_date=at, args=[job], id=f"retry-{job.job_id}",
+                               replace_existing=True)
+
+    def _finish(self, job: Job, status: str, message: str | None, rows: int | None) -> None:
         with self.lock:
-            job.finished_at = _now()
+            job.status, job.message, job.rows_affected = status, message, rows
+            job.finished_at = _now().isoformat()
+            job.next_retry_at = None
             self._save(job)
             if self.active.get(job.table_name) == job.job_id:
                 del self.active[job.table_name]
         job.done.set()
+        if self.on_finished is not None:
+            try:
+                self.on_finished(job)
+            except Exception:
+                log.exception("after job %s", job.job_id)
 
-    def shutdown(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def prune(self) -> None:
+        """Forget finished jobs older than the retention age."""
+        cutoff = _now() - timedelta(seconds=self.config.retention_s)
+        with self.lock:
+            old = [j for j in self.jobs.values()
+                   if j.status in FINISHED and j.finished_at and datetime.fromisoformat(j.finished_at) < cutoff]
+            for job in old:
+                del self.jobs[job.job_id]
+                self.store.delete(f"j/{job.job_id}")
+                self.cur.execute("DELETE FROM __tierd.__sys.jobs WHERE job_id = $1", [job.job_id])
+        if old:
+            log.info("pruned %d finished job(s) older than %ss", len(old), int(self.config.retention_s))

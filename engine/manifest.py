@@ -79,6 +79,20 @@ class Manifest:
         )
 
 
+    def replace_segments(self, segments: list[Segment]) -> "Manifest":
+        """The next version after a compaction: `segments` replace all current ones."""
+        return Manifest(
+            table_id=self.table_id,
+            user_id=self.user_id,
+            version=self.version + 1,
+            created_at=self.created_at,
+            updated_at=now_iso(),
+            flushed_seq=self.flushed_seq,
+            next_segment_id=max([self.next_segment_id] + [s.id + 1 for s in segments]),
+            segments=list(segments),
+        )
+
+
 def load(storage: Storage, scope_dir: str, table_id: str) -> Manifest:
     data = storage.read(f"{scope_dir}/{MANIFEST}")
     if data is None:

@@ -52,7 +52,10 @@ def full_view(t: TableDef) -> str:
 
 
 def open_database() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:", config={"threads": 2})
+    con = duckdb.connect(":memory:", config={
+        "threads": 2,
+        "integer_division": True,  # Postgres: 7 / 2 = 3
+    })
     con.execute(f"ATTACH ':memory:' AS {INTERNAL}")
     for schema in ("__hot", "__cold", "__sys", "__probe"):
         con.execute(f"CREATE SCHEMA {INTERNAL}.{schema}")

@@ -146,7 +146,8 @@ class EngineSession:
                 "current transaction is aborted, commands ignored until end of transaction block"
             )
         try:
-            return self._dispatch(sql, words, params or [])
+            with self.engine.reaper.reading():
+                return self._dispatch(sql, words, params or [])
         except duckdb.Error as exc:
             err = from_duckdb(exc)
             self._statement_failed()
@@ -189,6 +190,8 @@ class EngineSession:
             return self._query(sql, params)
         if first == "STORAGE":
             return self._storage_command(sql)
+        if first in ("RETRY", "KILL") and len(words) > 1 and words[1] == "JOB":
+            return self._job_command(sql)
         if first in ("CREATE", "DROP"):
             return self._ddl(sql, words)
         if first == "":
@@ -323,32 +326,51 @@ class EngineSession:
     def _storage_command(self, sql: str) -> StatementResult:
         eng = self.engine
         cmd = parse_command(sql)
-        if cmd is None:
-            if re.match(r"^\s*STORAGE\s+COMPACT\b", sql, re.I):
-                raise FeatureNotSupported("STORAGE COMPACT is not supported yet")
-            raise FeatureNotSupported("unknown STORAGE command; expected STORAGE FLUSH TABLE ns.t [WAIT]")
+        if cmd is None or cmd.kind not in ("flush_table", "flush_all", "compact_table", "compact_all"):
+            raise SyntaxError_(
+                "unknown STORAGE command; expected STORAGE FLUSH|COMPACT TABLE ns.t [WAIT] "
+                "or STORAGE FLUSH|COMPACT ALL [IN ns] [WAIT]")
+        job_type = "flush" if cmd.kind.startswith("flush") else "compact"
         wait = bool(cmd.args.get("wait"))
-        if cmd.kind == "flush_table":
+        if cmd.kind.endswith("_table"):
             ns, name = self._split_name(cmd.args["name"])
             tables = [eng.catalog.get(ns, name)]
         else:
             ns = unquote(cmd.args["ns"]) if cmd.args.get("ns") else None
             if ns is not None:
                 eng.catalog.require_namespace(ns)
-            tables = [t for t in eng.catalog.tables.values() if ns is None or t.namespace == ns]
-        rows = {"job_id": [], "status": [], "message": []}
+            tables = sorted((t for t in eng.catalog.tables.values() if ns is None or t.namespace == ns),
+                            key=lambda t: t.qualified)
+        started = "flush" if job_type == "flush" else "compaction"
+        rows = []
         for t in tables:
-            job = eng.request_flush(t, wait)
-            if job.status in ("skipped", "failed"):
+            job = eng.request_job(job_type, t, wait)
+            if job.status in ("skipped", "failed", "cancelled"):
                 message = job.message
             else:
-                message = f"Storage flush started for table '{t.qualified}'. Job ID: {job.job_id}"
-            rows["job_id"].append(job.job_id)
-            rows["status"].append(job.status)
-            rows["message"].append(message)
-        table = pa.table(rows, schema=pa.schema([("job_id", pa.string()), ("status", pa.string()),
-                                                 ("message", pa.string())]))
+                message = f"Storage {started} started for table '{t.qualified}'. Job ID: {job.job_id}"
+            rows.append((job.job_id, job.status, message))
+        return self._job_rows(rows)
+
+    def _job_rows(self, rows: list[tuple[str, str, str]]) -> StatementResult:
+        table = pa.table({"job_id": [r[0] for r in rows], "status": [r[1] for r in rows],
+                          "message": [r[2] for r in rows]},
+                         schema=pa.schema([("job_id", pa.string()), ("status", pa.string()), ("message", pa.string())]))
         return StatementResult(f"SELECT {table.num_rows}", table)
+
+    def _job_command(self, sql: str) -> StatementResult:
+        cmd = parse_command(sql)
+        if cmd is None or cmd.kind not in ("retry_job", "kill_job"):
+            raise SyntaxError_("syntax error: expected RETRY JOB 'id' or KILL JOB 'id'")
+        jobs = self.engine.jobs
+        if cmd.kind == "retry_job":
+            job = jobs.retry(cmd.args["job"])
+            message = f"Job {job.job_id} queued for retry (attempt {job.retry_count + 1})"
+        else:
+            job = jobs.kill(cmd.args["job"])
+            message = (f"Job {job.job_id} cancelled" if job.status == "cancelled"
+                       else f"Job {job.job_id} will be cancelled at its next step")
+        return self._job_rows([(job.job_id, job.status, message)])
 
     # ------------------------------------------------------------------ write path
     def _resolve(self, target: dml.Target) -> TableDef:
@@ -385,6 +407,7 @@ class EngineSession:
         if not self.holds_lock:
             return
         eng = self.engine
+        written = list(self.pending_index)
         try:
             if self.pending:
                 eng.store.commit(self.pending, eng.seq)
@@ -403,6 +426,8 @@ class EngineSession:
                     index.update(changes)
         finally:
             self._release()
+        if written:
+            eng.policies.on_commit(written)
 
     def _rollback_write(self) -> None:
         if not self.holds_lock:

@@ -113,6 +113,10 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("drop_table", re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]})(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
     ("flush_table", re.compile(rf"^\s*STORAGE\s+FLUSH\s+TABLE\s+(?P<name>{_QNAME[1:-1]})(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)),
     ("flush_all", re.compile(rf"^\s*STORAGE\s+FLUSH\s+ALL(?:\s+IN\s+(?P<ns>{_NAME}))?(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)),
+    ("compact_table", re.compile(rf"^\s*STORAGE\s+COMPACT\s+TABLE\s+(?P<name>{_QNAME[1:-1]})(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)),
+    ("compact_all", re.compile(rf"^\s*STORAGE\s+COMPACT\s+ALL(?:\s+IN\s+(?P<ns>{_NAME}))?(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)),
+    ("retry_job", re.compile(r"^\s*RETRY\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)),
+    ("kill_job", re.compile(r"^\s*KILL\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)),
 ]
 
 

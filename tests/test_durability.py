@@ -86,11 +86,15 @@ def test_crash_at_each_flush_step_then_restart(make_tierd, tmp_path, step):
     d2 = make_tierd(data_dir=data).start()
     with d2.connect() as c:
         assert state(c) == expected
-        status = c.execute("SELECT status FROM system.jobs WHERE job_type = 'flush' ORDER BY created_at DESC LIMIT 1").fetchone()
-        assert status == ("failed",)  # the job that was running when the daemon died
-        job = c.execute("STORAGE FLUSH TABLE app.t WAIT").fetchone()
-        assert job[1] in ("completed", "skipped"), job
+        # The job that was running when the daemon died is marked failed, then retried to completion.
+        job_id = c.execute("SELECT job_id FROM system.jobs WHERE job_type = 'flush' "
+                           "ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+        final = wait_for(lambda: c.execute("SELECT status, retry_count FROM system.jobs WHERE job_id = %s "
+                                           "AND status IN ('completed', 'skipped', 'failed')", (job_id,)).fetchone(),
+                         timeout=60, what=f"job {job_id} to finish after restart")
+        assert final[0] in ("completed", "skipped") and final[1] >= 1, final
         assert state(c) == expected
+        assert c.execute("STORAGE FLUSH TABLE app.t WAIT").fetchone()[1] == "skipped"  # nothing left behind
         c.execute("INSERT INTO app.t VALUES (100, 'after')")
         c.execute("STORAGE FLUSH TABLE app.t WAIT")
         assert state(c) == expected + [(100, "after")]
@@ -103,7 +107,7 @@ def test_failure_at_each_flush_step_changes_nothing_visible(make_tierd, tmp_path
     d = make_tierd(data_dir=data).start()
     expected = _prepare(d)
     d.stop()
-    failing = make_tierd(f'[failpoints]\n"{step}" = "error"\n', data_dir=data).start()
+    failing = make_tierd(f'[jobs]\nmax_retries = 0\n[failpoints]\n"{step}" = "error"\n', data_dir=data).start()
     with failing.connect() as c:
         job_id, status, message = c.execute("STORAGE FLUSH TABLE app.t WAIT").fetchone()
         assert status == "failed" and step in message

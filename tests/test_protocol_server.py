@@ -6,6 +6,7 @@ with the real engine live elsewhere.
 import socket
 import struct
 import threading
+import weakref
 
 import psycopg
 import pyarrow as pa
@@ -145,16 +146,23 @@ def _msg(kind: bytes, body: bytes) -> bytes:
 
 
 def _raw_connect(port):
-    sock = socket.create_connection(("127.0.0.1", port))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     body = struct.pack("!i", 196608) + b"user\x00tierd\x00database\x00tierd\x00\x00"
     sock.sendall(struct.pack("!i", len(body) + 4) + body)
     _read_until_ready(sock)
     return sock
 
 
+_READERS: "weakref.WeakKeyDictionary[socket.socket, object]" = weakref.WeakKeyDictionary()
+
+
 def _read_until_ready(sock):
+    """Read replies up to ReadyForQuery; one buffered reader per socket, so bytes that
+    arrived after this ReadyForQuery stay for the next call."""
     out = []
-    buf = sock.makefile("rb")
+    buf = _READERS.get(sock)
+    if buf is None:
+        buf = _READERS[sock] = sock.makefile("rb")
     while True:
         kind = buf.read(1)
         (length,) = struct.unpack("!i", buf.read(4))

@@ -500,8 +500,6 @@ def test_large_table_result_over_hot_rows(db):
 # --- Postgres semantics the engine does not give yet --------------------------------
 
 
-@pytest.mark.xfail(reason="engine: '/' on integers is DuckDB float division (7/2 = 3.5)",
-                   strict=True)
 def test_integer_division(db):
     assert db.execute("SELECT 7 / 2, -7 / 2").fetchone() == (3, -3)
 

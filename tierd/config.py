@@ -23,6 +23,12 @@ class Config:
     password: str | None = None
     default_flush_policy: str = "rows:100000,interval:300"
     job_workers: int = 2
+    max_retries: int = 3
+    retry_backoff_s: float = 1.0
+    retry_backoff_max_s: float = 300.0
+    job_retention_s: float = 7 * 24 * 3600
+    compaction_max_segments: int = 16
+    compaction_target_rows: int = 1_000_000
     lock_timeout_s: float = 30.0
     log_level: str = "INFO"
     failpoints: dict[str, str] = field(default_factory=dict)
@@ -39,8 +45,22 @@ class Config:
                 f"server.host: refusing to listen on {self.host!r} without a password; "
                 "set auth.password or listen on 127.0.0.1"
             )
+        from engine.failpoints import Failpoints
+
+        try:
+            Failpoints(self.failpoints)
+        except ValueError as exc:
+            raise ConfigError(f"failpoints: {exc}") from None
         if self.job_workers < 1:
             raise ConfigError("jobs.workers: must be at least 1")
+        if self.max_retries < 0:
+            raise ConfigError("jobs.max_retries: must be 0 or more")
+        if self.retry_backoff_s <= 0 or self.retry_backoff_max_s < self.retry_backoff_s:
+            raise ConfigError("jobs.retry_backoff_seconds: must be > 0 and <= jobs.retry_backoff_max_seconds")
+        if self.compaction_max_segments < 2:
+            raise ConfigError("compaction.max_segments: must be at least 2")
+        if self.compaction_target_rows < 1:
+            raise ConfigError("compaction.target_rows: must be at least 1")
 
 
 _KEYS = {
@@ -52,6 +72,12 @@ _KEYS = {
     ("flush", "default_policy"): ("default_flush_policy", str),
     ("jobs", "workers"): ("job_workers", int),
     ("jobs", "lock_timeout_seconds"): ("lock_timeout_s", float),
+    ("jobs", "max_retries"): ("max_retries", int),
+    ("jobs", "retry_backoff_seconds"): ("retry_backoff_s", float),
+    ("jobs", "retry_backoff_max_seconds"): ("retry_backoff_max_s", float),
+    ("jobs", "retention_seconds"): ("job_retention_s", float),
+    ("compaction", "max_segments"): ("compaction_max_segments", int),
+    ("compaction", "target_rows"): ("compaction_target_rows", int),
     ("log", "level"): ("log_level", str),
 }
 

@@ -8,6 +8,7 @@ import threading
 
 from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
+from engine.jobs import JobsConfig
 from tierd.config import Config
 
 log = logging.getLogger("tierd.daemon")
@@ -23,7 +24,11 @@ def serve(cfg: Config) -> int:
             default_flush_policy=cfg.default_flush_policy,
             lock_timeout_s=cfg.lock_timeout_s,
             failpoints=cfg.failpoints,
-            job_workers=cfg.job_workers,
+            jobs=JobsConfig(workers=cfg.job_workers, max_retries=cfg.max_retries,
+                            backoff_base_s=cfg.retry_backoff_s, backoff_max_s=cfg.retry_backoff_max_s,
+                            retention_s=cfg.job_retention_s),
+            compaction_max_segments=cfg.compaction_max_segments,
+            compaction_target_rows=cfg.compaction_target_rows,
         ))
     except EngineError as exc:
         log.error("cannot start: %s", exc.message)

@@ -1,0 +1,84 @@
+"""Flush policies: decide when a table's hot rows should move to Parquet.
+
+"rows:N" counts a table's distinct primary keys with unflushed changes (inserts, updates
+and deletes of one key count once): that is the number of hot entries a flush will write,
+so it bounds hot memory. It is checked right after each commit, so the flush starts within
+moments of the Nth key, not on a timer. "interval:S" flushes a table whose oldest unflushed
+write is S seconds old; a one-second tick checks it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from engine.policy import FlushPolicy, parse_flush_policy
+
+if TYPE_CHECKING:
+    from engine.catalog import TableDef
+    from engine.engine import Engine
+
+log = logging.getLogger("tierd.policies")
+
+TICK_SECONDS = 1.0
+
+
+class PolicyRunner:
+    def __init__(self, engine: "Engine"):
+        self.engine = engine
+        self.oldest: dict[int, float] = {}  # table id -> monotonic time of oldest unflushed write
+        self.lock = threading.Lock()
+        self._cache: dict[str, FlushPolicy] = {}
+
+    def policy(self, t: "TableDef") -> FlushPolicy:
+        text = t.flush_policy or self.engine.config.default_flush_policy
+        p = self._cache.get(text)
+        if p is None:
+            p = self._cache[text] = parse_flush_policy(text)
+        return p
+
+    def on_commit(self, tids: list[int]) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for tid in tids:
+                self.oldest.setdefault(tid, now)
+        for tid in tids:
+            t = self.engine.catalog.by_tid(tid)
+            if t is None:
+                continue
+            p = self.policy(t)
+            if p.rows is not None and self.engine.pending_rows(t) >= p.rows:
+                self._flush(t, f"rows:{p.rows} reached")
+
+    def on_flushed(self, tid: int, hot_left: int) -> None:
+        """After a flush: rows written meanwhile start a new interval now."""
+        with self.lock:
+            if hot_left:
+                self.oldest[tid] = time.monotonic()
+            else:
+                self.oldest.pop(tid, None)
+
+    def forget(self, tid: int) -> None:
+        with self.lock:
+            self.oldest.pop(tid, None)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            due = list(self.oldest.items())
+        for tid, since in due:
+            t = self.engine.catalog.by_tid(tid)
+            if t is None:
+                self.forget(tid)
+                continue
+            p = self.policy(t)
+            if p.interval is not None and now - since >= p.interval:
+                self._flush(t, f"interval:{p.interval} reached")
+
+    def _flush(self, t: "TableDef", reason: str) -> None:
+        if self.engine.jobs.active_job(t.qualified) is not None or not self.engine.pending_rows(t):
+            return
+        job, created = self.engine.jobs.submit("flush", t.qualified, {"trigger": reason})
+        if created:
+            log.info("policy flush of %s (%s): job %s", t.qualified, reason, job.job_id)
