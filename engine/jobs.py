@@ -148,7 +148,8 @@ class JobRunner:
     def start(self) -> None:
         """Start the scheduler; jobs cut off by a crash or stop are retried now."""
         self.scheduler.start()
-        self.scheduler.add_job(self.prune, "interval", seconds=60, id="prune-jobs")
+        every = max(1.0, min(60.0, self.config.retention_s / 4))
+        self.scheduler.add_job(self.prune, "interval", seconds=every, id="prune-jobs")
         for job in self._interrupted:
             with self.lock:
                 if job.table_name in self.active or job.retry_count >= job.max_retries:
