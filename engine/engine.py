@@ -34,7 +34,7 @@ from engine.policies import TICK_SECONDS, PolicyRunner
 from engine.reaper import FileReaper
 from engine.manifest import Manifest, Segment, commit, load, now_iso
 from engine.policy import parse_flush_policy
-from engine.storage import TMP_MARK, Storage
+from engine.storage import TMP_MARK, FilesystemStorage, Storage
 
 log = logging.getLogger("tierd.engine")
 
@@ -86,7 +86,7 @@ class Engine:
         self.sys_lock = threading.Lock()
         self.catalog = Catalog(self.store)
         self.storages: dict[str, Storage] = {
-            "local": Storage("local", os.path.join(self.data_dir, "storage"), name="local",
+            "local": FilesystemStorage("local", os.path.join(self.data_dir, "storage"), name="local",
                              description="the data directory's own storage")
         }
         self.manifests: dict[int, Manifest] = {}
