@@ -48,6 +48,12 @@ class TableDef:
     flush_policy: str | None = None  # None: the server default applies
     ttl_seconds: int | None = None
     created_at: str = field(default_factory=now_iso)
+    # The scope directory, resolved from the storage's template when the table was created,
+    # so a later ALTER STORAGE ... TEMPLATE never moves existing data.
+    scope_dir: str | None = None
+
+    def scope(self, storage) -> str:
+        return self.scope_dir or storage.scope_dir(self.namespace, self.name)
 
     @property
     def qualified(self) -> str:

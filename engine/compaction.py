@@ -34,7 +34,7 @@ def compact_table(engine: "Engine", t: "TableDef", job: "Job | None") -> tuple[s
     if len(manifest.segments) < 2 and not has_delta:
         return "skipped", f"Storage compaction skipped: nothing to compact for table '{t.qualified}'", 0
     storage = engine.storage_for(t)
-    scope = storage.scope_dir(t.namespace, t.name)
+    scope = t.scope(storage)
     target = engine.config.compaction_target_rows
     pk = ", ".join(read_path.q(c) for c in t.primary_key)
     source = read_path.all_cold_versions_sql(t, manifest, storage)

@@ -11,6 +11,7 @@ Flush commit protocol (each step a failpoint):
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -34,7 +35,8 @@ from engine.policies import TICK_SECONDS, PolicyRunner
 from engine.reaper import FileReaper
 from engine.manifest import Manifest, Segment, commit, load, now_iso
 from engine.policy import parse_flush_policy
-from engine.storage import TMP_MARK, FilesystemStorage, Storage
+from engine.storage import TMP_MARK, Storage
+from engine.storage_catalog import StorageCatalog
 
 log = logging.getLogger("tierd.engine")
 
@@ -55,6 +57,7 @@ class EngineConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     compaction_max_segments: int = 16  # a scope with more segments is compacted automatically
     compaction_target_rows: int = 1_000_000  # rows per compacted segment
+    storages: dict[str, dict] = field(default_factory=dict)  # [storage.<id>] config sections
 
 
 class KeyState:
@@ -85,10 +88,6 @@ class Engine:
         self.ddl_lock = threading.RLock()
         self.sys_lock = threading.Lock()
         self.catalog = Catalog(self.store)
-        self.storages: dict[str, Storage] = {
-            "local": FilesystemStorage("local", os.path.join(self.data_dir, "storage"), name="local",
-                             description="the data directory's own storage")
-        }
         self.manifests: dict[int, Manifest] = {}
         self.hot_index: dict[int, dict] = {}
         # Committed autocommit writes not yet appended to DuckDB; readers append them first,
@@ -101,6 +100,7 @@ class Engine:
         self.db = read_path.open_database()
         self.admin = self.db.cursor()
         self.apply_cur = self.db.cursor()
+        self.storages = StorageCatalog(self.store, self.data_dir, config.storages, self._register_storage)
         self.seq = self.store.last_seq()
         if DEFAULT_NAMESPACE not in self.catalog.namespaces:
             self.catalog.create_namespace(DEFAULT_NAMESPACE)
@@ -133,13 +133,14 @@ class Engine:
             return
         self.closed = True
         self.jobs.shutdown()
+        self.storages.close()
         self.store.close()
         self.db.close()
 
     # ------------------------------------------------------------------ recovery
     def _recover_table(self, t: TableDef) -> None:
         storage = self.storage_for(t)
-        scope = storage.scope_dir(t.namespace, t.name)
+        scope = t.scope(storage)
         manifest = load(storage, scope, t.qualified)
         live = {s.path for s in manifest.segments} | {"manifest.json"}
         for name in storage.list(scope):
@@ -238,13 +239,17 @@ class Engine:
 
     # ------------------------------------------------------------------ catalog helpers
     def storage_for(self, t: TableDef) -> Storage:
-        return self.storages[t.storage_id]
+        return self.storages.get(t.storage_id)
 
     def require_storage(self, storage_id: str) -> Storage:
-        s = self.storages.get(storage_id)
-        if s is None:
-            raise UndefinedObject(f"Storage '{storage_id}' does not exist")
-        return s
+        return self.storages.get(storage_id)
+
+    def _register_storage(self, storage: Storage) -> None:
+        for stmt in storage.duckdb_setup():  # e.g. S3 secrets, scoped to the storage's base
+            self.admin.execute(stmt)
+
+    def tables_using(self, storage_id: str) -> int:
+        return sum(1 for t in self.catalog.tables.values() if t.storage_id == storage_id)
 
     def acquire_write_lock(self) -> None:
         if not self.write_lock.acquire(timeout=self.config.lock_timeout_s):
@@ -255,6 +260,7 @@ class Engine:
 
     def create_table(self, t: TableDef) -> TableDef:
         """Register `t` (columns already validated) and build its DuckDB objects."""
+        t.scope_dir = self.storage_for(t).scope_dir(t.namespace, t.name)
         t = self.catalog.add_table(t)
         manifest = Manifest(table_id=t.qualified)
         self.manifests[t.tid] = manifest
@@ -271,7 +277,7 @@ class Engine:
         self.catalog.drop_table(t)
         self.store.drop_table(t.tid)
         storage = self.storage_for(t)
-        storage.delete_tree(storage.scope_dir(t.namespace, t.name))
+        storage.delete_tree(t.scope(storage))
         self.manifests.pop(t.tid, None)
         self.hot_index.pop(t.tid, None)
 
@@ -404,7 +410,7 @@ class Engine:
             fp.hit("flush.start")
             check = job.check_cancel if job is not None else (lambda: None)
             storage = self.storage_for(t)
-            scope = storage.scope_dir(t.namespace, t.name)
+            scope = t.scope(storage)
             manifest = self.manifests[t.tid]
             keys = key_list(t, snap)
             in_cold: set = set()
@@ -516,10 +522,10 @@ class Engine:
                     if m.version:
                         manifests.append((t.namespace, t.name, "shared", m.version, len(m.segments), m.row_count,
                                           m.size_bytes, m.to_json().decode(), m.updated_at))
-                ts = now_iso()
-                storages = [(s.storage_id, s.name, s.description, s.storage_type, s.base, "{}",
-                             s.shared_tables_template, s.user_tables_template, ts, ts)
-                            for s in self.storages.values()]
+                storages = [(d.storage_id, d.name, d.description, d.storage_type, d.base,
+                             json.dumps(s.redacted_config()), d.shared_tables_template, d.user_tables_template,
+                             d.created_at, d.updated_at)
+                            for d, s in self.storages.all()]
                 cur.execute("BEGIN")
                 for name, rows, width in (("tables", tables, 10), ("manifest", manifests, 9),
                                           ("namespaces", sorted(self.catalog.namespaces.items()), 2),

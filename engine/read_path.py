@@ -123,7 +123,7 @@ def _parquet_select(t: TableDef, files: list[str]) -> str:
 
 def cold_view_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str:
     """The live cold rows: newest version per key, deleted keys left out."""
-    scope = storage.scope_dir(t.namespace, t.name)
+    scope = t.scope(storage)
     base = [storage.reader_path(f"{scope}/{s.path}") for s in manifest.segments if s.kind == "base"]
     delta = [storage.reader_path(f"{scope}/{s.path}") for s in manifest.segments if s.kind == "delta"]
     cols = ", ".join(q(c) for c in t.column_names)
@@ -149,6 +149,6 @@ def cold_view_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str:
 
 def all_cold_versions_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str | None:
     """Every cold version of every key, or None when the table has no cold data."""
-    scope = storage.scope_dir(t.namespace, t.name)
+    scope = t.scope(storage)
     files = [storage.reader_path(f"{scope}/{s.path}") for s in manifest.segments]
     return _parquet_select(t, files) if files else None

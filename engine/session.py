@@ -37,7 +37,7 @@ from engine.errors import (
 )
 from engine.results import StatementResult
 from engine.sql_split import leading_words, split_statements
-from engine.statements import parse_command, parse_create_table, unquote
+from engine.statements import parse_command, parse_create_table, parse_storage_command, unquote
 
 log = logging.getLogger("tierd.session")
 
@@ -181,6 +181,9 @@ class EngineSession:
             return StatementResult("ROLLBACK")
         if first in ("INSERT", "UPDATE", "DELETE"):
             return self._write_statement(sql, params)
+        if (first in ("CREATE", "DROP", "ALTER") and len(words) > 1 and words[1] == "STORAGE") or \
+                (first == "SHOW" and words[1:2] == ["STORAGES"]) or (first == "STORAGE" and words[1:2] == ["CHECK"]):
+            return self._storage_definition(sql)
         if first == "SET" or first == "RESET":
             return self._set(sql, words)
         if first == "SHOW" and len(words) > 1 and words[1].lower() in self.settings:
@@ -351,6 +354,40 @@ class EngineSession:
                 message = f"Storage {started} started for table '{t.qualified}'. Job ID: {job.job_id}"
             rows.append((job.job_id, job.status, message))
         return self._job_rows(rows)
+
+    def _storage_definition(self, sql: str) -> StatementResult:
+        """CREATE / ALTER / DROP STORAGE, SHOW STORAGES, STORAGE CHECK."""
+        if self.holds_lock:
+            raise ActiveSqlTransaction("storage commands inside a transaction that has written are not supported")
+        eng = self.engine
+        cmd = parse_storage_command(sql)
+        if cmd is None:
+            raise SyntaxError_("syntax error in storage command")
+        catalog = eng.storages
+        if cmd.kind == "create_storage":
+            d = catalog.from_options(cmd.args["id"], cmd.args["options"])
+            with eng.ddl_lock:
+                catalog.create(d, if_not_exists=bool(cmd.args.get("ine")))
+            return StatementResult("CREATE STORAGE")
+        if cmd.kind == "alter_storage":
+            with eng.ddl_lock:
+                catalog.alter(cmd.args["id"], cmd.args["options"], eng.tables_using(cmd.args["id"]))
+            return StatementResult("ALTER STORAGE")
+        if cmd.kind == "drop_storage":
+            with eng.ddl_lock:
+                catalog.drop(cmd.args["id"], eng.tables_using(cmd.args["id"]), if_exists=bool(cmd.args.get("ie")))
+            return StatementResult("DROP STORAGE")
+        if cmd.kind == "show_storages":
+            eng.refresh_system_tables()
+            table = self.cur.execute("SELECT * FROM memory.system.storages ORDER BY storage_id").to_arrow_table()
+            return StatementResult(f"SELECT {table.num_rows}", table)
+        check = catalog.get(cmd.args["id"]).check()
+        table = pa.table({
+            "storage_id": [cmd.args["id"]], "status": [check.status], "readable": [check.readable],
+            "writable": [check.writable], "listable": [check.listable], "deletable": [check.deletable],
+            "latency_ms": [check.latency_ms], "error": pa.array([check.error], pa.string()),
+        })
+        return StatementResult("SELECT 1", table)
 
     def _job_rows(self, rows: list[tuple[str, str, str]]) -> StatementResult:
         table = pa.table({"job_id": [r[0] for r in rows], "status": [r[1] for r in rows],

@@ -120,6 +120,47 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
 ]
 
 
+_PAIR = re.compile(r"\s*,?\s*([A-Za-z_]+)\s+'((?:[^']|'')*)'", re.S)
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """`KEY 'value' [,] KEY 'value' ...` as used by CREATE/ALTER STORAGE."""
+    out: dict[str, str] = {}
+    pos = 0
+    text = text.strip().rstrip(";").rstrip()
+    while pos < len(text):
+        m = _PAIR.match(text, pos)
+        if not m:
+            raise SyntaxError_(f"syntax error at or near {text[pos:pos + 30].strip()!r}: expected KEY 'value'")
+        key = m.group(1).upper()
+        if key in out:
+            raise SyntaxError_(f"option {key} given twice")
+        out[key] = m.group(2).replace("''", "'")
+        pos = m.end()
+    return out
+
+
+_STORAGE_ID = r"(?P<id>[A-Za-z_][A-Za-z0-9_\-]*)"
+_STORAGE_PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("create_storage", re.compile(rf"^\s*CREATE\s+STORAGE\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?{_STORAGE_ID}\s+(?P<rest>.*)$", re.I | re.S)),
+    ("alter_storage", re.compile(rf"^\s*ALTER\s+STORAGE\s+{_STORAGE_ID}\s+SET\s+(?P<rest>.*)$", re.I | re.S)),
+    ("drop_storage", re.compile(rf"^\s*DROP\s+STORAGE\s+(?P<ie>IF\s+EXISTS\s+)?{_STORAGE_ID}\s*;?\s*$", re.I)),
+    ("show_storages", re.compile(r"^\s*SHOW\s+STORAGES\s*;?\s*$", re.I)),
+    ("check_storage", re.compile(rf"^\s*STORAGE\s+CHECK\s+{_STORAGE_ID}\s*;?\s*$", re.I)),
+]
+
+
+def parse_storage_command(sql: str) -> Command | None:
+    for kind, pat in _STORAGE_PATTERNS:
+        m = pat.match(sql)
+        if m:
+            args = m.groupdict()
+            if "rest" in args:
+                args["options"] = parse_pairs(args.pop("rest"))
+            return Command(kind, args)
+    return None
+
+
 def parse_command(sql: str) -> Command | None:
     for kind, pat in _PATTERNS:
         m = pat.match(sql)

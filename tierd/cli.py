@@ -39,8 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         except config_mod.ConfigError as exc:
             print(f"tierd: invalid config: {exc}", file=sys.stderr)
             return 2
+        from engine.storage import SECRET_KEYS
+
         for k, v in vars(cfg).items():
-            print(f"{k} = {'********' if k == 'password' and v else v!r}")
+            if k == "password" and v:
+                v = "********"
+            elif k == "storages":
+                v = {sid: {o: ({ck: ("********" if ck in SECRET_KEYS and cv else cv) for ck, cv in ov.items()}
+                               if isinstance(ov, dict) else ov) for o, ov in opts.items()}
+                     for sid, opts in v.items()}
+            print(f"{k} = {v!r}")
         return 0
     if args.command != "serve":
         parser.print_help()

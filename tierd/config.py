@@ -32,6 +32,7 @@ class Config:
     lock_timeout_s: float = 30.0
     log_level: str = "INFO"
     failpoints: dict[str, str] = field(default_factory=dict)
+    storages: dict[str, dict] = field(default_factory=dict)
 
     def check(self) -> None:
         if not (0 < self.port < 65536):
@@ -96,6 +97,18 @@ def load(path: str | None) -> Config:
     for section, values in raw.items():
         if section == "failpoints":
             cfg.failpoints = {str(k): str(v) for k, v in values.items()}
+            continue
+        if section == "storage":
+            for sid, opts in values.items():
+                if not isinstance(opts, dict):
+                    raise ConfigError(f"storage.{sid}: expected a [storage.{sid}] table")
+                try:
+                    from engine.storage_catalog import StorageCatalog
+
+                    StorageCatalog.from_options(sid, opts, source="config")
+                except Exception as exc:
+                    raise ConfigError(f"storage.{sid}: {getattr(exc, 'message', exc)}") from None
+                cfg.storages[sid] = dict(opts)
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a [{section}] table")

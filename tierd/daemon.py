@@ -29,6 +29,7 @@ def serve(cfg: Config) -> int:
                             retention_s=cfg.job_retention_s),
             compaction_max_segments=cfg.compaction_max_segments,
             compaction_target_rows=cfg.compaction_target_rows,
+            storages=cfg.storages,
         ))
     except EngineError as exc:
         log.error("cannot start: %s", exc.message)

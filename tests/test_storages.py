@@ -1,0 +1,141 @@
+"""Named storages on the filesystem: routing, templates, validation, DROP rules, restart (seed §2)."""
+import json
+import os
+import subprocess
+
+import psycopg
+import pytest
+
+from tests.daemon import TIERD
+from tests.helpers import assert_cold_consistent
+
+
+def test_tables_write_only_under_their_storage(tierd, tmp_path):
+    fast = tmp_path / "fast"
+    with tierd.connect() as c:
+        c.execute(f"CREATE STORAGE fast_ssd TYPE 'filesystem' PATH '{fast}' NAME 'Fast SSD' "
+                  "DESCRIPTION 'NVMe scratch'")
+        c.execute("CREATE NAMESPACE app")
+        c.execute("CREATE TABLE app.a (id BIGINT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'fast_ssd')")
+        c.execute("CREATE TABLE app.b (id BIGINT PRIMARY KEY, v TEXT)")
+        c.execute("INSERT INTO app.a SELECT i, 'a' FROM range(10) t(i)")
+        c.execute("INSERT INTO app.b SELECT i, 'b' FROM range(5) t(i)")
+        assert c.execute("STORAGE FLUSH ALL IN app WAIT").fetchall()[0][1] == "completed"
+        assert sorted(os.listdir(fast / "app" / "a")) == ["batch-0.parquet", "manifest.json"]
+        local = os.path.join(tierd.data_dir, "storage", "app")
+        assert sorted(os.listdir(local)) == ["b"]  # app.a wrote nothing under the local storage
+        assert c.execute("SELECT count(*) FROM app.a JOIN app.b USING (id)").fetchone() == (5,)
+        rows = c.execute("SELECT storage_id, storage_name, description, storage_type, base_directory "
+                         "FROM system.storages ORDER BY storage_id").fetchall()
+        assert rows == [("fast_ssd", "Fast SSD", "NVMe scratch", "filesystem", str(fast)),
+                        ("local", "local", "the data directory's own storage", "filesystem",
+                         os.path.join(tierd.data_dir, "storage"))]
+        shown = c.execute("SHOW STORAGES").fetchall()
+        assert [r[0] for r in shown] == ["fast_ssd", "local"]
+        check = c.execute("STORAGE CHECK fast_ssd").fetchone()
+        assert check[1:6] == ("healthy", True, True, True, True) and check[7] is None
+
+
+
+def test_templates_validated_and_applied(tierd, tmp_path):
+    with tierd.connect() as c:
+        c.execute(f"CREATE STORAGE tpl TYPE 'filesystem' PATH '{tmp_path / 'tpl'}' "
+                  "SHARED_TABLES_TEMPLATE 'tables/{namespace}-{tableName}'")
+        c.execute("CREATE TABLE public.t (id INT PRIMARY KEY) WITH (STORAGE_ID = 'tpl')")
+        c.execute("INSERT INTO t VALUES (1)")
+        c.execute("STORAGE FLUSH TABLE public.t WAIT")
+        assert os.path.exists(tmp_path / "tpl" / "tables" / "public-t" / "manifest.json")
+        bad = {
+            "'{namespace}'": "must contain",
+            "'{namespace}/{table}'": "unknown placeholder",
+            "'../{namespace}/{tableName}'": "relative path",
+        }
+        for i, (template, needle) in enumerate(bad.items()):
+            with pytest.raises(psycopg.errors.InvalidParameterValue) as info:
+                c.execute(f"CREATE STORAGE bad{i} TYPE 'filesystem' PATH '{tmp_path / f'b{i}'}' "
+                          f"SHARED_TABLES_TEMPLATE {template}")
+            assert needle in str(info.value)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            c.execute(f"CREATE STORAGE bad TYPE 'filesystem' PATH '{tmp_path / 'b'}' "
+                      "USER_TABLES_TEMPLATE '{namespace}/{tableName}'")
+        # Changing a template later moves nothing that exists.
+        c.execute("ALTER STORAGE tpl SET SHARED_TABLES_TEMPLATE 'v2/{namespace}/{tableName}', DESCRIPTION 'moved'")
+        c.execute("INSERT INTO t VALUES (2)")
+        c.execute("STORAGE FLUSH TABLE public.t WAIT")
+        assert len(os.listdir(tmp_path / "tpl" / "tables" / "public-t")) == 3
+        assert c.execute("SELECT count(*) FROM t").fetchone() == (2,)
+        assert c.execute("SELECT description, shared_tables_template FROM system.storages "
+                         "WHERE storage_id = 'tpl'").fetchone() == ("moved", "v2/{namespace}/{tableName}")
+
+
+def test_storage_errors(tierd, tmp_path):
+    with tierd.connect() as c:
+        c.execute(f"CREATE STORAGE s1 TYPE 'filesystem' PATH '{tmp_path / 's1'}'")
+        with pytest.raises(psycopg.errors.DuplicateObject):
+            c.execute(f"CREATE STORAGE s1 TYPE 'filesystem' PATH '{tmp_path / 'other'}'")
+        c.execute(f"CREATE STORAGE IF NOT EXISTS s1 TYPE 'filesystem' PATH '{tmp_path / 'other'}'")
+        for path in (tmp_path / "s1" / "inner", tmp_path, os.path.join(tierd.data_dir, "x")):
+            with pytest.raises(psycopg.errors.InvalidParameterValue) as info:
+                c.execute(f"CREATE STORAGE s2 TYPE 'filesystem' PATH '{path}'")
+            assert "overlaps" in str(info.value) or "outside the data directory" in str(info.value)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            c.execute("CREATE STORAGE s3 TYPE 'tape' PATH '/x'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            c.execute("CREATE STORAGE s4 TYPE 'filesystem' PATH 'relative/dir'")
+        with pytest.raises(psycopg.errors.IoError) as info:  # 58030: the health check failed
+            c.execute("CREATE STORAGE s5 TYPE 'filesystem' PATH '/proc/1/tierd-cannot-write'")
+        assert "failed its health check" in str(info.value)
+        assert c.execute("SELECT count(*) FROM system.storages WHERE storage_id = 's5'").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.UndefinedObject) as info:
+            c.execute("CREATE TABLE public.x (id INT PRIMARY KEY) WITH (STORAGE_ID = 'nope')")
+        assert "Storage 'nope' does not exist" in str(info.value)
+        c.execute("CREATE TABLE public.x (id INT PRIMARY KEY) WITH (STORAGE_ID = 's1')")
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist) as info:
+            c.execute("DROP STORAGE s1")
+        assert "Cannot drop storage 's1': 1 table(s) still using it" in str(info.value)
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("DROP STORAGE local")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            c.execute("ALTER STORAGE s1 SET PATH '/elsewhere'")
+        c.execute("DROP TABLE public.x")
+        c.execute("DROP STORAGE s1")
+        c.execute("DROP STORAGE IF EXISTS s1")
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            c.execute("DROP STORAGE s1")
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            c.execute("STORAGE CHECK s1")
+
+
+def test_config_storages_and_restart(make_tierd, tmp_path):
+    cold = tmp_path / "cold_cfg"
+    cfg = f'[storage.archive]\ntype = "filesystem"\npath = "{cold}"\nname = "Archive"\n'
+    data = str(tmp_path / "data")
+    d = make_tierd(cfg, data_dir=data).start()
+    with d.connect() as c:
+        c.execute(f"CREATE STORAGE sqlmade TYPE 'filesystem' PATH '{tmp_path / 'sqlmade'}'")
+        c.execute("CREATE TABLE public.a (id INT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'archive')")
+        c.execute("CREATE TABLE public.b (id INT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'sqlmade')")
+        c.execute("INSERT INTO a VALUES (1, 'x')")
+        c.execute("INSERT INTO b VALUES (2, 'y')")
+        c.execute("STORAGE FLUSH ALL WAIT")
+        c.execute("INSERT INTO a VALUES (3, 'hot')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("DROP STORAGE archive")
+    d.stop()
+    d2 = make_tierd(cfg, data_dir=data).start()
+    with d2.connect() as c:
+        assert c.execute("SELECT storage_id FROM system.storages ORDER BY 1").fetchall() == [
+            ("archive",), ("local",), ("sqlmade",)]
+        assert c.execute("SELECT * FROM a ORDER BY id").fetchall() == [(1, "x"), (3, "hot")]
+        assert c.execute("SELECT * FROM b").fetchall() == [(2, "y")]
+    assert os.path.exists(cold / "public" / "a" / "manifest.json")
+
+
+def test_check_config_hides_storage_secrets(tmp_path):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[storage.s3x]\ntype = "s3"\nbase_directory = "s3://bucket/p"\n'
+                   '[storage.s3x.config]\nendpoint = "http://127.0.0.1:1"\naccess_key_id = "AK"\n'
+                   'secret_access_key = "SUPERSECRET"\n')
+    r = subprocess.run([TIERD, "check-config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "SUPERSECRET" not in r.stdout and "s3://bucket/p" in r.stdout
