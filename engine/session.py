@@ -658,18 +658,24 @@ class EngineSession:
         ret = self._returning(t, p.target.alias, p.returning, rows, params)
         return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
 
-    def _update(self, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
+    def _affected(self, t: TableDef, select_sql: str, params: list) -> tuple[pa.Table, list]:
+        """The rows an UPDATE/DELETE touches, once per key (a join may match a row twice:
+        the first match wins), and their keys."""
         self._shadow(t)
         self.engine.materialize()
-        sel = self.cur.execute(p.select_sql, params).to_arrow_table()
-        old_keys = key_list(t, sel)
-        if len(set(old_keys)) != len(old_keys):  # UPDATE ... FROM matching a row twice: first wins
+        sel = self.cur.execute(select_sql, params).to_arrow_table()
+        keys = key_list(t, sel)
+        if len(set(keys)) != len(keys):
             seen, mask = set(), []
-            for k in old_keys:
+            for k in keys:
                 mask.append(k not in seen)
                 seen.add(k)
             sel = sel.filter(pa.array(mask, pa.bool_()))
-            old_keys = key_list(t, sel)
+            keys = key_list(t, sel)
+        return sel, keys
+
+    def _update(self, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
+        sel, old_keys = self._affected(t, p.select_sql, params)
         unknown = [c for c in p.set_columns if c not in t.column_names]
         if unknown:
             raise from_duckdb(duckdb.BinderException(f'column "{unknown[0]}" of relation "{t.name}" does not exist'))
@@ -699,16 +705,7 @@ class EngineSession:
         return StatementResult(f"UPDATE {typed.num_rows}", ret)
 
     def _delete(self, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
-        self._shadow(t)
-        self.engine.materialize()
-        sel = self.cur.execute(p.select_sql, params).to_arrow_table()
-        keys = key_list(t, sel)
-        if len(set(keys)) != len(keys):
-            seen, mask = set(), []
-            for k in keys:
-                mask.append(k not in seen)
-                seen.add(k)
-            sel = sel.filter(pa.array(mask, pa.bool_()))
+        sel, _ = self._affected(t, p.select_sql, params)
         sel = sel.select(t.column_names)
         self._append(t, self._tombstones(t, sel), deleted=True)
         ret = self._returning(t, p.target.alias, p.returning, sel, params)

@@ -1,64 +1,102 @@
-"""Split a simple-query string into statements and read its leading keywords.
+"""Split a simple-query string into statements, count its placeholders, read its keywords.
 
-Quotes, dollar quotes, and both comment styles are respected so a ';' inside them
-never ends a statement.
+Quotes (including E'' escapes), dollar quotes and nested comments are respected, so a ';'
+or a '$1' inside them never counts.
 """
 from __future__ import annotations
 
 import re
+from typing import Iterator
 
-_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _scan(sql: str) -> Iterator[tuple[str, int, int]]:
+    """Yield (kind, start, end) spans: 'code', 'quoted', 'comment', or ';'."""
+    i, n, start = 0, len(sql), 0
+    while i < n:
+        ch = sql[i]
+        nxt = sql[i + 1] if i + 1 < n else ""
+        if ch == ";":
+            if start < i:
+                yield "code", start, i
+            yield ";", i, i + 1
+            i = start = i + 1
+            continue
+        end = None
+        kind = "quoted"
+        if ch == "-" and nxt == "-":
+            kind = "comment"
+            end = sql.find("\n", i)
+            end = n if end < 0 else end + 1
+        elif ch == "/" and nxt == "*":
+            kind, depth, end = "comment", 1, i + 2
+            while end < n and depth:
+                if sql.startswith("/*", end):
+                    depth, end = depth + 1, end + 2
+                elif sql.startswith("*/", end):
+                    depth, end = depth - 1, end + 2
+                else:
+                    end += 1
+        elif ch == "'":
+            backslash = i > 0 and sql[i - 1] in "eE" and (i < 2 or not sql[i - 2].isalnum())
+            end = i + 1
+            while end < n:
+                if backslash and sql[end] == "\\":
+                    end += 2
+                elif sql[end] == "'":
+                    if end + 1 < n and sql[end + 1] == "'":
+                        end += 2
+                    else:
+                        end += 1
+                        break
+                else:
+                    end += 1
+        elif ch == '"':
+            end = sql.find('"', i + 1)
+            end = n if end < 0 else end + 1
+        elif ch == "$" and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+            tag = _DOLLAR_TAG.match(sql, i)
+            if tag:
+                close = sql.find(tag.group(0), tag.end())
+                end = n if close < 0 else close + len(tag.group(0))
+        if end is None:
+            i += 1
+            continue
+        if start < i:
+            yield "code", start, i
+        yield kind, i, min(end, n)
+        i = start = min(end, n)
+    if start < n:
+        yield "code", start, n
 
 
 def split_statements(sql: str) -> list[str]:
-    """Return the non-empty statements of `sql`, without their trailing ';'."""
-    out: list[str] = []
-    start = 0
-    i = 0
-    n = len(sql)
-    while i < n:
-        c = sql[i]
-        if c == "'" or c == '"':
-            j = i + 1
-            while j < n:
-                if sql[j] == c:
-                    if j + 1 < n and sql[j + 1] == c:  # doubled quote
-                        j += 2
-                        continue
-                    break
-                j += 1
-            i = j + 1
-        elif c == "-" and sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif c == "/" and sql.startswith("/*", i):
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if sql.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif sql.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            i = j
-        elif c == "$":
-            m = _DOLLAR.match(sql, i)
-            if m and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
-                end = sql.find(m.group(0), m.end())
-                i = n if end < 0 else end + len(m.group(0))
-            else:
-                i += 1
-        elif c == ";":
-            stmt = sql[start:i]
-            if not is_blank(stmt):
-                out.append(stmt.strip())
-            start = i = i + 1
-        else:
-            i += 1
-    tail = sql[start:]
-    if not is_blank(tail):
-        out.append(tail.strip())
-    return out
+    """Non-empty statements of `sql`, without their terminating semicolons."""
+    statements, current, meaningful = [], [], False
+    for kind, start, end in _scan(sql):
+        if kind == ";":
+            if meaningful:
+                statements.append("".join(current).strip())
+            current, meaningful = [], False
+            continue
+        current.append(sql[start:end])
+        if kind == "quoted" or (kind == "code" and sql[start:end].strip()):
+            meaningful = True
+    if meaningful:
+        statements.append("".join(current).strip())
+    return statements
+
+
+def max_placeholder(sql: str) -> int:
+    """Highest $n used outside quotes and comments (the statement's parameter count)."""
+    highest = 0
+    for kind, start, end in _scan(sql):
+        if kind == "code":
+            for match in _PLACEHOLDER.finditer(sql, start, end):
+                highest = max(highest, int(match.group(1)))
+    return highest
 
 
 def strip_comments_head(sql: str) -> str:

@@ -26,11 +26,7 @@ from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
 from .types import decode_param, oids
 
-try:  # the engine's splitter is the reference once it exists
-    from engine.sql_split import split_statements
-except ImportError:  # pragma: no cover - depends on engine progress
-    from .sql_split import split_statements
-from .sql_split import max_placeholder
+from engine.sql_split import max_placeholder, split_statements
 
 log = logging.getLogger("tierd.protocol")
 
