@@ -9,6 +9,12 @@ It starts a throw-away PostgreSQL 15 cluster and a throw-away `tierd serve`, loa
 generated rows into both, times each workload several times and reports the median (SPEC §9).
 Every server it starts is stopped and every temp dir removed in `finally`, even on failure.
 
+Workloads, in order (later ones reuse bench.events, so the order matters):
+  single-row INSERT; events load + flush + cold GROUP BY (vs PostgreSQL and DuckDB on tierd's files);
+  flush throughput on fresh tables; GROUP BY over 100 small segments before/after STORAGE COMPACT;
+  GROUP BY over cold + extra hot rows (hot+cold union vs the cold-only query).
+tierd runs with `[compaction] max_segments = 1000` so that only our STORAGE COMPACT compacts.
+
 To add a workload: write `def wl_x(b: Bench) -> list[Measurement]` and append it to WORKLOADS.
 """
 from __future__ import annotations
@@ -89,13 +95,19 @@ class Bench:
     scratch: Path  # harness-owned temp dir (e.g. the stand-in Parquet in --skip-tierd mode)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # SPEC §9 targets: "target | measured | verdict"
+    shared: dict[str, Any] = field(default_factory=dict)  # values one workload hands to a later one
 
     def pg(self) -> psycopg.Connection:
-        return psycopg.connect(**self.pg_conninfo, autocommit=True)
+        return psycopg.connect(**self.pg_conninfo, autocommit=True, connect_timeout=10)
 
     def tierd(self) -> psycopg.Connection:
         assert self.tierd_conninfo is not None
-        return psycopg.connect(**self.tierd_conninfo, autocommit=True)
+        return psycopg.connect(**self.tierd_conninfo, autocommit=True, connect_timeout=10)
+
+    def target(self, what: str, measured: str, ok: bool | None) -> None:
+        verdict = "n/a" if ok is None else ("met" if ok else "**missed**")
+        self.targets.append(f"| {what} | {measured} | {verdict} |")
 
 
 def attempt(b: Bench, label: str, fn: Callable[[], float]) -> float | str:
@@ -109,6 +121,50 @@ def attempt(b: Bench, label: str, fn: Callable[[], float]) -> float | str:
         msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         b.problems.append(f"{label}: {msg}")
         return "error"
+
+
+class StatementTimeout(RuntimeError):
+    """A statement (e.g. a job WAIT) outlived its bound; a cell error, not the end of the run."""
+
+
+@contextlib.contextmanager
+def bounded(conn: psycopg.Connection, seconds: float, what: str) -> Iterator[None]:
+    """Bound one blocking statement: after `seconds` send a cancel request; if the server
+    ignores it (a job WAIT may not look at cancels), shut the socket down 5 s later so the
+    client call fails instead of hanging. The job itself may go on running in the server."""
+    import threading
+
+    fired: list[str] = []
+
+    def cancel() -> None:
+        fired.append("cancel")
+        with contextlib.suppress(Exception):
+            conn.cancel_safe(timeout=5)
+
+    def cut() -> None:
+        fired.append("shutdown")
+        with contextlib.suppress(Exception):
+            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+
+    timers = [threading.Timer(seconds, cancel), threading.Timer(seconds + 5, cut)]
+    for t in timers:
+        t.daemon = True
+        t.start()
+    try:
+        yield
+    except Exception as e:
+        if fired:
+            raise StatementTimeout(f"{what} did not finish within {seconds:.0f}s ({'+'.join(fired)} sent)") from e
+        raise
+    finally:
+        for t in timers:
+            t.cancel()
+    if fired:
+        raise StatementTimeout(f"{what} only finished after the {seconds:.0f}s bound ({'+'.join(fired)} sent)")
 
 
 def median_seconds(runs: int, once: Callable[[int], float]) -> float:
@@ -227,6 +283,7 @@ def stop_postgres(user: str | None, data: Path) -> None:
 # --------------------------------------------------------------------------- tierd
 
 TIERD_BIN: Path | None = None  # --tierd-bin
+TIERD_MAX_SEGMENTS = 1000  # [compaction] max_segments: above the 100 segments of wl_segments
 
 
 def tierd_binary() -> Path:
@@ -249,10 +306,12 @@ class TierdProc:
 
 
 @contextlib.contextmanager
-def tierd_server(data_dir: Path, log: Path, peak_rss: dict[str, str]) -> Iterator[TierdProc]:
+def tierd_server(data_dir: Path, log: Path, peak_rss: dict[str, str], config: Path | None = None) -> Iterator[TierdProc]:
     """`tierd serve` on a free loopback port; SIGTERM (then SIGKILL) however we leave."""
     port = free_port()
     argv = [str(tierd_binary()), "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", HOST]
+    if config is not None:
+        argv += ["--config", str(config)]
     with open(log, "wb") as logf:
         # own session: a Ctrl-C reaches only us, and we stop tierd ourselves in order
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -294,15 +353,15 @@ def stop_process(proc: subprocess.Popen, grace_s: float = 30) -> None:
 
 # --------------------------------------------------------------------------- data
 
-def event_chunks(n: int, chunk: int) -> Iterator[list[tuple[str, str, str, str, str]]]:
+def event_chunks(n: int, chunk: int, first_id: int = 0, seed: int = SEED) -> Iterator[list[tuple[str, str, str, str, str]]]:
     """The events rows as pre-formatted text, identical on every call (same seed), so both
-    servers and the checks see exactly the same values."""
-    rng = random.Random(SEED)
+    servers and the checks see exactly the same values. Ids are first_id .. first_id+n-1."""
+    rng = random.Random(seed)
     base = dt.datetime(2024, 1, 1)
     span = 90 * 86400
-    for start in range(0, n, chunk):
+    for start in range(first_id, first_id + n, chunk):
         rows = []
-        for i in range(start, min(n, start + chunk)):
+        for i in range(start, min(first_id + n, start + chunk)):
             ts = base + dt.timedelta(seconds=rng.randrange(span))
             rows.append((str(i), str(rng.randrange(N_DEVICES)), rng.choice(KINDS),
                          f"{rng.uniform(0, 1000):.3f}", ts.isoformat(sep=" ")))
@@ -361,7 +420,6 @@ def wl_events_group_by(b: Bench) -> list[Measurement]:
     n, runs = b.args.events, b.args.runs
     load = Measurement(f"events load, {n:,} rows (informational)", "rows/s",
                        note=f"PostgreSQL: COPY; tierd: {b.args.insert_batch:,}-row multi-row INSERT statements")
-    flush = Measurement(f"STORAGE FLUSH TABLE … WAIT, {n:,} rows", "rows/s", note="hot → Parquet + manifest")
     query = Measurement(f"GROUP BY device, kind over {n:,} flushed rows", "ms",
                         note="fetchall over the wire; DuckDB on tierd's Parquet files")
     answers: dict[str, list[tuple]] = {}
@@ -370,11 +428,13 @@ def wl_events_group_by(b: Bench) -> list[Measurement]:
     query.values[PG] = attempt(b, f"{PG} group by", lambda: time_query(b.pg, runs, answers, PG))
     if b.tierd_conninfo:
         load.values[TIERD] = attempt(b, f"{TIERD} load", lambda: load_tierd(b, n))
-        flush.values[TIERD] = attempt(b, f"{TIERD} flush", lambda: flush_tierd(b, n))
+        flushed = attempt(b, f"{TIERD} flush", lambda: flush_tierd(b, n))
+        if isinstance(flushed, float):
+            b.notes.append(f"bench.events flush (one run, sets up the cold query): {flushed:,.0f} rows/s client-observed")
         query.values[TIERD] = attempt(b, f"{TIERD} group by", lambda: time_query(b.tierd, runs, answers, TIERD))
         files = lambda: manifest_files(b.tierd_data_dir / "storage" / "bench" / "events" / "manifest.json", b)  # noqa: E731
     else:
-        load.values[TIERD] = flush.values[TIERD] = query.values[TIERD] = "skipped"
+        load.values[TIERD] = query.values[TIERD] = "skipped"
         files = lambda: write_standin_parquet(b, n)  # noqa: E731
         if b.args.skip_tierd:
             query.note = "fetchall over the wire; DuckDB on harness-written Parquet (--skip-tierd)"
@@ -382,10 +442,16 @@ def wl_events_group_by(b: Bench) -> list[Measurement]:
         query.values[DUCK] = attempt(b, f"{DUCK} group by", lambda: time_duckdb(files(), runs, answers))
     else:
         query.values[DUCK] = "skipped"  # tierd died earlier: there are no tierd files to read
-    load.values[DUCK] = flush.values[DUCK] = "n/a"
-    flush.values[PG] = "n/a"
-    check_answers(b, answers, n)
-    return [load, flush, query]
+    load.values[DUCK] = "n/a"
+    check_answers(b, answers, n, "GROUP BY over bench.events")
+    t, d = query.values.get(TIERD), query.values.get(DUCK)
+    if isinstance(t, float):
+        b.shared["events_cold_ms"] = t  # the cold-only baseline of the hot+cold workload
+        b.shared["events_flushed"] = isinstance(load.values[TIERD], float) and isinstance(flushed, float)
+    if isinstance(t, float) and isinstance(d, float):
+        b.target("analytic query over cold data ≤ 1.3× DuckDB in-process (events GROUP BY)",
+                 f"{t / d:.2f}× ({t:.1f} ms vs {d:.1f} ms)", t / d <= 1.3)
+    return [load, query]
 
 
 def load_pg(b: Bench, n: int) -> float:
@@ -422,46 +488,80 @@ def load_tierd(b: Bench, n: int) -> float:
 
 
 def flush_tierd(b: Bench, n: int) -> float:
-    """STORAGE FLUSH TABLE … WAIT; the reply row is (job_id, status, message)."""
+    """STORAGE FLUSH TABLE bench.events WAIT, client-observed rows/s."""
     with b.tierd() as conn:
+        job = run_job(b, conn, "STORAGE FLUSH TABLE bench.events WAIT", expect_rows=n)
+    return n / job.wait_s
+
+
+@dataclass
+class JobRun:
+    """One STORAGE … WAIT: the reply row plus its system.jobs record."""
+
+    job_id: str
+    status: str
+    message: str
+    wait_s: float  # client-observed: statement sent → reply read
+    server_s: float  # system.jobs finished_at - started_at (excludes queueing and the wire)
+    rows_affected: int | None
+
+
+def run_job(b: Bench, conn: psycopg.Connection, sql: str, expect_rows: int | None = None) -> JobRun:
+    """Run a STORAGE … WAIT statement within --job-timeout; the reply row is (job_id, status,
+    message). Anything but status 'completed' (or a wrong rows_affected) raises."""
+    with bounded(conn, b.args.job_timeout, sql):
         t0 = time.perf_counter()
-        row = conn.execute("STORAGE FLUSH TABLE bench.events WAIT").fetchone()
-        secs = time.perf_counter() - t0
+        row = conn.execute(sql).fetchone()
+        wait_s = time.perf_counter() - t0
     if row is None or len(row) < 3:
-        raise RuntimeError(f"flush returned {row!r}, expected (job_id, status, message)")
-    job_id, status, message = row[:3]
-    if str(status).lower() != "completed":
-        raise RuntimeError(f"flush job {job_id} ended {status!r}: {message}")
-    b.notes.append(f"tierd flush: job {job_id} {status}: {message}")
-    return n / secs
+        raise RuntimeError(f"{sql} returned {row!r}, expected (job_id, status, message)")
+    job_id, status, message = (str(x) for x in row[:3])
+    if status.lower() != "completed":
+        raise RuntimeError(f"{sql}: job {job_id} ended {status!r}: {message}")
+    rec = conn.execute("SELECT status, rows_affected, started_at, finished_at FROM system.jobs WHERE job_id = %s",
+                       (job_id,)).fetchone()
+    if rec is None:
+        raise RuntimeError(f"{sql}: job {job_id} is not in system.jobs")
+    jstatus, affected, started, finished = rec
+    if str(jstatus).lower() != "completed" or started is None or finished is None:
+        raise RuntimeError(f"system.jobs says job {job_id} is {jstatus!r} (started {started}, finished {finished})")
+    if expect_rows is not None and affected != expect_rows:
+        raise RuntimeError(f"{sql}: job {job_id} rows_affected={affected}, expected {expect_rows}")
+    return JobRun(job_id, status, message, wait_s, (finished - started).total_seconds(), affected)
+
+
+def group_by_sql(table: str = "events") -> str:
+    return GROUP_BY_SQL.replace("bench.events", f"bench.{table}")
 
 
 def time_query(connect: Callable[[], psycopg.Connection], runs: int,
-               answers: dict[str, list[tuple]], system: str) -> float:
+               answers: dict[str, list[tuple]], system: str, sql: str = GROUP_BY_SQL) -> float:
     """Median ms of the GROUP BY with fetchall, after one untimed warm-up (which is also the answer)."""
     with connect() as conn:
         cur = conn.cursor()
-        answers[system] = cur.execute(GROUP_BY_SQL).fetchall()
+        answers[system] = cur.execute(sql).fetchall()
 
         def once(_: int) -> float:
             t0 = time.perf_counter()
-            cur.execute(GROUP_BY_SQL).fetchall()
+            cur.execute(sql).fetchall()
             return time.perf_counter() - t0
 
         return median_seconds(runs, once) * 1000
 
 
-def time_duckdb(files: list[str], runs: int, answers: dict[str, list[tuple]]) -> float:
-    """Same SQL in DuckDB in-process: bench.events is a view over the Parquet files."""
+def time_duckdb(files: list[str], runs: int, answers: dict[str, list[tuple]],
+                table: str = "events", key: str = DUCK) -> float:
+    """Same SQL in DuckDB in-process: bench.<table> is a view over the Parquet files."""
     con = duckdb.connect()
+    sql = group_by_sql(table)
     try:
         con.execute("CREATE SCHEMA bench")
-        con.execute(f"CREATE VIEW bench.events AS SELECT * FROM read_parquet({json.dumps(files)})")
-        answers[DUCK] = con.execute(GROUP_BY_SQL).fetchall()
+        con.execute(f"CREATE VIEW bench.{table} AS SELECT * FROM read_parquet({json.dumps(files)})")
+        answers[key] = con.execute(sql).fetchall()
 
         def once(_: int) -> float:
             t0 = time.perf_counter()
-            con.execute(GROUP_BY_SQL).fetchall()
+            con.execute(sql).fetchall()
             return time.perf_counter() - t0
 
         return median_seconds(runs, once) * 1000
@@ -469,7 +569,7 @@ def time_duckdb(files: list[str], runs: int, answers: dict[str, list[tuple]]) ->
         con.close()
 
 
-def manifest_files(manifest: Path, b: Bench) -> list[str]:
+def manifest_files(manifest: Path, b: Bench, note: bool = True) -> list[str]:
     """The live segment files of one scope, from its manifest (never by listing the directory)."""
     if not manifest.exists():
         raise RuntimeError(f"no manifest at {manifest} (did the flush write one?)")
@@ -481,9 +581,13 @@ def manifest_files(manifest: Path, b: Bench) -> list[str]:
     missing = [f for f in files if not Path(f).exists()]
     if missing:
         raise RuntimeError(f"manifest lists missing files: {missing[:3]}")
+    if any(str(s.get("kind", "base")) != "base" for s in segs):
+        # delta segments carry newer versions/tombstones: a plain read_parquet would double-count
+        raise RuntimeError(f"manifest {manifest} has non-base segments; DuckDB would need a merge-on-read")
     rows = sum(int(s.get("row_count", 0)) for s in segs)
-    b.notes.append(f"tierd cold tier: {len(segs)} segment(s), {rows:,} rows, "
-                   f"{sum(Path(f).stat().st_size for f in files) / 2**20:.1f} MiB Parquet")
+    if note:
+        b.notes.append(f"tierd cold tier of {manifest.parent.parent.name}.{manifest.parent.name}: {len(segs)} "
+                       f"segment(s), {rows:,} rows, {sum(Path(f).stat().st_size for f in files) / 2**20:.1f} MiB Parquet")
     return files
 
 
@@ -510,7 +614,7 @@ def write_standin_parquet(b: Bench, n: int) -> list[str]:
     return [str(path)]
 
 
-def check_answers(b: Bench, answers: dict[str, list[tuple]], n: int) -> None:
+def check_answers(b: Bench, answers: dict[str, list[tuple]], n: int, what: str) -> None:
     """All systems must return the same groups with the same counts (and avg/max): a fast wrong
     answer is not a result. Mismatches are printed loudly and fail the run."""
     def norm(rows: list[tuple]) -> dict[tuple[str, str], tuple[int, float, str]]:
@@ -522,25 +626,239 @@ def check_answers(b: Bench, answers: dict[str, list[tuple]], n: int) -> None:
     for s, groups in sets.items():
         total = sum(c for c, _, _ in groups.values())
         if total != n:
-            b.problems.append(f"MISMATCH: {s} GROUP BY counts sum to {total:,}, expected {n:,}")
+            b.problems.append(f"MISMATCH ({what}): {s} counts sum to {total:,}, expected {n:,}")
     ref_name, ref = next(iter(sets.items()))
     for s, groups in sets.items():
         if s == ref_name:
             continue
         if len(groups) != len(ref) or groups.keys() != ref.keys():
-            b.problems.append(f"MISMATCH: {s} returned {len(groups)} groups, {ref_name} {len(ref)}")
+            b.problems.append(f"MISMATCH ({what}): {s} returned {len(groups)} groups, {ref_name} {len(ref)}")
             continue
         bad = [k for k in ref if groups[k][0] != ref[k][0] or groups[k][2] != ref[k][2]
                or not math.isclose(groups[k][1], ref[k][1], rel_tol=1e-9, abs_tol=1e-9)]
         if bad:
             k = bad[0]
-            b.problems.append(f"MISMATCH: {s} vs {ref_name}: {len(bad)} group(s) differ, "
+            b.problems.append(f"MISMATCH ({what}): {s} vs {ref_name}: {len(bad)} group(s) differ, "
                               f"e.g. {k}: {groups[k]} vs {ref[k]}")
-    if len(sets) > 1 and not any(p.startswith("MISMATCH") for p in b.problems):
-        b.notes.append(f"GROUP BY answers agree across {', '.join(sets)} ({len(ref)} groups)")
+    if len(sets) > 1 and not any(p.startswith(f"MISMATCH ({what})") for p in b.problems):
+        b.notes.append(f"{what}: answers agree across {', '.join(sets)} ({len(ref)} groups, {n:,} rows; "
+                       "avg compared to 1e-9 relative)")
 
 
-WORKLOADS: list[Callable[[Bench], list[Measurement]]] = [wl_single_insert, wl_events_group_by]
+# --------------------------------------------------------------------------- helpers: tierd tables from events
+
+def create_like_events(conn: psycopg.Connection, table: str) -> None:
+    """bench.<table> with the events schema, flushed only when we say so."""
+    conn.execute(f"CREATE TABLE bench.{table} ({EVENTS_COLUMNS}) WITH (FLUSH_POLICY = 'manual')")
+
+
+def fill_from_events(conn: psycopg.Connection, table: str, lo: int, hi: int, n_events: int) -> None:
+    """Rows with ids lo..hi-1 into bench.<table> by INSERT … SELECT from tierd's bench.events
+    (server-side, much faster than literal INSERTs): row i is events row i mod n_events with its
+    id shifted to i, so any size can be built from the loaded events."""
+    i = lo
+    while i < hi:
+        k, a = divmod(i, n_events)
+        z = min(n_events, a + (hi - i))
+        cur = conn.execute(
+            f"INSERT INTO bench.{table} (id, device, kind, value, ts) SELECT id + {k * n_events}, device, kind, "
+            f"value, ts FROM bench.events WHERE id >= {a} AND id < {z}")
+        if cur.rowcount not in (-1, z - a):
+            raise RuntimeError(f"INSERT … SELECT into bench.{table} inserted {cur.rowcount} rows, expected {z - a}")
+        i += z - a
+
+
+def tierd_ready(b: Bench, *measurements: Measurement) -> bool:
+    """Workloads after the events one build on tierd's flushed bench.events: without it, skip."""
+    if b.tierd_conninfo and b.shared.get("events_flushed"):
+        return True
+    for m in measurements:
+        m.values.setdefault(TIERD, "skipped")
+        m.values.setdefault(DUCK, "skipped")
+    return False
+
+
+def fmt_s(seconds: list[float]) -> str:
+    return ", ".join(f"{x * 1000:,.0f}" for x in seconds) + " ms"
+
+
+# --------------------------------------------------------------------------- workload: flush throughput
+
+def wl_flush_throughput(b: Bench) -> list[Measurement]:
+    """STORAGE FLUSH TABLE … WAIT on `runs` fresh tables of n hot rows each: rows/s from the
+    job's own started_at/finished_at in system.jobs, and from the client-observed WAIT."""
+    n, runs = b.args.flush_rows, b.args.runs
+    server = Measurement(f"STORAGE FLUSH TABLE … WAIT, {n:,} hot rows → Parquet, server-side", "rows/s",
+                         note=f"median over {runs} fresh tables (bench.flush_i, filled by INSERT … SELECT from "
+                              "bench.events); duration = system.jobs finished_at − started_at")
+    client = Measurement(f"STORAGE FLUSH TABLE … WAIT, {n:,} hot rows → Parquet, client-observed", "rows/s",
+                         note="same runs; duration = statement sent → reply row read (includes queueing and the wire)")
+    for m in (server, client):
+        m.values[PG] = m.values[DUCK] = "n/a"
+    if not tierd_ready(b, server, client):
+        return [server, client]
+    jobs: list[JobRun] = []
+
+    def measure() -> float:
+        with b.tierd() as conn:
+            for i in range(runs):
+                table = f"flush_{i}"
+                create_like_events(conn, table)
+                fill_from_events(conn, table, 0, n, b.args.events)
+                jobs.append(run_job(b, conn, f"STORAGE FLUSH TABLE bench.{table} WAIT", expect_rows=n))
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(f"DROP TABLE bench.{table}")  # keep the daemon's footprint flat
+        return n / statistics.median(j.server_s for j in jobs)
+
+    server.values[TIERD] = attempt(b, f"{TIERD} flush throughput", measure)
+    if isinstance(server.values[TIERD], float):
+        client.values[TIERD] = n / statistics.median(j.wait_s for j in jobs)
+        b.notes.append(f"flush runs, server-side: {fmt_s([j.server_s for j in jobs])}; client WAIT: "
+                       f"{fmt_s([j.wait_s for j in jobs])}; e.g. job {jobs[0].job_id}: {jobs[0].message!r}")
+        rate = server.values[TIERD]
+        b.target("flush ≥ 1M rows/s (server-side median)", f"{rate:,.0f} rows/s ({n:,} rows/run)", rate >= 1e6)
+    else:
+        client.values[TIERD] = "error"
+    return [server, client]
+
+
+# --------------------------------------------------------------------------- workload: many small segments, compaction
+
+def wl_segments(b: Bench) -> list[Measurement]:
+    """bench.seg filled by `rounds` rounds of insert-then-flush (one small segment each), the
+    GROUP BY timed, STORAGE COMPACT TABLE … WAIT, the GROUP BY timed again; DuckDB in-process on
+    the manifest's files before and after; every answer checked against the others and
+    PostgreSQL's."""
+    rounds, per, runs = b.args.seg_rounds, b.args.seg_rows, b.args.runs
+    total = rounds * per
+    sql = group_by_sql("seg")
+    before = Measurement(f"GROUP BY over {rounds} segments × {per:,} rows, before compaction", "ms",
+                         note=f"bench.seg filled by {rounds} × (INSERT … SELECT {per:,} rows from bench.events; "
+                              "STORAGE FLUSH TABLE bench.seg WAIT); DuckDB on the manifest's files")
+    compact = Measurement(f"STORAGE COMPACT TABLE … WAIT, {rounds} segments, {total:,} rows", "ms",
+                          note="measured once; client-observed WAIT (server-side duration in the notes)")
+    after = Measurement(f"GROUP BY over the same {total:,} rows after compaction", "ms",
+                        note="DuckDB on the manifest's files, re-read after the compaction")
+    for m in (before, compact, after):
+        m.values[PG] = "n/a"
+    compact.values[DUCK] = "n/a"
+    if not tierd_ready(b, before, compact, after):
+        return [before, compact, after]
+    manifest = b.tierd_data_dir / "storage" / "bench" / "seg" / "manifest.json"
+    live = lambda: len(manifest_files(manifest, b, note=False))  # noqa: E731
+    answers: dict[str, list[tuple]] = {}
+    flushes: list[JobRun] = []
+
+    def fill() -> float:
+        t0 = time.perf_counter()
+        with b.tierd() as conn:
+            create_like_events(conn, "seg")
+            for r in range(rounds):
+                fill_from_events(conn, "seg", r * per, (r + 1) * per, b.args.events)
+                flushes.append(run_job(b, conn, "STORAGE FLUSH TABLE bench.seg WAIT", expect_rows=per))
+        secs = time.perf_counter() - t0
+        if (segs := live()) != rounds:
+            raise RuntimeError(f"bench.seg has {segs} live segments after {rounds} flushes, expected {rounds} "
+                               "(did something compact it?)")
+        b.notes.append(f"bench.seg fill: {rounds} rounds in {secs:.1f} s; flush of {per:,} rows: median "
+                       f"{statistics.median(j.wait_s for j in flushes) * 1000:.0f} ms client WAIT; "
+                       f"{rounds} live segments in the manifest before compaction")
+        return secs
+
+    if not isinstance(attempt(b, f"{TIERD} bench.seg fill", fill), float):
+        for m in (before, compact, after):
+            m.values.setdefault(TIERD, "error")
+            m.values.setdefault(DUCK, "skipped")
+        return [before, compact, after]
+
+    before.values[TIERD] = attempt(b, f"{TIERD} seg group by (before)",
+                                   lambda: time_query(b.tierd, runs, answers, f"{TIERD} before", sql))
+    before.values[DUCK] = attempt(b, f"{DUCK} seg group by (before)", lambda: time_duckdb(
+        manifest_files(manifest, b), runs, answers, "seg", f"{DUCK} before"))
+
+    def do_compact() -> float:
+        with b.tierd() as conn:
+            job = run_job(b, conn, "STORAGE COMPACT TABLE bench.seg WAIT", expect_rows=total)
+        b.notes.append(f"compaction: job {job.job_id} {job.status}, server-side {job.server_s * 1000:,.0f} ms "
+                       f"({total / job.server_s:,.0f} rows/s), client WAIT {job.wait_s * 1000:,.0f} ms; "
+                       f"{live()} live segment(s) after; message {job.message!r}")
+        return job.wait_s * 1000
+
+    compact.values[TIERD] = attempt(b, f"{TIERD} compact", do_compact)
+    after.values[TIERD] = attempt(b, f"{TIERD} seg group by (after)",
+                                  lambda: time_query(b.tierd, runs, answers, f"{TIERD} after", sql))
+    after.values[DUCK] = attempt(b, f"{DUCK} seg group by (after)", lambda: time_duckdb(
+        manifest_files(manifest, b), runs, answers, "seg", f"{DUCK} after"))
+    if total <= b.args.events:  # bench.seg holds exactly events ids 0..total-1
+        ref = f"{PG} (bench.events WHERE id < {total:,})"
+        attempt(b, f"{PG} seg reference answer", lambda: float(len(answers.setdefault(
+            ref, b.pg().execute(GROUP_BY_SQL.replace("GROUP BY", f"WHERE id < {total} GROUP BY")).fetchall()))))
+    check_answers(b, answers, total, "GROUP BY over bench.seg")
+    for m, when in ((before, f"{rounds} small segments, before compaction"), (after, "after compaction")):
+        t, d = m.values.get(TIERD), m.values.get(DUCK)
+        if isinstance(t, float) and isinstance(d, float):
+            b.target(f"analytic query over cold data ≤ 1.3× DuckDB in-process ({when})",
+                     f"{t / d:.2f}× ({t:.1f} ms vs {d:.1f} ms)", t / d <= 1.3)
+    tb, ta = before.values.get(TIERD), after.values.get(TIERD)
+    db, da = before.values.get(DUCK), after.values.get(DUCK)
+    if all(isinstance(x, float) for x in (tb, ta, db, da)):
+        b.notes.append(f"compaction effect on the GROUP BY (time before / time after, >1 = faster after): "
+                       f"tierd {tb / ta:.2f}×, DuckDB {db / da:.2f}×")
+    return [before, compact, after]
+
+
+# --------------------------------------------------------------------------- workload: hot + cold
+
+def wl_hot_cold(b: Bench) -> list[Measurement]:
+    """The events GROUP BY after `hot_rows` more rows that stay hot (manual flush policy) on top
+    of the flushed events: tierd reads hot ∪ cold. Compared with the cold-only tierd query from
+    the events workload (SPEC: ≤ 1.5×) and PostgreSQL holding the same rows."""
+    n, extra, runs = b.args.events, b.args.hot_rows, b.args.runs
+    m = Measurement(f"GROUP BY over {n:,} cold + {extra:,} hot rows", "ms",
+                    note=f"bench.events plus {extra:,} new ids inserted after the flush (multi-row INSERTs, not "
+                         "flushed); PostgreSQL: the same rows COPYed into its bench.events")
+    m.values[DUCK] = "n/a"
+    answers: dict[str, list[tuple]] = {}
+    chunks = lambda size: event_chunks(extra, size, first_id=n, seed=SEED + 1)  # noqa: E731
+
+    def pg_add() -> float:
+        with b.pg() as conn:
+            with conn.transaction(), conn.cursor().copy(
+                    "COPY bench.events (id, device, kind, value, ts) FROM STDIN") as copy:
+                for rows in chunks(50_000):
+                    copy.write("".join("\t".join(r) + "\n" for r in rows))
+            conn.execute("VACUUM ANALYZE bench.events")
+        return time_query(b.pg, runs, answers, PG)
+
+    m.values[PG] = attempt(b, f"{PG} hot+cold group by", pg_add)
+    if not tierd_ready(b, m):
+        return [m]
+
+    def tierd_add() -> float:
+        with b.tierd() as conn:
+            for rows in chunks(b.args.insert_batch):
+                conn.execute(insert_sql(rows))
+            with contextlib.suppress(psycopg.Error):
+                row = conn.execute("SELECT hot_rows, cold_rows, segments FROM system.tables "
+                                   "WHERE table_name IN ('events', 'bench.events')").fetchone()
+                if row:
+                    b.notes.append(f"bench.events before the hot+cold query (system.tables): hot_rows {row[0]:,}, "
+                                   f"cold_rows {row[1]:,}, segments {row[2]}")
+        return time_query(b.tierd, runs, answers, TIERD)
+
+    m.values[TIERD] = attempt(b, f"{TIERD} hot+cold group by", tierd_add)
+    check_answers(b, answers, n + extra, "GROUP BY over bench.events hot+cold")
+    t, cold = m.values[TIERD], b.shared.get("events_cold_ms")
+    if isinstance(t, float) and isinstance(cold, float):
+        b.notes.append(f"hot+cold / cold-only tierd GROUP BY time = {t / cold:.2f}× "
+                       f"({t:.1f} ms vs {cold:.1f} ms over the {n:,} cold rows alone; <1.5× is the target)")
+        b.target("hot+cold union ≤ 1.5× the cold-only query (tierd, events GROUP BY)",
+                 f"{t / cold:.2f}× ({t:.1f} ms vs {cold:.1f} ms; {extra:,} hot rows)", t / cold <= 1.5)
+    return [m]
+
+
+WORKLOADS: list[Callable[[Bench], list[Measurement]]] = [
+    wl_single_insert, wl_events_group_by, wl_flush_throughput, wl_segments, wl_hot_cold]
 
 
 # --------------------------------------------------------------------------- report
@@ -615,8 +933,10 @@ def render(b: Bench, results: list[Measurement], header: dict[str, str]) -> str:
         f"- Machine: {machine_info()}",
         f"- tierd: {header['tierd']} (git {git_rev()}); {header['pg']}; DuckDB {duckdb.__version__}; "
         f"psycopg {psycopg.__version__}; Python {platform.python_version()}",
-        f"- Runs: median of {a.runs} timed runs per cell (queries: after 1 untimed warm-up; "
-        f"loads and flush: measured once); all traffic over TCP 127.0.0.1",
+        f"- Runs: median of {a.runs} timed runs per cell (queries: after 1 untimed warm-up; flush: "
+        f"{a.runs} fresh tables; loads and compaction: measured once); all traffic over TCP 127.0.0.1",
+        f"- tierd config: `[compaction] max_segments = {TIERD_MAX_SEGMENTS}` (no automatic compaction; "
+        "only the benchmark's STORAGE COMPACT compacts)",
         f"- tierd peak RSS (VmHWM): {header.get('rss', 'n/a')}; total harness time {header['elapsed']}",
         "",
         f"| workload | {TIERD} | {PG} | {DUCK} | tierd / PostgreSQL | tierd / DuckDB |",
@@ -626,6 +946,9 @@ def render(b: Bench, results: list[Measurement], header: dict[str, str]) -> str:
         how = "rows/s; ratio >1 = tierd faster" if m.throughput else "ms; ratio = time tierd/other, <1 = tierd faster"
         lines.append(f"| {m.name} ({how}) | " + " | ".join(fmt_value(m.values.get(s), m.unit) for s in SYSTEMS)
                      + f" | {fmt_ratio(m, PG)} | {fmt_ratio(m, DUCK)} |")
+    if b.targets:
+        scale = " (smoke sizes: verdicts are not meaningful)" if a.smoke else ""
+        lines += ["", f"SPEC §9 targets{scale}:", "", "| target | measured | verdict |", "|---|---|---|"] + b.targets
     lines += ["", "Notes:"] + [f"- {m.name}: {m.note}" for m in results if m.note] + [f"- {n}" for n in b.notes]
     if b.problems:
         lines += ["", "**PROBLEMS (the run failed):**"] + [f"- {p}" for p in b.problems]
@@ -641,6 +964,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--insert-rows", type=int, help="single-row INSERTs per run (default 2000, smoke 200)")
     p.add_argument("--events", type=int, help="rows in bench.events (default 1000000, smoke 10000)")
     p.add_argument("--insert-batch", type=int, default=5000, help="rows per multi-row INSERT when loading tierd")
+    p.add_argument("--flush-rows", type=int, help="rows per fresh table in the flush workload (default 1000000, smoke 20000)")
+    p.add_argument("--seg-rounds", type=int, help="insert+flush rounds (= segments) of bench.seg (default 100, smoke 20)")
+    p.add_argument("--seg-rows", type=int, help="rows per bench.seg round (default 10000, smoke 200)")
+    p.add_argument("--hot-rows", type=int, help="hot rows added for the hot+cold query (default events/10)")
+    p.add_argument("--job-timeout", type=int, help="bound on each STORAGE … WAIT, seconds (default 600, smoke 60)")
     p.add_argument("--tierd-bin", type=Path, help="tierd executable (default: the venv's)")
     p.add_argument("--skip-tierd", action="store_true", help="PostgreSQL and DuckDB only (harness development)")
     p.add_argument("--output", type=Path, help=f"report path (default {RESULTS.relative_to(REPO)}, none in smoke)")
@@ -650,6 +978,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.insert_rows = a.insert_rows or (200 if a.smoke else 2000)
     a.events = a.events or (10_000 if a.smoke else 1_000_000)
     a.timeout = a.timeout or (300 if a.smoke else 7200)
+    a.flush_rows = a.flush_rows or (20_000 if a.smoke else 1_000_000)
+    a.seg_rounds = a.seg_rounds or (20 if a.smoke else 100)
+    a.seg_rows = a.seg_rows or (200 if a.smoke else 10_000)
+    a.hot_rows = a.hot_rows or max(1, a.events // 10)
+    a.job_timeout = a.job_timeout or (60 if a.smoke else 600)
     if a.output is None and not a.smoke and not a.skip_tierd:
         a.output = RESULTS
     return a
@@ -682,7 +1015,10 @@ def main(argv: list[str] | None = None) -> int:
         tierd_dir = scratch / "tierd-data"
         tierd_dir.mkdir()
         pg_conninfo = stack.enter_context(postgres_server(pg_dir))
-        td = None if args.skip_tierd else stack.enter_context(tierd_server(tierd_dir, scratch / "tierd.log", rss))
+        config = scratch / "tierd.toml"
+        config.write_text(f"[compaction]\nmax_segments = {TIERD_MAX_SEGMENTS}\n")
+        td = None if args.skip_tierd else stack.enter_context(
+            tierd_server(tierd_dir, scratch / "tierd.log", rss, config))
         b = Bench(args, pg_conninfo, td.conninfo if td else None, tierd_dir, scratch)
         header["pg"] = pg_settings(b)
         results: list[Measurement] = []
