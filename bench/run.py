@@ -417,7 +417,7 @@ def insert_rate(connect: Callable[[], psycopg.Connection], create_ns: str, n: in
 def wl_events_group_by(b: Bench) -> list[Measurement]:
     """Load the same events into both servers, flush tierd to Parquet, and time one GROUP BY in
     tierd (cold data over the wire), PostgreSQL, and DuckDB in-process on tierd's own files."""
-    n, runs = b.args.events, b.args.runs
+    n, runs = b.args.events, b.args.query_runs
     load = Measurement(f"events load, {n:,} rows (informational)", "rows/s",
                        note=f"PostgreSQL: COPY; tierd: {b.args.insert_batch:,}-row multi-row INSERT statements")
     query = Measurement(f"GROUP BY device, kind over {n:,} flushed rows", "ms",
@@ -729,7 +729,7 @@ def wl_segments(b: Bench) -> list[Measurement]:
     GROUP BY timed, STORAGE COMPACT TABLE … WAIT, the GROUP BY timed again; DuckDB in-process on
     the manifest's files before and after; every answer checked against the others and
     PostgreSQL's."""
-    rounds, per, runs = b.args.seg_rounds, b.args.seg_rows, b.args.runs
+    rounds, per, runs = b.args.seg_rounds, b.args.seg_rows, b.args.query_runs
     total = rounds * per
     sql = group_by_sql("seg")
     before = Measurement(f"GROUP BY over {rounds} segments × {per:,} rows, before compaction", "ms",
@@ -811,9 +811,11 @@ def wl_segments(b: Bench) -> list[Measurement]:
 
 def wl_hot_cold(b: Bench) -> list[Measurement]:
     """The events GROUP BY after `hot_rows` more rows that stay hot (manual flush policy) on top
-    of the flushed events: tierd reads hot ∪ cold. Compared with the cold-only tierd query from
-    the events workload (SPEC: ≤ 1.5×) and PostgreSQL holding the same rows."""
-    n, extra, runs = b.args.events, b.args.hot_rows, b.args.runs
+    of the flushed events: tierd reads hot ∪ cold. Compared with the cold-only tierd query timed
+    again just before the hot rows go in (a paired baseline: this 2-core machine is noisy enough
+    that the events workload's number, minutes earlier, is not a fair denominator; SPEC: ≤ 1.5×)
+    and with PostgreSQL holding the same rows."""
+    n, extra, runs = b.args.events, b.args.hot_rows, b.args.query_runs
     m = Measurement(f"GROUP BY over {n:,} cold + {extra:,} hot rows", "ms",
                     note=f"bench.events plus {extra:,} new ids inserted after the flush (multi-row INSERTs, not "
                          "flushed); PostgreSQL: the same rows COPYed into its bench.events")
@@ -835,6 +837,7 @@ def wl_hot_cold(b: Bench) -> list[Measurement]:
         return [m]
 
     def tierd_add() -> float:
+        b.shared["hot_cold_baseline_ms"] = time_query(b.tierd, runs, {}, TIERD)
         with b.tierd() as conn:
             for rows in chunks(b.args.insert_batch):
                 conn.execute(insert_sql(rows))
@@ -848,10 +851,11 @@ def wl_hot_cold(b: Bench) -> list[Measurement]:
 
     m.values[TIERD] = attempt(b, f"{TIERD} hot+cold group by", tierd_add)
     check_answers(b, answers, n + extra, "GROUP BY over bench.events hot+cold")
-    t, cold = m.values[TIERD], b.shared.get("events_cold_ms")
+    t, cold = m.values[TIERD], b.shared.get("hot_cold_baseline_ms")
     if isinstance(t, float) and isinstance(cold, float):
-        b.notes.append(f"hot+cold / cold-only tierd GROUP BY time = {t / cold:.2f}× "
-                       f"({t:.1f} ms vs {cold:.1f} ms over the {n:,} cold rows alone; <1.5× is the target)")
+        b.notes.append(f"hot+cold / cold-only tierd GROUP BY time = {t / cold:.2f}× ({t:.1f} ms vs {cold:.1f} ms "
+                       f"over the {n:,} cold rows alone, re-timed just before the hot insert; the events row "
+                       f"above measured {b.shared.get('events_cold_ms', float('nan')):.1f} ms; <1.5× is the target)")
         b.target("hot+cold union ≤ 1.5× the cold-only query (tierd, events GROUP BY)",
                  f"{t / cold:.2f}× ({t:.1f} ms vs {cold:.1f} ms; {extra:,} hot rows)", t / cold <= 1.5)
     return [m]
@@ -933,8 +937,9 @@ def render(b: Bench, results: list[Measurement], header: dict[str, str]) -> str:
         f"- Machine: {machine_info()}",
         f"- tierd: {header['tierd']} (git {git_rev()}); {header['pg']}; DuckDB {duckdb.__version__}; "
         f"psycopg {psycopg.__version__}; Python {platform.python_version()}",
-        f"- Runs: median of {a.runs} timed runs per cell (queries: after 1 untimed warm-up; flush: "
-        f"{a.runs} fresh tables; loads and compaction: measured once); all traffic over TCP 127.0.0.1",
+        f"- Runs: medians; queries: {a.query_runs} timed runs after 1 untimed warm-up; single-row INSERT: "
+        f"{a.runs} runs; flush: {a.runs} fresh tables; loads and compaction: measured once; "
+        "all traffic over TCP 127.0.0.1",
         f"- tierd config: `[compaction] max_segments = {TIERD_MAX_SEGMENTS}` (no automatic compaction; "
         "only the benchmark's STORAGE COMPACT compacts)",
         f"- tierd peak RSS (VmHWM): {header.get('rss', 'n/a')}; total harness time {header['elapsed']}",
@@ -960,7 +965,8 @@ def render(b: Bench, results: list[Measurement], header: dict[str, str]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, 3 runs, < 1 minute, writes no file")
-    p.add_argument("--runs", type=int, help="timed runs per cell (default 5, smoke 3)")
+    p.add_argument("--runs", type=int, help="runs of INSERT and flush cells (default 5, smoke 3)")
+    p.add_argument("--query-runs", type=int, help="timed runs of each query cell (default 11, smoke 3)")
     p.add_argument("--insert-rows", type=int, help="single-row INSERTs per run (default 2000, smoke 200)")
     p.add_argument("--events", type=int, help="rows in bench.events (default 1000000, smoke 10000)")
     p.add_argument("--insert-batch", type=int, default=5000, help="rows per multi-row INSERT when loading tierd")
@@ -975,6 +981,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=int, help="abort the whole run after this many seconds (default 7200, smoke 300)")
     a = p.parse_args(argv)
     a.runs = a.runs or (3 if a.smoke else 5)
+    a.query_runs = a.query_runs or (3 if a.smoke else 11)
     a.insert_rows = a.insert_rows or (200 if a.smoke else 2000)
     a.events = a.events or (10_000 if a.smoke else 1_000_000)
     a.timeout = a.timeout or (300 if a.smoke else 7200)
