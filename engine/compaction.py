@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine import read_path
-from engine.manifest import Manifest, Segment, commit, now_iso
+from engine.manifest import Manifest, Segment, now_iso
 
 if TYPE_CHECKING:
     from engine.catalog import TableDef
@@ -65,7 +65,7 @@ def compact_table(engine: "Engine", t: "TableDef", job: "Job | None") -> tuple[s
     old = list(manifest.segments)
     new_manifest = manifest.replace_segments(segments)
     fp.hit("compact.before_manifest")
-    commit(storage, scope, new_manifest)
+    engine.commit_manifest(t, storage, new_manifest)
     try:
         fp.hit("compact.after_manifest")
     finally:

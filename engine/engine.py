@@ -17,6 +17,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 import duckdb
 import pyarrow as pa
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 
 from engine import read_path
 from engine.catalog import Catalog, Column, TableDef
-from engine.errors import InvalidCatalogName, LockNotAvailable, UndefinedObject
+from engine.errors import InvalidCatalogName, IoError, LockNotAvailable, QueryCanceled, UndefinedObject
 from engine.failpoints import Failpoints
 from engine.hot_store import HotStore
 from engine import compaction
@@ -95,6 +96,7 @@ class Engine:
         self.unapplied: dict[int, list[pa.Table]] = {}
         self.apply_lock = threading.Lock()
         self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
+        self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self._schemas: dict[int, pa.Schema] = {}
         self._defaults: dict[tuple[int, str], object] = {}
         self.db = read_path.open_database()
@@ -118,6 +120,7 @@ class Engine:
                 self.policies.on_commit([t.tid])  # recovered hot rows start their interval now
         self.jobs.start()
         self.jobs.every(TICK_SECONDS, self.policies.tick, "flush-policy-tick")
+        self.jobs.every(5.0, self.retry_unavailable, "cold-tier-recovery")
         self.closed = False
 
     # ------------------------------------------------------------------ sessions
@@ -140,30 +143,82 @@ class Engine:
     # ------------------------------------------------------------------ recovery
     def _recover_table(self, t: TableDef) -> None:
         storage = self.storage_for(t)
+        read_path.create_hot_table(self.admin, t)
+        tables = [rows for _, rows in self.store.batches(t.tid)]
+        if tables:
+            self.admin.register("__recovered", pa.concat_tables(tables))
+            self.admin.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __recovered")
+            self.admin.unregister("__recovered")
+        try:
+            manifest = self._load_cold(t, storage)
+        except Exception as exc:  # storage down: the table comes up, its cold tier later
+            reason = f"cold tier of table '{t.qualified}' is unavailable: storage '{t.storage_id}' failed: " \
+                     f"{getattr(exc, 'message', None) or exc}"
+            log.error("recovery: %s; retrying in the background", reason)
+            self.unavailable[t.tid] = reason
+            self.manifests[t.tid] = Manifest(table_id=t.qualified)
+            read_path.create_views(self.admin, t, read_path.unavailable_cold_view_sql(t, reason), shadowing=True)
+            self.shadowing.add(t.tid)
+        else:
+            shadowing = bool(tables and manifest.segments)
+            read_path.create_views(self.admin, t, read_path.cold_view_sql(t, manifest, storage), shadowing)
+            if shadowing:
+                self.shadowing.add(t.tid)
+            self._finish_interrupted_flush(t, manifest)
+        self.hot_index[t.tid] = self._index_hot(t)
+
+    def _load_cold(self, t: TableDef, storage: Storage) -> Manifest:
+        """Read the scope's manifest and remove files no manifest lists (orphans of a crash)."""
         scope = t.scope(storage)
         manifest = load(storage, scope, t.qualified)
+        known = self.store.get_json(f"c/cold/{t.tid:08d}")
+        if known and manifest.version == 0:
+            raise IoError(f"manifest.json of {scope} is missing from storage '{t.storage_id}' "
+                          f"(version {known['version']} was committed)")
         live = {s.path for s in manifest.segments} | {"manifest.json"}
         for name in storage.list(scope):
             if TMP_MARK in name or (name.startswith("batch-") and name not in live):
                 log.info("recovery: removing orphan file %s/%s", scope, name)
                 storage.delete(f"{scope}/{name}")
         self.manifests[t.tid] = manifest
-        read_path.create_table_objects(self.admin, t, manifest, storage)
-        stale, tables = [], []
-        for key, rows in self.store.batches(t.tid):
-            first = pc.min(rows.column("_seq")).as_py()
-            if first is not None and first <= manifest.flushed_seq:
-                stale.append(key)  # already in Parquet: finish the interrupted cleanup
-            else:
-                tables.append(rows)
-        self.store.delete_keys(stale)
-        if tables:
-            self.admin.register("__recovered", pa.concat_tables(tables))
-            self.admin.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __recovered")
-            self.admin.unregister("__recovered")
-            self.ensure_shadowing(t)
-        self.hot_index[t.tid] = self._index_hot(t)
         self.seq = max(self.seq, manifest.flushed_seq)
+        return manifest
+
+    def commit_manifest(self, t: TableDef, storage: Storage, manifest: Manifest) -> None:
+        """The commit point of a flush or compaction; LevelDB remembers that cold data
+        exists, so a manifest that vanishes (an unmounted disk) is an error, not an empty table."""
+        commit(storage, t.scope(storage), manifest)
+        self.store.put_json(f"c/cold/{t.tid:08d}", {"version": manifest.version})
+
+    def _finish_interrupted_flush(self, t: TableDef, manifest: Manifest) -> None:
+        """Hot rows already in Parquet (a crash after the manifest commit) leave hot now."""
+        stale = [k for k, first in self.store.batch_keys(t.tid) if first <= manifest.flushed_seq]
+        if stale:
+            self.admin.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {manifest.flushed_seq}")
+            self.store.delete_keys(stale)
+
+    def retry_unavailable(self) -> None:
+        """Periodically: bring back the cold tier of tables whose storage was down at start-up."""
+        for tid in list(self.unavailable):
+            t = self.catalog.by_tid(tid)
+            if t is None:
+                self.unavailable.pop(tid, None)
+                continue
+            storage = self.storage_for(t)
+            try:
+                manifest = self._load_cold(t, storage)
+            except Exception:
+                continue
+            self.acquire_write_lock()
+            try:
+                self.materialize()
+                self._finish_interrupted_flush(t, manifest)
+                self.admin.execute(read_path.cold_view_sql(t, manifest, storage))
+                self.hot_index[t.tid] = self._index_hot(t)
+                self.unavailable.pop(tid, None)
+            finally:
+                self.write_lock.release()
+            log.info("cold tier of table '%s' is available again", t.qualified)
 
     def _index_hot(self, t: TableDef) -> dict:
         pk = ", ".join(read_path.q(c) for c in t.primary_key)
@@ -183,7 +238,9 @@ class Engine:
                 self.unapplied.setdefault(tid, []).append(rows)
 
     def materialize(self) -> None:
-        if not self.unapplied:
+        """Append every committed row to DuckDB before a read. A reader that finds the queue
+        empty while another reader is still appending must wait for it, or it would miss rows."""
+        if not self.unapplied and not self.apply_lock.locked():
             return
         with self.apply_lock:
             pending, self.unapplied = self.unapplied, {}
@@ -270,6 +327,8 @@ class Engine:
 
     def drop_table(self, t: TableDef) -> None:
         self.materialize()
+        self.store.delete(f"c/cold/{t.tid:08d}")
+        self.unavailable.pop(t.tid, None)
         self.policies.forget(t.tid)
         read_path.drop_table_objects(self.admin, t)
         self.shadowing.discard(t.tid)
@@ -350,7 +409,8 @@ class Engine:
     def pending_rows(self, t: TableDef) -> int:
         return len(self.hot_index.get(t.tid, {}))
 
-    def request_job(self, job_type: str, t: TableDef, wait: bool) -> Job:
+    def request_job(self, job_type: str, t: TableDef, wait: bool,
+                    cancelled: Callable[[], bool] = lambda: False) -> Job:
         """STORAGE FLUSH / COMPACT: a new job, or a skipped record saying why not."""
         word = {"flush": "flush", "compact": "compaction"}[job_type]
         if job_type == "flush" and not self.hot_index.get(t.tid):
@@ -362,7 +422,9 @@ class Engine:
                 job_type, t.qualified, "skipped",
                 f"Storage {word} skipped: a {word} is already queued or running for table '{t.qualified}'")
         if wait:
-            job.done.wait()
+            while not job.done.wait(0.2):
+                if cancelled():  # the client's cancel request stops the wait, not the job
+                    raise QueryCanceled(f"canceling statement due to user request; job {job.job_id} goes on")
         return job
 
     def _execute_job(self, job: Job) -> tuple[str, str, int]:
@@ -370,6 +432,8 @@ class Engine:
         t = self.catalog.find(ns, name)
         if t is None:
             raise EngineError(f"table '{job.table_name}' no longer exists")
+        if t.tid in self.unavailable:
+            raise EngineError(self.unavailable[t.tid])
         if job.job_type == "flush":
             return self.flush_table(t, job)
         return compaction.compact_table(self, t, job)
@@ -447,7 +511,7 @@ class Engine:
             new_manifest = manifest.with_segments(segments, watermark)
             check()  # the last point where KILL JOB can stop it: next is the commit
             fp.hit("flush.before_manifest")
-            commit(storage, scope, new_manifest)
+            self.commit_manifest(t, storage, new_manifest)
             try:
                 fp.hit("flush.after_manifest")
             finally:

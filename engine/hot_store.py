@@ -69,6 +69,10 @@ class HotStore:
     def put_json(self, key: str, value: dict, sync: bool = True) -> None:
         self.db.put(key.encode(), json.dumps(value).encode(), sync=sync)
 
+    def get_json(self, key: str) -> dict | None:
+        raw = self.db.get(key.encode())
+        return json.loads(raw) if raw else None
+
     def delete(self, key: str, sync: bool = True) -> None:
         self.db.delete(key.encode(), sync=sync)
 

@@ -79,13 +79,31 @@ def _typed_columns(t: TableDef) -> str:
 
 def create_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef, manifest: Manifest, storage: Storage,
                          shadowing: bool = False) -> None:
+    create_hot_table(con, t)
+    create_views(con, t, cold_view_sql(t, manifest, storage), shadowing)
+
+
+def create_hot_table(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
     con.execute(
         f"CREATE TABLE {hot_table(t)} ({_typed_columns(t)}, _seq BIGINT NOT NULL, _deleted BOOLEAN NOT NULL)"
     )
-    con.execute(cold_view_sql(t, manifest, storage))
+
+
+def create_views(con: duckdb.DuckDBPyConnection, t: TableDef, cold_sql: str, shadowing: bool) -> None:
+    con.execute(cold_sql)
     con.execute(full_view_sql(t, shadowing))
     cols = ", ".join(q(c) for c in t.column_names)
     con.execute(f"CREATE OR REPLACE VIEW {visible_view(t)} AS SELECT {cols} FROM {full_view(t)}")
+
+
+def unavailable_cold_view_sql(t: TableDef, reason: str) -> str:
+    """A cold view that fails every query with `reason` (no partial answer from hot alone)
+    until the storage is back. Every column is the error too, so a filter pushed into this
+    view cannot skip it; typed like the table so the other views can be built on it."""
+    err = f"error({sql_str(reason)})"
+    cols = ", ".join(f"CAST({err} AS {c.type}) AS {q(c.name)}" for c in t.columns)
+    return (f"CREATE OR REPLACE VIEW {cold_view(t)} AS SELECT {cols}, CAST({err} AS BIGINT) AS _seq, "
+            f"CAST({err} AS BOOLEAN) AS _deleted FROM range(1) WHERE {err} IS NOT NULL")
 
 
 def full_view_sql(t: TableDef, shadowing: bool) -> str:

@@ -107,6 +107,7 @@ class EngineSession:
         self.pending_index: dict[int, dict] = {}
         self.stages: set[int] = set()
         self._running = threading.Lock()
+        self.cancel_requested = False
         self._closed = False
 
     # ------------------------------------------------------------------ public
@@ -120,6 +121,7 @@ class EngineSession:
         return [self._one(sql, list(params))]
 
     def cancel(self) -> None:
+        self.cancel_requested = True
         try:
             self.cur.interrupt()
             self.check_cur.interrupt()
@@ -139,6 +141,7 @@ class EngineSession:
 
     # ------------------------------------------------------------------ dispatch
     def _one(self, sql: str, params: list | None) -> StatementResult:
+        self.cancel_requested = False
         words = leading_words(sql, 3) or [""]
         first = words[0]
         if self.failed and first not in ("ROLLBACK", "ABORT", "COMMIT", "END"):
@@ -347,7 +350,7 @@ class EngineSession:
         started = "flush" if job_type == "flush" else "compaction"
         rows = []
         for t in tables:
-            job = eng.request_job(job_type, t, wait)
+            job = eng.request_job(job_type, t, wait, lambda: self.cancel_requested)
             if job.status in ("skipped", "failed", "cancelled"):
                 message = job.message
             else:

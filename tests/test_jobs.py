@@ -332,3 +332,21 @@ def test_finished_jobs_are_pruned(make_tierd):
         job_id = c.execute("STORAGE FLUSH TABLE app.t WAIT").fetchone()[0]
         assert job(c, job_id)[0] == "completed"
         wait_for(lambda: job(c, job_id) is None, timeout=30, what="the finished job to be pruned")
+
+
+def test_cancel_request_stops_a_wait_not_the_job(make_tierd):
+    import threading
+
+    d = make_tierd('[failpoints]\n"flush.start" = "sleep:3000"\n').start()
+    with d.connect() as c, d.connect() as watcher:
+        setup_table(c)
+        c.execute("INSERT INTO app.t VALUES (1, 'x')")
+        running = lambda: watcher.execute("SELECT job_id FROM system.jobs WHERE status = 'running'").fetchone()
+        t = threading.Thread(target=lambda: (wait_for(running, timeout=30, what="a running flush"), c.cancel()))
+        t.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("STORAGE FLUSH TABLE app.t WAIT")
+        t.join(timeout=30)
+        job_id = running()[0]
+        wait_job(c, job_id)  # the job itself went on to completion
+        assert c.execute("SELECT cold_rows FROM system.tables WHERE table_name = 't'").fetchone() == (1,)

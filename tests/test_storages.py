@@ -139,3 +139,36 @@ def test_check_config_hides_storage_secrets(tmp_path):
     r = subprocess.run([TIERD, "check-config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "SUPERSECRET" not in r.stdout and "s3://bucket/p" in r.stdout
+
+
+def test_storage_missing_at_start_fails_queries_clearly_until_it_returns(make_tierd, tmp_path):
+    fast = tmp_path / "fast"
+    data = str(tmp_path / "data")
+    d = make_tierd(data_dir=data).start()
+    with d.connect() as c:
+        c.execute(f"CREATE STORAGE fast TYPE 'filesystem' PATH '{fast}'")
+        c.execute("CREATE TABLE public.t (id INT PRIMARY KEY, v TEXT) WITH (STORAGE_ID = 'fast')")
+        c.execute("INSERT INTO t SELECT i, 'cold' FROM range(10) t(i)")
+        c.execute("STORAGE FLUSH TABLE public.t WAIT")
+        c.execute("INSERT INTO t VALUES (100, 'hot')")
+    d.stop()
+    os.rename(fast, tmp_path / "unmounted")  # the disk is gone while tierd starts
+    d2 = make_tierd(data_dir=data).start()
+    with d2.connect() as c:
+        for sql in ("SELECT count(*) FROM t", "SELECT * FROM t WHERE id = 100"):
+            with pytest.raises(psycopg.Error) as info:  # no partial answer from hot alone
+                c.execute(sql)
+            assert "cold tier of table 'public.t' is unavailable" in str(info.value)
+        assert c.execute("SELECT 1").fetchone() == (1,)  # the rest of the database works
+        os.rename(tmp_path / "unmounted", fast)
+        from tests.daemon import wait_for
+
+        def back():
+            try:
+                return c.execute("SELECT count(*) FROM t").fetchone()
+            except psycopg.Error:
+                return None
+        assert wait_for(back, timeout=60, what="the cold tier to come back") == (11,)
+        c.execute("INSERT INTO t VALUES (101, 'more')")
+        c.execute("STORAGE FLUSH TABLE public.t WAIT")
+        assert c.execute("SELECT count(*), count(DISTINCT id) FROM t").fetchone() == (12, 12)

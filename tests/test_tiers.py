@@ -118,3 +118,34 @@ def test_insert_returning_defaults_and_params(conn):
     cur = conn.execute("UPDATE notes SET score = score * 2 WHERE id = 1 RETURNING id, score")
     assert cur.statusmessage == "UPDATE 1" and cur.fetchall() == [(1, 3.0)]
     assert conn.execute("SELECT created IS NOT NULL FROM notes").fetchall() == [(True,)]
+
+
+def test_acknowledged_write_visible_to_next_statement_of_any_session_under_load(tierd):
+    import threading
+
+    with tierd.connect() as w, tierd.connect() as r:
+        w.execute("CREATE TABLE public.vis (id BIGINT PRIMARY KEY)")
+        stop = threading.Event()
+        errors = []
+
+        def reader():
+            with tierd.connect() as c:
+                while not stop.is_set():
+                    try:
+                        c.execute("SELECT count(*) FROM vis").fetchone()
+                    except Exception as exc:  # surfaced below
+                        errors.append(exc)
+                        return
+
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(300):
+                w.execute("INSERT INTO vis VALUES (%s)", (i,))
+                assert r.execute("SELECT count(*) FROM vis WHERE id = %s", (i,)).fetchone() == (1,), i
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        assert not errors

@@ -72,3 +72,5 @@ def setup_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # APScheduler logs every run of the one-second policy tick at INFO; keep its warnings.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
