@@ -102,7 +102,8 @@ class Engine:
         self.db = read_path.open_database()
         self.admin = self.db.cursor()
         self.apply_cur = self.db.cursor()
-        self.storages = StorageCatalog(self.store, self.data_dir, config.storages, self._register_storage)
+        self.storages = StorageCatalog(self.store, self.data_dir, config.storages, self._register_storage,
+                                       self._unregister_storage)
         self.seq = self.store.last_seq()
         if DEFAULT_NAMESPACE not in self.catalog.namespaces:
             self.catalog.create_namespace(DEFAULT_NAMESPACE)
@@ -302,7 +303,17 @@ class Engine:
         return self.storages.get(storage_id)
 
     def _register_storage(self, storage: Storage) -> None:
-        for stmt in storage.duckdb_setup():  # e.g. S3 secrets, scoped to the storage's base
+        setup = storage.duckdb_setup()  # S3: load httpfs, a secret scoped to the storage's base
+        for stmt in setup:
+            self.admin.execute(stmt)  # never logged: the secret statement holds the key
+        if setup and storage.storage_type == "s3":
+            from engine.s3_storage import duckdb_http_settings
+
+            for stmt in duckdb_http_settings():  # fail fast, not after minutes, when S3 is down
+                self.admin.execute(stmt.replace("SET ", "SET GLOBAL ", 1))
+
+    def _unregister_storage(self, storage: Storage) -> None:
+        for stmt in getattr(storage, "duckdb_teardown", lambda: [])():
             self.admin.execute(stmt)
 
     def tables_using(self, storage_id: str) -> int:

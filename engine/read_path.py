@@ -55,6 +55,8 @@ def open_database() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config={
         "threads": 2,
         "integer_division": True,  # Postgres: 7 / 2 = 3
+        "autoinstall_known_extensions": False,  # no downloads: extensions come from wheels
+        "autoload_known_extensions": False,
     })
     con.execute(f"ATTACH ':memory:' AS {INTERNAL}")
     for schema in ("__hot", "__cold", "__sys", "__probe"):

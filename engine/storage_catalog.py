@@ -96,10 +96,11 @@ def _overlaps(a: str, b: str) -> bool:
 
 class StorageCatalog:
     def __init__(self, store: HotStore, data_dir: str, declared: dict[str, dict],
-                 on_register: Callable[[Storage], None]):
+                 on_register: Callable[[Storage], None], on_unregister: Callable[[Storage], None]):
         self.store = store
         self.data_dir = data_dir
         self.on_register = on_register
+        self.on_unregister = on_unregister
         self.lock = threading.RLock()
         self.defs: dict[str, StorageDef] = {}
         self.storages: dict[str, Storage] = {}
@@ -274,7 +275,9 @@ class StorageCatalog:
                     f"Cannot drop storage '{storage_id}': {tables_using} table(s) still using it")
             self.store.delete(f"c/storage/{storage_id}")
             self.defs.pop(storage_id)
-            self.storages.pop(storage_id).close()
+            storage = self.storages.pop(storage_id)
+            self.on_unregister(storage)
+            storage.close()
             return True
 
     def close(self) -> None:
