@@ -123,7 +123,7 @@ def _bulk_insert_plan(sql: str) -> InsertPlan | None:
 
 def _tuple_width(body: str, start: int) -> int:
     """Number of top-level items in the first VALUES tuple (starting after its '(')."""
-    depth, width, i = 0, 1, start
+    depth, width = 0, 1
     text = _OUTSIDE_QUOTES.sub("''", body[start:])
     for ch in text:
         if ch == "(":

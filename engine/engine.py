@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from engine import read_path
 from engine.catalog import Catalog, Column, TableDef
-from engine.errors import InvalidCatalogName, IoError, LockNotAvailable, QueryCanceled, UndefinedObject
+from engine.errors import InvalidCatalogName, IoError, LockNotAvailable, QueryCanceled
 from engine.failpoints import Failpoints
 from engine.hot_store import HotStore
 from engine import compaction

@@ -29,7 +29,6 @@ from engine.errors import (
     InvalidTableDefinition,
     NotNullViolation,
     ObjectInUse,
-    QueryCanceled,
     SyntaxError_,
     UndefinedTable,
     UniqueViolation,
@@ -374,7 +373,7 @@ class EngineSession:
             return StatementResult("CREATE STORAGE")
         if cmd.kind == "alter_storage":
             with eng.ddl_lock:
-                catalog.alter(cmd.args["id"], cmd.args["options"], eng.tables_using(cmd.args["id"]))
+                catalog.alter(cmd.args["id"], cmd.args["options"])
             return StatementResult("ALTER STORAGE")
         if cmd.kind == "drop_storage":
             with eng.ddl_lock:

@@ -219,7 +219,7 @@ class StorageCatalog:
             self._register(d)
             return True
 
-    def alter(self, storage_id: str, changes: dict[str, str], tables_using: int) -> None:
+    def alter(self, storage_id: str, changes: dict[str, str]) -> None:
         with self.lock:
             d = self.defs.get(storage_id)
             if d is None:
