@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from dataclasses import asdict, dataclass, field
 
 from engine.errors import (
@@ -51,6 +52,9 @@ class TableDef:
     # The scope directory, resolved from the storage's template when the table was created,
     # so a later ALTER STORAGE ... TEMPLATE never moves existing data.
     scope_dir: str | None = None
+    # Identifies this incarnation of the table in its manifests, so a manifest left behind by
+    # a dropped table of the same name is never mistaken for this one's.
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def scope(self, storage) -> str:
         return self.scope_dir or storage.scope_dir(self.namespace, self.name)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from engine import read_path
 from engine.catalog import Catalog, Column, TableDef
-from engine.errors import InvalidCatalogName, IoError, LockNotAvailable, QueryCanceled
+from engine.errors import InvalidCatalogName, IoError, LockNotAvailable, ObjectInUse, QueryCanceled
 from engine.failpoints import Failpoints
 from engine.hot_store import HotStore
 from engine import compaction
@@ -171,14 +171,15 @@ class Engine:
     def _load_cold(self, t: TableDef, storage: Storage) -> Manifest:
         """Read the scope's manifest and remove files no manifest lists (orphans of a crash)."""
         scope = t.scope(storage)
-        manifest = load(storage, scope, t.qualified)
+        manifest = load(storage, scope, t.qualified, t.uid)
         known = self.store.get_json(f"c/cold/{t.tid:08d}")
         if known and manifest.version == 0:
             raise IoError(f"manifest.json of {scope} is missing from storage '{t.storage_id}' "
                           f"(version {known['version']} was committed)")
-        live = {s.path for s in manifest.segments} | {"manifest.json"}
+        live = {s.path for s in manifest.segments} | ({"manifest.json"} if manifest.version else set())
         for name in storage.list(scope):
-            if TMP_MARK in name or (name.startswith("batch-") and name not in live):
+            if TMP_MARK in name or (name.startswith("batch-") and name not in live) or \
+                    (name == "manifest.json" and name not in live):
                 log.info("recovery: removing orphan file %s/%s", scope, name)
                 storage.delete(f"{scope}/{name}")
         self.manifests[t.tid] = manifest
@@ -330,11 +331,23 @@ class Engine:
         """Register `t` (columns already validated) and build its DuckDB objects."""
         t.scope_dir = self.storage_for(t).scope_dir(t.namespace, t.name)
         t = self.catalog.add_table(t)
-        manifest = Manifest(table_id=t.qualified)
+        manifest = Manifest(table_id=t.qualified, table_uid=t.uid)
         self.manifests[t.tid] = manifest
         self.hot_index[t.tid] = {}
         read_path.create_table_objects(self.admin, t, manifest, self.storage_for(t))
         return t
+
+    def stop_table_job(self, t: TableDef) -> None:
+        """Before DROP TABLE: cancel the table's flush or compaction and wait for it to stop."""
+        job = self.jobs.active_job(t.qualified)
+        if job is None:
+            return
+        try:
+            self.jobs.kill(job.job_id)
+        except EngineError:
+            pass  # it finished meanwhile
+        if not job.done.wait(self.config.lock_timeout_s):
+            raise ObjectInUse(f"table '{t.qualified}' has a {job.job_type} job ({job.job_id}) that did not stop")
 
     def drop_table(self, t: TableDef) -> None:
         self.materialize()
@@ -612,6 +625,61 @@ class Engine:
                 cur.execute("COMMIT")
             finally:
                 cur.close()
+
+    # ------------------------------------------------------------------ live settings (SIGHUP)
+    LIVE_SETTINGS = ("default_flush_policy", "lock_timeout_s", "compaction_max_segments", "compaction_target_rows")
+    LIVE_JOB_SETTINGS = ("max_retries", "backoff_base_s", "backoff_max_s", "retention_s")
+
+    def apply_settings(self, settings: dict, job_settings: dict) -> None:
+        """Change settings read at each use (names from LIVE_SETTINGS and LIVE_JOB_SETTINGS)."""
+        if "default_flush_policy" in settings:
+            parse_flush_policy(settings["default_flush_policy"])
+        for name, value in settings.items():
+            assert name in self.LIVE_SETTINGS, name
+            setattr(self.config, name, value)
+        for name, value in job_settings.items():
+            assert name in self.LIVE_JOB_SETTINGS, name
+            setattr(self.jobs.config, name, value)
+        if "default_flush_policy" in settings:
+            # Tables already past a new, lower rows threshold flush now, not at their next write.
+            self.policies.on_commit([tid for tid, index in list(self.hot_index.items()) if index])
+
+    def reload_storages(self, declared: dict[str, dict]) -> tuple[list[str], list[str]]:
+        """Apply the config's [storage.<id>] sections: new ones are added and changed ones
+        replaced while their type and base stay; returns (what changed, what needs a restart)."""
+        from dataclasses import asdict
+
+        from engine.errors import InvalidParameterValue
+
+        cat, changed, restart = self.storages, [], []
+        with cat.lock:
+            for sid, raw in declared.items():
+                new = StorageCatalog.from_options(sid, raw, source="config")
+                old = cat.defs.get(sid)
+                if old is not None and old.source == "builtin":
+                    raise InvalidParameterValue(f"storage.{sid}: the local storage cannot be redefined")
+                if old is not None:
+                    same = [getattr(old, f) == getattr(new, f) for f in
+                            ("storage_type", "base", "name", "description", "config",
+                             "shared_tables_template", "user_tables_template")]
+                    if all(same) and old.source == "config":
+                        continue
+                    if (old.storage_type, old.base) != (new.storage_type, new.base) and self.tables_using(sid):
+                        restart.append(f"storage.{sid} (type or base of a storage in use)")
+                        continue
+                    new.created_at = old.created_at
+                cat._validate_new(new, replacing=sid)
+                self.acquire_write_lock()  # the DuckDB setup of an S3 storage runs on `admin`
+                try:
+                    cat.store.put_json(f"c/storage/{sid}", asdict(new))
+                    cat._register(new)
+                finally:
+                    self.write_lock.release()
+                changed.append(f"storage.{sid} ({'added' if old is None else 'changed'})")
+            for sid, d in list(cat.defs.items()):
+                if d.source == "config" and sid not in declared:
+                    restart.append(f"storage.{sid} (removed from the config; the running daemon keeps it)")
+        return changed, restart
 
 
 def column_stats(rows: pa.Table, t: TableDef) -> dict:

@@ -39,6 +39,7 @@ class Segment:
 @dataclass
 class Manifest:
     table_id: str
+    table_uid: str | None = None
     user_id: str | None = None
     version: int = 0
     created_at: str = field(default_factory=now_iso)
@@ -69,6 +70,7 @@ class Manifest:
         ts = now_iso()
         return Manifest(
             table_id=self.table_id,
+            table_uid=self.table_uid,
             user_id=self.user_id,
             version=self.version + 1,
             created_at=self.created_at if self.version else ts,
@@ -83,6 +85,7 @@ class Manifest:
         """The next version after a compaction: `segments` replace all current ones."""
         return Manifest(
             table_id=self.table_id,
+            table_uid=self.table_uid,
             user_id=self.user_id,
             version=self.version + 1,
             created_at=self.created_at,
@@ -93,11 +96,17 @@ class Manifest:
         )
 
 
-def load(storage: Storage, scope_dir: str, table_id: str) -> Manifest:
+def load(storage: Storage, scope_dir: str, table_id: str, table_uid: str | None = None) -> Manifest:
+    """The scope's manifest; an empty one before the first flush, or when the file belongs to
+    an earlier table of the same name (dropped while a flush was writing)."""
     data = storage.read(f"{scope_dir}/{MANIFEST}")
+    fresh = Manifest(table_id=table_id, table_uid=table_uid)
     if data is None:
-        return Manifest(table_id=table_id)
-    return Manifest.from_json(data)
+        return fresh
+    m = Manifest.from_json(data)
+    if table_uid and m.table_uid and m.table_uid != table_uid:
+        return fresh
+    return m
 
 
 def commit(storage: Storage, scope_dir: str, manifest: Manifest) -> None:

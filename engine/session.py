@@ -272,6 +272,8 @@ class EngineSession:
                         f'cannot drop namespace "{name}" because {len(tables)} table(s) depend on it',
                         hint="Use DROP NAMESPACE ... CASCADE to drop the tables too.",
                     )
+                for t in tables:
+                    eng.stop_table_job(t)
                 self._locked(lambda: [eng.drop_table(t) for t in tables])
                 read_path.drop_namespace(eng.admin, name)
                 eng.catalog.drop_namespace(name)
@@ -283,6 +285,7 @@ class EngineSession:
                     if cmd.args["if"]:
                         return StatementResult("DROP TABLE")
                     raise UndefinedTable(f'table "{ns}.{name}" does not exist')
+                eng.stop_table_job(t)
                 self._locked(lambda: eng.drop_table(t))
                 self.stages.discard(t.tid)
                 return StatementResult("DROP TABLE")

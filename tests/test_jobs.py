@@ -350,3 +350,25 @@ def test_cancel_request_stops_a_wait_not_the_job(make_tierd):
         job_id = running()[0]
         wait_job(c, job_id)  # the job itself went on to completion
         assert c.execute("SELECT cold_rows FROM system.tables WHERE table_name = 't'").fetchone() == (1,)
+
+
+def test_drop_table_during_flush_leaves_no_ghost_rows(make_tierd, tmp_path):
+    data = str(tmp_path / "data")
+    d = make_tierd('[failpoints]\n"flush.after_parquet" = "sleep:1500"\n', data_dir=data).start()
+    with d.connect() as c:
+        setup_table(c)
+        c.execute("INSERT INTO app.t SELECT i, 'old' FROM range(50) t(i)")
+        job_id = c.execute("STORAGE FLUSH TABLE app.t").fetchone()[0]
+        wait_job(c, job_id, ("running",))
+        c.execute("DROP TABLE app.t")  # cancels the flush and waits for it to stop
+        assert job(c, job_id)[0] in ("cancelled", "completed", "failed")
+        c.execute("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT) WITH (FLUSH_POLICY = 'manual')")
+        c.execute("INSERT INTO app.t VALUES (1, 'new')")
+        assert table_state(c) == [(1, "new")]
+    d.stop()
+    d2 = make_tierd(data_dir=data).start()
+    with d2.connect() as c:
+        assert table_state(c) == [(1, "new")]
+        c.execute("STORAGE FLUSH TABLE app.t WAIT")
+        assert table_state(c) == [(1, "new")]
+    assert_cold_consistent(data, "app", "t")
