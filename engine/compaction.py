@@ -88,7 +88,7 @@ def _write(engine, t, storage, scope, manifest: Manifest, done: list[Segment], b
     seg_id = manifest.next_segment_id + len(done)
     path = f"batch-{seg_id}.parquet"
     buf = io.BytesIO()
-    pq.write_table(rows, buf, compression="zstd", row_group_size=122_880)
+    pq.write_table(rows, buf, compression="zstd", row_group_size=32_768)
     engine.failpoints.hit("compact.before_parquet")
     size = storage.write_atomic(f"{scope}/{path}", buf.getvalue())
     engine.failpoints.hit("compact.after_parquet")

@@ -435,21 +435,32 @@ class Engine:
 
     def request_job(self, job_type: str, t: TableDef, wait: bool,
                     cancelled: Callable[[], bool] = lambda: False) -> Job:
-        """STORAGE FLUSH / COMPACT: a new job, or a skipped record saying why not."""
+        """STORAGE FLUSH / COMPACT: a new job, or a skipped record saying why not.
+
+        With WAIT, a job already running for the table (a policy flush, say) is waited for
+        and the request made again, so the caller's rows are in Parquet when it returns."""
         word = {"flush": "flush", "compact": "compaction"}[job_type]
-        if job_type == "flush" and not self.hot_index.get(t.tid):
-            return self.jobs.record(job_type, t.qualified, "skipped",
-                                    f"Storage flush skipped: no pending writes for table '{t.qualified}'")
-        job, created = self.jobs.submit(job_type, t.qualified, {"trigger": "command"})
-        if not created:
-            return self.jobs.record(
-                job_type, t.qualified, "skipped",
-                f"Storage {word} skipped: a {word} is already queued or running for table '{t.qualified}'")
-        if wait:
-            while not job.done.wait(0.2):
-                if cancelled():  # the client's cancel request stops the wait, not the job
-                    raise QueryCanceled(f"canceling statement due to user request; job {job.job_id} goes on")
-        return job
+        for attempt in (1, 2):
+            if job_type == "flush" and not self.hot_index.get(t.tid):
+                return self.jobs.record(job_type, t.qualified, "skipped",
+                                        f"Storage flush skipped: no pending writes for table '{t.qualified}'")
+            job, created = self.jobs.submit(job_type, t.qualified, {"trigger": "command"})
+            if created or wait and attempt == 1:
+                if wait:
+                    self._wait(job, cancelled)
+                if created:
+                    return job
+                continue
+            break
+        return self.jobs.record(
+            job_type, t.qualified, "skipped",
+            f"Storage {word} skipped: a {word} is already queued or running for table '{t.qualified}'")
+
+    @staticmethod
+    def _wait(job: Job, cancelled: Callable[[], bool]) -> None:
+        while not job.done.wait(0.2):
+            if cancelled():  # the client's cancel request stops the wait, not the job
+                raise QueryCanceled(f"canceling statement due to user request; job {job.job_id} goes on")
 
     def _execute_job(self, job: Job) -> tuple[str, str, int]:
         ns, _, name = job.table_name.partition(".")
@@ -522,7 +533,7 @@ class Engine:
                 seg_id = manifest.next_segment_id + len(segments)
                 path = f"batch-{seg_id}.parquet"
                 buf = io.BytesIO()
-                pq.write_table(rows, buf, compression="zstd", row_group_size=122_880)
+                pq.write_table(rows, buf, compression="zstd", row_group_size=32_768)
                 fp.hit("flush.before_parquet")
                 size = storage.write_atomic(f"{scope}/{path}", buf.getvalue())
                 fp.hit("flush.after_parquet")

@@ -57,6 +57,7 @@ def open_database() -> duckdb.DuckDBPyConnection:
         "integer_division": True,  # Postgres: 7 / 2 = 3
         "autoinstall_known_extensions": False,  # no downloads: extensions come from wheels
         "autoload_known_extensions": False,
+        "enable_object_cache": True,  # Parquet footers are read once, not per query
     })
     con.execute(f"ATTACH ':memory:' AS {INTERNAL}")
     for schema in ("__hot", "__cold", "__sys", "__probe"):

@@ -372,3 +372,16 @@ def test_drop_table_during_flush_leaves_no_ghost_rows(make_tierd, tmp_path):
         c.execute("STORAGE FLUSH TABLE app.t WAIT")
         assert table_state(c) == [(1, "new")]
     assert_cold_consistent(data, "app", "t")
+
+
+def test_flush_wait_waits_for_a_running_policy_flush_then_flushes_the_rest(make_tierd):
+    d = make_tierd('[failpoints]\n"flush.before_manifest" = "sleep:1500"\n').start()
+    with d.connect() as c:
+        setup_table(c, "rows:10")
+        c.execute("INSERT INTO app.t SELECT i, 'x' FROM range(10) t(i)")  # starts a policy flush
+        policy_job = flush_jobs(c, "app.t")[0][0]
+        c.execute("INSERT INTO app.t VALUES (100, 'late')")
+        job_id, status, _ = c.execute("STORAGE FLUSH TABLE app.t WAIT").fetchone()
+        assert job_id != policy_job and status == "completed"
+        assert job(c, policy_job)[0] == "completed"
+        assert c.execute("SELECT hot_rows, cold_rows FROM system.tables WHERE table_name = 't'").fetchone() == (0, 11)
