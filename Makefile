@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench bench-smoke clean
+.PHONY: install test-deps run test bench bench-smoke clean
 
 install: $(STAMP)
 
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/tierd serve
 
-test: install
+# systemd-analyze for the unit-file test (tests/test_service.py skips it, saying why, without).
+test-deps:
+	@sh systemd/install-test-deps.sh
+
+test: install test-deps
 	$(BIN)/python -m pytest -q
 
 bench: install

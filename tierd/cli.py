@@ -39,21 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         except config_mod.ConfigError as exc:
             print(f"tierd: invalid config: {exc}", file=sys.stderr)
             return 2
-        from engine.storage import SECRET_KEYS
-
-        for k, v in vars(cfg).items():
-            if k == "password" and v:
-                v = "********"
-            elif k == "storages":
-                v = {sid: {o: ({ck: ("********" if ck in SECRET_KEYS and cv else cv) for ck, cv in ov.items()}
-                               if isinstance(ov, dict) else ov) for o, ov in opts.items()}
-                     for sid, opts in v.items()}
-            print(f"{k} = {v!r}")
+        for attr, value in cfg.redacted().items():
+            if attr == "storages":
+                for sid, opts in value.items():
+                    print(f"storage.{sid} = {opts!r}")
+            else:
+                print(f"{config_mod.KEY_NAMES.get(attr, attr)} = {value!r}")
         return 0
     if args.command != "serve":
         parser.print_help()
         return 2
-    try:
+
+    def load_config() -> config_mod.Config:
+        """The config file with the command line on top; run again by SIGHUP."""
         cfg = config_mod.load(args.config)
         if args.data_dir:
             cfg.data_dir = args.data_dir
@@ -62,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.port is not None:
             cfg.port = args.port
         cfg.check()
+        return cfg
+
+    try:
+        cfg = load_config()
     except config_mod.ConfigError as exc:
         print(f"tierd: invalid config: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level)
-    return run_daemon(cfg)
+    return run_daemon(cfg, reload_config=load_config)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from engine.policy import parse_flush_policy
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,8 @@ class Config:
     compaction_target_rows: int = 1_000_000
     lock_timeout_s: float = 30.0
     log_level: str = "INFO"
+    shutdown_grace_s: float = 10.0  # SIGTERM: how long running statements and jobs may finish
+    metrics_listen: str | None = None  # "host:port" of the Prometheus endpoint; None: off
     failpoints: dict[str, str] = field(default_factory=dict)
     storages: dict[str, dict] = field(default_factory=dict)
 
@@ -62,12 +65,50 @@ class Config:
             raise ConfigError("compaction.max_segments: must be at least 2")
         if self.compaction_target_rows < 1:
             raise ConfigError("compaction.target_rows: must be at least 1")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log.level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if not 0 <= self.shutdown_grace_s <= 3600:
+            raise ConfigError(f"server.shutdown_grace_seconds: {self.shutdown_grace_s:g} must be between 0 and 3600")
+        if self.lock_timeout_s <= 0:
+            raise ConfigError("jobs.lock_timeout_seconds: must be more than 0")
+        if self.metrics_listen is not None:
+            self.metrics_address()
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """`[metrics] listen` as (host, port); "[::1]:9187" for IPv6."""
+        if self.metrics_listen is None:
+            return None
+        text = self.metrics_listen.strip()
+        host, sep, port = text.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"metrics.listen: {self.metrics_listen!r} is not host:port (e.g. \"127.0.0.1:9187\")")
+        if (host, int(port)) == (self.host, self.port):
+            raise ConfigError(f"metrics.listen: {text} is the address of the Postgres port (server.host/server.port)")
+        return host, int(port)
+
+    def redacted(self) -> dict:
+        """The effective settings, secrets replaced by ********."""
+        from engine.storage import SECRET_KEYS
+
+        out = {}
+        for k, v in vars(self).items():
+            if k == "password" and v:
+                v = "********"
+            elif k == "storages":
+                v = {sid: {o: ({ck: ("********" if ck in SECRET_KEYS and cv else cv) for ck, cv in ov.items()}
+                               if isinstance(ov, dict) else ov) for o, ov in opts.items()}
+                     for sid, opts in v.items()}
+            out[k] = v
+        return out
 
 
 _KEYS = {
     ("server", "host"): ("host", str),
     ("server", "port"): ("port", int),
     ("server", "data_dir"): ("data_dir", str),
+    ("server", "shutdown_grace_seconds"): ("shutdown_grace_s", float),
     ("auth", "superuser"): ("superuser", str),
     ("auth", "password"): ("password", str),
     ("flush", "default_policy"): ("default_flush_policy", str),
@@ -80,7 +121,11 @@ _KEYS = {
     ("compaction", "max_segments"): ("compaction_max_segments", int),
     ("compaction", "target_rows"): ("compaction_target_rows", int),
     ("log", "level"): ("log_level", str),
+    ("metrics", "listen"): ("metrics_listen", str),
 }
+# Config attribute -> its name in the file, for messages ("flush.default_policy").
+KEY_NAMES = {attr: f"{section}.{key}" for (section, key), (attr, _) in _KEYS.items()}
+KEY_NAMES.update(storages="storage.<id>", failpoints="failpoints")
 
 
 def load(path: str | None) -> Config:
@@ -123,7 +168,7 @@ def load(path: str | None) -> Config:
                 raise ConfigError(f"{section}.{key}: expected {typ.__name__}, got {type(value).__name__}")
             setattr(cfg, attr, value)
     if path and not os.path.isabs(cfg.data_dir):
-        cfg.data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), cfg.data_dir)
+        cfg.data_dir = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), cfg.data_dir))
     if cfg.password == "":
         cfg.password = None
     return cfg

@@ -1,0 +1,182 @@
+"""The wire server as the daemon runs it: connections counted, and drained on SIGTERM.
+
+`ServiceHandler` is protocol.server's TierdHandler plus bookkeeping: each connection is
+registered while it lives and marked busy from reading a message until it asks for the next
+one. Draining lets busy connections finish the statement they are running; a connection
+asking for its next message then gets FATAL 57P01 (as PostgreSQL's fast shutdown sends) and
+is closed, its open transaction rolled back. Idle connections are woken by shutting down the
+read side of their socket, so the FATAL still reaches the client.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+
+from engine import metrics
+from engine.errors import EngineError
+from protocol.server import ClientGone, TierdHandler
+
+log = logging.getLogger("tierd.wire")
+
+_ROWS_TAG = re.compile(r"^(?:INSERT \d+|COPY) (\d+)$")
+
+
+class AdminShutdown(EngineError):
+    sqlstate = "57P01"
+    severity = "FATAL"
+
+
+def _shutdown_error() -> AdminShutdown:
+    return AdminShutdown("terminating connection due to administrator command",
+                         detail="tierd is shutting down")
+
+
+class Connections:
+    """The live client connections of one server, and the drain at shutdown."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.handlers: set[ServiceHandler] = set()
+        self.draining = False
+
+    def add(self, h: ServiceHandler) -> None:
+        with self.lock:
+            self.handlers.add(h)
+
+    def discard(self, h: ServiceHandler) -> None:
+        with self.lock:
+            self.handlers.discard(h)
+
+    def snapshot(self) -> list[ServiceHandler]:
+        with self.lock:
+            return list(self.handlers)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.handlers)
+
+    def drain(self, deadline: float, on_wait=lambda busy: None) -> int:
+        """Close every connection once its running statement (if any) has finished; at
+        `deadline` cancel the statements still running. Returns how many had to be cancelled."""
+        self.draining = True
+        announced = None
+        while True:
+            live = self.snapshot()
+            busy = [h for h in live if h.busy]
+            for h in live:
+                if not h.busy:
+                    h.shut(socket.SHUT_RD)  # wakes a read blocked on an idle client
+            if not live:
+                return 0
+            if busy and len(busy) != announced:
+                announced = len(busy)
+                on_wait(len(busy))
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        cancelled = [h for h in self.snapshot() if h.busy]
+        for h in cancelled:
+            log.warning("shutdown: cancelling a statement still running after the grace period (%s)",
+                        h.client_address[0])
+            h.cancel_statement()
+        end = time.monotonic() + 5.0
+        while self.snapshot() and time.monotonic() < end:
+            for h in self.snapshot():
+                if not h.busy:
+                    h.shut(socket.SHUT_RD)
+            time.sleep(0.02)
+        for h in self.snapshot():  # e.g. blocked writing to a client that reads nothing
+            log.warning("shutdown: closing a connection that did not finish (%s)", h.client_address[0])
+            h.shut(socket.SHUT_RDWR)
+        return len(cancelled)
+
+
+class CountingSession:
+    """The engine session of one connection, counting statements and ingested rows."""
+
+    def __init__(self, session) -> None:
+        self._session = session
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def execute(self, sql: str, params: list | None = None):
+        try:
+            results = self._session.execute(sql, params)
+        except Exception:
+            metrics.inc("tierd_statements_total")
+            raise
+        metrics.inc("tierd_statements_total", max(1, len(results)))
+        for r in results:
+            m = _ROWS_TAG.match(r.tag or "")
+            if m and int(m.group(1)):
+                metrics.inc("tierd_rows_ingested_total", int(m.group(1)))
+        return results
+
+
+class ServiceHandler(TierdHandler):
+    """TierdHandler with connection bookkeeping and a graceful drain."""
+
+    busy = False
+    state = None
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections.add(self)
+        metrics.inc("tierd_connections_opened_total")
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.connections.discard(self)
+            metrics.inc("tierd_connections_closed_total")
+
+    def handle_startup(self, conn):
+        state = super().handle_startup(conn)
+        if state is not None:
+            state.session = CountingSession(state.session)
+        self.state = state
+        return state
+
+    def read_message(self) -> tuple[bytes, bytes]:
+        draining = self.server.connections
+        self.busy = False
+        if draining.draining:
+            raise _shutdown_error()
+        try:
+            message = super().read_message()
+        except (ClientGone, ConnectionError):
+            if draining.draining:
+                raise _shutdown_error() from None
+            raise
+        if draining.draining:  # a statement that arrives now is refused, never half-run
+            raise _shutdown_error()
+        self.busy = True
+        return message
+
+    def send_error(self, exc: BaseException, ctx=None) -> None:
+        metrics.inc("tierd_errors_total", severity="ERROR")
+        super().send_error(exc, ctx)
+
+    def send_fatal(self, exc: BaseException) -> None:
+        metrics.inc("tierd_errors_total", severity="FATAL")
+        super().send_fatal(exc)
+
+    # --- used by Connections.drain (another thread) ----------------------------------
+    def shut(self, how: int) -> None:
+        try:
+            self.request.shutdown(how)
+        except OSError:
+            pass
+
+    def cancel_statement(self) -> None:
+        state = self.state
+        if state is not None:
+            try:
+                state.session.cancel()
+            except Exception:
+                log.exception("cancelling a statement at shutdown")
