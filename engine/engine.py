@@ -656,41 +656,12 @@ class Engine:
             self.policies.on_commit([tid for tid, index in list(self.hot_index.items()) if index])
 
     def reload_storages(self, declared: dict[str, dict]) -> tuple[list[str], list[str]]:
-        """Apply the config's [storage.<id>] sections: new ones are added and changed ones
-        replaced while their type and base stay; returns (what changed, what needs a restart)."""
-        from dataclasses import asdict
-
-        from engine.errors import InvalidParameterValue
-
-        cat, changed, restart = self.storages, [], []
-        with cat.lock:
-            for sid, raw in declared.items():
-                new = StorageCatalog.from_options(sid, raw, source="config")
-                old = cat.defs.get(sid)
-                if old is not None and old.source == "builtin":
-                    raise InvalidParameterValue(f"storage.{sid}: the local storage cannot be redefined")
-                if old is not None:
-                    same = [getattr(old, f) == getattr(new, f) for f in
-                            ("storage_type", "base", "name", "description", "config",
-                             "shared_tables_template", "user_tables_template")]
-                    if all(same) and old.source == "config":
-                        continue
-                    if (old.storage_type, old.base) != (new.storage_type, new.base) and self.tables_using(sid):
-                        restart.append(f"storage.{sid} (type or base of a storage in use)")
-                        continue
-                    new.created_at = old.created_at
-                cat._validate_new(new, replacing=sid)
-                self.acquire_write_lock()  # the DuckDB setup of an S3 storage runs on `admin`
-                try:
-                    cat.store.put_json(f"c/storage/{sid}", asdict(new))
-                    cat._register(new)
-                finally:
-                    self.write_lock.release()
-                changed.append(f"storage.{sid} ({'added' if old is None else 'changed'})")
-            for sid, d in list(cat.defs.items()):
-                if d.source == "config" and sid not in declared:
-                    restart.append(f"storage.{sid} (removed from the config; the running daemon keeps it)")
-        return changed, restart
+        """SIGHUP: the config's storages again; returns (what changed, what needs a restart)."""
+        self.acquire_write_lock()  # the DuckDB setup of an S3 storage runs on `admin`
+        try:
+            return self.storages.apply_declared(declared, self.tables_using)
+        finally:
+            self.write_lock.release()
 
 
 def column_stats(rows: pa.Table, t: TableDef) -> dict:

@@ -109,16 +109,37 @@ class StorageCatalog:
         self._register(local)
         for _, raw in store.scan_json("c/storage/"):
             self._register(StorageDef(**raw))
-        for sid, raw in declared.items():
-            d = self.from_options(sid, raw, source="config")
-            old = self.defs.get(sid)
-            if old is not None and old.source == "builtin":
-                raise InvalidParameterValue(f"storage.{sid}: the local storage cannot be redefined")
-            if old is not None:
-                d.created_at = old.created_at
-            self._validate_new(d, replacing=sid)
-            self.store.put_json(f"c/storage/{sid}", asdict(d))
-            self._register(d)
+        self.apply_declared(declared, tables_using=lambda sid: 0)
+
+    def apply_declared(self, declared: dict[str, dict],
+                       tables_using: Callable[[str], int]) -> tuple[list[str], list[str]]:
+        """Apply the config's [storage.<id>] sections, at start and on reload: new ones are
+        added, changed ones replaced while their type and base stay (or no table uses them).
+        Returns (what changed, what needs a restart)."""
+        changed, restart = [], []
+        with self.lock:
+            for sid, raw in declared.items():
+                new = self.from_options(sid, raw, source="config")
+                old = self.defs.get(sid)
+                if old is not None and old.source == "builtin":
+                    raise InvalidParameterValue(f"storage.{sid}: the local storage cannot be redefined")
+                if old is not None:
+                    fields = ("storage_type", "base", "name", "description", "config",
+                              "shared_tables_template", "user_tables_template")
+                    if old.source == "config" and all(getattr(old, f) == getattr(new, f) for f in fields):
+                        continue
+                    if (old.storage_type, old.base) != (new.storage_type, new.base) and tables_using(sid):
+                        restart.append(f"storage.{sid} (type or base of a storage in use)")
+                        continue
+                    new.created_at = old.created_at
+                self._validate_new(new, replacing=sid)
+                self.store.put_json(f"c/storage/{sid}", asdict(new))
+                self._register(new)
+                changed.append(f"storage.{sid} ({'added' if old is None else 'changed'})")
+            for sid, d in list(self.defs.items()):
+                if d.source == "config" and sid not in declared:
+                    restart.append(f"storage.{sid} (removed from the config; the running daemon keeps it)")
+        return changed, restart
 
     # ------------------------------------------------------------------ lookup
     def get(self, storage_id: str) -> Storage:
