@@ -161,6 +161,7 @@ class Engine:
             read_path.create_views(self.admin, t, read_path.unavailable_cold_view_sql(t, reason), shadowing=True)
             self.shadowing.add(t.tid)
         else:
+            self.seq = max(self.seq, manifest.flushed_seq)  # start-up is single-threaded
             shadowing = bool(tables and manifest.segments)
             read_path.create_views(self.admin, t, read_path.cold_view_sql(t, manifest, storage), shadowing)
             if shadowing:
@@ -183,7 +184,6 @@ class Engine:
                 log.info("recovery: removing orphan file %s/%s", scope, name)
                 storage.delete(f"{scope}/{name}")
         self.manifests[t.tid] = manifest
-        self.seq = max(self.seq, manifest.flushed_seq)
         return manifest
 
     def commit_manifest(self, t: TableDef, storage: Storage, manifest: Manifest) -> None:
@@ -389,6 +389,8 @@ class Engine:
     # ------------------------------------------------------------------ uniqueness
     def cold_live_keys(self, cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list) -> set:
         """Which of `keys` are live in the cold tier (one query, pruned by segment key ranges)."""
+        if t.tid in self.unavailable:  # cannot tell whether a key exists there: refuse
+            raise IoError(self.unavailable[t.tid])
         manifest = self.manifests[t.tid]
         if not manifest.segments or not keys:
             return set()
@@ -498,6 +500,9 @@ class Engine:
             try:
                 self.materialize()
                 watermark = self.seq
+                # Seqs of rolled-back writes are never committed; make the watermark durable
+                # before a manifest records it, so a restart can never hand them out again.
+                self.store.persist_seq(watermark)
                 snap = cur.execute(
                     f"SELECT * FROM {read_path.hot_table(t)} WHERE _seq <= {watermark} "
                     f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"

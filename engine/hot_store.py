@@ -61,6 +61,10 @@ class HotStore:
         raw = self.db.get(SEQ_KEY)
         return struct.unpack(">Q", raw)[0] if raw else 0
 
+    def persist_seq(self, seq: int) -> None:
+        if seq > self.last_seq():
+            self.db.put(*self.seq_put(seq), sync=True)
+
     @staticmethod
     def seq_put(seq: int) -> tuple[bytes, bytes]:
         return SEQ_KEY, struct.pack(">Q", seq)

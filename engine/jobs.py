@@ -115,6 +115,7 @@ class JobRunner:
             timezone=timezone.utc,
         )
         self._interrupted: list[Job] = []
+        self.stopping = False  # set by shutdown: nothing new is scheduled
         self._load()
 
     # ------------------------------------------------------------------ persistence
@@ -159,6 +160,10 @@ class JobRunner:
         self._interrupted = []
 
     def shutdown(self) -> None:
+        # A job finishing now must not add jobs (retries, compactions) to a scheduler that is
+        # joining its threads while holding its job-store lock: that add would wait forever.
+        with self.lock:
+            self.stopping = True
         try:
             self.scheduler.shutdown(wait=True)
         except Exception:  # never started
@@ -177,6 +182,8 @@ class JobRunner:
     def submit(self, job_type: str, table_name: str, parameters: dict | None = None) -> tuple[Job, bool]:
         """Queue a job unless the table already has one; returns (job, created)."""
         with self.lock:
+            if self.stopping:
+                raise EngineError("the daemon is shutting down; no new jobs are started")
             current = self.active_job(table_name)
             if current is not None:
                 return current, False
@@ -240,7 +247,8 @@ class JobRunner:
         with self.lock:
             job = self.get(job_id)
             if job.status in ("queued", "retrying"):
-                for sid in (f"run-{job.job_id}", f"run-{job.job_id}-{job.retry_count}", f"retry-{job.job_id}"):
+                for sid in (f"run-{job.job_id}", f"run-{job.job_id}-{job.retry_count}",
+                            f"retry-{job.job_id}-{job.retry_count}"):
                     try:
                         self.scheduler.remove_job(sid)
                     except Exception:
@@ -294,9 +302,11 @@ class JobRunner:
         job.next_retry_at = at.isoformat()
         job.done.clear()
         self.active[job.table_name] = job.job_id
-        self._save(job)
-        self.scheduler.add_job(self._run, "date", run_date=at, args=[job], id=f"retry-{job.job_id}",
-                               replace_existing=True)
+        self._save(job)  # while stopping, the record says "retrying": the next start retries it
+        if not self.stopping:
+            # One scheduler id per attempt: the next attempt may be due while this one still runs.
+            self.scheduler.add_job(self._run, "date", run_date=at, args=[job],
+                                   id=f"retry-{job.job_id}-{job.retry_count}")
 
     def _finish(self, job: Job, status: str, message: str | None, rows: int | None) -> None:
         with self.lock:
@@ -307,7 +317,7 @@ class JobRunner:
             if self.active.get(job.table_name) == job.job_id:
                 del self.active[job.table_name]
         job.done.set()
-        if self.on_finished is not None:
+        if self.on_finished is not None and not self.stopping:
             try:
                 self.on_finished(job)
             except Exception:

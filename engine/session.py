@@ -25,11 +25,14 @@ from engine.errors import (
     EngineError,
     FeatureNotSupported,
     InFailedSqlTransaction,
+    InsufficientPrivilege,
+    InternalError,
     InvalidSchemaName,
     InvalidTableDefinition,
     NotNullViolation,
     ObjectInUse,
     SyntaxError_,
+    UndefinedParameter,
     UndefinedTable,
     UniqueViolation,
     from_duckdb,
@@ -41,6 +44,7 @@ from engine.statements import parse_command, parse_create_table, parse_storage_c
 log = logging.getLogger("tierd.session")
 
 _HIDDEN = re.compile(r"\b_(seq|deleted)\b", re.I)
+_INTERNAL = re.compile(r"__tierd", re.I)
 # DuckDB has a catalog named "system" too; client SQL means tierd's schema.
 _SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
 READ_STATEMENTS = {"SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "DESCRIBE", "SUMMARIZE", "FROM"}
@@ -83,6 +87,14 @@ def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
         return None
 
 
+def _first_per_key(rows: pa.Table, keys: list) -> tuple[pa.Table, list]:
+    seen, mask = set(), []
+    for k in keys:
+        mask.append(k not in seen)
+        seen.add(k)
+    return rows.filter(pa.array(mask, pa.bool_())), [k for k, m in zip(keys, mask) if m]
+
+
 def _pk_text(t: TableDef, key) -> str:
     cols = ", ".join(t.primary_key)
     vals = ", ".join(str(v) for v in (key if isinstance(key, tuple) else (key,)))
@@ -106,6 +118,7 @@ class EngineSession:
         self.pending_index: dict[int, dict] = {}
         self.stages: set[int] = set()
         self._running = threading.Lock()
+        self._catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False
         self._closed = False
 
@@ -141,6 +154,8 @@ class EngineSession:
     # ------------------------------------------------------------------ dispatch
     def _one(self, sql: str, params: list | None) -> StatementResult:
         self.cancel_requested = False
+        if self._catalog_dirty:
+            self._restore_catalog()
         words = leading_words(sql, 3) or [""]
         first = words[0]
         if self.failed and first not in ("ROLLBACK", "ABORT", "COMMIT", "END"):
@@ -157,6 +172,10 @@ class EngineSession:
         except EngineError:
             self._statement_failed()
             raise
+        except Exception as exc:  # never leave the write lock or a transaction behind
+            log.exception("statement failed: %s", sql[:200])
+            self._statement_failed()
+            raise InternalError(f"internal error: {type(exc).__name__}: {exc}") from None
 
     def _statement_failed(self) -> None:
         if self.explicit:
@@ -206,7 +225,29 @@ class EngineSession:
         raise SyntaxError_(f'syntax error at or near "{sql.split()[0]}"')
 
     # ------------------------------------------------------------------ reads
+    def _check_read_only(self, sql: str) -> None:
+        """Client SQL reaching DuckDB directly must only read, and never tierd's internals:
+        a write there would bypass LevelDB (durability) and the key index (uniqueness)."""
+        if _INTERNAL.search(sql):
+            raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error:
+            return  # DuckDB reports the syntax error when it runs the statement
+        for st in statements:
+            kind = st.type
+            if kind == duckdb.StatementType.EXPLAIN:
+                inner = re.sub(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?", "", st.query, flags=re.I)
+                try:
+                    kind = duckdb.extract_statements(inner)[0].type
+                except (duckdb.Error, IndexError):
+                    pass
+            if kind != duckdb.StatementType.SELECT:
+                raise FeatureNotSupported(
+                    "only queries can run here: data-modifying WITH and EXPLAIN of writes are not supported")
+
     def _query(self, sql: str, params: list) -> StatementResult:
+        self._check_read_only(sql)
         if _SYSTEM.search(sql):
             self.engine.refresh_system_tables()
             sql = _SYSTEM.sub("memory.system.", sql)
@@ -220,8 +261,17 @@ class EngineSession:
                 table = self.cur.to_arrow_table()
             finally:
                 if hidden:
-                    self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
+                    self._restore_catalog()
         return StatementResult(f"SELECT {table.num_rows}", table)
+
+    def _restore_catalog(self) -> None:
+        """Back to the catalog without system columns. In an aborted DuckDB transaction this
+        fails; ROLLBACK and the next statement try again."""
+        try:
+            self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
+            self._catalog_dirty = False
+        except duckdb.Error:
+            self._catalog_dirty = True
 
     def _set(self, sql: str, words: list[str]) -> StatementResult:
         m = re.match(r"^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_.]+)\s*(?:=|\s+TO\s+)\s*(.+?)\s*;?\s*$", sql, re.I | re.S)
@@ -481,11 +531,15 @@ class EngineSession:
             pass
         finally:
             self.stages.clear()  # temp tables created inside the transaction are gone
+            if self._catalog_dirty:
+                self._restore_catalog()
             self._release()
 
     def _write_statement(self, sql: str, params: list) -> StatementResult:
         p = dml.plan(sql)
         t = self._resolve(p.target)
+        if p.param_count > len(params):
+            raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
         params = params[: p.param_count]
         self._begin_write()
         with self._running:
@@ -623,6 +677,8 @@ class EngineSession:
                 if d is NO_FAST_DEFAULT:
                     return None
                 values = [datetime.now(timezone.utc) if d is NOW else d] * n
+            if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
+                return None  # UUID, JSON, ENUM...: DuckDB's cast canonicalises the text
             arr = _to_arrow(values, f.type)
             if arr is None:
                 return None
@@ -651,6 +707,8 @@ class EngineSession:
 
     def _insert_rows(self, t: TableDef, p: dml.InsertPlan, rows: pa.Table, params: list) -> StatementResult:
         keys = key_list(t, rows)
+        if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
+            rows, keys = _first_per_key(rows, keys)
         self._duplicate_in(t, keys)
         live = self._live_keys(t, keys)
         if live:
@@ -671,12 +729,7 @@ class EngineSession:
         sel = self.cur.execute(select_sql, params).to_arrow_table()
         keys = key_list(t, sel)
         if len(set(keys)) != len(keys):
-            seen, mask = set(), []
-            for k in keys:
-                mask.append(k not in seen)
-                seen.add(k)
-            sel = sel.filter(pa.array(mask, pa.bool_()))
-            keys = key_list(t, sel)
+            sel, keys = _first_per_key(sel, keys)
         return sel, keys
 
     def _update(self, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
