@@ -246,15 +246,18 @@ class Engine:
             return
         with self.apply_lock:
             pending, self.unapplied = self.unapplied, {}
-            for tid, tables in pending.items():
-                t = self.catalog.by_tid(tid)
-                if t is None:
-                    continue
-                self.apply_cur.register("__committed", pa.concat_tables(tables).combine_chunks())
-                try:
-                    self.apply_cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __committed")
-                finally:
-                    self.apply_cur.unregister("__committed")
+            try:
+                for tid in list(pending):
+                    t = self.catalog.by_tid(tid)
+                    if t is not None:
+                        self.apply_cur.register("__committed", pa.concat_tables(pending[tid]).combine_chunks())
+                        try:
+                            self.apply_cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __committed")
+                        finally:
+                            self.apply_cur.unregister("__committed")
+                    del pending[tid]
+            finally:
+                self.unapplied = pending  # what failed to append waits for the next reader
 
     def ensure_shadowing(self, t: TableDef) -> None:
         """Before hot may hold newer versions of cold keys, make the view hide those cold rows."""
