@@ -240,16 +240,21 @@ class StorageCatalog:
             self._register(d)
             return True
 
+    @staticmethod
+    def _sql_owned(d: StorageDef, verb: str, config_hint: str) -> None:
+        """Only storages made in SQL change in SQL: `local` is fixed, config ones live in the file."""
+        if d.source == "builtin":
+            raise FeatureNotSupported(f"the local storage cannot be {verb}")
+        if d.source == "config":
+            raise FeatureNotSupported(
+                f"storage '{d.storage_id}' is declared in the config file; {config_hint}")
+
     def alter(self, storage_id: str, changes: dict[str, str]) -> None:
         with self.lock:
             d = self.defs.get(storage_id)
             if d is None:
                 raise UndefinedObject(f"Storage '{storage_id}' does not exist")
-            if d.source == "builtin":
-                raise FeatureNotSupported("the local storage cannot be altered")
-            if d.source == "config":
-                raise FeatureNotSupported(
-                    f"storage '{storage_id}' is declared in the config file; change it there and reload")
+            self._sql_owned(d, "altered", "change it there and reload")
             new = StorageDef(**asdict(d))
             for key, value in changes.items():
                 key = key.lower()
@@ -286,11 +291,7 @@ class StorageCatalog:
                 if if_exists:
                     return False
                 raise UndefinedObject(f"Storage '{storage_id}' does not exist")
-            if d.source == "builtin":
-                raise FeatureNotSupported("the local storage cannot be dropped")
-            if d.source == "config":
-                raise FeatureNotSupported(
-                    f"storage '{storage_id}' is declared in the config file; remove it there")
+            self._sql_owned(d, "dropped", "remove it there")
             if tables_using:
                 raise DependentObjectsStillExist(
                     f"Cannot drop storage '{storage_id}': {tables_using} table(s) still using it")
