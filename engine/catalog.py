@@ -17,7 +17,6 @@ from engine.errors import (
     InvalidParameterValue,
     InvalidSchemaName,
     SyntaxError_,
-    UndefinedObject,
     UndefinedTable,
 )
 from engine.hot_store import HotStore
@@ -190,4 +189,4 @@ class Catalog:
         return self.tables.get((namespace, name))
 
 
-__all__ = ["Catalog", "TableDef", "Column", "parse_table_options", "UndefinedObject"]
+__all__ = ["Catalog", "TableDef", "Column", "parse_table_options"]

@@ -113,10 +113,6 @@ def strip_comments_head(sql: str) -> str:
             return s
 
 
-def is_blank(sql: str) -> bool:
-    return strip_comments_head(sql) == ""
-
-
 _WORD = re.compile(r"[A-Za-z_]+")
 
 
