@@ -28,6 +28,7 @@ from engine import read_path
 from engine.catalog import Catalog, Column, TableDef
 from engine.errors import InvalidCatalogName, IoError, LockNotAvailable, ObjectInUse, QueryCanceled
 from engine.failpoints import Failpoints
+from engine.group_commit import CommitQueue
 from engine.hot_store import HotStore
 from engine import compaction
 from engine.errors import EngineError
@@ -95,6 +96,7 @@ class Engine:
         # so a stream of single-row INSERTs costs no DuckDB call each.
         self.unapplied: dict[int, list[pa.Table]] = {}
         self.apply_lock = threading.Lock()
+        self.commits = CommitQueue(self.store, self.publish)  # group commit of autocommit writes
         self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
         self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self._schemas: dict[int, pa.Schema] = {}
@@ -213,7 +215,7 @@ class Engine:
                 continue
             self.acquire_write_lock()
             try:
-                self.materialize()
+                self.settle()
                 self._finish_interrupted_flush(t, manifest)
                 self.admin.execute(read_path.cold_view_sql(t, manifest, storage))
                 self.hot_index[t.tid] = self._index_hot(t)
@@ -258,6 +260,12 @@ class Engine:
                     del pending[tid]
             finally:
                 self.unapplied = pending  # what failed to append waits for the next reader
+
+    def settle(self) -> None:
+        """For a write-lock holder about to read hot rows or `seq`: every queued commit
+        durable and visible first, then appended to DuckDB."""
+        self.commits.drain()
+        self.materialize()
 
     def ensure_shadowing(self, t: TableDef) -> None:
         """Before hot may hold newer versions of cold keys, make the view hide those cold rows."""
@@ -353,7 +361,7 @@ class Engine:
             raise ObjectInUse(f"table '{t.qualified}' has a {job.job_type} job ({job.job_id}) that did not stop")
 
     def drop_table(self, t: TableDef) -> None:
-        self.materialize()
+        self.settle()
         self.store.delete(f"c/cold/{t.tid:08d}")
         self.unavailable.pop(t.tid, None)
         self.policies.forget(t.tid)
@@ -501,7 +509,7 @@ class Engine:
             pk = ", ".join(read_path.q(c) for c in t.primary_key)
             self.acquire_write_lock()
             try:
-                self.materialize()
+                self.settle()
                 watermark = self.seq
                 # Seqs of rolled-back writes are never committed; make the watermark durable
                 # before a manifest records it, so a restart can never hand them out again.
@@ -572,7 +580,7 @@ class Engine:
     def _apply_flush(self, cur, t: TableDef, manifest: Manifest, watermark: int, storage: Storage) -> None:
         self.acquire_write_lock()
         try:
-            self.materialize()
+            self.settle()
             cur.execute("BEGIN")
             cur.execute(read_path.cold_view_sql(t, manifest, storage))
             cur.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {watermark}")

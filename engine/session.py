@@ -481,7 +481,7 @@ class EngineSession:
         self.holds_lock = True
         try:
             if self.explicit:
-                eng.materialize()  # the snapshot must hold every committed row
+                eng.settle()  # the snapshot must hold every committed row
                 self.cur.execute("BEGIN")
                 self.in_duck_txn = True
         except BaseException:
@@ -498,28 +498,62 @@ class EngineSession:
     def _commit_write(self) -> None:
         if not self.holds_lock:
             return
+        if not self.in_duck_txn:
+            self._group_commit()
+            return
         eng = self.engine
         written = list(self.pending_index)
         try:
-            if self.pending:
+            if self.pending:  # the queue was drained when this transaction began
                 eng.store.commit(self.pending, eng.seq)
         except BaseException:
             self._rollback_write()
             raise
         try:
-            if self.in_duck_txn:
-                self.cur.execute("COMMIT")
-                eng.shadowing |= self.pending_shadow
-            else:
-                eng.publish(self.pending)
-            for tid, changes in self.pending_index.items():
-                index = eng.hot_index.get(tid)
-                if index is not None:
-                    index.update(changes)
+            self.cur.execute("COMMIT")
+            eng.shadowing |= self.pending_shadow
+            self._update_hot_index()
         finally:
             self._release()
         if written:
             eng.policies.on_commit(written)
+
+    def _group_commit(self) -> None:
+        """Autocommit: queue the batches, let the next writer in, and return once they are
+        durable (engine/group_commit.py). The key index is updated before the lock goes, so
+        the next writer's uniqueness check already sees these keys."""
+        eng = self.engine
+        written = list(self.pending_index)
+        if not self.pending:
+            self._release()
+            return
+        undo = self._update_hot_index()
+        ticket = eng.commits.enqueue(self.pending, eng.seq, undo)
+        self._release()
+        eng.commits.wait(ticket)
+        eng.policies.on_commit(written)
+
+    def _update_hot_index(self):
+        """Apply this transaction's key states to the engine's index; returns an undo that
+        restores the previous states of keys still holding ours (a failed group write)."""
+        eng = self.engine
+        previous: list[tuple[dict, object, KeyState | None, KeyState]] = []
+        for tid, changes in self.pending_index.items():
+            index = eng.hot_index.get(tid)
+            if index is None:
+                continue
+            for k, st in changes.items():
+                previous.append((index, k, index.get(k), st))
+            index.update(changes)
+
+        def undo() -> None:
+            for index, k, old, ours in reversed(previous):
+                if index.get(k) is ours:
+                    if old is None:
+                        index.pop(k, None)
+                    else:
+                        index[k] = old
+        return undo
 
     def _rollback_write(self) -> None:
         if not self.holds_lock:
@@ -697,7 +731,7 @@ class EngineSession:
         return self._insert_rows(t, p, rows, params)
 
     def _slow_rows(self, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table:
-        self.engine.materialize()  # INSERT ... SELECT may read any table
+        self.engine.settle()  # INSERT ... SELECT may read any table
         sql = p.stage_sql
         if dml.COLUMNS_PREFIX in sql:
             sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
@@ -725,7 +759,7 @@ class EngineSession:
         """The rows an UPDATE/DELETE touches, once per key (a join may match a row twice:
         the first match wins), and their keys."""
         self._shadow(t)
-        self.engine.materialize()
+        self.engine.settle()
         sel = self.cur.execute(select_sql, params).to_arrow_table()
         keys = key_list(t, sel)
         if len(set(keys)) != len(keys):
