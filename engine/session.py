@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import duckdb
 import pyarrow as pa
 
-from engine import dml, read_path
+from engine import dml, read_path, sql_refs
 from engine.catalog import TableDef, check_identifier, parse_table_options
 from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, key_list
 from engine.errors import (
@@ -230,21 +230,7 @@ class EngineSession:
         a write there would bypass LevelDB (durability) and the key index (uniqueness)."""
         if _INTERNAL.search(sql):
             raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error:
-            return  # DuckDB reports the syntax error when it runs the statement
-        for st in statements:
-            kind = st.type
-            if kind == duckdb.StatementType.EXPLAIN:
-                inner = re.sub(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?", "", st.query, flags=re.I)
-                try:
-                    kind = duckdb.extract_statements(inner)[0].type
-                except (duckdb.Error, IndexError):
-                    pass
-            if kind != duckdb.StatementType.SELECT:
-                raise FeatureNotSupported(
-                    "only queries can run here: data-modifying WITH and EXPLAIN of writes are not supported")
+        sql_refs.analyze(sql)  # refuses anything but queries
 
     def _query(self, sql: str, params: list) -> StatementResult:
         self._check_read_only(sql)
