@@ -10,10 +10,14 @@ generated rows into both, times each workload several times and reports the medi
 Every server it starts is stopped and every temp dir removed in `finally`, even on failure.
 
 Workloads, in order (later ones reuse bench.events, so the order matters):
-  single-row INSERT; events load + flush + cold GROUP BY (vs PostgreSQL and DuckDB on tierd's files);
-  flush throughput on fresh tables; GROUP BY over 100 small segments before/after STORAGE COMPACT;
-  cold tier on S3 (a throw-away SeaweedFS) vs the same queries on the local storage;
-  GROUP BY over cold + extra hot rows (hot+cold union vs the cold-only query).
+  single-row INSERT, from one and from several connections; pipelined executemany; COPY (n/a
+  while tierd lacks it); events load + flush + cold GROUP BY (vs PostgreSQL and DuckDB on
+  tierd's files); flush throughput on fresh tables; GROUP BY over 100 small segments
+  before/after STORAGE COMPACT; cold tier on S3 (a throw-away SeaweedFS) vs the same queries on
+  the local storage; GROUP BY over cold + extra hot rows (hot+cold union vs the cold-only
+  query); PK point SELECTs on cold and hot keys; a 1M-row result; GROUP BY over 10M cold rows,
+  then with 100k hot rows on top; peak RSS of a fresh daemon ingesting 10M rows.
+Sizes are flags (see --help); the default run takes about 10 minutes on 2 cores.
 tierd runs with `[compaction] max_segments = 1000` so that only our STORAGE COMPACT compacts.
 
 To add a workload: write `def wl_x(b: Bench) -> list[Measurement]` and append it to WORKLOADS.
@@ -110,6 +114,14 @@ class Bench:
     def target(self, what: str, measured: str, ok: bool | None) -> None:
         verdict = "n/a" if ok is None else ("met" if ok else "**missed**")
         self.targets.append(f"| {what} | {measured} | {verdict} |")
+
+
+def ingest_target(b: Bench, m: Measurement) -> None:
+    """SPEC §9: ingest (every mode) ≥ PostgreSQL."""
+    t, p = m.values.get(TIERD), m.values.get(PG)
+    if isinstance(p, float):
+        measured = f"{t / p:.2f}× ({t:,.0f} vs {p:,.0f} rows/s)" if isinstance(t, float) else f"tierd: {t}"
+        b.target(f"ingest ≥ PostgreSQL: {m.name}", measured, t >= p if isinstance(t, float) else None)
 
 
 def attempt(b: Bench, label: str, fn: Callable[[], float]) -> float | str:
@@ -394,6 +406,7 @@ def wl_single_insert(b: Bench) -> list[Measurement]:
     else:
         m.values[TIERD] = "skipped"
     m.values[DUCK] = "n/a"
+    ingest_target(b, m)
     return [m]
 
 
@@ -1180,8 +1193,419 @@ def wl_hot_cold(b: Bench) -> list[Measurement]:
     return [m]
 
 
+# --------------------------------------------------------------------------- workload: concurrent single-row INSERT
+
+def wl_concurrent_insert(b: Bench) -> list[Measurement]:
+    """The single-row autocommit INSERT again, from `insert_clients` connections at once: what
+    group commit buys (several commits share one fsync in both servers)."""
+    clients, per, runs = b.args.insert_clients, max(1, b.args.insert_rows // b.args.insert_clients), b.args.runs
+    m = Measurement(f"single-row INSERT, autocommit, {clients} concurrent clients ({clients}×{per:,} rows/run)",
+                    "rows/s", note="same statement as above; client threads in the harness process")
+    m.values[PG] = attempt(b, f"{PG} concurrent insert", lambda: concurrent_insert_rate(b.pg, clients, per, runs))
+    m.values[TIERD] = attempt(b, f"{TIERD} concurrent insert",
+                              lambda: concurrent_insert_rate(b.tierd, clients, per, runs)) \
+        if b.tierd_conninfo else "skipped"
+    m.values[DUCK] = "n/a"
+    ingest_target(b, m)
+    return [m]
+
+
+def concurrent_insert_rate(connect: Callable[[], psycopg.Connection], clients: int, per: int, runs: int) -> float:
+    """Median rows/s of `runs` rounds in which `clients` connections each insert `per` rows."""
+    import threading
+
+    with connect() as conn:
+        conn.execute("CREATE TABLE bench.ins_c (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+    conns = [connect() for _ in range(clients)]
+    try:
+        def once(run: int) -> float:
+            errors: list[BaseException] = []
+            go = threading.Barrier(clients + 1)
+
+            def client(c: int) -> None:
+                cur = conns[c].cursor()
+                base = (run * clients + c) * per
+                go.wait()
+                try:
+                    for key in range(base, base + per):
+                        cur.execute("INSERT INTO bench.ins_c (id, v, x) VALUES (%s, %s, %s)",
+                                    (key, f"row-{key}", key * 0.5))
+                except BaseException as e:  # noqa: BLE001 - re-raised below
+                    errors.append(e)
+
+            threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+            for t in threads:
+                t.start()
+            go.wait()
+            t0 = time.perf_counter()
+            for t in threads:
+                t.join()
+            secs = time.perf_counter() - t0
+            if errors:
+                raise errors[0]
+            return secs
+
+        secs = median_seconds(runs, once)
+        got = conns[0].execute("SELECT count(*) FROM bench.ins_c").fetchone()[0]
+        if got != clients * per * runs:
+            raise RuntimeError(f"bench.ins_c has {got} rows, expected {clients * per * runs}")
+        return clients * per / secs
+    finally:
+        for c in conns:
+            c.close()
+
+
+# --------------------------------------------------------------------------- workload: pipelined executemany
+
+def wl_pipeline(b: Bench) -> list[Measurement]:
+    """executemany of single-row INSERTs in psycopg pipeline mode (one Sync at the end)."""
+    n = b.args.pipeline_rows
+    m = Measurement(f"pipelined executemany, {n:,} single-row INSERTs", "rows/s",
+                    note="psycopg pipeline mode, autocommit connection, measured once per system")
+    rows = [(i, f"row-{i}", i * 0.5) for i in range(n)]
+
+    def run(connect: Callable[[], psycopg.Connection]) -> float:
+        with connect() as conn:
+            conn.execute("CREATE TABLE bench.pipe (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+            t0 = time.perf_counter()
+            with conn.pipeline():
+                conn.cursor().executemany("INSERT INTO bench.pipe (id, v, x) VALUES (%s, %s, %s)", rows)
+            secs = time.perf_counter() - t0
+            got = conn.execute("SELECT count(*) FROM bench.pipe").fetchone()[0]
+            if got != n:
+                raise RuntimeError(f"bench.pipe has {got} rows, expected {n}")
+        return n / secs
+
+    m.values[PG] = attempt(b, f"{PG} pipeline", lambda: run(b.pg))
+    m.values[TIERD] = attempt(b, f"{TIERD} pipeline", lambda: run(b.tierd)) if b.tierd_conninfo else "skipped"
+    m.values[DUCK] = "n/a"
+    ingest_target(b, m)
+    return [m]
+
+
+# --------------------------------------------------------------------------- workload: COPY
+
+COPY_UNSUPPORTED = "n/a: COPY unsupported"
+
+
+def copy_rows(conn: psycopg.Connection, table: str, n: int, first_id: int = 0, chunk: int = 50_000,
+              on_chunk: Callable[[int], None] | None = None) -> float:
+    """COPY n events rows (text format) into bench.<table>; returns seconds spent in COPY
+    (row generation excluded: chunks are formatted before the clock runs for each)."""
+    secs = 0.0
+    done = 0
+    with conn.cursor().copy(f"COPY bench.{table} (id, device, kind, value, ts) FROM STDIN") as copy:
+        for rows in event_chunks(n, chunk, first_id=first_id, seed=SEED + 2):
+            data = "".join("\t".join(r) + "\n" for r in rows)
+            t0 = time.perf_counter()
+            copy.write(data)
+            secs += time.perf_counter() - t0
+            done += len(rows)
+            if on_chunk:
+                on_chunk(done)
+        t0 = time.perf_counter()
+    return secs + (time.perf_counter() - t0)  # the COPY's end (CommandComplete) is part of it
+
+
+def copy_supported(b: Bench) -> bool:
+    """Whether tierd takes COPY FROM STDIN (a helper is building it); memoised per run."""
+    if "copy_ok" not in b.shared:
+        with b.tierd() as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS bench.copy_probe ({EVENTS_COLUMNS})")
+            try:
+                copy_rows(conn, "copy_probe", 1)
+                b.shared["copy_ok"] = True
+            except psycopg.errors.FeatureNotSupported as e:
+                b.shared["copy_ok"] = False
+                b.notes.append(f"tierd COPY: {describe(e)} (SQLSTATE {e.sqlstate}); COPY cells are n/a")
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("DROP TABLE bench.copy_probe")
+    return b.shared["copy_ok"]
+
+
+def wl_copy(b: Bench) -> list[Measurement]:
+    """COPY FROM STDIN of the events rows, text format, into a fresh table, one COPY statement."""
+    n = b.args.copy_rows
+    m = Measurement(f"COPY FROM STDIN, {n:,} rows", "rows/s", note="text format; 50,000-row writes; measured once")
+
+    def run(connect: Callable[[], psycopg.Connection], create: str) -> float:
+        with connect() as conn:
+            conn.execute(create)
+            secs = copy_rows(conn, "copy_t", n)
+            got = conn.execute("SELECT count(*) FROM bench.copy_t").fetchone()[0]
+            if got != n:
+                raise RuntimeError(f"bench.copy_t has {got} rows, expected {n}")
+        return n / secs
+
+    m.values[PG] = attempt(b, f"{PG} copy", lambda: run(b.pg, f"CREATE TABLE bench.copy_t ({EVENTS_COLUMNS})"))
+    if not b.tierd_conninfo:
+        m.values[TIERD] = "skipped"
+    elif (ok := attempt(b, f"{TIERD} COPY probe", lambda: float(copy_supported(b)))) != 1.0:
+        m.values[TIERD] = COPY_UNSUPPORTED if ok == 0.0 else "error"
+    else:
+        m.values[TIERD] = attempt(b, f"{TIERD} copy", lambda: run(
+            b.tierd, f"CREATE TABLE bench.copy_t ({EVENTS_COLUMNS}) WITH (FLUSH_POLICY = 'manual')"))
+    m.values[DUCK] = "n/a"
+    ingest_target(b, m)
+    return [m]
+
+
+# --------------------------------------------------------------------------- workload: point lookups, streaming
+
+POINT_SQL = "SELECT id, device, kind, value, ts FROM bench.events WHERE id = %s"
+
+
+def wl_point_select(b: Bench) -> list[Measurement]:
+    """Primary-key point SELECTs with a bound parameter, one row each, on keys that are cold
+    (flushed to Parquet) and hot (inserted by wl_hot_cold, not flushed). Runs after it."""
+    n, extra, k, runs = b.args.events, b.args.hot_rows, b.args.point_lookups, b.args.runs
+    rng = random.Random(SEED + 3)
+    cold_keys = [rng.randrange(n) for _ in range(k)]
+    hot_keys = [n + rng.randrange(extra) for _ in range(k)]
+    out = []
+    for label, keys in (("cold", cold_keys), ("hot", hot_keys)):
+        m = Measurement(f"PK point SELECT, {label} keys ({k:,} lookups/run)", "rows/s",
+                        note=f"`{POINT_SQL}`, random {label} ids, psycopg extended protocol; rate in lookups/s")
+        answers: dict[str, list] = {}
+        m.values[PG] = attempt(b, f"{PG} point {label}", lambda: lookup_rate(b.pg, keys, runs, answers, PG))
+        m.values[TIERD] = attempt(b, f"{TIERD} point {label}", lambda: lookup_rate(
+            b.tierd, keys, runs, answers, TIERD)) if tierd_ready(b, m) else "skipped"
+        m.values[DUCK] = "n/a"
+        if len(answers) == 2 and answers[PG] != answers[TIERD]:
+            bad = next(i for i, (x, y) in enumerate(zip(answers[PG], answers[TIERD])) if x != y)
+            b.problems.append(f"MISMATCH (point SELECT {label}): id {keys[bad]}: {PG} {answers[PG][bad]} vs "
+                              f"{TIERD} {answers[TIERD][bad]}")
+        elif len(answers) == 2:
+            b.notes.append(f"PK point SELECT {label}: the {k:,} rows agree across {PG} and {TIERD}")
+        t, p = m.values.get(TIERD), m.values.get(PG)
+        if isinstance(t, float) and isinstance(p, float):
+            b.target(f"PK point lookup ≥ 0.5× PostgreSQL ({label} keys)", f"{t / p:.2f}× ({t:,.0f}/s vs {p:,.0f}/s)",
+                     t / p >= 0.5)
+        out.append(m)
+    return out
+
+
+def lookup_rate(connect: Callable[[], psycopg.Connection], keys: list[int], runs: int,
+                answers: dict[str, list], system: str) -> float:
+    with connect() as conn:
+        cur = conn.cursor()
+        answers[system] = [tuple(str(v) for v in cur.execute(POINT_SQL, (key,)).fetchone()) for key in keys]
+
+        def once(_: int) -> float:
+            t0 = time.perf_counter()
+            for key in keys:
+                cur.execute(POINT_SQL, (key,)).fetchone()
+            return time.perf_counter() - t0
+
+        return len(keys) / median_seconds(runs, once)
+
+
+def wl_stream(b: Bench) -> list[Measurement]:
+    """A big result to psycopg: every column of `events` rows (cold, flushed), fetchall."""
+    n, runs = b.args.events, b.args.runs
+    sql = f"SELECT id, device, kind, value, ts FROM bench.events WHERE id < {n}"
+    m = Measurement(f"{n:,}-row result to psycopg (5 columns, fetchall)", "rows/s",
+                    note=f"`{sql}`; text format; median of {runs} runs")
+    m.values[DUCK] = "n/a"
+
+    def rate(connect: Callable[[], psycopg.Connection]) -> float:
+        with connect() as conn:
+            cur = conn.cursor()
+
+            def once(_: int) -> float:
+                t0 = time.perf_counter()
+                got = len(cur.execute(sql).fetchall())
+                secs = time.perf_counter() - t0
+                if got != n:
+                    raise RuntimeError(f"{got} rows, expected {n}")
+                return secs
+
+            return n / median_seconds(runs, once)
+
+    m.values[PG] = attempt(b, f"{PG} stream", lambda: rate(b.pg))
+    m.values[TIERD] = attempt(b, f"{TIERD} stream", lambda: rate(b.tierd)) if tierd_ready(b, m) else "skipped"
+    t, p = m.values.get(TIERD), m.values.get(PG)
+    if isinstance(t, float) and isinstance(p, float):
+        b.target("result streaming ≥ 0.5× PostgreSQL", f"{t / p:.2f}× ({t:,.0f} vs {p:,.0f} rows/s)", t / p >= 0.5)
+    return [m]
+
+
+# --------------------------------------------------------------------------- workload: big cold table (+ hot)
+
+def wl_big(b: Bench) -> list[Measurement]:
+    """GROUP BY over `big_rows` cold rows (bench.big, built from bench.events by INSERT …
+    SELECT and flushed 1M rows at a time), vs PostgreSQL holding the same rows and DuckDB
+    in-process on tierd's files; then again with `hot_rows` unflushed rows on top."""
+    n, extra, runs, ev = b.args.big_rows, b.args.hot_rows, b.args.big_runs, b.args.events
+    sql = group_by_sql("big")
+    cold = Measurement(f"GROUP BY device, kind over {n:,} cold rows", "ms",
+                       note=f"bench.big = bench.events ids shifted, {max(1, math.ceil(n / b.args.big_chunk))} "
+                            f"flushed segment(s); median of {runs}; DuckDB on tierd's Parquet files")
+    hot = Measurement(f"GROUP BY over {n:,} cold + {extra:,} hot rows", "ms",
+                      note="bench.big plus rows inserted after the flush (not flushed); PostgreSQL: the same rows")
+    hot.values[DUCK] = "n/a"
+    answers: dict[str, list[tuple]] = {}
+    hot_answers: dict[str, list[tuple]] = {}
+
+    def pg_fill(lo: int, hi: int) -> None:
+        with b.pg() as conn:
+            i = lo
+            while i < hi:
+                k, a = divmod(i, ev)
+                z = min(ev, a + (hi - i))
+                conn.execute(f"INSERT INTO bench.big SELECT id + {k * ev}, device, kind, value, ts FROM bench.events "
+                             f"WHERE id >= {a} AND id < {z}")
+                i += z - a
+            conn.execute("VACUUM ANALYZE bench.big")
+
+    def pg_cold() -> float:
+        with b.pg() as conn:
+            conn.execute(f"CREATE TABLE bench.big ({EVENTS_COLUMNS})")
+        pg_fill(0, n)
+        return time_query(b.pg, runs, answers, PG, sql)
+
+    cold.values[PG] = attempt(b, f"{PG} big group by", pg_cold)
+    if not tierd_ready(b, cold, hot):
+        return [cold, hot]
+    manifest = b.tierd_data_dir / "storage" / "bench" / "big" / "manifest.json"
+
+    def tierd_cold() -> float:
+        with b.tierd() as conn:
+            create_like_events(conn, "big")
+            t0 = time.perf_counter()
+            for lo in range(0, n, b.args.big_chunk):
+                fill_from_events(conn, "big", lo, min(n, lo + b.args.big_chunk), ev)
+                run_job(b, conn, "STORAGE FLUSH TABLE bench.big WAIT")
+            b.notes.append(f"bench.big ({n:,} rows) built and flushed in {time.perf_counter() - t0:.1f} s")
+        b.shared["big_cold_ms"] = time_query(b.tierd, runs, answers, TIERD, sql)
+        return b.shared["big_cold_ms"]
+
+    cold.values[TIERD] = attempt(b, f"{TIERD} big group by", tierd_cold)
+    if isinstance(cold.values[TIERD], float):
+        cold.values[DUCK] = attempt(b, f"{DUCK} big group by", lambda: time_duckdb(
+            manifest_files(manifest, b), runs, answers, "big"))
+    else:
+        cold.values[DUCK] = "skipped"
+    check_answers(b, answers, n, "GROUP BY over bench.big")
+    t, d = cold.values.get(TIERD), cold.values.get(DUCK)
+    if isinstance(t, float) and isinstance(d, float):
+        b.target(f"analytic query over cold data ≤ 1.3× DuckDB in-process ({n:,} rows)",
+                 f"{t / d:.2f}× ({t:.1f} ms vs {d:.1f} ms)", t / d <= 1.3)
+
+    def pg_hot() -> float:
+        pg_fill(n, n + extra)
+        return time_query(b.pg, runs, hot_answers, PG, sql)
+
+    def tierd_hot() -> float:
+        b.shared["big_cold_ms"] = time_query(b.tierd, runs, {}, TIERD, sql)  # paired baseline, re-timed now
+        with b.tierd() as conn:
+            fill_from_events(conn, "big", n, n + extra, ev)
+        return time_query(b.tierd, runs, hot_answers, TIERD, sql)
+
+    hot.values[PG] = attempt(b, f"{PG} big hot+cold group by", pg_hot)
+    if isinstance(cold.values[TIERD], float):
+        hot.values[TIERD] = attempt(b, f"{TIERD} big hot+cold group by", tierd_hot)
+    else:
+        hot.values[TIERD] = "skipped"
+    check_answers(b, hot_answers, n + extra, "GROUP BY over bench.big hot+cold")
+    t, c = hot.values.get(TIERD), b.shared.get("big_cold_ms")
+    if isinstance(t, float) and isinstance(c, float):
+        b.target(f"hot+cold union ≤ 1.5× the cold-only query ({n:,} cold + {extra:,} hot rows)",
+                 f"{t / c:.2f}× ({t:.1f} ms vs {c:.1f} ms re-timed just before)", t / c <= 1.5)
+    with contextlib.suppress(Exception), b.pg() as conn:
+        conn.execute("DROP TABLE bench.big")  # PostgreSQL's 10M rows are not needed any more
+    return [cold, hot]
+
+
+# --------------------------------------------------------------------------- workload: memory under sustained ingest
+
+def wl_ingest_rss(b: Bench) -> list[Measurement]:
+    """A fresh daemon (default config, so the default flush policy) ingests `rss_rows` rows
+    into one table while a thread samples its /proc/<pid>/status (VmRSS, VmHWM). Through COPY
+    when tierd has it, else through 100,000-row INSERT … SELECT statements (server-generated
+    rows: the same hot-tier commit and flush policy, without a client bottleneck)."""
+    import threading
+
+    n = b.args.rss_rows
+    m = Measurement(f"peak RSS of a fresh daemon ingesting {n:,} rows, default flush policy", "MiB",
+                    note="VmHWM from /proc/<pid>/status; RSS samples every 0.25 s")
+    m.values[PG] = m.values[DUCK] = "n/a"
+    if not b.tierd_conninfo:
+        m.values[TIERD] = "skipped"
+        return [m]
+    use_copy = attempt(b, f"{TIERD} COPY probe", lambda: float(copy_supported(b))) == 1.0
+    data_dir = b.scratch / "rss-data"
+    data_dir.mkdir()
+    samples: list[tuple[float, int, int]] = []  # (seconds, rows done, VmRSS KiB)
+    done = [0]
+
+    def run() -> float:
+        rss: dict[str, str] = {}
+        with tierd_server(data_dir, b.scratch / "rss-tierd.log", rss) as td:
+            stop = threading.Event()
+            t0 = time.monotonic()
+
+            def sample() -> None:
+                while not stop.wait(0.25):
+                    kib = proc_status_kib(td.proc.pid, "VmRSS")
+                    if kib is not None:
+                        samples.append((time.monotonic() - t0, done[0], kib))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            try:
+                with psycopg.connect(**td.conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute("CREATE NAMESPACE IF NOT EXISTS bench")
+                    conn.execute(f"CREATE TABLE bench.ingest ({EVENTS_COLUMNS})")
+                    if use_copy:
+                        copy_rows(conn, "ingest", n, on_chunk=lambda k: done.__setitem__(0, k))
+                    else:
+                        for lo in range(0, n, 100_000):
+                            hi = min(n, lo + 100_000)
+                            conn.execute(
+                                "INSERT INTO bench.ingest SELECT i, i % 100, 'k' || (i % 5), (i % 1000) * 0.5, "
+                                f"TIMESTAMP '2024-01-01' + to_seconds(i % 7776000) FROM range({lo}, {hi}) t(i)")
+                            done[0] = hi
+                    secs = time.monotonic() - t0
+                    got = conn.execute("SELECT count(*) FROM bench.ingest").fetchone()[0]
+                    if got != n:
+                        raise RuntimeError(f"bench.ingest has {got} rows, expected {n}")
+                    flushes = conn.execute("SELECT count(*) FROM system.jobs WHERE job_type = 'flush' "
+                                           "AND status = 'completed'").fetchone()[0]
+                hwm = proc_status_kib(td.proc.pid, "VmHWM") or 0
+            finally:
+                stop.set()
+                sampler.join(timeout=5)
+        how = "COPY FROM STDIN (50,000-row writes)" if use_copy else \
+            "100,000-row INSERT … SELECT … FROM range() statements (tierd has no COPY yet)"
+        tenths = [max((kib for _, d, kib in samples if d <= n * q / 10), default=0) // 1024 for q in range(1, 11)]
+        b.notes.append(f"ingest RSS run: {n:,} rows via {how} in {secs:.1f} s ({n / secs:,.0f} rows/s); "
+                       f"{flushes} policy flush(es) completed; peak RSS (MiB) up to each tenth of the rows: "
+                       f"{', '.join(map(str, tenths))}")
+        b.shared["rss_tenths"] = tenths
+        return hwm / 1024
+
+    m.values[TIERD] = attempt(b, f"{TIERD} ingest RSS", run)
+    tenths = b.shared.get("rss_tenths")
+    if isinstance(m.values[TIERD], float) and tenths:
+        # bounded = the second half of the ingest does not raise the peak much over the first half
+        first, second = max(tenths[:5]), max(tenths[5:])
+        b.target("memory bounded under sustained ingest (peak RSS, 2nd half vs 1st half of the rows)",
+                 f"{second} MiB vs {first} MiB (VmHWM {m.values[TIERD]:,.0f} MiB)", second <= first * 1.25 + 64)
+    return [m]
+
+
+def proc_status_kib(pid: int, key: str) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
 WORKLOADS: list[Callable[[Bench], list[Measurement]]] = [
-    wl_single_insert, wl_events_group_by, wl_flush_throughput, wl_segments, wl_s3_cold, wl_hot_cold]
+    wl_single_insert, wl_concurrent_insert, wl_pipeline, wl_copy, wl_events_group_by, wl_flush_throughput,
+    wl_segments, wl_s3_cold, wl_hot_cold, wl_point_select, wl_stream, wl_big, wl_ingest_rss]
 
 
 # --------------------------------------------------------------------------- report
@@ -1191,7 +1615,7 @@ def fmt_value(v: float | str | None, unit: str) -> str:
         return "—"
     if isinstance(v, str):
         return v
-    return f"{v:,.0f} {unit}" if unit == "rows/s" else f"{v:,.1f} ms"
+    return f"{v:,.0f} {unit}" if unit in ("rows/s", "MiB") else f"{v:,.1f} ms"
 
 
 def fmt_ratio(m: Measurement, other: str) -> str:
@@ -1267,7 +1691,8 @@ def render(b: Bench, results: list[Measurement], header: dict[str, str]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for m in results:
-        how = "rows/s; ratio >1 = tierd faster" if m.throughput else "ms; ratio = time tierd/other, <1 = tierd faster"
+        how = "rows/s; ratio >1 = tierd faster" if m.throughput else \
+            "MiB" if m.unit == "MiB" else "ms; ratio = time tierd/other, <1 = tierd faster"
         lines.append(f"| {m.name} ({how}) | " + " | ".join(fmt_value(m.values.get(s), m.unit) for s in SYSTEMS)
                      + f" | {fmt_ratio(m, PG)} | {fmt_ratio(m, DUCK)} |")
     for section in b.sections:
@@ -1294,7 +1719,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--flush-rows", type=int, help="rows per fresh table in the flush workload (default 1000000, smoke 20000)")
     p.add_argument("--seg-rounds", type=int, help="insert+flush rounds (= segments) of bench.seg (default 100, smoke 20)")
     p.add_argument("--seg-rows", type=int, help="rows per bench.seg round (default 10000, smoke 200)")
-    p.add_argument("--hot-rows", type=int, help="hot rows added for the hot+cold query (default events/10)")
+    p.add_argument("--hot-rows", type=int, help="hot rows added for the hot+cold queries (default 100000, smoke 1000)")
+    p.add_argument("--insert-clients", type=int, help="connections of the concurrent INSERT cell (default 8, smoke 4)")
+    p.add_argument("--pipeline-rows", type=int, help="rows of the pipelined executemany (default 100000, smoke 2000)")
+    p.add_argument("--copy-rows", type=int, help="rows of the COPY cell (default 2000000, smoke 20000)")
+    p.add_argument("--point-lookups", type=int, help="PK lookups per run and key kind (default 2000, smoke 200)")
+    p.add_argument("--big-rows", type=int, help="cold rows of bench.big (default 10000000, smoke 40000)")
+    p.add_argument("--big-chunk", type=int, help="rows per flush while building bench.big (default 1000000, smoke 20000)")
+    p.add_argument("--big-runs", type=int, help="timed runs of the bench.big queries (default 5, smoke 3)")
+    p.add_argument("--rss-rows", type=int, help="rows ingested by the fresh daemon of the RSS cell (default 10000000, smoke 200000)")
     p.add_argument("--job-timeout", type=int, help="bound on each STORAGE … WAIT, seconds (default 600, smoke 60)")
     p.add_argument("--tierd-bin", type=Path, help="tierd executable (default: the venv's)")
     p.add_argument("--skip-tierd", action="store_true", help="PostgreSQL and DuckDB only (harness development)")
@@ -1309,11 +1742,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.flush_rows = a.flush_rows or (20_000 if a.smoke else 1_000_000)
     a.seg_rounds = a.seg_rounds or (20 if a.smoke else 100)
     a.seg_rows = a.seg_rows or (200 if a.smoke else 10_000)
-    a.hot_rows = a.hot_rows or max(1, a.events // 10)
+    a.hot_rows = a.hot_rows or (1000 if a.smoke else 100_000)
+    a.insert_clients = a.insert_clients or (4 if a.smoke else 8)
+    a.pipeline_rows = a.pipeline_rows or (2000 if a.smoke else 100_000)
+    a.copy_rows = a.copy_rows or (20_000 if a.smoke else 2_000_000)
+    a.point_lookups = a.point_lookups or (200 if a.smoke else 2000)
+    a.big_rows = a.big_rows or (40_000 if a.smoke else 10_000_000)
+    a.big_chunk = a.big_chunk or (20_000 if a.smoke else 1_000_000)
+    a.big_runs = a.big_runs or (3 if a.smoke else 5)
+    a.rss_rows = a.rss_rows or (200_000 if a.smoke else 10_000_000)
     a.job_timeout = a.job_timeout or (60 if a.smoke else 600)
     if a.output is None and not a.smoke and not a.skip_tierd:
         a.output = RESULTS
     return a
+
+
+README = REPO / "README.md"
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(report: str) -> None:
+    """Copy the report's header, tables and targets (not its notes) between the README's
+    bench markers, so the README always shows the latest good full run."""
+    text = README.read_text()
+    if README_START not in text or README_END not in text:
+        print(f"README has no {README_START} … {README_END} block; not updated", file=sys.stderr)
+        return
+    body = report.split("\nNotes:\n")[0].strip().splitlines()[1:]  # without the title
+    block = ["From `bench/results/latest.md` (`make bench`; the machine is shared and noisy, so read "
+             "ratios, not absolute times; the notes there say how each figure was measured):"] + body
+    head, rest = text.split(README_START, 1)
+    tail_ = rest.split(README_END, 1)[1]
+    README.write_text(head + README_START + "\n" + "\n".join(block) + "\n" + README_END + tail_)
+    print(f"updated the benchmark table in {README.name}", file=sys.stderr)
 
 
 def on_signal(signum: int, _frame: Any) -> None:
@@ -1369,6 +1830,8 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
         print(f"wrote {out}", file=sys.stderr)
+        if not b.problems and out == RESULTS:
+            update_readme(report)
     if b.problems:
         print("\n!!! BENCHMARK PROBLEMS !!!\n" + "\n".join(b.problems), file=sys.stderr)
         return 1
