@@ -54,6 +54,10 @@ class TableDef:
     # Identifies this incarnation of the table in its manifests, so a manifest left behind by
     # a dropped table of the same name is never mistaken for this one's.
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The role that created the table (None in catalogs written before owners were recorded:
+    # the configured superuser owns those), and the privileges granted to other roles.
+    owner: str | None = None
+    grants: dict[str, list[str]] = field(default_factory=dict)  # role -> ["SELECT", ...]
 
     def scope(self, storage) -> str:
         return self.scope_dir or storage.scope_dir(self.namespace, self.name)
@@ -170,6 +174,11 @@ class Catalog:
             self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
             self.tables[(t.namespace, t.name)] = t
             return t
+
+    def save_table(self, t: TableDef) -> None:
+        """Persist a changed definition (owner, grants) of an existing table."""
+        with self.lock:
+            self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
 
     def drop_table(self, t: TableDef) -> None:
         with self.lock:

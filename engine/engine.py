@@ -35,6 +35,7 @@ from engine.errors import EngineError
 from engine.jobs import Job, JobRunner, JobsConfig
 from engine.policies import TICK_SECONDS, PolicyRunner
 from engine.reaper import FileReaper
+from engine.roles import RoleCatalog
 from engine.manifest import Manifest, Segment, commit, load, now_iso
 from engine.policy import parse_flush_policy
 from engine.storage import TMP_MARK, Storage
@@ -60,6 +61,8 @@ class EngineConfig:
     compaction_max_segments: int = 16  # a scope with more segments is compacted automatically
     compaction_target_rows: int = 1_000_000  # rows per compacted segment
     storages: dict[str, dict] = field(default_factory=dict)  # [storage.<id>] config sections
+    superuser: str = "tierd"  # the role that always exists (auth.superuser)
+    superuser_password: str | None = None  # auth.password: that role's password, if configured
 
 
 class KeyState:
@@ -90,6 +93,7 @@ class Engine:
         self.ddl_lock = threading.RLock()
         self.sys_lock = threading.Lock()
         self.catalog = Catalog(self.store)
+        self.roles = RoleCatalog(self.store, config.superuser, config.superuser_password)
         self.manifests: dict[int, Manifest] = {}
         self.hot_index: dict[int, dict] = {}
         # Committed autocommit writes not yet appended to DuckDB; readers append them first,
@@ -132,6 +136,7 @@ class Engine:
 
         if database != DATABASE:
             raise InvalidCatalogName(f'database "{database}" does not exist')
+        self.roles.require(user)
         return EngineSession(self, user)
 
     def close(self) -> None:
@@ -614,12 +619,14 @@ class Engine:
             "updated_at TIMESTAMPTZ)"
         )
         self.admin.execute("CREATE TABLE __tierd.__sys.namespaces (namespace VARCHAR, created_at TIMESTAMPTZ)")
+        self.admin.execute("CREATE TABLE __tierd.__sys.users (user_name VARCHAR, is_superuser BOOLEAN, "
+                           "can_login BOOLEAN, created_at TIMESTAMPTZ)")
         self.admin.execute(
             "CREATE TABLE __tierd.__sys.storages (storage_id VARCHAR, storage_name VARCHAR, description VARCHAR, "
             "storage_type VARCHAR, base_directory VARCHAR, config VARCHAR, shared_tables_template VARCHAR, "
             "user_tables_template VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ)"
         )
-        for name in ("tables", "manifest", "namespaces", "storages"):
+        for name in ("tables", "manifest", "namespaces", "storages", "users"):
             self.admin.execute(f"CREATE VIEW memory.system.{name} AS SELECT * FROM __tierd.__sys.{name}")
 
     def refresh_system_tables(self) -> None:
@@ -641,10 +648,11 @@ class Engine:
                              json.dumps(s.redacted_config()), d.shared_tables_template, d.user_tables_template,
                              d.created_at, d.updated_at)
                             for d, s in self.storages.all()]
+                users = [(r.name, r.superuser, r.login, r.created_at) for r in self.roles.all()]
                 cur.execute("BEGIN")
                 for name, rows, width in (("tables", tables, 10), ("manifest", manifests, 9),
                                           ("namespaces", sorted(self.catalog.namespaces.items()), 2),
-                                          ("storages", storages, 10)):
+                                          ("storages", storages, 10), ("users", users, 4)):
                     cur.execute(f"DELETE FROM __tierd.__sys.{name}")
                     if rows:
                         marks = ", ".join("?" * width)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import duckdb
 import pyarrow as pa
 
-from engine import dml, read_path, sql_refs
+from engine import dml, privileges, read_path, sql_refs
 from engine.catalog import TableDef, check_identifier, parse_table_options
 from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, key_list
 from engine.errors import (
@@ -39,7 +39,8 @@ from engine.errors import (
 )
 from engine.results import StatementResult
 from engine.sql_split import leading_words, split_statements
-from engine.statements import parse_command, parse_create_table, parse_storage_command, unquote
+from engine.statements import parse_command, parse_create_table, parse_grant, parse_role_command, \
+    parse_storage_command, unquote
 
 log = logging.getLogger("tierd.session")
 
@@ -121,11 +122,24 @@ class EngineSession:
         self._catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False
         self._closed = False
+        # current_user, session_user, user and current_role name the connected role (DuckDB
+        # parses all four as current_user()); a temp macro is private to this session's cursor.
+        for fn in ("current_user", "session_user", "current_role", "user"):
+            self.cur.execute(f"CREATE OR REPLACE TEMP MACRO {fn}() AS {read_path.sql_str(user)}")
 
     # ------------------------------------------------------------------ public
     @property
     def in_transaction(self) -> bool:
         return self.explicit
+
+    @property
+    def is_superuser(self) -> bool:
+        """Whether the connected role (`self.user`) is a superuser now: read at each use, so
+        ALTER USER ... [NO]SUPERUSER applies to open sessions at their next statement."""
+        return self.engine.roles.is_superuser(self.user)
+
+    def _require_superuser(self, action: str) -> None:
+        privileges.require_superuser(self.engine.roles, self.user, action)
 
     def execute(self, sql: str, params: list | None = None) -> list[StatementResult]:
         if params is None:
@@ -202,6 +216,12 @@ class EngineSession:
             return StatementResult("ROLLBACK")
         if first in ("INSERT", "UPDATE", "DELETE"):
             return self._write_statement(sql, params)
+        if first in ("CREATE", "DROP", "ALTER") and words[1:2] in (["USER"], ["ROLE"]):
+            return self._role_command(sql, f"{first} {words[1]}")
+        if first in ("GRANT", "REVOKE"):
+            return self._grant(sql)
+        if first == "ALTER" and words[1:2] == ["TABLE"]:
+            return self._alter_table(sql)
         if (first in ("CREATE", "DROP", "ALTER") and len(words) > 1 and words[1] == "STORAGE") or \
                 (first == "SHOW" and words[1:2] == ["STORAGES"]) or (first == "STORAGE" and words[1:2] == ["CHECK"]):
             return self._storage_definition(sql)
@@ -282,6 +302,7 @@ class EngineSession:
 
     # ------------------------------------------------------------------ DDL
     def _ddl(self, sql: str, words: list[str]) -> StatementResult:
+        self._require_superuser(" ".join(words[:2]))
         if self.holds_lock:
             raise ActiveSqlTransaction("DDL inside a transaction that has already written is not supported")
         eng = self.engine
@@ -362,9 +383,64 @@ class EngineSession:
                     raise InvalidTableDefinition(f'column name "{c.name}" is reserved for a system column')
             t = TableDef(tid=0, namespace=ct.namespace, name=ct.name, columns=columns, primary_key=pk,
                          table_type=opts.table_type, storage_id=opts.storage_id,
-                         flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds)
+                         flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds, owner=self.user)
             self._locked(lambda: eng.create_table(t))
         return StatementResult("CREATE TABLE")
+
+    # ------------------------------------------------------------------ roles and grants
+    def _role_command(self, sql: str, what: str) -> StatementResult:
+        """CREATE / ALTER / DROP USER|ROLE: superusers only, except a role changing its own
+        password (as Postgres allows)."""
+        cmd = parse_role_command(sql)
+        roles, a = self.engine.roles, cmd.args
+        own_password = cmd.kind == "alter_role" and a["name"] == self.user and set(a) == {"name", "password"}
+        if not own_password:
+            self._require_superuser(what)
+        noun = what.split()[1]
+        if cmd.kind == "create_role":
+            roles.create(a["name"], superuser=a["superuser"], login=a["login"], password=a.get("password"))
+            return StatementResult(f"CREATE {noun}")
+        if cmd.kind == "alter_role":
+            roles.alter(a["name"], superuser=a.get("superuser"), login=a.get("login"),
+                        password=a.get("password"), clear_password="password" in a and a["password"] is None)
+            return StatementResult(f"ALTER {noun}")
+        with self.engine.ddl_lock:
+            for name in a["names"]:
+                owned = [t.qualified for t in self.engine.catalog.tables.values()
+                         if privileges.owner_of(t, roles) == name]
+                if roles.drop(name, self.user, if_exists=a["if"], owned=owned):
+                    privileges.forget_role(self.engine.catalog, name)
+        return StatementResult(f"DROP {noun}")
+
+    def _grant(self, sql: str) -> StatementResult:
+        """GRANT / REVOKE table privileges: by a superuser or the table's owner."""
+        cmd = parse_grant(sql)
+        eng = self.engine
+        tables = [eng.catalog.get(*self._split_name(name)) for name in cmd.args["tables"]]
+        for role in cmd.args["roles"]:
+            eng.roles.require(role)
+        for t in tables:
+            if not self.is_superuser and privileges.owner_of(t, eng.roles) != self.user:
+                raise InsufficientPrivilege(f"permission denied for table {t.name}",
+                                            detail="Only its owner or a superuser may grant or revoke privileges.")
+        with eng.ddl_lock:
+            privileges.change_grants(eng.catalog, tables, cmd.args["roles"], cmd.args["privileges"],
+                                     grant=cmd.kind == "grant")
+        return StatementResult(cmd.kind.upper())
+
+    def _alter_table(self, sql: str) -> StatementResult:
+        """ALTER TABLE ns.t OWNER TO role (superusers only); other ALTER TABLE forms are not
+        supported."""
+        m = re.match(r"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(.+?)\s+OWNER\s+TO\s+(\S+?)\s*;?\s*$", sql, re.I | re.S)
+        if not m:
+            raise FeatureNotSupported("ALTER TABLE is not supported by tierd except ALTER TABLE t OWNER TO role")
+        self._require_superuser("ALTER TABLE")
+        eng = self.engine
+        t = eng.catalog.get(*self._split_name(m.group(1)))
+        role = eng.roles.require(unquote(m.group(2))).name
+        with eng.ddl_lock:
+            privileges.set_owner(eng.catalog, t, role)
+        return StatementResult("ALTER TABLE")
 
     # ------------------------------------------------------------------ storage commands
     def _storage_command(self, sql: str) -> StatementResult:
@@ -375,6 +451,7 @@ class EngineSession:
                 "unknown STORAGE command; expected STORAGE FLUSH|COMPACT TABLE ns.t [WAIT] "
                 "or STORAGE FLUSH|COMPACT ALL [IN ns] [WAIT]")
         job_type = "flush" if cmd.kind.startswith("flush") else "compact"
+        self._require_superuser(f"STORAGE {job_type.upper()}")
         wait = bool(cmd.args.get("wait"))
         if cmd.kind.endswith("_table"):
             ns, name = self._split_name(cmd.args["name"])
@@ -404,6 +481,8 @@ class EngineSession:
         cmd = parse_storage_command(sql)
         if cmd is None:
             raise SyntaxError_("syntax error in storage command")
+        if cmd.kind != "show_storages":
+            self._require_superuser(cmd.kind.replace("_", " ").upper())
         catalog = eng.storages
         if cmd.kind == "create_storage":
             d = catalog.from_options(cmd.args["id"], cmd.args["options"])
@@ -440,6 +519,7 @@ class EngineSession:
         cmd = parse_command(sql)
         if cmd is None or cmd.kind not in ("retry_job", "kill_job"):
             raise SyntaxError_("syntax error: expected RETRY JOB 'id' or KILL JOB 'id'")
+        self._require_superuser(cmd.kind.replace("_", " ").upper())
         jobs = self.engine.jobs
         if cmd.kind == "retry_job":
             job = jobs.retry(cmd.args["job"])
@@ -457,6 +537,15 @@ class EngineSession:
         if t is None:
             raise UndefinedTable(f'relation "{ns}.{target.name}" does not exist')
         return t
+
+    def _check_write(self, t: TableDef, p) -> None:
+        """The privileges a write needs on its target, as in Postgres: INSERT/UPDATE/DELETE, and
+        SELECT too when it reads the target's rows (a WHERE clause, RETURNING)."""
+        needed = ["INSERT" if isinstance(p, dml.InsertPlan) else
+                  "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
+        if p.returning is not None or (not isinstance(p, dml.InsertPlan) and re.search(r"\bWHERE\b", p.select_sql)):
+            needed.append("SELECT")
+        privileges.check_table(self.engine.roles, self.user, t, *needed)
 
     def _begin_write(self) -> None:
         """Take the write lock; an explicit transaction also opens its DuckDB snapshot now."""
@@ -558,6 +647,7 @@ class EngineSession:
     def _write_statement(self, sql: str, params: list) -> StatementResult:
         p = dml.plan(sql)
         t = self._resolve(p.target)
+        self._check_write(t, p)
         if p.param_count > len(params):
             raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
         params = params[: p.param_count]

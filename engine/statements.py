@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.errors import SyntaxError_
+from engine.errors import FeatureNotSupported, SyntaxError_
 
 _NAME = r'(?:"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _QNAME = rf"({_NAME}(?:\s*\.\s*{_NAME})?)"
@@ -169,3 +169,176 @@ def parse_command(sql: str) -> Command | None:
             args["if"] = bool(m.group(1)) if kind in ("create_namespace", "drop_namespace", "drop_table") else False
             return Command(kind, args)
     return None
+
+
+# --- roles and privileges ---------------------------------------------------------------
+_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|\d+|\S""")
+_ROLE_HEAD = re.compile(r"^\s*(CREATE|ALTER|DROP)\s+(USER|ROLE)\b", re.I)
+_UNSUPPORTED_ROLE_OPTIONS = {"CREATEDB", "NOCREATEDB", "CREATEROLE", "NOCREATEROLE", "INHERIT", "NOINHERIT",
+                             "REPLICATION", "NOREPLICATION", "BYPASSRLS", "NOBYPASSRLS", "CONNECTION",
+                             "VALID", "IN", "ROLE", "ADMIN", "SYSID", "UNENCRYPTED", "RENAME", "SET", "RESET"}
+PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.strip().rstrip(";"))
+
+
+def _literal(token: str) -> str:
+    if not (len(token) >= 2 and token.startswith("'") and token.endswith("'")):
+        raise SyntaxError_(f"syntax error at or near {token!r}: expected a quoted string")
+    return token[1:-1].replace("''", "'")
+
+
+def _is_name(token: str) -> bool:
+    return bool(re.fullmatch(_NAME, token)) or (token.startswith('"') and token.endswith('"') and len(token) > 2)
+
+
+def _name_list(tokens: list[str], what: str) -> list[str]:
+    """`a, b, "C"` -> ["a", "b", "C"]; the whole token list must be such a list."""
+    names = []
+    for i, token in enumerate(tokens):
+        if i % 2 == 1:
+            if token != ",":
+                raise SyntaxError_(f"syntax error at or near {token!r}")
+            continue
+        if not _is_name(token):
+            raise SyntaxError_(f"syntax error at or near {token!r}: expected a {what} name")
+        names.append(unquote(token))
+    if not names or len(tokens) % 2 == 0:
+        raise SyntaxError_(f"syntax error: expected a {what} name")
+    return names
+
+
+def parse_role_command(sql: str) -> Command | None:
+    """CREATE|ALTER USER|ROLE name [WITH] option..., DROP USER|ROLE [IF EXISTS] name[, ...].
+
+    Options: SUPERUSER | NOSUPERUSER | LOGIN | NOLOGIN | [ENCRYPTED] PASSWORD 'secret' | PASSWORD NULL.
+    CREATE USER implies LOGIN, CREATE ROLE NOLOGIN (as in Postgres)."""
+    m = _ROLE_HEAD.match(sql)
+    if not m:
+        return None
+    verb, noun = m.group(1).upper(), m.group(2).upper()
+    tokens = _tokens(sql[m.end():])
+    if verb == "DROP":
+        if_exists = [t.upper() for t in tokens[:2]] == ["IF", "EXISTS"]
+        names = _name_list(tokens[2:] if if_exists else tokens, "role")
+        return Command("drop_role", {"names": names, "if": if_exists})
+    if not tokens or not _is_name(tokens[0]):
+        raise SyntaxError_(f"syntax error: expected a role name after {verb} {noun}")
+    name = unquote(tokens[0])
+    rest = tokens[1:]
+    if rest and rest[0].upper() == "WITH":
+        rest = rest[1:]
+    opts: dict = {}
+    i = 0
+    while i < len(rest):
+        word = rest[i].upper()
+        if word in ("SUPERUSER", "NOSUPERUSER", "LOGIN", "NOLOGIN"):
+            key = "superuser" if word.endswith("SUPERUSER") else "login"
+            value = not word.startswith("NO")
+            if key in opts:
+                raise SyntaxError_("conflicting or redundant options")
+            opts[key] = value
+            i += 1
+            continue
+        if word == "ENCRYPTED" and i + 1 < len(rest) and rest[i + 1].upper() == "PASSWORD":
+            i += 1
+            word = "PASSWORD"
+        if word == "PASSWORD":
+            if i + 1 >= len(rest):
+                raise SyntaxError_("syntax error: PASSWORD needs a quoted string or NULL")
+            if "password" in opts:
+                raise SyntaxError_("conflicting or redundant options")
+            value = rest[i + 1]
+            opts["password"] = None if value.upper() == "NULL" else _literal(value)
+            i += 2
+            continue
+        if word in _UNSUPPORTED_ROLE_OPTIONS:
+            raise FeatureNotSupported(f"role option {word} is not supported by tierd",
+                                      hint="Supported: SUPERUSER, NOSUPERUSER, LOGIN, NOLOGIN, PASSWORD.")
+        raise SyntaxError_(f"syntax error at or near {rest[i]!r} in {verb} {noun}")
+    if verb == "CREATE":
+        opts.setdefault("login", noun == "USER")
+        opts.setdefault("superuser", False)
+    elif not opts:
+        raise SyntaxError_(f"syntax error: ALTER {noun} {name} needs an option "
+                           "(SUPERUSER, NOSUPERUSER, LOGIN, NOLOGIN or PASSWORD)")
+    return Command(f"{verb.lower()}_role", {"name": name, **opts})
+
+
+def parse_grant(sql: str) -> Command | None:
+    """GRANT priv[, ...] | ALL [PRIVILEGES] ON [TABLE] t[, ...] TO role[, ...] and the REVOKE
+    counterpart (… FROM role[, ...] [CASCADE | RESTRICT]). Privileges: SELECT, INSERT, UPDATE,
+    DELETE. Returns Command(grant|revoke, privileges, tables (qualified name texts), roles)."""
+    tokens = _tokens(sql)
+    if not tokens or tokens[0].upper() not in ("GRANT", "REVOKE"):
+        return None
+    verb = tokens[0].upper()
+    upper = [t.upper() for t in tokens]
+    if verb == "REVOKE" and upper[1:4] == ["GRANT", "OPTION", "FOR"]:
+        raise FeatureNotSupported("GRANT OPTION is not supported by tierd")
+    if "ON" not in upper:
+        raise FeatureNotSupported("granting role membership is not supported by tierd",
+                                  hint="GRANT SELECT|INSERT|UPDATE|DELETE|ALL ON [TABLE] ns.t TO role")
+    on = upper.index("ON")
+    privileges = _privileges(tokens[1:on])
+    target = "TO" if verb == "GRANT" else "FROM"
+    if target not in upper[on:]:
+        raise SyntaxError_(f"syntax error: {verb} ... ON ... needs {target} role")
+    to = on + upper[on:].index(target)
+    objects = tokens[on + 1:to]
+    if objects and objects[0].upper() == "TABLE":
+        objects = objects[1:]
+    if objects and objects[0].upper() in ("SCHEMA", "DATABASE", "FUNCTION", "SEQUENCE", "ALL", "FOREIGN",
+                                          "LANGUAGE", "LARGE", "TABLESPACE", "TYPE", "DOMAIN", "PROCEDURE"):
+        raise FeatureNotSupported(f"GRANT/REVOKE ON {objects[0].upper()} is not supported by tierd: "
+                                  "privileges are per table")
+    roles = tokens[to + 1:]
+    if verb == "GRANT" and [t.upper() for t in roles[-3:]] == ["WITH", "GRANT", "OPTION"]:
+        raise FeatureNotSupported("WITH GRANT OPTION is not supported by tierd")
+    if verb == "REVOKE" and roles and roles[-1].upper() in ("CASCADE", "RESTRICT"):
+        roles = roles[:-1]
+    if any(r.upper() == "PUBLIC" for r in roles):
+        raise FeatureNotSupported("GRANT/REVOKE to PUBLIC is not supported by tierd: name the roles")
+    return Command(verb.lower(), {"privileges": privileges, "tables": _table_list(objects),
+                                  "roles": _name_list(roles, "role")})
+
+
+def _privileges(tokens: list[str]) -> list[str]:
+    upper = [t.upper() for t in tokens]
+    if upper in (["ALL"], ["ALL", "PRIVILEGES"]):
+        return list(PRIVILEGES)
+    out = []
+    for i, word in enumerate(upper):
+        if i % 2 == 1:
+            if word != ",":
+                raise SyntaxError_(f"syntax error at or near {tokens[i]!r}" +
+                                   (": column privileges are not supported" if word == "(" else ""))
+            continue
+        if word not in PRIVILEGES:
+            if word in ("TRUNCATE", "REFERENCES", "TRIGGER", "USAGE", "CREATE", "CONNECT", "TEMPORARY",
+                        "TEMP", "EXECUTE", "MAINTAIN"):
+                raise FeatureNotSupported(f"privilege {word} is not supported by tierd",
+                                          hint="Supported: SELECT, INSERT, UPDATE, DELETE, ALL.")
+            raise SyntaxError_(f"syntax error at or near {tokens[i]!r}: expected a privilege")
+        if word not in out:
+            out.append(word)
+    if not out or len(upper) % 2 == 0:
+        raise SyntaxError_("syntax error: expected SELECT, INSERT, UPDATE, DELETE or ALL")
+    return out
+
+
+def _table_list(tokens: list[str]) -> list[str]:
+    """`ns.t, u` -> ["ns.t", "u"] (name texts, quoting kept, for split_qualified)."""
+    out, current = [], []
+    for token in tokens + [","]:
+        if token == ",":
+            text = "".join(current)
+            if not re.fullmatch(_QNAME, text):
+                raise SyntaxError_(f"syntax error: expected a table name, got {text or 'nothing'!r}")
+            out.append(text)
+            current = []
+        else:
+            current.append(token)
+    return out

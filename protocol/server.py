@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import re
 import socket
+import ssl
 import struct
 
 from buenavista.core import Connection
@@ -54,7 +55,6 @@ class EngineConnection(Connection):
         "TimeZone": "UTC",
         "integer_datetimes": "on",
         "standard_conforming_strings": "on",
-        "is_superuser": "on",
     }
 
     def __init__(self, engine):
@@ -74,7 +74,8 @@ class TierdServer(BuenaVistaServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], engine, auth: AuthConfig):
+    def __init__(self, address: tuple[str, int], engine, auth: AuthConfig,
+                 ssl_context: ssl.SSLContext | None = None, ssl_required: bool = False):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, EngineConnection(engine))
@@ -82,6 +83,8 @@ class TierdServer(BuenaVistaServer):
         self.RequestHandlerClass = TierdHandler
         self.engine = engine
         self.auth_config = auth
+        self.ssl_context = ssl_context  # None: SSLRequest is answered 'N'
+        self.ssl_required = ssl_required  # refuse startup packets that did not come over TLS
 
     def verify_request(self, request, client_address) -> bool:
         """Trust mode serves loopback clients only; with a password anyone may try."""
@@ -93,9 +96,10 @@ class TierdServer(BuenaVistaServer):
             return False
 
 
-def make_server(engine, host: str, port: int, auth: AuthConfig) -> TierdServer:
+def make_server(engine, host: str, port: int, auth: AuthConfig, ssl_context: ssl.SSLContext | None = None,
+                ssl_required: bool = False) -> TierdServer:
     """Bind (but do not start) the wire server; call `serve_forever()` on the result."""
-    return TierdServer((host, port), engine, auth)
+    return TierdServer((host, port), engine, auth, ssl_context, ssl_required)
 
 
 class TierdHandler(BuenaVistaHandler):
@@ -128,6 +132,15 @@ class TierdHandler(BuenaVistaHandler):
                 except Exception:
                     log.exception("closing session failed")
 
+    def finish(self) -> None:
+        super().finish()
+        if isinstance(self.request, ssl.SSLSocket):  # socketserver closes only the plain socket
+            for step in (lambda: self.request.shutdown(socket.SHUT_WR), self.request.close):
+                try:
+                    step()
+                except OSError:
+                    pass
+
     def write(self, data) -> None:
         self.wfile.write(data)
 
@@ -158,17 +171,50 @@ class TierdHandler(BuenaVistaHandler):
 
     # --- startup -------------------------------------------------------------------
 
+    def recv_exact(self, n: int) -> bytes:
+        """Read the startup packets straight from the socket, never past them: bytes a client
+        sent after its SSLRequest must reach the TLS handshake, not a plaintext buffer."""
+        data = b""
+        while len(data) < n:
+            chunk = self.request.recv(n - len(data))
+            if not chunk:
+                raise ClientGone()
+            data += chunk
+        return data
+
+    def start_tls(self) -> None:
+        """Answer an SSLRequest with 'S' and run the TLS handshake; reads and writes go
+        through TLS from here on."""
+        self.request.sendall(b"S")
+        for f in (self.rfile, self.wfile):
+            f.close()
+        try:
+            tls = self.server.ssl_context.wrap_socket(self.request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake with %s failed: %s", self.client_address[0], exc)
+            raise ClientGone() from None
+        self.request = self.connection = tls
+        self.rfile = tls.makefile("rb", self.rbufsize)
+        self.wfile = tls.makefile("wb", self.wbufsize)
+
     def handle_startup(self, conn: EngineConnection) -> ConnectionState | None:
-        """SSL/GSS requests are declined ('N'), cancel requests served, then protocol 3."""
+        """SSLRequest starts TLS when configured ('S') or is declined ('N'); GSSENCRequest is
+        declined; cancel requests are served; then protocol 3.0."""
+        encrypted = False
         while True:
-            (length,) = struct.unpack("!i", self.read_exact(4))
+            (length,) = struct.unpack("!i", self.recv_exact(4))
             if length < 8 or length > 10_000:
                 raise FatalProtocolViolation(f"invalid startup packet length {length}")
-            payload = self.read_exact(length - 4)
+            payload = self.recv_exact(length - 4)
             (code,) = struct.unpack_from("!i", payload)
+            if code == messages.SSL_REQUEST and self.server.ssl_context is not None and not encrypted:
+                self.start_tls()
+                encrypted = True
+                continue
             if code in (messages.SSL_REQUEST, messages.GSSENC_REQUEST):
-                self.write(b"N")
-                self.flush()
+                if encrypted:
+                    raise FatalProtocolViolation("SSLRequest or GSSENCRequest over an encrypted connection")
+                self.request.sendall(b"N")
                 continue
             if code == messages.CANCEL_REQUEST:
                 self.cancel(*struct.unpack_from("!ii", payload, 4))
@@ -183,13 +229,19 @@ class TierdHandler(BuenaVistaHandler):
         if not user:
             raise InvalidAuthorization("no PostgreSQL user name specified in startup packet")
         database = params.get("database") or user
-        authenticate(self.server.auth_config, user, self.read_message, self.write, self.flush)
+        if self.server.ssl_required and not encrypted:
+            raise InvalidAuthorization(
+                f'connection refused for host "{self.client_address[0]}", user "{user}", database '
+                f'"{database}", no encryption', hint="This server requires TLS: connect with sslmode=require.")
+        authenticate(self.server.auth_config, self.server.engine.roles, user, self.read_message, self.write,
+                     self.flush)
         session = conn.open_session(user, database)
         state = ConnectionState(session, params)
         self.send_authentication_ok()
         self.send_parameter_status(conn.parameters() | {
             "application_name": params.get("application_name", ""),
             "session_authorization": user,
+            "is_superuser": "on" if getattr(session, "is_superuser", False) else "off",
         })
         self.send_backend_key_data(state)
         self.send_ready_for_query(state)

@@ -35,8 +35,10 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str
 class Tierd:
     """One daemon process on a data dir; restartable, killable."""
 
-    def __init__(self, data_dir: str, config: str | None = None, port: int | None = None):
+    def __init__(self, data_dir: str, config: str | None = None, port: int | None = None,
+                 password: str | None = None):
         self.data_dir = data_dir
+        self.password = password  # the superuser's, when the config turns on SCRAM
         self.config = config
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -74,7 +76,8 @@ class Tierd:
 
     @property
     def dsn(self) -> str:
-        return f"host=127.0.0.1 port={self.port} user=tierd dbname=tierd"
+        password = f" password={self.password}" if self.password else ""
+        return f"host=127.0.0.1 port={self.port} user=tierd dbname=tierd{password}"
 
     def connect(self, autocommit: bool = True, **kw) -> psycopg.Connection:
         return psycopg.connect(self.dsn, autocommit=autocommit, **kw)

@@ -14,6 +14,7 @@ import pytest
 
 from engine.errors import InvalidCatalogName, UndefinedTable
 from engine.results import StatementResult
+from engine.roles import Role, ScramKeys
 from protocol.auth import AuthConfig
 from protocol.server import make_server
 
@@ -48,6 +49,9 @@ class StubSession:
 class StubEngine:
     def __init__(self):
         self.calls = []
+        # The role catalog as authentication reads it: name -> Role.
+        self.roles = {"tierd": Role("tierd", superuser=True, verifier=ScramKeys.derive("s3cret").text()),
+                      "nologin": Role("nologin", login=False, verifier=ScramKeys.derive("s3cret").text())}
 
     def connect(self, user, database):
         if database != "tierd":
@@ -77,7 +81,7 @@ def trust_server():
 
 @pytest.fixture
 def password_server():
-    server, engine, port = _serve(AuthConfig(password="s3cret"))
+    server, engine, port = _serve(AuthConfig("scram"))
     yield engine, port
     server.shutdown()
     server.server_close()
@@ -130,7 +134,10 @@ def test_startup_failures_are_fatal(trust_server, password_server):
     cases = [(trust_port, dict(dbname="other"), 'database "other" does not exist'),
              (trust_port, dict(user="bob"), 'role "bob" does not exist'),
              (password_port, dict(password="wrong"), 'password authentication failed'),
-             (password_port, dict(user="bob", password="s3cret"), 'role "bob" does not exist')]
+             # Under SCRAM an unknown role fails like a wrong password, as in Postgres.
+             (password_port, dict(user="bob", password="s3cret"), 'password authentication failed for user "bob"'),
+             (password_port, dict(user="nologin", password="s3cret"), 'role "nologin" is not permitted to log in'),
+             (trust_port, dict(user="nologin"), 'role "nologin" is not permitted to log in')]
     for port, kw, message in cases:
         with pytest.raises(psycopg.OperationalError, match=message):
             connect(port, **kw)

@@ -22,6 +22,13 @@ class Config:
     data_dir: str = "./data"
     superuser: str = "tierd"
     password: str | None = None
+    # "trust" (loopback only, no passwords) or "scram" (SCRAM-SHA-256 for every role);
+    # None: scram when auth.password is set, else trust.
+    auth_method: str | None = None
+    ssl: bool = False  # answer SSLRequest with TLS (needs ssl_cert_file and ssl_key_file)
+    ssl_cert_file: str | None = None
+    ssl_key_file: str | None = None
+    ssl_required: bool = False  # refuse connections that did not start TLS
     default_flush_policy: str = "rows:100000,interval:300"
     job_workers: int = 2
     max_retries: int = 3
@@ -44,11 +51,19 @@ class Config:
             parse_flush_policy(self.default_flush_policy)
         except Exception as exc:
             raise ConfigError(f"flush.default_policy: {exc}") from None
-        if self.host not in LOOPBACK and not self.password:
+        if self.auth_method not in (None, "trust", "scram"):
+            raise ConfigError(f"auth.method: {self.auth_method!r} is not one of trust, scram")
+        if self.host not in LOOPBACK and self.method == "trust":
             raise ConfigError(
-                f"server.host: refusing to listen on {self.host!r} without a password; "
-                "set auth.password or listen on 127.0.0.1"
+                f"server.host: refusing to listen on {self.host!r} without a password (auth.method is trust); "
+                "set auth.password (or auth.method = \"scram\") or listen on 127.0.0.1"
             )
+        if self.ssl:
+            if not self.ssl_cert_file or not self.ssl_key_file:
+                raise ConfigError("server.ssl: needs server.ssl_cert_file and server.ssl_key_file")
+            self.ssl_context()
+        elif self.ssl_required:
+            raise ConfigError("server.ssl_required: needs server.ssl = true (and a certificate and key)")
         from engine.failpoints import Failpoints
 
         try:
@@ -73,6 +88,22 @@ class Config:
             raise ConfigError("jobs.lock_timeout_seconds: must be more than 0")
         if self.metrics_listen is not None:
             self.metrics_address()
+
+    @property
+    def method(self) -> str:
+        """The authentication method in force: auth.method, else scram when a password is set."""
+        return self.auth_method or ("scram" if self.password else "trust")
+
+    def ssl_context(self):
+        """The server's TLS context (None when server.ssl is off); errors name the setting."""
+        if not self.ssl:
+            return None
+        from protocol.tls import TlsConfigError, server_context
+
+        try:
+            return server_context(self.ssl_cert_file, self.ssl_key_file)
+        except TlsConfigError as exc:
+            raise ConfigError(f"server.ssl_cert_file/ssl_key_file: {exc}") from None
 
     def metrics_address(self) -> tuple[str, int] | None:
         """`[metrics] listen` as (host, port); "[::1]:9187" for IPv6."""
@@ -109,6 +140,11 @@ _KEYS = {
     ("server", "port"): ("port", int),
     ("server", "data_dir"): ("data_dir", str),
     ("server", "shutdown_grace_seconds"): ("shutdown_grace_s", float),
+    ("server", "ssl"): ("ssl", bool),
+    ("server", "ssl_cert_file"): ("ssl_cert_file", str),
+    ("server", "ssl_key_file"): ("ssl_key_file", str),
+    ("server", "ssl_required"): ("ssl_required", bool),
+    ("auth", "method"): ("auth_method", str),
     ("auth", "superuser"): ("superuser", str),
     ("auth", "password"): ("password", str),
     ("flush", "default_policy"): ("default_flush_policy", str),
@@ -164,11 +200,16 @@ def load(path: str | None) -> Config:
             attr, typ = spec
             if typ is float and isinstance(value, int):
                 value = float(value)
-            if not isinstance(value, typ) or isinstance(value, bool):
+            if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
                 raise ConfigError(f"{section}.{key}: expected {typ.__name__}, got {type(value).__name__}")
             setattr(cfg, attr, value)
     if path and not os.path.isabs(cfg.data_dir):
         cfg.data_dir = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), cfg.data_dir))
     if cfg.password == "":
         cfg.password = None
+    base = os.path.dirname(os.path.abspath(path))
+    for attr in ("ssl_cert_file", "ssl_key_file"):  # relative to the config file, like data_dir
+        value = getattr(cfg, attr)
+        if value and not os.path.isabs(value):
+            setattr(cfg, attr, os.path.normpath(os.path.join(base, value)))
     return cfg

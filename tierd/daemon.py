@@ -189,6 +189,8 @@ class Service:
                 compaction_max_segments=cfg.compaction_max_segments,
                 compaction_target_rows=cfg.compaction_target_rows,
                 storages=cfg.storages,
+                superuser=cfg.superuser,
+                superuser_password=cfg.password,
             ))
         except EngineError as exc:
             log.error("cannot start: %s", exc.message)
@@ -208,8 +210,15 @@ class Service:
             return 1
         if cfg.failpoints:
             log.warning("failpoints enabled: %s", ", ".join(f"{k}={v}" for k, v in cfg.failpoints.items()))
-        if cfg.password is None:
-            log.warning("no password configured: accepting connections from loopback without a password")
+        if cfg.method == "trust":
+            log.warning("auth.method is trust: accepting connections from loopback without a password")
+        else:
+            role = engine.roles.get(cfg.superuser)
+            if role is None or role.verifier is None:
+                log.warning("auth.method is scram but superuser %r has no password: set auth.password",
+                            cfg.superuser)
+        if cfg.ssl:
+            log.info("TLS on (%s)%s", cfg.ssl_cert_file, "; plain connections refused" if cfg.ssl_required else "")
         log.info("tierd listening on %s:%d (data dir %s, user %s, database tierd)",
                  cfg.host, cfg.port, engine.data_dir, cfg.superuser)
         self.monitor = Monitor(self)
@@ -229,8 +238,8 @@ class Service:
 
         cfg = self.cfg
         try:
-            server = make_server(self.engine, cfg.host, cfg.port, AuthConfig(superuser=cfg.superuser,
-                                                                            password=cfg.password))
+            server = make_server(self.engine, cfg.host, cfg.port, AuthConfig(cfg.method),
+                                 ssl_context=cfg.ssl_context(), ssl_required=cfg.ssl_required)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, exc.strerror or exc)
             raise
@@ -291,10 +300,14 @@ class Service:
             status = self.status_text()
             sdnotify.notify("READY=1", f"STATUS={status}")
 
-    def _set_auth(self, superuser: str, password: str | None) -> None:
+    def _set_auth(self, cfg: Config) -> None:
+        """Authentication and TLS settings for new connections (open ones keep theirs)."""
         from protocol.auth import AuthConfig
 
-        self.server.auth_config = AuthConfig(superuser=superuser, password=password)
+        context = cfg.ssl_context()
+        self.engine.roles.set_bootstrap(cfg.superuser, cfg.password)
+        self.server.auth_config = AuthConfig(cfg.method)
+        self.server.ssl_context, self.server.ssl_required = context, cfg.ssl_required
 
     # ------------------------------------------------------------------ stop
     def _stop(self) -> int:

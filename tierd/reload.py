@@ -1,8 +1,9 @@
 """SIGHUP: which settings change live, which wait for a restart, and applying the former.
 
 Live: log level, the default flush policy, lock timeout, compaction thresholds, job retries,
-backoff and retention, the shutdown grace period, the superuser and password (for new
-connections) and [storage.<id>] sections (added, or changed while type and base stay).
+backoff and retention, the shutdown grace period, the superuser, password, auth method and
+TLS settings (for new connections; the certificate and key files are read again at every
+reload, so a certificate renewed in place takes effect) and [storage.<id>] sections (added, or changed while type and base stay).
 Everything else (listen address, data dir, job workers, metrics endpoint, failpoints)
 keeps its running value until a restart, and the reload says so.
 """
@@ -28,7 +29,8 @@ JOBS_LIVE = {  # Config attribute -> JobsConfig attribute
     "retry_backoff_max_s": "backoff_max_s",
     "job_retention_s": "retention_s",
 }
-DAEMON_LIVE = {"log_level", "shutdown_grace_s", "superuser", "password"}
+AUTH_LIVE = {"superuser", "password", "auth_method", "ssl", "ssl_cert_file", "ssl_key_file", "ssl_required"}
+DAEMON_LIVE = {"log_level", "shutdown_grace_s"} | AUTH_LIVE
 SECRET = {"password"}
 
 
@@ -75,8 +77,8 @@ def apply(running: Config, new: Config, engine, set_log_level, set_auth) -> Outc
     engine.apply_settings(engine_changes, job_changes)
     if "log_level" in applied:
         set_log_level(running.log_level)
-    if applied & {"superuser", "password"}:
-        set_auth(running.superuser, running.password)
+    if applied & AUTH_LIVE or running.ssl:  # certificate files are re-read at every reload
+        set_auth(running)
     try:
         changed, restart = engine.reload_storages(new.storages)
     except Exception as exc:
