@@ -7,6 +7,7 @@ ssl_min_protocol_version.
 """
 from __future__ import annotations
 
+import os
 import ssl
 
 
@@ -15,12 +16,13 @@ class TlsConfigError(ValueError):
 
 
 def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    for path in (cert_file, key_file):
+        if not os.path.isfile(path):
+            raise TlsConfigError(f"{path}: no such file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(cert_file, key_file)
-    except FileNotFoundError as exc:
-        raise TlsConfigError(f"{exc.filename or cert_file}: no such file") from None
     except PermissionError as exc:
         raise TlsConfigError(f"{exc.filename or key_file}: permission denied") from None
     except ssl.SSLError as exc:
