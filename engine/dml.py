@@ -36,6 +36,7 @@ class InsertPlan:
     # the first N) and per row a tuple of ("p", index) or ("c", constant). None: use DuckDB.
     columns: tuple[str, ...] | None = None
     fast_values: tuple[tuple[tuple[str, object], ...], ...] | None = None
+    reads: tuple[tuple[str | None, str], ...] = ()  # tables read besides the target (privileges)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class UpdatePlan:
     select_sql: str  # new values of every SET column + old key columns, per affected row
     returning: str | None
     param_count: int
+    reads: tuple[tuple[str | None, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class DeletePlan:
     select_sql: str  # every column of each affected row
     returning: str | None
     param_count: int
+    reads: tuple[tuple[str | None, str], ...] = ()
 
 
 def _ident(node: exp.Expression | None) -> str | None:
@@ -67,6 +70,22 @@ def _target(table: exp.Table) -> Target:
     ns = table.db or None
     alias = table.alias or table.name
     return Target(namespace=ns, name=table.name, alias=alias)
+
+
+def _reads(tree: exp.Expression, target: exp.Table) -> tuple[tuple[str | None, str], ...]:
+    """(namespace or None, name) of every table the statement reads other than its target
+    node: FROM/USING lists and subqueries anywhere; CTE names are not tables."""
+    ctes = {c.alias_or_name.casefold() for c in tree.find_all(exp.CTE)}
+    out = []
+    for t in tree.find_all(exp.Table):
+        if t is target or not isinstance(t.this, exp.Identifier):
+            continue  # the target itself, or a table function
+        if not t.db and not t.catalog and t.name.casefold() in ctes:
+            continue
+        ref = (t.db or None, t.name)
+        if ref not in out:
+            out.append(ref)
+    return tuple(out)
 
 
 def _returning(node: exp.Expression) -> str | None:
@@ -106,7 +125,7 @@ def _bulk_insert_plan(sql: str) -> InsertPlan | None:
     if not m:
         return None
     bare = _OUTSIDE_QUOTES.sub("''", m.group(4))
-    if re.search(r"\b(RETURNING|ON\s+CONFLICT)\b|\$\d", bare, re.I):
+    if re.search(r"\b(RETURNING|ON\s+CONFLICT|SELECT|FROM|TABLE)\b|\$\d", bare, re.I):  # subqueries: parsed
         return None
     unq = lambda n: n[1:-1] if n and n.startswith('"') else (n.lower() if n else None)
     name = unq(m.group(2))
@@ -185,7 +204,7 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
     stage_sql = f"INSERT INTO {STAGE} {cols} {body} RETURNING *"
     names = tuple(c.name for c in into.expressions) if isinstance(into, exp.Schema) else None
     return InsertPlan(_target(table), stage_sql, _returning(tree), nothing, _param_count(tree),
-                      columns=names, fast_values=_fast_values(source))
+                      columns=names, fast_values=_fast_values(source), reads=_reads(tree, table))
 
 
 class _NotSimple(Exception):
@@ -264,7 +283,7 @@ def _plan_update(tree: exp.Update) -> UpdatePlan:
     sql = f'SELECT "{target.alias}".*, {", ".join(exprs)} FROM {src}{extra}'
     if where is not None:
         sql += " " + where.sql(dialect="duckdb")
-    return UpdatePlan(target, tuple(sets), sql, _returning(tree), _param_count(tree))
+    return UpdatePlan(target, tuple(sets), sql, _returning(tree), _param_count(tree), _reads(tree, table))
 
 
 def _plan_delete(tree: exp.Delete) -> DeletePlan:
@@ -277,4 +296,4 @@ def _plan_delete(tree: exp.Delete) -> DeletePlan:
     where = tree.args.get("where")
     if where is not None:
         sql += " " + where.sql(dialect="duckdb")
-    return DeletePlan(target, sql, _returning(tree), _param_count(tree))
+    return DeletePlan(target, sql, _returning(tree), _param_count(tree), _reads(tree, table))

@@ -254,6 +254,7 @@ class EngineSession:
 
     def _query(self, sql: str, params: list) -> StatementResult:
         self._check_read_only(sql)
+        self._check_select(sql_refs.analyze(sql).tables)
         if _SYSTEM.search(sql):
             self.engine.refresh_system_tables()
             sql = _SYSTEM.sub("memory.system.", sql)
@@ -538,14 +539,21 @@ class EngineSession:
             raise UndefinedTable(f'relation "{ns}.{target.name}" does not exist')
         return t
 
+    def _check_select(self, refs) -> None:
+        """SELECT privilege on every tierd table a statement reads (sql_refs / dml plan refs)."""
+        for t in privileges.resolve(self.engine.catalog, refs, DEFAULT_NAMESPACE):
+            privileges.check_table(self.engine.roles, self.user, t, "SELECT")
+
     def _check_write(self, t: TableDef, p) -> None:
-        """The privileges a write needs on its target, as in Postgres: INSERT/UPDATE/DELETE, and
-        SELECT too when it reads the target's rows (a WHERE clause, RETURNING)."""
+        """The privileges a write needs, as in Postgres: INSERT/UPDATE/DELETE on its target,
+        SELECT on it too when it reads the target's rows (a WHERE clause, RETURNING), and
+        SELECT on every other table it reads (INSERT ... SELECT, FROM, USING, subqueries)."""
         needed = ["INSERT" if isinstance(p, dml.InsertPlan) else
                   "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
         if p.returning is not None or (not isinstance(p, dml.InsertPlan) and re.search(r"\bWHERE\b", p.select_sql)):
             needed.append("SELECT")
         privileges.check_table(self.engine.roles, self.user, t, *needed)
+        self._check_select(p.reads)
 
     def _begin_write(self) -> None:
         """Take the write lock; an explicit transaction also opens its DuckDB snapshot now."""

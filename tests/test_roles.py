@@ -342,3 +342,54 @@ def test_grant_errors(daemon):
             r.execute("GRANT SELECT ON public.ge TO tierd WITH GRANT OPTION")
         with pytest.raises(psycopg.errors.SyntaxError):
             r.execute("GRANT SELECT ON TO tierd")
+
+
+def test_reads_need_select_and_grant_revoke_apply_to_open_sessions(daemon):
+    with root(daemon) as r:
+        r.execute("CREATE USER mia WITH PASSWORD 'm'")
+        r.execute("CREATE NAMESPACE vault")
+        r.execute("CREATE TABLE vault.secrets (id BIGINT PRIMARY KEY, v TEXT)")
+        r.execute("INSERT INTO vault.secrets VALUES (1, 'gold')")
+        r.execute("CREATE TABLE public.mine (id BIGINT PRIMARY KEY, v TEXT)")
+        r.execute("GRANT ALL ON public.mine TO mia")
+        with connect(daemon, "mia", "m") as c:
+            attempts = [
+                "SELECT * FROM vault.secrets",
+                'SELECT * FROM "vault"."SECRETS"',
+                "SELECT * FROM memory.vault.secrets",
+                "TABLE vault.secrets",
+                "FROM vault.secrets",
+                "SELECT v, _seq FROM vault.secrets",
+                "SELECT (SELECT max(v) FROM vault.secrets)",
+                "SELECT * FROM public.mine WHERE v IN (SELECT v FROM vault.secrets)",
+                "SELECT * FROM public.mine m JOIN vault.secrets s ON true",
+                "WITH x AS (SELECT * FROM vault.secrets) SELECT * FROM x",
+                "EXPLAIN SELECT * FROM vault.secrets",
+                "SUMMARIZE vault.secrets",
+                "INSERT INTO public.mine SELECT * FROM vault.secrets",
+                "INSERT INTO public.mine VALUES (9, (SELECT max(v) FROM vault.secrets))",
+                "UPDATE public.mine SET v = s.v FROM vault.secrets s WHERE s.id = mine.id",
+                "DELETE FROM public.mine USING vault.secrets s WHERE s.id = mine.id",
+            ]
+            for sql in attempts:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table secrets"):
+                    c.execute(sql)
+            assert c.execute("SELECT count(*) FROM public.mine").fetchone() == (0,)
+            # A CTE that shadows the table's name reads no table.
+            assert c.execute("WITH secrets AS (SELECT 1 AS v) SELECT v FROM secrets").fetchone() == (1,)
+            r.execute("GRANT SELECT ON vault.secrets TO mia")
+            assert c.execute("SELECT v FROM vault.secrets").fetchall() == [("gold",)]
+            c.execute("INSERT INTO public.mine SELECT * FROM vault.secrets")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("INSERT INTO vault.secrets VALUES (2, 'lead')")  # SELECT is not INSERT
+            c.execute("BEGIN")
+            assert c.execute("SELECT count(*) FROM vault.secrets").fetchone() == (1,)
+            r.execute("REVOKE SELECT ON vault.secrets FROM mia")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):  # even inside a transaction
+                c.execute("SELECT count(*) FROM vault.secrets")
+            c.execute("ROLLBACK")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("SELECT * FROM vault.secrets")
+            # The system tables stay readable; system.users has no secrets in it.
+            assert ("mia",) in c.execute("SELECT user_name FROM system.users").fetchall()
+            assert c.execute("SELECT count(*) FROM system.tables WHERE table_name = 'secrets'").fetchone() == (1,)
