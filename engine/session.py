@@ -12,11 +12,12 @@ import logging
 import re
 import threading
 from datetime import datetime, timezone
+from typing import Callable, Iterator, TypeVar
 
 import duckdb
 import pyarrow as pa
 
-from engine import dml, privileges, read_path, sql_refs
+from engine import copy, dml, privileges, read_path, sql_refs
 from engine.catalog import TableDef, check_identifier, parse_table_options
 from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, key_list
 from engine.errors import (
@@ -31,6 +32,7 @@ from engine.errors import (
     InvalidTableDefinition,
     NotNullViolation,
     ObjectInUse,
+    QueryCanceled,
     SyntaxError_,
     UndefinedParameter,
     UndefinedTable,
@@ -43,6 +45,7 @@ from engine.statements import parse_command, parse_create_table, parse_grant, pa
     parse_storage_command, unquote
 
 log = logging.getLogger("tierd.session")
+T = TypeVar("T")
 
 _HIDDEN = re.compile(r"\b_(seq|deleted)\b", re.I)
 _INTERNAL = re.compile(r"__tierd", re.I)
@@ -167,23 +170,30 @@ class EngineSession:
 
     # ------------------------------------------------------------------ dispatch
     def _one(self, sql: str, params: list | None) -> StatementResult:
+        words = leading_words(sql, 3) or [""]
+        return self._guarded(words[0], sql, lambda: self._dispatch(sql, words, params or []))
+
+    def _guarded(self, first: str, sql: str, run: Callable[[], T]) -> T:
+        """Run one statement: refused in a failed transaction; any error fails the
+        transaction (or rolls back an implicit one) and never leaves the write lock held."""
         self.cancel_requested = False
         if self._catalog_dirty:
             self._restore_catalog()
-        words = leading_words(sql, 3) or [""]
-        first = words[0]
         if self.failed and first not in ("ROLLBACK", "ABORT", "COMMIT", "END"):
             raise InFailedSqlTransaction(
                 "current transaction is aborted, commands ignored until end of transaction block"
             )
         try:
             with self.engine.reaper.reading():
-                return self._dispatch(sql, words, params or [])
+                return run()
         except duckdb.Error as exc:
             err = from_duckdb(exc)
             self._statement_failed()
             raise err from None
         except EngineError:
+            self._statement_failed()
+            raise
+        except ConnectionError:  # the client went away in the middle (a COPY's data)
             self._statement_failed()
             raise
         except Exception as exc:  # never leave the write lock or a transaction behind
@@ -886,3 +896,86 @@ class EngineSession:
         self._append(t, self._tombstones(t, sel), deleted=True)
         ret = self._returning(t, p.target.alias, p.returning, sel, params)
         return StatementResult(f"DELETE {sel.num_rows}", ret)
+
+    # ------------------------------------------------------------------ COPY
+    def copy_target(self, command: copy.CopyCommand) -> list[tuple[str, pa.DataType]]:
+        """Check COPY FROM before any data flows: the (name, Arrow type) of each column read."""
+        def check() -> list[tuple[str, pa.DataType]]:
+            t = self._copy_into(command)
+            schema = self.engine.visible_schema(t)
+            return [(c.name, schema.field(c.name).type) for c in copy.target_columns(t, command)]
+        return self._guarded("COPY", "COPY", check)
+
+    def copy_from(self, command: copy.CopyCommand, blocks: Iterator[copy.RawBlock]) -> StatementResult:
+        """COPY ... FROM STDIN: every block of `blocks` typed, key-checked and staged in this
+        write transaction; all rows commit together (one fsync'd batch) or none do."""
+        return self._guarded("COPY", "COPY", lambda: self._copy_from(command, blocks))
+
+    def copy_to(self, command: copy.CopyCommand) -> StatementResult:
+        """COPY ... TO STDOUT: the rows to send (the front end encodes them); tag `COPY n`."""
+        return self._guarded("COPY", "COPY", lambda: self._copy_to(command))
+
+    def _copy_into(self, command: copy.CopyCommand) -> TableDef:
+        t = self._resolve(dml.Target(command.namespace, command.table, command.table))
+        privileges.check_table(self.engine.roles, self.user, t, "INSERT")
+        return t
+
+    def _copy_from(self, command: copy.CopyCommand, blocks: Iterator[copy.RawBlock]) -> StatementResult:
+        t = self._copy_into(command)
+        targets = copy.target_columns(t, command)
+        schema = self.engine.visible_schema(t)
+        self._begin_write()
+        count = 0
+        with self._running:
+            for block in blocks:
+                if self.cancel_requested:
+                    raise QueryCanceled("canceling statement due to user request")
+                # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
+                rows = copy.typed_rows(self.check_cur, t, schema, targets, block.rows, block.first_line, t.name)
+                self._copy_check_keys(t, rows, block.first_line)
+                self._append(t, rows, deleted=False)
+                count += rows.num_rows
+        if not self.explicit:
+            self._commit_write()
+        return StatementResult(f"COPY {count}")
+
+    def _copy_check_keys(self, t: TableDef, rows: pa.Table, first_line: int) -> None:
+        """`_insert_rows`' uniqueness check, with set operations instead of a call per row."""
+        keys = key_list(t, rows)
+        if len(set(keys)) != len(keys):
+            seen: set = set()
+            for i, k in enumerate(keys):
+                if k in seen:
+                    self._copy_duplicate(t, k, first_line + i)
+                seen.add(k)
+        unknown = keys
+        pending, hot = self.pending_index.get(t.tid, {}), self.engine.hot_index[t.tid]
+        if pending or hot:
+            known = [k for k in keys if k in pending or k in hot]
+            for k in known:
+                if not self._hot_state(t, k).deleted:
+                    self._copy_duplicate(t, k, first_line + keys.index(k))
+            if known:
+                known_set = set(known)
+                unknown = [k for k in keys if k not in known_set]
+        live = self.engine.cold_live_keys(self.check_cur, t, unknown)
+        if live:
+            i = next(i for i, k in enumerate(keys) if k in live)
+            self._copy_duplicate(t, keys[i], first_line + i)
+
+    @staticmethod
+    def _copy_duplicate(t: TableDef, key, line: int) -> None:
+        raise copy.with_context(
+            UniqueViolation(f'duplicate key value violates unique constraint "{t.name}_pkey"', detail=_pk_text(t, key)),
+            f"COPY {t.name}, line {line}")
+
+    def _copy_to(self, command: copy.CopyCommand) -> StatementResult:
+        if command.query is not None:
+            sql = command.query
+        else:
+            t = self._resolve(dml.Target(command.namespace, command.table, command.table))
+            cols = ", ".join(read_path.q(c.name) for c in copy.target_columns(t, command))
+            sql = f"SELECT {cols} FROM {read_path.q(t.namespace)}.{read_path.q(t.name)}"
+        table = self._query(sql, []).table
+        return StatementResult(f"COPY {table.num_rows}", table)
+

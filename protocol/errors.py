@@ -35,6 +35,8 @@ def error_fields(exc: BaseException, severity: str | None = None) -> list[tuple[
             fields.append((b"D", exc.detail))
         if exc.hint:
             fields.append((b"H", exc.hint))
+        if getattr(exc, "context", None):  # e.g. COPY's `COPY t, line 3, column x: "abc"`
+            fields.append((b"W", exc.context))
         return fields
     severity = severity or "ERROR"
     message = str(exc) or type(exc).__name__

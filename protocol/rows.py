@@ -73,6 +73,17 @@ def data_rows(table: pa.Table, columns: list[Column]) -> Iterator[pa.Buffer | by
 
 
 def encode_batch(batch: pa.RecordBatch, columns: list[Column]) -> pa.Buffer:
+    fields, row_length = wire_fields(batch, columns)
+    # DataRow length counts itself (4) and the column count (2), not the 'D'.
+    header_length = big_endian(pc.add(row_length, 6).cast(pa.int32()), 4)
+    parts = [pa.scalar(b"D", pa.large_binary()), to_binary(header_length),
+             pa.scalar(struct.pack("!h", len(columns)), pa.large_binary())]
+    return join_rows(parts + fields)
+
+
+def wire_fields(batch: pa.RecordBatch, columns: list[Column]) -> tuple[list[pa.Array], pa.Array]:
+    """Per column, its fields' 4-byte lengths and their bytes (a DataRow's or binary COPY
+    row's body), and each row's total length of those fields."""
     fields = []
     row_length = None
     for values, column in zip(batch.columns, columns):
@@ -81,14 +92,13 @@ def encode_batch(batch: pa.RecordBatch, columns: list[Column]) -> pa.Buffer:
         # a NULL field costs 4 bytes (its -1 length), a value 4 + len
         wire = pc.add(lengths.fill_null(0), 4)
         row_length = wire if row_length is None else pc.add(row_length, wire)
-        prefix = big_endian(lengths.fill_null(-1).cast(pa.int32()), 4)
-        fields.append(prefix)
+        fields.append(to_binary(big_endian(lengths.fill_null(-1).cast(pa.int32()), 4)))
         fields.append(encoded.fill_null(b"") if encoded.null_count else encoded)
-    # DataRow length counts itself (4) and the column count (2), not the 'D'.
-    header_length = big_endian(pc.add(row_length, 6).cast(pa.int32()), 4)
-    parts = [pa.scalar(b"D", pa.large_binary()), to_binary(header_length),
-             pa.scalar(struct.pack("!h", len(columns)), pa.large_binary())]
-    parts += [to_binary(f) for f in fields]
+    return fields, row_length
+
+
+def join_rows(parts: list[pa.Array | pa.Scalar]) -> pa.Buffer:
+    """Join `parts` row-wise and return the bytes of all rows, back to back."""
     rows = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
     offsets = rows.buffers()[1]
     start, end = struct.unpack_from("<q", offsets, rows.offset * 8)[0], \

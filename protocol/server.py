@@ -17,9 +17,11 @@ import struct
 from buenavista.core import Connection
 from buenavista.postgres import BuenaVistaHandler, BuenaVistaServer
 
+from engine.copy import is_copy, parse_copy
 from engine.errors import EngineError
 
 from . import messages
+from .copy import COPY_DONE, CopyInStream, copy_data, copy_response, encode_copy_out, raw_blocks
 from .auth import AuthConfig, authenticate
 from .errors import FatalProtocolViolation, InvalidAuthorization, InvalidSqlStatementName, \
     ProtocolViolation, SyntaxError_, error_response, notice_response
@@ -39,7 +41,7 @@ _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
 
 
-class ClientGone(Exception):
+class ClientGone(ConnectionError):
     """The client closed the socket (or sent a truncated message)."""
 
 
@@ -310,6 +312,9 @@ class TierdHandler(BuenaVistaHandler):
                 if tag:
                     self.write(messages.command_complete(tag))
                     continue
+                if is_copy(statement):
+                    self.run_copy(state, statement)
+                    continue
                 results = state.session.execute(statement)
                 if not results:
                     self.write(messages.EMPTY_QUERY_RESPONSE)
@@ -330,6 +335,34 @@ class TierdHandler(BuenaVistaHandler):
             for chunk in data_rows(table, columns):
                 self.write(chunk)
         self.write(messages.command_complete(tag))
+
+    # --- COPY ----------------------------------------------------------------------
+
+    def run_copy(self, state: ConnectionState, sql: str) -> None:
+        """COPY FROM STDIN / TO STDOUT, in the simple or the extended protocol; ends with
+        CommandComplete `COPY n` (or raises, after reading the client's data to its end)."""
+        cmd = parse_copy(sql)
+        binary = cmd.options.format == "binary"
+        if cmd.direction == "to":
+            result = state.session.copy_to(cmd)
+            self.write(copy_response(b"H", binary, result.table.num_columns))
+            for chunk in encode_copy_out(result.table, cmd.options):
+                self.write(copy_data(chunk))
+            self.write(COPY_DONE)
+            self.write(messages.command_complete(result.tag))
+            return
+        columns = state.session.copy_target(cmd)
+        self.write(copy_response(b"G", binary, len(columns)))
+        self.flush()
+        stream = CopyInStream(self.read_message)
+        try:
+            result = state.session.copy_from(cmd, raw_blocks(cmd, columns, stream.read, cmd.label))
+        except ConnectionError:
+            raise
+        except Exception:
+            stream.drain()  # Postgres reports the error after the client's CopyDone/CopyFail
+            raise
+        self.write(messages.command_complete(result.tag))
 
     # --- extended query ------------------------------------------------------------
 
@@ -364,6 +397,9 @@ class TierdHandler(BuenaVistaHandler):
             self.describe_statement(state, state.statement(name))
             return
         portal = state.portal(name)
+        if is_copy(portal.statement.sql):  # runs at Execute, where its data flows
+            self.write(messages.NO_DATA)
+            return
         self.run_portal(state, portal)
         if portal.table is None:
             self.write(messages.NO_DATA)
@@ -405,6 +441,12 @@ class TierdHandler(BuenaVistaHandler):
         """Row limits are honoured: send that many rows, then PortalSuspended."""
         name, max_rows = messages.read_execute(payload)
         portal = state.portal(name)
+        if is_copy(portal.statement.sql):
+            if portal.executed:
+                raise ProtocolViolation("COPY portal already ran")
+            portal.executed = True
+            self.run_copy(state, portal.statement.sql)
+            return
         self.run_portal(state, portal)
         if portal.empty_query:
             self.write(messages.EMPTY_QUERY_RESPONSE)

@@ -1,0 +1,259 @@
+"""COPY on the wire: the copy-in/copy-out sub-protocol, binary COPY rows, and COPY TO output.
+
+COPY FROM STDIN: after CopyInResponse the client streams CopyData and ends with CopyDone
+(or CopyFail, which aborts the COPY with 57014 and writes nothing). Postgres ignores Flush
+and Sync while copying in; an error found while data is still arriving is reported only
+after the client's CopyDone/CopyFail, and the rest of the data is read and dropped.
+COPY TO STDOUT: CopyOutResponse, one CopyData per chunk of rows, CopyDone, `COPY n`.
+Text and csv output are built a column at a time from the same vectorised encoders as
+DataRow; parsing text and csv input is the engine's (engine/copy.py).
+"""
+from __future__ import annotations
+
+import struct
+from typing import Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine import copy
+from engine.copy import BadCopyFormat, CopyCommand, CopyOptions, RawBlock
+from engine.errors import FeatureNotSupported, QueryCanceled
+
+from .errors import ProtocolViolation
+from .rows import BINARY, TEXT, Column, join_rows, plan_columns, wire_fields
+from .types import pg_type_for
+from .types.registry import BINARY_DECODERS
+from .types.vector import concat, to_binary
+
+COPY_DONE = b"c\x00\x00\x00\x04"
+BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+OUT_CHUNK_ROWS = 65_536
+BINARY_BLOCK_ROWS = 65_536
+
+
+def copy_response(kind: bytes, binary: bool, width: int) -> bytes:
+    """CopyInResponse ('G') or CopyOutResponse ('H')."""
+    fmt = BINARY if binary else TEXT
+    body = struct.pack(f"!bh{width}h", fmt, width, *([fmt] * width))
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def copy_data(data: bytes | pa.Buffer) -> bytes:
+    return b"d" + struct.pack("!i", len(data) + 4) + bytes(data)
+
+
+class CopyInStream:
+    """The client's CopyData payloads, one per `read()`, b"" after CopyDone.
+
+    CopyFail raises 57014; a message that has no place in COPY is a protocol violation.
+    `drain()` reads and drops the rest after the engine has given up on the data."""
+
+    def __init__(self, read_message: Callable[[], tuple[bytes, bytes]]):
+        self._read_message = read_message
+        self.finished = False
+
+    def read(self) -> bytes:
+        while not self.finished:
+            kind, payload = self._read_message()
+            if kind == b"d":
+                if payload:
+                    return payload
+                continue
+            self.finished = True
+            if kind == b"c":
+                return b""
+            if kind == b"f":
+                reason = payload.rstrip(b"\x00").decode("utf-8", "replace")
+                raise QueryCanceled(f"COPY from stdin failed: {reason}")
+            if kind in (b"H", b"S"):  # Postgres ignores Flush and Sync during COPY IN
+                self.finished = False
+                continue
+            raise ProtocolViolation(f"unexpected message type 0x{kind[0]:02x} during COPY from stdin")
+        return b""
+
+    def drain(self) -> None:
+        try:
+            while self.read():
+                pass
+        except (QueryCanceled, ProtocolViolation):
+            pass
+
+
+# ---------------------------------------------------------------------------------- COPY FROM
+def raw_blocks(cmd: CopyCommand, columns: list[tuple[str, pa.DataType]],
+               read: Callable[[], bytes], label: str) -> Iterator[RawBlock]:
+    names = [name for name, _ in columns]
+    if cmd.options.format == "binary":
+        return binary_blocks(read, columns, label)
+    return copy.text_blocks(read, cmd.options, names, label)
+
+
+class _Reader:
+    """Exact-size reads over the CopyData pieces."""
+
+    def __init__(self, read: Callable[[], bytes]):
+        self._read = read
+        self.buf = b""
+        self.pos = 0
+
+    def take(self, n: int) -> bytes | None:
+        """`n` bytes, or None at the end of the data."""
+        while len(self.buf) - self.pos < n:
+            piece = self._read()
+            if not piece:
+                return None
+            self.buf = self.buf[self.pos:] + piece
+            self.pos = 0
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+def _binary_decoder(dtype: pa.DataType) -> Callable[[bytes], object]:
+    oid = pg_type_for(dtype).oid
+    decoder = BINARY_DECODERS.get(oid)
+    if decoder is None:
+        raise FeatureNotSupported(f"binary COPY of columns of type {dtype} is not supported; use FORMAT csv")
+    return decoder
+
+
+def binary_blocks(read: Callable[[], bytes], columns: list[tuple[str, pa.DataType]],
+                  label: str) -> Iterator[RawBlock]:
+    """Binary COPY input (PGCOPY header, tuples of length-prefixed fields, -1 trailer)."""
+    r = _Reader(read)
+    header = r.take(len(BINARY_SIGNATURE) + 8)
+    if header is None or not header.startswith(BINARY_SIGNATURE):
+        raise BadCopyFormat("COPY file signature not recognized")
+    flags, extension = struct.unpack_from("!iI", header, len(BINARY_SIGNATURE))
+    if flags & 0x10000:
+        raise BadCopyFormat("COPY with OIDs is not supported")
+    if extension and r.take(extension) is None:
+        raise BadCopyFormat("invalid COPY file header (missing extension)")
+    decoders = [_binary_decoder(t) for _, t in columns]
+    width = len(columns)
+    line, first = 1, 1
+    values: list[list] = [[] for _ in range(width)]
+    while True:
+        head = r.take(2)
+        if head is None:
+            raise copy.with_context(BadCopyFormat("unexpected EOF in COPY data"), f"COPY {label}, line {line}")
+        (count,) = struct.unpack("!h", head)
+        if count == -1:
+            break
+        if count != width:
+            raise copy.with_context(BadCopyFormat(f"row field count is {count}, expected {width}"),
+                                    f"COPY {label}, line {line}")
+        for i, decode in enumerate(decoders):
+            size_bytes = r.take(4)
+            (size,) = struct.unpack("!i", size_bytes) if size_bytes else (None,)
+            data = None if size is None or size < 0 else r.take(size)
+            if size is None or (size >= 0 and data is None):
+                raise copy.with_context(BadCopyFormat("unexpected EOF in COPY data"),
+                                        f"COPY {label}, line {line}")
+            try:
+                values[i].append(None if data is None else decode(data))
+            except Exception as exc:
+                raise copy.with_context(
+                    BadCopyFormat(f"incorrect binary data format in column {columns[i][0]}: {exc}"),
+                    f"COPY {label}, line {line}, column {columns[i][0]}") from None
+        line += 1
+        if line - first >= BINARY_BLOCK_ROWS:
+            yield RawBlock(_arrow_columns(values, columns), first)
+            values, first = [[] for _ in range(width)], line
+    if line > first:
+        yield RawBlock(_arrow_columns(values, columns), first)
+    while r.take(1) is not None:  # nothing may follow the trailer; Postgres reads it anyway
+        pass
+
+
+def _arrow_columns(values: list[list], columns: list[tuple[str, pa.DataType]]) -> pa.Table:
+    arrays = []
+    for vals, (_, dtype) in zip(values, columns):
+        try:
+            arrays.append(pa.array(vals, type=dtype))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            arrays.append(pa.array([None if v is None else str(v) for v in vals], pa.string()))
+    return pa.table(arrays, names=[f"c{i}" for i in range(len(columns))])
+
+
+# ---------------------------------------------------------------------------------- COPY TO
+def encode_copy_out(table: pa.Table, opts: CopyOptions) -> Iterator[bytes | pa.Buffer]:
+    """COPY TO output for `table`, a chunk of rows per item (header first, if asked)."""
+    binary = opts.format == "binary"
+    columns = plan_columns(table.schema, [BINARY if binary else TEXT])
+    if binary:
+        yield BINARY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00"
+    elif opts.header:
+        names = [pa.array([name.encode()], pa.large_binary()) for name in table.schema.names]
+        escape = (lambda v: _csv_quote(v, opts, False)) if opts.format == "csv" else \
+            (lambda v: _text_escape(v, opts))
+        yield _join_line([escape(n) for n in names], opts)
+    for batch in table.to_batches(max_chunksize=OUT_CHUNK_ROWS):
+        if not batch.num_rows:
+            continue
+        if binary:
+            fields, _ = wire_fields(batch, columns)
+            count = pa.scalar(struct.pack("!h", len(columns)), pa.large_binary())
+            yield join_rows([count] + fields) if columns else b"\x00\x00" * batch.num_rows
+        else:
+            yield _text_rows(batch, columns, opts)
+    if binary:
+        yield b"\xff\xff"
+
+
+def _text_rows(batch: pa.RecordBatch, columns: list[Column], opts: CopyOptions) -> pa.Buffer:
+    forced = opts.force_quote
+    cols = []
+    for values, column in zip(batch.columns, columns):
+        encoded = to_binary(column.encode(values))
+        if opts.format == "csv":
+            force = forced is True or (isinstance(forced, list) and column.name in forced)
+            encoded = _csv_quote(encoded, opts, force)
+        else:
+            encoded = _text_escape(encoded, opts)
+        cols.append(encoded.fill_null(opts.null_string.encode()) if encoded.null_count else encoded)
+    if not cols:
+        return pa.py_buffer(b"\n" * batch.num_rows)
+    return _join_line(cols, opts)
+
+
+def _join_line(cols: list, opts: CopyOptions) -> pa.Buffer:
+    parts = []
+    for i, col in enumerate(cols):
+        if i:
+            parts.append(pa.scalar(opts.sep.encode(), pa.large_binary()))
+        parts.append(col)
+    parts.append(pa.scalar(b"\n", pa.large_binary()))
+    return join_rows(parts)
+
+
+_TEXT_ESCAPES = ((b"\\", b"\\\\"), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t"))
+
+
+def _text_escape(values: pa.Array, opts: CopyOptions) -> pa.Array:
+    sep = opts.sep.encode()
+    escapes = _TEXT_ESCAPES + (() if sep == b"\t" else ((sep, b"\\" + sep),))
+    for raw, escaped in escapes:
+        if pc.any(pc.match_substring(values, raw.decode())).as_py():
+            values = pc.replace_substring(values, raw, escaped)
+    return values
+
+
+def _csv_quote(values: pa.Array, opts: CopyOptions, force: bool) -> pa.Array:
+    """Quote what must be: values holding the delimiter, quote, CR or LF, and a value equal
+    to the NULL string (so it reads back as that string, not NULL); or all, if forced."""
+    quote, esc = opts.quote.encode(), opts.escape_char.encode()
+    if force:
+        needs = pc.is_valid(values)
+    else:
+        pattern = "[" + "".join("\\" + c if c in "]\\^-[" else c for c in (opts.sep + opts.quote + "\r\n")) + "]"
+        needs = pc.or_(pc.match_substring_regex(values, pattern),
+                       pc.equal(values, pa.scalar(opts.null_string.encode(), pa.large_binary())))
+        needs = needs.fill_null(False)
+        if not pc.any(needs).as_py():
+            return values
+    if opts.escape_char != opts.quote and pc.any(pc.match_substring(values, opts.escape)).as_py():
+        values = pc.replace_substring(values, esc, esc + esc)
+    quoted = concat(quote, pc.replace_substring(values, quote, esc + quote), quote)
+    return pc.if_else(needs, quoted, values)
