@@ -24,7 +24,7 @@ from .errors import ProtocolViolation
 from .rows import BINARY, TEXT, Column, join_rows, plan_columns, wire_fields
 from .types import pg_type_for
 from .types.registry import BINARY_DECODERS
-from .types.vector import concat, to_binary
+from .types.vector import big_endian, concat, to_binary
 
 COPY_DONE = b"c\x00\x00\x00\x04"
 BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -178,31 +178,39 @@ def _arrow_columns(values: list[list], columns: list[tuple[str, pa.DataType]]) -
 
 
 # ---------------------------------------------------------------------------------- COPY TO
-def encode_copy_out(table: pa.Table, opts: CopyOptions) -> Iterator[bytes | pa.Buffer]:
-    """COPY TO output for `table`, a chunk of rows per item (header first, if asked)."""
+def copy_out_messages(table: pa.Table, opts: CopyOptions) -> Iterator[bytes | pa.Buffer]:
+    """COPY TO output for `table` as CopyData messages, a chunk of rows per item.
+
+    One CopyData per row, as Postgres sends them (psycopg's row readers rely on it); the
+    binary header rides in the first row's message and the trailer has its own."""
     binary = opts.format == "binary"
     columns = plan_columns(table.schema, [BINARY if binary else TEXT])
-    if binary:
-        yield BINARY_SIGNATURE + b"\x00\x00\x00\x00\x00\x00\x00\x00"
-    elif opts.header:
+    header = BINARY_SIGNATURE + b"\x00" * 8 if binary else b""
+    if opts.header and not binary:
         names = [pa.array([name.encode()], pa.large_binary()) for name in table.schema.names]
         escape = (lambda v: _csv_quote(v, opts, False)) if opts.format == "csv" else \
             (lambda v: _text_escape(v, opts))
-        yield _join_line([escape(n) for n in names], opts)
+        yield copy_data(_line([escape(n) for n in names], opts)[0].as_py())
     for batch in table.to_batches(max_chunksize=OUT_CHUNK_ROWS):
         if not batch.num_rows:
             continue
         if binary:
             fields, _ = wire_fields(batch, columns)
-            count = pa.scalar(struct.pack("!h", len(columns)), pa.large_binary())
-            yield join_rows([count] + fields) if columns else b"\x00\x00" * batch.num_rows
+            rows = concat(struct.pack("!h", len(columns)), *fields)
         else:
-            yield _text_rows(batch, columns, opts)
+            rows = _text_rows(batch, columns, opts)
+        if header:
+            rows = pc.if_else(pc.equal(pa.array(range(batch.num_rows)), 0), concat(header, rows), rows)
+            header = b""
+        lengths = big_endian(pc.add(pc.binary_length(rows), 4).cast(pa.int32()), 4)
+        yield join_rows([pa.scalar(b"d", pa.large_binary()), to_binary(lengths), rows])
+    if header:
+        yield copy_data(header)
     if binary:
-        yield b"\xff\xff"
+        yield copy_data(b"\xff\xff")
 
 
-def _text_rows(batch: pa.RecordBatch, columns: list[Column], opts: CopyOptions) -> pa.Buffer:
+def _text_rows(batch: pa.RecordBatch, columns: list[Column], opts: CopyOptions) -> pa.Array:
     forced = opts.force_quote
     cols = []
     for values, column in zip(batch.columns, columns):
@@ -214,18 +222,17 @@ def _text_rows(batch: pa.RecordBatch, columns: list[Column], opts: CopyOptions) 
             encoded = _text_escape(encoded, opts)
         cols.append(encoded.fill_null(opts.null_string.encode()) if encoded.null_count else encoded)
     if not cols:
-        return pa.py_buffer(b"\n" * batch.num_rows)
-    return _join_line(cols, opts)
+        return pa.array([b"\n"] * batch.num_rows, pa.large_binary())
+    return _line(cols, opts)
 
 
-def _join_line(cols: list, opts: CopyOptions) -> pa.Buffer:
-    parts = []
+def _line(cols: list, opts: CopyOptions) -> pa.Array:
+    """Each row's fields joined by the delimiter, ending in a newline."""
+    sep = opts.sep.encode()
+    parts: list = []
     for i, col in enumerate(cols):
-        if i:
-            parts.append(pa.scalar(opts.sep.encode(), pa.large_binary()))
-        parts.append(col)
-    parts.append(pa.scalar(b"\n", pa.large_binary()))
-    return join_rows(parts)
+        parts += [sep, col] if i else [col]
+    return concat(*parts, b"\n")
 
 
 _TEXT_ESCAPES = ((b"\\", b"\\\\"), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t"))

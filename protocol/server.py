@@ -21,7 +21,7 @@ from engine.copy import is_copy, parse_copy
 from engine.errors import EngineError
 
 from . import messages
-from .copy import COPY_DONE, CopyInStream, copy_data, copy_response, encode_copy_out, raw_blocks
+from .copy import COPY_DONE, CopyInStream, copy_out_messages, copy_response, raw_blocks
 from .auth import AuthConfig, authenticate
 from .errors import FatalProtocolViolation, InvalidAuthorization, InvalidSqlStatementName, \
     ProtocolViolation, SyntaxError_, error_response, notice_response
@@ -346,8 +346,8 @@ class TierdHandler(BuenaVistaHandler):
         if cmd.direction == "to":
             result = state.session.copy_to(cmd)
             self.write(copy_response(b"H", binary, result.table.num_columns))
-            for chunk in encode_copy_out(result.table, cmd.options):
-                self.write(copy_data(chunk))
+            for chunk in copy_out_messages(result.table, cmd.options):
+                self.write(chunk)
             self.write(COPY_DONE)
             self.write(messages.command_complete(result.tag))
             return
