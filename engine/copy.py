@@ -23,6 +23,9 @@ import pyarrow.csv as pacsv
 
 from engine.catalog import Column, TableDef
 from engine.errors import (
+    BadCopyFileFormat,
+    CharacterNotInRepertoire,
+    DuplicateColumn,
     EngineError,
     FeatureNotSupported,
     InvalidParameterValue,
@@ -32,12 +35,10 @@ from engine.errors import (
     UndefinedColumn,
     from_duckdb,
 )
+from engine.statements import matching_paren
 
 BLOCK_BYTES = 8 << 20  # rows are parsed, typed and staged this many input bytes at a time
 
-BadCopyFormat = type("BadCopyFormat", (EngineError,), {"sqlstate": "22P04", "__doc__": "SQLSTATE 22P04"})
-CharacterNotInRepertoire = type("CharacterNotInRepertoire", (EngineError,),
-                                {"sqlstate": "22021", "__doc__": "SQLSTATE 22021"})
 
 
 # ---------------------------------------------------------------------------------- grammar
@@ -116,28 +117,6 @@ def _string(tok: str) -> str:
     raise SyntaxError_(f'syntax error at or near "{tok}": a quoted string is expected')
 
 
-def _matching_paren(sql: str, start: int) -> int:
-    """Index of the ')' closing the '(' at `start`, skipping quoted text."""
-    depth, i = 0, start
-    while i < len(sql):
-        ch = sql[i]
-        if ch in "'\"":
-            end = sql.find(ch, i + 1)
-            while end != -1 and sql[end + 1:end + 2] == ch:
-                end = sql.find(ch, end + 2)
-            if end == -1:
-                break
-            i = end
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    raise SyntaxError_("syntax error: unbalanced parentheses in COPY")
-
-
 def parse_copy(sql: str) -> CopyCommand:
     """`COPY t [(cols)] FROM STDIN [...]` or `COPY t|(query) TO STDOUT [...]`, in both the
     current option syntax `WITH (FORMAT csv, ...)` and the old one (`WITH CSV HEADER`)."""
@@ -151,7 +130,7 @@ def parse_copy(sql: str) -> CopyCommand:
         cmd.options.format = "binary"  # pre-7.3 syntax: COPY BINARY t FROM STDIN
         rest = rest[6:].lstrip()
     if rest.startswith("("):
-        end = _matching_paren(rest, 0)
+        end = matching_paren(rest, 0, "COPY")
         cmd.query = rest[1:end].strip()
         toks = _tokens(rest[end + 1:])
     else:
@@ -490,9 +469,9 @@ def _names(width: int) -> list[str]:
 
 def _width_error(columns: list[str], got: int, line: int, text: str, label: str) -> EngineError:
     if got < len(columns):
-        err = BadCopyFormat(f'missing data for column "{columns[got]}"')
+        err = BadCopyFileFormat(f'missing data for column "{columns[got]}"')
     else:
-        err = BadCopyFormat("extra data after last expected column")
+        err = BadCopyFileFormat("extra data after last expected column")
     return with_context(err, f'COPY {label}, line {line}: "{_shown(text)}"')
 
 
@@ -531,7 +510,7 @@ def parse_block(block: bytes, opts: CopyOptions, columns: list[str], first_line:
         table = read(True)
     except pa.ArrowInvalid as exc:
         _decode(block)  # invalid UTF-8 is the usual cause: report it as Postgres does
-        raise BadCopyFormat(f"could not parse COPY data: {exc}").with_traceback(None) from None
+        raise BadCopyFileFormat(f"could not parse COPY data: {exc}").with_traceback(None) from None
     if bad:
         bad.clear()
         read(False)  # single-threaded, the reader numbers the rows
@@ -586,9 +565,6 @@ def target_columns(t: TableDef, cmd: CopyCommand) -> list[Column]:
         seen.add(name)
         out.append(by_name[name])
     return out
-
-
-DuplicateColumn = type("DuplicateColumn", (EngineError,), {"sqlstate": "42701", "__doc__": "SQLSTATE 42701"})
 
 
 def _q(name: str) -> str:

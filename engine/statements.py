@@ -44,7 +44,8 @@ _CREATE_TABLE = re.compile(
 _OPTION = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^']|'')*'|[^,\s)]+)\s*(,|$)", re.S)
 
 
-def _matching_paren(sql: str, open_at: int) -> int:
+def matching_paren(sql: str, open_at: int, statement: str = "CREATE TABLE") -> int:
+    """Index of the ')' closing the '(' at `open_at`, skipping quoted text."""
     depth, i, n = 0, open_at, len(sql)
     while i < n:
         c = sql[i]
@@ -62,14 +63,14 @@ def _matching_paren(sql: str, open_at: int) -> int:
             if depth == 0:
                 return i
         i += 1
-    raise SyntaxError_("syntax error: unbalanced parentheses in CREATE TABLE")
+    raise SyntaxError_(f"syntax error: unbalanced parentheses in {statement}")
 
 
 def parse_create_table(sql: str, default_ns: str) -> CreateTable:
     m = _CREATE_TABLE.match(sql)
     if not m:
         raise SyntaxError_("syntax error in CREATE TABLE")
-    close = _matching_paren(sql, m.end() - 1)
+    close = matching_paren(sql, m.end() - 1)
     body = sql[m.end() : close]
     rest = sql[close + 1 :].strip().rstrip(";").strip()
     options: dict[str, str] = {}

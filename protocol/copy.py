@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import copy
-from engine.copy import BadCopyFormat, CopyCommand, CopyOptions, RawBlock
-from engine.errors import FeatureNotSupported, QueryCanceled
+from engine.copy import CopyCommand, CopyOptions, RawBlock
+from engine.errors import BadCopyFileFormat, FeatureNotSupported, QueryCanceled
 
 from .errors import ProtocolViolation
 from .rows import BINARY, TEXT, Column, join_rows, plan_columns, wire_fields
@@ -124,12 +124,12 @@ def binary_blocks(read: Callable[[], bytes], columns: list[tuple[str, pa.DataTyp
     r = _Reader(read)
     header = r.take(len(BINARY_SIGNATURE) + 8)
     if header is None or not header.startswith(BINARY_SIGNATURE):
-        raise BadCopyFormat("COPY file signature not recognized")
+        raise BadCopyFileFormat("COPY file signature not recognized")
     flags, extension = struct.unpack_from("!iI", header, len(BINARY_SIGNATURE))
     if flags & 0x10000:
-        raise BadCopyFormat("COPY with OIDs is not supported")
+        raise BadCopyFileFormat("COPY with OIDs is not supported")
     if extension and r.take(extension) is None:
-        raise BadCopyFormat("invalid COPY file header (missing extension)")
+        raise BadCopyFileFormat("invalid COPY file header (missing extension)")
     decoders = [_binary_decoder(t) for _, t in columns]
     width = len(columns)
     line, first = 1, 1
@@ -137,25 +137,25 @@ def binary_blocks(read: Callable[[], bytes], columns: list[tuple[str, pa.DataTyp
     while True:
         head = r.take(2)
         if head is None:
-            raise copy.with_context(BadCopyFormat("unexpected EOF in COPY data"), f"COPY {label}, line {line}")
+            raise copy.with_context(BadCopyFileFormat("unexpected EOF in COPY data"), f"COPY {label}, line {line}")
         (count,) = struct.unpack("!h", head)
         if count == -1:
             break
         if count != width:
-            raise copy.with_context(BadCopyFormat(f"row field count is {count}, expected {width}"),
+            raise copy.with_context(BadCopyFileFormat(f"row field count is {count}, expected {width}"),
                                     f"COPY {label}, line {line}")
         for i, decode in enumerate(decoders):
             size_bytes = r.take(4)
             (size,) = struct.unpack("!i", size_bytes) if size_bytes else (None,)
             data = None if size is None or size < 0 else r.take(size)
             if size is None or (size >= 0 and data is None):
-                raise copy.with_context(BadCopyFormat("unexpected EOF in COPY data"),
+                raise copy.with_context(BadCopyFileFormat("unexpected EOF in COPY data"),
                                         f"COPY {label}, line {line}")
             try:
                 values[i].append(None if data is None else decode(data))
             except Exception as exc:
                 raise copy.with_context(
-                    BadCopyFormat(f"incorrect binary data format in column {columns[i][0]}: {exc}"),
+                    BadCopyFileFormat(f"incorrect binary data format in column {columns[i][0]}: {exc}"),
                     f"COPY {label}, line {line}, column {columns[i][0]}") from None
         line += 1
         if line - first >= BINARY_BLOCK_ROWS:
