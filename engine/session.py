@@ -16,10 +16,11 @@ from typing import Callable, Iterator, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine import copy, dml, privileges, read_path, sql_refs
 from engine.catalog import TableDef, check_identifier, parse_table_options
-from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, key_list
+from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, Tombstone, key_list
 from engine.errors import (
     ActiveSqlTransaction,
     DuplicateTable,
@@ -630,22 +631,23 @@ class EngineSession:
         """Apply this transaction's key states to the engine's index; returns an undo that
         restores the previous states of keys still holding ours (a failed group write)."""
         eng = self.engine
-        previous: list[tuple[dict, object, KeyState | None, KeyState]] = []
+        applied: list[tuple[dict, dict, dict]] = []  # (index, our changes, states they replaced)
         for tid, changes in self.pending_index.items():
             index = eng.hot_index.get(tid)
             if index is None:
                 continue
-            for k, st in changes.items():
-                previous.append((index, k, index.get(k), st))
+            replaced = {k: index[k] for k in changes if k in index}
             index.update(changes)
+            applied.append((index, changes, replaced))
 
         def undo() -> None:
-            for index, k, old, ours in reversed(previous):
-                if index.get(k) is ours:
-                    if old is None:
-                        index.pop(k, None)
-                    else:
-                        index[k] = old
+            for index, changes, replaced in reversed(applied):
+                for k, ours in changes.items():
+                    if index.get(k) is ours:
+                        if k in replaced:
+                            index[k] = replaced[k]
+                        else:
+                            index.pop(k, None)
         return undo
 
     def _rollback_write(self) -> None:
@@ -727,16 +729,18 @@ class EngineSession:
             live |= self.engine.cold_live_keys(self.check_cur, t, unknown)
         return live
 
-    def _append(self, t: TableDef, rows: pa.Table, deleted: bool) -> None:
-        """Write new versions of `rows` (visible columns, table types) into the hot tier."""
+    def _append(self, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
+        """Write new versions of `rows` (visible columns, table types) into the hot tier;
+        `keys`: their key_list, if the caller has it."""
         n = rows.num_rows
         if n == 0:
             return
         eng = self.engine
         first = eng.seq + 1
         eng.seq += n
-        batch = rows.append_column("_seq", pa.array(range(first, first + n), pa.int64()))
-        batch = batch.append_column("_deleted", pa.array([deleted] * n, pa.bool_()))
+        seqs = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1)
+        batch = rows.append_column("_seq", seqs)
+        batch = batch.append_column("_deleted", pa.repeat(pa.scalar(deleted, pa.bool_()), n))
         if self.in_duck_txn:  # visible to this transaction at once, to others at COMMIT
             self.cur.register("__batch", batch)
             try:
@@ -745,8 +749,8 @@ class EngineSession:
                 self.cur.unregister("__batch")
         self.pending.append((t.tid, first, batch))
         index = self.pending_index.setdefault(t.tid, {})
-        for k, s in zip(key_list(t, rows), range(first, first + n)):
-            index[k] = KeyState(s, deleted)
+        index.update(zip(keys if keys is not None else key_list(t, rows),
+                         map(Tombstone if deleted else KeyState, range(first, first + n))))
 
     def _shadow(self, t: TableDef) -> None:
         """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
@@ -932,17 +936,21 @@ class EngineSession:
                     raise QueryCanceled("canceling statement due to user request")
                 # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
                 rows = copy.typed_rows(self.check_cur, t, schema, targets, block.rows, block.first_line, t.name)
-                self._copy_check_keys(t, rows, block.first_line)
-                self._append(t, rows, deleted=False)
+                keys = self._copy_check_keys(t, rows, block.first_line)
+                self._append(t, rows, deleted=False, keys=keys)
                 count += rows.num_rows
         if not self.explicit:
             self._commit_write()
         return StatementResult(f"COPY {count}")
 
-    def _copy_check_keys(self, t: TableDef, rows: pa.Table, first_line: int) -> None:
-        """`_insert_rows`' uniqueness check, with set operations instead of a call per row."""
+    def _copy_check_keys(self, t: TableDef, rows: pa.Table, first_line: int) -> list:
+        """`_insert_rows`' uniqueness check without a Python call per row; returns the keys."""
         keys = key_list(t, rows)
-        if len(set(keys)) != len(keys):
+        if len(t.primary_key) == 1:
+            repeated = len(pc.unique(rows.column(t.primary_key[0]))) != len(keys)
+        else:
+            repeated = len(set(keys)) != len(keys)
+        if repeated:
             seen: set = set()
             for i, k in enumerate(keys):
                 if k in seen:
@@ -962,6 +970,7 @@ class EngineSession:
         if live:
             i = next(i for i, k in enumerate(keys) if k in live)
             self._copy_duplicate(t, keys[i], first_line + i)
+        return keys
 
     @staticmethod
     def _copy_duplicate(t: TableDef, key, line: int) -> None:

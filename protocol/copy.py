@@ -10,7 +10,9 @@ DataRow; parsing text and csv input is the engine's (engine/copy.py).
 """
 from __future__ import annotations
 
+import queue
 import struct
+import threading
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -46,31 +48,53 @@ def copy_data(data: bytes | pa.Buffer) -> bytes:
 class CopyInStream:
     """The client's CopyData payloads, one per `read()`, b"" after CopyDone.
 
+    A reader thread receives the messages while the engine parses and stages the previous
+    block (socket reads, pyarrow and DuckDB all release the GIL), a bounded queue ahead.
     CopyFail raises 57014; a message that has no place in COPY is a protocol violation.
     `drain()` reads and drops the rest after the engine has given up on the data."""
 
+    AHEAD = 32  # messages received ahead of the engine
+
     def __init__(self, read_message: Callable[[], tuple[bytes, bytes]]):
         self._read_message = read_message
+        self._queue: queue.Queue = queue.Queue(self.AHEAD)
+        self._thread = threading.Thread(target=self._receive, name="copy-in", daemon=True)
+        self._thread.start()
         self.finished = False
 
+    def _receive(self) -> None:
+        try:
+            while True:
+                kind, payload = self._read_message()
+                if kind == b"d":
+                    if payload:
+                        self._queue.put(payload)
+                elif kind == b"c":
+                    self._queue.put(b"")
+                    return
+                elif kind == b"f":
+                    reason = payload.rstrip(b"\x00").decode("utf-8", "replace")
+                    self._queue.put(QueryCanceled(f"COPY from stdin failed: {reason}"))
+                    return
+                elif kind not in (b"H", b"S"):  # Postgres ignores Flush and Sync during COPY IN
+                    self._queue.put(ProtocolViolation(
+                        f"unexpected message type 0x{kind[0]:02x} during COPY from stdin"))
+                    return
+        except BaseException as exc:  # the client went away: the engine sees it at its next read
+            self._queue.put(exc)
+
     def read(self) -> bytes:
-        while not self.finished:
-            kind, payload = self._read_message()
-            if kind == b"d":
-                if payload:
-                    return payload
-                continue
+        if self.finished:
+            return b""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
             self.finished = True
-            if kind == b"c":
-                return b""
-            if kind == b"f":
-                reason = payload.rstrip(b"\x00").decode("utf-8", "replace")
-                raise QueryCanceled(f"COPY from stdin failed: {reason}")
-            if kind in (b"H", b"S"):  # Postgres ignores Flush and Sync during COPY IN
-                self.finished = False
-                continue
-            raise ProtocolViolation(f"unexpected message type 0x{kind[0]:02x} during COPY from stdin")
-        return b""
+            self._thread.join()
+            raise item
+        if not item:
+            self.finished = True
+            self._thread.join()
+        return item
 
     def drain(self) -> None:
         try:
