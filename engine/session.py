@@ -40,8 +40,9 @@ from engine.errors import (
     UniqueViolation,
     from_duckdb,
 )
+from engine.param_types import infer_param_types
 from engine.results import StatementResult
-from engine.sql_split import leading_words, split_statements
+from engine.sql_split import leading_words, max_placeholder, split_statements
 from engine.statements import parse_command, parse_create_table, parse_grant, parse_role_command, \
     parse_storage_command, unquote
 
@@ -77,6 +78,8 @@ SETTINGS_DEFAULTS = {
     "search_path": DEFAULT_NAMESPACE,
 }
 
+
+JOB_SCHEMA = pa.schema([("job_id", pa.string()), ("status", pa.string()), ("message", pa.string())])
 
 _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
@@ -115,6 +118,7 @@ class EngineSession:
         self.check_cur = engine.db.cursor()  # always sees the latest committed state
         self.settings = dict(SETTINGS_DEFAULTS)
         self.explicit = False  # inside BEGIN ... COMMIT
+        self.segment = False  # inside an extended-protocol implicit transaction (until Sync)
         self.failed = False
         self.holds_lock = False
         self.in_duck_txn = False  # explicit transaction whose writes sit in a DuckDB transaction
@@ -149,6 +153,37 @@ class EngineSession:
         if params is None:
             return [self._one(s, None) for s in split_statements(sql)]
         return [self._one(sql, list(params))]
+
+    def describe(self, sql: str) -> tuple[list[str | None], pa.Schema | None]:
+        """Parameter types (DuckDB type names, None if unknown) and the result schema (None:
+        no rows) of one statement, without running it: Describe of a prepared statement."""
+        self.cancel_requested = False
+        words = leading_words(sql, 3) or [""]
+        if self.failed and words[0] not in ("ROLLBACK", "ABORT", "COMMIT", "END"):
+            raise InFailedSqlTransaction(
+                "current transaction is aborted, commands ignored until end of transaction block")
+        try:
+            with self.engine.reaper.reading(), self._running:
+                return self._describe(sql, words)
+        except duckdb.Error as exc:
+            err = from_duckdb(exc)
+            self._statement_failed()
+            raise err from None
+        except EngineError:
+            self._statement_failed()
+            raise
+
+    def begin_segment(self) -> None:
+        """The wire's messages up to Sync form one implicit transaction: writes commit at
+        `end_segment`, and an error rolls back every write of the segment (as Postgres)."""
+        self.segment = True
+
+    def end_segment(self) -> None:
+        if not self.segment:
+            return
+        self.segment = False
+        if not self.explicit:
+            self._commit_write()
 
     def cancel(self) -> None:
         self.cancel_requested = True
@@ -211,6 +246,7 @@ class EngineSession:
     def _dispatch(self, sql: str, words: list[str], params: list) -> StatementResult:
         first = words[0]
         if first in ("BEGIN", "START"):
+            self._own_writes_visible()
             self.explicit = True
             return StatementResult("BEGIN")
         if first in ("COMMIT", "END"):
@@ -263,13 +299,18 @@ class EngineSession:
             raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
         sql_refs.analyze(sql)  # refuses anything but queries
 
-    def _query(self, sql: str, params: list) -> StatementResult:
+    def _read_sql(self, sql: str) -> tuple[str, bool]:
+        """Client read SQL as DuckDB runs it, and whether it needs the system-column catalog."""
         self._check_read_only(sql)
         self._check_select(sql_refs.analyze(sql).tables)
         if _SYSTEM.search(sql):
             self.engine.refresh_system_tables()
             sql = _SYSTEM.sub("memory.system.", sql)
-        hidden = bool(_HIDDEN.search(sql))
+        return sql, bool(_HIDDEN.search(sql))
+
+    def _query(self, sql: str, params: list) -> StatementResult:
+        sql, hidden = self._read_sql(sql)
+        self._own_writes_visible()
         self.engine.materialize()
         with self._running:
             if hidden:
@@ -281,6 +322,65 @@ class EngineSession:
                 if hidden:
                     self._restore_catalog()
         return StatementResult(f"SELECT {table.num_rows}", table)
+
+    def _own_writes_visible(self) -> None:
+        """An implicit transaction's writes wait for Sync outside DuckDB; before anything
+        reads, move them into a DuckDB transaction so the segment sees its own writes."""
+        if not self.holds_lock or self.in_duck_txn:
+            return
+        self.engine.settle()
+        self.cur.execute("BEGIN")
+        self.in_duck_txn = True
+        for tid, _first, batch in self.pending:
+            t = self.engine.catalog.by_tid(tid)
+            self.cur.register("__batch", batch)
+            try:
+                self.cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __batch")
+            finally:
+                self.cur.unregister("__batch")
+
+    # ------------------------------------------------------------------ describe
+    def _describe(self, sql: str, words: list[str]) -> tuple[list[str | None], pa.Schema | None]:
+        first = words[0]
+        params = infer_param_types(sql, max_placeholder(sql), self._column_types)
+        if first == "SHOW" and len(words) > 1 and words[1].lower() in self.settings:
+            return params, pa.schema([(words[1].lower(), pa.string())])
+        if first in READ_STATEMENTS:
+            sql, hidden = self._read_sql(sql)
+            if hidden:
+                self.cur.execute(f"USE {read_path.FULL}.{read_path.q(DEFAULT_NAMESPACE)}")
+            try:
+                return params, self._schema_of(sql, params)
+            finally:
+                if hidden:
+                    self._restore_catalog()
+        if first in ("INSERT", "UPDATE", "DELETE"):
+            p = dml.plan(sql)
+            if p.returning is None:
+                return params, None
+            t = self._resolve(p.target)
+            returning = f"SELECT {p.returning} FROM {read_path.visible_view(t)} AS {read_path.q(p.target.alias)}"
+            used = max_placeholder(p.returning)
+            return params, self._schema_of(returning, params[:used] + [None] * (used - len(params)))
+        if first in ("RETRY", "KILL") or (first == "STORAGE" and words[1:2] != ["CHECK"]):
+            return params, JOB_SCHEMA
+        return params, None
+
+    def _schema_of(self, sql: str, param_types: list[str | None]) -> pa.Schema:
+        """The Arrow schema `sql` would produce, from DuckDB's binder (LIMIT 0, no rows read).
+        Parameters of unknown type are bound as text, as they are at Bind."""
+        values = ["" if typ is None or typ == "VARCHAR" else None for typ in param_types]
+        return self.cur.sql(sql, params=values or None).limit(0).to_arrow_table().schema
+
+    def _column_types(self, table) -> dict[str, str]:
+        """Column name -> DuckDB type of a table named in client SQL (for parameter types)."""
+        t = self.engine.catalog.find(table.db or DEFAULT_NAMESPACE, table.name)
+        if t is not None:
+            return {c.name: c.type for c in t.columns}
+        name = ".".join(read_path.q(part) for part in (table.catalog, table.db, table.name) if part)
+        sql, _ = self._read_sql(f"SELECT * FROM {name}")
+        rel = self.cur.sql(sql)
+        return {n: str(typ) for n, typ in zip(rel.columns, rel.types)}
 
     def _restore_catalog(self) -> None:
         """Back to the catalog without system columns. In an aborted DuckDB transaction this
@@ -315,6 +415,8 @@ class EngineSession:
     # ------------------------------------------------------------------ DDL
     def _ddl(self, sql: str, words: list[str]) -> StatementResult:
         self._require_superuser(" ".join(words[:2]))
+        if self.holds_lock and not self.explicit:
+            self._commit_write()  # DDL is not transactional: it ends an implicit transaction
         if self.holds_lock:
             raise ActiveSqlTransaction("DDL inside a transaction that has already written is not supported")
         eng = self.engine
@@ -523,8 +625,7 @@ class EngineSession:
 
     def _job_rows(self, rows: list[tuple[str, str, str]]) -> StatementResult:
         table = pa.table({"job_id": [r[0] for r in rows], "status": [r[1] for r in rows],
-                          "message": [r[2] for r in rows]},
-                         schema=pa.schema([("job_id", pa.string()), ("status", pa.string()), ("message", pa.string())]))
+                          "message": [r[2] for r in rows]}, schema=JOB_SCHEMA)
         return StatementResult(f"SELECT {table.num_rows}", table)
 
     def _job_command(self, sql: str) -> StatementResult:
@@ -679,7 +780,7 @@ class EngineSession:
                 result = self._update(t, p, params)
             else:
                 result = self._delete(t, p, params)
-        if not self.explicit:
+        if not self.explicit and not self.segment:
             self._commit_write()
         return result
 
@@ -829,6 +930,7 @@ class EngineSession:
         return self._insert_rows(t, p, rows, params)
 
     def _slow_rows(self, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table:
+        self._own_writes_visible()
         self.engine.settle()  # INSERT ... SELECT may read any table
         sql = p.stage_sql
         if dml.COLUMNS_PREFIX in sql:
@@ -856,6 +958,7 @@ class EngineSession:
     def _affected(self, t: TableDef, select_sql: str, params: list) -> tuple[pa.Table, list]:
         """The rows an UPDATE/DELETE touches, once per key (a join may match a row twice:
         the first match wins), and their keys."""
+        self._own_writes_visible()
         self._shadow(t)
         self.engine.settle()
         sel = self.cur.execute(select_sql, params).to_arrow_table()

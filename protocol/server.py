@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 import struct
+from itertools import zip_longest
 
 from buenavista.core import Connection
 from buenavista.postgres import BuenaVistaHandler, BuenaVistaServer
@@ -27,7 +28,7 @@ from .errors import FatalProtocolViolation, InvalidAuthorization, InvalidSqlStat
     ProtocolViolation, SyntaxError_, error_response, notice_response
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
-from .types import decode_param, oids
+from .types import decode_param, oid_for_sql_type
 
 from engine.sql_split import max_placeholder, split_statements
 
@@ -35,8 +36,6 @@ log = logging.getLogger("tierd.protocol")
 
 MAX_MESSAGE = 1 << 30
 EXTENDED = frozenset(b"PBDECH")   # type bytes whose failure makes us skip until Sync
-_ROWS_STATEMENT = re.compile(r"^[\s(]*(SELECT|WITH|VALUES|SHOW|TABLE|EXPLAIN|FROM)\b", re.I)
-_RETURNING = re.compile(r"\bRETURNING\b", re.I)
 # Prepared statements are protocol state, so the SQL that drops them is answered here.
 _DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
 
@@ -407,13 +406,12 @@ class TierdHandler(BuenaVistaHandler):
             self.write(row_description(portal.columns))
 
     def describe_statement(self, state: ConnectionState, statement: PreparedStatement) -> None:
-        count = max(len(statement.param_oids), max_placeholder(statement.sql))
-        declared = statement.param_oids + [0] * (count - len(statement.param_oids))
-        self.write(messages.parameter_description([oid or oids.TEXT for oid in declared]))
-        schema = None
-        returns_rows = _ROWS_STATEMENT.match(statement.sql) or _RETURNING.search(statement.sql)
-        if returns_rows and hasattr(state.session, "describe"):
-            schema = state.session.describe(statement.sql)
+        """ParameterDescription with inferred types, then RowDescription or NoData; the
+        statement is bound by DuckDB (LIMIT 0) but never run."""
+        param_types, schema = state.session.describe(statement.sql)
+        statement.param_oids = [declared or oid_for_sql_type(inferred) for declared, inferred in
+                                zip_longest(statement.param_oids, param_types)]
+        self.write(messages.parameter_description(statement.param_oids))
         if schema is None:
             self.write(messages.NO_DATA)
         else:
@@ -423,6 +421,7 @@ class TierdHandler(BuenaVistaHandler):
         if portal.executed:
             return
         portal.executed = True
+        state.session.begin_segment()
         tag = deallocate(state, portal.statement.sql)
         if tag:
             portal.tag = tag
@@ -475,7 +474,15 @@ class TierdHandler(BuenaVistaHandler):
         self.flush()
 
     def handle_sync(self, state: ConnectionState) -> None:
+        """Sync ends the implicit transaction of the messages before it: commit or, after an
+        error, the rollback already done."""
         state.skip_until_sync = False
+        try:
+            state.session.end_segment()
+        except (ClientGone, ConnectionError):
+            raise
+        except Exception as exc:
+            self.send_error(exc)
         state.end_of_transaction()
         self.send_ready_for_query(state)
         self.flush()

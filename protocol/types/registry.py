@@ -152,6 +152,37 @@ def pg_type_for(dtype: pa.DataType, metadata: dict | None = None) -> PgType:
 
 # --- parameters ----------------------------------------------------------------------
 
+# DuckDB type names (as the engine reports parameter types) -> Postgres OIDs.
+BY_SQL_TYPE: dict[str, int] = {
+    "BOOLEAN": oids.BOOL, "BOOL": oids.BOOL,
+    "TINYINT": oids.INT2, "UTINYINT": oids.INT2, "SMALLINT": oids.INT2, "INT2": oids.INT2,
+    "USMALLINT": oids.INT4, "INTEGER": oids.INT4, "INT": oids.INT4, "INT4": oids.INT4,
+    "UINTEGER": oids.INT8, "BIGINT": oids.INT8, "INT8": oids.INT8,
+    "UBIGINT": oids.NUMERIC, "HUGEINT": oids.NUMERIC, "UHUGEINT": oids.NUMERIC,
+    "DECIMAL": oids.NUMERIC, "NUMERIC": oids.NUMERIC,
+    "FLOAT": oids.FLOAT4, "REAL": oids.FLOAT4, "FLOAT4": oids.FLOAT4,
+    "DOUBLE": oids.FLOAT8, "FLOAT8": oids.FLOAT8, "DOUBLE PRECISION": oids.FLOAT8,
+    "VARCHAR": oids.TEXT, "TEXT": oids.TEXT, "STRING": oids.TEXT, "CHAR": oids.BPCHAR,
+    "BPCHAR": oids.BPCHAR, "BLOB": oids.BYTEA, "BYTEA": oids.BYTEA,
+    "DATE": oids.DATE, "TIME": oids.TIME, "TIMESTAMP": oids.TIMESTAMP,
+    "TIMESTAMP WITH TIME ZONE": oids.TIMESTAMPTZ, "TIMESTAMPTZ": oids.TIMESTAMPTZ,
+    "INTERVAL": oids.INTERVAL, "UUID": oids.UUID, "JSON": oids.JSON, "JSONB": oids.JSONB,
+}
+
+
+def oid_for_sql_type(name: str | None) -> int:
+    """The OID to describe a parameter of DuckDB type `name` with (text when unknown)."""
+    if not name:
+        return oids.TEXT
+    name = name.strip().upper()
+    if name.endswith("[]"):
+        element = oid_for_sql_type(name[:-2])
+        return oids.ARRAY_OF.get(element, oids.ARRAY_OF[oids.TEXT])
+    if name.startswith("VARCHAR("):
+        return oids.VARCHAR
+    return BY_SQL_TYPE.get(name.split("(")[0].strip(), oids.TEXT)
+
+
 TEXT_DECODERS: dict[int, Callable[[str], object]] = (
     numeric.TEXT_DECODERS | datetime.TEXT_DECODERS | string.TEXT_DECODERS)
 BINARY_DECODERS: dict[int, Callable[[bytes], object]] = (
