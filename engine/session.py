@@ -41,7 +41,7 @@ from engine.errors import (
     from_duckdb,
 )
 from engine.param_types import infer_param_types
-from engine.results import StatementResult
+from engine.results import StatementResult, schema_with_sql_types, with_sql_types
 from engine.sql_split import leading_words, max_placeholder, split_statements
 from engine.statements import parse_command, parse_create_table, parse_grant, parse_role_command, \
     parse_storage_command, unquote
@@ -317,7 +317,8 @@ class EngineSession:
                 self.cur.execute(f"USE {read_path.FULL}.{read_path.q(DEFAULT_NAMESPACE)}")
             try:
                 self.cur.execute(sql, params)
-                table = self.cur.to_arrow_table()
+                types = [d[1] for d in self.cur.description]
+                table = with_sql_types(self.cur.to_arrow_table(), types)
             finally:
                 if hidden:
                     self._restore_catalog()
@@ -370,7 +371,8 @@ class EngineSession:
         """The Arrow schema `sql` would produce, from DuckDB's binder (LIMIT 0, no rows read).
         Parameters of unknown type are bound as text, as they are at Bind."""
         values = ["" if typ is None or typ == "VARCHAR" else None for typ in param_types]
-        return self.cur.sql(sql, params=values or None).limit(0).to_arrow_table().schema
+        rel = self.cur.sql(sql, params=values or None)
+        return schema_with_sql_types(rel.limit(0).to_arrow_table().schema, rel.types)
 
     def _column_types(self, table) -> dict[str, str]:
         """Column name -> DuckDB type of a table named in client SQL (for parameter types)."""
@@ -875,7 +877,8 @@ class EngineSession:
         used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
         self.cur.register("__ret", rows)
         try:
-            return self.cur.execute(f"SELECT {expr} FROM __ret AS {read_path.q(alias)}", params[:used]).to_arrow_table()
+            self.cur.execute(f"SELECT {expr} FROM __ret AS {read_path.q(alias)}", params[:used])
+            return with_sql_types(self.cur.to_arrow_table(), [d[1] for d in self.cur.description])
         finally:
             self.cur.unregister("__ret")
 

@@ -35,6 +35,9 @@ from engine.sql_split import max_placeholder, split_statements
 log = logging.getLogger("tierd.protocol")
 
 MAX_MESSAGE = 1 << 30
+# Settings a startup packet may carry (the encodings stay UTF8 whatever a client asks).
+STARTUP_SETTINGS = frozenset({"timezone", "datestyle", "intervalstyle", "application_name",
+                              "search_path"})
 EXTENDED = frozenset(b"PBDECH")   # type bytes whose failure makes us skip until Sync
 # Prepared statements are protocol state, so the SQL that drops them is answered here.
 _DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
@@ -238,12 +241,17 @@ class TierdHandler(BuenaVistaHandler):
                      self.flush)
         session = conn.open_session(user, database)
         state = ConnectionState(session, params)
+        settings = getattr(session, "settings", {})
+        for name, value in params.items():   # startup options set session settings (pgjdbc: TimeZone)
+            if name.lower() in STARTUP_SETTINGS and name.lower() in settings:
+                settings[name.lower()] = value.strip("'")
         self.send_authentication_ok()
-        self.send_parameter_status(conn.parameters() | {
+        state.reported = conn.parameters() | {
             "application_name": params.get("application_name", ""),
             "session_authorization": user,
             "is_superuser": "on" if getattr(session, "is_superuser", False) else "off",
-        })
+        }
+        self.report_settings(state, initial=True)
         self.send_backend_key_data(state)
         self.send_ready_for_query(state)
         self.flush()
@@ -286,6 +294,7 @@ class TierdHandler(BuenaVistaHandler):
                 self.send_error(exc)
                 if kind[0] in EXTENDED:
                     state.skip_until_sync = True
+                    self.flush()    # a client waiting after Flush (asyncpg) must see it now
 
     def send_error(self, exc: BaseException, ctx=None) -> None:
         """Errors carry severity, SQLSTATE, message, detail and hint (buenavista: message only)."""
@@ -320,12 +329,26 @@ class TierdHandler(BuenaVistaHandler):
                 for result in results:
                     self.send_notices(result.notices)
                     self.send_result(result.tag, result.table)
+                    if result.tag in ("SET", "RESET"):
+                        self.report_settings(state)
         except (ClientGone, ConnectionError):
             raise
         except Exception as exc:
             self.send_error(exc)
         self.send_ready_for_query(state)
         self.flush()
+
+    def report_settings(self, state: ConnectionState, initial: bool = False) -> None:
+        """ParameterStatus for every reported setting at startup, and after a SET/RESET for
+        each one whose value changed (drivers track TimeZone, DateStyle, application_name)."""
+        settings = getattr(state.session, "settings", {})
+        changed = {}
+        for name, value in state.reported.items():
+            current = settings.get(name.lower(), value)
+            if initial or current != value:
+                changed[name] = current
+        state.reported.update(changed)
+        self.send_parameter_status(changed)
 
     def send_result(self, tag: str, table) -> None:
         if table is not None:
@@ -432,6 +455,8 @@ class TierdHandler(BuenaVistaHandler):
             return
         result = results[-1]
         self.send_notices(result.notices)
+        if result.tag in ("SET", "RESET"):
+            self.report_settings(state)
         portal.tag, portal.table = result.tag, result.table
         if result.table is not None:
             portal.columns = plan_columns(result.table.schema, portal.result_formats)

@@ -52,6 +52,7 @@ class ConnectionState:
     statements: dict[str, PreparedStatement] = field(default_factory=dict)
     portals: dict[str, Portal] = field(default_factory=dict)
     skip_until_sync: bool = False       # an extended-protocol message failed
+    reported: dict[str, str] = field(default_factory=dict)   # ParameterStatus values sent
 
     def add_statement(self, name: str, statement: PreparedStatement) -> None:
         if name and name in self.statements:

@@ -15,6 +15,7 @@ import pytest
 from engine.errors import InvalidCatalogName, UndefinedTable
 from engine.results import StatementResult
 from engine.roles import Role, ScramKeys
+from engine.sql_split import max_placeholder
 from protocol.auth import AuthConfig
 from protocol.server import make_server
 
@@ -38,6 +39,16 @@ class StubSession:
         if key.startswith("ten"):
             return [StatementResult("SELECT 10", pa.table({"n": list(range(10))}))]
         return [StatementResult("SELECT 1", pa.table({"b": [True], "s": [sql]}))]
+
+    def describe(self, sql):
+        """Parameter types unknown (text), no rows: the wire layer's side of Describe."""
+        return [None] * max_placeholder(sql), None
+
+    def begin_segment(self):
+        pass
+
+    def end_segment(self):
+        pass
 
     def cancel(self):
         pass

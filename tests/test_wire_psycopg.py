@@ -87,8 +87,8 @@ def as_param(name, value):
 
 
 def comparable(name, value):
-    """uuid and json results arrive as text (engine gap, see the xfail test below);
-    everything else must come back as the exact Python value that was sent."""
+    """uuid compares by its text and json by its parsed value; everything else must come
+    back as the exact Python value that was sent."""
     if value is None:
         return None
     if name == "c_uuid":
@@ -168,9 +168,6 @@ def test_result_column_types(db, binary):
     assert codes["c_varchar"] in (25, 1043)
 
 
-@pytest.mark.xfail(reason="engine: uuid and json results reach the wire as Arrow strings "
-                          "(DuckDB arrow_lossless_conversion is off), so they are sent as "
-                          "text, not as uuid/json", strict=True)
 @MODES
 def test_uuid_and_json_results_carry_their_types(db, binary):
     cur = db.cursor(binary=binary)
@@ -453,9 +450,6 @@ def test_pipeline_error_then_connection_usable(db):
     assert db.execute("SELECT id FROM public.pipe_err ORDER BY id").fetchall() == [(1,), (3,)]
 
 
-@pytest.mark.xfail(reason="protocol+engine: the messages up to a Sync are not one implicit "
-                          "transaction; an error keeps the earlier writes of the same "
-                          "pipeline segment (Postgres rolls them back)", strict=True)
 def test_pipeline_segment_is_atomic(db):
     db.execute("CREATE TABLE public.pipe_atomic (id BIGINT PRIMARY KEY)")
     db.execute("INSERT INTO public.pipe_atomic VALUES (3)")

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import FeatureNotSupported
+from engine.results import SQL_TYPE
 
 from . import array, datetime, numeric, oids, string
 from .vector import to_binary
@@ -110,6 +111,13 @@ def pg_type_for(dtype: pa.DataType, metadata: dict | None = None) -> PgType:
         chosen = BY_METADATA_OID.get(int(metadata[PG_OID_METADATA]))
         if chosen is not None:
             return chosen
+    if metadata and SQL_TYPE in metadata:
+        sql_type = metadata[SQL_TYPE].decode()
+        if sql_type.endswith("[]") and (pa.types.is_list(dtype) or pa.types.is_large_list(dtype)):
+            return _list_type(BY_METADATA_OID[oid_for_sql_type(sql_type[:-2])], nested=False)
+        chosen = BY_METADATA_OID.get(oid_for_sql_type(sql_type))
+        if chosen is not None:
+            return chosen
     found = BY_ARROW_TYPE.get(dtype)
     if found is not None:
         return found
@@ -137,17 +145,20 @@ def pg_type_for(dtype: pa.DataType, metadata: dict | None = None) -> PgType:
         return _BYTEA
     if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) \
             or pa.types.is_fixed_size_list(dtype):
-        element = pg_type_for(dtype.value_type)
         nested = pa.types.is_list(dtype.value_type) or pa.types.is_large_list(dtype.value_type) \
             or pa.types.is_fixed_size_list(dtype.value_type)
-        oid = element.oid if nested else oids.ARRAY_OF.get(element.oid, 1009)
-        binary = None
-        if not nested and element.binary is not None and element.oid in oids.ARRAY_OF:
-            binary = partial(array.list_binary, element_binary=element.binary,
-                             element_oid=element.oid)
-        return PgType(oid, partial(array.list_text, element_text=element.text, nested=nested),
-                      binary)
+        return _list_type(pg_type_for(dtype.value_type), nested)
     return PgType(oids.TEXT, _python_text)
+
+
+def _list_type(element: PgType, nested: bool) -> PgType:
+    oid = element.oid if nested else oids.ARRAY_OF.get(element.oid, 1009)
+    binary = None
+    if not nested and element.binary is not None and element.oid in oids.ARRAY_OF:
+        binary = partial(array.list_binary, element_binary=element.binary,
+                         element_oid=element.oid)
+    return PgType(oid, partial(array.list_text, element_text=element.text, nested=nested),
+                  binary)
 
 
 # --- parameters ----------------------------------------------------------------------
