@@ -337,21 +337,23 @@ def blocks(read: Callable[[], bytes], opts: CopyOptions, block_bytes: int = BLOC
         if size < block_bytes:
             continue
         data = b"".join(pending)
-        data, ended = _before_marker(data)
+        data, ended = _before_marker(data, final=False)
         cut = len(data) if ended else _cut(data, opts)
         if cut:
             yield data[:cut]
         pending, size = ([data[cut:]], len(data) - cut) if cut < len(data) else ([], 0)
     if pending and not ended:
-        data, _ = _before_marker(b"".join(pending))
+        data, _ = _before_marker(b"".join(pending), final=True)
         if data:
             yield data
 
 
-def _before_marker(data: bytes) -> tuple[bytes, bool]:
+def _before_marker(data: bytes, final: bool) -> tuple[bytes, bool]:
+    """`data` up to a `\\.` line, and whether there was one. Unless `final`, the last line
+    may be incomplete (`\\.5` is an escaped value), so a marker there must end in a newline."""
     if b"\\." not in data:
         return data, False
-    m = _END_MARKER.search(data)
+    m = next((m for m in _END_MARKER.finditer(data) if final or m.group(0).endswith(b"\n")), None)
     if m is None:
         return data, False
     return data[:m.start() + (1 if m.group(0).startswith(b"\n") else 0)], True
@@ -550,6 +552,15 @@ def _rows_table(rows: list[list[str | None]], columns: list[str], first_line: in
 
 
 # ---------------------------------------------------------------------------------- typing
+@dataclass(frozen=True)
+class TargetColumn:
+    """A column COPY FROM reads: its name, Arrow type and DuckDB type name."""
+
+    name: str
+    arrow_type: pa.DataType
+    duck_type: str
+
+
 def target_columns(t: TableDef, cmd: CopyCommand) -> list[Column]:
     """The table columns COPY reads into, in input order (all of them by default)."""
     if not cmd.columns:

@@ -1008,12 +1008,13 @@ class EngineSession:
         return StatementResult(f"DELETE {sel.num_rows}", ret)
 
     # ------------------------------------------------------------------ COPY
-    def copy_target(self, command: copy.CopyCommand) -> list[tuple[str, pa.DataType]]:
-        """Check COPY FROM before any data flows: the (name, Arrow type) of each column read."""
-        def check() -> list[tuple[str, pa.DataType]]:
+    def copy_target(self, command: copy.CopyCommand) -> list[copy.TargetColumn]:
+        """Check COPY FROM before any data flows: the columns it reads, in input order."""
+        def check() -> list[copy.TargetColumn]:
             t = self._copy_into(command)
             schema = self.engine.visible_schema(t)
-            return [(c.name, schema.field(c.name).type) for c in copy.target_columns(t, command)]
+            return [copy.TargetColumn(c.name, schema.field(c.name).type, c.type)
+                    for c in copy.target_columns(t, command)]
         return self._guarded("COPY", "COPY", check)
 
     def copy_from(self, command: copy.CopyCommand, blocks: Iterator[copy.RawBlock]) -> StatementResult:

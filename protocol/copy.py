@@ -13,13 +13,14 @@ from __future__ import annotations
 import queue
 import struct
 import threading
+import uuid
 from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import copy
-from engine.copy import CopyCommand, CopyOptions, RawBlock
+from engine.copy import CopyCommand, CopyOptions, RawBlock, TargetColumn
 from engine.errors import BadCopyFileFormat, FeatureNotSupported, QueryCanceled
 
 from .errors import ProtocolViolation
@@ -105,9 +106,9 @@ class CopyInStream:
 
 
 # ---------------------------------------------------------------------------------- COPY FROM
-def raw_blocks(cmd: CopyCommand, columns: list[tuple[str, pa.DataType]],
+def raw_blocks(cmd: CopyCommand, columns: list[TargetColumn],
                read: Callable[[], bytes], label: str) -> Iterator[RawBlock]:
-    names = [name for name, _ in columns]
+    names = [c.name for c in columns]
     if cmd.options.format == "binary":
         return binary_blocks(read, columns, label)
     return copy.text_blocks(read, cmd.options, names, label)
@@ -134,15 +135,28 @@ class _Reader:
         return out
 
 
-def _binary_decoder(dtype: pa.DataType) -> Callable[[bytes], object]:
-    oid = pg_type_for(dtype).oid
-    decoder = BINARY_DECODERS.get(oid)
+def _uuid(data: bytes) -> str:
+    return str(uuid.UUID(bytes=data)) if len(data) == 16 else data.decode()
+
+
+def _json(data: bytes) -> str:
+    return data[1:].decode() if data[:1] == b"\x01" else data.decode()  # jsonb: version byte 1
+
+
+# Columns whose Arrow type (a string) does not say how the client encodes them in binary;
+# text encodings are accepted too, as clients that describe these columns as text send them.
+_BY_DUCK_TYPE = {"UUID": _uuid, "JSON": _json}
+
+
+def _binary_decoder(column: TargetColumn) -> Callable[[bytes], object]:
+    decoder = _BY_DUCK_TYPE.get(column.duck_type.upper()) or \
+        BINARY_DECODERS.get(pg_type_for(column.arrow_type).oid)
     if decoder is None:
-        raise FeatureNotSupported(f"binary COPY of columns of type {dtype} is not supported; use FORMAT csv")
+        raise FeatureNotSupported(f"binary COPY into a {column.duck_type} column is not supported; use FORMAT csv")
     return decoder
 
 
-def binary_blocks(read: Callable[[], bytes], columns: list[tuple[str, pa.DataType]],
+def binary_blocks(read: Callable[[], bytes], columns: list[TargetColumn],
                   label: str) -> Iterator[RawBlock]:
     """Binary COPY input (PGCOPY header, tuples of length-prefixed fields, -1 trailer)."""
     r = _Reader(read)
@@ -154,7 +168,7 @@ def binary_blocks(read: Callable[[], bytes], columns: list[tuple[str, pa.DataTyp
         raise BadCopyFileFormat("COPY with OIDs is not supported")
     if extension and r.take(extension) is None:
         raise BadCopyFileFormat("invalid COPY file header (missing extension)")
-    decoders = [_binary_decoder(t) for _, t in columns]
+    decoders = [_binary_decoder(c) for c in columns]
     width = len(columns)
     line, first = 1, 1
     values: list[list] = [[] for _ in range(width)]
@@ -179,8 +193,8 @@ def binary_blocks(read: Callable[[], bytes], columns: list[tuple[str, pa.DataTyp
                 values[i].append(None if data is None else decode(data))
             except Exception as exc:
                 raise copy.with_context(
-                    BadCopyFileFormat(f"incorrect binary data format in column {columns[i][0]}: {exc}"),
-                    f"COPY {label}, line {line}, column {columns[i][0]}") from None
+                    BadCopyFileFormat(f"incorrect binary data format in column {columns[i].name}: {exc}"),
+                    f"COPY {label}, line {line}, column {columns[i].name}") from None
         line += 1
         if line - first >= BINARY_BLOCK_ROWS:
             yield RawBlock(_arrow_columns(values, columns), first)
@@ -191,11 +205,11 @@ def binary_blocks(read: Callable[[], bytes], columns: list[tuple[str, pa.DataTyp
         pass
 
 
-def _arrow_columns(values: list[list], columns: list[tuple[str, pa.DataType]]) -> pa.Table:
+def _arrow_columns(values: list[list], columns: list[TargetColumn]) -> pa.Table:
     arrays = []
-    for vals, (_, dtype) in zip(values, columns):
+    for vals, column in zip(values, columns):
         try:
-            arrays.append(pa.array(vals, type=dtype))
+            arrays.append(pa.array(vals, type=column.arrow_type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
             arrays.append(pa.array([None if v is None else str(v) for v in vals], pa.string()))
     return pa.table(arrays, names=[f"c{i}" for i in range(len(columns))])

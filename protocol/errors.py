@@ -44,7 +44,9 @@ def error_fields(exc: BaseException, severity: str | None = None) -> list[tuple[
 
 
 def _message(kind: bytes, fields: list[tuple[bytes, str]]) -> bytes:
-    body = b"".join(code + value.encode("utf-8", "replace") + b"\x00" for code, value in fields)
+    # a NUL inside a field (say, binary input quoted in a message) would end it early
+    body = b"".join(code + value.replace("\x00", "\\0").encode("utf-8", "replace") + b"\x00"
+                    for code, value in fields)
     body += b"\x00"
     return kind + struct.pack("!i", len(body) + 4) + body
 
