@@ -28,6 +28,7 @@ from engine.errors import (
     DuplicateColumn,
     EngineError,
     FeatureNotSupported,
+    InsufficientPrivilege,
     InvalidParameterValue,
     InvalidTextRepresentation,
     NotNullViolation,
@@ -165,8 +166,8 @@ def parse_copy(sql: str) -> CopyCommand:
     where = toks.pop(0).upper() if toks else ""
     if where != ("STDIN" if cmd.direction == "from" else "STDOUT"):
         if where == "PROGRAM" or where.startswith("'"):
-            raise FeatureNotSupported(
-                f"COPY {direction} a file or program is not supported by tierd",
+            raise InsufficientPrivilege(  # the sandbox (engine/sandbox.py), as Postgres for non-superusers
+                f"permission denied: COPY {direction} a file or program is not allowed",
                 hint=f"Use COPY ... {direction} {'STDIN' if direction == 'FROM' else 'STDOUT'}, "
                      "or psql's \\copy, which reads and writes the file on the client.")
         raise SyntaxError_(f'syntax error at or near "{where or "end of input"}"')

@@ -37,6 +37,7 @@ class InsertPlan:
     columns: tuple[str, ...] | None = None
     fast_values: tuple[tuple[tuple[str, object], ...], ...] | None = None
     reads: tuple[tuple[str | None, str], ...] = ()  # tables read besides the target (privileges)
+    source_sql: str | None = None  # the VALUES list or query inserted, DuckDB dialect (sandbox)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _bulk_insert_plan(sql: str) -> InsertPlan | None:
             return None
         cols = f"{COLUMNS_PREFIX}{_tuple_width(body, first.end())}"
     return InsertPlan(Target(unq(m.group(1)), name, name), f"INSERT INTO {STAGE} {cols} {body} RETURNING *",
-                      None, False, 0)
+                      None, False, 0, source_sql=body)
 
 
 def _tuple_width(body: str, start: int) -> int:
@@ -204,7 +205,8 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
     stage_sql = f"INSERT INTO {STAGE} {cols} {body} RETURNING *"
     names = tuple(c.name for c in into.expressions) if isinstance(into, exp.Schema) else None
     return InsertPlan(_target(table), stage_sql, _returning(tree), nothing, _param_count(tree),
-                      columns=names, fast_values=_fast_values(source), reads=_reads(tree, table))
+                      columns=names, fast_values=_fast_values(source), reads=_reads(tree, table),
+                      source_sql=None if source is None else body)
 
 
 class _NotSimple(Exception):

@@ -333,14 +333,10 @@ class Engine:
         return self.storages.get(storage_id)
 
     def _register_storage(self, storage: Storage) -> None:
-        setup = storage.duckdb_setup()  # S3: load httpfs, a secret scoped to the storage's base
-        for stmt in setup:
+        # S3: httpfs (already loaded by sandbox.lock_down, with its limits) and a secret scoped
+        # to the storage's base.
+        for stmt in storage.duckdb_setup():
             self.admin.execute(stmt)  # never logged: the secret statement holds the key
-        if setup and storage.storage_type == "s3":
-            from engine.s3_storage import duckdb_http_settings
-
-            for stmt in duckdb_http_settings():  # fail fast, not after minutes, when S3 is down
-                self.admin.execute(stmt.replace("SET ", "SET GLOBAL ", 1))
 
     def _unregister_storage(self, storage: Storage) -> None:
         for stmt in getattr(storage, "duckdb_teardown", lambda: [])():

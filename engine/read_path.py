@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import duckdb
 
+from engine import sandbox
 from engine.catalog import TableDef
 from engine.manifest import Manifest
 from engine.storage import Storage
@@ -58,11 +59,17 @@ def open_database() -> duckdb.DuckDBPyConnection:
         "autoinstall_known_extensions": False,  # no downloads: extensions come from wheels
         "autoload_known_extensions": False,
         "enable_object_cache": True,  # Parquet footers are read once, not per query
+        # The sandbox (engine/sandbox.py): no secrets on disk, no community extensions, no
+        # Python variables read as tables.
+        "allow_persistent_secrets": False,
+        "allow_community_extensions": False,
+        "python_enable_replacements": False,
     })
     con.execute(f"ATTACH ':memory:' AS {INTERNAL}")
     for schema in ("__hot", "__cold", "__sys", "__probe"):
         con.execute(f"CREATE SCHEMA {INTERNAL}.{schema}")
     con.execute("CREATE SCHEMA memory.system")
+    sandbox.lock_down(con)
     return con
 
 

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import copy, dml, privileges, read_path, sql_refs
+from engine import copy, dml, privileges, read_path, sandbox, sql_refs
 from engine.catalog import TableDef, check_identifier, parse_table_options
 from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, Tombstone, key_list
 from engine.errors import (
@@ -244,6 +244,7 @@ class EngineSession:
             self._rollback_write()
 
     def _dispatch(self, sql: str, words: list[str], params: list) -> StatementResult:
+        sandbox.check_command(sql)  # ATTACH, LOAD, COPY to a file, SET of engine settings...
         first = words[0]
         if first in ("BEGIN", "START"):
             self._own_writes_visible()
@@ -292,17 +293,16 @@ class EngineSession:
         raise SyntaxError_(f'syntax error at or near "{sql.split()[0]}"')
 
     # ------------------------------------------------------------------ reads
-    def _check_read_only(self, sql: str) -> None:
-        """Client SQL reaching DuckDB directly must only read, and never tierd's internals:
-        a write there would bypass LevelDB (durability) and the key index (uniqueness)."""
+    def _check_read_only(self, sql: str) -> sql_refs.SqlRefs:
+        """Client SQL reaching DuckDB directly must only read, never tierd's internals (a write
+        there would bypass LevelDB and the key index) and nothing outside the sandbox."""
         if _INTERNAL.search(sql):
             raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
-        sql_refs.analyze(sql)  # refuses anything but queries
+        return sandbox.check_query(sql)  # only queries, and nothing outside the sandbox
 
     def _read_sql(self, sql: str) -> tuple[str, bool]:
         """Client read SQL as DuckDB runs it, and whether it needs the system-column catalog."""
-        self._check_read_only(sql)
-        self._check_select(sql_refs.analyze(sql).tables)
+        self._check_select(self._check_read_only(sql).tables)
         if _SYSTEM.search(sql):
             self.engine.refresh_system_tables()
             sql = _SYSTEM.sub("memory.system.", sql)
@@ -357,6 +357,7 @@ class EngineSession:
                     self._restore_catalog()
         if first in ("INSERT", "UPDATE", "DELETE"):
             p = dml.plan(sql)
+            sandbox.check_write(p)  # binding may already touch files (a table function's glob)
             if p.returning is None:
                 return params, None
             t = self._resolve(p.target)
@@ -769,6 +770,7 @@ class EngineSession:
 
     def _write_statement(self, sql: str, params: list) -> StatementResult:
         p = dml.plan(sql)
+        sandbox.check_write(p)  # its source, FROM, WHERE and RETURNING run in DuckDB too
         t = self._resolve(p.target)
         self._check_write(t, p)
         if p.param_count > len(params):

@@ -39,6 +39,7 @@ class SqlRefs:
     scalar_functions: other function calls, aggregates and window functions included
     file_refs:        string literals used as tables (FROM 'x.parquet': a replacement scan)
     show_refs:        SHOW <name> forms DuckDB answers itself (SHOW TABLES -> "tables")
+    settings_read:    names passed to current_setting(...), "" for one computed at run time
     """
 
     tables: frozenset[QName]
@@ -46,6 +47,7 @@ class SqlRefs:
     scalar_functions: frozenset[QName]
     file_refs: frozenset[str]
     show_refs: frozenset[str]
+    settings_read: frozenset[str]
 
 
 class _Parser:
@@ -56,8 +58,11 @@ class _Parser:
         self._lock = threading.Lock()
 
     def tree(self, sql: str) -> dict:
+        # A literal, not a parameter: a prepared statement costs 4x as much. Standard SQL
+        # strings have one escape (''), so the literal is exactly `sql`.
+        literal = "'" + sql.replace("'", "''") + "'"
         with self._lock:
-            text = self._con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
+            text = self._con.execute(f"SELECT json_serialize_sql({literal})").fetchone()[0]
         return json.loads(text)
 
 
@@ -69,6 +74,15 @@ def _qname(node: dict, catalog: str, schema: str, name: str) -> QName:
             str(node.get(name) or "").casefold())
 
 
+def _literal(args) -> str:
+    """The first argument when it is a string constant (case-folded), else ""."""
+    first = args[0] if isinstance(args, list) and args else {}
+    value = first.get("value") if isinstance(first, dict) and first.get("class") == "CONSTANT" else None
+    if isinstance(value, dict) and isinstance(value.get("value"), str):
+        return value["value"].casefold()
+    return ""
+
+
 class _Collector:
     def __init__(self, text: bytes) -> None:
         self.text = text
@@ -77,6 +91,7 @@ class _Collector:
         self.scalar_functions: set[QName] = set()
         self.file_refs: set[str] = set()
         self.show_refs: set[str] = set()
+        self.settings_read: set[str] = set()
 
     def walk(self, node, ctes: frozenset[str]) -> None:
         if isinstance(node, list):
@@ -100,7 +115,10 @@ class _Collector:
         elif kind == _SHOW_REF and node.get("table_name"):
             self.show_refs.add(str(node["table_name"]).strip('"').casefold())
         elif node.get("class") in _FUNCTION_CLASSES and "function_name" in node:
-            self.scalar_functions.add(_qname(node, "catalog", "schema", "function_name"))
+            name = _qname(node, "catalog", "schema", "function_name")
+            self.scalar_functions.add(name)
+            if name[2] == "current_setting":
+                self.settings_read.add(_literal(node.get("children")))
         for key, value in node.items():
             if key != "cte_map" and isinstance(value, (dict, list)):
                 self.walk(value, ctes)
@@ -128,6 +146,8 @@ class _Collector:
 
 def query_texts(sql: str) -> list[str]:
     """The statements of `sql`, EXPLAIN [ANALYZE] removed; refuses anything but queries."""
+    if "\x00" in sql:  # C strings end there: what is analyzed must be all that runs
+        raise SyntaxError_("invalid byte sequence: the statement contains a NUL character")
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -173,4 +193,5 @@ def analyze(sql: str) -> SqlRefs:
         scalar_functions=frozenset().union(*(c.scalar_functions for c in parts)),
         file_refs=frozenset().union(*(c.file_refs for c in parts)),
         show_refs=frozenset().union(*(c.show_refs for c in parts)),
+        settings_read=frozenset().union(*(c.settings_read for c in parts)),
     )

@@ -114,6 +114,20 @@ def strip_comments_head(sql: str) -> str:
 
 
 _WORD = re.compile(r"[A-Za-z_]+")
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|\S")
+
+
+def code_tokens(sql: str) -> list[str]:
+    """Upper-cased words and symbols outside comments; a string literal is the one token "'"
+    and a quoted identifier is '"' plus its name, so keywords inside either never count."""
+    out: list[str] = []
+    for kind, start, end in _scan(sql):
+        text = sql[start:end]
+        if kind == "code":
+            out.extend(w.upper() for w in _TOKEN.findall(text))
+        elif kind == "quoted":
+            out.append('"' + text[1:-1].replace('""', '"') if text.startswith('"') else "'")
+    return out
 
 
 def leading_words(sql: str, count: int = 3) -> list[str]:

@@ -82,6 +82,11 @@ def test_file_refs_are_told_from_names():
     assert set(analyze("SELECT * FROM 'é/ü.csv' JOIN t ON true").file_refs) == {"é/ü.csv"}
 
 
+def test_settings_read():
+    assert set(analyze("SELECT current_setting('TimeZone'), current_setting(x) FROM t").settings_read) == {"timezone", ""}
+    assert analyze("SELECT 1").settings_read == frozenset()
+
+
 def test_pragmas_that_are_queries_show_what_they_run():
     assert set(analyze("PRAGMA version").table_functions) == {("", "", "pragma_version")}
     assert set(analyze("PRAGMA database_list").tables) == {("", "", "pragma_database_list")}
