@@ -348,3 +348,26 @@ def test_duckdb_itself_is_locked_down():
 
 
 secret_python_table = __import__("pyarrow").table({"x": [1]})  # what a replacement scan would find
+
+
+@pytest.mark.parametrize("template", [
+    "SELECT * FROM read_text('{secret}')",
+    "INSERT INTO t VALUES (1000, 'x') RETURNING (SELECT content FROM read_text('{secret}'))",
+    "DELETE FROM t USING read_csv('{secret}') r WHERE t.v = r.user",
+])
+def test_describe_without_running_is_sandboxed_too(box, template):
+    """asyncpg prepares (Parse + Describe) before it runs: binding alone may touch files."""
+    import asyncio
+
+    import asyncpg
+
+    async def run():
+        conn = await asyncpg.connect(host="127.0.0.1", port=box["d"].port, user="tierd", database="tierd")
+        try:
+            with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+                await conn.prepare(template.format(**box))
+            assert await conn.fetchval("SELECT count(*) FROM t") == 11
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
