@@ -30,6 +30,7 @@ from engine.errors import InvalidCatalogName, IoError, LockNotAvailable, ObjectI
 from engine.failpoints import Failpoints
 from engine.group_commit import CommitQueue
 from engine.hot_store import HotStore
+from engine.point_lookup import PointLookups
 from engine import compaction
 from engine.errors import EngineError
 from engine.jobs import Job, JobRunner, JobsConfig
@@ -114,6 +115,10 @@ class Engine:
         self.unapplied: dict[int, list[pa.Table]] = {}
         self.apply_lock = threading.Lock()
         self.commits = CommitQueue(self.store, self.publish)  # group commit of autocommit writes
+        self.point_lookups = PointLookups()
+        # Odd while a flush, compaction or drop is changing some table's cold tier under the
+        # write lock; bumped before and after, so a lock-free point lookup can tell (seqlock).
+        self.cold_epoch = 0
         self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
         self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self._schemas: dict[int, pa.Schema] = {}
@@ -124,6 +129,7 @@ class Engine:
         self.storages = StorageCatalog(self.store, self.data_dir, config.storages, self._register_storage,
                                        self._unregister_storage)
         self.seq = self.store.last_seq()
+        self.visible_seq = 0  # every _seq up to here is visible to readers (set after recovery)
         if DEFAULT_NAMESPACE not in self.catalog.namespaces:
             self.catalog.create_namespace(DEFAULT_NAMESPACE)
         for ns in self.catalog.namespaces:
@@ -131,6 +137,7 @@ class Engine:
         for t in list(self.catalog.tables.values()):
             self._recover_table(t)
         self._create_system_tables()
+        self.visible_seq = self.seq  # everything recovered is visible
         self.reaper = FileReaper()
         self.policies = PolicyRunner(self)
         self.jobs = JobRunner(self.store, self.db, config.jobs, execute=self._execute_job,
@@ -232,6 +239,7 @@ class Engine:
             except Exception:
                 continue
             self.acquire_write_lock()
+            self.cold_epoch += 1
             try:
                 self.settle()
                 self._finish_interrupted_flush(t, manifest)
@@ -239,6 +247,7 @@ class Engine:
                 self.hot_index[t.tid] = self._index_hot(t)
                 self.unavailable.pop(tid, None)
             finally:
+                self.cold_epoch += 1
                 self.write_lock.release()
             log.info("cold tier of table '%s' is available again", t.qualified)
 
@@ -253,11 +262,12 @@ class Engine:
         return {k: key_state(s, d) for k, s, d in zip(key_list(t, rows), seqs, dels)}
 
     # ------------------------------------------------------------------ hot rows in DuckDB
-    def publish(self, batches: list[tuple[int, int, pa.Table]]) -> None:
+    def publish(self, batches: list[tuple[int, int, pa.Table]], last_seq: int) -> None:
         """Committed rows become visible: queued here, appended by the next reader."""
         with self.apply_lock:
             for tid, _, rows in batches:
                 self.unapplied.setdefault(tid, []).append(rows)
+            self.visible_seq = max(self.visible_seq, last_seq)
 
     def materialize(self) -> None:
         """Append every committed row to DuckDB before a read. A reader that finds the queue
@@ -375,6 +385,14 @@ class Engine:
             raise ObjectInUse(f"table '{t.qualified}' has a {job.job_type} job ({job.job_id}) that did not stop")
 
     def drop_table(self, t: TableDef) -> None:
+        """Under the write lock."""
+        self.cold_epoch += 1
+        try:
+            self._drop_table(t)
+        finally:
+            self.cold_epoch += 1
+
+    def _drop_table(self, t: TableDef) -> None:
         self.settle()
         self.store.delete(f"c/cold/{t.tid:08d}")
         self.unavailable.pop(t.tid, None)
@@ -510,10 +528,12 @@ class Engine:
 
     def apply_compaction(self, t: TableDef, manifest: Manifest, storage: Storage) -> None:
         self.acquire_write_lock()
+        self.cold_epoch += 1
         try:
             self.admin.execute(read_path.cold_view_sql(t, manifest, storage))
             self.manifests[t.tid] = manifest
         finally:
+            self.cold_epoch += 1
             self.write_lock.release()
 
     def flush_table(self, t: TableDef, job: Job | None = None) -> tuple[str, str, int]:
@@ -593,6 +613,7 @@ class Engine:
 
     def _apply_flush(self, cur, t: TableDef, manifest: Manifest, watermark: int, storage: Storage) -> None:
         self.acquire_write_lock()
+        self.cold_epoch += 1
         try:
             self.settle()
             cur.execute("BEGIN")
@@ -613,6 +634,7 @@ class Engine:
             for k in [k for k, st in index.items() if st.seq <= watermark]:
                 del index[k]
         finally:
+            self.cold_epoch += 1
             self.write_lock.release()
 
     # ------------------------------------------------------------------ system tables

@@ -38,9 +38,9 @@ class Ticket:
 
 
 class CommitQueue:
-    def __init__(self, store: HotStore, publish: Callable[[Batches], None]):
+    def __init__(self, store: HotStore, publish: Callable[[Batches, int], None]):
         self._store = store
-        self._publish = publish
+        self._publish = publish  # (batches, their last _seq): make them visible
         self._cond = threading.Condition()
         self._queue: list[Ticket] = []
         self._in_flight: Ticket | None = None  # the last ticket of the group being written
@@ -98,4 +98,4 @@ class CommitQueue:
             return
         self.groups += 1
         self.commits += len(group)
-        self._publish(batches)
+        self._publish(batches, max(t.last_seq for t in group))

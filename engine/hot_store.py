@@ -96,9 +96,16 @@ class HotStore:
         for k, v in self.db.iterator(prefix=_batch_prefix(tid)):
             yield k, decode_batch(v)
 
-    def batch_keys(self, tid: int) -> Iterator[tuple[bytes, int]]:
+    def read_batch(self, key: bytes) -> pa.Table | None:
+        raw = self.db.get(key)
+        return None if raw is None else decode_batch(raw)
+
+    def batch_keys(self, tid: int, after: int = 0) -> Iterator[tuple[bytes, int]]:
+        """(key, first seq) of the table's batches in seq order; `after`: only later ones."""
         prefix = _batch_prefix(tid)
-        for k in self.db.iterator(prefix=prefix, include_value=False):
+        it = self.db.iterator(start=batch_key(tid, after + 1), stop=_batch_prefix(tid + 1), include_value=False) \
+            if after else self.db.iterator(prefix=prefix, include_value=False)
+        for k in it:
             yield k, int(k[len(prefix):], 16)
 
     def delete_keys(self, keys: list[bytes]) -> None:

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import copy, dml, privileges, read_path, sandbox, sql_refs
+from engine import copy, dml, point_lookup, privileges, read_path, sandbox, sql_refs
 from engine.catalog import TableDef, check_identifier, parse_table_options
 from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, Tombstone, key_list
 from engine.errors import (
@@ -709,6 +709,7 @@ class EngineSession:
             raise
         try:
             self.cur.execute("COMMIT")
+            eng.visible_seq = max(eng.visible_seq, eng.seq)
             eng.shadowing |= self.pending_shadow
             self._update_hot_index()
         finally:

@@ -191,7 +191,7 @@ def test_a_failed_group_write_publishes_nothing_and_undoes(tmp_path):
     store = HotStore(str(tmp_path / "hot"))
     published: list = []
     undone: list[int] = []
-    q = CommitQueue(store, published.extend)
+    q = CommitQueue(store, lambda batches, last_seq: published.extend(batches))
     rows = pa.table({"id": [1], "_seq": [1], "_deleted": [False]})
     ok = q.enqueue([(1, 1, rows)], 1, lambda: undone.append(1))
     q.wait(ok)

@@ -1,0 +1,270 @@
+"""Primary-key point lookups, `SELECT cols FROM t WHERE pk = $1`, without a DuckDB query over
+the hot ∪ cold view (which scans the hot table's window and decodes a Parquet row group per
+lookup).
+
+The newest version wins exactly as in the view: a key with a hot version (the engine's key
+index gives its newest `_seq` and whether it is a tombstone) is answered from the LevelDB
+batch holding that `_seq` (decoded once, kept in a bounded LRU cache); a tombstone means no
+row; a version newer than what readers may see yet (`Engine.visible_seq`) falls back. Any
+other key is looked up in the cold tier: each segment file's key column is kept in memory
+(zero-copy int64/int32 view, binary search), and the row comes from its row group, decoded
+once and kept in a bounded LRU cache.
+
+Deliberately conservative; anything else returns None and the normal query runs: SHARED
+tables only (USER tables filter by owner), one integer key column, filesystem storage, base
+segments only (delta segments need a newest-version merge), no TTL, a plain column list, a
+session outside a writing transaction. A flush or compaction that changes the cold tier
+while a lookup runs makes it fall back too (`Engine.cold_epoch`, odd while one is applying).
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine import hot_store, read_path
+
+CACHE_BYTES = 128 << 20  # decoded row groups kept for lookups
+HOT_CACHE_BYTES = 64 << 20  # decoded hot batches kept for lookups
+KEY_CACHE_BYTES = 128 << 20  # segment key columns kept for lookups
+
+_IDENT = r'(?:"[^"]+"|[A-Za-z_]\w*)'
+_POINT = re.compile(
+    rf"^\s*SELECT\s+(?P<cols>\*|{_IDENT}(?:\s*,\s*{_IDENT})*)\s+FROM\s+(?:(?P<ns>{_IDENT})\s*\.\s*)?"
+    rf"(?P<table>{_IDENT})\s+WHERE\s+(?P<col>{_IDENT})\s*=\s*(?P<val>\$1|-?\d+)\s*;?\s*$", re.I | re.S)
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1] if name.startswith('"') else name.lower()
+
+
+@dataclass(frozen=True)
+class PointQuery:
+    namespace: str | None
+    table: str
+    columns: tuple[str, ...] | None  # None: *
+    key_column: str
+    literal: int | None  # None: the key is parameter $1
+
+
+@functools.lru_cache(maxsize=512)
+def match(sql: str) -> PointQuery | None:
+    """The point-lookup shape of `sql`, or None (cached by text, like prepared statements)."""
+    m = _POINT.match(sql)
+    if not m:
+        return None
+    cols = None if m.group("cols") == "*" else tuple(_unquote(c.strip()) for c in m.group("cols").split(","))
+    val = m.group("val")
+    return PointQuery(_unquote(m.group("ns")) if m.group("ns") else None, _unquote(m.group("table")), cols,
+                      _unquote(m.group("col")), None if val == "$1" else int(val))
+
+
+class _SegmentKeys:
+    """One segment file's keys, sorted, with the row each came from and row group bounds."""
+
+    def __init__(self, path: str):
+        self.file = pq.ParquetFile(path)
+        meta = self.file.metadata
+        self.starts = []
+        total = 0
+        for i in range(meta.num_row_groups):
+            self.starts.append(total)
+            total += meta.row_group(i).num_rows
+        self.path = path
+
+    def load(self, column: str) -> "_SegmentKeys":
+        keys = self.file.read(columns=[column]).column(0).combine_chunks()
+        if keys.null_count or not (pa.types.is_int64(keys.type) or pa.types.is_int32(keys.type)):
+            raise TypeError("not a non-null int32/int64 key column")
+        code = "q" if pa.types.is_int64(keys.type) else "i"
+        self.order = None
+        if len(keys) > 1 and not pc.all(pc.greater_equal(keys[1:], keys[:-1])).as_py():
+            order = pc.sort_indices(keys)
+            keys = pc.take(keys, order)
+            self.order = _view(order.cast(pa.int64()), "q")
+        self.keys = _view(keys, code)
+        self.nbytes = keys.nbytes * (2 if self.order is not None else 1)
+        return self
+
+    def find(self, key: int) -> tuple[int, int] | None:
+        """(row group, row within it) of `key`, or None."""
+        i = bisect.bisect_left(self.keys, key)
+        if i == len(self.keys) or self.keys[i] != key:
+            return None
+        row = self.order[i] if self.order is not None else i
+        rg = bisect.bisect_right(self.starts, row) - 1
+        return rg, row - self.starts[rg]
+
+
+def _view(arr: pa.Array, code: str) -> memoryview:
+    """The values of a null-free fixed-width array as a memoryview (no copy)."""
+    arr = arr if isinstance(arr, pa.Array) else arr.combine_chunks()
+    width = arr.type.bit_width // 8
+    buf = arr.buffers()[1]
+    return memoryview(buf).cast("B")[arr.offset * width:(arr.offset + len(arr)) * width].cast(code)
+
+
+class _Lru:
+    """A byte-bounded LRU; values are (object, size)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.items: OrderedDict = OrderedDict()
+        self.size = 0
+
+    def get(self, key):
+        hit = self.items.get(key)
+        if hit is None:
+            return None
+        self.items.move_to_end(key)
+        return hit[0]
+
+    def put(self, key, value, size: int) -> None:
+        if key in self.items:
+            return
+        self.items[key] = (value, size)
+        self.size += size
+        while self.size > self.capacity and len(self.items) > 1:
+            _, (_, s) = self.items.popitem(last=False)
+            self.size -= s
+
+
+class PointLookups:
+    """Per-engine caches of segment keys and decoded row groups (files are immutable, so a
+    path names the same content forever)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._keys = _Lru(KEY_CACHE_BYTES)
+        self._groups = _Lru(CACHE_BYTES)
+        self._batches = _Lru(HOT_CACHE_BYTES)
+        # per table: (cold_epoch, visible_seq when listed, sorted first seqs of its LevelDB
+        # batches); a LevelDB seek per lookup costs more than the rest of it
+        self._firsts: dict[int, tuple[int, int, list[int]]] = {}
+
+    def run(self, session, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
+        """The query's answer, or None when the normal query path must run (which then gives
+        the answer, or the error, the normal way)."""
+        try:
+            return self._run(session, q, params, default_namespace)
+        except (_Fallback, OSError, pa.ArrowException, TypeError, ValueError, KeyError, IndexError):
+            return None
+
+    def _run(self, session, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
+        eng = session.engine
+        t = eng.catalog.find(q.namespace or default_namespace, q.table)
+        if t is None or t.table_type.upper() != "SHARED" or t.ttl_seconds or len(t.primary_key) != 1 \
+                or t.primary_key[0] != q.key_column or t.tid in eng.unavailable:
+            return None
+        key = q.literal if q.literal is not None else (params[0] if len(params) == 1 else None)
+        if type(key) is not int:
+            return None
+        schema = eng.visible_schema(t)
+        names = list(q.columns) if q.columns is not None else list(schema.names)
+        if any(n not in schema.names for n in names):
+            return None
+        out_schema = pa.schema([schema.field(n) for n in names])
+        epoch = eng.cold_epoch
+        if epoch % 2:
+            return None
+        empty = pa.table([pa.array([], f.type) for f in out_schema], schema=out_schema)
+        state = eng.hot_index.get(t.tid, {}).get(key)
+        if state is not None:  # the newest version is hot
+            seq, deleted = state.seq, state.deleted
+            if seq > eng.visible_seq:
+                return None  # committed but not visible yet: the view decides
+            row = empty if deleted else self._hot(eng, t, key, seq)
+        else:
+            row = self._cold(eng, t, key)
+        if eng.cold_epoch != epoch:
+            return None
+        if row is None:
+            return empty
+        return row.select(names).cast(out_schema)
+
+    def _hot(self, eng, t, key: int, seq: int) -> pa.Table:
+        """The hot version `seq` of `key`, from the LevelDB batch that holds it."""
+        with self._lock:
+            first = self._batch_first(eng, t.tid, seq)
+            batch_key = hot_store.batch_key(t.tid, first)
+            batch = self._batches.get(batch_key)
+            if batch is None:
+                batch = eng.store.read_batch(batch_key)
+                if batch is None:
+                    raise _Fallback
+                self._batches.put(batch_key, batch, batch.nbytes)
+        row = batch.slice(seq - first, 1)
+        if row.num_rows != 1 or row.column("_seq")[0].as_py() != seq or \
+                row.column(t.primary_key[0])[0].as_py() != key:
+            raise _Fallback
+        return row
+
+    def _batch_first(self, eng, tid: int, seq: int) -> int:
+        """First seq of the batch holding `seq` (visible, so durable). Batches are listed once
+        and then only the new ones; a flush (cold_epoch moves) starts the list again. Every
+        batch is wholly at or below a flush's watermark or wholly above it, so flushed
+        entries left in the list never sit between a live batch and its versions."""
+        epoch, upto, firsts = self._firsts.get(tid, (-1, -1, []))
+        if epoch != eng.cold_epoch:
+            epoch, upto, firsts = eng.cold_epoch, -1, []
+        if seq > upto:
+            upto = eng.visible_seq
+            firsts = firsts + [f for _, f in eng.store.batch_keys(tid, after=firsts[-1] if firsts else 0)]
+            self._firsts[tid] = (epoch, upto, firsts)
+        i = bisect.bisect_right(firsts, seq) - 1
+        if i < 0:
+            raise _Fallback
+        return firsts[i]
+
+    def _cold(self, eng, t, key: int) -> pa.Table | None:
+        storage = eng.storage_for(t)
+        manifest = eng.manifests.get(t.tid)
+        if manifest is None or storage.storage_type != "filesystem":
+            raise _Fallback
+        if any(s.kind != "base" for s in manifest.segments):
+            raise _Fallback
+        pk = t.primary_key[0]
+        scope = t.scope(storage)
+        for s in manifest.segments:
+            st = s.column_stats.get(pk) or {}
+            lo, hi = st.get("min"), st.get("max")
+            if isinstance(lo, int) and isinstance(hi, int) and not lo <= key <= hi:
+                continue
+            path = storage.reader_path(f"{scope}/{s.path}")
+            seg = self._segment(path, pk)
+            hit = seg.find(key)
+            if hit is None:
+                continue
+            rg, offset = hit
+            group = self._group(seg, rg)
+            return group.slice(offset, 1)
+        return None
+
+    def _segment(self, path: str, pk: str) -> _SegmentKeys:
+        with self._lock:
+            seg = self._keys.get((path, pk))
+        if seg is None:
+            seg = _SegmentKeys(path).load(pk)
+            with self._lock:
+                self._keys.put((path, pk), seg, seg.nbytes)
+        return seg
+
+    def _group(self, seg: _SegmentKeys, rg: int) -> pa.Table:
+        with self._lock:  # one reader of a ParquetFile at a time
+            group = self._groups.get((seg.path, rg))
+            if group is None:
+                group = seg.file.read_row_group(rg).combine_chunks()
+                self._groups.put((seg.path, rg), group, group.nbytes)
+        return group
+
+
+class _Fallback(Exception):
+    """The cold tier of this table is not one the fast path can read."""
+
