@@ -7,12 +7,10 @@ answer before, during and after.
 """
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from engine import read_path
 from engine.manifest import Manifest, Segment, now_iso
@@ -80,17 +78,16 @@ def compact_table(engine: "Engine", t: "TableDef", job: "Job | None") -> tuple[s
 
 
 def _write(engine, t, storage, scope, manifest: Manifest, done: list[Segment], batches, job) -> Segment:
-    from engine.engine import column_stats
+    from engine.engine import column_stats, segment_bytes
 
     if job is not None:
         job.check_cancel()
     rows = pa.Table.from_batches(batches)
     seg_id = manifest.next_segment_id + len(done)
     path = f"batch-{seg_id}.parquet"
-    buf = io.BytesIO()
-    pq.write_table(rows, buf, compression="zstd", row_group_size=32_768)
+    data = segment_bytes(rows)
     engine.failpoints.hit("compact.before_parquet")
-    size = storage.write_atomic(f"{scope}/{path}", buf.getvalue())
+    size = storage.write_atomic(f"{scope}/{path}", data)
     engine.failpoints.hit("compact.after_parquet")
     return Segment(
         id=seg_id, path=path,

@@ -6,8 +6,10 @@ under `h/<table id>/<first seq>`; a flush deletes the batches it moved to Parque
 """
 from __future__ import annotations
 
+import bisect
 import json
 import struct
+import threading
 from typing import Iterator
 
 import plyvel
@@ -51,6 +53,11 @@ class HotStore:
                     f"data directory is in use by another tierd process ({path}/LOCK is held)"
                 ) from exc
             raise
+        # Per table, the sorted first seqs of its row batches, listed from LevelDB once and
+        # then kept up to date: listing keys walks the (large) values too, and a flush and
+        # every hot point lookup need them.
+        self._firsts: dict[int, list[int]] = {}
+        self._firsts_lock = threading.Lock()
 
     def close(self) -> None:
         if not self.db.closed:
@@ -91,6 +98,11 @@ class HotStore:
             for tid, first_seq, rows in batches:
                 wb.put(batch_key(tid, first_seq), encode_batch(rows))
             wb.put(*self.seq_put(last_seq))
+        with self._firsts_lock:  # commits arrive in seq order (write lock, then group order)
+            for tid, first_seq, _ in batches:
+                firsts = self._firsts.get(tid)
+                if firsts is not None and (not firsts or firsts[-1] < first_seq):
+                    firsts.append(first_seq)
 
     def batches(self, tid: int) -> Iterator[tuple[bytes, pa.Table]]:
         for k, v in self.db.iterator(prefix=_batch_prefix(tid)):
@@ -100,13 +112,27 @@ class HotStore:
         raw = self.db.get(key)
         return None if raw is None else decode_batch(raw)
 
-    def batch_keys(self, tid: int, after: int = 0) -> Iterator[tuple[bytes, int]]:
-        """(key, first seq) of the table's batches in seq order; `after`: only later ones."""
-        prefix = _batch_prefix(tid)
-        it = self.db.iterator(start=batch_key(tid, after + 1), stop=_batch_prefix(tid + 1), include_value=False) \
-            if after else self.db.iterator(prefix=prefix, include_value=False)
-        for k in it:
-            yield k, int(k[len(prefix):], 16)
+    def _batch_firsts(self, tid: int) -> list[int]:
+        """The table's first seqs; the caller holds _firsts_lock."""
+        firsts = self._firsts.get(tid)
+        if firsts is None:
+            prefix = _batch_prefix(tid)
+            firsts = [int(k[len(prefix):], 16) for k in self.db.iterator(prefix=prefix, include_value=False)]
+            self._firsts[tid] = firsts
+        return firsts
+
+    def batch_keys(self, tid: int) -> list[tuple[bytes, int]]:
+        """(key, first seq) of the table's batches in seq order."""
+        with self._firsts_lock:
+            return [(batch_key(tid, f), f) for f in self._batch_firsts(tid)]
+
+    def batch_first_holding(self, tid: int, seq: int) -> int | None:
+        """First seq of the table's batch that holds version `seq` (the last one starting at
+        or before it), or None. Only meaningful for a durable `seq`."""
+        with self._firsts_lock:
+            firsts = self._batch_firsts(tid)
+            i = bisect.bisect_right(firsts, seq) - 1
+            return firsts[i] if i >= 0 else None
 
     def delete_keys(self, keys: list[bytes]) -> None:
         if not keys:
@@ -114,6 +140,15 @@ class HotStore:
         with self.db.write_batch(sync=True) as wb:
             for k in keys:
                 wb.delete(k)
+        gone: dict[int, set[int]] = {}
+        for k in keys:
+            if k.startswith(b"h/"):
+                tid, first = k[2:].split(b"/")
+                gone.setdefault(int(tid, 16), set()).add(int(first, 16))
+        with self._firsts_lock:
+            for tid, firsts in gone.items():
+                if tid in self._firsts:
+                    self._firsts[tid] = [f for f in self._firsts[tid] if f not in firsts]
 
     def drop_table(self, tid: int) -> None:
         self.delete_keys([k for k, _ in self.batch_keys(tid)])

@@ -145,9 +145,6 @@ class PointLookups:
         self._keys = _Lru(KEY_CACHE_BYTES)
         self._groups = _Lru(CACHE_BYTES)
         self._batches = _Lru(HOT_CACHE_BYTES)
-        # per table: (cold_epoch, visible_seq when listed, sorted first seqs of its LevelDB
-        # batches); a LevelDB seek per lookup costs more than the rest of it
-        self._firsts: dict[int, tuple[int, int, list[int]]] = {}
 
     def run(self, session, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
         """The query's answer, or None when the normal query path must run (which then gives
@@ -192,7 +189,9 @@ class PointLookups:
     def _hot(self, eng, t, key: int, seq: int) -> pa.Table:
         """The hot version `seq` of `key`, from the LevelDB batch that holds it."""
         with self._lock:
-            first = self._batch_first(eng, t.tid, seq)
+            first = eng.store.batch_first_holding(t.tid, seq)
+            if first is None:
+                raise _Fallback  # flushed meanwhile
             batch_key = hot_store.batch_key(t.tid, first)
             batch = self._batches.get(batch_key)
             if batch is None:
@@ -205,23 +204,6 @@ class PointLookups:
                 row.column(t.primary_key[0])[0].as_py() != key:
             raise _Fallback
         return row
-
-    def _batch_first(self, eng, tid: int, seq: int) -> int:
-        """First seq of the batch holding `seq` (visible, so durable). Batches are listed once
-        and then only the new ones; a flush (cold_epoch moves) starts the list again. Every
-        batch is wholly at or below a flush's watermark or wholly above it, so flushed
-        entries left in the list never sit between a live batch and its versions."""
-        epoch, upto, firsts = self._firsts.get(tid, (-1, -1, []))
-        if epoch != eng.cold_epoch:
-            epoch, upto, firsts = eng.cold_epoch, -1, []
-        if seq > upto:
-            upto = eng.visible_seq
-            firsts = firsts + [f for _, f in eng.store.batch_keys(tid, after=firsts[-1] if firsts else 0)]
-            self._firsts[tid] = (epoch, upto, firsts)
-        i = bisect.bisect_right(firsts, seq) - 1
-        if i < 0:
-            raise _Fallback
-        return firsts[i]
 
     def _cold(self, eng, t, key: int) -> pa.Table | None:
         storage = eng.storage_for(t)
