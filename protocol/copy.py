@@ -25,7 +25,7 @@ from engine.errors import BadCopyFileFormat, FeatureNotSupported, QueryCanceled
 
 from .errors import ProtocolViolation
 from .rows import BINARY, TEXT, Column, join_rows, plan_columns, wire_fields
-from .types import pg_type_for
+from .types import oids, pg_type_for
 from .types.registry import BINARY_DECODERS
 from .types.vector import big_endian, concat, to_binary
 
@@ -158,7 +158,8 @@ def _binary_decoder(column: TargetColumn) -> Callable[[bytes], object]:
 
 def binary_blocks(read: Callable[[], bytes], columns: list[TargetColumn],
                   label: str) -> Iterator[RawBlock]:
-    """Binary COPY input (PGCOPY header, tuples of length-prefixed fields, -1 trailer)."""
+    """Binary COPY input (PGCOPY header, tuples of length-prefixed fields, -1 trailer).
+    Fields are collected raw; each column is then decoded at once (`_decode_column`)."""
     r = _Reader(read)
     header = r.take(len(BINARY_SIGNATURE) + 8)
     if header is None or not header.startswith(BINARY_SIGNATURE):
@@ -172,42 +173,102 @@ def binary_blocks(read: Callable[[], bytes], columns: list[TargetColumn],
     width = len(columns)
     line, first = 1, 1
     values: list[list] = [[] for _ in range(width)]
+    h_from, i_from = struct.Struct("!h").unpack_from, struct.Struct("!i").unpack_from
+    buf, pos = r.buf[r.pos:], 0
     while True:
-        head = r.take(2)
-        if head is None:
-            raise copy.with_context(BadCopyFileFormat("unexpected EOF in COPY data"), f"COPY {label}, line {line}")
-        (count,) = struct.unpack("!h", head)
-        if count == -1:
-            break
-        if count != width:
-            raise copy.with_context(BadCopyFileFormat(f"row field count is {count}, expected {width}"),
-                                    f"COPY {label}, line {line}")
-        for i, decode in enumerate(decoders):
-            size_bytes = r.take(4)
-            (size,) = struct.unpack("!i", size_bytes) if size_bytes else (None,)
-            data = None if size is None or size < 0 else r.take(size)
-            if size is None or (size >= 0 and data is None):
+        # one tuple: int16 field count, then per field an int32 length (-1: NULL) and its bytes
+        row_start, n = pos, len(buf)
+        row: list = []
+        if pos + 2 <= n:
+            (count,) = h_from(buf, pos)
+            if count == -1:
+                pos += 2
+                break
+            if count != width:
+                raise copy.with_context(BadCopyFileFormat(f"row field count is {count}, expected {width}"),
+                                        f"COPY {label}, line {line}")
+            pos += 2
+            while len(row) < width and pos + 4 <= n:
+                (size,) = i_from(buf, pos)
+                if size < 0:
+                    row.append(None)
+                    pos += 4
+                elif pos + 4 + size <= n:
+                    row.append(buf[pos + 4:pos + 4 + size])
+                    pos += 4 + size
+                else:
+                    break
+        if len(row) < width or pos - row_start < 2:  # the tuple goes on in the next piece
+            piece = read()
+            if not piece:
                 raise copy.with_context(BadCopyFileFormat("unexpected EOF in COPY data"),
                                         f"COPY {label}, line {line}")
-            try:
-                values[i].append(None if data is None else decode(data))
-            except Exception as exc:
-                raise copy.with_context(
-                    BadCopyFileFormat(f"incorrect binary data format in column {columns[i].name}: {exc}"),
-                    f"COPY {label}, line {line}, column {columns[i].name}") from None
+            buf, pos = buf[row_start:] + piece, 0
+            continue
+        for column, value in zip(values, row):
+            column.append(value)
         line += 1
         if line - first >= BINARY_BLOCK_ROWS:
-            yield RawBlock(_arrow_columns(values, columns), first)
-            values, first = [[] for _ in range(width)], line
+            yield RawBlock(_arrow_columns(values, columns, decoders, first, label), first)
+            values = [[] for _ in range(width)]
+            first = line
     if line > first:
-        yield RawBlock(_arrow_columns(values, columns), first)
-    while r.take(1) is not None:  # nothing may follow the trailer; Postgres reads it anyway
+        yield RawBlock(_arrow_columns(values, columns, decoders, first, label), first)
+    while read():  # nothing may follow the trailer; Postgres reads it anyway
         pass
 
 
-def _arrow_columns(values: list[list], columns: list[TargetColumn]) -> pa.Table:
+_EPOCH_2000_DAYS = 10_957
+_EPOCH_2000_US = 946_684_800_000_000
+# OID -> (field width, Arrow type of the big-endian value, how to finish it)
+_FIXED = {
+    oids.INT2: (2, pa.int16(), None), oids.INT4: (4, pa.int32(), None), oids.INT8: (8, pa.int64(), None),
+    oids.FLOAT4: (4, pa.float32(), None), oids.FLOAT8: (8, pa.float64(), None),
+    oids.DATE: (4, pa.int32(), lambda a: pc.add(a, pa.scalar(_EPOCH_2000_DAYS, pa.int32())).cast(pa.date32())),
+    oids.TIMESTAMP: (8, pa.int64(), lambda a: pc.add(a, _EPOCH_2000_US).cast(pa.timestamp("us"))),
+    oids.TIMESTAMPTZ: (8, pa.int64(), lambda a: pc.add(a, _EPOCH_2000_US).cast(pa.timestamp("us", "UTC"))),
+}
+
+
+def _decode_fixed(raw: list, column: TargetColumn) -> pa.Array | None:
+    """A whole column of fixed-width binary values decoded at once; None if it is not one
+    (or a value has the wrong width: the per-value decoder then reports it)."""
+    spec = _FIXED.get(pg_type_for(column.arrow_type).oid) if column.duck_type.upper() not in _BY_DUCK_TYPE else None
+    if spec is None:
+        return None
+    width, dtype, finish = spec
+    present = [v for v in raw if v is not None]
+    if set(map(len, present)) - {width}:
+        return None
+    nulls = len(present) != len(raw)
+    data = b"".join(v if v is not None else bytes(width) for v in raw) if nulls else b"".join(present)
+    unsigned = pa.Array.from_buffers(pa.int64() if width == 8 else pa.int32() if width == 4 else pa.int16(),
+                                     len(raw), [None, pa.py_buffer(data)])
+    swapped = big_endian(unsigned, width)  # byte order reversed: native values now
+    values = pa.Array.from_buffers(dtype, len(raw), [None, swapped.buffers()[1]], offset=swapped.offset)
+    if finish is not None:
+        values = finish(values)
+    if nulls:
+        values = pc.if_else(pa.array([v is not None for v in raw]), values, pa.scalar(None, values.type))
+    return values
+
+
+def _arrow_columns(values: list[list], columns: list[TargetColumn], decoders: list, first: int,
+                   label: str) -> pa.Table:
     arrays = []
-    for vals, column in zip(values, columns):
+    for raw, column, decode in zip(values, columns, decoders):
+        fixed = _decode_fixed(raw, column)
+        if fixed is not None:
+            arrays.append(fixed)
+            continue
+        vals = []
+        for n, data in enumerate(raw):
+            try:
+                vals.append(None if data is None else decode(data))
+            except Exception as exc:
+                raise copy.with_context(
+                    BadCopyFileFormat(f"incorrect binary data format in column {column.name}: {exc}"),
+                    f"COPY {label}, line {first + n}, column {column.name}") from None
         try:
             arrays.append(pa.array(vals, type=column.arrow_type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):

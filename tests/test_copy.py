@@ -473,3 +473,19 @@ def test_binary_copy_more_types(db):
     assert tuple(str(v) for v in got[0]) == tuple(str(v) for v in row)
     assert got[1] == (8,) + (None,) * 8
 
+
+def test_binary_copy_malformed_input(db):
+    make_table(db, "cp_bin3", "id BIGINT PRIMARY KEY, v TEXT")
+    header = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+    good = struct.pack("!hiqi1s", 2, 8, 1, 1, b"a")
+    for body, message, line in ((good + struct.pack("!hiq", 1, 8, 2) + b"\xff\xff", "row field count is 1, expected 2", 2),
+                                (good + struct.pack("!hiq", 2, 8, 3)[:-3], "unexpected EOF in COPY data", 2),
+                                (b"NOTPGCOPY" + good, "COPY file signature not recognized", None)):
+        with pytest.raises(psycopg.Error) as err:
+            copy_in(db, "COPY cp_bin3 FROM STDIN (FORMAT binary)", header + body if line else body)
+        assert err.value.sqlstate == "22P04" and message in str(err.value)
+        if line:
+            assert err.value.diag.context == f"COPY cp_bin3, line {line}"
+    assert rows(db, "cp_bin3") == []
+    assert copy_in(db, "COPY cp_bin3 FROM STDIN (FORMAT binary)", header + good + b"\xff\xff") == "COPY 1"
+
