@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine import hot_store, read_path
+from engine.results import schema_with_sql_types
 
 CACHE_BYTES = 128 << 20  # decoded row groups kept for lookups
 HOT_CACHE_BYTES = 64 << 20  # decoded hot batches kept for lookups
@@ -167,7 +168,8 @@ class PointLookups:
         names = list(q.columns) if q.columns is not None else list(schema.names)
         if any(n not in schema.names for n in names):
             return None
-        out_schema = pa.schema([schema.field(n) for n in names])
+        by_name = {c.name: c.type for c in t.columns}  # uuid/json keep their SQL type, as in _query
+        out_schema = schema_with_sql_types(pa.schema([schema.field(n) for n in names]), [by_name[n] for n in names])
         epoch = eng.cold_epoch
         if epoch % 2:
             return None
