@@ -393,3 +393,33 @@ def test_reads_need_select_and_grant_revoke_apply_to_open_sessions(daemon):
             # The system tables stay readable; system.users has no secrets in it.
             assert ("mia",) in c.execute("SELECT user_name FROM system.users").fetchall()
             assert c.execute("SELECT count(*) FROM system.tables WHERE table_name = 'secrets'").fetchone() == (1,)
+
+
+# --- asyncpg (in the test extra once COPY tests pin it; skipped, saying so, without) --------
+
+
+def test_scram_with_asyncpg(daemon):
+    asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is not installed")
+    import asyncio
+
+    with root(daemon) as r:
+        r.execute("CREATE USER nora WITH PASSWORD 'n-pass'")
+
+    async def run():
+        conn = await asyncpg.connect(host="127.0.0.1", port=daemon.port, user="nora", password="n-pass",
+                                     database="tierd", ssl=False, timeout=10)
+        try:
+            # Simple-protocol statements only: asyncpg's prepared path is the protocol's own test.
+            assert await conn.execute("SELECT current_user") == "SELECT 1"
+            assert conn.get_settings().session_authorization == "nora"
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("CREATE NAMESPACE noras")
+        finally:
+            await conn.close()
+        for user, password in (("nora", "wrong"), ("no_such_role", "n-pass")):
+            with pytest.raises(asyncpg.InvalidPasswordError) as info:
+                await asyncpg.connect(host="127.0.0.1", port=daemon.port, user=user, password=password,
+                                      database="tierd", ssl=False, timeout=10)
+            assert info.value.sqlstate == "28P01"
+
+    asyncio.run(run())

@@ -127,3 +127,49 @@ def test_bad_certificate_config_is_refused(make_tierd, tmp_path, cert):
     r = subprocess.run([TIERD, "serve", "--config", str(cfg), "--data-dir", str(tmp_path / "d")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "server.ssl_required" in r.stderr
+
+
+def test_tls_with_asyncpg(make_tierd, cert):
+    asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is not installed")
+    import asyncio
+
+    d = start(make_tierd, tls_config(cert, required=True))
+    d.start()
+
+    async def run():
+        conn = await asyncpg.connect(host="127.0.0.1", port=d.port, user="tierd", password=PASSWORD,
+                                     database="tierd", ssl="require", timeout=10)
+        try:
+            assert await conn.execute("CREATE TABLE public.over_tls (id INT PRIMARY KEY)") == "CREATE TABLE"
+            assert await conn.execute("INSERT INTO public.over_tls VALUES (1), (2)") == "INSERT 0 2"
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_sighup_switches_password_and_tls_for_new_connections(make_tierd, cert):
+    import signal
+
+    from tests.daemon import wait_for
+
+    d = start(make_tierd, f'[auth]\nmethod = "scram"\npassword = "{PASSWORD}"\n')
+    d.start()
+    open_conn = connect(d.port, "disable")
+    with pytest.raises(psycopg.OperationalError, match="does not support SSL"):
+        connect(d.port, "require")
+    with open(d.config, "w") as f:
+        f.write(tls_config(cert, required=True).replace(PASSWORD, "new-pass"))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded:" in d.output(), timeout=30, what="the reload log line")
+    assert "new-pass" not in d.output()  # the password is logged as changed, never shown
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect(d.port, "require")  # the old password
+    with psycopg.connect(host="127.0.0.1", port=d.port, user="tierd", password="new-pass", dbname="tierd",
+                         sslmode="require", connect_timeout=10) as c:
+        assert c.pgconn.ssl_in_use
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(host="127.0.0.1", port=d.port, user="tierd", password="new-pass", dbname="tierd",
+                        sslmode="disable", connect_timeout=10)
+    assert open_conn.execute("SELECT 1").fetchone() == (1,)  # open sessions are left alone
+    open_conn.close()
