@@ -50,6 +50,7 @@ NO_FAST_DEFAULT = object()  # marker: only DuckDB can evaluate this default
 _NOW_DEFAULT = re.compile(r"^\s*(CAST\(\s*)?(now\(\)|current_timestamp|get_current_timestamp\(\)|transaction_timestamp\(\))", re.I)
 _VOLATILE = re.compile(r"\(|current_|random|uuid|nextval", re.I)
 DEFAULT_NAMESPACE = "public"
+IDENTITY_VARIABLE = "tierd_user"  # per DuckDB connection: the session's role name
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Engine:
             self._recover_table(t)
         self._create_system_tables()
         self.visible_seq = self.seq  # everything recovered is visible
+        self._create_identity_macros()
         self.reaper = FileReaper()
         self.policies = PolicyRunner(self)
         self.jobs = JobRunner(self.store, self.db, config.jobs, execute=self._execute_job,
@@ -676,6 +678,16 @@ class Engine:
         finally:
             self.cold_epoch += 1
             self.write_lock.release()
+
+    def _create_identity_macros(self) -> None:
+        """current_user, session_user, user and current_role (DuckDB parses all four as calls)
+        name the session's role: macros in the `main` schema of each catalog a session USEs,
+        which come before DuckDB's built-ins, read a variable each session sets on its own
+        connection. Created once, so connecting never changes DuckDB's catalog."""
+        for catalog in ("memory", read_path.FULL):
+            for fn in ("current_user", "session_user", "current_role", "user"):
+                self.admin.execute(f"CREATE MACRO {catalog}.main.{read_path.q(fn)}() "
+                                   f"AS getvariable({read_path.sql_str(IDENTITY_VARIABLE)})")
 
     # ------------------------------------------------------------------ system tables
     def _create_system_tables(self) -> None:

@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 
 from engine import copy, dml, point_lookup, privileges, read_path, sandbox, sql_refs
 from engine.catalog import TableDef, check_identifier, parse_table_options
-from engine.engine import DEFAULT_NAMESPACE, NO_FAST_DEFAULT, NOW, Engine, KeyState, Tombstone, key_list
+from engine.engine import DEFAULT_NAMESPACE, IDENTITY_VARIABLE, NO_FAST_DEFAULT, NOW, Engine, KeyState, Tombstone, \
+    key_list
 from engine.errors import (
     ActiveSqlTransaction,
     DuplicateTable,
@@ -130,10 +131,8 @@ class EngineSession:
         self._catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False
         self._closed = False
-        # current_user, session_user, user and current_role name the connected role (DuckDB
-        # parses all four as current_user()); a temp macro is private to this session's cursor.
-        for fn in ("current_user", "session_user", "current_role", "user"):
-            self.cur.execute(f"CREATE OR REPLACE TEMP MACRO {fn}() AS {read_path.sql_str(user)}")
+        # current_user & co. read this per-connection variable (Engine._create_identity_macros).
+        self.cur.execute(f"SET VARIABLE {IDENTITY_VARIABLE} = {read_path.sql_str(user)}")
 
     # ------------------------------------------------------------------ public
     @property

@@ -106,6 +106,8 @@ def test_scram_login_with_psycopg_and_current_user(daemon):
     with connect(daemon, "alice", "wonder land") as c:
         row = c.execute("SELECT current_user, session_user, user, current_role").fetchone()
         assert row == ("alice", "alice", "alice", "alice")
+        # Naming a system column switches the query to the catalog that has them: still alice.
+        assert c.execute("SELECT current_user AS _seq").fetchone() == ("alice",)
         assert c.info.parameter_status("is_superuser") == "off"
         assert c.info.parameter_status("session_authorization") == "alice"
     with root(daemon) as c:
