@@ -4,12 +4,14 @@ The certificate is self-signed, made at test time with the openssl CLI.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import struct
 import subprocess
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -130,8 +132,6 @@ def test_bad_certificate_config_is_refused(make_tierd, tmp_path, cert):
 
 
 def test_tls_with_asyncpg(make_tierd, cert):
-    asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is not installed")
-    import asyncio
 
     d = start(make_tierd, tls_config(cert, required=True))
     d.start()
@@ -142,6 +142,7 @@ def test_tls_with_asyncpg(make_tierd, cert):
         try:
             assert await conn.execute("CREATE TABLE public.over_tls (id INT PRIMARY KEY)") == "CREATE TABLE"
             assert await conn.execute("INSERT INTO public.over_tls VALUES (1), (2)") == "INSERT 0 2"
+            assert await conn.fetchval("SELECT count(*) FROM public.over_tls WHERE id > $1", 0) == 2
         finally:
             await conn.close()
 
