@@ -28,6 +28,8 @@ ITERATIONS = 4096  # Postgres's default scram_iterations
 _VERIFIER = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$")
 _PREFIX = "c/role/"
 MAX_NAME = 63  # Postgres's NAMEDATALEN - 1
+# Names Postgres keeps for itself: PUBLIC in GRANT, CURRENT_USER & co. in role specs.
+RESERVED_NAMES = frozenset({"public", "none", "current_user", "session_user", "current_role"})
 
 
 class DependentObjectsStillExist(EngineError):
@@ -99,6 +101,8 @@ class Role:
 def check_role_name(name: str) -> str:
     if not name or len(name) > MAX_NAME:
         raise InvalidParameterValue(f'invalid role name "{name}": 1 to {MAX_NAME} characters')
+    if name.lower() in RESERVED_NAMES:
+        raise InvalidParameterValue(f'role name "{name}" is reserved')
     if name.lower().startswith("pg_") or name.startswith("__"):
         raise InvalidParameterValue(f'role name "{name}" is reserved',
                                     detail='Role names starting with "pg_" or "__" are reserved.')

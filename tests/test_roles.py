@@ -208,6 +208,10 @@ def test_role_commands_errors(daemon):
             c.execute("CREATE USER frank CREATEDB")
         with pytest.raises(psycopg.errors.SyntaxError):
             c.execute("CREATE USER frank WITH PASSWORD")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="reserved"):
+            c.execute('CREATE USER "public"')
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="reserved"):
+            c.execute("CREATE USER pg_monitor")
         assert c.execute("SELECT 1").fetchone() == (1,)
     with root(daemon) as c:
         c.execute("ALTER USER erin PASSWORD 'e'")
