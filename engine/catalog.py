@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from engine.errors import (
     DuplicateSchema,
     DuplicateTable,
-    FeatureNotSupported,
     InvalidParameterValue,
     InvalidSchemaName,
     SyntaxError_,
@@ -24,7 +23,21 @@ from engine.manifest import now_iso
 from engine.policy import parse_flush_policy
 
 RESERVED_NAMESPACES = {"system", "main", "pg_catalog", "information_schema", "temp"}
-SYSTEM_COLUMNS = ("_seq", "_deleted")
+SYSTEM_COLUMNS = ("_seq", "_deleted", "_user_id", "_written_at")
+OWNER = "_user_id"  # a USER table's owner column: part of its internal key, stored in Parquet
+WRITTEN_AT = "_written_at"  # a STREAM table's write time (hot only), what TTL_SECONDS counts from
+TABLE_TYPES = ("SHARED", "USER", "STREAM")
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+_SAFE_SCOPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def scope_name(user: str) -> str:
+    """A role name as one path segment: plain names as they are, anything else (a '/', '..',
+    spaces) percent-encoded, so a role can never steer its directory out of the table's."""
+    if _SAFE_SCOPE.match(user) and user not in (".", ".."):
+        return user
+    return "".join(c if c.isalnum() or c == "_" else "%" + "%".join(f"{b:02X}" for b in c.encode())
+                   for c in user)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -59,8 +72,26 @@ class TableDef:
     owner: str | None = None
     grants: dict[str, list[str]] = field(default_factory=dict)  # role -> ["SELECT", ...]
 
-    def scope(self, storage) -> str:
+    def scope(self, storage, user: str | None = None) -> str:
+        """Directory of one scope: the table's own (SHARED) or one user's (USER tables; the
+        template with {userId} still open was resolved at CREATE TABLE)."""
+        if self.table_type == "USER":
+            template = self.scope_dir or storage.scope_dir(self.namespace, self.name, "{userId}")
+            return template.replace("{userId}", scope_name(user or ""))
         return self.scope_dir or storage.scope_dir(self.namespace, self.name)
+
+    @property
+    def is_user(self) -> bool:
+        return self.table_type == "USER"
+
+    @property
+    def is_stream(self) -> bool:
+        return self.table_type == "STREAM"
+
+    @property
+    def key_columns(self) -> list[str]:
+        """The internal identity of a row: a USER table's primary key is unique per user."""
+        return [OWNER] + self.primary_key if self.is_user else self.primary_key
 
     @property
     def qualified(self) -> str:
@@ -103,14 +134,27 @@ def parse_table_options(items: dict[str, str], keyword_type: str | None) -> Tabl
     for key in items:
         if key not in known:
             raise InvalidParameterValue(f"unknown table option {key!r} (expected one of {', '.join(sorted(known))})")
-    ttype = (items.get("TYPE") or keyword_type or "SHARED").upper()
+    ttype = (items.get("TYPE") or keyword_type or "SHARED").upper()  # no type given: SHARED
     if keyword_type and items.get("TYPE") and items["TYPE"].upper() != keyword_type:
         raise InvalidParameterValue(f"table type {keyword_type} conflicts with TYPE = '{items['TYPE']}'")
-    if ttype not in ("USER", "SHARED", "STREAM"):
+    if ttype not in TABLE_TYPES:
         raise InvalidParameterValue(f"invalid TYPE {ttype!r}: expected USER, SHARED or STREAM")
-    if ttype in ("USER", "STREAM"):
-        raise FeatureNotSupported(f"{ttype} tables are not supported yet")
     opts.table_type = ttype
+    if ttype == "STREAM":
+        for key in ("STORAGE_ID", "FLUSH_POLICY"):
+            if key in items:
+                raise InvalidParameterValue(f"{key} does not apply to STREAM tables: their rows stay hot "
+                                            "and expire after TTL_SECONDS")
+        if "TTL_SECONDS" not in items:
+            raise InvalidParameterValue("STREAM tables need TTL_SECONDS, e.g. WITH (TTL_SECONDS = 3600)")
+        try:
+            ttl = int(items["TTL_SECONDS"])
+        except ValueError:
+            raise InvalidParameterValue(f"TTL_SECONDS must be an integer, not {items['TTL_SECONDS']!r}") from None
+        if not 1 <= ttl <= MAX_TTL_SECONDS:
+            raise InvalidParameterValue(f"TTL_SECONDS must be between 1 and {MAX_TTL_SECONDS}")
+        opts.ttl_seconds = ttl
+        return opts
     if "STORAGE_ID" in items:
         opts.storage_id = items["STORAGE_ID"]
     if "FLUSH_POLICY" in items:

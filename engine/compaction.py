@@ -1,4 +1,5 @@
-"""Compaction: rewrite a table scope's segments as few large base segments.
+"""Compaction: rewrite a table scope's segments as few large base segments (each user of a
+USER table is its own scope, compacted in its own directory with its own manifest commit).
 
 Superseded versions and deleted rows are dropped, keys stay sorted, the manifest swaps in one
 commit, and the replaced files are deleted only after every query that might read them has
@@ -26,16 +27,32 @@ def needs_compaction(manifest: Manifest, max_segments: int) -> bool:
 
 
 def compact_table(engine: "Engine", t: "TableDef", job: "Job | None") -> tuple[str, str, int]:
-    fp = engine.failpoints
-    manifest = engine.manifests[t.tid]
-    has_delta = any(s.kind == "delta" for s in manifest.segments)
-    if len(manifest.segments) < 2 and not has_delta:
+    """Compact every scope that has something to compact (a USER table: each user's own)."""
+    if t.is_stream:
+        from engine.errors import FeatureNotSupported
+
+        raise FeatureNotSupported("STORAGE COMPACT TABLE is not supported for STREAM tables")
+    todo = [(user, m) for user, m in sorted(engine.manifests[t.tid].items(), key=lambda kv: kv[0] or "")
+            if len(m.segments) >= 2 or any(s.kind == "delta" for s in m.segments)]
+    if not todo:
         return "skipped", f"Storage compaction skipped: nothing to compact for table '{t.qualified}'", 0
+    before = after = rows = 0
+    for _, manifest in todo:
+        old, new, live = _compact_scope(engine, t, manifest, job)
+        before, after, rows = before + old, after + new, rows + live
+    scopes = f" in {len(todo)} user scope(s)" if t.is_user else ""
+    return "completed", (
+        f"Compacted {before} segment(s) of table '{t.qualified}' into {after}{scopes} ({rows} live rows)"
+    ), rows
+
+
+def _compact_scope(engine: "Engine", t: "TableDef", manifest: Manifest, job: "Job | None") -> tuple[int, int, int]:
+    fp = engine.failpoints
     storage = engine.storage_for(t)
-    scope = t.scope(storage)
+    scope = t.scope(storage, manifest.user_id)
     target = engine.config.compaction_target_rows
-    pk = ", ".join(read_path.q(c) for c in t.primary_key)
-    source = read_path.all_cold_versions_sql(t, manifest, storage)
+    pk = ", ".join(read_path.q(c) for c in t.key_columns)
+    source = read_path.all_cold_versions_sql(t, {manifest.user_id: manifest}, storage)
     fp.hit("compact.start")
     cur = engine.db.cursor()
     segments: list[Segment] = []
@@ -71,10 +88,7 @@ def compact_table(engine: "Engine", t: "TableDef", job: "Job | None") -> tuple[s
         for seg in old:
             rel = f"{scope}/{seg.path}"
             engine.reaper.retire(lambda rel=rel: storage.delete(rel), rel)
-    rows = sum(s.row_count for s in segments)
-    return "completed", (
-        f"Compacted {len(old)} segment(s) of table '{t.qualified}' into {len(segments)} ({rows} live rows)"
-    ), rows
+    return len(old), len(segments), sum(s.row_count for s in segments)
 
 
 def _write(engine, t, storage, scope, manifest: Manifest, done: list[Segment], batches, job) -> Segment:

@@ -7,15 +7,22 @@ Flush commit protocol (each step a failpoint):
   3. commit a new manifest version listing them, flushed_seq = W  -- the commit point
   4. under the write lock: swap the DuckDB cold view and drop hot rows with _seq <= W (atomic
      for readers), then delete the LevelDB batches <= W          -- redone at start-up if lost
+
+A USER table has one scope per user: steps 2-4 run per user with pending rows (one job, one
+watermark W, one manifest commit per scope, each applied at once). A crash or failure between
+two scopes leaves the committed ones applied (their hot rows <= W leave at recovery, found
+by each scope's own flushed_seq) and the rest hot, for the retry to flush.
 """
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,9 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine import read_path
-from engine.catalog import Catalog, Column, TableDef
-from engine.errors import InvalidCatalogName, IoError, LockNotAvailable, ObjectInUse, QueryCanceled
+from engine import read_path, stream_eviction
+from engine.catalog import OWNER, Catalog, Column, TableDef
+from engine.errors import (FeatureNotSupported, InvalidCatalogName, IoError, LockNotAvailable, ObjectInUse,
+                           QueryCanceled)
 from engine.failpoints import Failpoints
 from engine.group_commit import CommitQueue
 from engine.hot_store import HotStore
@@ -67,6 +75,10 @@ class EngineConfig:
     superuser_password: str | None = None  # auth.password: that role's password, if configured
 
 
+STREAM_FLUSH_REFUSED = "STORAGE FLUSH TABLE is not supported for STREAM tables"
+Scopes = dict  # user id (None: the SHARED scope) -> Manifest
+
+
 class KeyState(int):
     """Newest hot version of a key: the int is its _seq; a `Tombstone` if it is deleted.
 
@@ -91,8 +103,9 @@ def key_state(seq: int, deleted: bool) -> KeyState:
 
 
 def key_list(t: TableDef, rows: pa.Table) -> list:
-    """Primary-key values of `rows` as hashable Python values (tuples for composite keys)."""
-    cols = [rows.column(c).to_pylist() for c in t.primary_key]
+    """Keys of `rows` as hashable Python values (tuples for composite keys; a USER table's
+    key starts with the owner)."""
+    cols = [rows.column(c).to_pylist() for c in t.key_columns]
     return cols[0] if len(cols) == 1 else list(zip(*cols))
 
 
@@ -109,7 +122,7 @@ class Engine:
         self.sys_lock = threading.Lock()
         self.catalog = Catalog(self.store)
         self.roles = RoleCatalog(self.store, config.superuser, config.superuser_password)
-        self.manifests: dict[int, Manifest] = {}
+        self.manifests: dict[int, Scopes] = {}  # table id -> its scopes' manifests
         self.hot_index: dict[int, dict] = {}
         # Committed autocommit writes not yet appended to DuckDB; readers append them first,
         # so a stream of single-row INSERTs costs no DuckDB call each.
@@ -121,6 +134,9 @@ class Engine:
         # write lock; bumped before and after, so a lock-free point lookup can tell (seqlock).
         self.cold_epoch = 0
         self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
+        self.stream_clock = 0.0  # newest STREAM write time (epoch s): write times never go back
+        # STREAM tables: (write time, last _seq written then), both ascending, one per write.
+        self.stream_marks: dict[int, list[tuple[float, int]]] = {}
         self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self._schemas: dict[int, pa.Schema] = {}
         self._defaults: dict[tuple[int, str], object] = {}
@@ -150,6 +166,8 @@ class Engine:
         self.jobs.start()
         self.jobs.every(TICK_SECONDS, self.policies.tick, "flush-policy-tick")
         self.jobs.every(5.0, self.retry_unavailable, "cold-tier-recovery")
+        self.evictions = stream_eviction.EvictionScheduler(self)
+        self.jobs.every(stream_eviction.TICK_SECONDS, self.evictions.tick, "stream-eviction-tick")
         self.closed = False
 
     # ------------------------------------------------------------------ sessions
@@ -179,54 +197,123 @@ class Engine:
             self.admin.register("__recovered", pa.concat_tables(tables))
             self.admin.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __recovered")
             self.admin.unregister("__recovered")
+        if t.is_stream:  # hot only: no storage, no manifest
+            self.manifests[t.tid] = {}
+            marks = self.admin.execute(f"SELECT epoch(_written_at) AS w, max(_seq) FROM {read_path.hot_table(t)} "
+                                       "GROUP BY w ORDER BY w").fetchall()
+            self.stream_marks[t.tid] = [(float(w), int(s)) for w, s in marks]
+            if marks:
+                self.stream_clock = max(self.stream_clock, float(marks[-1][0]))
+            read_path.create_views(self.admin, t, read_path.cold_view_sql(t, {}, storage), shadowing=False)
+            self.hot_index[t.tid] = self._index_hot(t)
+            return
         try:
-            manifest = self._load_cold(t, storage)
+            scopes = self._load_cold(t, storage)
         except Exception as exc:  # storage down: the table comes up, its cold tier later
             reason = f"cold tier of table '{t.qualified}' is unavailable: storage '{t.storage_id}' failed: " \
                      f"{getattr(exc, 'message', None) or exc}"
             log.error("recovery: %s; retrying in the background", reason)
             self.unavailable[t.tid] = reason
-            self.manifests[t.tid] = Manifest(table_id=t.qualified)
+            self.manifests[t.tid] = {} if t.is_user else {None: Manifest(table_id=t.qualified)}
             read_path.create_views(self.admin, t, read_path.unavailable_cold_view_sql(t, reason), shadowing=True)
             self.shadowing.add(t.tid)
         else:
-            self.seq = max(self.seq, manifest.flushed_seq)  # start-up is single-threaded
-            shadowing = bool(tables and manifest.segments)
-            read_path.create_views(self.admin, t, read_path.cold_view_sql(t, manifest, storage), shadowing)
+            for m in scopes.values():
+                self.seq = max(self.seq, m.flushed_seq)  # start-up is single-threaded
+            shadowing = bool(tables and self.has_cold(t))
+            read_path.create_views(self.admin, t, read_path.cold_view_sql(t, scopes, storage), shadowing)
             if shadowing:
                 self.shadowing.add(t.tid)
-            self._finish_interrupted_flush(t, manifest)
+            self._finish_interrupted_flush(t, scopes)
         self.hot_index[t.tid] = self._index_hot(t)
 
-    def _load_cold(self, t: TableDef, storage: Storage) -> Manifest:
-        """Read the scope's manifest and remove files no manifest lists (orphans of a crash)."""
-        scope = t.scope(storage)
-        manifest = load(storage, scope, t.qualified, t.uid)
-        known = self.store.get_json(f"c/cold/{t.tid:08d}")
-        if known and manifest.version == 0:
-            raise IoError(f"manifest.json of {scope} is missing from storage '{t.storage_id}' "
-                          f"(version {known['version']} was committed)")
-        live = {s.path for s in manifest.segments} | ({"manifest.json"} if manifest.version else set())
-        for name in storage.list(scope):
-            if TMP_MARK in name or (name.startswith("batch-") and name not in live) or \
-                    (name == "manifest.json" and name not in live):
-                log.info("recovery: removing orphan file %s/%s", scope, name)
-                storage.delete(f"{scope}/{name}")
-        self.manifests[t.tid] = manifest
-        return manifest
+    # A table's committed manifest versions per scope, in LevelDB: {"version": v} (SHARED) or
+    # {"scopes": {user: v}} (USER; v = 0 for a scope registered before its first commit).
+    def _known_scopes(self, t: TableDef) -> dict:
+        known = self.store.get_json(f"c/cold/{t.tid:08d}") or {}
+        if t.is_user:
+            return dict(known.get("scopes", {}))
+        return {None: known["version"]} if "version" in known else {}
+
+    def _remember_scope(self, t: TableDef, user: str | None, version: int) -> None:
+        if t.is_user:
+            known = self._known_scopes(t)
+            known[user] = version
+            self.store.put_json(f"c/cold/{t.tid:08d}", {"scopes": known})
+        else:
+            self.store.put_json(f"c/cold/{t.tid:08d}", {"version": version})
+
+    def _load_cold(self, t: TableDef, storage: Storage) -> Scopes:
+        """Read each scope's manifest and remove files no manifest lists (orphans of a crash).
+        A USER table's scopes are the users LevelDB registered before their first segment."""
+        known = self._known_scopes(t)
+        users = sorted(known) if t.is_user else [None]
+        scopes: Scopes = {}
+        for user in users:
+            scope = t.scope(storage, user)
+            manifest = load(storage, scope, t.qualified, t.uid, user)
+            if known.get(user) and manifest.version == 0:
+                raise IoError(f"manifest.json of {scope} is missing from storage '{t.storage_id}' "
+                              f"(version {known[user]} was committed)")
+            live = {s.path for s in manifest.segments} | ({"manifest.json"} if manifest.version else set())
+            for name in storage.list(scope):
+                if TMP_MARK in name or (name.startswith("batch-") and name not in live) or \
+                        (name == "manifest.json" and name not in live):
+                    log.info("recovery: removing orphan file %s/%s", scope, name)
+                    storage.delete(f"{scope}/{name}")
+            if manifest.version or not t.is_user:
+                scopes[user] = manifest
+        self.manifests[t.tid] = scopes
+        return scopes
+
+    def scope_manifest(self, t: TableDef, user: str | None) -> Manifest:
+        """The scope's current manifest, or an empty one before its first flush."""
+        m = self.manifests.get(t.tid, {}).get(user)
+        return m if m is not None else Manifest(table_id=t.qualified, table_uid=t.uid, user_id=user)
+
+    def has_cold(self, t: TableDef) -> bool:
+        return any(m.segments for m in self.manifests.get(t.tid, {}).values())
 
     def commit_manifest(self, t: TableDef, storage: Storage, manifest: Manifest) -> None:
-        """The commit point of a flush or compaction; LevelDB remembers that cold data
-        exists, so a manifest that vanishes (an unmounted disk) is an error, not an empty table."""
-        commit(storage, t.scope(storage), manifest)
-        self.store.put_json(f"c/cold/{t.tid:08d}", {"version": manifest.version})
+        """The commit point of a flush or compaction of one scope; LevelDB remembers that cold
+        data exists, so a manifest that vanishes (an unmounted disk) is an error, not an empty table."""
+        if t.is_user and manifest.user_id not in self._known_scopes(t):
+            self._remember_scope(t, manifest.user_id, 0)  # recovery looks here for orphans
+        commit(storage, t.scope(storage, manifest.user_id), manifest)
+        self._remember_scope(t, manifest.user_id, manifest.version)
 
-    def _finish_interrupted_flush(self, t: TableDef, manifest: Manifest) -> None:
-        """Hot rows already in Parquet (a crash after the manifest commit) leave hot now."""
-        stale = [k for k, first in self.store.batch_keys(t.tid) if first <= manifest.flushed_seq]
-        if stale:
-            self.admin.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {manifest.flushed_seq}")
-            self.store.delete_keys(stale)
+    def _finish_interrupted_flush(self, t: TableDef, scopes: Scopes) -> None:
+        """Hot rows already in Parquet (a crash after a manifest commit) leave hot now. A USER
+        table's batches may mix users (a superuser's UPDATE): each row goes by its own scope's
+        watermark, and a batch that is partly flushed is rewritten with the rest."""
+        if not t.is_user:
+            flushed = scopes[None].flushed_seq
+            stale = [k for k, first in self.store.batch_keys(t.tid) if first <= flushed]
+            if stale:
+                self.admin.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {flushed}")
+                self.store.delete_keys(stale)
+            return
+        marks = {u: m.flushed_seq for u, m in scopes.items() if m.flushed_seq}
+        if not marks:
+            return
+        top = max(marks.values())
+        puts, deletes = [], []
+        for key, rows in self.store.batches(t.tid):
+            if pc.min(rows.column("_seq")).as_py() > top:
+                continue
+            keep = pa.array([s > marks.get(u, 0) for u, s in zip(rows.column(OWNER).to_pylist(),
+                                                                  rows.column("_seq").to_pylist())], pa.bool_())
+            left = pc.sum(keep).as_py() or 0
+            if left == 0:
+                deletes.append(key)
+            elif left < rows.num_rows:
+                puts.append((key, rows.filter(keep)))
+        if not puts and not deletes:
+            return
+        for user, mark in marks.items():
+            self.admin.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE {OWNER} = $1 AND _seq <= $2",
+                               [user, mark])
+        self.store.rewrite(puts, deletes)
 
     def retry_unavailable(self) -> None:
         """Periodically: bring back the cold tier of tables whose storage was down at start-up."""
@@ -237,15 +324,15 @@ class Engine:
                 continue
             storage = self.storage_for(t)
             try:
-                manifest = self._load_cold(t, storage)
+                scopes = self._load_cold(t, storage)
             except Exception:
                 continue
             self.acquire_write_lock()
             self.cold_epoch += 1
             try:
                 self.settle()
-                self._finish_interrupted_flush(t, manifest)
-                self.admin.execute(read_path.cold_view_sql(t, manifest, storage))
+                self._finish_interrupted_flush(t, scopes)
+                self.admin.execute(read_path.cold_view_sql(t, scopes, storage))
                 self.hot_index[t.tid] = self._index_hot(t)
                 self.unavailable.pop(tid, None)
             finally:
@@ -254,7 +341,7 @@ class Engine:
             log.info("cold tier of table '%s' is available again", t.qualified)
 
     def _index_hot(self, t: TableDef) -> dict:
-        pk = ", ".join(read_path.q(c) for c in t.primary_key)
+        pk = ", ".join(read_path.q(c) for c in t.key_columns)
         rows = self.admin.execute(
             f"SELECT {pk}, _seq, _deleted FROM {read_path.hot_table(t)} "
             f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
@@ -299,10 +386,27 @@ class Engine:
 
     def ensure_shadowing(self, t: TableDef) -> None:
         """Before hot may hold newer versions of cold keys, make the view hide those cold rows."""
-        if t.tid in self.shadowing or not self.manifests[t.tid].segments:
+        if t.tid in self.shadowing or not self.has_cold(t):
             return
         self.admin.execute(read_path.full_view_sql(t, shadowing=True))
         self.shadowing.add(t.tid)
+
+    def note_stream_write(self, t: TableDef, written: float, last_seq: int) -> None:
+        """A STREAM write stamped `written` (under the write lock; times never go back)."""
+        self.stream_marks.setdefault(t.tid, []).append((written, last_seq))
+
+    def expired_seq(self, t: TableDef) -> int:
+        """A STREAM table's newest expired _seq: versions up to it are past the TTL (write
+        times ascend with _seq), invisible and their keys free, evicted or not. 0 otherwise."""
+        marks = self.stream_marks.get(t.tid)
+        if not t.is_stream or not marks:
+            return 0
+        i = bisect.bisect_right(marks, time.time() - t.ttl_seconds, key=lambda m: m[0])
+        return marks[i - 1][1] if i else 0
+
+    def forget_stream_marks(self, t: TableDef, evicted_seq: int) -> None:
+        marks = self.stream_marks.get(t.tid, [])
+        self.stream_marks[t.tid] = [m for m in marks if m[1] > evicted_seq]
 
     def visible_schema(self, t: TableDef) -> pa.Schema:
         """Arrow schema of the table's columns, as DuckDB produces them."""
@@ -366,12 +470,16 @@ class Engine:
 
     def create_table(self, t: TableDef) -> TableDef:
         """Register `t` (columns already validated) and build its DuckDB objects."""
-        t.scope_dir = self.storage_for(t).scope_dir(t.namespace, t.name)
+        storage = self.storage_for(t)
+        if t.is_user:  # {userId} stays open: each user's directory is resolved at its first flush
+            t.scope_dir = storage.scope_dir(t.namespace, t.name, "{userId}")
+        elif not t.is_stream:
+            t.scope_dir = storage.scope_dir(t.namespace, t.name)
         t = self.catalog.add_table(t)
-        manifest = Manifest(table_id=t.qualified, table_uid=t.uid)
-        self.manifests[t.tid] = manifest
+        scopes: Scopes = {None: Manifest(table_id=t.qualified, table_uid=t.uid)} if t.table_type == "SHARED" else {}
+        self.manifests[t.tid] = scopes
         self.hot_index[t.tid] = {}
-        read_path.create_table_objects(self.admin, t, manifest, self.storage_for(t))
+        read_path.create_table_objects(self.admin, t, scopes, storage)
         return t
 
     def stop_table_job(self, t: TableDef) -> None:
@@ -396,7 +504,6 @@ class Engine:
 
     def _drop_table(self, t: TableDef) -> None:
         self.settle()
-        self.store.delete(f"c/cold/{t.tid:08d}")
         self.unavailable.pop(t.tid, None)
         self.policies.forget(t.tid)
         read_path.drop_table_objects(self.admin, t)
@@ -405,7 +512,12 @@ class Engine:
         self.catalog.drop_table(t)
         self.store.drop_table(t.tid)
         storage = self.storage_for(t)
-        storage.delete_tree(t.scope(storage))
+        if t.is_user:
+            for user in self._known_scopes(t) | self.manifests.get(t.tid, {}):
+                storage.delete_tree(t.scope(storage, user))
+        elif not t.is_stream:
+            storage.delete_tree(t.scope(storage))
+        self.store.delete(f"c/cold/{t.tid:08d}")
         self.manifests.pop(t.tid, None)
         self.hot_index.pop(t.tid, None)
 
@@ -436,21 +548,23 @@ class Engine:
         """Which of `keys` are live in the cold tier (one query, pruned by segment key ranges)."""
         if t.tid in self.unavailable:  # cannot tell whether a key exists there: refuse
             raise IoError(self.unavailable[t.tid])
-        manifest = self.manifests[t.tid]
-        if not manifest.segments or not keys:
+        segments = [s for m in self.manifests[t.tid].values() for s in m.segments]
+        if not segments or not keys:
             return set()
-        if not self._may_overlap(t, manifest, _key_bounds(t, keys)):
+        if not self._may_overlap(t, segments, _key_bounds(t, [k[1] for k in keys] if t.is_user else keys)):
             return set()
         return self._keys_in(cur, t, keys, read_path.cold_view(t))
 
-    def _may_overlap(self, t: TableDef, manifest: Manifest, bounds: tuple | None) -> bool:
+    def _may_overlap(self, t: TableDef, segments: list[Segment], bounds: tuple | None) -> bool:
         """Whether keys within `bounds` (min, max; None: unknown) may be in some segment."""
         if len(t.primary_key) != 1 or bounds is None:
             return True
         col = t.primary_key[0]
+        if t.is_user:  # (owner, key) tuples: prune by the key part
+            keys = [k[1] for k in keys]
         try:
             lo, hi = bounds
-            for s in manifest.segments:
+            for s in segments:
                 st = s.column_stats.get(col)
                 if not st or st.get("min") is None or not isinstance(st["min"], (int, float, str)):
                     return True
@@ -461,7 +575,7 @@ class Engine:
         return False
 
     def _keys_in(self, cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list, relation: str) -> set:
-        pk = t.primary_key
+        pk = t.key_columns
         if len(pk) == 1:
             probe = pa.table({pk[0]: keys})
         else:
@@ -519,6 +633,8 @@ class Engine:
             raise EngineError(self.unavailable[t.tid])
         if job.job_type == "flush":
             return self.flush_table(t, job)
+        if job.job_type == "stream_eviction":
+            return stream_eviction.evict(self, t, job)
         return compaction.compact_table(self, t, job)
 
     def _job_finished(self, job: Job) -> None:
@@ -526,24 +642,30 @@ class Engine:
             return
         ns, _, name = job.table_name.partition(".")
         t = self.catalog.find(ns, name)
-        if t is not None and compaction.needs_compaction(self.manifests[t.tid], self.config.compaction_max_segments):
+        if t is not None and any(compaction.needs_compaction(m, self.config.compaction_max_segments)
+                                 for m in self.manifests[t.tid].values()):
             self.jobs.submit("compact", t.qualified, {"trigger": f"more than {self.config.compaction_max_segments} segments"})
 
     def apply_compaction(self, t: TableDef, manifest: Manifest, storage: Storage) -> None:
+        """Swap one scope's manifest (compacted) into the table's cold view."""
         self.acquire_write_lock()
         self.cold_epoch += 1
         try:
-            self.admin.execute(read_path.cold_view_sql(t, manifest, storage))
-            self.manifests[t.tid] = manifest
+            scopes = dict(self.manifests[t.tid])
+            scopes[manifest.user_id] = manifest
+            self.admin.execute(read_path.cold_view_sql(t, scopes, storage))
+            self.manifests[t.tid] = scopes
         finally:
             self.cold_epoch += 1
             self.write_lock.release()
 
     def flush_table(self, t: TableDef, job: Job | None = None) -> tuple[str, str, int]:
+        if t.is_stream:
+            raise FeatureNotSupported(STREAM_FLUSH_REFUSED)
         fp = self.failpoints
         cur = self.db.cursor()
         try:
-            pk = ", ".join(read_path.q(c) for c in t.primary_key)
+            pk = ", ".join(read_path.q(c) for c in t.key_columns)
             self.acquire_write_lock()
             try:
                 self.commits.drain()
@@ -567,55 +689,21 @@ class Engine:
             fp.hit("flush.start")
             check = job.check_cancel if job is not None else (lambda: None)
             storage = self.storage_for(t)
-            scope = t.scope(storage)
-            manifest = self.manifests[t.tid]
-            keys: list = []
-            in_cold: set = set()
-            if manifest.segments and self._may_overlap(t, manifest, _bounds(t, snap)):
-                keys = key_list(t, snap)
-                rel = read_path.all_cold_versions_sql(t, manifest, storage)
-                in_cold = self._keys_in(cur, t, keys, f"({rel})")
-            mask_cold = pa.array([k in in_cold for k in keys], pa.bool_()) if in_cold else None
-            deleted = snap.column("_deleted")
-            if mask_cold is None:
-                base, delta = snap.filter(pc.invert(deleted)), snap.slice(0, 0)
+            if t.is_user:  # one segment (or base + delta) per user with pending rows
+                owners = snap.column(OWNER)
+                parts = [(u, snap.filter(pc.equal(owners, u))) for u in sorted(pc.unique(owners).to_pylist())]
             else:
-                base = snap.filter(pc.and_(pc.invert(mask_cold), pc.invert(deleted)))
-                delta = snap.filter(mask_cold)
-            sort_keys = [(c, "ascending") for c in t.primary_key]
-            segments: list[Segment] = []
-            for kind, rows in (("base", base), ("delta", delta)):
-                if rows.num_rows == 0:
-                    continue
-                check()
-                if not _sorted_by_key(t, rows):
-                    rows = rows.sort_by(sort_keys)
-                seg_id = manifest.next_segment_id + len(segments)
-                path = f"batch-{seg_id}.parquet"
-                data = segment_bytes(rows)
-                fp.hit("flush.before_parquet")
-                size = storage.write_atomic(f"{scope}/{path}", data)
-                fp.hit("flush.after_parquet")
-                segments.append(Segment(
-                    id=seg_id, path=path,
-                    min_seq=pc.min(rows.column("_seq")).as_py(), max_seq=pc.max(rows.column("_seq")).as_py(),
-                    row_count=rows.num_rows, size_bytes=size, created_at=now_iso(), kind=kind,
-                    column_stats=column_stats(rows, t),
-                ))
-            new_manifest = manifest.with_segments(segments, watermark)
-            check()  # the last point where KILL JOB can stop it: next is the commit
-            fp.hit("flush.before_manifest")
-            self.commit_manifest(t, storage, new_manifest)
-            try:
-                fp.hit("flush.after_manifest")
-            finally:
-                # The manifest is the commit point: from here the flush must take effect.
-                self._apply_flush(cur, t, new_manifest, watermark, storage)
+                parts = [(None, snap)]
+            moved = written = 0
+            for user, rows in parts:
+                n, segs = self._flush_scope(cur, t, storage, user, rows, watermark, check)
+                moved += n
+                written += segs
             fp.hit("flush.before_hot_cleanup")
             self.store.delete_keys([k for k, first in self.store.batch_keys(t.tid) if first <= watermark])
-            moved = sum(s.row_count for s in segments)
+            scopes = f" across {len(parts)} user scope(s)" if t.is_user else ""
             return "completed", (
-                f"Flushed {moved} row version(s) of table '{t.qualified}' into {len(segments)} segment(s)"
+                f"Flushed {moved} row version(s) of table '{t.qualified}' into {written} segment(s){scopes}"
             ), moved
         finally:
             cur.close()
@@ -648,16 +736,73 @@ class Engine:
                 else:
                     del self.unapplied[tid]
 
+    def _flush_scope(self, cur, t: TableDef, storage: Storage, user: str | None, snap: pa.Table,
+                     watermark: int, check: Callable[[], None]) -> tuple[int, int]:
+        """Steps 2-4 for one scope: its segments, its manifest commit, applied at once."""
+        fp = self.failpoints
+        scope = t.scope(storage, user)
+        manifest = self.scope_manifest(t, user)
+        keys: list = []
+        in_cold: set = set()
+        if manifest.segments and self._may_overlap(t, manifest.segments, _bounds(t, snap)):
+            keys = key_list(t, snap)
+            rel = read_path.all_cold_versions_sql(t, {user: manifest}, storage)
+            in_cold = self._keys_in(cur, t, keys, f"({rel})")
+        mask_cold = pa.array([k in in_cold for k in keys], pa.bool_()) if in_cold else None
+        deleted = snap.column("_deleted")
+        if mask_cold is None:
+            base, delta = snap.filter(pc.invert(deleted)), snap.slice(0, 0)
+        else:
+            base = snap.filter(pc.and_(pc.invert(mask_cold), pc.invert(deleted)))
+            delta = snap.filter(mask_cold)
+        sort_keys = [(c, "ascending") for c in t.primary_key]
+        if t.is_user and manifest.user_id not in self._known_scopes(t):
+            self._remember_scope(t, user, 0)  # before its first file: recovery finds orphans
+        segments: list[Segment] = []
+        for kind, rows in (("base", base), ("delta", delta)):
+            if rows.num_rows == 0:
+                continue
+            check()
+            if not _sorted_by_key(t, rows):
+                rows = rows.sort_by(sort_keys)
+            seg_id = manifest.next_segment_id + len(segments)
+            path = f"batch-{seg_id}.parquet"
+            data = segment_bytes(rows)
+            fp.hit("flush.before_parquet")
+            size = storage.write_atomic(f"{scope}/{path}", data)
+            fp.hit("flush.after_parquet")
+            segments.append(Segment(
+                id=seg_id, path=path,
+                min_seq=pc.min(rows.column("_seq")).as_py(), max_seq=pc.max(rows.column("_seq")).as_py(),
+                row_count=rows.num_rows, size_bytes=size, created_at=now_iso(), kind=kind,
+                column_stats=column_stats(rows, t),
+            ))
+        new_manifest = manifest.with_segments(segments, watermark)
+        check()  # the last point where KILL JOB can stop it: next is the commit
+        fp.hit("flush.before_manifest")
+        self.commit_manifest(t, storage, new_manifest)
+        try:
+            fp.hit("flush.after_manifest")
+        finally:
+            # The manifest is the commit point: from here the flush must take effect.
+            self._apply_flush(cur, t, new_manifest, watermark, storage)
+        return sum(s.row_count for s in segments), len(segments)
+
     def _apply_flush(self, cur, t: TableDef, manifest: Manifest, watermark: int, storage: Storage) -> None:
+        user = manifest.user_id
         self.acquire_write_lock()
         self.cold_epoch += 1
         try:
             self.commits.drain()
-            self._drop_unapplied(t.tid, watermark)
+            if not t.is_user:  # a USER scope's flush leaves other users' queued rows to append
+                self._drop_unapplied(t.tid, watermark)
             self.materialize()
+            scopes = dict(self.manifests[t.tid])
+            scopes[user] = manifest
+            owner = f" AND {OWNER} = {read_path.sql_str(user)}" if t.is_user else ""
             cur.execute("BEGIN")
-            cur.execute(read_path.cold_view_sql(t, manifest, storage))
-            cur.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {watermark}")
+            cur.execute(read_path.cold_view_sql(t, scopes, storage))
+            cur.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {watermark}{owner}")
             hot_left = cur.execute(f"SELECT count(*) FROM {read_path.hot_table(t)}").fetchone()[0]
             self.policies.on_flushed(t.tid, hot_left)
             # Rows written while this flush ran may be newer versions of keys it just moved.
@@ -668,12 +813,12 @@ class Engine:
                 self.shadowing.add(t.tid)
             else:
                 self.shadowing.discard(t.tid)
-            self.manifests[t.tid] = manifest
+            self.manifests[t.tid] = scopes
             index = self.hot_index[t.tid]
             if hot_left == 0:  # nothing newer than the watermark (the queue was drained)
                 index.clear()
             else:
-                for k in [k for k, st in index.items() if st.seq <= watermark]:
+                for k in [k for k, st in index.items() if st.seq <= watermark and (user is None or k[0] == user)]:
                     del index[k]
         finally:
             self.cold_epoch += 1
@@ -691,10 +836,12 @@ class Engine:
 
     # ------------------------------------------------------------------ system tables
     def _create_system_tables(self) -> None:
+        # One row per table scope; the views keep the rows of other users' scopes out, so a
+        # regular user sees neither their counts nor their manifests (column stats hold values).
         self.admin.execute(
             "CREATE TABLE __tierd.__sys.tables (namespace VARCHAR, table_name VARCHAR, table_type VARCHAR, "
             "storage_id VARCHAR, flush_policy VARCHAR, ttl_seconds BIGINT, hot_rows BIGINT, cold_rows BIGINT, "
-            "segments BIGINT, created_at TIMESTAMPTZ)"
+            "segments BIGINT, created_at TIMESTAMPTZ, scope VARCHAR)"
         )
         self.admin.execute(
             "CREATE TABLE __tierd.__sys.manifest (namespace VARCHAR, table_name VARCHAR, scope VARCHAR, "
@@ -709,7 +856,16 @@ class Engine:
             "storage_type VARCHAR, base_directory VARCHAR, config VARCHAR, shared_tables_template VARCHAR, "
             "user_tables_template VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ)"
         )
-        for name in ("tables", "manifest", "namespaces", "storages", "users"):
+        visible = f"(scope IS NULL OR scope = 'shared' OR scope = getvariable('{read_path.USER_VARIABLE}') " \
+                  f"OR getvariable('{read_path.ALL_USERS_VARIABLE}'))"
+        self.admin.execute(
+            "CREATE VIEW memory.system.tables AS SELECT namespace, table_name, table_type, storage_id, flush_policy, "
+            "ttl_seconds, CAST(sum(CASE WHEN " + visible + " THEN hot_rows ELSE 0 END) AS BIGINT) AS hot_rows, "
+            "CAST(sum(CASE WHEN " + visible + " THEN cold_rows ELSE 0 END) AS BIGINT) AS cold_rows, "
+            "CAST(sum(CASE WHEN " + visible + " THEN segments ELSE 0 END) AS BIGINT) AS segments, created_at "
+            "FROM __tierd.__sys.tables GROUP BY ALL")
+        self.admin.execute(f"CREATE VIEW memory.system.manifest AS SELECT * FROM __tierd.__sys.manifest WHERE {visible}")
+        for name in ("namespaces", "storages", "users"):
             self.admin.execute(f"CREATE VIEW memory.system.{name} AS SELECT * FROM __tierd.__sys.{name}")
 
     def refresh_system_tables(self) -> None:
@@ -719,21 +875,29 @@ class Engine:
             try:
                 tables, manifests = [], []
                 for t in self.catalog.tables.values():
-                    m = self.manifests.get(t.tid) or Manifest(table_id=t.qualified)
-                    hot = sum(1 for st in self.hot_index.get(t.tid, {}).values() if not st.deleted)
-                    tables.append((t.namespace, t.name, t.table_type, t.storage_id,
-                                   t.flush_policy or self.config.default_flush_policy, t.ttl_seconds,
-                                   hot, m.row_count, len(m.segments), t.created_at))
-                    if m.version:
-                        manifests.append((t.namespace, t.name, "shared", m.version, len(m.segments), m.row_count,
-                                          m.size_bytes, m.to_json().decode(), m.updated_at))
+                    scopes = dict(self.manifests.get(t.tid) or {})
+                    hot: dict = {}
+                    for k, st in list(self.hot_index.get(t.tid, {}).items()):
+                        if not st.deleted:
+                            hot[k[0] if t.is_user else None] = hot.get(k[0] if t.is_user else None, 0) + 1
+                    policy = None if t.is_stream else (t.flush_policy or self.config.default_flush_policy)
+                    head = (t.namespace, t.name, t.table_type, None if t.is_stream else t.storage_id, policy,
+                            t.ttl_seconds)
+                    tables.append(head + (0, 0, 0, t.created_at, None))  # listed even with no rows
+                    for user in sorted(set(scopes) | set(hot), key=lambda u: u or ""):
+                        m = scopes.get(user) or Manifest(table_id=t.qualified)
+                        scope = "shared" if user is None else user
+                        tables.append(head + (hot.get(user, 0), m.row_count, len(m.segments), t.created_at, scope))
+                        if m.version:
+                            manifests.append((t.namespace, t.name, scope, m.version, len(m.segments), m.row_count,
+                                              m.size_bytes, m.to_json().decode(), m.updated_at))
                 storages = [(d.storage_id, d.name, d.description, d.storage_type, d.base,
                              json.dumps(s.redacted_config()), d.shared_tables_template, d.user_tables_template,
                              d.created_at, d.updated_at)
                             for d, s in self.storages.all()]
                 users = [(r.name, r.superuser, r.login, r.created_at) for r in self.roles.all()]
                 cur.execute("BEGIN")
-                for name, rows, width in (("tables", tables, 10), ("manifest", manifests, 9),
+                for name, rows, width in (("tables", tables, 11), ("manifest", manifests, 9),
                                           ("namespaces", sorted(self.catalog.namespaces.items()), 2),
                                           ("storages", storages, 10), ("users", users, 4)):
                     cur.execute(f"DELETE FROM __tierd.__sys.{name}")

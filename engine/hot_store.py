@@ -134,12 +134,25 @@ class HotStore:
             i = bisect.bisect_right(firsts, seq) - 1
             return firsts[i] if i >= 0 else None
 
+    def rewrite(self, puts: list[tuple[bytes, pa.Table]], deletes: list[bytes]) -> None:
+        """Replace some batches by smaller ones and drop others, in one durable WriteBatch."""
+        with self.db.write_batch(sync=True) as wb:
+            for k, rows in puts:
+                wb.put(k, encode_batch(rows))  # same key: the batch's first seq stays listed
+            for k in deletes:
+                wb.delete(k)
+        self._forget(deletes)
+
     def delete_keys(self, keys: list[bytes]) -> None:
         if not keys:
             return
         with self.db.write_batch(sync=True) as wb:
             for k in keys:
                 wb.delete(k)
+        self._forget(keys)
+
+    def _forget(self, keys: list[bytes]) -> None:
+        """Deleted batches leave the in-memory list of first seqs."""
         gone: dict[int, set[int]] = {}
         for k in keys:
             if k.startswith(b"h/"):

@@ -33,7 +33,7 @@ COLUMNS = (
     "updated_at TIMESTAMPTZ, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ"
 )
 FIELDS = [c.split()[0] for c in COLUMNS.split(", ")]
-PREFIX = {"flush": "FL", "compact": "CO"}
+PREFIX = {"flush": "FL", "compact": "CO", "stream_eviction": "SE"}
 ACTIVE = ("queued", "running", "retrying")
 FINISHED = ("completed", "failed", "skipped", "cancelled")
 

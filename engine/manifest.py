@@ -1,8 +1,11 @@
 """A table scope's manifest: the list of live Parquet segments, committed atomically.
 
 The manifest is the commit point of a flush: segments exist for readers only once a
-manifest version lists them. `flushed_seq` is the highest `_seq` the cold tier holds, so
-recovery knows which hot batches were already moved.
+manifest version lists them. `flushed_seq` is the flush watermark of this scope: every hot
+row of the scope with `_seq <= flushed_seq` is in its Parquet, so recovery knows which hot
+rows were already moved. A USER table has one manifest per user (`user_id`), each with its
+own watermark, so a crash between two users' manifest commits loses and duplicates nothing:
+the committed user's rows leave hot at recovery, the other's stay hot for the retry.
 """
 from __future__ import annotations
 
@@ -96,11 +99,12 @@ class Manifest:
         )
 
 
-def load(storage: Storage, scope_dir: str, table_id: str, table_uid: str | None = None) -> Manifest:
+def load(storage: Storage, scope_dir: str, table_id: str, table_uid: str | None = None,
+         user_id: str | None = None) -> Manifest:
     """The scope's manifest; an empty one before the first flush, or when the file belongs to
     an earlier table of the same name (dropped while a flush was writing)."""
     data = storage.read(f"{scope_dir}/{MANIFEST}")
-    fresh = Manifest(table_id=table_id, table_uid=table_uid)
+    fresh = Manifest(table_id=table_id, table_uid=table_uid, user_id=user_id)
     if data is None:
         return fresh
     m = Manifest.from_json(data)

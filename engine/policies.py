@@ -40,13 +40,11 @@ class PolicyRunner:
 
     def on_commit(self, tids: list[int]) -> None:
         now = time.monotonic()
-        with self.lock:
-            for tid in tids:
-                self.oldest.setdefault(tid, now)
-        for tid in tids:
-            t = self.engine.catalog.by_tid(tid)
-            if t is None:
-                continue
+        tables = [t for t in map(self.engine.catalog.by_tid, tids) if t is not None and not t.is_stream]
+        with self.lock:  # STREAM tables are never flushed: no policy applies
+            for t in tables:
+                self.oldest.setdefault(t.tid, now)
+        for t in tables:
             p = self.policy(t)
             if p.rows is not None and self.engine.pending_rows(t) >= p.rows:
                 self._flush(t, f"rows:{p.rows} reached")

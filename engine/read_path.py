@@ -10,6 +10,20 @@ Catalogs:
   backs the system tables. One database, because a DuckDB transaction writes to one only,
   and a flush swaps views and deletes hot rows in one transaction.
 
+Table types:
+- USER tables store the owner in a `_user_id` column (hot table and Parquet) that is part of
+  the internal key (`TableDef.key_columns`), so every dedup, anti join and key probe works
+  per user, and each user's Parquet lives in its own scope directory with its own manifest.
+  Both views of a USER table filter on `_user_id = getvariable('tierd_user') OR
+  getvariable('tierd_all_users')`. DuckDB variables belong to one connection (cursor): each
+  session sets its own on its cursor when it starts (`set_session_user`), client SQL can
+  never run SET (only SELECT statements reach DuckDB), and DuckDB folds the variable into a
+  constant filter that is pushed into the Parquet and hot scans. Engine cursors set no
+  variable, so a view read through them shows no USER rows at all: the engine reads the
+  internal `__hot`/`__cold` relations, which are unfiltered, and client SQL cannot name them.
+- STREAM tables are hot only; their hot table carries `_written_at` and both views hide rows
+  whose newest version is older than TTL_SECONDS, before `stream_eviction` deletes them.
+
 Dedup stays cheap: base segments hold each key's first version with keys unique across
 them, so they are scanned as they are; only delta segments (updates and deletes of keys
 already flushed) need a newest-version pass, and hot rows hide older cold versions through
@@ -20,8 +34,7 @@ from __future__ import annotations
 import duckdb
 
 from engine import sandbox
-from engine.catalog import TableDef
-from engine.manifest import Manifest
+from engine.catalog import OWNER, WRITTEN_AT, TableDef
 from engine.storage import Storage
 
 INTERNAL = "__tierd"
@@ -83,20 +96,54 @@ def drop_namespace(con: duckdb.DuckDBPyConnection, ns: str) -> None:
     con.execute(f"DROP SCHEMA IF EXISTS {FULL}.{q(ns)} CASCADE")
 
 
+USER_VARIABLE = "tierd_user"
+ALL_USERS_VARIABLE = "tierd_all_users"
+# Rows a session may see: its own, or all for a superuser; NULL (no row) on engine cursors.
+OWNER_FILTER = f"({OWNER} = getvariable('{USER_VARIABLE}') OR getvariable('{ALL_USERS_VARIABLE}'))"
+
+
+def set_session_user(cur: duckdb.DuckDBPyConnection, user: str, all_users: bool) -> None:
+    """Who this cursor's queries of USER tables are for (DuckDB variables are per connection)."""
+    cur.execute(f"SET VARIABLE {USER_VARIABLE} = {sql_str(user)}")
+    cur.execute(f"SET VARIABLE {ALL_USERS_VARIABLE} = {'true' if all_users else 'false'}")
+
+
+def system_columns(t: TableDef) -> list[str]:
+    """System columns the views expose (selectable, hidden from SELECT *)."""
+    return ([OWNER] if t.is_user else []) + ["_seq", "_deleted"]
+
+
+def stored_system_columns(t: TableDef) -> list[tuple[str, str]]:
+    """System columns of the hot table, in order after the table's own columns."""
+    cols = [(OWNER, "VARCHAR")] if t.is_user else []
+    cols += [("_seq", "BIGINT"), ("_deleted", "BOOLEAN")]
+    if t.is_stream:
+        cols.append((WRITTEN_AT, "TIMESTAMPTZ"))
+    return cols
+
+
+def _row_columns(t: TableDef) -> str:
+    """The table's columns plus the system columns the views carry."""
+    return ", ".join(q(c) for c in t.column_names + system_columns(t))
+
+
+def _key(t: TableDef) -> str:
+    return ", ".join(q(c) for c in t.key_columns)
+
+
 def _typed_columns(t: TableDef) -> str:
     return ", ".join(f"{q(c.name)} {c.type}" for c in t.columns)
 
 
-def create_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef, manifest: Manifest, storage: Storage,
+def create_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef, manifests: dict, storage: Storage,
                          shadowing: bool = False) -> None:
     create_hot_table(con, t)
-    create_views(con, t, cold_view_sql(t, manifest, storage), shadowing)
+    create_views(con, t, cold_view_sql(t, manifests, storage), shadowing)
 
 
 def create_hot_table(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
-    con.execute(
-        f"CREATE TABLE {hot_table(t)} ({_typed_columns(t)}, _seq BIGINT NOT NULL, _deleted BOOLEAN NOT NULL)"
-    )
+    system = ", ".join(f"{name} {typ} NOT NULL" for name, typ in stored_system_columns(t))
+    con.execute(f"CREATE TABLE {hot_table(t)} ({_typed_columns(t)}, {system})")
 
 
 def create_views(con: duckdb.DuckDBPyConnection, t: TableDef, cold_sql: str, shadowing: bool) -> None:
@@ -111,9 +158,10 @@ def unavailable_cold_view_sql(t: TableDef, reason: str) -> str:
     until the storage is back. Every column is the error too, so a filter pushed into this
     view cannot skip it; typed like the table so the other views can be built on it."""
     err = f"error({sql_str(reason)})"
-    cols = ", ".join(f"CAST({err} AS {c.type}) AS {q(c.name)}" for c in t.columns)
-    return (f"CREATE OR REPLACE VIEW {cold_view(t)} AS SELECT {cols}, CAST({err} AS BIGINT) AS _seq, "
-            f"CAST({err} AS BOOLEAN) AS _deleted FROM range(1) WHERE {err} IS NOT NULL")
+    cols = [f"CAST({err} AS {c.type}) AS {q(c.name)}" for c in t.columns]
+    cols += [f"CAST({err} AS {typ}) AS {name}" for name, typ in stored_system_columns(t) if name != WRITTEN_AT]
+    return (f"CREATE OR REPLACE VIEW {cold_view(t)} AS SELECT {', '.join(cols)} "
+            f"FROM range(1) WHERE {err} IS NOT NULL")
 
 
 def full_view_sql(t: TableDef, shadowing: bool) -> str:
@@ -123,14 +171,21 @@ def full_view_sql(t: TableDef, shadowing: bool) -> str:
     deletes of flushed rows); only then is the anti join against hot needed, which would
     otherwise cost a hash probe per cold row.
     """
-    cols = ", ".join(q(c) for c in t.column_names)
-    pk = ", ".join(q(c) for c in t.primary_key)
-    cold = f"SELECT {cols}, _seq, _deleted FROM {cold_view(t)}"
+    cols = _row_columns(t)
+    pk = _key(t)
+    where = ""
+    if t.is_user:  # before the window: the filter's column is part of the partition key
+        where = f" WHERE {OWNER_FILTER}"
+    elif t.is_stream:  # a key whose newest version has expired is gone (versions come in write order)
+        where = f" WHERE {WRITTEN_AT} > now() - INTERVAL {int(t.ttl_seconds or 0)} SECOND"
+    cold = f"SELECT {cols} FROM {cold_view(t)}"
     if shadowing:
         cold += f" c ANTI JOIN {hot_table(t)} h USING ({pk})"
+    if t.is_user:
+        cold = f"SELECT * FROM ({cold}) WHERE {OWNER_FILTER}"
     return (
         f"CREATE OR REPLACE VIEW {full_view(t)} AS "
-        f"SELECT {cols}, _seq, _deleted FROM {hot_table(t)} "
+        f"SELECT {cols} FROM {hot_table(t)}{where} "
         f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1 AND NOT _deleted "
         f"UNION ALL {cold}"
     )
@@ -146,37 +201,42 @@ def drop_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
 def _parquet_select(t: TableDef, files: list[str]) -> str:
     casts = ", ".join(f"CAST({q(c.name)} AS {c.type}) AS {q(c.name)}" for c in t.columns)
     lst = "[" + ", ".join(sql_str(f) for f in files) + "]"
-    return f"SELECT {casts}, _seq, _deleted FROM read_parquet({lst})"
+    return f"SELECT {casts}, {', '.join(system_columns(t))} FROM read_parquet({lst})"
 
 
-def cold_view_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str:
-    """The live cold rows: newest version per key, deleted keys left out."""
-    scope = t.scope(storage)
-    base = [storage.reader_path(f"{scope}/{s.path}") for s in manifest.segments if s.kind == "base"]
-    delta = [storage.reader_path(f"{scope}/{s.path}") for s in manifest.segments if s.kind == "delta"]
-    cols = ", ".join(q(c) for c in t.column_names)
-    pk = ", ".join(q(c) for c in t.primary_key)
+def segment_paths(t: TableDef, manifests: dict, storage: Storage, kind: str | None = None) -> list[str]:
+    """Reader paths of the live segments of every scope (`manifests`: user id or None -> Manifest)."""
+    return [storage.reader_path(f"{t.scope(storage, user)}/{s.path}")
+            for user, m in sorted(manifests.items(), key=lambda kv: kv[0] or "")
+            for s in m.segments if kind is None or s.kind == kind]
+
+
+def cold_view_sql(t: TableDef, manifests: dict, storage: Storage) -> str:
+    """The live cold rows of all scopes: newest version per key, deleted keys left out."""
+    base = segment_paths(t, manifests, storage, "base")
+    delta = segment_paths(t, manifests, storage, "delta")
+    cols = _row_columns(t)
+    pk = _key(t)
     head = f"CREATE OR REPLACE VIEW {cold_view(t)} AS "
     if not base and not delta:
-        return head + f"SELECT {cols}, _seq, _deleted FROM {hot_table(t)} WHERE false"
+        return head + f"SELECT {cols} FROM {hot_table(t)} WHERE false"
     if not delta:
         return head + _parquet_select(t, base)  # base segments never hold tombstones
     newest_delta = (
         f"SELECT * FROM ({_parquet_select(t, delta)}) "
         f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
     )
-    parts = [f"SELECT {cols}, _seq, _deleted FROM ({newest_delta}) WHERE NOT _deleted"]
+    parts = [f"SELECT {cols} FROM ({newest_delta}) WHERE NOT _deleted"]
     if base:
         parts.insert(
             0,
-            f"SELECT {cols}, _seq, _deleted FROM ({_parquet_select(t, base)}) b "
+            f"SELECT {cols} FROM ({_parquet_select(t, base)}) b "
             f"ANTI JOIN ({_parquet_select(t, delta)}) d USING ({pk})",
         )
     return head + " UNION ALL ".join(parts)
 
 
-def all_cold_versions_sql(t: TableDef, manifest: Manifest, storage: Storage) -> str | None:
-    """Every cold version of every key, or None when the table has no cold data."""
-    scope = t.scope(storage)
-    files = [storage.reader_path(f"{scope}/{s.path}") for s in manifest.segments]
+def all_cold_versions_sql(t: TableDef, manifests: dict, storage: Storage) -> str | None:
+    """Every cold version of every key in `manifests`' scopes, or None when they hold no data."""
+    files = segment_paths(t, manifests, storage)
     return _parquet_select(t, files) if files else None

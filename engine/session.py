@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Callable, Iterator, TypeVar
 
@@ -19,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import copy, dml, point_lookup, privileges, read_path, sandbox, sql_refs
-from engine.catalog import TableDef, check_identifier, parse_table_options
-from engine.engine import DEFAULT_NAMESPACE, IDENTITY_VARIABLE, NO_FAST_DEFAULT, NOW, Engine, KeyState, Tombstone, \
-    key_list
+from engine.catalog import OWNER, SYSTEM_COLUMNS, WRITTEN_AT, TableDef, check_identifier, parse_table_options
+from engine.engine import (DEFAULT_NAMESPACE, IDENTITY_VARIABLE, NO_FAST_DEFAULT, NOW, STREAM_FLUSH_REFUSED,
+                           Engine, KeyState, Tombstone, key_list)
 from engine.errors import (
     ActiveSqlTransaction,
     DuplicateTable,
@@ -50,7 +51,7 @@ from engine.statements import parse_command, parse_create_table, parse_grant, pa
 log = logging.getLogger("tierd.session")
 T = TypeVar("T")
 
-_HIDDEN = re.compile(r"\b_(seq|deleted)\b", re.I)
+_HIDDEN = re.compile(r"\b_(seq|deleted|user_id)\b", re.I)
 _INTERNAL = re.compile(r"__tierd", re.I)
 # DuckDB has a catalog named "system" too; client SQL means tierd's schema.
 _SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
@@ -104,9 +105,15 @@ def _first_per_key(rows: pa.Table, keys: list) -> tuple[pa.Table, list]:
     return rows.filter(pa.array(mask, pa.bool_())), [k for k, m in zip(keys, mask) if m]
 
 
+def _alive(st: KeyState, expired_seq: int) -> bool:
+    """Live: not deleted, and (STREAM tables) newer than the table's newest expired _seq."""
+    return not st.deleted and st.seq > expired_seq
+
+
 def _pk_text(t: TableDef, key) -> str:
     cols = ", ".join(t.primary_key)
-    vals = ", ".join(str(v) for v in (key if isinstance(key, tuple) else (key,)))
+    parts = key if isinstance(key, tuple) else (key,)
+    vals = ", ".join(str(v) for v in (parts[1:] if t.is_user else parts))  # never the owner
     return f"Key ({cols})=({vals}) already exists."
 
 
@@ -116,6 +123,8 @@ class EngineSession:
         self.user = user
         self.cur = engine.db.cursor()
         self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
+        self._sees_all_users = self.is_superuser
+        read_path.set_session_user(self.cur, user, self._sees_all_users)  # USER tables filter on it
         self.check_cur = engine.db.cursor()  # always sees the latest committed state
         self.settings = dict(SETTINGS_DEFAULTS)
         self.explicit = False  # inside BEGIN ... COMMIT
@@ -147,6 +156,13 @@ class EngineSession:
 
     def _require_superuser(self, action: str) -> None:
         privileges.require_superuser(self.engine.roles, self.user, action)
+
+    def _check_user_scope(self) -> None:
+        """A role's superuser flag may change (ALTER USER): the cursor's view of USER tables follows."""
+        su = self.is_superuser
+        if su != self._sees_all_users:
+            read_path.set_session_user(self.cur, self.user, su)
+            self._sees_all_users = su
 
     def execute(self, sql: str, params: list | None = None) -> list[StatementResult]:
         if params is None:
@@ -315,6 +331,7 @@ class EngineSession:
             if table is not None:  # reads its own snapshot
                 return StatementResult(f"SELECT {table.num_rows}", table)
         self._own_writes_visible()
+        self._check_user_scope()
         self.engine.materialize()
         with self._running:
             if hidden:
@@ -500,7 +517,7 @@ class EngineSession:
                     hint="tierd keeps the newest version of each primary key; declare one, e.g. id BIGINT PRIMARY KEY",
                 )
             for c in columns:
-                if c.name.lower() in ("_seq", "_deleted"):
+                if c.name.lower() in SYSTEM_COLUMNS:
                     raise InvalidTableDefinition(f'column name "{c.name}" is reserved for a system column')
             t = TableDef(tid=0, namespace=ct.namespace, name=ct.name, columns=columns, primary_key=pk,
                          table_type=opts.table_type, storage_id=opts.storage_id,
@@ -577,11 +594,15 @@ class EngineSession:
         if cmd.kind.endswith("_table"):
             ns, name = self._split_name(cmd.args["name"])
             tables = [eng.catalog.get(ns, name)]
+            if tables[0].is_stream:
+                raise FeatureNotSupported(STREAM_FLUSH_REFUSED if job_type == "flush" else
+                                          "STORAGE COMPACT TABLE is not supported for STREAM tables")
         else:
             ns = unquote(cmd.args["ns"]) if cmd.args.get("ns") else None
             if ns is not None:
                 eng.catalog.require_namespace(ns)
-            tables = sorted((t for t in eng.catalog.tables.values() if ns is None or t.namespace == ns),
+            tables = sorted((t for t in eng.catalog.tables.values()
+                             if (ns is None or t.namespace == ns) and not t.is_stream),  # hot only
                             key=lambda t: t.qualified)
         started = "flush" if job_type == "flush" else "compaction"
         rows = []
@@ -781,6 +802,7 @@ class EngineSession:
         if p.param_count > len(params):
             raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
         params = params[: p.param_count]
+        self._check_user_scope()
         self._begin_write()
         with self._running:
             if isinstance(p, dml.InsertPlan):
@@ -829,19 +851,29 @@ class EngineSession:
 
     def _live_keys(self, t: TableDef, keys: list) -> set:
         live, unknown = set(), []
+        expired = self.engine.expired_seq(t)
         for k in keys:
             st = self._hot_state(t, k)
             if st is None:
                 unknown.append(k)
-            elif not st.deleted:
+            elif _alive(st, expired):
                 live.add(k)
         if unknown:
             live |= self.engine.cold_live_keys(self.check_cur, t, unknown)
         return live
 
+    def _owned(self, t: TableDef, rows: pa.Table, owners: pa.ChunkedArray | None = None) -> pa.Table:
+        """A USER table's rows with their owner: given (an UPDATE keeps each row's), else the
+        writer. A superuser's INSERT goes to the superuser's own scope, as in Postgres RLS."""
+        if not t.is_user:
+            return rows
+        if owners is None:
+            owners = pa.array([self.user] * rows.num_rows, pa.string())
+        return rows.append_column(OWNER, owners)
+
     def _append(self, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
-        """Write new versions of `rows` (visible columns, table types) into the hot tier;
-        `keys`: their key_list, if the caller has it."""
+        """Write new versions of `rows` (visible columns plus a USER table's owner, table
+        types) into the hot tier; `keys`: their key_list, if the caller has it."""
         n = rows.num_rows
         if n == 0:
             return
@@ -851,6 +883,11 @@ class EngineSession:
         seqs = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1)
         batch = rows.append_column("_seq", seqs)
         batch = batch.append_column("_deleted", pa.repeat(pa.scalar(deleted, pa.bool_()), n))
+        if t.is_stream:  # never behind an earlier write: versions expire in _seq order
+            written = eng.stream_clock = max(time.time(), eng.stream_clock)
+            stamp = pa.scalar(datetime.fromtimestamp(written, timezone.utc), pa.timestamp("us", tz="UTC"))
+            batch = batch.append_column(WRITTEN_AT, pa.repeat(stamp, n))
+            eng.note_stream_write(t, written, first + n - 1)
         if self.in_duck_txn:  # visible to this transaction at once, to others at COMMIT
             self.cur.register("__batch", batch)
             try:
@@ -867,7 +904,7 @@ class EngineSession:
         eng = self.engine
         if not self.in_duck_txn:
             eng.ensure_shadowing(t)
-        elif t.tid not in eng.shadowing and t.tid not in self.pending_shadow and eng.manifests[t.tid].segments:
+        elif t.tid not in eng.shadowing and t.tid not in self.pending_shadow and eng.has_cold(t):
             # Inside this transaction's snapshot; takes effect for others at COMMIT.
             self.cur.execute(read_path.full_view_sql(t, shadowing=True))
             self.pending_shadow.add(t.tid)
@@ -876,7 +913,7 @@ class EngineSession:
         schema = self.engine.visible_schema(t)
         cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
                 for f in schema]
-        return pa.table(cols, schema=schema)
+        return self._owned(t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
 
     def _returning(self, t: TableDef, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
         if expr is None:
@@ -950,6 +987,7 @@ class EngineSession:
         return self._typed(t, sql, params)
 
     def _insert_rows(self, t: TableDef, p: dml.InsertPlan, rows: pa.Table, params: list) -> StatementResult:
+        rows = self._owned(t, rows)
         keys = key_list(t, rows)
         if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
             rows, keys = _first_per_key(rows, keys)
@@ -962,7 +1000,7 @@ class EngineSession:
                                       detail=_pk_text(t, k))
             rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
         self._append(t, rows, deleted=False)
-        ret = self._returning(t, p.target.alias, p.returning, rows, params)
+        ret = self._returning(t, p.target.alias, p.returning, rows.select(t.column_names), params)
         return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
 
     def _affected(self, t: TableDef, select_sql: str, params: list) -> tuple[pa.Table, list]:
@@ -971,7 +1009,14 @@ class EngineSession:
         self._own_writes_visible()
         self._shadow(t)
         self.engine.settle()
-        sel = self.cur.execute(select_sql, params).to_arrow_table()
+        if t.is_user:  # the owner of each row comes along: the full view has it
+            self.cur.execute(f"USE {read_path.FULL}.{read_path.q(DEFAULT_NAMESPACE)}")
+            try:
+                sel = self.cur.execute(select_sql, params).to_arrow_table()
+            finally:
+                self._restore_catalog()
+        else:
+            sel = self.cur.execute(select_sql, params).to_arrow_table()
         keys = key_list(t, sel)
         if len(set(keys)) != len(keys):
             sel, keys = _first_per_key(sel, keys)
@@ -991,6 +1036,7 @@ class EngineSession:
                 cols.append(sel.column(c))
         new = pa.table(cols, names=t.column_names)
         typed = self._typed(t, f"INSERT INTO {dml.STAGE} SELECT * FROM __source RETURNING *", [], new)
+        typed = self._owned(t, typed, sel.column(OWNER) if t.is_user else None)
         new_keys = key_list(t, typed)
         old_set = set(old_keys)
         if new_keys != old_keys:
@@ -1002,16 +1048,15 @@ class EngineSession:
                                       detail=_pk_text(t, next(iter(live))))
             new_set = set(new_keys)
             gone = sel.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
-            self._append(t, self._tombstones(t, gone.select(t.column_names)), deleted=True)
+            self._append(t, self._tombstones(t, gone), deleted=True)
         self._append(t, typed, deleted=False)
-        ret = self._returning(t, p.target.alias, p.returning, typed, params)
+        ret = self._returning(t, p.target.alias, p.returning, typed.select(t.column_names), params)
         return StatementResult(f"UPDATE {typed.num_rows}", ret)
 
     def _delete(self, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
         sel, _ = self._affected(t, p.select_sql, params)
-        sel = sel.select(t.column_names)
         self._append(t, self._tombstones(t, sel), deleted=True)
-        ret = self._returning(t, p.target.alias, p.returning, sel, params)
+        ret = self._returning(t, p.target.alias, p.returning, sel.select(t.column_names), params)
         return StatementResult(f"DELETE {sel.num_rows}", ret)
 
     # ------------------------------------------------------------------ COPY
@@ -1049,7 +1094,8 @@ class EngineSession:
                 if self.cancel_requested:
                     raise QueryCanceled("canceling statement due to user request")
                 # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
-                rows = copy.typed_rows(self.check_cur, t, schema, targets, block.rows, block.first_line, t.name)
+                rows = self._owned(t, copy.typed_rows(self.check_cur, t, schema, targets, block.rows,
+                                                      block.first_line, t.name))
                 keys = self._copy_check_keys(t, rows, block.first_line)
                 self._append(t, rows, deleted=False, keys=keys)
                 count += rows.num_rows
@@ -1074,8 +1120,9 @@ class EngineSession:
         pending, hot = self.pending_index.get(t.tid, {}), self.engine.hot_index[t.tid]
         if pending or hot:
             known = [k for k in keys if k in pending or k in hot]
+            expired = self.engine.expired_seq(t)
             for k in known:
-                if not self._hot_state(t, k).deleted:
+                if _alive(self._hot_state(t, k), expired):
                     self._copy_duplicate(t, k, first_line + keys.index(k))
             if known:
                 known_set = set(known)

@@ -46,7 +46,7 @@ def test_failed_statement_keeps_connection_and_reports_sqlstate(conn):
         conn.execute("CREATE TABLE public.nopk (a INT)")
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         conn.execute("CREATE TABLE public.p (a INT PRIMARY KEY) WITH (FLUSH_POLICY = 'rows:abc')")
-    with pytest.raises(psycopg.errors.FeatureNotSupported):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="TTL_SECONDS"):
         conn.execute("CREATE TABLE public.u (a INT PRIMARY KEY) WITH (TYPE = 'STREAM')")
     with pytest.raises(psycopg.errors.UndefinedObject) as info:
         conn.execute("CREATE TABLE public.s (a INT PRIMARY KEY) WITH (STORAGE_ID = 'nope')")
