@@ -515,6 +515,9 @@ class Engine:
         if t.is_user:
             for user in self._known_scopes(t) | self.manifests.get(t.tid, {}):
                 storage.delete_tree(t.scope(storage, user))
+            parent, _, last = (t.scope_dir or "").rpartition("/")
+            if last == "{userId}" and "{" not in parent:  # e.g. app/notes: this table's alone
+                storage.delete_tree(parent)
         elif not t.is_stream:
             storage.delete_tree(t.scope(storage))
         self.store.delete(f"c/cold/{t.tid:08d}")

@@ -311,8 +311,10 @@ def test_sighup_changes_the_default_flush_policy_without_restart(service):
         c.execute("INSERT INTO public.t VALUES (3, 'x'), (4, 'x')")
         wait_for(lambda: c.execute("SELECT hot_rows, cold_rows FROM system.tables WHERE table_name = 't'")
                  .fetchone() == (0, 5), timeout=30, what="the flush at 5 rows")
-        job = c.execute("SELECT status, max_retries, parameters FROM system.jobs").fetchone()
-        assert job[0] == "completed" and job[1] == 5 and "rows:5" in job[2]
+        # The rows are in cold once the manifest is applied; the job record completes just after.
+        job = wait_for(lambda: c.execute("SELECT status, max_retries, parameters FROM system.jobs "
+                                         "WHERE status = 'completed'").fetchone(), timeout=30, what="the job record")
+        assert job[1] == 5 and "rows:5" in job[2]
     assert d.proc.pid == pid and d.proc.poll() is None
 
     # A broken file is refused and the running settings stay.

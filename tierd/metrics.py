@@ -84,12 +84,12 @@ class Exposition:
         add("tierd_tables", len(tables))
         for t in sorted(tables, key=lambda t: t.qualified):
             lab = {"table": t.qualified, "storage": t.storage_id}
-            m = e.manifests.get(t.tid)
+            scopes = list((e.manifests.get(t.tid) or {}).values())  # one per user of a USER table
             add("tierd_table_hot_rows", len(e.hot_index.get(t.tid) or ()), **lab)
             add("tierd_table_hot_bytes", hot_bytes(e, t.tid), **lab)
-            add("tierd_table_cold_rows", m.row_count if m else 0, **lab)
-            add("tierd_table_cold_bytes", m.size_bytes if m else 0, **lab)
-            add("tierd_table_segments", len(m.segments) if m else 0, **lab)
+            add("tierd_table_cold_rows", sum(m.row_count for m in scopes), **lab)
+            add("tierd_table_cold_bytes", sum(m.size_bytes for m in scopes), **lab)
+            add("tierd_table_segments", sum(len(m.segments) for m in scopes), **lab)
             add("tierd_table_cold_unavailable", 1 if t.tid in e.unavailable else 0, **lab)
         depth = {(jt, st): 0 for jt in JOB_TYPES for st in ACTIVE}
         for job in list(e.jobs.jobs.values()):
