@@ -71,6 +71,7 @@ def test_expired_rows_are_invisible_before_eviction_runs(make_tierd):
                  what="a failed (injected) eviction job")
         assert c.execute("SELECT * FROM public.ev").fetchall() == []
         assert c.execute("SELECT count(*) FROM public.ev WHERE _seq > 0").fetchone() == (0,)
+        assert c.execute("SELECT hot_rows FROM system.tables WHERE table_name = 'ev'").fetchone() == (0,)
         c.execute("INSERT INTO public.ev VALUES (1, 'new')")  # the expired key is free again
         assert c.execute("SELECT id, v FROM public.ev").fetchall() == [(1, "new")]
 
