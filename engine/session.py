@@ -279,7 +279,8 @@ class EngineSession:
             return StatementResult("ROLLBACK")
         if first in ("INSERT", "UPDATE", "DELETE"):
             return self._write_statement(sql, params)
-        if first in ("CREATE", "DROP", "ALTER") and words[1:2] in (["USER"], ["ROLE"]):
+        if first in ("CREATE", "DROP", "ALTER") and words[1:2] in (["USER"], ["ROLE"]) and \
+                words[2:3] != ["TABLE"]:  # CREATE USER TABLE is a table
             return self._role_command(sql, f"{first} {words[1]}")
         if first in ("GRANT", "REVOKE"):
             return self._grant(sql)

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.engine import Engine, EngineConfig
-from engine.errors import EngineError, FeatureNotSupported
-from tests.daemon import wait_for
+from engine.errors import EngineError
+from tests.daemon import Tierd, wait_for
 from tests.helpers import assert_cold_consistent
 
 SUPERUSER = "tierd"
@@ -39,11 +39,8 @@ class Sessions:
 
     def __getitem__(self, user: str):
         if user not in self.open:
-            if user != SUPERUSER:
-                try:  # once roles exist, a role must be created before it connects
-                    self.su.execute(f"CREATE USER {user} WITH PASSWORD 'pw-{user}'")
-                except FeatureNotSupported:
-                    pass
+            if not self.engine.roles.exists(user):  # a role must exist before it connects
+                self.su.execute(f"CREATE USER {user} WITH PASSWORD 'pw-{user}'")
             self.open[user] = self.engine.connect(user, "tierd")
         return self.open[user]
 
@@ -357,3 +354,96 @@ def test_user_table_over_the_wire(tierd):
     assert sorted(os.listdir(scope)) == ["batch-0.parquet", "manifest.json"]
     assert Counter(pq.read_table(os.path.join(scope, "batch-0.parquet")).column("_user_id").to_pylist()) == \
         {SUPERUSER: 50}
+
+
+ROOT_PASSWORD = "root-pw"
+
+
+@pytest.fixture
+def scram_tierd(tmp_path):
+    """A daemon with SCRAM authentication and the roles alice and bob."""
+    config = tmp_path / "tierd.toml"
+    config.write_text(f'[auth]\nmethod = "scram"\npassword = "{ROOT_PASSWORD}"\n')
+    d = Tierd(str(tmp_path / "data"), config=str(config), password=ROOT_PASSWORD).start()
+    with d.connect() as c:
+        for user in ("alice", "bob"):
+            c.execute(f"CREATE USER {user} WITH PASSWORD 'pw-{user}'")
+    yield d
+    d.stop()
+
+
+def as_user(d: Tierd, user: str) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=d.port, user=user, password=f"pw-{user}", dbname="tierd",
+                           autocommit=True, connect_timeout=10)
+
+
+def test_two_users_on_one_user_table_over_the_wire(scram_tierd):
+    d = scram_tierd
+    with d.connect() as root, as_user(d, "alice") as alice, as_user(d, "bob") as bob:
+        root.execute("CREATE NAMESPACE app")
+        root.execute("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT) WITH (FLUSH_POLICY = 'manual')")
+        alice.execute("INSERT INTO app.notes VALUES (1, 'alice-secret-1'), (2, 'alice-secret-2')")
+        bob.execute("INSERT INTO app.notes VALUES (1, 'bob-1'), (3, 'bob-3')")  # the same key, another scope
+
+        def check() -> None:
+            assert alice.execute("SELECT * FROM app.notes ORDER BY id").fetchall() == \
+                [(1, "alice-secret-1"), (2, "alice-secret-2")]
+            assert bob.execute("SELECT * FROM app.notes ORDER BY id").fetchall() == [(1, "bob-1"), (3, "bob-3")]
+            assert root.execute("SELECT _user_id, id, body FROM app.notes ORDER BY 1, 2").fetchall() == [
+                ("alice", 1, "alice-secret-1"), ("alice", 2, "alice-secret-2"), ("bob", 1, "bob-1"), ("bob", 3, "bob-3")]
+            cur = root.execute("SELECT * FROM app.notes LIMIT 1")
+            assert [col.name for col in cur.description] == ["id", "body"]  # _user_id is hidden from *
+            for sql in ("UPDATE app.notes SET body = 'x' WHERE id = 2", "DELETE FROM app.notes WHERE id = 2",
+                        "UPDATE app.notes SET body = 'x' WHERE _user_id = 'alice'",
+                        "DELETE FROM app.notes WHERE _user_id = 'alice'"):
+                assert bob.execute(sql).rowcount == 0, sql
+            assert bob.execute("SELECT count(*) FROM app.notes WHERE _user_id = 'alice'").fetchone() == (0,)
+            assert bob.execute("SELECT DISTINCT _user_id FROM app.notes").fetchall() == [("bob",)]
+
+        check()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bob.execute("STORAGE FLUSH TABLE app.notes")  # storage commands are for superusers
+        assert root.execute("STORAGE FLUSH TABLE app.notes WAIT").fetchone()[1] == "completed"
+        check()
+        assert root.execute("SELECT scope, row_count FROM system.manifest ORDER BY scope").fetchall() == \
+            [("alice", 2), ("bob", 2)]
+        assert bob.execute("SELECT scope, row_count FROM system.manifest").fetchall() == [("bob", 2)]
+        attempts = [
+            "SELECT a.body FROM app.notes a JOIN app.notes b USING (id)",
+            "SELECT (SELECT string_agg(body, ',') FROM app.notes)",
+            "SELECT body FROM app.notes UNION ALL SELECT manifest_json FROM system.manifest",
+            "SELECT * FROM app.notes WHERE _user_id = 'alice' OR true",
+            "SELECT * FROM __tierd.__hot.t1",
+            "SELECT * FROM query_table('__tie' || 'rd.__cold.c1')",
+            "SET VARIABLE tierd_user = 'alice'",
+        ]
+        for sql in attempts:
+            try:
+                rows = bob.execute(sql).fetchall()
+            except psycopg.errors.Error as exc:
+                assert exc.sqlstate in ("42501", "0A000"), (sql, exc.sqlstate)
+                continue
+            assert "secret" not in repr(rows), (sql, rows)
+        alice.execute("UPDATE app.notes SET body = 'alice-secret-1b' WHERE id = 1")  # a flushed row, hot again
+        assert alice.execute("SELECT body FROM app.notes WHERE id = 1").fetchone() == ("alice-secret-1b",)
+        assert bob.execute("SELECT body FROM app.notes WHERE id = 1").fetchone() == ("bob-1",)
+    for user in ("alice", "bob"):
+        scope = os.path.join(d.data_dir, "storage", "app", "notes", user)
+        assert sorted(os.listdir(scope)) == ["batch-0.parquet", "manifest.json"]
+        with open(os.path.join(scope, "manifest.json")) as f:
+            assert json.load(f)["user_id"] == user
+
+
+def test_seed_1a_rows_policy_on_a_user_table_writes_the_users_directory(scram_tierd):
+    d = scram_tierd
+    with d.connect() as root, as_user(d, "alice") as alice:
+        root.execute("CREATE USER TABLE public.events (id BIGINT PRIMARY KEY, v TEXT) WITH (FLUSH_POLICY = 'rows:50')")
+        for i in range(50):
+            alice.execute("INSERT INTO public.events VALUES (%s, %s)", (i, f"e{i}"))
+        wait_for(lambda: root.execute("SELECT count(*) FROM system.jobs WHERE job_type = 'flush' AND "
+                                      "status = 'completed'").fetchone() == (1,), timeout=60, what="the policy flush")
+        assert alice.execute("SELECT count(*) FROM public.events").fetchone() == (50,)
+        assert alice.execute("SELECT hot_rows, cold_rows FROM system.tables WHERE table_name = 'events'").fetchone() \
+            == (0, 50)
+    assert sorted(os.listdir(os.path.join(d.data_dir, "storage", "public", "events", "alice"))) == \
+        ["batch-0.parquet", "manifest.json"]
