@@ -17,7 +17,7 @@ from engine.jobs import ACTIVE
 log = logging.getLogger("tierd.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-JOB_TYPES = ("flush", "compact")
+JOB_TYPES = ("flush", "compact", "stream_eviction")
 COUNTER_ZEROS = {
     "tierd_errors_total": [(("severity", s),) for s in ("ERROR", "FATAL")],
     "tierd_job_attempts_total": [(("outcome", o), ("type", jt)) for jt in JOB_TYPES
