@@ -424,6 +424,17 @@ def test_two_users_on_one_user_table_over_the_wire(scram_tierd):
                 assert exc.sqlstate in ("42501", "0A000"), (sql, exc.sqlstate)
                 continue
             assert "secret" not in repr(rows), (sql, rows)
+        with alice.cursor().copy("COPY app.notes (id, body) FROM STDIN") as cp:  # COPY writes as alice too
+            for row in ((7, "alice-secret-7"), (8, "alice-secret-8")):
+                cp.write_row(row)
+        with bob.cursor().copy("COPY app.notes (id, body) FROM STDIN") as cp:
+            cp.write_row((7, "bob-7"))  # alice's key 7 is no conflict for bob
+        with bob.cursor() as cur:
+            with cur.copy("COPY app.notes TO STDOUT") as cp:
+                copied = b"".join(bytes(block) for block in cp)
+        assert sorted(copied.splitlines()) == [b"1\tbob-1", b"3\tbob-3", b"7\tbob-7"]
+        assert root.execute("SELECT _user_id, id FROM app.notes WHERE id = 7 ORDER BY 1").fetchall() == \
+            [("alice", 7), ("bob", 7)]
         alice.execute("UPDATE app.notes SET body = 'alice-secret-1b' WHERE id = 1")  # a flushed row, hot again
         assert alice.execute("SELECT body FROM app.notes WHERE id = 1").fetchone() == ("alice-secret-1b",)
         assert bob.execute("SELECT body FROM app.notes WHERE id = 1").fetchone() == ("bob-1",)
