@@ -85,7 +85,9 @@ def test_interval_policy_flushes_old_writes(tierd):
         setup_table(c, "interval:1")
         c.execute("INSERT INTO app.t VALUES (1, 'a')")
         wait_for(lambda: manifest(tierd.data_dir, "app", "t"), timeout=30, what="an interval flush")
-        assert c.execute("SELECT status FROM system.jobs WHERE table_name = 'app.t'").fetchall() == [("completed",)]
+        # The manifest is the commit point; the job record completes a moment later.
+        wait_for(lambda: c.execute("SELECT status FROM system.jobs WHERE table_name = 'app.t'").fetchall()
+                 == [("completed",)], timeout=30, what="the one flush job to complete")
         assert table_state(c) == [(1, "a")]
 
 
