@@ -880,9 +880,9 @@ class Engine:
                 for t in self.catalog.tables.values():
                     scopes = dict(self.manifests.get(t.tid) or {})
                     hot: dict = {}
-                    expired = time.time() - t.ttl_seconds if t.is_stream else None  # hidden already
+                    expired = self.expired_seq(t)  # expired STREAM rows are hidden already
                     for k, st in list(self.hot_index.get(t.tid, {}).items()):
-                        if not st.deleted and (expired is None or st.written > expired):
+                        if not st.deleted and st.seq > expired:
                             hot[k[0] if t.is_user else None] = hot.get(k[0] if t.is_user else None, 0) + 1
                     policy = None if t.is_stream else (t.flush_policy or self.config.default_flush_policy)
                     head = (t.namespace, t.name, t.table_type, None if t.is_stream else t.storage_id, policy,
