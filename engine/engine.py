@@ -134,6 +134,7 @@ class Engine:
         # write lock; bumped before and after, so a lock-free point lookup can tell (seqlock).
         self.cold_epoch = 0
         self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
+        self.has_user_tables = False  # sessions set their USER-table filter once one exists
         self.stream_clock = 0.0  # newest STREAM write time (epoch s): write times never go back
         # STREAM tables: (write time, last _seq written then), both ascending, one per write.
         self.stream_marks: dict[int, list[tuple[float, int]]] = {}
@@ -190,6 +191,7 @@ class Engine:
 
     # ------------------------------------------------------------------ recovery
     def _recover_table(self, t: TableDef) -> None:
+        self.has_user_tables = self.has_user_tables or t.is_user
         storage = self.storage_for(t)
         read_path.create_hot_table(self.admin, t)
         tables = [rows for _, rows in self.store.batches(t.tid)]
@@ -476,6 +478,7 @@ class Engine:
         elif not t.is_stream:
             t.scope_dir = storage.scope_dir(t.namespace, t.name)
         t = self.catalog.add_table(t)
+        self.has_user_tables = self.has_user_tables or t.is_user
         scopes: Scopes = {None: Manifest(table_id=t.qualified, table_uid=t.uid)} if t.table_type == "SHARED" else {}
         self.manifests[t.tid] = scopes
         self.hot_index[t.tid] = {}

@@ -123,8 +123,7 @@ class EngineSession:
         self.user = user
         self.cur = engine.db.cursor()
         self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
-        self._sees_all_users = self.is_superuser
-        read_path.set_session_user(self.cur, user, self._sees_all_users)  # USER tables filter on it
+        self._sees_all_users: bool | None = None  # what this cursor's USER-table filter says
         self.check_cur = engine.db.cursor()  # always sees the latest committed state
         self.settings = dict(SETTINGS_DEFAULTS)
         self.explicit = False  # inside BEGIN ... COMMIT
@@ -158,7 +157,11 @@ class EngineSession:
         privileges.require_superuser(self.engine.roles, self.user, action)
 
     def _check_user_scope(self) -> None:
-        """A role's superuser flag may change (ALTER USER): the cursor's view of USER tables follows."""
+        """Before a statement: the cursor's DuckDB variables say who is asking, for the views of
+        USER tables (set once a USER table exists; unset, those views show no rows at all). A
+        role's superuser flag may change (ALTER USER): the filter follows."""
+        if self._sees_all_users is None and not self.engine.has_user_tables:
+            return
         su = self.is_superuser
         if su != self._sees_all_users:
             read_path.set_session_user(self.cur, self.user, su)
