@@ -15,10 +15,11 @@ Table types:
   the internal key (`TableDef.key_columns`), so every dedup, anti join and key probe works
   per user, and each user's Parquet lives in its own scope directory with its own manifest.
   Both views of a USER table filter on `_user_id = getvariable('tierd_user') OR
-  getvariable('tierd_all_users')`. DuckDB variables belong to one connection (cursor): each
-  session sets its own on its cursor when it starts (`set_session_user`), client SQL can
-  never run SET (only SELECT statements reach DuckDB), and DuckDB folds the variable into a
-  constant filter that is pushed into the Parquet and hot scans. Engine cursors set no
+  getvariable('tierd_all_users')`. DuckDB variables belong to one connection (cursor): once
+  a USER table exists, each session sets its own on its cursor before its next statement
+  (`set_session_user`; tests/test_user_tables.py checks they stay per session), client SQL
+  can never run SET VARIABLE (the sandbox), and DuckDB folds the variable into a constant
+  filter that is pushed into the Parquet and hot scans. Engine cursors set no
   variable, so a view read through them shows no USER rows at all: the engine reads the
   internal `__hot`/`__cold` relations, which are unfiltered, and client SQL cannot name them.
 - STREAM tables are hot only; their hot table carries `_written_at` and both views hide rows

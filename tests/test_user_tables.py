@@ -189,6 +189,10 @@ def test_a_user_cannot_reach_another_users_rows_by_any_query(engine_factory):
         "EXPLAIN ANALYZE SELECT * FROM app.notes",
         "SELECT * FROM app.notes; SET VARIABLE tierd_user = 'alice'",
     ]
+    secret_file = os.path.join(s.engine.data_dir, "storage", "app", "notes", "alice", "batch-0.parquet")
+    assert os.path.exists(secret_file)
+    attempts += [f"SELECT * FROM read_parquet('{secret_file}')", f"SELECT * FROM '{secret_file}'",
+                 f"SELECT * FROM parquet_scan(['{secret_file}'])"]
     for sql in attempts:
         try:
             out = s.rows("bob", sql)
@@ -416,6 +420,8 @@ def test_two_users_on_one_user_table_over_the_wire(scram_tierd):
             "SELECT * FROM __tierd.__hot.t1",
             "SELECT * FROM query_table('__tie' || 'rd.__cold.c1')",
             "SET VARIABLE tierd_user = 'alice'",
+            "SELECT * FROM read_parquet('{}')".format(
+                os.path.join(d.data_dir, "storage", "app", "notes", "alice", "batch-0.parquet")),
         ]
         for sql in attempts:
             try:
