@@ -223,7 +223,7 @@ class PointLookups:
 
     def _cold(self, eng, t, key: int) -> pa.Table | None:
         storage = eng.storage_for(t)
-        manifest = eng.manifests.get(t.tid)
+        manifest = (eng.manifests.get(t.tid) or {}).get(None)  # a SHARED table's one scope
         if manifest is None or storage.storage_type != "filesystem":
             raise _Fallback
         if any(s.kind != "base" for s in manifest.segments):
