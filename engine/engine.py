@@ -566,8 +566,6 @@ class Engine:
         if len(t.primary_key) != 1 or bounds is None:
             return True
         col = t.primary_key[0]
-        if t.is_user:  # (owner, key) tuples: prune by the key part
-            keys = [k[1] for k in keys]
         try:
             lo, hi = bounds
             for s in segments:
