@@ -291,7 +291,7 @@ def test_psql_copy_from_stdin_pipe(daemon):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[-3:-1] == ["1|one", "2|<null>"]
     r = psql(daemon, "-A", "-t", "-c", "COPY cp_pipe TO STDOUT WITH CSV")
-    assert r.stdout == "1,one\n2,\n"
+    assert sorted(r.stdout.splitlines(keepends=True)) == ["1,one\n", "2,\n"]  # a table has no order
 
 
 # ------------------------------------------------------------------ asyncpg
