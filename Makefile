@@ -20,6 +20,7 @@ run: install
 # systemd-analyze for the unit-file test (tests/test_service.py skips it, saying why, without).
 test-deps:
 	@sh systemd/install-test-deps.sh
+	@sh tests/install-client-deps.sh
 
 test: install test-deps
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,67 @@
+"""pgbench with a custom script (no -i: the tables are created here) in all three query modes.
+
+Each transaction moves a random delta into one account and records it in a history table, so
+after the run the history holds one row per transaction and the balances add up to the
+deltas: a lost, doubled or half-applied transaction shows in the counts.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.daemon import Tierd
+
+PGBENCH = shutil.which("pgbench")
+CLIENTS, THREADS, TRANSACTIONS = 4, 2, 40
+ACCOUNTS = 20
+
+pytestmark = pytest.mark.skipif(PGBENCH is None, reason="pgbench is not installed "
+                                "(make test installs it: tests/install-client-deps.sh)")
+
+SCRIPT = """\
+\\set aid random(1, {accounts})
+\\set delta random(-500, 500)
+\\set hid random(1, 9000000000000000000)
+UPDATE public.pgb_acc_{mode} SET balance = balance + :delta WHERE aid = :aid;
+SELECT balance FROM public.pgb_acc_{mode} WHERE aid = :aid;
+INSERT INTO public.pgb_hist_{mode} (hid, aid, delta) VALUES (:hid, :aid, :delta);
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    d = Tierd(str(tmp_path_factory.mktemp("client-pgbench") / "data"))
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
+def test_pgbench_custom_script(daemon, tmp_path, mode):
+    with daemon.connect() as c:
+        c.execute(f"CREATE TABLE public.pgb_acc_{mode} (aid INT PRIMARY KEY, balance BIGINT)")
+        c.execute(f"CREATE TABLE public.pgb_hist_{mode} (hid BIGINT PRIMARY KEY, aid INT, "
+                  "delta INT)")
+        c.execute(f"INSERT INTO public.pgb_acc_{mode} SELECT range, 0 FROM range(1, {ACCOUNTS + 1})")
+    script = tmp_path / f"bench_{mode}.sql"
+    script.write_text(SCRIPT.format(accounts=ACCOUNTS, mode=mode))
+    r = subprocess.run(
+        [PGBENCH, "-h", "127.0.0.1", "-p", str(daemon.port), "-U", "tierd", "-n",
+         "-f", str(script), "-M", mode, "-c", str(CLIENTS), "-j", str(THREADS),
+         "-t", str(TRANSACTIONS), "tierd"],
+        capture_output=True, text=True, timeout=300, env={"PGCONNECT_TIMEOUT": "10"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    total = CLIENTS * TRANSACTIONS
+    assert re.search(rf"number of transactions actually processed: {total}/{total}", r.stdout), \
+        r.stdout
+    failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
+    assert failed is None or failed.group(1) == "0", r.stdout
+    with daemon.connect() as c:
+        history = c.execute(f"SELECT count(*), coalesce(sum(delta), 0) "
+                            f"FROM public.pgb_hist_{mode}").fetchone()
+        accounts = c.execute(f"SELECT count(*), sum(balance) FROM public.pgb_acc_{mode}").fetchone()
+    assert history[0] == total
+    assert accounts == (ACCOUNTS, history[1])
