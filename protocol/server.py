@@ -26,6 +26,7 @@ from .copy import COPY_DONE, CopyInStream, copy_out_messages, copy_response, raw
 from .auth import AuthConfig, authenticate
 from .errors import FatalProtocolViolation, InvalidAuthorization, InvalidSqlStatementName, \
     ProtocolViolation, SyntaxError_, error_response, notice_response
+from .column_names import postgres_schema
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
 from .types import decode_param, oid_for_sql_type
@@ -328,7 +329,7 @@ class TierdHandler(BuenaVistaHandler):
                     self.write(messages.EMPTY_QUERY_RESPONSE)
                 for result in results:
                     self.send_notices(result.notices)
-                    self.send_result(result.tag, result.table)
+                    self.send_result(result.tag, result.table, statement)
                     if result.tag in ("SET", "RESET"):
                         self.report_settings(state)
         except (ClientGone, ConnectionError):
@@ -350,9 +351,9 @@ class TierdHandler(BuenaVistaHandler):
         state.reported.update(changed)
         self.send_parameter_status(changed)
 
-    def send_result(self, tag: str, table) -> None:
+    def send_result(self, tag: str, table, sql: str) -> None:
         if table is not None:
-            columns = plan_columns(table.schema)
+            columns = plan_columns(postgres_schema(sql, table.schema))
             self.write(row_description(columns))
             for chunk in data_rows(table, columns):
                 self.write(chunk)
@@ -438,7 +439,7 @@ class TierdHandler(BuenaVistaHandler):
         if schema is None:
             self.write(messages.NO_DATA)
         else:
-            self.write(row_description(plan_columns(schema)))
+            self.write(row_description(plan_columns(postgres_schema(statement.sql, schema))))
 
     def run_portal(self, state: ConnectionState, portal: Portal) -> None:
         if portal.executed:
@@ -459,7 +460,8 @@ class TierdHandler(BuenaVistaHandler):
             self.report_settings(state)
         portal.tag, portal.table = result.tag, result.table
         if result.table is not None:
-            portal.columns = plan_columns(result.table.schema, portal.result_formats)
+            portal.columns = plan_columns(postgres_schema(portal.statement.sql, result.table.schema),
+                                          portal.result_formats)
 
     def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
         """Row limits are honoured: send that many rows, then PortalSuspended."""

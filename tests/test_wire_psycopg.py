@@ -504,11 +504,21 @@ def test_division_by_zero_is_an_error(db):
         db.execute("SELECT 1 / 0")
 
 
-@pytest.mark.xfail(reason="engine: result column names are DuckDB's (count_star(), '1') "
-                          "instead of Postgres's (count, ?column?)", strict=True)
-def test_result_column_names_follow_postgres(db):
-    cur = db.execute("SELECT count(*), 1, 'a' || 'b' FROM range(3)")
+@MODES
+def test_result_column_names_follow_postgres(db, binary):
+    cur = db.cursor(binary=binary)
+    cur.execute("SELECT count(*), 1, 'a' || 'b' FROM range(3)")
     assert [d.name for d in cur.description] == ["count", "?column?", "?column?"]
+    cur.execute("SELECT upper('x'), 1::int, range::text, true, sum(range), "
+                "count(range) AS \"count_star()\", CASE WHEN range > 0 THEN 1 END, "
+                "range AS r, * FROM range(2) GROUP BY range")
+    assert [d.name for d in cur.description] == [
+        "upper", "int4", "range", "bool", "sum", "count_star()", "case", "r", "range"]
+    cur.execute("CREATE TABLE public.names_%s (id BIGINT PRIMARY KEY, v TEXT)"
+                % ("bin" if binary else "txt"))
+    cur.execute("INSERT INTO public.names_%s VALUES (%%s, 'a') RETURNING id * 2, upper(v), v"
+                % ("bin" if binary else "txt"), (1,))
+    assert [d.name for d in cur.description] == ["?column?", "upper", "v"]
 
 
 # --- many rows per column (vectorised encoders) -------------------------------------
