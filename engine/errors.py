@@ -94,8 +94,8 @@ def from_duckdb(exc: Exception) -> EngineError:
     if isinstance(exc, duckdb.OutOfRangeException):
         return NumericValueOutOfRange(msg)
     if isinstance(exc, duckdb.InvalidInputException):
-        if "Division by zero" in msg:
-            return DivisionByZero(msg)
+        if "division by zero" in msg.lower():
+            return DivisionByZero("division by zero")
         return InvalidParameterValue(msg)
     if isinstance(exc, duckdb.TransactionException):
         return SerializationFailure(msg)

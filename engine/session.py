@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import copy, dml, point_lookup, privileges, read_path, sandbox, sql_refs
+from engine import copy, division, dml, point_lookup, privileges, read_path, sandbox, sql_refs
 from engine.catalog import OWNER, SYSTEM_COLUMNS, WRITTEN_AT, TableDef, check_identifier, parse_table_options
 from engine.engine import (DEFAULT_NAMESPACE, IDENTITY_VARIABLE, NO_FAST_DEFAULT, NOW, STREAM_FLUSH_REFUSED,
                            Engine, KeyState, Tombstone, key_list)
@@ -42,6 +42,7 @@ from engine.errors import (
     UniqueViolation,
     from_duckdb,
 )
+from engine.division import checked_division
 from engine.param_types import infer_param_types
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
 from engine.sql_split import leading_words, max_placeholder, split_statements
@@ -125,6 +126,8 @@ class EngineSession:
         self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
         self._sees_all_users: bool | None = None  # what this cursor's USER-table filter says
         self.check_cur = engine.db.cursor()  # always sees the latest committed state
+        for macro in division.MACROS:
+            self.cur.execute(macro)
         self.settings = dict(SETTINGS_DEFAULTS)
         self.explicit = False  # inside BEGIN ... COMMIT
         self.segment = False  # inside an extended-protocol implicit transaction (until Sync)
@@ -325,7 +328,7 @@ class EngineSession:
         if _SYSTEM.search(sql):
             self.engine.refresh_system_tables()
             sql = _SYSTEM.sub("memory.system.", sql)
-        return sql, bool(_HIDDEN.search(sql))
+        return checked_division(sql), bool(_HIDDEN.search(sql))
 
     def _query(self, sql: str, params: list) -> StatementResult:
         point = point_lookup.match(sql)

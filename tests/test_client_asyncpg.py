@@ -201,6 +201,7 @@ ERRORS = [
     ("SELECT nope FROM public.errs", (), asyncpg.UndefinedColumnError, "42703"),
     ("SELEC 1", (), asyncpg.PostgresSyntaxError, "42601"),
     ("SELECT 'abc'::int", (), asyncpg.InvalidTextRepresentationError, "22P02"),
+    ("SELECT 1 / 0", (), asyncpg.DivisionByZeroError, "22012"),
     ("SELECT no_such_function(1)", (), asyncpg.UndefinedFunctionError, "42883"),
     ("INSERT INTO public.errs VALUES ($1, $2)", (1, "dup"), asyncpg.UniqueViolationError,
      "23505"),

@@ -498,10 +498,15 @@ def test_integer_division(db):
     assert db.execute("SELECT 7 / 2, -7 / 2").fetchone() == (3, -3)
 
 
-@pytest.mark.xfail(reason="engine: 1/0 returns Infinity instead of raising 22012", strict=True)
-def test_division_by_zero_is_an_error(db):
-    with pytest.raises(errors.DivisionByZero):
-        db.execute("SELECT 1 / 0")
+@pytest.mark.parametrize("sql", ["SELECT 1 / 0", "SELECT 1.5 / 0", "SELECT 1e0 / 0", "SELECT 5 % 0",
+                                 "SELECT 10 / (range - 1) FROM range(3)"])
+def test_division_by_zero_is_an_error(db, sql):
+    with pytest.raises(errors.DivisionByZero) as info:
+        db.execute(sql)
+    assert info.value.diag.message_primary == "division by zero"
+    # only a zero divisor fails; quoted and commented slashes are no division
+    assert db.execute("SELECT CASE WHEN range = 0 THEN 0 ELSE 10 / range END, '1/0' -- 1/0\n"
+                      "FROM range(3) ORDER BY 1").fetchall() == [(0, "1/0"), (5, "1/0"), (10, "1/0")]
 
 
 @MODES
