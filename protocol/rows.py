@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .types import PgType, oids, pg_type_for
+from .types.datetime import timestamptz_text
 from .types.vector import big_endian, to_binary
 
 CHUNK_ROWS = 65_536
@@ -40,10 +42,15 @@ def expand_formats(count: int, formats: list[int] | tuple[int, ...]) -> list[int
     return list(formats)
 
 
-def plan_columns(schema: pa.Schema, formats: list[int] | tuple[int, ...] = ()) -> list[Column]:
+def plan_columns(schema: pa.Schema, formats: list[int] | tuple[int, ...] = (),
+                 timezone: str = "UTC") -> list[Column]:
+    """The wire columns of a result; `timezone` is the session TimeZone timestamptz text uses."""
     columns = []
     for field, fmt in zip(schema, expand_formats(len(schema), formats)):
         pg_type = pg_type_for(field.type, field.metadata)
+        if pg_type.oid == oids.TIMESTAMPTZ and fmt != BINARY and timezone != "UTC":
+            pg_type = PgType(oids.TIMESTAMPTZ, partial(timestamptz_text, timezone=timezone),
+                             pg_type.binary)
         if fmt == BINARY and pg_type.binary is None:
             # No binary codec: send the text form as a binary `text` value. Clients that
             # asked for binary (psycopg's binary cursors) apply one format to all columns.

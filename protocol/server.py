@@ -329,7 +329,7 @@ class TierdHandler(BuenaVistaHandler):
                     self.write(messages.EMPTY_QUERY_RESPONSE)
                 for result in results:
                     self.send_notices(result.notices)
-                    self.send_result(result.tag, result.table, statement)
+                    self.send_result(state, result.tag, result.table, statement)
                     if result.tag in ("SET", "RESET"):
                         self.report_settings(state)
         except (ClientGone, ConnectionError):
@@ -351,9 +351,9 @@ class TierdHandler(BuenaVistaHandler):
         state.reported.update(changed)
         self.send_parameter_status(changed)
 
-    def send_result(self, tag: str, table, sql: str) -> None:
+    def send_result(self, state: ConnectionState, tag: str, table, sql: str) -> None:
         if table is not None:
-            columns = plan_columns(postgres_schema(sql, table.schema))
+            columns = plan_columns(postgres_schema(sql, table.schema), timezone=state.timezone)
             self.write(row_description(columns))
             for chunk in data_rows(table, columns):
                 self.write(chunk)
@@ -439,7 +439,8 @@ class TierdHandler(BuenaVistaHandler):
         if schema is None:
             self.write(messages.NO_DATA)
         else:
-            self.write(row_description(plan_columns(postgres_schema(statement.sql, schema))))
+            self.write(row_description(plan_columns(postgres_schema(statement.sql, schema),
+                                                    timezone=state.timezone)))
 
     def run_portal(self, state: ConnectionState, portal: Portal) -> None:
         if portal.executed:
@@ -461,7 +462,7 @@ class TierdHandler(BuenaVistaHandler):
         portal.tag, portal.table = result.tag, result.table
         if result.table is not None:
             portal.columns = plan_columns(postgres_schema(portal.statement.sql, result.table.schema),
-                                          portal.result_formats)
+                                          portal.result_formats, state.timezone)
 
     def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
         """Row limits are honoured: send that many rows, then PortalSuspended."""

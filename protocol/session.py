@@ -15,6 +15,7 @@ from buenavista.postgres import TransactionStatus
 from .errors import DuplicateCursor, DuplicatePreparedStatement, InvalidCursorName, \
     InvalidSqlStatementName
 from .rows import Column
+from .types.datetime import valid_timezone
 
 
 @dataclass
@@ -75,6 +76,12 @@ class ConnectionState:
             return self.portals[name]
         except KeyError:
             raise InvalidCursorName(f'portal "{name}" does not exist') from None
+
+    @property
+    def timezone(self) -> str:
+        """The session TimeZone for timestamptz text (UTC if the setting names no zone)."""
+        zone = getattr(self.session, "settings", {}).get("timezone", "UTC")
+        return zone if valid_timezone(zone) else "UTC"
 
     def end_of_transaction(self) -> None:
         """Sync outside a transaction block ends the implicit transaction: drop unnamed portals

@@ -566,3 +566,26 @@ def test_many_rows_of_a_type_arrive_intact(db, binary, expr, expected):
     want = [None if (r + 700) % 7 == 3 else expected(r) for r in range(-500, 500)]
     bad = [(r, w, g) for r, w, g in zip(range(-500, 500), want, got) if w != g]
     assert not bad, f"{len(bad)} wrong values, first: {bad[:3]}"
+
+
+# --- session TimeZone -----------------------------------------------------------------
+
+
+def test_timestamptz_text_follows_the_session_timezone(daemon):
+    with daemon.connect() as c:
+        sql = ("SELECT TIMESTAMPTZ '2024-01-01 12:00:00+00', TIMESTAMPTZ '2024-07-01 12:00:00.5+00', "
+               "NULL::TIMESTAMPTZ")
+        winter, summer, null = c.execute(sql).fetchone()
+        assert winter.utcoffset() == dt.timedelta(0)
+        c.execute("SET TimeZone TO 'Europe/Paris'")
+        assert c.info.parameter_status("TimeZone") == "Europe/Paris"
+        w, s, n = c.execute(sql).fetchone()
+        assert (w, s, n) == (winter, summer, None)      # the same instants ...
+        assert (w.utcoffset(), s.utcoffset()) == (dt.timedelta(hours=1), dt.timedelta(hours=2))
+        assert (w.hour, s.hour) == (13, 14)             # ... printed as Paris wall time
+        c.execute("SET TimeZone TO 'Asia/Kolkata'")
+        (k,) = c.execute("SELECT TIMESTAMPTZ '2024-01-01 12:00:00+00'").fetchone()
+        assert (k, k.utcoffset()) == (winter, dt.timedelta(hours=5, minutes=30))
+        (b,) = c.cursor(binary=True).execute(
+            "SELECT TIMESTAMPTZ '2024-01-01 12:00:00+00'").fetchone()
+        assert b == winter

@@ -1,10 +1,11 @@
 """date, time, timestamp(tz) and interval: result encoders and parameter decoders.
 
-The session TimeZone is always UTC, so timestamptz prints as UTC with a `+00` suffix.
+timestamptz prints in the session TimeZone (text format); binary values are UTC micros.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import struct
 
 import pyarrow as pa
@@ -40,8 +41,33 @@ def timestamp_text(values: pa.Array) -> pa.Array:
     return trim_fraction(as_text(_naive_micros(values)))
 
 
-def timestamptz_text(values: pa.Array) -> pa.Array:
-    return keep_nulls(concat(trim_fraction(as_text(_naive_micros(values))), b"+00"), values)
+def timestamptz_text(values: pa.Array, timezone: str = "UTC") -> pa.Array:
+    """`2024-01-01 13:00:00+01`: wall time in the session TimeZone and its UTC offset
+    (`+05:30` when not whole hours), as Postgres prints timestamptz."""
+    utc = _naive_micros(values)
+    if timezone.upper() in ("UTC", "GMT", "Z", "ETC/UTC"):
+        return keep_nulls(concat(trim_fraction(as_text(utc)), b"+00"), values)
+    zoned = pa.Array.from_buffers(pa.timestamp("us", tz=timezone), len(utc), utc.buffers()[:2],
+                                  offset=utc.offset)
+    local = pc.local_timestamp(zoned)
+    offset = pc.divide(pc.subtract(local.cast(pa.int64()), utc.cast(pa.int64())), 60_000_000)
+    minutes = pc.abs(offset).fill_null(0)
+    sign = pc.if_else(pc.less(offset.fill_null(0), 0), b"-", b"+")
+    hours = pc.utf8_lpad(pc.cast(pc.divide(minutes, 60), pa.string()), 2, "0")
+    rest = pc.subtract(minutes, pc.multiply(pc.divide(minutes, 60), 60))
+    suffix = pc.if_else(pc.equal(rest, 0), b"",
+                        concat(b":", to_binary(pc.utf8_lpad(pc.cast(rest, pa.string()), 2, "0"))))
+    return keep_nulls(concat(trim_fraction(as_text(local)), sign, hours, suffix), values)
+
+
+@functools.lru_cache(maxsize=64)
+def valid_timezone(name: str) -> bool:
+    """Whether Arrow knows the zone (an IANA name or a fixed offset)."""
+    try:
+        pa.array([0], pa.timestamp("us", tz=name)).cast(pa.string())
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
 
 
 def time_text(values: pa.Array) -> pa.Array:
