@@ -9,6 +9,7 @@ from __future__ import annotations
 class EngineError(Exception):
     sqlstate = "XX000"
     severity = "ERROR"
+    position: int | None = None   # 1-based character offset in the statement, when known
 
     def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None):
         super().__init__(message)

@@ -42,7 +42,9 @@ from engine.errors import (
     UniqueViolation,
     from_duckdb,
 )
+from engine.bytea import bytea_from_text
 from engine.division import checked_division
+from engine.error_position import locate
 from engine.param_types import infer_param_types
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
 from engine.sql_split import leading_words, max_placeholder, split_statements
@@ -90,7 +92,10 @@ _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, 
 
 def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
     """Python values as an Arrow array of `typ`, or None if that needs DuckDB's casts."""
-    if not any(check(typ) for check in _SIMPLE_TYPES):
+    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        # Postgres reads a string as bytea text (hex or escape format), DuckDB as escapes
+        values = [bytea_from_text(v) if isinstance(v, str) else v for v in values]
+    elif not any(check(typ) for check in _SIMPLE_TYPES):
         return None
     try:
         return pa.array(values, type=typ)
@@ -187,10 +192,11 @@ class EngineSession:
             with self.engine.reaper.reading(), self._running:
                 return self._describe(sql, words)
         except duckdb.Error as exc:
-            err = from_duckdb(exc)
+            err = locate(from_duckdb(exc), sql)
             self._statement_failed()
             raise err from None
-        except EngineError:
+        except EngineError as err:
+            locate(err, sql)
             self._statement_failed()
             raise
 
@@ -244,10 +250,11 @@ class EngineSession:
             with self.engine.reaper.reading():
                 return run()
         except duckdb.Error as exc:
-            err = from_duckdb(exc)
+            err = locate(from_duckdb(exc), sql)
             self._statement_failed()
             raise err from None
-        except EngineError:
+        except EngineError as err:
+            locate(err, sql)
             self._statement_failed()
             raise
         except ConnectionError:  # the client went away in the middle (a COPY's data)

@@ -37,6 +37,8 @@ def error_fields(exc: BaseException, severity: str | None = None) -> list[tuple[
             fields.append((b"H", exc.hint))
         if getattr(exc, "context", None):  # e.g. COPY's `COPY t, line 3, column x: "abc"`
             fields.append((b"W", exc.context))
+        if exc.position:
+            fields.append((b"P", str(exc.position)))
         return fields
     severity = severity or "ERROR"
     message = str(exc) or type(exc).__name__

@@ -589,3 +589,19 @@ def test_timestamptz_text_follows_the_session_timezone(daemon):
         (b,) = c.cursor(binary=True).execute(
             "SELECT TIMESTAMPTZ '2024-01-01 12:00:00+00'").fetchone()
         assert b == winter
+
+
+def test_error_position_and_hint(db):
+    db.execute("CREATE TABLE public.poserr (id BIGINT PRIMARY KEY)")
+    with pytest.raises(errors.UndefinedColumn) as info:
+        db.execute("SELECT id,\n  nope FROM public.poserr")
+    diag = info.value.diag
+    assert diag.statement_position == "14"          # the `n` of `nope`, 1-based
+    assert "LINE" not in diag.message_primary and "nope" in diag.message_primary
+    bad = "SELECT id FROM public.poserr WHERE id = = 1"
+    with pytest.raises(errors.SyntaxError) as info:
+        db.execute(bad)
+    assert info.value.diag.statement_position == str(bad.index("= 1") + 1)
+    with pytest.raises(errors.UndefinedColumn) as info:   # server-side parameters too
+        db.execute("SELECT nope FROM public.poserr WHERE id = %s", (1,))
+    assert info.value.diag.statement_position == "8"

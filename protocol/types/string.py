@@ -8,6 +8,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.bytea import bytea_from_text
 from engine.errors import InvalidTextRepresentation
 
 from . import oids
@@ -71,21 +72,6 @@ def jsonb_binary(values: pa.Array) -> pa.Array:
 
 
 # --- parameters ----------------------------------------------------------------------
-
-_OCTAL = re.compile(rb"\\([0-7]{3})|\\\\")
-
-
-def bytea_from_text(text: str) -> bytes:
-    if text.startswith("\\x"):
-        try:
-            return bytes.fromhex(text[2:])
-        except ValueError:
-            raise InvalidTextRepresentation(
-                f'invalid hexadecimal data in bytea: "{text[:40]}"') from None
-    # Postgres "escape" format: \\ and \nnn octal.
-    raw = text.encode()
-    return _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]) if m.group(1) else b"\\", raw)
-
 
 def uuid_from_text(text: str) -> uuid.UUID:
     try:
