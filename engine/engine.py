@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine import read_path, stream_eviction
+from engine import pg_catalog, read_path, stream_eviction
 from engine.catalog import OWNER, Catalog, Column, TableDef
 from engine.errors import (FeatureNotSupported, InvalidCatalogName, IoError, LockNotAvailable, ObjectInUse,
                            QueryCanceled)
@@ -73,6 +73,9 @@ class EngineConfig:
     storages: dict[str, dict] = field(default_factory=dict)  # [storage.<id>] config sections
     superuser: str = "tierd"  # the role that always exists (auth.superuser)
     superuser_password: str | None = None  # auth.password: that role's password, if configured
+    # The Postgres type OID the wire reports for a result column (protocol.types' map), so
+    # pg_catalog shows each column with the type a SELECT of it has. None: every column is text.
+    type_oid: Callable[[pa.Field], int] | None = None
 
 
 STREAM_FLUSH_REFUSED = "STORAGE FLUSH TABLE is not supported for STREAM tables"
@@ -157,6 +160,8 @@ class Engine:
         self._create_system_tables()
         self.visible_seq = self.seq  # everything recovered is visible
         self._create_identity_macros()
+        pg_catalog.install(self.admin)
+        self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
         self.reaper = FileReaper()
         self.policies = PolicyRunner(self)
         self.jobs = JobRunner(self.store, self.db, config.jobs, execute=self._execute_job,

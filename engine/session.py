@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import copy, division, dml, point_lookup, privileges, read_path, sandbox, sql_refs
+from engine import copy, division, dml, pg_catalog, pg_compat, point_lookup, privileges, read_path, sandbox, sql_refs
 from engine.catalog import OWNER, SYSTEM_COLUMNS, WRITTEN_AT, TableDef, check_identifier, parse_table_options
 from engine.engine import (DEFAULT_NAMESPACE, IDENTITY_VARIABLE, NO_FAST_DEFAULT, NOW, STREAM_FLUSH_REFUSED,
                            Engine, KeyState, Tombstone, key_list)
@@ -81,7 +81,25 @@ SETTINGS_DEFAULTS = {
     "transaction_isolation": "serializable",
     "application_name": "",
     "search_path": DEFAULT_NAMESPACE,
+    "server_version_num": "150000",
+    "statement_timeout": "0",
+    "lock_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    "default_transaction_isolation": "serializable",
+    "default_transaction_read_only": "off",
+    "transaction_read_only": "off",
+    "extra_float_digits": "1",
+    "max_identifier_length": "63",
+    "lc_collate": "C.UTF-8",
+    "lc_ctype": "C.UTF-8",
+    "lc_messages": "C.UTF-8",
+    "is_superuser": "on",
+    "max_connections": "100",
 }
+# SHOW's multi-word spellings.
+_SHOW_ALIASES = {"transaction isolation level": "transaction_isolation", "time zone": "timezone"}
+# Client SQL resolves names in the table's namespace first, then in tierd's pg_catalog.
+_SEARCH_PATH = f"SET search_path = 'memory.{DEFAULT_NAMESPACE},memory.main,{pg_catalog.PG}'"
 
 
 JOB_SCHEMA = pa.schema([("job_id", pa.string()), ("status", pa.string()), ("message", pa.string())])
@@ -130,6 +148,7 @@ class EngineSession:
         self.cur = engine.db.cursor()
         self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
         self._sees_all_users: bool | None = None  # what this cursor's USER-table filter says
+        self.cur.execute(_SEARCH_PATH)
         self.check_cur = engine.db.cursor()  # always sees the latest committed state
         for macro in division.MACROS:
             self.cur.execute(macro)
@@ -304,9 +323,10 @@ class EngineSession:
             return self._storage_definition(sql)
         if first == "SET" or first == "RESET":
             return self._set(sql, words)
-        if first == "SHOW" and len(words) > 1 and words[1].lower() in self.settings:
-            name = words[1].lower()
-            return StatementResult("SHOW", pa.table({name: [self.settings[name]]}))
+        if first == "SHOW":
+            shown = self._show(sql)
+            if shown is not None:
+                return shown
         if first in READ_STATEMENTS:
             return self._query(sql, params)
         if first == "STORAGE":
@@ -329,8 +349,20 @@ class EngineSession:
             raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
         return sandbox.check_query(sql)  # only queries, and nothing outside the sandbox
 
+    def _show(self, sql: str) -> StatementResult | None:
+        """SHOW of a Postgres setting (None: not one, DuckDB's SHOW may know the name)."""
+        name = re.sub(r"\s+", " ", re.sub(r"^\s*SHOW\s+|\s*;?\s*$", "", sql, flags=re.I)).strip('"').lower()
+        name = _SHOW_ALIASES.get(name, name)
+        if name not in self.settings:
+            return None
+        return StatementResult("SHOW", pa.table({name: [self.settings[name]]}))
+
     def _read_sql(self, sql: str) -> tuple[str, bool]:
         """Client read SQL as DuckDB runs it, and whether it needs the system-column catalog."""
+        compat = pg_compat.rewrite(sql, self.settings)
+        sql = compat.sql
+        if compat.uses_catalog:
+            self.engine.pg_catalog.refresh(self.engine.db, self.engine)
         self._check_select(self._check_read_only(sql).tables)
         if _SYSTEM.search(sql):
             self.engine.refresh_system_tables()
@@ -425,6 +457,7 @@ class EngineSession:
         fails; ROLLBACK and the next statement try again."""
         try:
             self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
+            self.cur.execute(_SEARCH_PATH)
             self._catalog_dirty = False
         except duckdb.Error:
             self._catalog_dirty = True

@@ -26,6 +26,7 @@ from engine import metrics as counters
 from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
 from engine.jobs import JobsConfig
+from protocol.types import pg_type_for
 from tierd import reload as reload_mod
 from tierd import sdnotify
 from tierd.config import Config, ConfigError
@@ -191,6 +192,7 @@ class Service:
                 storages=cfg.storages,
                 superuser=cfg.superuser,
                 superuser_password=cfg.password,
+                type_oid=lambda f: pg_type_for(f.type, f.metadata).oid,
             ))
         except EngineError as exc:
             log.error("cannot start: %s", exc.message)

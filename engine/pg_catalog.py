@@ -1,0 +1,565 @@
+"""tierd's own `pg_catalog` and `information_schema`, for psql's \\d family and drivers'
+metadata calls.
+
+DuckDB's built-in pg_catalog describes DuckDB's objects (tierd's internals included) with
+DuckDB's type names and OIDs that change between runs, and its system schemas cannot be
+written to. So tierd keeps the catalog in a separate in-memory DuckDB database, `__pg`:
+tables in `__pg.main` named as Postgres names them (pg_class, pg_attribute, ...), macros for
+the Postgres functions clients call (format_type, pg_get_indexdef, ...), and views in
+`__pg.info` for information_schema. Sessions put `__pg.main` on DuckDB's search path after
+the user's schema, and engine.pg_compat rewrites `pg_catalog.x` to `x` and
+`information_schema.x` to `__pg.info.x`.
+
+The rows are rebuilt from tierd's catalog when it has changed since the last build. OIDs stay
+stable for an object's life: namespaces hash their name, a table's relation, primary-key
+index and constraint derive from its table id, and the system tables, pg_catalog's own
+tables and the built-in types have fixed OIDs. `_seq` and `_deleted` appear as Postgres
+shows system columns (attnum < 0), so `attnum > 0` filters hide them.
+"""
+from __future__ import annotations
+
+import threading
+import zlib
+from typing import Callable
+
+import duckdb
+import pyarrow as pa
+
+from engine import pg_types, privileges
+
+CATALOG = "__pg"
+PG = f"{CATALOG}.main"  # what clients call pg_catalog
+INFO = f"{CATALOG}.info"  # what clients call information_schema
+PRIVATE = f"{CATALOG}.tierd"  # texts the macros look up (index and constraint definitions, type names)
+
+PG_CATALOG_OID = 11
+PUBLIC_OID = 2200
+INFORMATION_SCHEMA_OID = 13000
+DATABASE_OID = 16384
+SUPERUSER_OID = 10
+BTREE_AM = 403
+HEAP_AM = 2
+FIRST_TABLE_OID = 100000
+SYSTEM_VIEW_OID = 90000
+SYSTEM_NAMESPACE = "system"
+
+TypeOid = Callable[[pa.Field], int]
+
+# Postgres's OIDs for the catalog tables drivers name with ::regclass (pg_description.classoid).
+CATALOG_TABLE_OIDS = {
+    "pg_type": 1247, "pg_attribute": 1249, "pg_proc": 1255, "pg_class": 1259, "pg_authid": 1260,
+    "pg_database": 1262, "pg_am": 2601, "pg_attrdef": 2604, "pg_constraint": 2606,
+    "pg_description": 2609, "pg_index": 2610, "pg_namespace": 2615, "pg_inherits": 2611,
+}
+
+# Each table: its columns as Postgres has them (the ones clients read), with defaults so the
+# builder fills only what tierd knows. Empty tables exist so client queries that join them run.
+TABLES: dict[str, str] = {
+    "pg_namespace": "oid BIGINT, nspname VARCHAR, nspowner BIGINT DEFAULT 10, nspacl VARCHAR[]",
+    "pg_class": (
+        "oid BIGINT, relname VARCHAR, relnamespace BIGINT, reltype BIGINT DEFAULT 0, reloftype BIGINT DEFAULT 0, "
+        "relowner BIGINT DEFAULT 10, relam BIGINT DEFAULT 0, relfilenode BIGINT DEFAULT 0, "
+        "reltablespace BIGINT DEFAULT 0, relpages INTEGER DEFAULT 0, reltuples REAL DEFAULT -1, "
+        "relallvisible INTEGER DEFAULT 0, reltoastrelid BIGINT DEFAULT 0, relhasindex BOOLEAN DEFAULT false, "
+        "relisshared BOOLEAN DEFAULT false, relpersistence VARCHAR DEFAULT 'p', relkind VARCHAR, "
+        "relnatts SMALLINT DEFAULT 0, relchecks SMALLINT DEFAULT 0, relhasrules BOOLEAN DEFAULT false, "
+        "relhastriggers BOOLEAN DEFAULT false, relhassubclass BOOLEAN DEFAULT false, "
+        "relrowsecurity BOOLEAN DEFAULT false, relforcerowsecurity BOOLEAN DEFAULT false, "
+        "relispopulated BOOLEAN DEFAULT true, relreplident VARCHAR DEFAULT 'd', relispartition BOOLEAN DEFAULT false, "
+        "relrewrite BIGINT DEFAULT 0, relfrozenxid BIGINT DEFAULT 0, relminmxid BIGINT DEFAULT 0, "
+        "relacl VARCHAR[], reloptions VARCHAR[], relpartbound VARCHAR"
+    ),
+    "pg_attribute": (
+        "attrelid BIGINT, attname VARCHAR, atttypid BIGINT, attstattarget INTEGER DEFAULT -1, attlen SMALLINT, "
+        "attnum SMALLINT, attndims INTEGER DEFAULT 0, attcacheoff INTEGER DEFAULT -1, atttypmod INTEGER DEFAULT -1, "
+        "attbyval BOOLEAN DEFAULT false, attalign VARCHAR DEFAULT 'i', attstorage VARCHAR DEFAULT 'p', "
+        "attcompression VARCHAR DEFAULT '', attnotnull BOOLEAN DEFAULT false, atthasdef BOOLEAN DEFAULT false, "
+        "atthasmissing BOOLEAN DEFAULT false, attidentity VARCHAR DEFAULT '', attgenerated VARCHAR DEFAULT '', "
+        "attisdropped BOOLEAN DEFAULT false, attislocal BOOLEAN DEFAULT true, attinhcount INTEGER DEFAULT 0, "
+        "attcollation BIGINT DEFAULT 0, attacl VARCHAR[], attoptions VARCHAR[], attfdwoptions VARCHAR[], "
+        "attmissingval VARCHAR"
+    ),
+    "pg_type": (
+        "oid BIGINT, typname VARCHAR, typnamespace BIGINT, typowner BIGINT DEFAULT 10, typlen SMALLINT, "
+        "typbyval BOOLEAN DEFAULT false, typtype VARCHAR, typcategory VARCHAR, typispreferred BOOLEAN DEFAULT false, "
+        "typisdefined BOOLEAN DEFAULT true, typdelim VARCHAR DEFAULT ',', typrelid BIGINT DEFAULT 0, "
+        "typsubscript BIGINT DEFAULT 0, typelem BIGINT, typarray BIGINT, typinput VARCHAR, typoutput VARCHAR, "
+        "typreceive VARCHAR, typsend VARCHAR, typmodin BIGINT DEFAULT 0, typmodout BIGINT DEFAULT 0, "
+        "typanalyze BIGINT DEFAULT 0, typalign VARCHAR DEFAULT 'i', typstorage VARCHAR DEFAULT 'p', "
+        "typnotnull BOOLEAN DEFAULT false, typbasetype BIGINT DEFAULT 0, typtypmod INTEGER DEFAULT -1, "
+        "typndims INTEGER DEFAULT 0, typcollation BIGINT DEFAULT 0, typdefaultbin VARCHAR, typdefault VARCHAR, "
+        "typacl VARCHAR[]"
+    ),
+    "pg_index": (
+        "indexrelid BIGINT, indrelid BIGINT, indnatts SMALLINT, indnkeyatts SMALLINT, indisunique BOOLEAN, "
+        "indnullsnotdistinct BOOLEAN DEFAULT false, indisprimary BOOLEAN, indisexclusion BOOLEAN DEFAULT false, "
+        "indimmediate BOOLEAN DEFAULT true, indisclustered BOOLEAN DEFAULT false, indisvalid BOOLEAN DEFAULT true, "
+        "indcheckxmin BOOLEAN DEFAULT false, indisready BOOLEAN DEFAULT true, indislive BOOLEAN DEFAULT true, "
+        "indisreplident BOOLEAN DEFAULT false, indkey SMALLINT[], indcollation BIGINT[], indclass BIGINT[], "
+        "indoption SMALLINT[], indexprs VARCHAR, indpred VARCHAR"
+    ),
+    "pg_constraint": (
+        "oid BIGINT, conname VARCHAR, connamespace BIGINT, contype VARCHAR, condeferrable BOOLEAN DEFAULT false, "
+        "condeferred BOOLEAN DEFAULT false, convalidated BOOLEAN DEFAULT true, conrelid BIGINT, "
+        "contypid BIGINT DEFAULT 0, conindid BIGINT, conparentid BIGINT DEFAULT 0, confrelid BIGINT DEFAULT 0, "
+        "confupdtype VARCHAR DEFAULT ' ', confdeltype VARCHAR DEFAULT ' ', confmatchtype VARCHAR DEFAULT ' ', "
+        "conislocal BOOLEAN DEFAULT true, coninhcount INTEGER DEFAULT 0, connoinherit BOOLEAN DEFAULT true, "
+        "conkey SMALLINT[], confkey SMALLINT[], conpfeqop BIGINT[], conppeqop BIGINT[], conffeqop BIGINT[], "
+        "confdelsetcols SMALLINT[], conexclop BIGINT[], conbin VARCHAR"
+    ),
+    "pg_attrdef": "oid BIGINT, adrelid BIGINT, adnum SMALLINT, adbin VARCHAR",
+    "pg_database": (
+        "oid BIGINT, datname VARCHAR, datdba BIGINT DEFAULT 10, encoding INTEGER DEFAULT 6, "
+        "datlocprovider VARCHAR DEFAULT 'c', datistemplate BOOLEAN DEFAULT false, datallowconn BOOLEAN DEFAULT true, "
+        "datconnlimit INTEGER DEFAULT -1, datfrozenxid BIGINT DEFAULT 0, datminmxid BIGINT DEFAULT 0, "
+        "dattablespace BIGINT DEFAULT 1663, datcollate VARCHAR DEFAULT 'C.UTF-8', datctype VARCHAR DEFAULT 'C.UTF-8', "
+        "daticulocale VARCHAR, datcollversion VARCHAR, datacl VARCHAR[]"
+    ),
+    "pg_roles": (
+        "oid BIGINT, rolname VARCHAR, rolsuper BOOLEAN, rolinherit BOOLEAN DEFAULT true, "
+        "rolcreaterole BOOLEAN DEFAULT false, rolcreatedb BOOLEAN DEFAULT false, rolcanlogin BOOLEAN DEFAULT true, "
+        "rolreplication BOOLEAN DEFAULT false, rolconnlimit INTEGER DEFAULT -1, rolpassword VARCHAR DEFAULT '********', "
+        "rolvaliduntil TIMESTAMPTZ, rolbypassrls BOOLEAN DEFAULT false, rolconfig VARCHAR[]"
+    ),
+    "pg_auth_members": "oid BIGINT, roleid BIGINT, member BIGINT, grantor BIGINT, admin_option BOOLEAN",
+    "pg_proc": (
+        "oid BIGINT, proname VARCHAR, pronamespace BIGINT, proowner BIGINT, prolang BIGINT, procost REAL, "
+        "prorows REAL, provariadic BIGINT, prosupport BIGINT, prokind VARCHAR, prosecdef BOOLEAN, "
+        "proleakproof BOOLEAN, proisstrict BOOLEAN, proretset BOOLEAN, provolatile VARCHAR, proparallel VARCHAR, "
+        "pronargs SMALLINT, pronargdefaults SMALLINT, prorettype BIGINT, proargtypes BIGINT[], "
+        "proallargtypes BIGINT[], proargmodes VARCHAR[], proargnames VARCHAR[], proargdefaults VARCHAR, "
+        "protrftypes BIGINT[], prosrc VARCHAR, probin VARCHAR, prosqlbody VARCHAR, proconfig VARCHAR[], "
+        "proacl VARCHAR[]"
+    ),
+    "pg_description": "objoid BIGINT, classoid BIGINT, objsubid INTEGER, description VARCHAR",
+    "pg_shdescription": "objoid BIGINT, classoid BIGINT, description VARCHAR",
+    "pg_am": "oid BIGINT, amname VARCHAR, amhandler VARCHAR, amtype VARCHAR",
+    "pg_tablespace": "oid BIGINT, spcname VARCHAR, spcowner BIGINT, spcacl VARCHAR[], spcoptions VARCHAR[]",
+    "pg_collation": (
+        "oid BIGINT, collname VARCHAR, collnamespace BIGINT, collowner BIGINT, collprovider VARCHAR, "
+        "collisdeterministic BOOLEAN, collencoding INTEGER, collcollate VARCHAR, collctype VARCHAR, "
+        "colliculocale VARCHAR, collversion VARCHAR"
+    ),
+    "pg_inherits": "inhrelid BIGINT, inhparent BIGINT, inhseqno INTEGER, inhdetachpending BOOLEAN",
+    "pg_trigger": (
+        "oid BIGINT, tgrelid BIGINT, tgparentid BIGINT, tgname VARCHAR, tgfoid BIGINT, tgtype SMALLINT, "
+        "tgenabled VARCHAR, tgisinternal BOOLEAN, tgconstrrelid BIGINT, tgconstrindid BIGINT, tgconstraint BIGINT, "
+        "tgdeferrable BOOLEAN, tginitdeferred BOOLEAN, tgnargs SMALLINT, tgattr SMALLINT[], tgargs VARCHAR, "
+        "tgqual VARCHAR, tgoldtable VARCHAR, tgnewtable VARCHAR"
+    ),
+    "pg_rewrite": "oid BIGINT, rulename VARCHAR, ev_class BIGINT, ev_type VARCHAR, ev_enabled VARCHAR, is_instead BOOLEAN",
+    "pg_policy": (
+        "oid BIGINT, polname VARCHAR, polrelid BIGINT, polcmd VARCHAR, polpermissive BOOLEAN, polroles BIGINT[], "
+        "polqual VARCHAR, polwithcheck VARCHAR"
+    ),
+    "pg_statistic_ext": (
+        "oid BIGINT, stxrelid BIGINT, stxname VARCHAR, stxnamespace BIGINT, stxowner BIGINT, "
+        "stxstattarget INTEGER, stxkeys SMALLINT[], stxkind VARCHAR[], stxexprs VARCHAR"
+    ),
+    "pg_publication": (
+        "oid BIGINT, pubname VARCHAR, pubowner BIGINT, puballtables BOOLEAN, pubinsert BOOLEAN, "
+        "pubupdate BOOLEAN, pubdelete BOOLEAN, pubtruncate BOOLEAN, pubviaroot BOOLEAN"
+    ),
+    "pg_publication_rel": "oid BIGINT, prpubid BIGINT, prrelid BIGINT, prqual VARCHAR, prattrs SMALLINT[]",
+    "pg_publication_namespace": "oid BIGINT, pnpubid BIGINT, pnnspid BIGINT",
+    "pg_partitioned_table": "partrelid BIGINT, partstrat VARCHAR, partnatts SMALLINT, partdefid BIGINT",
+    "pg_foreign_table": "ftrelid BIGINT, ftserver BIGINT, ftoptions VARCHAR[]",
+    "pg_sequence": "seqrelid BIGINT, seqtypid BIGINT, seqstart BIGINT, seqincrement BIGINT, seqmax BIGINT, seqmin BIGINT, seqcache BIGINT, seqcycle BOOLEAN",
+    "pg_depend": "classid BIGINT, objid BIGINT, objsubid INTEGER, refclassid BIGINT, refobjid BIGINT, refobjsubid INTEGER, deptype VARCHAR",
+    "pg_enum": "oid BIGINT, enumtypid BIGINT, enumsortorder REAL, enumlabel VARCHAR",
+    "pg_range": "rngtypid BIGINT, rngsubtype BIGINT, rngmultitypid BIGINT, rngcollation BIGINT, rngsubopc BIGINT",
+    "pg_extension": "oid BIGINT, extname VARCHAR, extowner BIGINT, extnamespace BIGINT, extrelocatable BOOLEAN, extversion VARCHAR",
+    "pg_opclass": "oid BIGINT, opcmethod BIGINT, opcname VARCHAR, opcnamespace BIGINT, opcowner BIGINT, opcfamily BIGINT, opcintype BIGINT, opcdefault BOOLEAN, opckeytype BIGINT",
+}
+
+# What the macros look up. DuckDB substitutes a macro's arguments into its body, so a column
+# an argument names (say `pg_class.oid`) would bind to the macro's own subquery if that read
+# the same table: these tables' column names start with `__` so that cannot happen.
+PRIVATE_TABLES: dict[str, str] = {
+    "indexdef": "__oid BIGINT, __def VARCHAR",
+    "constraintdef": "__oid BIGINT, __def VARCHAR",
+    "type_names": "__oid BIGINT, __typname VARCHAR, __sql_name VARCHAR",
+    "relations": "__oid BIGINT, __name VARCHAR, __nspname VARCHAR, __visible BOOLEAN",
+    "namespaces": "__oid BIGINT, __name VARCHAR",
+    "roles": "__oid BIGINT, __name VARCHAR",
+}
+
+# Views Postgres has on top of its tables.
+VIEWS: dict[str, str] = {
+    "pg_authid": f"SELECT * FROM {PG}.pg_roles",
+    "pg_user": (
+        f"SELECT rolname AS usename, oid AS usesysid, rolcreatedb AS usecreatedb, rolsuper AS usesuper, "
+        f"rolreplication AS userepl, rolbypassrls AS usebypassrls, '********' AS passwd, "
+        f"rolvaliduntil AS valuntil, rolconfig AS useconfig FROM {PG}.pg_roles WHERE rolcanlogin"
+    ),
+    "pg_tables": (
+        f"SELECT n.nspname AS schemaname, c.relname AS tablename, {PG}.pg_get_userbyid(c.relowner) AS tableowner, "
+        f"NULL::VARCHAR AS tablespace, c.relhasindex AS hasindexes, c.relhasrules AS hasrules, "
+        f"c.relhastriggers AS hastriggers, c.relrowsecurity AS rowsecurity "
+        f"FROM {PG}.pg_class c JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')"
+    ),
+    "pg_views": (
+        f"SELECT n.nspname AS schemaname, c.relname AS viewname, {PG}.pg_get_userbyid(c.relowner) AS viewowner, "
+        f"NULL::VARCHAR AS definition "
+        f"FROM {PG}.pg_class c JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'v'"
+    ),
+    "pg_indexes": (
+        f"SELECT n.nspname AS schemaname, c.relname AS tablename, i.relname AS indexname, "
+        f"NULL::VARCHAR AS tablespace, {PG}.pg_get_indexdef(i.oid) AS indexdef "
+        f"FROM {PG}.pg_index x JOIN {PG}.pg_class c ON c.oid = x.indrelid JOIN {PG}.pg_class i ON i.oid = x.indexrelid "
+        f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace"
+    ),
+    "pg_matviews": "SELECT NULL::VARCHAR AS schemaname, NULL::VARCHAR AS matviewname, NULL::VARCHAR AS definition WHERE false",
+    "pg_sequences": "SELECT NULL::VARCHAR AS schemaname, NULL::VARCHAR AS sequencename WHERE false",
+}
+
+# Postgres functions as DuckDB macros (overloads separated by commas, as DuckDB spells them).
+MACROS: dict[str, str] = {
+    "format_type": (
+        "(t, m) AS CASE WHEN t IS NULL THEN NULL "
+        "WHEN t = 1700 AND m >= 4 THEN 'numeric(' || ((m - 4) >> 16) || ',' || ((m - 4) & 65535) || ')' "
+        "WHEN t IN (1042, 1043) AND m >= 4 THEN "
+        f"(SELECT __sql_name FROM {PRIVATE}.type_names WHERE __oid = t) || '(' || (m - 4) || ')' "
+        f"ELSE coalesce((SELECT __sql_name FROM {PRIVATE}.type_names WHERE __oid = t), '???') END"
+    ),
+    "pg_get_userbyid": (
+        f"(r) AS coalesce((SELECT __name FROM {PRIVATE}.roles WHERE __oid = r), 'unknown (OID=' || r || ')')"
+    ),
+    "pg_table_is_visible": (
+        f"(r) AS coalesce((SELECT __visible FROM {PRIVATE}.relations WHERE __oid = r), false)"
+    ),
+    "pg_type_is_visible": "(t) AS true",
+    "pg_function_is_visible": "(f) AS true",
+    "pg_is_other_temp_schema": "(n) AS false",
+    "pg_my_temp_schema": "() AS 0",
+    "pg_encoding_to_char": "(e) AS CASE e WHEN 6 THEN 'UTF8' WHEN 0 THEN 'SQL_ASCII' ELSE '' END",
+    "pg_char_to_encoding": "(s) AS CASE upper(s) WHEN 'UTF8' THEN 6 WHEN 'SQL_ASCII' THEN 0 ELSE -1 END",
+    "pg_get_expr": "(e, r) AS e, (e, r, p) AS e",
+    "pg_get_indexdef": (
+        f"(i) AS (SELECT __def FROM {PRIVATE}.indexdef WHERE __oid = i), "
+        f"(i, c, p) AS (SELECT __def FROM {PRIVATE}.indexdef WHERE __oid = i AND coalesce(c, 0) = 0)"
+    ),
+    "pg_get_constraintdef": (
+        f"(c) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c), "
+        f"(c, p) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c)"
+    ),
+    # tierd has no COMMENT: every object is undescribed.
+    "obj_description": "(o) AS NULL::VARCHAR, (o, c) AS NULL::VARCHAR",
+    "col_description": "(r, n) AS NULL::VARCHAR",
+    "shobj_description": "(o, c) AS NULL::VARCHAR",
+    "pg_get_function_result": "(f) AS NULL::VARCHAR",
+    "pg_get_function_arguments": "(f) AS NULL::VARCHAR",
+    "pg_get_function_identity_arguments": "(f) AS NULL::VARCHAR",
+    "pg_get_serial_sequence": "(t, c) AS NULL::VARCHAR",
+    "pg_get_statisticsobjdef_columns": "(o) AS NULL::VARCHAR",
+    "pg_relation_is_publishable": "(r) AS false",
+    # Sizes are not tracked per relation: NULL (unknown) rather than a made-up number.
+    "pg_table_size": "(r) AS NULL::BIGINT",
+    "pg_relation_size": "(r) AS NULL::BIGINT, (r, f) AS NULL::BIGINT",
+    "pg_total_relation_size": "(r) AS NULL::BIGINT",
+    "pg_indexes_size": "(r) AS NULL::BIGINT",
+    "pg_database_size": "(d) AS NULL::BIGINT",
+    "pg_size_pretty": "(b) AS format_bytes(b::BIGINT)",
+    "array_upper": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN len(a) END",
+    "array_lower": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN 1 END",
+    "version": "() AS 'PostgreSQL 15.0 (tierd) on x86_64-pc-linux-gnu, compiled by tierd, 64-bit'",
+    "current_schema": "() AS 'public'",
+    "current_schemas": "(b) AS CASE WHEN b THEN ['pg_catalog', 'public'] ELSE ['public'] END",
+    "current_database": "() AS 'tierd'",
+    # Targets of engine.pg_compat's rewrite of ::regclass / ::regtype casts.
+    "tierd_regclass_oid": (
+        f"(s) AS coalesce(TRY_CAST(s AS BIGINT), (SELECT __oid FROM {PRIVATE}.relations WHERE "
+        f"CASE WHEN contains(s, '.') THEN __nspname = trim(split_part(s, '.', 1), '\"') "
+        f"AND __name = trim(split_part(s, '.', 2), '\"') ELSE __name = trim(s, '\"') AND __visible END "
+        f"ORDER BY __nspname = 'public' DESC LIMIT 1), error('relation \"' || s || '\" does not exist'))"
+    ),
+    "tierd_regclass_name": f"(o) AS coalesce((SELECT __name FROM {PRIVATE}.relations WHERE __oid = o), o::VARCHAR)",
+    "tierd_regtype_oid": (
+        f"(s) AS coalesce(TRY_CAST(s AS BIGINT), (SELECT __oid FROM {PRIVATE}.type_names "
+        f"WHERE __sql_name = lower(s) OR __typname = lower(s) LIMIT 1), error('type \"' || s || '\" does not exist'))"
+    ),
+    "tierd_regtype_name": f"(o) AS {PG}.format_type(o, NULL)",
+    "tierd_regnamespace_name": f"(o) AS coalesce((SELECT __name FROM {PRIVATE}.namespaces WHERE __oid = o), o::VARCHAR)",
+    "tierd_regproc_name": "(o) AS o::VARCHAR",
+}
+
+# Postgres type names DuckDB lacks, as DuckDB types (regclass and friends are rewritten).
+TYPE_ALIASES = {"name": "VARCHAR", "int2vector": "SMALLINT[]", "oidvector": "BIGINT[]", "regproc": "BIGINT",
+                "xid": "BIGINT", "aclitem": "VARCHAR", "pg_node_tree": "VARCHAR"}
+
+INFORMATION_SCHEMA: dict[str, str] = {
+    "schemata": (
+        f"SELECT 'tierd' AS catalog_name, nspname AS schema_name, {PG}.pg_get_userbyid(nspowner) AS schema_owner, "
+        f"NULL::VARCHAR AS default_character_set_catalog, NULL::VARCHAR AS default_character_set_schema, "
+        f"NULL::VARCHAR AS default_character_set_name, NULL::VARCHAR AS sql_path FROM {PG}.pg_namespace"
+    ),
+    "tables": (
+        f"SELECT 'tierd' AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, "
+        f"CASE WHEN n.oid = {PG_CATALOG_OID} AND c.relkind = 'r' THEN 'BASE TABLE' "
+        f"WHEN c.relkind = 'r' THEN 'BASE TABLE' WHEN c.relkind = 'v' THEN 'VIEW' ELSE 'LOCAL TEMPORARY' END "
+        f"AS table_type, NULL::VARCHAR AS self_referencing_column_name, NULL::VARCHAR AS reference_generation, "
+        f"NULL::VARCHAR AS user_defined_type_catalog, NULL::VARCHAR AS user_defined_type_schema, "
+        f"NULL::VARCHAR AS user_defined_type_name, CASE WHEN c.relkind = 'r' THEN 'YES' ELSE 'NO' END "
+        f"AS is_insertable_into, 'NO' AS is_typed, NULL::VARCHAR AS commit_action "
+        f"FROM {PG}.pg_class c JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'v')"
+    ),
+    "columns": (
+        f"SELECT 'tierd' AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, "
+        f"a.attname AS column_name, a.attnum::INTEGER AS ordinal_position, d.adbin AS column_default, "
+        f"CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, "
+        f"CASE WHEN t.typcategory = 'A' THEN 'ARRAY' ELSE tn.__sql_name END AS data_type, "
+        f"NULL::INTEGER AS character_maximum_length, NULL::INTEGER AS character_octet_length, "
+        f"CASE WHEN a.atttypid = 1700 AND a.atttypmod >= 4 THEN ((a.atttypmod - 4) >> 16) "
+        f"WHEN a.atttypid IN (20, 21, 23) THEN a.attlen * 8 - 1 WHEN a.atttypid = 700 THEN 24 "
+        f"WHEN a.atttypid = 701 THEN 53 END::INTEGER AS numeric_precision, "
+        f"CASE WHEN a.atttypid IN (20, 21, 23, 700, 701, 1700) THEN 2 END::INTEGER AS numeric_precision_radix, "
+        f"CASE WHEN a.atttypid = 1700 AND a.atttypmod >= 4 THEN ((a.atttypmod - 4) & 65535) "
+        f"WHEN a.atttypid IN (20, 21, 23) THEN 0 END::INTEGER AS numeric_scale, "
+        f"CASE WHEN a.atttypid IN (1082) THEN 0 WHEN a.atttypid IN (1083, 1114, 1184, 1266, 1186) THEN 6 END::INTEGER "
+        f"AS datetime_precision, NULL::VARCHAR AS interval_type, NULL::INTEGER AS interval_precision, "
+        f"'tierd' AS udt_catalog, 'pg_catalog' AS udt_schema, t.typname AS udt_name, "
+        f"NULL::VARCHAR AS collation_name, a.attnum::INTEGER AS dtd_identifier, 'NO' AS is_self_referencing, "
+        f"'NO' AS is_identity, NULL::VARCHAR AS identity_generation, 'NEVER' AS is_generated, "
+        f"NULL::VARCHAR AS generation_expression, CASE WHEN c.relkind = 'r' THEN 'YES' ELSE 'NO' END AS is_updatable "
+        f"FROM {PG}.pg_attribute a JOIN {PG}.pg_class c ON c.oid = a.attrelid "
+        f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace JOIN {PG}.pg_type t ON t.oid = a.atttypid "
+        f"LEFT JOIN {PRIVATE}.type_names tn ON tn.__oid = a.atttypid "
+        f"LEFT JOIN {PG}.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        f"WHERE a.attnum > 0 AND NOT a.attisdropped"
+    ),
+    "table_constraints": (
+        f"SELECT 'tierd' AS constraint_catalog, n.nspname AS constraint_schema, con.conname AS constraint_name, "
+        f"'tierd' AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, "
+        f"CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' WHEN 'f' THEN 'FOREIGN KEY' "
+        f"WHEN 'c' THEN 'CHECK' END AS constraint_type, 'NO' AS is_deferrable, 'NO' AS initially_deferred, "
+        f"'YES' AS enforced, NULL::VARCHAR AS nulls_distinct "
+        f"FROM {PG}.pg_constraint con JOIN {PG}.pg_class c ON c.oid = con.conrelid "
+        f"JOIN {PG}.pg_namespace n ON n.oid = con.connamespace"
+    ),
+    "key_column_usage": (
+        f"SELECT 'tierd' AS constraint_catalog, n.nspname AS constraint_schema, k.conname AS constraint_name, "
+        f"'tierd' AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, a.attname AS column_name, "
+        f"k.pos::INTEGER AS ordinal_position, NULL::INTEGER AS position_in_unique_constraint "
+        f"FROM (SELECT conname, connamespace, conrelid, unnest(conkey) AS attnum, "
+        f"generate_subscripts(conkey, 1) AS pos FROM {PG}.pg_constraint) k "
+        f"JOIN {PG}.pg_class c ON c.oid = k.conrelid JOIN {PG}.pg_namespace n ON n.oid = k.connamespace "
+        f"JOIN {PG}.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.attnum"
+    ),
+    "views": (
+        "SELECT 'tierd' AS table_catalog, schemaname AS table_schema, viewname AS table_name, "
+        f"definition AS view_definition FROM {PG}.pg_views"
+    ),
+    "routines": "SELECT NULL::VARCHAR AS routine_schema, NULL::VARCHAR AS routine_name WHERE false",
+}
+
+INFO_MACROS = {
+    # pgJDBC's getPrimaryKeys: one (x = element, n = position) record per array element.
+    "_pg_expandarray": "(arr) AS unnest(list_transform(range(1, len(arr) + 1), i -> {'x': arr[i], 'n': i}))",
+}
+
+
+def namespace_oid(name: str) -> int:
+    """Fixed OIDs for Postgres's own schemas; a stable hash of the name for the others."""
+    fixed = {"pg_catalog": PG_CATALOG_OID, "public": PUBLIC_OID, "information_schema": INFORMATION_SCHEMA_OID}
+    return fixed.get(name) or (0x40000000 | (zlib.crc32(name.encode()) & 0x3FFFFFFF))
+
+
+def role_oid(name: str, bootstrap: bool) -> int:
+    """10 for the bootstrap superuser, as in Postgres; a stable hash of the name for others."""
+    return SUPERUSER_OID if bootstrap else 0x40000000 | (zlib.crc32(b"role:" + name.encode()) & 0x3FFFFFFF)
+
+
+def relation_oids(tid: int) -> tuple[int, int, int]:
+    """(table, primary-key index, primary-key constraint) OIDs of table id `tid`."""
+    base = FIRST_TABLE_OID + 3 * tid
+    return base, base + 1, base + 2
+
+
+def install(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the catalog database, its (empty) tables, macros and views."""
+    con.execute(f"ATTACH ':memory:' AS {CATALOG}")
+    con.execute(f"CREATE SCHEMA {INFO}")
+    con.execute(f"CREATE SCHEMA {PRIVATE}")
+    for name, typ in TYPE_ALIASES.items():
+        con.execute(f'CREATE TYPE {PG}."{name}" AS {typ}')
+    for name, cols in TABLES.items():
+        con.execute(f"CREATE TABLE {PG}.{name} ({cols})")
+    for name, cols in PRIVATE_TABLES.items():
+        con.execute(f"CREATE TABLE {PRIVATE}.{name} ({cols})")
+    for name, body in MACROS.items():
+        con.execute(f"CREATE MACRO {PG}.{name}{body}")
+    for name, body in INFO_MACROS.items():
+        con.execute(f"CREATE MACRO {INFO}.{name}{body}")
+    for name, body in VIEWS.items():
+        con.execute(f"CREATE VIEW {PG}.{name} AS {body}")
+    for name, body in INFORMATION_SCHEMA.items():
+        con.execute(f"CREATE VIEW {INFO}.{name} AS {body}")
+    _fill_fixed(con)
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: str, rows: list[tuple]) -> None:
+    if rows:
+        marks = ", ".join("?" * len(rows[0]))
+        con.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+
+
+def _fill_fixed(con: duckdb.DuckDBPyConnection) -> None:
+    """Rows that never change: types, access methods, the database, pg_catalog's own tables."""
+    types = pg_types.pg_type_rows(PG_CATALOG_OID)
+    _insert(con, f"{PG}.pg_type", "oid, typname, typnamespace, typlen, typtype, typcategory, typelem, typarray",
+            [r[:8] for r in types])
+    _insert(con, f"{PRIVATE}.type_names", "__oid, __typname, __sql_name", [(r[0], r[1], r[8]) for r in types])
+    _insert(con, f"{PG}.pg_am", "oid, amname, amhandler, amtype",
+            [(HEAP_AM, "heap", "heap_tableam_handler", "t"), (BTREE_AM, "btree", "bthandler", "i")])
+    _insert(con, f"{PG}.pg_database", "oid, datname", [(DATABASE_OID, "tierd")])
+    _insert(con, f"{PG}.pg_tablespace", "oid, spcname, spcowner", [(1663, "pg_default", SUPERUSER_OID)])
+    _insert(con, f"{PG}.pg_collation", "oid, collname, collnamespace, collowner, collprovider, collisdeterministic, "
+            "collencoding", [(100, "default", PG_CATALOG_OID, SUPERUSER_OID, "d", True, -1)])
+    other = 3000
+    catalog_tables = []
+    for name in list(TABLES) + list(VIEWS):
+        oid = CATALOG_TABLE_OIDS.get(name)
+        if oid is None:
+            other += 1
+            oid = other
+        catalog_tables.append((oid, name, PG_CATALOG_OID, "r" if name in TABLES else "v"))
+    _insert(con, f"{PG}.pg_class", "oid, relname, relnamespace, relkind", catalog_tables)
+
+
+class PgCatalog:
+    """Keeps the `__pg` rows in step with tierd's catalog."""
+
+    def __init__(self, type_oid: TypeOid | None):
+        self.type_oid = type_oid
+        self.lock = threading.Lock()
+        self.built_for: object = None
+
+    def refresh(self, con: duckdb.DuckDBPyConnection, engine) -> None:
+        """Rebuild the rows of tierd's namespaces, tables and roles if any of them changed."""
+        tables = sorted(engine.catalog.tables.values(), key=lambda t: t.tid)
+        namespaces = sorted(engine.catalog.namespaces)
+        roles = sorted((r.name, r.superuser, r.login) for r in engine.roles.all())
+        key = (tuple(namespaces), tuple(t.tid for t in tables), tuple(roles))
+        with self.lock:
+            if key == self.built_for:
+                return
+            cur = con.cursor()
+            try:
+                rows = _Rows(self.type_oid)
+                for ns in namespaces:
+                    rows.namespace(ns)
+                rows.namespace(SYSTEM_NAMESPACE)
+                for t in tables:
+                    owner = privileges.owner_of(t, engine.roles)
+                    rows.table(t, engine.visible_schema(t), role_oid(owner, owner == engine.roles.bootstrap))
+                for i, (view, schema) in enumerate(_system_views(cur)):
+                    rows.view(SYSTEM_VIEW_OID + i, SYSTEM_NAMESPACE, view, schema)
+                for name, superuser, login in roles:
+                    oid = role_oid(name, name == engine.roles.bootstrap)
+                    rows.roles.append((oid, name, superuser, superuser, superuser, login))
+                cur.execute("BEGIN")
+                rows.write(cur)
+                cur.execute("COMMIT")
+                self.built_for = key
+            finally:
+                cur.close()
+
+
+def _system_views(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, pa.Schema]]:
+    names = [r[0] for r in cur.execute(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = 'memory' AND schema_name = ? "
+        "ORDER BY view_name", [SYSTEM_NAMESPACE]).fetchall()]
+    return [(n, cur.execute(f'SELECT * FROM memory.{SYSTEM_NAMESPACE}."{n}" LIMIT 0').to_arrow_table().schema)
+            for n in names]
+
+
+class _Rows:
+    """The changing rows of one rebuild, per table."""
+
+    def __init__(self, type_oid: TypeOid | None):
+        self.type_oid = type_oid
+        self.namespaces: list[tuple] = [(PG_CATALOG_OID, "pg_catalog"), (INFORMATION_SCHEMA_OID, "information_schema")]
+        self.classes: list[tuple] = []
+        self.attributes: list[tuple] = []
+        self.attrdefs: list[tuple] = []
+        self.indexes: list[tuple] = []
+        self.constraints: list[tuple] = []
+        self.indexdefs: list[tuple] = []
+        self.constraintdefs: list[tuple] = []
+        self.roles: list[tuple] = []
+
+    def namespace(self, name: str) -> None:
+        self.namespaces.append((namespace_oid(name), name))
+
+    def _type(self, f: pa.Field) -> tuple[int, int]:
+        """(atttypid, atttypmod) of a column, by the type the wire reports for it."""
+        oid = self.type_oid(f) if self.type_oid else pg_types.TEXT_OID
+        if oid == pg_types.NUMERIC_OID and pa.types.is_decimal(f.type):
+            return oid, pg_types.numeric_typmod(f.type.precision, f.type.scale)
+        return oid, -1
+
+    def _columns(self, rel: int, schema: pa.Schema, not_null: set[str], defaulted: set[str]) -> None:
+        for num, f in enumerate(schema, start=1):
+            oid, typmod = self._type(f)
+            known = pg_types.BY_OID.get(oid)
+            self.attributes.append((rel, f.name, oid, known.typlen if known else -1, num, typmod,
+                                    f.name in not_null, 1 if oid in pg_types.ARRAY_ELEMENT else 0,
+                                    f.name in defaulted))
+
+    def view(self, oid: int, ns: str, name: str, schema: pa.Schema) -> None:
+        self.classes.append((oid, name, namespace_oid(ns), "v", len(schema), False, 0, SUPERUSER_OID))
+        self._columns(oid, schema, set(), set())
+
+    def table(self, t, schema: pa.Schema, owner: int) -> None:
+        rel, index, constraint = relation_oids(t.tid)
+        ns = namespace_oid(t.namespace)
+        self.classes.append((rel, t.name, ns, "r", len(schema), True, HEAP_AM, owner))
+        self.classes.append((index, f"{t.name}_pkey", ns, "i", len(t.primary_key), False, BTREE_AM, owner))
+        not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
+        self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
+        for num, name in ((-1, "_seq"), (-2, "_deleted")):
+            self.attributes.append((rel, name, 20 if name == "_seq" else 16, 8 if name == "_seq" else 1,
+                                    num, -1, True, 0, False))
+        for num, c in enumerate(t.columns, start=1):
+            if c.default is not None:
+                self.attrdefs.append((rel * 1000 + num, rel, num, c.default))
+        keys = [t.column_names.index(k) + 1 for k in t.primary_key]
+        self.indexes.append((index, rel, len(keys), len(keys), True, True, keys))
+        self.constraints.append((constraint, f"{t.name}_pkey", ns, "p", rel, index, keys))
+        cols = ", ".join(_ident(k) for k in t.primary_key)
+        self.indexdefs.append((index, f"CREATE UNIQUE INDEX {_ident(t.name + '_pkey')} ON "
+                                      f"{_ident(t.namespace)}.{_ident(t.name)} USING btree ({cols})"))
+        self.constraintdefs.append((constraint, f"PRIMARY KEY ({cols})"))
+
+    def write(self, cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute(f"DELETE FROM {PG}.pg_namespace")
+        cur.execute(f"DELETE FROM {PG}.pg_class WHERE relnamespace <> {PG_CATALOG_OID}")
+        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles"):
+            cur.execute(f"DELETE FROM {PG}.{table}")
+        for table in ("indexdef", "constraintdef", "relations", "namespaces", "roles"):
+            cur.execute(f"DELETE FROM {PRIVATE}.{table}")
+        _insert(cur, f"{PG}.pg_namespace", "oid, nspname", self.namespaces)
+        _insert(cur, f"{PG}.pg_class", "oid, relname, relnamespace, relkind, relnatts, relhasindex, relam, relowner",
+                self.classes)
+        _insert(cur, f"{PG}.pg_attribute", "attrelid, attname, atttypid, attlen, attnum, atttypmod, attnotnull, "
+                "attndims, atthasdef", self.attributes)
+        _insert(cur, f"{PG}.pg_attrdef", "oid, adrelid, adnum, adbin", self.attrdefs)
+        _insert(cur, f"{PG}.pg_index", "indexrelid, indrelid, indnatts, indnkeyatts, indisunique, indisprimary, "
+                "indkey", self.indexes)
+        _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
+                self.constraints)
+        _insert(cur, f"{PRIVATE}.indexdef", "__oid, __def", self.indexdefs)
+        _insert(cur, f"{PRIVATE}.constraintdef", "__oid, __def", self.constraintdefs)
+        _insert(cur, f"{PG}.pg_roles", "oid, rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin", self.roles)
+        _insert(cur, f"{PRIVATE}.roles", "__oid, __name", [r[:2] for r in self.roles])
+        _insert(cur, f"{PRIVATE}.namespaces", "__oid, __name", self.namespaces)
+        cur.execute(f"INSERT INTO {PRIVATE}.relations SELECT c.oid, c.relname, n.nspname, "
+                    f"c.relnamespace IN ({PG_CATALOG_OID}, {PUBLIC_OID}) FROM {PG}.pg_class c "
+                    f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace")
+
+
+def _ident(name: str) -> str:
+    """An identifier as Postgres prints it: quoted only when it has to be."""
+    if name.isidentifier() and name == name.lower() and name.isascii():
+        return name
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,254 @@
+"""Postgres-only syntax in client SQL, rewritten into what DuckDB parses, token by token.
+
+Each rewrite is small and local (never a match on a whole query's text), works on DuckDB's
+own tokenizer output so string literals and comments are never touched, and maps a Postgres
+construct onto tierd's catalog (engine.pg_catalog):
+
+- `OPERATOR(pg_catalog.~)` -> `~`                  (schema-qualified operator syntax)
+- `COLLATE pg_catalog.default` / `"C"` / `"POSIX"`  -> removed (DuckDB's default order is
+  Postgres's C/byte order)
+- `pg_catalog.x` -> `x`                           (tierd's pg_catalog is on the search path)
+- `information_schema.x` -> `__pg.info.x`
+- `'name'::regclass` -> the relation's OID; `expr::regclass` -> its name (likewise regtype,
+  regnamespace, regproc): a literal cast to a reg type is a name lookup, anything else an OID
+  being printed
+- `a ~ 'p'` -> `a ~ '(?s).*(?:p).*'` (Postgres's ~ searches, DuckDB's matches the whole
+  string); `~*`/`!~*` likewise, case-insensitive; only for literal patterns
+- `FROM generate_series(...) s` -> `... s(s)`: Postgres names a scalar set-returning
+  function's one column after its alias (likewise unnest, generate_subscripts)
+- `current_setting('x')` -> the session's value of x; `set_config('x', 'v', local)` sets it
+  and yields 'v' (constant arguments only)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from engine import pg_catalog
+
+_T = duckdb.token_type
+_REGEX_OPS = {"~": ("~", ""), "!~": ("!~", ""), "~*": ("~", "i"), "!~*": ("!~", "i")}
+_SCALAR_SRFS = {"generate_series", "unnest", "generate_subscripts"}
+# Keywords that end a FROM clause (at the same parenthesis depth).
+_AFTER_FROM = {"where", "group", "having", "order", "limit", "offset", "union", "except", "intersect",
+               "window", "qualify", "select", "on", "using", "returning"}
+_REG_TYPES = {"regclass", "regtype", "regnamespace", "regproc", "regprocedure"}
+_DROPPED_COLLATIONS = {"default", '"default"', '"c"', '"posix"', "c", "posix"}
+_CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS)
+                  | {"pg_catalog", "information_schema"})
+
+
+@dataclass
+class Tok:
+    text: str
+    kind: object  # duckdb.token_type
+    pre: str = " "  # the text between the previous token and this one (whitespace, comments)
+
+    @property
+    def low(self) -> str:
+        return self.text.lower()
+
+
+@dataclass
+class Rewritten:
+    sql: str
+    uses_catalog: bool  # reads tierd's pg_catalog / information_schema (rebuild it first)
+
+
+def tokens(sql: str) -> list[Tok]:
+    raw = duckdb.tokenize(sql)
+    out = []
+    prev_end = 0
+    for i, (pos, kind) in enumerate(raw):
+        end = raw[i + 1][0] if i + 1 < len(raw) else len(sql)
+        text = sql[pos:end].rstrip()
+        out.append(Tok(text, kind, sql[prev_end:pos]))
+        prev_end = pos + len(text)
+    if out:
+        out[-1].text += sql[prev_end:]  # trailing whitespace / comment kept as it was
+    return out
+
+
+def _join(toks: list[Tok]) -> str:
+    return "".join(t.pre + t.text for t in toks)
+
+
+def _spliced(sql: str, pre: str) -> list[Tok]:
+    """Tokens of a replacement, placed where the replaced text began."""
+    new = tokens(sql)
+    new[0].pre = pre
+    return new
+
+
+def _sql_literal(value: str) -> Tok:
+    return Tok("'" + value.replace("'", "''") + "'", _T.string_const)
+
+
+def _literal_value(t: Tok) -> str | None:
+    if t.kind != _T.string_const or not t.text.startswith("'"):
+        return None
+    return t.text[1:-1].replace("''", "'")
+
+
+def _operand_start(toks: list[Tok], end: int) -> int:
+    """Index of the first token of the operand that ends at toks[end] (before a `::`)."""
+    i = end
+    if toks[i].text == ")":
+        depth = 0
+        while i >= 0:
+            if toks[i].text == ")":
+                depth += 1
+            elif toks[i].text == "(":
+                depth -= 1
+                if depth == 0:
+                    break
+            i -= 1
+        if i > 0 and toks[i - 1].kind == _T.identifier:  # a function call
+            i -= 1
+        else:
+            return max(i, 0)
+    while i >= 2 and toks[i - 1].text == "." and toks[i - 2].kind in (_T.identifier, _T.keyword):
+        i -= 2  # a qualified name: a.b.c
+    return i
+
+
+def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
+    """Client SQL with the Postgres-only constructs above rewritten; `settings` is the
+    session's (read by current_setting, written by set_config)."""
+    try:
+        toks = tokens(sql)
+    except duckdb.Error:
+        return Rewritten(sql, False)
+    if not any(t.low in _CATALOG_NAMES or t.low in ("operator", "collate", "current_setting", "set_config")
+               or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS for t in toks):
+        return Rewritten(sql, False)
+    uses_catalog = any(t.low in _CATALOG_NAMES for t in toks)
+    toks = _name_srf_columns(toks)
+    out: list[Tok] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        nxt = toks[i + 1].text if i + 1 < len(toks) else ""
+        if t.text in _REGEX_OPS and i + 1 < len(toks) and _literal_value(toks[i + 1]) is not None:
+            op, flags = _REGEX_OPS[t.text]
+            pattern = _sql_literal(f"(?s{flags}).*(?:{_literal_value(toks[i + 1])}).*")
+            pattern.pre = toks[i + 1].pre
+            out.extend([Tok(op, _T.operator, t.pre), pattern])
+            i += 2
+            continue
+        if t.low == "operator" and nxt == "(":
+            close = next((j for j in range(i + 2, len(toks)) if toks[j].text == ")"), None)
+            if close is not None:  # the bare operator, then handled like any other token
+                toks[close] = Tok(toks[close - 1].text, _T.operator, t.pre)
+                i = close
+                continue
+        if t.low == "collate":
+            j = i + 1
+            while j + 1 < len(toks) and toks[j + 1].text == ".":
+                j += 2
+            if j < len(toks) and toks[j].low in _DROPPED_COLLATIONS:
+                i = j + 1
+                continue
+        if t.low == "pg_catalog" and nxt == "." and i + 2 < len(toks):
+            toks[i + 2].pre = t.pre  # the qualifier goes; the name stays
+            i += 2
+            continue
+        if t.low == "information_schema" and nxt == "." and i + 2 < len(toks):
+            out.extend(_spliced(f"{pg_catalog.INFO}.", t.pre))
+            i += 2
+            continue
+        k = i + 1
+        if t.text == "::" and i + 2 < len(toks) and toks[i + 1].low == "pg_catalog" and toks[i + 2].text == ".":
+            k = i + 3
+        if t.text == "::" and k < len(toks) and toks[k].low in _REG_TYPES and out:
+            start = _operand_start(out, len(out) - 1)
+            operand = out[start:]
+            literal = len(operand) == 1 and (operand[0].kind == _T.string_const or operand[0].text.startswith("$"))
+            kind = toks[k].low.replace("regprocedure", "regproc")
+            func = f"tierd_{kind}_{'oid' if literal and kind in ('regclass', 'regtype') else 'name'}"
+            del out[start:]
+            out.extend(_spliced(f"{pg_catalog.PG}.{func}(", operand[0].pre))
+            operand[0].pre = ""
+            out.extend(operand)
+            out.append(Tok(")", _T.operator, ""))
+            i = k + 1
+            continue
+        if t.low in ("current_setting", "set_config") and nxt == "(" and settings is not None:
+            replaced = _setting_call(toks, i, settings)
+            if replaced is not None:
+                replaced[0].pre = t.pre
+                out.append(replaced[0])
+                i = replaced[1]
+                continue
+        out.append(t)
+        i += 1
+    return Rewritten(_join(out), uses_catalog)
+
+
+def _name_srf_columns(toks: list[Tok]) -> list[Tok]:
+    """`FROM generate_series(...) [AS] s` -> `... s(s)` (see the module docstring)."""
+    out: list[Tok] = []
+    in_from = [False]  # per parenthesis depth
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        out.append(t)
+        if t.text == "(":
+            in_from.append(False)
+        elif t.text == ")" and len(in_from) > 1:
+            in_from.pop()
+        elif t.low in ("from", "join"):
+            in_from[-1] = True
+        elif t.low in _AFTER_FROM:
+            in_from[-1] = False
+        elif t.low in _SCALAR_SRFS and in_from[-1] and i + 1 < len(toks) and toks[i + 1].text == "(":
+            depth, j = 0, i + 1
+            while j < len(toks):
+                depth += {"(": 1, ")": -1}.get(toks[j].text, 0)
+                if depth == 0:
+                    break
+                j += 1
+            k = j + 1
+            if k < len(toks) and toks[k].low == "as":
+                k += 1
+            alias_ok = k < len(toks) and toks[k].kind == _T.identifier and toks[k].low not in _AFTER_FROM
+            if j < len(toks) and alias_ok and (k + 1 >= len(toks) or toks[k + 1].text != "("):
+                out.extend(toks[i + 1:k + 1])
+                out.extend([Tok("(", _T.operator, ""), Tok(toks[k].text, _T.identifier, ""),
+                            Tok(")", _T.operator, "")])
+                i = k + 1
+                continue
+        i += 1
+    return out
+
+
+def _setting_call(toks: list[Tok], i: int, settings: dict[str, str]) -> tuple[Tok, int] | None:
+    """current_setting('x'[, missing_ok]) or set_config('x', 'v', local) with constant
+    arguments: (the value as a literal, index after the call); None to leave the call alone."""
+    args: list[Tok] = []
+    j = i + 2
+    while j < len(toks) and toks[j].text != ")":
+        if toks[j].text != ",":
+            args.append(toks[j])
+        j += 1
+    if j >= len(toks) or not args:
+        return None
+    name = _literal_value(args[0])
+    if name is None:
+        return None
+    name = name.lower()
+    if toks[i].low == "current_setting":
+        if name not in settings:
+            missing_ok = len(args) > 1 and args[1].low == "true"
+            if missing_ok:
+                return Tok("NULL", _T.keyword), j + 1
+            return None  # DuckDB's current_setting reports the unknown name
+        return _sql_literal(settings[name]), j + 1
+    if len(args) != 3:
+        return None
+    value = _literal_value(args[1])
+    if value is None:
+        return None
+    settings[name] = value
+    return _sql_literal(value), j + 1

@@ -1,0 +1,122 @@
+"""psql's catalog commands (\\dt, \\d t, \\dn, \\l, \\du, \\df, \\dt ns.*) against a real tierd:
+each runs psql's own catalog queries through tierd's pg_catalog, and the output must show
+what tierd holds."""
+from __future__ import annotations
+
+import pytest
+
+from tests.daemon import Tierd
+from tests.test_wire_psql import PSQL, lines, ok, psql  # noqa: F401  (PSQL: the skip condition)
+from tests.test_wire_psql import pytestmark  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    d = Tierd(str(tmp_path_factory.mktemp("psql-catalog") / "data"))
+    d.start()
+    ok(psql(d, "-c", "CREATE TABLE public.items (id BIGINT PRIMARY KEY, name TEXT NOT NULL, "
+                     "price NUMERIC(10,2), qty INTEGER DEFAULT 1, seen TIMESTAMPTZ DEFAULT now(), "
+                     "tags INTEGER[], flag BOOLEAN, ratio DOUBLE PRECISION, day DATE)",
+            "-c", "CREATE NAMESPACE shop",
+            "-c", "CREATE TABLE shop.orders (region TEXT, num INTEGER, note TEXT, PRIMARY KEY (region, num))"))
+    yield d
+    d.stop()
+
+
+def test_dt_lists_the_tables_on_the_search_path(daemon):
+    out = lines(ok(psql(daemon, "-c", r"\dt")))
+    assert out[0].strip() == "List of relations"
+    assert [c.strip() for c in out[1].split("|")] == ["Schema", "Name", "Type", "Owner"]
+    rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
+    assert ["public", "items", "table", "tierd"] in rows
+    assert not any(r[0] == "shop" for r in rows)  # not on the search path, as in Postgres
+    assert out[-1] == f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
+
+
+def test_dt_with_a_namespace_pattern(daemon):
+    out = lines(ok(psql(daemon, "-c", r"\dt shop.*")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
+    assert rows == [["shop", "orders", "table", "tierd"]]
+
+
+def test_d_table_shows_postgres_types_nullability_defaults_and_the_primary_key(daemon):
+    out = ok(psql(daemon, "-c", r"\d items"))
+    assert 'Table "public.items"' in out
+    cols = {}
+    for line in lines(out):
+        parts = [c.strip() for c in line.split("|")]
+        if len(parts) == 5:
+            cols[parts[0]] = parts[1:]
+    assert cols["id"] == ["bigint", "", "not null", ""]
+    assert cols["name"] == ["text", "", "not null", ""]
+    assert cols["price"][0] == "numeric(10,2)"
+    assert cols["qty"][0] == "integer" and cols["qty"][3] == "1"
+    assert cols["seen"][0] == "timestamp with time zone" and "now()" in cols["seen"][3].lower() or \
+        "current_timestamp" in cols["seen"][3].lower()
+    assert cols["tags"][0] == "integer[]"
+    assert cols["flag"][0] == "boolean"
+    assert cols["ratio"][0] == "double precision"
+    assert cols["day"][0] == "date"
+    assert "_seq" not in cols and "_deleted" not in cols  # system columns stay hidden
+    assert "Indexes:" in out
+    assert '"items_pkey" PRIMARY KEY, btree (id)' in out
+
+
+def test_d_composite_key_in_another_namespace(daemon):
+    out = ok(psql(daemon, "-c", r"\d shop.orders"))
+    assert 'Table "shop.orders"' in out
+    assert '"orders_pkey" PRIMARY KEY, btree (region, num)' in out
+
+
+def test_d_system_table_is_a_view(daemon):
+    out = ok(psql(daemon, "-c", r"\d system.tables"))
+    assert 'View "system.tables"' in out
+    assert "table_name" in out and "flush_policy" in out
+
+
+def test_d_missing_relation_says_so(daemon):
+    result = psql(daemon, "-c", r"\d no_such_table")
+    assert "Did not find any relation named" in result.stderr
+
+
+def test_dn_lists_namespaces_without_pg_schemas(daemon):
+    out = lines(ok(psql(daemon, "-c", r"\dn")))
+    names = [line.split("|")[0].strip() for line in out[3:-1]]
+    assert "public" in names and "shop" in names and "system" in names
+    assert not any(n.startswith("pg_") or n == "information_schema" for n in names)
+
+
+def test_l_lists_the_database(daemon):
+    out = lines(ok(psql(daemon, "-c", r"\l")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
+    assert rows[0][:3] == ["tierd", "tierd", "UTF8"]
+
+
+def test_du_lists_the_superuser(daemon):
+    out = lines(ok(psql(daemon, "-c", r"\du")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[3:]]
+    assert rows[0][0] == "tierd" and "Superuser" in rows[0][1]
+
+
+def test_df_runs_and_lists_no_user_functions(daemon):
+    out = lines(ok(psql(daemon, "-c", r"\df")))
+    assert out[0].strip() == "List of functions"
+    assert out[-1] == "(0 rows)"
+
+
+def test_dt_sees_a_new_table_and_forgets_a_dropped_one(daemon):
+    ok(psql(daemon, "-c", "CREATE TABLE public.later (id INT PRIMARY KEY)"))
+    assert "later" in ok(psql(daemon, "-c", r"\dt"))
+    ok(psql(daemon, "-c", "DROP TABLE public.later"))
+    assert "later" not in ok(psql(daemon, "-c", r"\dt"))
+
+
+def test_information_schema_and_settings_from_sql(daemon):
+    out = ok(psql(daemon, "-A", "-t", "-c",
+                  "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                  "WHERE table_schema = 'shop' AND table_name = 'orders' ORDER BY ordinal_position"))
+    assert lines(out) == ["region|text|NO", "num|integer|NO", "note|text|YES"]
+    out = ok(psql(daemon, "-A", "-t", "-c", "SET application_name = 'catalog-test'",
+                  "-c", "SELECT current_setting('application_name')", "-c", "SHOW server_version_num",
+                  "-c", "SELECT 'items'::regclass::oid = (SELECT oid FROM pg_catalog.pg_class WHERE relname = 'items')"))
+    assert lines(out) == ["SET", "catalog-test", "150000", "t"]

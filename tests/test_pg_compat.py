@@ -1,0 +1,67 @@
+"""engine.pg_compat: each rewrite of Postgres-only syntax, one test each, plus what must stay
+untouched (string literals, comments, SQL without Postgres-only syntax)."""
+from __future__ import annotations
+
+import duckdb
+
+from engine.pg_compat import rewrite
+
+
+def sql(text: str, settings: dict | None = None) -> str:
+    return rewrite(text, settings).sql
+
+
+def test_schema_qualified_operator():
+    assert sql("SELECT a OPERATOR(pg_catalog.~) '^x$' FROM t") == "SELECT a ~ '(?s).*(?:^x$).*' FROM t"
+    assert sql("SELECT 1 OPERATOR(pg_catalog.+) 2") == "SELECT 1 + 2"
+
+
+def test_postgres_collations_are_dropped_others_kept():
+    assert sql("SELECT a COLLATE pg_catalog.default FROM t") == "SELECT a FROM t"
+    assert sql('SELECT a COLLATE "C" FROM t') == "SELECT a FROM t"
+    assert sql("SELECT a COLLATE nocase FROM t") == "SELECT a COLLATE nocase FROM t"
+
+
+def test_pg_catalog_qualifier_goes_information_schema_maps():
+    r = rewrite("SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a")
+    assert r.sql == "SELECT format_type(a.atttypid, NULL) FROM pg_attribute a" and r.uses_catalog
+    assert sql("SELECT * FROM information_schema.tables") == "SELECT * FROM __pg.info.tables"
+
+
+def test_reg_casts_literal_is_a_lookup_other_operands_print_a_name():
+    assert sql("SELECT 'pg_class'::regclass") == "SELECT __pg.main.tierd_regclass_oid('pg_class')"
+    assert sql("SELECT $1::pg_catalog.regclass") == "SELECT __pg.main.tierd_regclass_oid($1)"
+    assert sql("SELECT c.reloftype::pg_catalog.regtype::pg_catalog.text FROM c") == \
+        "SELECT __pg.main.tierd_regtype_name(c.reloftype)::text FROM c"
+    assert sql("SELECT f(x, y)::regclass") == "SELECT __pg.main.tierd_regclass_name(f(x, y))"
+    assert sql("SELECT n::regnamespace") == "SELECT __pg.main.tierd_regnamespace_name(n)"
+
+
+def test_regex_operators_search_like_postgres():
+    assert sql("SELECT a !~ '^pg_' FROM t") == "SELECT a !~ '(?s).*(?:^pg_).*' FROM t"
+    assert sql("SELECT a ~* 'x''y'") == "SELECT a ~ '(?si).*(?:x''y).*'"
+    con = duckdb.connect()
+    assert con.execute(sql("SELECT 'pg_catalog' ~ 'cat', 'ABC' ~* 'b', 'pg_x' !~ '^pg_'")).fetchone() == \
+        (True, True, False)
+
+
+def test_scalar_set_returning_function_in_from_names_its_column():
+    assert sql("SELECT s FROM generate_series(1, 3) s") == "SELECT s FROM generate_series(1, 3) s(s)"
+    assert sql("SELECT generate_series(1, 3) s") == "SELECT generate_series(1, 3) s"
+    assert sql("SELECT x FROM t, unnest(t.a) AS u WHERE u > 1") == "SELECT x FROM t, unnest(t.a) AS u(u) WHERE u > 1"
+    assert sql("SELECT * FROM generate_series(1, 2) g(n)") == "SELECT * FROM generate_series(1, 2) g(n)"
+
+
+def test_current_setting_and_set_config():
+    settings = {"timezone": "UTC"}
+    assert sql("SELECT current_setting('TimeZone')", settings) == "SELECT 'UTC'"
+    assert sql("SELECT current_setting('nope', true)", settings) == "SELECT NULL"
+    assert sql("SELECT set_config('application_name', 'x''s', false)", settings) == "SELECT 'x''s'"
+    assert settings["application_name"] == "x's"
+
+
+def test_literals_comments_and_plain_sql_stay_as_written():
+    text = "SELECT 'pg_catalog.pg_class::regclass OPERATOR(x)' -- pg_catalog.x\n FROM t   WHERE a = 1"
+    assert sql(text) == text
+    plain = "SELECT  a,b\n FROM   t -- note\n"
+    assert rewrite(plain).sql == plain and not rewrite(plain).uses_catalog
