@@ -266,21 +266,42 @@ MACROS: dict[str, str] = {
     "current_schema": "() AS 'public'",
     "current_schemas": "(b) AS CASE WHEN b THEN ['pg_catalog', 'public'] ELSE ['public'] END",
     "current_database": "() AS 'tierd'",
-    # Targets of engine.pg_compat's rewrite of ::regclass / ::regtype casts.
+    "to_regclass": (
+        f"(s) AS (SELECT __oid FROM {PRIVATE}.relations WHERE "
+        f"CASE WHEN contains(s::VARCHAR, '.') THEN __nspname = trim(split_part(s::VARCHAR, '.', 1), '\"') "
+        f"AND __name = trim(split_part(s::VARCHAR, '.', 2), '\"') ELSE __name = trim(s::VARCHAR, '\"') "
+        f"AND __visible END ORDER BY __nspname = 'public' DESC LIMIT 1)"
+    ),
+    "to_regtype": (
+        f"(s) AS (SELECT __oid FROM {PRIVATE}.type_names WHERE __sql_name = lower(trim(s::VARCHAR)) "
+        f"OR __typname = lower(trim(s::VARCHAR)) OR __typname = lower(trim(split_part(s::VARCHAR, '.', 2))) LIMIT 1)"
+    ),
+    "to_regnamespace": f"(s) AS (SELECT __oid FROM {PRIVATE}.namespaces WHERE __name = trim(s::VARCHAR, '\"'))",
+    # Targets of engine.pg_compat's rewrite of reg-type casts: an OID (a number passes, a name
+    # is looked up), or the name when the cast goes on to text.
     "tierd_regclass_oid": (
-        f"(s) AS coalesce(TRY_CAST(s AS BIGINT), (SELECT __oid FROM {PRIVATE}.relations WHERE "
-        f"CASE WHEN contains(s, '.') THEN __nspname = trim(split_part(s, '.', 1), '\"') "
-        f"AND __name = trim(split_part(s, '.', 2), '\"') ELSE __name = trim(s, '\"') AND __visible END "
-        f"ORDER BY __nspname = 'public' DESC LIMIT 1), error('relation \"' || s || '\" does not exist'))"
+        f"(s) AS CASE WHEN s IS NOT NULL THEN coalesce(TRY_CAST(s AS BIGINT), {PG}.to_regclass(s), "
+        f"error('relation \"' || s::VARCHAR || '\" does not exist')) END"
     ),
-    "tierd_regclass_name": f"(o) AS coalesce((SELECT __name FROM {PRIVATE}.relations WHERE __oid = o), o::VARCHAR)",
+    "tierd_regclass_name": (
+        f"(s) AS (SELECT coalesce(max(__name), any_value(__o)::VARCHAR) FROM (SELECT {PG}.tierd_regclass_oid(s) AS __o) "
+        f"LEFT JOIN {PRIVATE}.relations ON __oid = __o)"
+    ),
     "tierd_regtype_oid": (
-        f"(s) AS coalesce(TRY_CAST(s AS BIGINT), (SELECT __oid FROM {PRIVATE}.type_names "
-        f"WHERE __sql_name = lower(s) OR __typname = lower(s) LIMIT 1), error('type \"' || s || '\" does not exist'))"
+        f"(s) AS CASE WHEN s IS NOT NULL THEN coalesce(TRY_CAST(s AS BIGINT), {PG}.to_regtype(s), "
+        f"error('type \"' || s::VARCHAR || '\" does not exist')) END"
     ),
-    "tierd_regtype_name": f"(o) AS {PG}.format_type(o, NULL)",
-    "tierd_regnamespace_name": f"(o) AS coalesce((SELECT __name FROM {PRIVATE}.namespaces WHERE __oid = o), o::VARCHAR)",
-    "tierd_regproc_name": "(o) AS o::VARCHAR",
+    "tierd_regtype_name": f"(s) AS {PG}.format_type({PG}.tierd_regtype_oid(s), NULL)",
+    "tierd_regnamespace_oid": (
+        f"(s) AS CASE WHEN s IS NOT NULL THEN coalesce(TRY_CAST(s AS BIGINT), {PG}.to_regnamespace(s), "
+        f"error('schema \"' || s::VARCHAR || '\" does not exist')) END"
+    ),
+    "tierd_regnamespace_name": (
+        f"(s) AS (SELECT coalesce(max(__name), any_value(__o)::VARCHAR) FROM "
+        f"(SELECT {PG}.tierd_regnamespace_oid(s) AS __o) LEFT JOIN {PRIVATE}.namespaces ON __oid = __o)"
+    ),
+    "tierd_regproc_oid": "(s) AS TRY_CAST(s AS BIGINT)",
+    "tierd_regproc_name": "(s) AS s::VARCHAR",
 }
 
 # Postgres type names DuckDB lacks, as DuckDB types (regclass and friends are rewritten).

@@ -16,6 +16,8 @@ construct onto tierd's catalog (engine.pg_catalog):
   string); `~*`/`!~*` likewise, case-insensitive; only for literal patterns
 - `FROM generate_series(...) s` -> `... s(s)`: Postgres names a scalar set-returning
   function's one column after its alias (likewise unnest, generate_subscripts)
+- `json_build_object(...)` -> `json_object(...)` and other Postgres functions DuckDB has
+  under another name (variadic, so not macros)
 - `current_setting('x')` -> the session's value of x; `set_config('x', 'v', local)` sets it
   and yields 'v' (constant arguments only)
 """
@@ -121,7 +123,8 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
     except duckdb.Error:
         return Rewritten(sql, False)
     if not any(t.low in _CATALOG_NAMES or t.low in ("operator", "collate", "current_setting", "set_config")
-               or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS for t in toks):
+               or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS
+               or t.low in _RENAMED_FUNCTIONS for t in toks):
         return Rewritten(sql, False)
     uses_catalog = any(t.low in _CATALOG_NAMES for t in toks)
     toks = _name_srf_columns(toks)
@@ -158,21 +161,30 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
             out.extend(_spliced(f"{pg_catalog.INFO}.", t.pre))
             i += 2
             continue
-        k = i + 1
-        if t.text == "::" and i + 2 < len(toks) and toks[i + 1].low == "pg_catalog" and toks[i + 2].text == ".":
-            k = i + 3
-        if t.text == "::" and k < len(toks) and toks[k].low in _REG_TYPES and out:
-            start = _operand_start(out, len(out) - 1)
-            operand = out[start:]
-            literal = len(operand) == 1 and (operand[0].kind == _T.string_const or operand[0].text.startswith("$"))
-            kind = toks[k].low.replace("regprocedure", "regproc")
-            func = f"tierd_{kind}_{'oid' if literal and kind in ('regclass', 'regtype') else 'name'}"
-            del out[start:]
-            out.extend(_spliced(f"{pg_catalog.PG}.{func}(", operand[0].pre))
-            operand[0].pre = ""
-            out.extend(operand)
-            out.append(Tok(")", _T.operator, ""))
-            i = k + 1
+        if t.text == "::" and out:
+            k = _skip_pg_catalog(toks, i + 1)
+            if k < len(toks) and toks[k].low in _REG_TYPES:
+                start = _operand_start(out, len(out) - 1)
+                operand = out[start:]
+                del out[start:]
+                out.extend(_reg_call(toks[k].low, operand, _text_cast_follows(toks, k + 1)))
+                i = k + 1
+                continue
+        if t.low == "cast" and nxt == "(":
+            close = _closing(toks, i + 1)
+            as_at = close - 2 if close is not None else None
+            if as_at and toks[as_at].low != "as" and toks[as_at].text == ".":
+                as_at -= 2  # AS pg_catalog.regclass
+            if as_at and as_at > i + 2 and toks[as_at].low == "as" and toks[close - 1].low in _REG_TYPES:
+                operand = toks[i + 2:as_at]
+                operand[0].pre = ""
+                call = _reg_call(toks[close - 1].low, operand, _text_cast_follows(toks, close + 1, in_cast=True))
+                call[0].pre = t.pre
+                toks[i:close + 1] = call  # rewritten further (nested casts) as the loop goes on
+                continue
+        if t.low in _RENAMED_FUNCTIONS and nxt == "(":
+            out.append(Tok(_RENAMED_FUNCTIONS[t.low], _T.identifier, t.pre))
+            i += 1
             continue
         if t.low in ("current_setting", "set_config") and nxt == "(" and settings is not None:
             replaced = _setting_call(toks, i, settings)
@@ -184,6 +196,42 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
         out.append(t)
         i += 1
     return Rewritten(_join(out), uses_catalog)
+
+
+_RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": "json_object",
+                      "json_agg": "json_group_array", "jsonb_agg": "json_group_array"}
+_TEXT_TYPES = {"text", "varchar", "name"}
+
+
+def _skip_pg_catalog(toks: list[Tok], k: int) -> int:
+    if k + 1 < len(toks) and toks[k].low == "pg_catalog" and toks[k + 1].text == ".":
+        return k + 2
+    return k
+
+
+def _closing(toks: list[Tok], open_at: int) -> int | None:
+    depth = 0
+    for j in range(open_at, len(toks)):
+        depth += {"(": 1, ")": -1}.get(toks[j].text, 0)
+        if depth == 0:
+            return j
+    return None
+
+
+def _text_cast_follows(toks: list[Tok], k: int, in_cast: bool = False) -> bool:
+    """Is the value cast on to text next (`::text`, or `AS text)` closing an outer CAST)?"""
+    if k < len(toks) and toks[k].low == ("as" if in_cast else "::"):
+        k = _skip_pg_catalog(toks, k + 1)
+        return k < len(toks) and toks[k].low in _TEXT_TYPES
+    return False
+
+
+def _reg_call(reg_type: str, operand: list[Tok], as_text: bool) -> list[Tok]:
+    """`operand::regclass` as a macro call: the OID, or its name when cast on to text."""
+    kind = "regproc" if reg_type == "regprocedure" else reg_type
+    call = _spliced(f"{pg_catalog.PG}.tierd_{kind}_{'name' if as_text else 'oid'}(", operand[0].pre)
+    operand[0].pre = ""
+    return call + operand + [Tok(")", _T.operator, "")]
 
 
 def _name_srf_columns(toks: list[Tok]) -> list[Tok]:

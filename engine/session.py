@@ -33,10 +33,12 @@ from engine.errors import (
     InternalError,
     InvalidSchemaName,
     InvalidTableDefinition,
+    NoActiveSqlTransaction,
     NotNullViolation,
     ObjectInUse,
     QueryCanceled,
     SyntaxError_,
+    UndefinedObject,
     UndefinedParameter,
     UndefinedTable,
     UniqueViolation,
@@ -64,8 +66,8 @@ READ_STATEMENTS = {"SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "DESC
 KNOWN_COMMANDS = {
     "ALTER", "ANALYZE", "CALL", "CHECKPOINT", "CLOSE", "CLUSTER", "COMMENT", "COPY", "DEALLOCATE",
     "DECLARE", "DISCARD", "DO", "EXECUTE", "FETCH", "GRANT", "IMPORT", "LISTEN", "LOAD", "LOCK",
-    "MERGE", "MOVE", "NOTIFY", "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "RELEASE", "REVOKE",
-    "SAVEPOINT", "SECURITY", "TRUNCATE", "UNLISTEN", "VACUUM", "ATTACH", "DETACH", "INSTALL",
+    "MERGE", "MOVE", "NOTIFY", "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "REVOKE",
+    "SECURITY", "TRUNCATE", "UNLISTEN", "VACUUM", "ATTACH", "DETACH", "INSTALL",
     "PRAGMA", "EXPORT", "USE", "CHECKPOINT", "RETRY", "KILL",
 }
 
@@ -155,6 +157,7 @@ class EngineSession:
         self.settings = dict(SETTINGS_DEFAULTS)
         self.explicit = False  # inside BEGIN ... COMMIT
         self.segment = False  # inside an extended-protocol implicit transaction (until Sync)
+        self.savepoints: list[tuple[str, int]] = []  # (name, writes before it)
         self.failed = False
         self.holds_lock = False
         self.in_duck_txn = False  # explicit transaction whose writes sit in a DuckDB transaction
@@ -296,6 +299,7 @@ class EngineSession:
         if first in ("BEGIN", "START"):
             self._own_writes_visible()
             self.explicit = True
+            self.savepoints = []
             return StatementResult("BEGIN")
         if first in ("COMMIT", "END"):
             failed = self.failed
@@ -305,6 +309,8 @@ class EngineSession:
                 self._commit_write()
             self.explicit = self.failed = False
             return StatementResult("ROLLBACK" if failed else "COMMIT")
+        if first in ("SAVEPOINT", "RELEASE") or (first == "ROLLBACK" and words[1:2] == ["TO"]):
+            return self._savepoint(sql)
         if first in ("ROLLBACK", "ABORT"):
             self._rollback_write()
             self.explicit = self.failed = False
@@ -340,6 +346,45 @@ class EngineSession:
         if first in KNOWN_COMMANDS:
             raise FeatureNotSupported(f'statement "{first}" is not supported by tierd')
         raise SyntaxError_(f'syntax error at or near "{sql.split()[0]}"')
+
+    # ------------------------------------------------------------------ savepoints
+    def _savepoint(self, sql: str) -> StatementResult:
+        """SAVEPOINT, RELEASE and ROLLBACK TO, as far as tierd can honour them: a savepoint
+        marks how many writes the transaction has made, and ROLLBACK TO works when none were
+        made since (it clears an error, as drivers' probes inside a transaction need); undoing
+        writes back to a savepoint is not supported (0A000), the whole transaction can be."""
+        m = re.match(r"^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+"
+                     r"(\"[^\"]+\"|\w+)\s*;?\s*$", sql, re.I)
+        if not m:
+            raise SyntaxError_("syntax error in savepoint statement")
+        verb = m.group(1).split()[0].upper()
+        name = unquote(m.group(2)) if m.group(2).startswith('"') else m.group(2).lower()
+        if not self.explicit:
+            raise NoActiveSqlTransaction(f"{verb} can only be used in transaction blocks")
+        if verb == "SAVEPOINT":
+            self.savepoints.append((name, len(self.pending)))
+            return StatementResult("SAVEPOINT")
+        at = next((i for i in range(len(self.savepoints) - 1, -1, -1) if self.savepoints[i][0] == name), None)
+        if at is None:
+            raise UndefinedObject(f'savepoint "{name}" does not exist')
+        if verb == "RELEASE":
+            del self.savepoints[at:]
+            return StatementResult("RELEASE")
+        if len(self.pending) != self.savepoints[at][1] or not self._duck_txn_usable():
+            raise FeatureNotSupported("ROLLBACK TO SAVEPOINT after writes is not supported by tierd",
+                                      hint="ROLLBACK the whole transaction")
+        del self.savepoints[at + 1:]
+        self.failed = False
+        return StatementResult("ROLLBACK")
+
+    def _duck_txn_usable(self) -> bool:
+        if not self.in_duck_txn:
+            return True
+        try:
+            self.cur.execute("SELECT 1")
+            return True
+        except duckdb.Error:
+            return False
 
     # ------------------------------------------------------------------ reads
     def _check_read_only(self, sql: str) -> sql_refs.SqlRefs:

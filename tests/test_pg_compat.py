@@ -28,13 +28,17 @@ def test_pg_catalog_qualifier_goes_information_schema_maps():
     assert sql("SELECT * FROM information_schema.tables") == "SELECT * FROM __pg.info.tables"
 
 
-def test_reg_casts_literal_is_a_lookup_other_operands_print_a_name():
+def test_reg_casts_give_the_oid_or_the_name_when_cast_on_to_text():
     assert sql("SELECT 'pg_class'::regclass") == "SELECT __pg.main.tierd_regclass_oid('pg_class')"
     assert sql("SELECT $1::pg_catalog.regclass") == "SELECT __pg.main.tierd_regclass_oid($1)"
     assert sql("SELECT c.reloftype::pg_catalog.regtype::pg_catalog.text FROM c") == \
         "SELECT __pg.main.tierd_regtype_name(c.reloftype)::text FROM c"
-    assert sql("SELECT f(x, y)::regclass") == "SELECT __pg.main.tierd_regclass_name(f(x, y))"
-    assert sql("SELECT n::regnamespace") == "SELECT __pg.main.tierd_regnamespace_name(n)"
+    assert sql("SELECT f(x, y)::regclass") == "SELECT __pg.main.tierd_regclass_oid(f(x, y))"
+    assert sql("SELECT n::regnamespace::text") == "SELECT __pg.main.tierd_regnamespace_name(n)::text"
+    assert sql("SELECT CAST(CAST(a.attrelid AS REGCLASS) AS TEXT)") == \
+        "SELECT CAST(__pg.main.tierd_regclass_name(a.attrelid) AS TEXT)"
+    assert sql("SELECT CAST(CAST($1 AS pg_catalog.REGCLASS) AS OID)") == \
+        "SELECT CAST(__pg.main.tierd_regclass_oid($1) AS OID)"
 
 
 def test_regex_operators_search_like_postgres():
@@ -50,6 +54,11 @@ def test_scalar_set_returning_function_in_from_names_its_column():
     assert sql("SELECT generate_series(1, 3) s") == "SELECT generate_series(1, 3) s"
     assert sql("SELECT x FROM t, unnest(t.a) AS u WHERE u > 1") == "SELECT x FROM t, unnest(t.a) AS u(u) WHERE u > 1"
     assert sql("SELECT * FROM generate_series(1, 2) g(n)") == "SELECT * FROM generate_series(1, 2) g(n)"
+
+
+def test_functions_duckdb_names_differently():
+    assert sql("SELECT json_build_object('a', 1), json_agg(x) FROM t") == \
+        "SELECT json_object('a', 1), json_group_array(x) FROM t"
 
 
 def test_current_setting_and_set_config():
