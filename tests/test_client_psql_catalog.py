@@ -92,10 +92,12 @@ def test_l_lists_the_database(daemon):
     assert rows[0][:3] == ["tierd", "tierd", "UTF8"]
 
 
-def test_du_lists_the_superuser(daemon):
+def test_du_lists_roles_with_their_attributes(daemon):
+    ok(psql(daemon, "-c", "CREATE USER psql_alice WITH PASSWORD 'pw'"))
     out = lines(ok(psql(daemon, "-c", r"\du")))
-    rows = [[c.strip() for c in line.split("|")] for line in out[3:]]
-    assert rows[0][0] == "tierd" and "Superuser" in rows[0][1]
+    rows = {r[0]: r for r in ([c.strip() for c in line.split("|")] for line in out[3:]) if len(r) == 3}
+    assert "Superuser" in rows["tierd"][1]
+    assert "Superuser" not in rows["psql_alice"][1]
 
 
 def test_df_runs_and_lists_no_user_functions(daemon):

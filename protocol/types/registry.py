@@ -204,7 +204,8 @@ def decode_param(oid: int, fmt: int, data: bytes | None) -> object:
     """A Bind parameter value as a Python object, by its declared OID and format code.
 
     OID 0 (unspecified) or an unknown OID in text format stays `str`: the engine casts it
-    from the statement's context, as Postgres does with `unknown` literals.
+    from the statement's context, as Postgres does with `unknown` literals. OID 0 in binary
+    format stays `bytes` (bytea): node-postgres sends Buffer values that way.
     """
     if data is None:
         return None
@@ -215,6 +216,8 @@ def decode_param(oid: int, fmt: int, data: bytes | None) -> object:
         return TEXT_DECODERS.get(oid, str)(text)
     if oid in oids.ELEMENT_OF:
         return array.parse_binary_array(bytes(data), _binary_decoder)
+    if oid == 0:
+        return bytes(data)
     return _binary_decoder(oid)(bytes(data))
 
 

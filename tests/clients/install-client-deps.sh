@@ -1,0 +1,43 @@
+#!/bin/sh
+# What the client compatibility tests need beyond the venv, installed if missing (idempotent,
+# non-interactive; CI is a fresh Debian machine with no stdin):
+#   - pgJDBC: Debian's libpostgresql-jdbc-java (/usr/share/java/postgresql.jar), plus a JDK
+#     (javac) for tests/test_client_jdbc.py
+#   - Node.js + npm, then node-postgres pinned by tests/clients/node/package-lock.json (npm ci)
+#     for tests/test_client_node.py
+#   - psql (postgresql-client) for the psql tests
+# A test whose runtime is still missing afterwards skips, saying why.
+here=$(cd "$(dirname "$0")" && pwd)
+
+apt_install() {
+    [ -n "$*" ] || return 0
+    if command -v apt-get >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            SUDO="sudo -n"; else echo "note: cannot install $* (not root)"; return 0; fi
+        echo "installing $* for the client tests"
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
+            { $SUDO apt-get update -q >/dev/null 2>&1 &&
+              $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
+                  >/dev/null 2>&1; } || echo "note: installing $* failed"
+    fi
+}
+
+missing=""
+[ -e /usr/share/java/postgresql.jar ] || missing="$missing libpostgresql-jdbc-java"
+command -v javac >/dev/null 2>&1 || missing="$missing openjdk-17-jdk-headless"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+command -v psql >/dev/null 2>&1 || missing="$missing postgresql-client"
+# shellcheck disable=SC2086
+apt_install $missing
+
+if command -v npm >/dev/null 2>&1; then
+    lock="$here/node/package-lock.json"
+    stamp="$here/node/node_modules/.installed-from-lock"
+    if [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
+        echo "installing node-postgres (npm ci in tests/clients/node)"
+        (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null) &&
+            cp "$lock" "$stamp" || echo "note: npm ci failed; tests/test_client_node.py will skip"
+    fi
+fi
+exit 0
