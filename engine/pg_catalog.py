@@ -401,20 +401,13 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"ATTACH ':memory:' AS {CATALOG}")
     con.execute(f"CREATE SCHEMA {INFO}")
     con.execute(f"CREATE SCHEMA {PRIVATE}")
-    for name, typ in TYPE_ALIASES.items():
-        con.execute(f'CREATE TYPE {PG}."{name}" AS {typ}')
-    for name, cols in TABLES.items():
-        con.execute(f"CREATE TABLE {PG}.{name} ({cols})")
-    for name, cols in PRIVATE_TABLES.items():
-        con.execute(f"CREATE TABLE {PRIVATE}.{name} ({cols})")
-    for name, body in MACROS.items():
-        con.execute(f"CREATE MACRO {PG}.{name}{body}")
-    for name, body in INFO_MACROS.items():
-        con.execute(f"CREATE MACRO {INFO}.{name}{body}")
-    for name, body in VIEWS.items():
-        con.execute(f"CREATE VIEW {PG}.{name} AS {body}")
-    for name, body in INFORMATION_SCHEMA.items():
-        con.execute(f"CREATE VIEW {INFO}.{name} AS {body}")
+    objects = (("CREATE TYPE {}.\"{}\" AS {}", PG, TYPE_ALIASES), ("CREATE TABLE {}.{} ({})", PG, TABLES),
+               ("CREATE TABLE {}.{} ({})", PRIVATE, PRIVATE_TABLES), ("CREATE MACRO {}.{}{}", PG, MACROS),
+               ("CREATE MACRO {}.{}{}", INFO, INFO_MACROS), ("CREATE VIEW {}.{} AS {}", PG, VIEWS),
+               ("CREATE VIEW {}.{} AS {}", INFO, INFORMATION_SCHEMA))
+    for template, schema, items in objects:  # in this order: later ones use earlier ones
+        for name, body in items.items():
+            con.execute(template.format(schema, name, body))
     _fill_fixed(con)
 
 
