@@ -132,12 +132,19 @@ class JobRunner:
             self._save(job)
 
     def _mirror(self, job: Job) -> None:
+        """Replace the job's row in one transaction: a reader never sees the job missing."""
         rec = job.record()
-        self.cur.execute("DELETE FROM __tierd.__sys.jobs WHERE job_id = $1", [job.job_id])
-        self.cur.execute(
-            f"INSERT INTO __tierd.__sys.jobs VALUES ({', '.join('$' + str(i + 1) for i in range(len(FIELDS)))})",
-            [rec[f] for f in FIELDS],
-        )
+        self.cur.execute("BEGIN")
+        try:
+            self.cur.execute("DELETE FROM __tierd.__sys.jobs WHERE job_id = $1", [job.job_id])
+            self.cur.execute(
+                f"INSERT INTO __tierd.__sys.jobs VALUES ({', '.join('$' + str(i + 1) for i in range(len(FIELDS)))})",
+                [rec[f] for f in FIELDS],
+            )
+            self.cur.execute("COMMIT")
+        except BaseException:
+            self.cur.execute("ROLLBACK")
+            raise
 
     def _save(self, job: Job) -> None:
         with self.lock:

@@ -216,7 +216,7 @@ VIEWS: dict[str, str] = {
 # Postgres functions as DuckDB macros (overloads separated by commas, as DuckDB spells them).
 MACROS: dict[str, str] = {
     "format_type": (
-        "(t, m) AS CASE WHEN t IS NULL THEN NULL "
+        "(t, m) AS CASE WHEN t IS NULL THEN NULL WHEN t = 0 THEN '-' "
         "WHEN t = 1700 AND m >= 4 THEN 'numeric(' || ((m - 4) >> 16) || ',' || ((m - 4) & 65535) || ')' "
         "WHEN t IN (1042, 1043) AND m >= 4 THEN "
         f"(SELECT __sql_name FROM {PRIVATE}.type_names WHERE __oid = t) || '(' || (m - 4) || ')' "
@@ -450,10 +450,10 @@ class PgCatalog:
 
     def refresh(self, con: duckdb.DuckDBPyConnection, engine) -> None:
         """Rebuild the rows of tierd's namespaces, tables and roles if any of them changed."""
-        tables = sorted(engine.catalog.tables.values(), key=lambda t: t.tid)
-        namespaces = sorted(engine.catalog.namespaces)
+        tables = sorted(list(engine.catalog.tables.values()), key=lambda t: t.tid)
+        namespaces = sorted(list(engine.catalog.namespaces))
         roles = sorted((r.name, r.superuser, r.login) for r in engine.roles.all())
-        key = (tuple(namespaces), tuple(t.tid for t in tables), tuple(roles))
+        key = (tuple(namespaces), tuple((t.tid, t.owner) for t in tables), tuple(roles))
         with self.lock:
             if key == self.built_for:
                 return

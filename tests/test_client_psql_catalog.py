@@ -100,6 +100,14 @@ def test_du_lists_roles_with_their_attributes(daemon):
     assert "Superuser" not in rows["psql_alice"][1]
 
 
+def test_dt_shows_a_changed_owner(daemon):
+    ok(psql(daemon, "-c", "CREATE USER psql_owner WITH PASSWORD 'pw'",
+            "-c", "CREATE TABLE public.owned (id INT PRIMARY KEY)",
+            "-c", "ALTER TABLE public.owned OWNER TO psql_owner"))
+    rows = [[c.strip() for c in line.split("|")] for line in lines(ok(psql(daemon, "-c", r"\dt")))[3:-1]]
+    assert ["public", "owned", "table", "psql_owner"] in rows
+
+
 def test_df_runs_and_lists_no_user_functions(daemon):
     out = lines(ok(psql(daemon, "-c", r"\df")))
     assert out[0].strip() == "List of functions"
