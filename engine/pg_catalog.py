@@ -169,6 +169,25 @@ TABLES: dict[str, str] = {
     "pg_enum": "oid BIGINT, enumtypid BIGINT, enumsortorder REAL, enumlabel VARCHAR",
     "pg_range": "rngtypid BIGINT, rngsubtype BIGINT, rngmultitypid BIGINT, rngcollation BIGINT, rngsubopc BIGINT",
     "pg_extension": "oid BIGINT, extname VARCHAR, extowner BIGINT, extnamespace BIGINT, extrelocatable BOOLEAN, extversion VARCHAR",
+    "pg_operator": (
+        "oid BIGINT, oprname VARCHAR, oprnamespace BIGINT, oprowner BIGINT, oprkind VARCHAR, oprcanmerge BOOLEAN, "
+        "oprcanhash BOOLEAN, oprleft BIGINT, oprright BIGINT, oprresult BIGINT, oprcom BIGINT, oprnegate BIGINT, "
+        "oprcode BIGINT, oprrest BIGINT, oprjoin BIGINT"
+    ),
+    "pg_conversion": (
+        "oid BIGINT, conname VARCHAR, connamespace BIGINT, conowner BIGINT, conforencoding INTEGER, "
+        "contoencoding INTEGER, conproc BIGINT, condefault BOOLEAN"
+    ),
+    "pg_cast": "oid BIGINT, castsource BIGINT, casttarget BIGINT, castfunc BIGINT, castcontext VARCHAR, castmethod VARCHAR",
+    "pg_event_trigger": (
+        "oid BIGINT, evtname VARCHAR, evtevent VARCHAR, evtowner BIGINT, evtfoid BIGINT, evtenabled VARCHAR, "
+        "evttags VARCHAR[]"
+    ),
+    "pg_db_role_setting": "setdatabase BIGINT, setrole BIGINT, setconfig VARCHAR[]",
+    "pg_language": (
+        "oid BIGINT, lanname VARCHAR, lanowner BIGINT, lanispl BOOLEAN, lanpltrusted BOOLEAN, lanplcallfoid BIGINT, "
+        "laninline BIGINT, lanvalidator BIGINT, lanacl VARCHAR[]"
+    ),
     "pg_opclass": "oid BIGINT, opcmethod BIGINT, opcname VARCHAR, opcnamespace BIGINT, opcowner BIGINT, opcfamily BIGINT, opcintype BIGINT, opcdefault BOOLEAN, opckeytype BIGINT",
 }
 
@@ -250,6 +269,8 @@ MACROS: dict[str, str] = {
     "pg_get_function_result": "(f) AS NULL::VARCHAR",
     "pg_get_function_arguments": "(f) AS NULL::VARCHAR",
     "pg_get_function_identity_arguments": "(f) AS NULL::VARCHAR",
+    "pg_tablespace_location": "(t) AS ''",
+    "pg_get_functiondef": "(f) AS NULL::VARCHAR",
     "pg_get_serial_sequence": "(t, c) AS NULL::VARCHAR",
     "pg_get_statisticsobjdef_columns": "(o) AS NULL::VARCHAR",
     "pg_relation_is_publishable": "(r) AS false",

@@ -23,6 +23,7 @@ construct onto tierd's catalog (engine.pg_catalog):
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import duckdb
@@ -35,10 +36,18 @@ _SCALAR_SRFS = {"generate_series", "unnest", "generate_subscripts"}
 # Keywords that end a FROM clause (at the same parenthesis depth).
 _AFTER_FROM = {"where", "group", "having", "order", "limit", "offset", "union", "except", "intersect",
                "window", "qualify", "select", "on", "using", "returning"}
+_RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": "json_object",
+                      "json_agg": "json_group_array", "jsonb_agg": "json_group_array"}
 _REG_TYPES = {"regclass", "regtype", "regnamespace", "regproc", "regprocedure"}
 _DROPPED_COLLATIONS = {"default", '"default"', '"c"', '"posix"', "c", "posix"}
 _CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS)
                   | {"pg_catalog", "information_schema"})
+
+
+# Every word the rewrites look for: a cheap test before tokenizing.
+_TRIGGERS = frozenset(_CATALOG_NAMES | _REG_TYPES | _SCALAR_SRFS | set(_RENAMED_FUNCTIONS)
+                      | {"operator", "collate", "current_setting", "set_config"})
+_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -118,6 +127,8 @@ def _operand_start(toks: list[Tok], end: int) -> int:
 def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
     """Client SQL with the Postgres-only constructs above rewritten; `settings` is the
     session's (read by current_setting, written by set_config)."""
+    if "~" not in sql and _TRIGGERS.isdisjoint(_WORD.findall(sql.lower())):  # most SQL: nothing to do
+        return Rewritten(sql, False)
     try:
         toks = tokens(sql)
     except duckdb.Error:
@@ -198,8 +209,6 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
     return Rewritten(_join(out), uses_catalog)
 
 
-_RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": "json_object",
-                      "json_agg": "json_group_array", "jsonb_agg": "json_group_array"}
 _TEXT_TYPES = {"text", "varchar", "name"}
 
 
