@@ -34,7 +34,7 @@ apt_install $missing
 if command -v npm >/dev/null 2>&1; then
     lock="$here/node/package-lock.json"
     stamp="$here/node/node_modules/.installed-from-lock"
-    if [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
+    if [ ! -d "$here/node/node_modules/pg" ] || [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
         echo "installing node-postgres (npm ci in tests/clients/node)"
         (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null) &&
             cp "$lock" "$stamp" || echo "note: npm ci failed; tests/test_client_node.py will skip"
