@@ -95,7 +95,6 @@ SETTINGS_DEFAULTS = {
     "lc_collate": "C.UTF-8",
     "lc_ctype": "C.UTF-8",
     "lc_messages": "C.UTF-8",
-    "is_superuser": "on",
     "max_connections": "100",
 }
 # SHOW's multi-word spellings.
@@ -398,9 +397,11 @@ class EngineSession:
         """SHOW of a Postgres setting (None: not one, DuckDB's SHOW may know the name)."""
         name = re.sub(r"\s+", " ", re.sub(r"^\s*SHOW\s+|\s*;?\s*$", "", sql, flags=re.I)).strip('"').lower()
         name = _SHOW_ALIASES.get(name, name)
-        if name not in self.settings:
+        derived = {"is_superuser": "on" if self.is_superuser else "off", "session_authorization": self.user}
+        value = self.settings.get(name, derived.get(name))
+        if value is None:
             return None
-        return StatementResult("SHOW", pa.table({name: [self.settings[name]]}))
+        return StatementResult("SHOW", pa.table({name: [value]}))
 
     def _read_sql(self, sql: str) -> tuple[str, bool]:
         """Client read SQL as DuckDB runs it, and whether it needs the system-column catalog."""

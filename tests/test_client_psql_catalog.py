@@ -128,5 +128,6 @@ def test_information_schema_and_settings_from_sql(daemon):
     assert lines(out) == ["region|text|NO", "num|integer|NO", "note|text|YES"]
     out = ok(psql(daemon, "-A", "-t", "-c", "SET application_name = 'catalog-test'",
                   "-c", "SELECT current_setting('application_name')", "-c", "SHOW server_version_num",
+                  "-c", "SHOW is_superuser", "-c", "SHOW transaction isolation level",
                   "-c", "SELECT 'items'::regclass::oid = (SELECT oid FROM pg_catalog.pg_class WHERE relname = 'items')"))
-    assert lines(out) == ["SET", "catalog-test", "150000", "t"]
+    assert lines(out) == ["SET", "catalog-test", "150000", "on", "serializable", "t"]
