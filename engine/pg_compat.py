@@ -55,6 +55,7 @@ class Tok:
     text: str
     kind: object  # duckdb.token_type
     pre: str = " "  # the text between the previous token and this one (whitespace, comments)
+    written: str | None = None  # what the client wrote here, when a name was mapped
 
     @property
     def low(self) -> str:
@@ -65,6 +66,12 @@ class Tok:
 class Rewritten:
     sql: str
     uses_catalog: bool  # reads tierd's pg_catalog / information_schema (rebuild it first)
+    # The same SQL with the names the client wrote (information_schema.x, not where tierd keeps
+    # it): what the sandbox and privilege checks judge.
+    checked_sql: str = ""
+
+    def __post_init__(self) -> None:
+        self.checked_sql = self.checked_sql or self.sql
 
 
 def tokens(sql: str) -> list[Tok]:
@@ -81,8 +88,8 @@ def tokens(sql: str) -> list[Tok]:
     return out
 
 
-def _join(toks: list[Tok]) -> str:
-    return "".join(t.pre + t.text for t in toks)
+def _join(toks: list[Tok], as_written: bool = False) -> str:
+    return "".join(t.pre + (t.written if as_written and t.written is not None else t.text) for t in toks)
 
 
 def _spliced(sql: str, pre: str) -> list[Tok]:
@@ -169,7 +176,11 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
             i += 2
             continue
         if t.low == "information_schema" and nxt == "." and i + 2 < len(toks):
-            out.extend(_spliced(f"{pg_catalog.INFO}.", t.pre))
+            mapped = _spliced(f"{pg_catalog.INFO}.", t.pre)
+            for m in mapped:
+                m.written = ""
+            mapped[0].written, mapped[-1].written = t.text, "."
+            out.extend(mapped)
             i += 2
             continue
         if t.text == "::" and out:
@@ -206,7 +217,7 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
                 continue
         out.append(t)
         i += 1
-    return Rewritten(_join(out), uses_catalog)
+    return Rewritten(_join(out), uses_catalog, _join(out, as_written=True))
 
 
 _TEXT_TYPES = {"text", "varchar", "name"}

@@ -409,7 +409,7 @@ class EngineSession:
         sql = compat.sql
         if compat.uses_catalog:
             self.engine.pg_catalog.refresh(self.engine.db, self.engine)
-        self._check_select(self._check_read_only(sql).tables)
+        self._check_select(self._check_read_only(compat.checked_sql).tables)
         if _SYSTEM.search(sql):
             self.engine.refresh_system_tables()
             sql = _SYSTEM.sub("memory.system.", sql)

@@ -25,7 +25,9 @@ def test_postgres_collations_are_dropped_others_kept():
 def test_pg_catalog_qualifier_goes_information_schema_maps():
     r = rewrite("SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a")
     assert r.sql == "SELECT format_type(a.atttypid, NULL) FROM pg_attribute a" and r.uses_catalog
-    assert sql("SELECT * FROM information_schema.tables") == "SELECT * FROM __pg.info.tables"
+    r = rewrite("SELECT * FROM information_schema.tables t WHERE x OPERATOR(pg_catalog.=) 1")
+    assert r.sql == "SELECT * FROM __pg.info.tables t WHERE x = 1"
+    assert r.checked_sql == "SELECT * FROM information_schema.tables t WHERE x = 1"  # what the sandbox judges
 
 
 def test_reg_casts_give_the_oid_or_the_name_when_cast_on_to_text():
