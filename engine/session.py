@@ -8,6 +8,7 @@ batch) and visible to others atomically at COMMIT.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -200,6 +201,40 @@ class EngineSession:
         if params is None:
             return [self._one(s, None) for s in split_statements(sql)]
         return [self._one(sql, list(params))]
+
+    def batchable(self, sql: str) -> bool:
+        """Whether `execute_batch` can append many parameter rows of `sql` at once: a
+        one-row INSERT ... VALUES typed in Python, without RETURNING or ON CONFLICT."""
+        if (leading_words(sql, 1) or [""])[0] != "INSERT":
+            return False
+        try:
+            p = dml.plan(sql)
+        except EngineError:
+            return False
+        return (isinstance(p, dml.InsertPlan) and p.returning is None and not p.on_conflict_nothing
+                and p.fast_values is not None and len(p.fast_values) == 1)
+
+    def execute_batch(self, sql: str, param_rows: list[list]) -> tuple[list[StatementResult], EngineError | None]:
+        """Run `sql` once per parameter row, with the outcome of that many `execute` calls:
+        the results of the rows that ran and the error of the row that failed (None: all ran).
+        A `batchable` INSERT whose rows all type in Python and violate no key is appended as
+        one Arrow batch (a pipelined executemany: one plan, one append); any doubt about a
+        row (a NULL in a NOT NULL column, a duplicate key, a value only DuckDB can cast)
+        runs the rows one by one instead, so errors name the right row."""
+        if len(param_rows) > 1 and self.batchable(sql):
+            try:   # an error here (no such table, no privilege) is the first row's
+                done = self._guarded("INSERT", sql, lambda: self._insert_batch(sql, param_rows))
+            except EngineError as exc:
+                return [], exc
+            if done is not None:
+                return done, None
+        results: list[StatementResult] = []
+        for params in param_rows:
+            try:
+                results.append(self._one(sql, list(params)))
+            except EngineError as exc:
+                return results, exc
+        return results, None
 
     def describe(self, sql: str) -> tuple[list[str | None], pa.Schema | None]:
         """Parameter types (DuckDB type names, None if unknown) and the result schema (None:
@@ -907,6 +942,39 @@ class EngineSession:
         if not self.explicit and not self.segment:
             self._commit_write()
         return result
+
+    def _insert_batch(self, sql: str, param_rows: list[list]) -> list[StatementResult] | None:
+        """The rows of a `batchable` INSERT as one multi-row VALUES typed in Python and one
+        append; None, before any write, when a row needs the one-by-one path."""
+        sandbox.check_command(sql)
+        p = dml.plan(sql)
+        sandbox.check_write(p)
+        t = self._resolve(p.target)
+        self._check_write(t, p)
+        k = p.param_count
+        if any(len(params) < k for params in param_rows):
+            return None
+        row = p.fast_values[0]
+        values = tuple(tuple(("p", j * k + v) if kind == "p" else (kind, v) for kind, v in row)
+                       for j in range(len(param_rows)))
+        flat = [v for params in param_rows for v in params[:k]]
+        try:
+            rows = self._fast_rows(t, dataclasses.replace(p, fast_values=values), flat)
+        except NotNullViolation:
+            return None
+        if rows is None:
+            return None
+        keys = key_list(t, rows)
+        if len(set(keys)) != len(keys):
+            return None
+        self._begin_write()
+        with self._running:
+            if self._live_keys(t, keys):
+                return None
+            self._append(t, rows, deleted=False, keys=keys)
+        if not self.explicit and not self.segment:
+            self._commit_write()
+        return [StatementResult("INSERT 0 1") for _ in param_rows]
 
     def _stage(self, t: TableDef) -> str:
         """A per-session temp table with the table's defaults and NOT NULLs, to type rows."""

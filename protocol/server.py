@@ -7,6 +7,7 @@ parameter types (through a date parser), execute statements on Describe, send bo
 """
 from __future__ import annotations
 
+import io
 import ipaddress
 import logging
 import re
@@ -42,6 +43,21 @@ STARTUP_SETTINGS = frozenset({"timezone", "datestyle", "intervalstyle", "applica
 EXTENDED = frozenset(b"PBDECH")   # type bytes whose failure makes us skip until Sync
 # Prepared statements are protocol state, so the SQL that drops them is answered here.
 _DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
+
+
+class PendingBatch:
+    """Executes of one batchable INSERT held back until a message that needs their outcome
+    (a different statement, Sync, Flush...), then run by one engine call. Their replies wait
+    in memory: `segments[i]` is what was written before Execute i's CommandComplete."""
+
+    def __init__(self, state: ConnectionState, sql: str, out):
+        self.state, self.sql, self.out = state, sql, out   # out: the real write file
+        self.params: list[list] = []
+        self.segments: list[bytes] = []
+
+
+class BatchFailed(Exception):
+    """The held batch a message waited for failed (its error is sent): skip to Sync."""
 
 
 class ClientGone(ConnectionError):
@@ -111,6 +127,7 @@ class TierdHandler(BuenaVistaHandler):
     """One client connection, read top to bottom: startup, authentication, message loop."""
 
     wbufsize = 1 << 16   # buffer writes; flushed at ReadyForQuery, Flush and auth steps
+    batch: PendingBatch | None = None
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -150,6 +167,8 @@ class TierdHandler(BuenaVistaHandler):
         self.wfile.write(data)
 
     def flush(self) -> None:
+        if self.batch is not None:
+            self.run_batch()
         self.wfile.flush()
 
     def send_fatal(self, exc: BaseException) -> None:
@@ -278,8 +297,12 @@ class TierdHandler(BuenaVistaHandler):
             if kind == b"X":
                 return
             if kind == b"S":
+                if self.batch is not None:
+                    self.run_batch()
                 self.handle_sync(state)
                 continue
+            if self.batch is not None and kind not in b"PBDE":
+                self.run_batch()    # the held Executes run before anything that may see them
             if state.skip_until_sync:
                 continue            # Postgres discards messages after an error until Sync
             if kind in (b"d", b"c", b"f"):
@@ -291,6 +314,8 @@ class TierdHandler(BuenaVistaHandler):
                 handler(state, payload)
             except (ClientGone, ConnectionError):
                 raise
+            except BatchFailed:
+                continue
             except Exception as exc:
                 self.send_error(exc)
                 if kind[0] in EXTENDED:
@@ -420,8 +445,8 @@ class TierdHandler(BuenaVistaHandler):
             self.describe_statement(state, state.statement(name))
             return
         portal = state.portal(name)
-        if is_copy(portal.statement.sql):  # runs at Execute, where its data flows
-            self.write(messages.NO_DATA)
+        if is_copy(portal.statement.sql) or (not portal.executed and self.batchable(state, portal.statement)):
+            self.write(messages.NO_DATA)   # runs at Execute (COPY: where its data flows)
             return
         self.run_portal(state, portal)
         if portal.table is None:
@@ -432,6 +457,7 @@ class TierdHandler(BuenaVistaHandler):
     def describe_statement(self, state: ConnectionState, statement: PreparedStatement) -> None:
         """ParameterDescription with inferred types, then RowDescription or NoData; the
         statement is bound by DuckDB (LIMIT 0) but never run."""
+        self.run_held(state)
         param_types, schema = state.session.describe(statement.sql)
         statement.param_oids = [declared or oid_for_sql_type(inferred) for declared, inferred in
                                 zip_longest(statement.param_oids, param_types)]
@@ -445,6 +471,7 @@ class TierdHandler(BuenaVistaHandler):
     def run_portal(self, state: ConnectionState, portal: Portal) -> None:
         if portal.executed:
             return
+        self.run_held(state)
         portal.executed = True
         state.session.begin_segment()
         tag = deallocate(state, portal.statement.sql)
@@ -471,8 +498,12 @@ class TierdHandler(BuenaVistaHandler):
         if is_copy(portal.statement.sql):
             if portal.executed:
                 raise ProtocolViolation("COPY portal already ran")
+            self.run_held(state)
             portal.executed = True
             self.run_copy(state, portal.statement.sql)
+            return
+        if not portal.executed and self.batchable(state, portal.statement):
+            self.hold_execute(state, portal)
             return
         self.run_portal(state, portal)
         if portal.empty_query:
@@ -492,6 +523,58 @@ class TierdHandler(BuenaVistaHandler):
             self.write(messages.command_complete(f"SELECT {count}"))
         else:
             self.write(messages.command_complete(portal.tag))
+
+    # --- batched INSERTs (a pipelined executemany) -------------------------------------
+
+    def batchable(self, state: ConnectionState, statement: PreparedStatement) -> bool:
+        if statement.batchable is None:
+            statement.batchable = state.session.batchable(statement.sql)
+        return statement.batchable
+
+    def hold_execute(self, state: ConnectionState, portal: Portal) -> None:
+        """Hold this Execute in the pending batch (started here if it holds another
+        statement's): its reply is written when the batch runs."""
+        sql = portal.statement.sql
+        if self.batch is not None and self.batch.sql != sql:
+            self.run_held(state)
+        portal.executed = True
+        portal.tag = "INSERT 0 1"
+        if self.batch is None:
+            self.batch = PendingBatch(state, sql, self.wfile)
+            self.wfile = io.BytesIO()
+        self.batch.params.append(portal.params)
+        self.batch.segments.append(self.wfile.getvalue())
+        self.wfile.seek(0)
+        self.wfile.truncate()
+
+    def run_held(self, state: ConnectionState) -> None:
+        """Run the pending batch before a message that depends on its outcome; raises
+        BatchFailed when it failed (that message is then skipped, as after any error)."""
+        if self.batch is not None:
+            self.run_batch()
+            if state.skip_until_sync:
+                raise BatchFailed()
+
+    def run_batch(self) -> None:
+        """Run the held Executes as one engine call and write the replies in message order;
+        an error answers its row's Execute, and what came after it is dropped (skipped until
+        Sync, as Postgres does; the engine rolled the implicit transaction back)."""
+        batch, self.batch = self.batch, None
+        after = self.wfile.getvalue()
+        self.wfile = batch.out
+        state = batch.state
+        state.session.begin_segment()
+        results, error = state.session.execute_batch(batch.sql, batch.params)
+        for segment, result in zip(batch.segments, results):
+            self.write(segment)
+            self.send_notices(result.notices)
+            self.write(messages.command_complete(result.tag))
+        if error is None:
+            self.write(after)
+            return
+        self.write(batch.segments[len(results)])
+        self.send_error(error)
+        state.skip_until_sync = True
 
     def handle_close(self, state: ConnectionState, payload: bytes) -> None:
         kind, name = messages.read_target(payload)   # closing a missing object is no error

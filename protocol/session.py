@@ -22,6 +22,7 @@ from .types.datetime import valid_timezone
 class PreparedStatement:
     sql: str
     param_oids: list[int]
+    batchable: bool | None = None   # its Executes may be batched (asked of the engine once)
 
 
 @dataclass
