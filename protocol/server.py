@@ -32,7 +32,7 @@ from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
 from .types import decode_param, oid_for_sql_type
 
-from engine.sql_split import max_placeholder, split_statements
+from engine.sql_split import split_statements
 
 log = logging.getLogger("tierd.protocol")
 
@@ -425,7 +425,7 @@ class TierdHandler(BuenaVistaHandler):
         """Parameters are decoded by their declared OID only (never guessed from content)."""
         bind = messages.read_bind(payload)
         statement = state.statement(bind.statement)
-        required = max(len(statement.param_oids), max_placeholder(statement.sql))
+        required = max(len(statement.param_oids), statement.placeholders)
         if len(bind.values) != required:
             raise ProtocolViolation(
                 f"bind message supplies {len(bind.values)} parameters, but prepared "
@@ -445,7 +445,7 @@ class TierdHandler(BuenaVistaHandler):
             self.describe_statement(state, state.statement(name))
             return
         portal = state.portal(name)
-        if is_copy(portal.statement.sql) or (not portal.executed and self.batchable(state, portal.statement)):
+        if portal.statement.is_copy or (not portal.executed and self.batchable(state, portal.statement)):
             self.write(messages.NO_DATA)   # runs at Execute (COPY: where its data flows)
             return
         self.run_portal(state, portal)
@@ -495,7 +495,7 @@ class TierdHandler(BuenaVistaHandler):
         """Row limits are honoured: send that many rows, then PortalSuspended."""
         name, max_rows = messages.read_execute(payload)
         portal = state.portal(name)
-        if is_copy(portal.statement.sql):
+        if portal.statement.is_copy:
             if portal.executed:
                 raise ProtocolViolation("COPY portal already ran")
             self.run_held(state)

@@ -12,6 +12,9 @@ import pyarrow as pa
 
 from buenavista.postgres import TransactionStatus
 
+from engine.copy import is_copy
+from engine.sql_split import max_placeholder
+
 from .errors import DuplicateCursor, DuplicatePreparedStatement, InvalidCursorName, \
     InvalidSqlStatementName
 from .rows import Column
@@ -23,6 +26,13 @@ class PreparedStatement:
     sql: str
     param_oids: list[int]
     batchable: bool | None = None   # its Executes may be batched (asked of the engine once)
+    # Scanned once at Parse, not at every Bind/Execute (a pipelined executemany binds 100k times).
+    placeholders: int = field(init=False)   # highest $n in the SQL
+    is_copy: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.placeholders = max_placeholder(self.sql)
+        self.is_copy = is_copy(self.sql)
 
 
 @dataclass

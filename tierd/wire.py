@@ -116,6 +116,14 @@ class CountingSession:
                 metrics.inc("tierd_rows_ingested_total", int(m.group(1)))
         return results
 
+    def execute_batch(self, sql: str, param_rows: list[list]):
+        results, error = self._session.execute_batch(sql, param_rows)
+        metrics.inc("tierd_statements_total", len(results) + (error is not None))
+        ingested = sum(int(m.group(1)) for r in results if (m := _ROWS_TAG.match(r.tag or "")))
+        if ingested:
+            metrics.inc("tierd_rows_ingested_total", ingested)
+        return results, error
+
 
 class ServiceHandler(TierdHandler):
     """TierdHandler with connection bookkeeping and a graceful drain."""
