@@ -964,9 +964,11 @@ class EngineSession:
             return None
         if rows is None:
             return None
+        rows = self._owned(t, rows)   # as _insert_rows: a USER table's rows get their owner
         keys = key_list(t, rows)
         if len(set(keys)) != len(keys):
             return None
+        self._check_user_scope()
         self._begin_write()
         with self._running:
             if self._live_keys(t, keys):

@@ -200,3 +200,18 @@ def test_asyncpg_executemany(daemon, conn):
 
     assert asyncio.run(main()) == 200
     assert conn.execute("SELECT sum(x) FROM apg").fetchone()[0] == sum(i / 2 for i in range(200))
+
+
+def test_user_table_batch_rows_get_their_owner(conn):
+    """A USER table's rows carry their writer as owner (part of the key), batched or not."""
+    conn.execute("CREATE USER TABLE public.owned (id BIGINT PRIMARY KEY, v TEXT)")
+    with conn.pipeline():
+        conn.cursor().executemany("INSERT INTO public.owned (id, v) VALUES (%s, %s)",
+                                  [(i, f"u{i}") for i in range(20)])
+    assert conn.execute("SELECT _user_id, count(*), min(v) FROM public.owned GROUP BY 1").fetchall() == \
+        [("tierd", 20, "u0")]
+    with pytest.raises(psycopg.errors.UniqueViolation) as err:
+        with conn.pipeline():
+            conn.cursor().executemany("INSERT INTO public.owned (id, v) VALUES (%s, %s)",
+                                      [(100, "x"), (7, "again")])
+    assert "(id)=(7)" in (err.value.diag.message_detail or "")
