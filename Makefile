@@ -20,9 +20,7 @@ run: install
 # systemd-analyze for the unit-file test (tests/test_service.py skips it, saying why, without);
 # pgJDBC, a JDK, Node.js with node-postgres and psql for the client tests (tests/clients).
 test-deps:
-	@sh systemd/install-test-deps.sh
-	@sh tests/install-client-deps.sh
-	@sh tests/clients/install-client-deps.sh
+	@sh tests/install-test-deps.sh
 
 test: install test-deps
 	$(BIN)/python -m pytest -q

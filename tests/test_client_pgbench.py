@@ -19,7 +19,7 @@ CLIENTS, THREADS, TRANSACTIONS = 4, 2, 40
 ACCOUNTS = 20
 
 pytestmark = pytest.mark.skipif(PGBENCH is None, reason="pgbench is not installed "
-                                "(make test installs it: tests/install-client-deps.sh)")
+                                "(make test installs it: tests/install-test-deps.sh)")
 
 SCRIPT = """\
 \\set aid random(1, {accounts})

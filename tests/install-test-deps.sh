@@ -1,0 +1,43 @@
+#!/bin/sh
+# What the tests need beyond the venv, installed when missing (idempotent, non-interactive: CI
+# is a fresh Debian machine with no stdin). `make test-deps` runs it; a test whose runtime is
+# still missing afterwards skips, saying why.
+#   - systemd-analyze (Debian's systemd) for tests/test_service.py's unit-file check
+#   - psql and pgbench (postgresql-client) for the psql and pgbench tests
+#   - pgJDBC (libpostgresql-jdbc-java) and a JDK (javac) for tests/test_client_jdbc.py
+#   - Node.js + npm, then node-postgres pinned by tests/clients/node/package-lock.json (npm ci)
+#     for tests/test_client_node.py
+here=$(cd "$(dirname "$0")" && pwd)
+
+apt_install() {
+    [ -n "$*" ] || return 0
+    command -v apt-get >/dev/null 2>&1 || { echo "note: cannot install $* (no apt-get)"; return 0; }
+    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO="sudo -n"; else echo "note: cannot install $* (not root)"; return 0; fi
+    echo "installing$* for the tests"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
+        { $SUDO apt-get update -q >/dev/null 2>&1 &&
+          $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
+              >/dev/null 2>&1; } || echo "note: installing$* failed"
+}
+
+missing=""
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+{ command -v psql >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1; } || missing="$missing postgresql-client"
+[ -e /usr/share/java/postgresql.jar ] || missing="$missing libpostgresql-jdbc-java"
+command -v javac >/dev/null 2>&1 || missing="$missing openjdk-17-jdk-headless"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+# shellcheck disable=SC2086
+apt_install $missing
+
+if command -v npm >/dev/null 2>&1; then
+    lock="$here/clients/node/package-lock.json"
+    stamp="$here/clients/node/node_modules/.installed-from-lock"
+    if [ ! -d "$here/clients/node/node_modules/pg" ] || [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
+        echo "installing node-postgres (npm ci in tests/clients/node)"
+        (cd "$here/clients/node" && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null) &&
+            cp "$lock" "$stamp" || echo "note: npm ci failed; tests/test_client_node.py will skip"
+    fi
+fi
+exit 0
