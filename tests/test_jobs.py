@@ -377,13 +377,49 @@ def test_drop_table_during_flush_leaves_no_ghost_rows(make_tierd, tmp_path):
 
 
 def test_flush_wait_waits_for_a_running_policy_flush_then_flushes_the_rest(make_tierd):
-    d = make_tierd('[failpoints]\n"flush.before_manifest" = "sleep:1500"\n').start()
+    d = make_tierd('[failpoints]\n"flush.before_manifest" = "sleep:3000"\n').start()
     with d.connect() as c:
         setup_table(c, "rows:10")
         c.execute("INSERT INTO app.t SELECT i, 'x' FROM range(10) t(i)")  # starts a policy flush
         policy_job = flush_jobs(c, "app.t")[0][0]
+        # The policy job may still be queued: its snapshot is taken when it starts. Its Parquet
+        # file is written from that snapshot, so once the file exists a new row is not in it.
+        segment = os.path.join(scope_dir(d.data_dir, "app", "t"), "batch-0.parquet")
+        wait_for(lambda: os.path.exists(segment), timeout=60, what="the policy flush's Parquet file")
         c.execute("INSERT INTO app.t VALUES (100, 'late')")
         job_id, status, _ = c.execute("STORAGE FLUSH TABLE app.t WAIT").fetchone()
         assert job_id != policy_job and status == "completed"
         assert job(c, policy_job)[0] == "completed"
         assert c.execute("SELECT hot_rows, cold_rows FROM system.tables WHERE table_name = 't'").fetchone() == (0, 11)
+
+
+def test_a_job_never_drops_out_of_system_jobs_while_its_status_changes(tierd):
+    """Each status change rewrites the job's system.jobs row; a reader polling meanwhile must
+    always find every job it has seen (the rewrite once went DELETE, then INSERT, as two
+    commits: a policy flush going queued -> running was missing for a moment)."""
+    import threading
+
+    stop = threading.Event()
+    gaps: list[str] = []
+
+    def watch() -> None:
+        seen: set = set()
+        with tierd.connect() as w:
+            while not stop.is_set():
+                now = {r[0] for r in w.execute("SELECT job_id FROM system.jobs").fetchall()}
+                gaps.extend(sorted(seen - now))
+                seen |= now
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with tierd.connect() as c:
+            setup_table(c)
+            for i in range(60):
+                c.execute("INSERT INTO app.t VALUES (%s, 'x')", (i,))
+                c.execute("STORAGE FLUSH TABLE app.t WAIT")
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
+    assert not watcher.is_alive()
+    assert gaps == [], f"jobs missing from system.jobs for a moment: {gaps}"
