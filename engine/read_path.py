@@ -83,6 +83,8 @@ def open_database() -> duckdb.DuckDBPyConnection:
     for schema in ("__hot", "__cold", "__sys", "__probe"):
         con.execute(f"CREATE SCHEMA {INTERNAL}.{schema}")
     con.execute("CREATE SCHEMA memory.system")
+    # Postgres's jsonb, accepted as DuckDB's JSON (columns, casts); results are reported as json.
+    con.execute("CREATE TYPE memory.main.jsonb AS JSON")
     sandbox.lock_down(con)
     return con
 
