@@ -14,11 +14,11 @@ apt_install() {
     command -v apt-get >/dev/null 2>&1 || { echo "note: cannot install $* (no apt-get)"; return 0; }
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
         SUDO="sudo -n"; else echo "note: cannot install $* (not root)"; return 0; fi
-    echo "installing$* for the tests"
+    echo "installing $* for the tests"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
         { $SUDO apt-get update -q >/dev/null 2>&1 &&
           $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
-              >/dev/null 2>&1; } || echo "note: installing$* failed"
+              >/dev/null 2>&1; } || echo "note: installing $* failed"
 }
 
 missing=""
