@@ -238,23 +238,15 @@ class EngineSession:
 
     def describe(self, sql: str) -> tuple[list[str | None], pa.Schema | None]:
         """Parameter types (DuckDB type names, None if unknown) and the result schema (None:
-        no rows) of one statement, without running it: Describe of a prepared statement."""
-        self.cancel_requested = False
+        no rows) of one statement, without running it: Describe of a prepared statement.
+        Errors are handled as a statement's are (`_guarded`)."""
         words = leading_words(sql, 3) or [""]
-        if self.failed and words[0] not in ("ROLLBACK", "ABORT", "COMMIT", "END"):
-            raise InFailedSqlTransaction(
-                "current transaction is aborted, commands ignored until end of transaction block")
-        try:
-            with self.engine.reaper.reading(), self._running:
+
+        def run() -> tuple[list[str | None], pa.Schema | None]:
+            with self._running:
                 return self._describe(sql, words)
-        except duckdb.Error as exc:
-            err = locate(from_duckdb(exc), sql)
-            self._statement_failed()
-            raise err from None
-        except EngineError as err:
-            locate(err, sql)
-            self._statement_failed()
-            raise
+
+        return self._guarded(words[0], sql, run)
 
     def begin_segment(self) -> None:
         """The wire's messages up to Sync form one implicit transaction: writes commit at
