@@ -1061,7 +1061,7 @@ def time_s3_queries(b: Bench, server: Any, n: int, runs: int, ms: list[Measureme
         def duck_setup() -> float:
             """DuckDB in-process: views on tierd's local Parquet and on the S3 objects (manifests read
             directly), httpfs loaded by file path with the storage's scoped secret, as tierd does."""
-            from engine.s3_storage import S3Storage, duckdb_http_settings
+            from engine.storage.s3 import S3Storage, duckdb_http_settings
 
             storage = S3Storage(storage_id=S3_STORAGE_ID, base=f"{server.base}/{S3_PREFIX}", storage_type="s3",
                                 config=server.storage_config())

@@ -31,24 +31,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine import pg_catalog, read_path, stream_eviction
-from engine.catalog import OWNER, Catalog, Column, TableDef
+from engine.catalog import pg_catalog
+from engine.read import views
+from engine.tiering import stream_ttl
+from engine.catalog.tables import OWNER, Catalog, Column, TableDef
 from engine.errors import (FeatureNotSupported, InvalidCatalogName, IoError, LockNotAvailable, ObjectInUse,
                            QueryCanceled)
 from engine.failpoints import Failpoints
-from engine.group_commit import CommitQueue
-from engine.hot_store import HotStore
-from engine.point_lookup import PointLookups
-from engine import compaction
+from engine.storage.group_commit import CommitQueue
+from engine.storage.hot_store import HotStore
+from engine.read.point_lookup import PointLookups
+from engine.tiering import compaction
 from engine.errors import EngineError
-from engine.jobs import Job, JobRunner, JobsConfig
-from engine.policies import TICK_SECONDS, PolicyRunner
-from engine.reaper import FileReaper
-from engine.roles import RoleCatalog
-from engine.manifest import Manifest, Segment, commit, load, now_iso
-from engine.policy import parse_flush_policy
-from engine.storage import TMP_MARK, Storage
-from engine.storage_catalog import StorageCatalog
+from engine.tiering.jobs import Job, JobRunner, JobsConfig
+from engine.tiering.policies import TICK_SECONDS, PolicyRunner
+from engine.storage.reaper import FileReaper
+from engine.catalog.roles import RoleCatalog
+from engine.storage.manifest import Manifest, Segment, commit, load, now_iso
+from engine.catalog.flush_policy import parse_flush_policy
+from engine.storage.backend import TMP_MARK, Storage
+from engine.catalog.storages import StorageCatalog
 
 log = logging.getLogger("tierd.engine")
 
@@ -144,7 +146,7 @@ class Engine:
         self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self._schemas: dict[int, pa.Schema] = {}
         self._defaults: dict[tuple[int, str], object] = {}
-        self.db = read_path.open_database()
+        self.db = views.open_database()
         self.admin = self.db.cursor()
         self.apply_cur = self.db.cursor()
         self.storages = StorageCatalog(self.store, self.data_dir, config.storages, self._register_storage,
@@ -154,7 +156,7 @@ class Engine:
         if DEFAULT_NAMESPACE not in self.catalog.namespaces:
             self.catalog.create_namespace(DEFAULT_NAMESPACE)
         for ns in self.catalog.namespaces:
-            read_path.create_namespace(self.admin, ns)
+            views.create_namespace(self.admin, ns)
         for t in list(self.catalog.tables.values()):
             self._recover_table(t)
         self._create_system_tables()
@@ -172,13 +174,13 @@ class Engine:
         self.jobs.start()
         self.jobs.every(TICK_SECONDS, self.policies.tick, "flush-policy-tick")
         self.jobs.every(5.0, self.retry_unavailable, "cold-tier-recovery")
-        self.evictions = stream_eviction.EvictionScheduler(self)
-        self.jobs.every(stream_eviction.TICK_SECONDS, self.evictions.tick, "stream-eviction-tick")
+        self.evictions = stream_ttl.EvictionScheduler(self)
+        self.jobs.every(stream_ttl.TICK_SECONDS, self.evictions.tick, "stream-eviction-tick")
         self.closed = False
 
     # ------------------------------------------------------------------ sessions
     def connect(self, user: str, database: str):
-        from engine.session import EngineSession
+        from engine.session.session import EngineSession
 
         if database != DATABASE:
             raise InvalidCatalogName(f'database "{database}" does not exist')
@@ -198,20 +200,20 @@ class Engine:
     def _recover_table(self, t: TableDef) -> None:
         self.has_user_tables = self.has_user_tables or t.is_user
         storage = self.storage_for(t)
-        read_path.create_hot_table(self.admin, t)
+        views.create_hot_table(self.admin, t)
         tables = [rows for _, rows in self.store.batches(t.tid)]
         if tables:
             self.admin.register("__recovered", pa.concat_tables(tables))
-            self.admin.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __recovered")
+            self.admin.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __recovered")
             self.admin.unregister("__recovered")
         if t.is_stream:  # hot only: no storage, no manifest
             self.manifests[t.tid] = {}
-            marks = self.admin.execute(f"SELECT epoch(_written_at) AS w, max(_seq) FROM {read_path.hot_table(t)} "
+            marks = self.admin.execute(f"SELECT epoch(_written_at) AS w, max(_seq) FROM {views.hot_table(t)} "
                                        "GROUP BY w ORDER BY w").fetchall()
             self.stream_marks[t.tid] = [(float(w), int(s)) for w, s in marks]
             if marks:
                 self.stream_clock = max(self.stream_clock, float(marks[-1][0]))
-            read_path.create_views(self.admin, t, read_path.cold_view_sql(t, {}, storage), shadowing=False)
+            views.create_views(self.admin, t, views.cold_view_sql(t, {}, storage), shadowing=False)
             self.hot_index[t.tid] = self._index_hot(t)
             return
         try:
@@ -222,13 +224,13 @@ class Engine:
             log.error("recovery: %s; retrying in the background", reason)
             self.unavailable[t.tid] = reason
             self.manifests[t.tid] = {} if t.is_user else {None: Manifest(table_id=t.qualified)}
-            read_path.create_views(self.admin, t, read_path.unavailable_cold_view_sql(t, reason), shadowing=True)
+            views.create_views(self.admin, t, views.unavailable_cold_view_sql(t, reason), shadowing=True)
             self.shadowing.add(t.tid)
         else:
             for m in scopes.values():
                 self.seq = max(self.seq, m.flushed_seq)  # start-up is single-threaded
             shadowing = bool(tables and self.has_cold(t))
-            read_path.create_views(self.admin, t, read_path.cold_view_sql(t, scopes, storage), shadowing)
+            views.create_views(self.admin, t, views.cold_view_sql(t, scopes, storage), shadowing)
             if shadowing:
                 self.shadowing.add(t.tid)
             self._finish_interrupted_flush(t, scopes)
@@ -297,7 +299,7 @@ class Engine:
             flushed = scopes[None].flushed_seq
             stale = [k for k, first in self.store.batch_keys(t.tid) if first <= flushed]
             if stale:
-                self.admin.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {flushed}")
+                self.admin.execute(f"DELETE FROM {views.hot_table(t)} WHERE _seq <= {flushed}")
                 self.store.delete_keys(stale)
             return
         marks = {u: m.flushed_seq for u, m in scopes.items() if m.flushed_seq}
@@ -318,7 +320,7 @@ class Engine:
         if not puts and not deletes:
             return
         for user, mark in marks.items():
-            self.admin.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE {OWNER} = $1 AND _seq <= $2",
+            self.admin.execute(f"DELETE FROM {views.hot_table(t)} WHERE {OWNER} = $1 AND _seq <= $2",
                                [user, mark])
         self.store.rewrite(puts, deletes)
 
@@ -339,7 +341,7 @@ class Engine:
             try:
                 self.settle()
                 self._finish_interrupted_flush(t, scopes)
-                self.admin.execute(read_path.cold_view_sql(t, scopes, storage))
+                self.admin.execute(views.cold_view_sql(t, scopes, storage))
                 self.hot_index[t.tid] = self._index_hot(t)
                 self.unavailable.pop(tid, None)
             finally:
@@ -348,9 +350,9 @@ class Engine:
             log.info("cold tier of table '%s' is available again", t.qualified)
 
     def _index_hot(self, t: TableDef) -> dict:
-        pk = ", ".join(read_path.q(c) for c in t.key_columns)
+        pk = ", ".join(views.q(c) for c in t.key_columns)
         rows = self.admin.execute(
-            f"SELECT {pk}, _seq, _deleted FROM {read_path.hot_table(t)} "
+            f"SELECT {pk}, _seq, _deleted FROM {views.hot_table(t)} "
             f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
         ).to_arrow_table()
         seqs = rows.column("_seq").to_pylist()
@@ -378,7 +380,7 @@ class Engine:
                     if t is not None:
                         self.apply_cur.register("__committed", pa.concat_tables(pending[tid]).combine_chunks())
                         try:
-                            self.apply_cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __committed")
+                            self.apply_cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __committed")
                         finally:
                             self.apply_cur.unregister("__committed")
                     del pending[tid]
@@ -395,7 +397,7 @@ class Engine:
         """Before hot may hold newer versions of cold keys, make the view hide those cold rows."""
         if t.tid in self.shadowing or not self.has_cold(t):
             return
-        self.admin.execute(read_path.full_view_sql(t, shadowing=True))
+        self.admin.execute(views.full_view_sql(t, shadowing=True))
         self.shadowing.add(t.tid)
 
     def note_stream_write(self, t: TableDef, written: float, last_seq: int) -> None:
@@ -419,10 +421,10 @@ class Engine:
         """Arrow schema of the table's columns, as DuckDB produces them."""
         schema = self._schemas.get(t.tid)
         if schema is None:
-            cols = ", ".join(read_path.q(c) for c in t.column_names)
+            cols = ", ".join(views.q(c) for c in t.column_names)
             cur = self.db.cursor()
             try:
-                schema = cur.execute(f"SELECT {cols} FROM {read_path.hot_table(t)} LIMIT 0").to_arrow_table().schema
+                schema = cur.execute(f"SELECT {cols} FROM {views.hot_table(t)} LIMIT 0").to_arrow_table().schema
             finally:
                 cur.close()
             self._schemas[t.tid] = schema
@@ -487,7 +489,7 @@ class Engine:
         scopes: Scopes = {None: Manifest(table_id=t.qualified, table_uid=t.uid)} if t.table_type == "SHARED" else {}
         self.manifests[t.tid] = scopes
         self.hot_index[t.tid] = {}
-        read_path.create_table_objects(self.admin, t, scopes, storage)
+        views.create_table_objects(self.admin, t, scopes, storage)
         return t
 
     def stop_table_job(self, t: TableDef) -> None:
@@ -514,7 +516,7 @@ class Engine:
         self.settle()
         self.unavailable.pop(t.tid, None)
         self.policies.forget(t.tid)
-        read_path.drop_table_objects(self.admin, t)
+        views.drop_table_objects(self.admin, t)
         self.shadowing.discard(t.tid)
         self._schemas.pop(t.tid, None)
         self.catalog.drop_table(t)
@@ -564,7 +566,7 @@ class Engine:
             return set()
         if not self._may_overlap(t, segments, _key_bounds(t, [k[1] for k in keys] if t.is_user else keys)):
             return set()
-        return self._keys_in(cur, t, keys, read_path.cold_view(t))
+        return self._keys_in(cur, t, keys, views.cold_view(t))
 
     def _may_overlap(self, t: TableDef, segments: list[Segment], bounds: tuple | None) -> bool:
         """Whether keys within `bounds` (min, max; None: unknown) may be in some segment."""
@@ -591,8 +593,8 @@ class Engine:
             probe = pa.table({c: [k[i] for k in keys] for i, c in enumerate(pk)})
         cur.register("__probe_keys", probe)
         try:
-            cols = ", ".join(f"c.{read_path.q(c)}" for c in pk)
-            using = ", ".join(read_path.q(c) for c in pk)
+            cols = ", ".join(f"c.{views.q(c)}" for c in pk)
+            using = ", ".join(views.q(c) for c in pk)
             found = cur.execute(
                 f"SELECT DISTINCT {cols} FROM {relation} c SEMI JOIN __probe_keys USING ({using})"
             ).to_arrow_table()
@@ -643,7 +645,7 @@ class Engine:
         if job.job_type == "flush":
             return self.flush_table(t, job)
         if job.job_type == "stream_eviction":
-            return stream_eviction.evict(self, t, job)
+            return stream_ttl.evict(self, t, job)
         return compaction.compact_table(self, t, job)
 
     def _job_finished(self, job: Job) -> None:
@@ -662,7 +664,7 @@ class Engine:
         try:
             scopes = dict(self.manifests[t.tid])
             scopes[manifest.user_id] = manifest
-            self.admin.execute(read_path.cold_view_sql(t, scopes, storage))
+            self.admin.execute(views.cold_view_sql(t, scopes, storage))
             self.manifests[t.tid] = scopes
         finally:
             self.cold_epoch += 1
@@ -674,7 +676,7 @@ class Engine:
         fp = self.failpoints
         cur = self.db.cursor()
         try:
-            pk = ", ".join(read_path.q(c) for c in t.key_columns)
+            pk = ", ".join(views.q(c) for c in t.key_columns)
             self.acquire_write_lock()
             try:
                 self.commits.drain()
@@ -685,7 +687,7 @@ class Engine:
                 snap = self._unapplied_snapshot(cur, t)
                 if snap is None:
                     self.materialize()
-                    hot = read_path.hot_table(t)
+                    hot = views.hot_table(t)
                     # One version per key (the key index has an entry per hot key): no dedup pass.
                     versions = cur.execute(f"SELECT count(*) FROM {hot}").fetchone()[0]
                     newest = "" if versions == len(self.hot_index[t.tid]) else \
@@ -726,7 +728,7 @@ class Engine:
             batches = list(self.unapplied.get(t.tid, ()))
         if not batches or sum(b.num_rows for b in batches) != len(self.hot_index[t.tid]):
             return None
-        if cur.execute(f"SELECT count(*) FROM {read_path.hot_table(t)}").fetchone()[0]:
+        if cur.execute(f"SELECT count(*) FROM {views.hot_table(t)}").fetchone()[0]:
             return None
         try:
             return pa.concat_tables(batches)
@@ -755,7 +757,7 @@ class Engine:
         in_cold: set = set()
         if manifest.segments and self._may_overlap(t, manifest.segments, _bounds(t, snap)):
             keys = key_list(t, snap)
-            rel = read_path.all_cold_versions_sql(t, {user: manifest}, storage)
+            rel = views.all_cold_versions_sql(t, {user: manifest}, storage)
             in_cold = self._keys_in(cur, t, keys, f"({rel})")
         mask_cold = pa.array([k in in_cold for k in keys], pa.bool_()) if in_cold else None
         deleted = snap.column("_deleted")
@@ -808,15 +810,15 @@ class Engine:
             self.materialize()
             scopes = dict(self.manifests[t.tid])
             scopes[user] = manifest
-            owner = f" AND {OWNER} = {read_path.sql_str(user)}" if t.is_user else ""
+            owner = f" AND {OWNER} = {views.sql_str(user)}" if t.is_user else ""
             cur.execute("BEGIN")
-            cur.execute(read_path.cold_view_sql(t, scopes, storage))
-            cur.execute(f"DELETE FROM {read_path.hot_table(t)} WHERE _seq <= {watermark}{owner}")
-            hot_left = cur.execute(f"SELECT count(*) FROM {read_path.hot_table(t)}").fetchone()[0]
+            cur.execute(views.cold_view_sql(t, scopes, storage))
+            cur.execute(f"DELETE FROM {views.hot_table(t)} WHERE _seq <= {watermark}{owner}")
+            hot_left = cur.execute(f"SELECT count(*) FROM {views.hot_table(t)}").fetchone()[0]
             self.policies.on_flushed(t.tid, hot_left)
             # Rows written while this flush ran may be newer versions of keys it just moved.
             shadowing = hot_left > 0
-            cur.execute(read_path.full_view_sql(t, shadowing))
+            cur.execute(views.full_view_sql(t, shadowing))
             cur.execute("COMMIT")
             if shadowing:
                 self.shadowing.add(t.tid)
@@ -838,10 +840,10 @@ class Engine:
         name the session's role: macros in the `main` schema of each catalog a session USEs,
         which come before DuckDB's built-ins, read a variable each session sets on its own
         connection. Created once, so connecting never changes DuckDB's catalog."""
-        for catalog in ("memory", read_path.FULL):
+        for catalog in ("memory", views.FULL):
             for fn in ("current_user", "session_user", "current_role", "user"):
-                self.admin.execute(f"CREATE MACRO {catalog}.main.{read_path.q(fn)}() "
-                                   f"AS getvariable({read_path.sql_str(IDENTITY_VARIABLE)})")
+                self.admin.execute(f"CREATE MACRO {catalog}.main.{views.q(fn)}() "
+                                   f"AS getvariable({views.sql_str(IDENTITY_VARIABLE)})")
 
     # ------------------------------------------------------------------ system tables
     def _create_system_tables(self) -> None:
@@ -865,8 +867,8 @@ class Engine:
             "storage_type VARCHAR, base_directory VARCHAR, config VARCHAR, shared_tables_template VARCHAR, "
             "user_tables_template VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ)"
         )
-        visible = f"(scope IS NULL OR scope = 'shared' OR scope = getvariable('{read_path.USER_VARIABLE}') " \
-                  f"OR getvariable('{read_path.ALL_USERS_VARIABLE}'))"
+        visible = f"(scope IS NULL OR scope = 'shared' OR scope = getvariable('{views.USER_VARIABLE}') " \
+                  f"OR getvariable('{views.ALL_USERS_VARIABLE}'))"
         self.admin.execute(
             "CREATE VIEW memory.system.tables AS SELECT namespace, table_name, table_type, storage_id, flush_policy, "
             "ttl_seconds, CAST(sum(CASE WHEN " + visible + " THEN hot_rows ELSE 0 END) AS BIGINT) AS hot_rows, "

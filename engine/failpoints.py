@@ -13,15 +13,11 @@ import re
 import threading
 import time
 
-from engine.errors import IoError
+from engine.errors import InjectedFault
 
 log = logging.getLogger("tierd.failpoints")
 
 _ACTION = re.compile(r"^(error(:\d+)?|crash|off|sleep:\d+)$")
-
-
-class InjectedFault(IoError):
-    """Raised by a failpoint set to "error"."""
 
 
 class Failpoints:

@@ -19,9 +19,9 @@ from typing import Callable, Protocol
 
 from scramp import ScramException, ScramMechanism
 
-from engine.roles import ITERATIONS, ScramKeys
+from engine.catalog.roles import ITERATIONS, ScramKeys
 
-from .errors import FatalProtocolViolation, InvalidAuthorization, InvalidPassword
+from engine.errors import FatalProtocolViolation, InvalidAuthorizationSpecification, InvalidPassword
 
 AUTH_OK, AUTH_SASL, AUTH_SASL_CONTINUE, AUTH_SASL_FINAL = 0, 10, 11, 12
 SCRAM = "SCRAM-SHA-256"
@@ -78,13 +78,13 @@ def authenticate(config: AuthConfig, roles: Roles, user: str, read: ReadMessage,
     role = roles.get(user)
     if config.trust:
         if role is None:
-            raise InvalidAuthorization(f'role "{user}" does not exist')
+            raise InvalidAuthorizationSpecification(f'role "{user}" does not exist')
     else:
         keys = role.scram_keys() if role is not None else None
         if not _scram_exchange(keys or _mock_keys(user), read, write, flush) or keys is None:
             raise InvalidPassword(f'password authentication failed for user "{user}"')
     if not role.login:
-        raise InvalidAuthorization(f'role "{user}" is not permitted to log in')
+        raise InvalidAuthorizationSpecification(f'role "{user}" is not permitted to log in')
 
 
 def _scram_exchange(keys: ScramKeys, read: ReadMessage, write: Write, flush: Callable[[], None]) -> bool:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from engine.dml import _space_params
+from engine.sql.dml import _space_params
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CALL = re.compile(r'^"?([A-Za-z_][A-Za-z0-9_]*)"?\(')

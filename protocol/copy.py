@@ -6,7 +6,7 @@ and Sync while copying in; an error found while data is still arriving is report
 after the client's CopyDone/CopyFail, and the rest of the data is read and dropped.
 COPY TO STDOUT: CopyOutResponse, one CopyData per chunk of rows, CopyDone, `COPY n`.
 Text and csv output are built a column at a time from the same vectorised encoders as
-DataRow; parsing text and csv input is the engine's (engine/copy.py).
+DataRow; parsing text and csv input is the engine's (engine/sql/copy.py).
 """
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ from typing import Callable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import copy
-from engine.copy import CopyCommand, CopyOptions, RawBlock, TargetColumn
-from engine.errors import BadCopyFileFormat, FeatureNotSupported, QueryCanceled
+from engine.sql import copy
+from engine.sql.copy import CopyCommand, CopyOptions, RawBlock, TargetColumn
+from engine.errors import BadCopyFileFormat, FeatureNotSupported, ProtocolViolation, QueryCanceled
 
-from .errors import ProtocolViolation
 from .rows import BINARY, TEXT, Column, join_rows, plan_columns, wire_fields
 from .types import oids, pg_type_for
 from .types.registry import BINARY_DECODERS

@@ -1,4 +1,4 @@
-"""ErrorResponse / NoticeResponse encoding, and the SQLSTATEs only the wire layer raises.
+"""ErrorResponse / NoticeResponse encoding (the error classes are engine.errors').
 
 Every exception reaching the client goes through `error_response`: an `EngineError` keeps
 its SQLSTATE, message, detail and hint; anything else is XX000 with its message.
@@ -8,23 +8,6 @@ from __future__ import annotations
 import struct
 
 from engine.errors import EngineError
-
-
-def _error(name: str, code: str, severity: str = "ERROR") -> type[EngineError]:
-    return type(name, (EngineError,), {"sqlstate": code, "severity": severity,
-                                       "__doc__": f"SQLSTATE {code}"})
-
-
-ProtocolViolation = _error("ProtocolViolation", "08P01")
-DuplicatePreparedStatement = _error("DuplicatePreparedStatement", "42P05")
-InvalidSqlStatementName = _error("InvalidSqlStatementName", "26000")
-DuplicateCursor = _error("DuplicateCursor", "42P03")
-InvalidCursorName = _error("InvalidCursorName", "34000")
-SyntaxError_ = _error("SyntaxError", "42601")
-# Startup and authentication failures end the connection.
-InvalidPassword = _error("InvalidPassword", "28P01", "FATAL")
-InvalidAuthorization = _error("InvalidAuthorizationSpecification", "28000", "FATAL")
-FatalProtocolViolation = _error("FatalProtocolViolation", "08P01", "FATAL")
 
 
 def error_fields(exc: BaseException, severity: str | None = None) -> list[tuple[bytes, str]]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from buenavista.postgres import BVBuffer
 
-from .errors import ProtocolViolation
+from engine.errors import ProtocolViolation
 
 # Startup packet codes (they replace the protocol version in the first message).
 PROTOCOL_3 = 196608

@@ -19,20 +19,22 @@ from itertools import zip_longest
 from buenavista.core import Connection
 from buenavista.postgres import BuenaVistaHandler, BuenaVistaServer
 
-from engine.copy import is_copy, parse_copy
+from engine.sql.copy import is_copy, parse_copy
 from engine.errors import EngineError
 
 from . import messages
 from .copy import COPY_DONE, CopyInStream, copy_out_messages, copy_response, raw_blocks
 from .auth import AuthConfig, authenticate
-from .errors import FatalProtocolViolation, InvalidAuthorization, InvalidSqlStatementName, \
-    ProtocolViolation, SyntaxError_, error_response, notice_response
+from engine.errors import FatalProtocolViolation, InvalidAuthorizationSpecification, InvalidSqlStatementName, \
+    ProtocolViolation, SyntaxError_
+
+from .errors import error_response, notice_response
 from .column_names import postgres_schema
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
 from .types import decode_param, oid_for_sql_type
 
-from engine.sql_split import split_statements
+from engine.sql.split import split_statements
 
 log = logging.getLogger("tierd.protocol")
 
@@ -251,10 +253,10 @@ class TierdHandler(BuenaVistaHandler):
         params = messages.parse_startup_params(payload[4:])
         user = params.get("user")
         if not user:
-            raise InvalidAuthorization("no PostgreSQL user name specified in startup packet")
+            raise InvalidAuthorizationSpecification("no PostgreSQL user name specified in startup packet")
         database = params.get("database") or user
         if self.server.ssl_required and not encrypted:
-            raise InvalidAuthorization(
+            raise InvalidAuthorizationSpecification(
                 f'connection refused for host "{self.client_address[0]}", user "{user}", database '
                 f'"{database}", no encryption', hint="This server requires TLS: connect with sslmode=require.")
         authenticate(self.server.auth_config, self.server.engine.roles, user, self.read_message, self.write,

@@ -12,10 +12,10 @@ import pyarrow as pa
 
 from buenavista.postgres import TransactionStatus
 
-from engine.copy import is_copy
-from engine.sql_split import max_placeholder
+from engine.sql.copy import is_copy
+from engine.sql.split import max_placeholder
 
-from .errors import DuplicateCursor, DuplicatePreparedStatement, InvalidCursorName, \
+from engine.errors import DuplicateCursor, DuplicatePreparedStatement, InvalidCursorName, \
     InvalidSqlStatementName
 from .rows import Column
 from .types.datetime import valid_timezone

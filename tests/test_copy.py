@@ -16,8 +16,8 @@ import asyncpg
 import psycopg
 import pytest
 
-from engine.copy import CopyOptions, blocks, parse_copy
-from engine.session import EngineSession
+from engine.sql.copy import CopyOptions, blocks, parse_copy
+from engine.session.session import EngineSession
 from tests.daemon import Tierd
 
 PSQL = "/usr/bin/psql"

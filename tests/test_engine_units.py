@@ -2,10 +2,10 @@
 import pytest
 
 from engine.errors import InvalidParameterValue, SyntaxError_
-from engine.manifest import Manifest, Segment
-from engine.policy import FlushPolicy, parse_flush_policy
-from engine.sql_split import leading_words, split_statements
-from engine.statements import parse_command, parse_create_table
+from engine.storage.manifest import Manifest, Segment
+from engine.catalog.flush_policy import FlushPolicy, parse_flush_policy
+from engine.sql.split import leading_words, split_statements
+from engine.sql.statements import parse_command, parse_create_table
 
 
 @pytest.mark.parametrize("sql,expected", [
@@ -80,7 +80,7 @@ def test_manifest_roundtrip_and_next_version():
 
 
 def test_dml_plan_reads_unspaced_placeholders():
-    from engine.dml import InsertPlan, plan
+    from engine.sql.dml import InsertPlan, plan
 
     p = plan("insert into bench.ins values ($1,$2,$3)")
     assert isinstance(p, InsertPlan) and p.param_count == 3
@@ -89,7 +89,7 @@ def test_dml_plan_reads_unspaced_placeholders():
 
 
 def test_bulk_insert_skips_sqlglot_but_keeps_meaning():
-    from engine.dml import COLUMNS_PREFIX, plan
+    from engine.sql.dml import COLUMNS_PREFIX, plan
 
     values = ", ".join(f"({i}, 'a,(b)', {i}.5)" for i in range(400))
     p = plan(f"INSERT INTO App.Ev VALUES {values}")

@@ -1,4 +1,4 @@
-"""Group commit (engine/group_commit.py): concurrent autocommit writers share fsyncs, and
+"""Group commit (engine/storage/group_commit.py): concurrent autocommit writers share fsyncs, and
 still every acknowledged write survives kill -9, keys stay unique, writers that read (UPDATE)
 see every commit queued before them, and a flush never drops a queued commit."""
 import threading
@@ -6,8 +6,8 @@ import threading
 import psycopg
 import pytest
 
-from engine.group_commit import CommitQueue
-from engine.hot_store import HotStore
+from engine.storage.group_commit import CommitQueue
+from engine.storage.hot_store import HotStore
 from tests.daemon import wait_for
 
 WRITERS = 8

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from engine.pg_compat import rewrite
+from engine.sql.pg_compat import rewrite
 
 
 def sql(text: str, settings: dict | None = None) -> str:

@@ -3,7 +3,7 @@ the wire sends): every OID the wire can report for a column has a pg_type row, w
 same array OID and length."""
 from __future__ import annotations
 
-from engine import pg_types
+from engine.catalog import pg_types
 from protocol.types import oids
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from engine.errors import InvalidCatalogName, UndefinedTable
 from engine.results import StatementResult
-from engine.roles import Role, ScramKeys
-from engine.sql_split import max_placeholder
+from engine.catalog.roles import Role, ScramKeys
+from engine.sql.split import max_placeholder
 from protocol.auth import AuthConfig
 from protocol.server import make_server
 

@@ -1,5 +1,5 @@
 """Statement splitting and placeholder counting (quotes, comments, dollar quotes)."""
-from engine.sql_split import max_placeholder, split_statements
+from engine.sql.split import max_placeholder, split_statements
 
 
 def test_split_respects_quotes_and_comments():

@@ -227,7 +227,7 @@ def test_role_commands_errors(daemon):
 
 
 def test_scram_verifier_given_as_password_is_stored_as_is(daemon):
-    from engine.roles import ScramKeys
+    from engine.catalog.roles import ScramKeys
 
     verifier = ScramKeys.derive("pre-hashed").text()
     with root(daemon) as c:

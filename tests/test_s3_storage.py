@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.s3_storage import S3Storage, S3StorageError, duckdb_http_settings, httpfs_extension_path, is_transient
+from engine.storage.s3 import S3Storage, S3StorageError, duckdb_http_settings, httpfs_extension_path, is_transient
 from tests.s3server import s3  # noqa: F401  (module-scoped SeaweedFS fixture)
 
 

@@ -10,8 +10,8 @@ import duckdb
 import psycopg
 import pytest
 
-from engine import read_path
-from engine.s3_storage import httpfs_extension_path
+from engine.read import views
+from engine.storage.s3 import httpfs_extension_path
 from tests.daemon import Tierd
 from tests.helpers import scope_dir
 from tests.s3server import s3  # noqa: F401  (module-scoped SeaweedFS fixture)
@@ -323,7 +323,7 @@ def test_s3_storage_created_at_run_time_works_after_lockdown(make_tierd, tmp_pat
 
 def test_duckdb_itself_is_locked_down():
     """The second layer, inside DuckDB: what a statement slipping past the checks would meet."""
-    con = read_path.open_database()
+    con = views.open_database()
     try:
         for stmt in ("SET autoinstall_known_extensions = true", "SET autoload_known_extensions = true",
                      "SET allow_community_extensions = true", "SET python_enable_replacements = true",

@@ -2,7 +2,7 @@
 import pytest
 
 from engine.errors import FeatureNotSupported, SyntaxError_
-from engine.sql_refs import analyze
+from engine.sql.refs import analyze
 
 
 def tables(sql):

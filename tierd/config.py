@@ -5,7 +5,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
-from engine.policy import parse_flush_policy
+from engine.catalog.flush_policy import parse_flush_policy
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -121,7 +121,7 @@ class Config:
 
     def redacted(self) -> dict:
         """The effective settings, secrets replaced by ********."""
-        from engine.storage import SECRET_KEYS
+        from engine.storage.backend import SECRET_KEYS
 
         out = {}
         for k, v in vars(self).items():
@@ -184,7 +184,7 @@ def load(path: str | None) -> Config:
                 if not isinstance(opts, dict):
                     raise ConfigError(f"storage.{sid}: expected a [storage.{sid}] table")
                 try:
-                    from engine.storage_catalog import StorageCatalog
+                    from engine.catalog.storages import StorageCatalog
 
                     StorageCatalog.from_options(sid, opts, source="config")
                 except Exception as exc:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from engine import metrics as counters
 from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
-from engine.jobs import JobsConfig
+from engine.tiering.jobs import JobsConfig
 from protocol.types import pg_type_for
 from tierd import reload as reload_mod
 from tierd import sdnotify

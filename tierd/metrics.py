@@ -12,7 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from engine import metrics as counters
-from engine.jobs import ACTIVE
+from engine.tiering.jobs import ACTIVE
 
 log = logging.getLogger("tierd.metrics")
 

@@ -16,17 +16,12 @@ import threading
 import time
 
 from engine import metrics
-from engine.errors import EngineError
+from engine.errors import AdminShutdown, EngineError
 from protocol.server import ClientGone, TierdHandler
 
 log = logging.getLogger("tierd.wire")
 
 _ROWS_TAG = re.compile(r"^(?:INSERT \d+|COPY) (\d+)$")
-
-
-class AdminShutdown(EngineError):
-    sqlstate = "57P01"
-    severity = "FATAL"
 
 
 def _shutdown_error() -> AdminShutdown:

@@ -8,7 +8,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.bytea import bytea_from_text
+from engine.sql.bytea import bytea_from_text
 from engine.errors import InvalidTextRepresentation
 
 from . import oids

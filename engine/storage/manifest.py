@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from engine.storage import Storage
+from engine.storage.backend import Storage
 
 MANIFEST = "manifest.json"
 

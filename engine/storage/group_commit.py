@@ -19,7 +19,7 @@ from typing import Callable
 
 import pyarrow as pa
 
-from engine.hot_store import HotStore
+from engine.storage.hot_store import HotStore
 
 Batches = list[tuple[int, int, pa.Table]]  # (table id, first _seq, rows with _seq/_deleted)
 

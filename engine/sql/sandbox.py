@@ -7,7 +7,7 @@ while the daemon itself keeps reading its own Parquet, local and on S3. Enforced
 1. Statements (`check_command`, before dispatch): ATTACH, DETACH, INSTALL, LOAD, PRAGMA,
    EXPORT/IMPORT DATABASE, CALL, CREATE/DROP SECRET and SET/RESET of DuckDB's own settings
    are refused with SQLSTATE 42501 (COPY to or from a file or program: by the COPY parser,
-   engine/copy.py). Nothing of these ever reaches DuckDB; only queries do.
+   engine/sql/copy.py). Nothing of these ever reaches DuckDB; only queries do.
 2. Queries (`check_query`, on the statement DuckDB will run): `engine.sql_refs` reads DuckDB's
    own parse tree, and the query may name only
    - table functions from a short allow list (range, generate_series, unnest, ...) or the
@@ -40,8 +40,8 @@ import re
 import duckdb
 
 from engine.errors import InsufficientPrivilege
-from engine.sql_refs import SqlRefs, analyze
-from engine.sql_split import code_tokens, leading_words
+from engine.sql.refs import SqlRefs, analyze
+from engine.sql.split import code_tokens, leading_words
 
 DETAIL = "tierd runs client SQL in a sandbox: no file, directory, extension, database or engine-setting access."
 
@@ -80,7 +80,7 @@ def _refuse(what: str) -> InsufficientPrivilege:
 @functools.cache
 def duckdb_setting_names() -> frozenset[str]:
     """Every DuckDB setting name, httpfs's (s3_*, http_*) included when it is installed."""
-    from engine.s3_storage import httpfs_extension_path
+    from engine.storage.s3 import httpfs_extension_path
 
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                               "autoload_known_extensions": False})
@@ -195,7 +195,7 @@ BIG_VALUES = 4096  # characters: above this a VALUES list is screened, not parse
 def check_write(plan) -> None:
     """INSERT/UPDATE/DELETE run client expressions in DuckDB too (INSERT ... SELECT, VALUES,
     UPDATE ... FROM, DELETE ... USING, WHERE subqueries, RETURNING): the same rules apply."""
-    from engine import dml
+    from engine.sql import dml
 
     if isinstance(plan, dml.InsertPlan):
         source = plan.source_sql
@@ -217,7 +217,7 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
     httpfs is loaded first (S3 storages may be created later, and loading is a configuration
     change the lock would refuse), with its connection-wide limits; per-storage secrets are
     still created and dropped after the lock."""
-    from engine.s3_storage import duckdb_http_settings, httpfs_extension_path
+    from engine.storage.s3 import duckdb_http_settings, httpfs_extension_path
 
     ext = httpfs_extension_path()
     if ext is not None:

@@ -24,7 +24,7 @@ _BOOLEAN_OPERAND = (exp.And, exp.Or, exp.Not)
 
 def infer_param_types(sql: str, count: int, column_types: ColumnTypes) -> list[str | None]:
     """DuckDB type names (or None) of parameters $1..$count of `sql`."""
-    from engine.dml import _space_params
+    from engine.sql.dml import _space_params
 
     found: list[str | None] = [None] * count
     if count == 0:

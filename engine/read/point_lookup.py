@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine import hot_store, read_path
+from engine.storage import hot_store
+from engine.read import views
 from engine.results import schema_with_sql_types
 
 CACHE_BYTES = 128 << 20  # decoded row groups kept for lookups

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from engine.catalog import Column, TableDef
+from engine.catalog.tables import Column, TableDef
 from engine.errors import (
     BadCopyFileFormat,
     CharacterNotInRepertoire,
@@ -36,7 +36,7 @@ from engine.errors import (
     UndefinedColumn,
     from_duckdb,
 )
-from engine.statements import matching_paren
+from engine.sql.statements import matching_paren
 
 BLOCK_BYTES = 8 << 20  # rows are parsed, typed and staged this many input bytes at a time
 
@@ -166,7 +166,7 @@ def parse_copy(sql: str) -> CopyCommand:
     where = toks.pop(0).upper() if toks else ""
     if where != ("STDIN" if cmd.direction == "from" else "STDOUT"):
         if where == "PROGRAM" or where.startswith("'"):
-            raise InsufficientPrivilege(  # the sandbox (engine/sandbox.py), as Postgres for non-superusers
+            raise InsufficientPrivilege(  # the sandbox (engine/sql/sandbox.py), as Postgres for non-superusers
                 f"permission denied: COPY {direction} a file or program is not allowed",
                 hint=f"Use COPY ... {direction} {'STDIN' if direction == 'FROM' else 'STDOUT'}, "
                      "or psql's \\copy, which reads and writes the file on the client.")

@@ -20,8 +20,17 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import copy, division, dml, pg_catalog, pg_compat, point_lookup, privileges, read_path, sandbox, sql_refs
-from engine.catalog import OWNER, SYSTEM_COLUMNS, WRITTEN_AT, TableDef, check_identifier, parse_table_options
+from engine.sql import copy
+from engine.sql import division
+from engine.sql import dml
+from engine.catalog import pg_catalog
+from engine.sql import pg_compat
+from engine.read import point_lookup
+from engine.catalog import privileges
+from engine.read import views
+from engine.sql import sandbox
+from engine.sql import refs
+from engine.catalog.tables import OWNER, SYSTEM_COLUMNS, WRITTEN_AT, TableDef, check_identifier, parse_table_options
 from engine.engine import (DEFAULT_NAMESPACE, IDENTITY_VARIABLE, NO_FAST_DEFAULT, NOW, STREAM_FLUSH_REFUSED,
                            Engine, KeyState, Tombstone, key_list)
 from engine.errors import (
@@ -45,13 +54,13 @@ from engine.errors import (
     UniqueViolation,
     from_duckdb,
 )
-from engine.bytea import bytea_from_text
-from engine.division import checked_division
-from engine.error_position import locate
-from engine.param_types import infer_param_types
+from engine.sql.bytea import bytea_from_text
+from engine.sql.division import checked_division
+from engine.sql.error_position import locate
+from engine.sql.param_types import infer_param_types
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
-from engine.sql_split import leading_words, max_placeholder, split_statements
-from engine.statements import parse_command, parse_create_table, parse_grant, parse_role_command, \
+from engine.sql.split import leading_words, max_placeholder, split_statements
+from engine.sql.statements import parse_command, parse_create_table, parse_grant, parse_role_command, \
     parse_storage_command, unquote
 
 log = logging.getLogger("tierd.session")
@@ -148,7 +157,7 @@ class EngineSession:
         self.engine = engine
         self.user = user
         self.cur = engine.db.cursor()
-        self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
+        self.cur.execute(f"USE memory.{views.q(DEFAULT_NAMESPACE)}")
         self._sees_all_users: bool | None = None  # what this cursor's USER-table filter says
         self.cur.execute(_SEARCH_PATH)
         self.check_cur = engine.db.cursor()  # always sees the latest committed state
@@ -170,7 +179,7 @@ class EngineSession:
         self.cancel_requested = False
         self._closed = False
         # current_user & co. read this per-connection variable (Engine._create_identity_macros).
-        self.cur.execute(f"SET VARIABLE {IDENTITY_VARIABLE} = {read_path.sql_str(user)}")
+        self.cur.execute(f"SET VARIABLE {IDENTITY_VARIABLE} = {views.sql_str(user)}")
 
     # ------------------------------------------------------------------ public
     @property
@@ -194,7 +203,7 @@ class EngineSession:
             return
         su = self.is_superuser
         if su != self._sees_all_users:
-            read_path.set_session_user(self.cur, self.user, su)
+            views.set_session_user(self.cur, self.user, su)
             self._sees_all_users = su
 
     def execute(self, sql: str, params: list | None = None) -> list[StatementResult]:
@@ -413,7 +422,7 @@ class EngineSession:
             return False
 
     # ------------------------------------------------------------------ reads
-    def _check_read_only(self, sql: str) -> sql_refs.SqlRefs:
+    def _check_read_only(self, sql: str) -> refs.SqlRefs:
         """Client SQL reaching DuckDB directly must only read, never tierd's internals (a write
         there would bypass LevelDB and the key index) and nothing outside the sandbox."""
         if _INTERNAL.search(sql):
@@ -454,7 +463,7 @@ class EngineSession:
         self.engine.materialize()
         with self._running:
             if hidden:
-                self.cur.execute(f"USE {read_path.FULL}.{read_path.q(DEFAULT_NAMESPACE)}")
+                self.cur.execute(f"USE {views.FULL}.{views.q(DEFAULT_NAMESPACE)}")
             try:
                 self.cur.execute(sql, params)
                 types = [d[1] for d in self.cur.description]
@@ -476,7 +485,7 @@ class EngineSession:
             t = self.engine.catalog.by_tid(tid)
             self.cur.register("__batch", batch)
             try:
-                self.cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __batch")
+                self.cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __batch")
             finally:
                 self.cur.unregister("__batch")
 
@@ -489,7 +498,7 @@ class EngineSession:
         if first in READ_STATEMENTS:
             sql, hidden = self._read_sql(sql)
             if hidden:
-                self.cur.execute(f"USE {read_path.FULL}.{read_path.q(DEFAULT_NAMESPACE)}")
+                self.cur.execute(f"USE {views.FULL}.{views.q(DEFAULT_NAMESPACE)}")
             try:
                 return params, self._schema_of(sql, params)
             finally:
@@ -501,7 +510,7 @@ class EngineSession:
             if p.returning is None:
                 return params, None
             t = self._resolve(p.target)
-            returning = f"SELECT {p.returning} FROM {read_path.visible_view(t)} AS {read_path.q(p.target.alias)}"
+            returning = f"SELECT {p.returning} FROM {views.visible_view(t)} AS {views.q(p.target.alias)}"
             used = max_placeholder(p.returning)
             return params, self._schema_of(returning, params[:used] + [None] * (used - len(params)))
         if first in ("RETRY", "KILL") or (first == "STORAGE" and words[1:2] != ["CHECK"]):
@@ -520,7 +529,7 @@ class EngineSession:
         t = self.engine.catalog.find(table.db or DEFAULT_NAMESPACE, table.name)
         if t is not None:
             return {c.name: c.type for c in t.columns}
-        name = ".".join(read_path.q(part) for part in (table.catalog, table.db, table.name) if part)
+        name = ".".join(views.q(part) for part in (table.catalog, table.db, table.name) if part)
         sql, _ = self._read_sql(f"SELECT * FROM {name}")
         rel = self.cur.sql(sql)
         return {n: str(typ) for n, typ in zip(rel.columns, rel.types)}
@@ -529,7 +538,7 @@ class EngineSession:
         """Back to the catalog without system columns. In an aborted DuckDB transaction this
         fails; ROLLBACK and the next statement try again."""
         try:
-            self.cur.execute(f"USE memory.{read_path.q(DEFAULT_NAMESPACE)}")
+            self.cur.execute(f"USE memory.{views.q(DEFAULT_NAMESPACE)}")
             self.cur.execute(_SEARCH_PATH)
             self._catalog_dirty = False
         except duckdb.Error:
@@ -573,7 +582,7 @@ class EngineSession:
             if cmd.kind == "create_namespace":
                 name = unquote(cmd.args["name"])
                 if eng.catalog.create_namespace(name, if_not_exists=cmd.args["if"]):
-                    read_path.create_namespace(eng.admin, name)
+                    views.create_namespace(eng.admin, name)
                 return StatementResult("CREATE SCHEMA")
             if cmd.kind == "drop_namespace":
                 name = unquote(cmd.args["name"])
@@ -590,7 +599,7 @@ class EngineSession:
                 for t in tables:
                     eng.stop_table_job(t)
                 self._locked(lambda: [eng.drop_table(t) for t in tables])
-                read_path.drop_namespace(eng.admin, name)
+                views.drop_namespace(eng.admin, name)
                 eng.catalog.drop_namespace(name)
                 return StatementResult("DROP SCHEMA")
             if cmd.kind == "drop_table":
@@ -614,7 +623,7 @@ class EngineSession:
             self.engine.write_lock.release()
 
     def _split_name(self, qname: str) -> tuple[str, str]:
-        from engine.statements import split_qualified
+        from engine.sql.statements import split_qualified
 
         return split_qualified(qname, DEFAULT_NAMESPACE)
 
@@ -864,7 +873,7 @@ class EngineSession:
 
     def _group_commit(self) -> None:
         """Autocommit: queue the batches, let the next writer in, and return once they are
-        durable (engine/group_commit.py). The key index is updated before the lock goes, so
+        durable (engine/storage/group_commit.py). The key index is updated before the lock goes, so
         the next writer's uniqueness check already sees these keys."""
         eng = self.engine
         written = list(self.pending_index)
@@ -976,7 +985,7 @@ class EngineSession:
         if t.tid not in self.stages:
             cols = []
             for c in t.columns:
-                spec = f"{read_path.q(c.name)} {c.type}"
+                spec = f"{views.q(c.name)} {c.type}"
                 if c.default is not None:
                     spec += f" DEFAULT {c.default}"
                 if not c.nullable:
@@ -1046,7 +1055,7 @@ class EngineSession:
         if self.in_duck_txn:  # visible to this transaction at once, to others at COMMIT
             self.cur.register("__batch", batch)
             try:
-                self.cur.execute(f"INSERT INTO {read_path.hot_table(t)} SELECT * FROM __batch")
+                self.cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __batch")
             finally:
                 self.cur.unregister("__batch")
         self.pending.append((t.tid, first, batch))
@@ -1061,7 +1070,7 @@ class EngineSession:
             eng.ensure_shadowing(t)
         elif t.tid not in eng.shadowing and t.tid not in self.pending_shadow and eng.has_cold(t):
             # Inside this transaction's snapshot; takes effect for others at COMMIT.
-            self.cur.execute(read_path.full_view_sql(t, shadowing=True))
+            self.cur.execute(views.full_view_sql(t, shadowing=True))
             self.pending_shadow.add(t.tid)
 
     def _tombstones(self, t: TableDef, rows: pa.Table) -> pa.Table:
@@ -1076,7 +1085,7 @@ class EngineSession:
         used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
         self.cur.register("__ret", rows)
         try:
-            self.cur.execute(f"SELECT {expr} FROM __ret AS {read_path.q(alias)}", params[:used])
+            self.cur.execute(f"SELECT {expr} FROM __ret AS {views.q(alias)}", params[:used])
             return with_sql_types(self.cur.to_arrow_table(), [d[1] for d in self.cur.description])
         finally:
             self.cur.unregister("__ret")
@@ -1137,7 +1146,7 @@ class EngineSession:
         sql = p.stage_sql
         if dml.COLUMNS_PREFIX in sql:
             sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
-                         lambda m: "(" + ", ".join(read_path.q(c) for c in t.column_names[: int(m.group(1))]) + ")",
+                         lambda m: "(" + ", ".join(views.q(c) for c in t.column_names[: int(m.group(1))]) + ")",
                          sql, count=1)
         return self._typed(t, sql, params)
 
@@ -1165,7 +1174,7 @@ class EngineSession:
         self._shadow(t)
         self.engine.settle()
         if t.is_user:  # the owner of each row comes along: the full view has it
-            self.cur.execute(f"USE {read_path.FULL}.{read_path.q(DEFAULT_NAMESPACE)}")
+            self.cur.execute(f"USE {views.FULL}.{views.q(DEFAULT_NAMESPACE)}")
             try:
                 sel = self.cur.execute(select_sql, params).to_arrow_table()
             finally:
@@ -1299,8 +1308,8 @@ class EngineSession:
             sql = command.query
         else:
             t = self._resolve(dml.Target(command.namespace, command.table, command.table))
-            cols = ", ".join(read_path.q(c.name) for c in copy.target_columns(t, command))
-            sql = f"SELECT {cols} FROM {read_path.q(t.namespace)}.{read_path.q(t.name)}"
+            cols = ", ".join(views.q(c.name) for c in copy.target_columns(t, command))
+            sql = f"SELECT {cols} FROM {views.q(t.namespace)}.{views.q(t.name)}"
         table = self._query(sql, []).table
         return StatementResult(f"COPY {table.num_rows}", table)
 

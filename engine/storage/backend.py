@@ -1,7 +1,7 @@
 """One door for cold-tier I/O: every Parquet and manifest read or write goes through a Storage.
 
 Two kinds sit behind the same interface: a local directory (`FilesystemStorage`) and an S3
-bucket prefix (`engine/s3_storage.py`). Writes are atomic for readers: a filesystem write
+bucket prefix (`engine/storage/s3.py`). Writes are atomic for readers: a filesystem write
 goes to a temp name, is fsync'd and renamed; an S3 PUT is atomic by itself.
 """
 from __future__ import annotations

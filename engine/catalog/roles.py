@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from scramp import ScramMechanism
 
 from engine.errors import DuplicateObject, EngineError, InsufficientPrivilege, InvalidParameterValue, \
-    ObjectInUse, UndefinedObject
-from engine.hot_store import HotStore
-from engine.manifest import now_iso
+    DependentObjectsStillExist, ObjectInUse, UndefinedObject
+from engine.storage.hot_store import HotStore
+from engine.storage.manifest import now_iso
 
 SCRAM = "SCRAM-SHA-256"
 ITERATIONS = 4096  # Postgres's default scram_iterations
@@ -30,10 +30,6 @@ _PREFIX = "c/role/"
 MAX_NAME = 63  # Postgres's NAMEDATALEN - 1
 # Names Postgres keeps for itself: PUBLIC in GRANT, CURRENT_USER & co. in role specs.
 RESERVED_NAMES = frozenset({"public", "none", "current_user", "session_user", "current_role"})
-
-
-class DependentObjectsStillExist(EngineError):
-    sqlstate = "2BP01"
 
 
 @dataclass(frozen=True)

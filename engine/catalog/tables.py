@@ -18,9 +18,9 @@ from engine.errors import (
     SyntaxError_,
     UndefinedTable,
 )
-from engine.hot_store import HotStore
-from engine.manifest import now_iso
-from engine.policy import parse_flush_policy
+from engine.storage.hot_store import HotStore
+from engine.storage.manifest import now_iso
+from engine.catalog.flush_policy import parse_flush_policy
 
 RESERVED_NAMESPACES = {"system", "main", "pg_catalog", "information_schema", "temp"}
 SYSTEM_COLUMNS = ("_seq", "_deleted", "_user_id", "_written_at")

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import duckdb
 
-from engine import sandbox
-from engine.catalog import OWNER, WRITTEN_AT, TableDef
-from engine.storage import Storage
+from engine.sql import sandbox
+from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
+from engine.storage.backend import Storage
 
 INTERNAL = "__tierd"
 FULL = INTERNAL
@@ -73,7 +73,7 @@ def open_database() -> duckdb.DuckDBPyConnection:
         "autoinstall_known_extensions": False,  # no downloads: extensions come from wheels
         "autoload_known_extensions": False,
         "enable_object_cache": True,  # Parquet footers are read once, not per query
-        # The sandbox (engine/sandbox.py): no secrets on disk, no community extensions, no
+        # The sandbox (engine/sql/sandbox.py): no secrets on disk, no community extensions, no
         # Python variables read as tables.
         "allow_persistent_secrets": False,
         "allow_community_extensions": False,

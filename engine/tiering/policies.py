@@ -13,10 +13,10 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from engine.policy import FlushPolicy, parse_flush_policy
+from engine.catalog.flush_policy import FlushPolicy, parse_flush_policy
 
 if TYPE_CHECKING:
-    from engine.catalog import TableDef
+    from engine.catalog.tables import TableDef
     from engine.engine import Engine
 
 log = logging.getLogger("tierd.policies")

@@ -3,7 +3,7 @@ USER table is its own scope, compacted in its own directory with its own manifes
 
 Superseded versions and deleted rows are dropped, keys stay sorted, the manifest swaps in one
 commit, and the replaced files are deleted only after every query that might read them has
-finished (engine/reaper.py). The logical content never changes, so queries give the same
+finished (engine/storage/reaper.py). The logical content never changes, so queries give the same
 answer before, during and after.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import read_path
-from engine.manifest import Manifest, Segment, now_iso
+from engine.read import views
+from engine.storage.manifest import Manifest, Segment, now_iso
 
 if TYPE_CHECKING:
-    from engine.catalog import TableDef
+    from engine.catalog.tables import TableDef
     from engine.engine import Engine
-    from engine.jobs import Job
+    from engine.tiering.jobs import Job
 
 
 def needs_compaction(manifest: Manifest, max_segments: int) -> bool:
@@ -51,8 +51,8 @@ def _compact_scope(engine: "Engine", t: "TableDef", manifest: Manifest, job: "Jo
     storage = engine.storage_for(t)
     scope = t.scope(storage, manifest.user_id)
     target = engine.config.compaction_target_rows
-    pk = ", ".join(read_path.q(c) for c in t.key_columns)
-    source = read_path.all_cold_versions_sql(t, {manifest.user_id: manifest}, storage)
+    pk = ", ".join(views.q(c) for c in t.key_columns)
+    source = views.all_cold_versions_sql(t, {manifest.user_id: manifest}, storage)
     fp.hit("compact.start")
     cur = engine.db.cursor()
     segments: list[Segment] = []

@@ -21,8 +21,8 @@ import duckdb
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.errors import EngineError, ObjectInUse, UndefinedObject
-from engine.hot_store import HotStore
+from engine.errors import EngineError, JobNotRetryable, ObjectInUse, UndefinedObject
+from engine.storage.hot_store import HotStore
 
 log = logging.getLogger("tierd.jobs")
 
@@ -40,10 +40,6 @@ FINISHED = ("completed", "failed", "skipped", "cancelled")
 
 class JobCancelled(Exception):
     """Raised inside a running job, between steps, after KILL JOB."""
-
-
-class JobNotRetryable(EngineError):
-    sqlstate = "55000"
 
 
 def _now() -> datetime:

@@ -15,15 +15,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from engine.errors import (
+    DependentObjectsStillExist,
     DuplicateObject,
     EngineError,
     FeatureNotSupported,
     InvalidParameterValue,
+    StorageUnhealthy,
     UndefinedObject,
 )
-from engine.hot_store import HotStore
-from engine.manifest import now_iso
-from engine.storage import FilesystemStorage, Storage
+from engine.storage.hot_store import HotStore
+from engine.storage.manifest import now_iso
+from engine.storage.backend import FilesystemStorage, Storage
 
 LOCAL = "local"
 TYPES = ("filesystem", "s3")
@@ -31,14 +33,6 @@ DEFAULT_SHARED = "{namespace}/{tableName}"
 DEFAULT_USER = "{namespace}/{tableName}/{userId}"
 ALTERABLE = ("name", "description", "config", "shared_tables_template", "user_tables_template")
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-
-
-class DependentObjectsStillExist(EngineError):
-    sqlstate = "2BP01"
-
-
-class StorageUnhealthy(EngineError):
-    sqlstate = "58030"
 
 
 @dataclass
@@ -84,7 +78,7 @@ def make_storage(d: StorageDef) -> Storage:
                   user_tables_template=d.user_tables_template, config=dict(d.config))
     if d.storage_type == "filesystem":
         return FilesystemStorage(d.storage_id, d.base, storage_type="filesystem", **common)
-    from engine.s3_storage import S3Storage
+    from engine.storage.s3 import S3Storage
 
     return S3Storage(d.storage_id, d.base, storage_type="s3", **common)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from engine import pg_catalog
+from engine.catalog import pg_catalog
 
 _T = duckdb.token_type
 _REGEX_OPS = {"~": ("~", ""), "!~": ("!~", ""), "~*": ("~", "i"), "!~*": ("!~", "i")}

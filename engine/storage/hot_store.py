@@ -15,13 +15,9 @@ from typing import Iterator
 import plyvel
 import pyarrow as pa
 
-from engine.errors import EngineError
+from engine.errors import DataDirLocked, EngineError
 
 SEQ_KEY = b"m/seq"
-
-
-class DataDirLocked(EngineError):
-    sqlstate = "55006"
 
 
 def _batch_prefix(tid: int) -> bytes:

@@ -11,7 +11,7 @@ import functools
 import sqlglot
 from sqlglot import exp
 
-from engine.sql_split import _scan
+from engine.sql.split import _scan
 
 DIVIDE, MODULO = "__tierd_div", "__tierd_mod"
 MACROS = (
@@ -36,7 +36,7 @@ def checked_division(sql: str) -> str:
 
 @functools.lru_cache(maxsize=512)
 def _rewrite(sql: str) -> str:
-    from engine.dml import _space_params
+    from engine.sql.dml import _space_params
 
     try:
         tree = sqlglot.parse_one(_space_params(sql), read="postgres")

@@ -14,12 +14,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from engine import read_path
+from engine.read import views
 
 if TYPE_CHECKING:
-    from engine.catalog import TableDef
+    from engine.catalog.tables import TableDef
     from engine.engine import Engine
-    from engine.jobs import Job
+    from engine.tiering.jobs import Job
 
 log = logging.getLogger("tierd.stream")
 
@@ -64,7 +64,7 @@ class EvictionScheduler:
         eng.materialize()
         cur = eng.db.cursor()
         try:
-            return cur.execute(f"SELECT EXISTS (SELECT 1 FROM {read_path.hot_table(t)} "
+            return cur.execute(f"SELECT EXISTS (SELECT 1 FROM {views.hot_table(t)} "
                                f"WHERE {_expired_sql(t)})").fetchone()[0]
         except Exception:  # the table was dropped meanwhile
             return False
@@ -79,7 +79,7 @@ def evict(engine: "Engine", t: "TableDef", job: "Job | None") -> tuple[str, str,
     engine.acquire_write_lock()
     try:
         engine.settle()  # queued commits durable and in DuckDB first
-        hot = read_path.hot_table(t)
+        hot = views.hot_table(t)
         newest, count = cur.execute(f"SELECT max(_seq), count(*) FROM {hot} WHERE {_expired_sql(t)}").fetchone()
         if not count:
             return "skipped", f"Stream eviction skipped: no expired rows in table '{t.qualified}'", 0

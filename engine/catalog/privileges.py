@@ -9,9 +9,9 @@ that are already open.
 """
 from __future__ import annotations
 
-from engine.catalog import TableDef
+from engine.catalog.tables import TableDef
 from engine.errors import InsufficientPrivilege
-from engine.roles import RoleCatalog
+from engine.catalog.roles import RoleCatalog
 
 # Table types whose rows are filtered per role instead of guarded by grants.
 OPEN_TABLE_TYPES = frozenset({"USER"})

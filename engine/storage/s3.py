@@ -50,7 +50,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from engine.storage import SECRET_KEYS, Storage
+from engine.storage.backend import SECRET_KEYS, Storage
 
 DEFAULT_REGION = "us-east-1"
 REDACTED = "********"

@@ -25,7 +25,8 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
-from engine import pg_types, privileges
+from engine.catalog import pg_types
+from engine.catalog import privileges
 
 CATALOG = "__pg"
 PG = f"{CATALOG}.main"  # what clients call pg_catalog
