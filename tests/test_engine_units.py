@@ -2,10 +2,12 @@
 import pytest
 
 from engine.errors import InvalidParameterValue, SyntaxError_
-from engine.storage.manifest import Manifest, Segment
+from engine.storage.manifest import CompactionEdit, FlushEdit, Manifest, Segment
 from engine.catalog.flush_policy import FlushPolicy, parse_flush_policy
 from engine.sql.split import leading_words, split_statements
-from engine.sql.statements import parse_command, parse_create_table
+from engine.sql.parse import parse
+from engine.sql.statements import (CreateRole, DropNamespace, DropTable, Grant, StorageJob, parse_create_table,
+                                   parse_storage_job)
 
 
 @pytest.mark.parametrize("sql,expected", [
@@ -63,20 +65,28 @@ def test_parse_create_table_with_options():
 
 
 def test_parse_commands():
-    cmd = parse_command("STORAGE FLUSH TABLE app.events WAIT")
-    assert cmd.kind == "flush_table" and cmd.args["name"] == "app.events" and cmd.args["wait"]
-    assert parse_command("storage flush all in app").args["ns"] == "app"
-    assert parse_command("DROP NAMESPACE IF EXISTS app CASCADE").args["if"] is True
-    assert parse_command("STORAGE FLUSH TABLES x") is None
+    assert parse("STORAGE FLUSH TABLE app.events WAIT") == StorageJob("flush", "app.events", None, True)
+    assert parse("storage compact all in app") == StorageJob("compact", None, "app", False)
+    assert parse("DROP NAMESPACE IF EXISTS app CASCADE") == DropNamespace("app", True, True, "DROP NAMESPACE")
+    assert parse("drop table if exists a.b") == DropTable("a.b", True, "DROP TABLE")
+    assert parse("CREATE USER bob PASSWORD 'x'") == CreateRole("bob", False, True, "x", "USER")
+    assert parse("GRANT SELECT ON t TO bob") == Grant(True, ["SELECT"], ["t"], ["bob"])
+    assert parse_storage_job("STORAGE FLUSH TABLES x") is None
+    with pytest.raises(SyntaxError_):
+        parse("STORAGE FLUSH TABLES x")
 
 
 def test_manifest_roundtrip_and_next_version():
     m = Manifest(table_id="a.b")
     seg = Segment(id=0, path="batch-0.parquet", min_seq=1, max_seq=3, row_count=3, size_bytes=10,
                   created_at="t", column_stats={"id": {"min": 1, "max": 3, "null_count": 0}})
-    m2 = m.with_segments([seg], flushed_seq=3)
+    m2 = m.apply(FlushEdit([seg], flushed_seq=3))
     assert (m2.version, m2.flushed_seq, m2.next_segment_id, m2.row_count) == (1, 3, 1, 3)
     assert Manifest.from_json(m2.to_json()) == m2
+    seg2 = Segment(id=5, path="batch-5.parquet", min_seq=1, max_seq=3, row_count=2, size_bytes=8, created_at="t")
+    m3 = m2.apply(CompactionEdit([seg2]))
+    assert (m3.version, m3.flushed_seq, m3.next_segment_id, [s.id for s in m3.segments]) == (2, 3, 6, [5])
+    assert m3.created_at == m2.created_at
 
 
 def test_dml_plan_reads_unspaced_placeholders():

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 from scramp import ScramMechanism
 
-from engine.errors import DuplicateObject, EngineError, InsufficientPrivilege, InvalidParameterValue, \
+from engine.errors import DuplicateObject, InsufficientPrivilege, InvalidParameterValue, \
     DependentObjectsStillExist, ObjectInUse, UndefinedObject
 from engine.storage.hot_store import HotStore
 from engine.storage.manifest import now_iso

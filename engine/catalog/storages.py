@@ -17,7 +17,6 @@ from typing import Callable
 from engine.errors import (
     DependentObjectsStillExist,
     DuplicateObject,
-    EngineError,
     FeatureNotSupported,
     InvalidParameterValue,
     StorageUnhealthy,

@@ -22,6 +22,7 @@ from engine.storage.hot_store import HotStore
 from engine.storage.manifest import now_iso
 from engine.catalog.flush_policy import parse_flush_policy
 
+DEFAULT_NAMESPACE = "public"  # where unqualified names resolve
 RESERVED_NAMESPACES = {"system", "main", "pg_catalog", "information_schema", "temp"}
 SYSTEM_COLUMNS = ("_seq", "_deleted", "_user_id", "_written_at")
 OWNER = "_user_id"  # a USER table's owner column: part of its internal key, stored in Parquet

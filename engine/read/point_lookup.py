@@ -24,13 +24,16 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from engine.catalog.tables import Catalog, TableDef
+from engine.cold_tier import ColdTier
+from engine.hot_tier import HotTier
 from engine.storage import hot_store
-from engine.read import views
 from engine.results import schema_with_sql_types
 
 CACHE_BYTES = 128 << 20  # decoded row groups kept for lookups
@@ -142,47 +145,51 @@ class PointLookups:
     """Per-engine caches of segment keys and decoded row groups (files are immutable, so a
     path names the same content forever)."""
 
-    def __init__(self):
+    def __init__(self, catalog: Catalog, hot: HotTier, cold: ColdTier, visible_schema: Callable[[TableDef], pa.Schema]):
+        self._catalog = catalog
+        self._hot_tier = hot
+        self._cold_tier = cold
+        self._visible_schema = visible_schema
         self._lock = threading.Lock()
         self._keys = _Lru(KEY_CACHE_BYTES)
         self._groups = _Lru(CACHE_BYTES)
         self._batches = _Lru(HOT_CACHE_BYTES)
         self._shapes: dict[tuple, tuple[pa.Schema, pa.Schema, pa.Table]] = {}
 
-    def run(self, session, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
+    def run(self, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
         """The query's answer, or None when the normal query path must run (which then gives
         the answer, or the error, the normal way)."""
         try:
-            return self._run(session, q, params, default_namespace)
+            return self._run(q, params, default_namespace)
         except (_Fallback, OSError, pa.ArrowException, TypeError, ValueError, KeyError, IndexError):
             return None
 
-    def _run(self, session, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
-        eng = session.engine
-        t = eng.catalog.find(q.namespace or default_namespace, q.table)
+    def _run(self, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
+        hot, cold = self._hot_tier, self._cold_tier
+        t = self._catalog.find(q.namespace or default_namespace, q.table)
         if t is None or t.table_type.upper() != "SHARED" or t.ttl_seconds or len(t.primary_key) != 1 \
-                or t.primary_key[0] != q.key_column or t.tid in eng.unavailable:
+                or t.primary_key[0] != q.key_column or t.tid in cold.unavailable:
             return None
         key = q.literal if q.literal is not None else (params[0] if len(params) == 1 else None)
         if type(key) is not int:
             return None
-        schema = eng.visible_schema(t)
+        schema = self._visible_schema(t)
         names = list(q.columns) if q.columns is not None else list(schema.names)
         if any(n not in schema.names for n in names):
             return None
         out_schema, empty = self._shape(t, schema, tuple(names))
-        epoch = eng.cold_epoch
+        epoch = cold.epoch
         if epoch % 2:
             return None
-        state = eng.hot_index.get(t.tid, {}).get(key)
+        state = hot.index.get(t.tid, {}).get(key)
         if state is not None:  # the newest version is hot
             seq, deleted = state.seq, state.deleted
-            if seq > eng.visible_seq:
+            if seq > hot.visible_seq:
                 return None  # committed but not visible yet: the view decides
-            row = empty if deleted else self._hot(eng, t, key, seq)
+            row = empty if deleted else self._hot(t, key, seq)
         else:
-            row = self._cold(eng, t, key)
-        if eng.cold_epoch != epoch:
+            row = self._cold(t, key)
+        if cold.epoch != epoch:
             return None
         if row is None:
             return empty
@@ -203,16 +210,17 @@ class PointLookups:
         self._shapes[key] = (schema, out, empty)
         return out, empty
 
-    def _hot(self, eng, t, key: int, seq: int) -> pa.Table:
+    def _hot(self, t: TableDef, key: int, seq: int) -> pa.Table:
         """The hot version `seq` of `key`, from the LevelDB batch that holds it."""
         with self._lock:
-            first = eng.store.batch_first_holding(t.tid, seq)
+            store = self._hot_tier.store
+            first = store.batch_first_holding(t.tid, seq)
             if first is None:
                 raise _Fallback  # flushed meanwhile
             batch_key = hot_store.batch_key(t.tid, first)
             batch = self._batches.get(batch_key)
             if batch is None:
-                batch = eng.store.read_batch(batch_key)
+                batch = store.read_batch(batch_key)
                 if batch is None:
                     raise _Fallback
                 self._batches.put(batch_key, batch, batch.nbytes)
@@ -222,9 +230,9 @@ class PointLookups:
             raise _Fallback
         return row
 
-    def _cold(self, eng, t, key: int) -> pa.Table | None:
-        storage = eng.storage_for(t)
-        manifest = (eng.manifests.get(t.tid) or {}).get(None)  # a SHARED table's one scope
+    def _cold(self, t: TableDef, key: int) -> pa.Table | None:
+        storage = self._cold_tier.storage_for(t)
+        manifest = (self._cold_tier.manifests.get(t.tid) or {}).get(None)  # a SHARED table's one scope
         if manifest is None or storage.storage_type != "filesystem":
             raise _Fallback
         if any(s.kind != "base" for s in manifest.segments):

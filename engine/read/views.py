@@ -99,7 +99,7 @@ def drop_namespace(con: duckdb.DuckDBPyConnection, ns: str) -> None:
     con.execute(f"DROP SCHEMA IF EXISTS {FULL}.{q(ns)} CASCADE")
 
 
-USER_VARIABLE = "tierd_user"
+USER_VARIABLE = "tierd_user"  # per DuckDB connection: the session's role (current_user, USER-table rows)
 ALL_USERS_VARIABLE = "tierd_all_users"
 # Rows a session may see: its own, or all for a superuser; NULL (no row) on engine cursors.
 OWNER_FILTER = f"({OWNER} = getvariable('{USER_VARIABLE}') OR getvariable('{ALL_USERS_VARIABLE}'))"

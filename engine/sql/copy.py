@@ -1,12 +1,12 @@
-"""COPY, wire-agnostic: the statement's grammar, and text/csv input turned into typed rows.
+"""COPY, wire-agnostic: the statement's grammar, and text/csv input cut into rows of text.
 
 Input arrives as a stream of byte pieces (whatever the client sent) and is cut into blocks
 of whole rows, so memory is bounded by the block size, not the COPY size. Each block is
-parsed by pyarrow's CSV reader (vectorised, multi-threaded) into string columns and cast by
-DuckDB to the table's column types. Postgres text format (tab-separated, `\\N` for NULL,
-backslash escapes) is parsed the same way: escapes are undone afterwards, only in the
-values that hold a backslash, and a block where an escaped delimiter or newline would
-fool a plain splitter is parsed by the row-at-a-time parser here instead.
+parsed by pyarrow's CSV reader (vectorised, multi-threaded) into string columns, which the
+session casts to the table's column types (engine/session/copy.py). Postgres text format
+(tab-separated, `\\N` for NULL, backslash escapes) is parsed the same way: escapes are undone
+afterwards, only in the values that hold a backslash, and a block where an escaped delimiter
+or newline would fool a plain splitter is parsed by the row-at-a-time parser here instead.
 
 Errors name the line, as Postgres does (`CONTEXT: COPY t, line 3, column x: "abc"`).
 """
@@ -16,25 +16,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from engine.catalog.tables import Column, TableDef
 from engine.errors import (
     BadCopyFileFormat,
     CharacterNotInRepertoire,
-    DuplicateColumn,
     EngineError,
     FeatureNotSupported,
     InsufficientPrivilege,
     InvalidParameterValue,
-    InvalidTextRepresentation,
-    NotNullViolation,
     SyntaxError_,
-    UndefinedColumn,
-    from_duckdb,
 )
 from engine.sql.statements import matching_paren
 
@@ -419,7 +412,8 @@ def with_context(err: EngineError, context: str) -> EngineError:
     return err
 
 
-def _shown(value: str) -> str:
+def shown_value(value: str) -> str:
+    """A value as an error message quotes it: the first 100 characters."""
     return value if len(value) <= 100 else value[:100] + "..."
 
 
@@ -475,7 +469,7 @@ def _width_error(columns: list[str], got: int, line: int, text: str, label: str)
         err = BadCopyFileFormat(f'missing data for column "{columns[got]}"')
     else:
         err = BadCopyFileFormat("extra data after last expected column")
-    return with_context(err, f'COPY {label}, line {line}: "{_shown(text)}"')
+    return with_context(err, f'COPY {label}, line {line}: "{shown_value(text)}"')
 
 
 def parse_block(block: bytes, opts: CopyOptions, columns: list[str], first_line: int, label: str) -> pa.Table:
@@ -560,101 +554,3 @@ class TargetColumn:
     name: str
     arrow_type: pa.DataType
     duck_type: str
-
-
-def target_columns(t: TableDef, cmd: CopyCommand) -> list[Column]:
-    """The table columns COPY reads into, in input order (all of them by default)."""
-    if not cmd.columns:
-        return list(t.columns)
-    by_name = {c.name: c for c in t.columns}
-    seen: set[str] = set()
-    out = []
-    for name in cmd.columns:
-        if name not in by_name:
-            raise UndefinedColumn(f'column "{name}" of relation "{t.name}" does not exist')
-        if name in seen:
-            raise DuplicateColumn(f'column "{name}" specified more than once')
-        seen.add(name)
-        out.append(by_name[name])
-    return out
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _cast(src: str, column: Column, raw_type: pa.DataType) -> str:
-    """DuckDB expression turning raw input `src` into the column's type, reading the text
-    forms Postgres writes where DuckDB's own cast differs (bytea hex, {a,b} arrays, on/off)."""
-    typ = column.type
-    if not (pa.types.is_string(raw_type) or pa.types.is_large_string(raw_type)):
-        return f"CAST({src} AS {typ})"
-    upper = typ.upper()
-    if upper in ("BLOB", "BYTEA"):
-        return f"CASE WHEN starts_with({src}, '\\x') THEN unhex({src}[3:]) ELSE CAST({src} AS BLOB) END"
-    if upper.endswith("[]"):
-        return f"CAST(CASE WHEN {src} LIKE '{{%}}' THEN '[' || {src}[2:-2] || ']' ELSE {src} END AS {typ})"
-    if upper == "BOOLEAN":
-        return (f"CASE lower(trim({src})) WHEN 'on' THEN true WHEN 'off' THEN false "
-                f"ELSE CAST({src} AS BOOLEAN) END")
-    return f"CAST({src} AS {typ})"
-
-
-def typed_rows(cur: duckdb.DuckDBPyConnection, t: TableDef, schema: pa.Schema, targets: list[Column],
-               raw: pa.Table, first_line: int, label: str) -> pa.Table:
-    """`raw` (one column per target) as rows of the table's visible schema: values cast,
-    columns COPY does not name filled with their defaults, NOT NULL enforced."""
-    position = {c.name: i for i, c in enumerate(targets)}
-    exprs = []
-    for c in t.columns:
-        i = position.get(c.name)
-        if i is not None:
-            exprs.append(f"{_cast(f'c{i}', c, raw.schema.field(i).type)} AS {_q(c.name)}")
-        else:
-            exprs.append(f"CAST({c.default if c.default is not None else 'NULL'} AS {c.type}) AS {_q(c.name)}")
-    cur.register("__copy_raw", raw)
-    try:
-        try:
-            out = cur.execute(f"SELECT {', '.join(exprs)} FROM __copy_raw").to_arrow_table()
-        except duckdb.Error as exc:
-            raise _locate_bad_value(cur, targets, raw, first_line, label) or from_duckdb(exc) from None
-    finally:
-        cur.unregister("__copy_raw")
-    if out.schema != schema:
-        out = out.cast(schema)
-    for c, col in zip(t.columns, out.columns):
-        if not c.nullable and col.null_count:
-            line = first_line + pc.index(pc.is_null(col), True).as_py()
-            raise with_context(NotNullViolation(
-                f'null value in column "{c.name}" of relation "{t.name}" violates not-null constraint'),
-                f"COPY {label}, line {line}")
-    return out
-
-
-def _locate_bad_value(cur, targets: list[Column], raw: pa.Table, first_line: int,
-                      label: str) -> EngineError | None:
-    """After a failed cast: the first input value that does not convert, as Postgres reports it."""
-    best = None
-    for i, c in enumerate(targets):
-        src = f"c{i}"
-        expr = _cast(src, c, raw.schema.field(i).type).replace("CAST(", "TRY_CAST(")
-        converted = cur.execute(f"SELECT {expr} FROM __copy_raw").to_arrow_table().column(0)
-        bad = pc.and_(pc.is_null(converted), pc.is_valid(raw.column(i)))
-        n = pc.index(bad, True).as_py()
-        if n >= 0 and (best is None or n < best[0]):
-            best = (n, c, raw.column(i)[n].as_py())
-    if best is None:
-        return None
-    n, c, value = best
-    shown = _shown(value if isinstance(value, str) else str(value))
-    err = InvalidTextRepresentation(f'invalid input syntax for type {_pg_name(c.type)}: "{shown}"')
-    return with_context(err, f'COPY {label}, line {first_line + n}, column {c.name}: "{shown}"')
-
-
-_PG_NAMES = {"DOUBLE": "double precision", "FLOAT": "real", "VARCHAR": "text", "TINYINT": "smallint",
-             "TIMESTAMP WITH TIME ZONE": "timestamp with time zone", "BLOB": "bytea"}
-
-
-def _pg_name(duck_type: str) -> str:
-    """The Postgres name of a DuckDB column type, for messages."""
-    return _PG_NAMES.get(duck_type.upper(), duck_type.lower())

@@ -100,25 +100,79 @@ def parse_create_table(sql: str, default_ns: str) -> CreateTable:
     )
 
 
-@dataclass
-class Command:
-    """A parsed tierd command: `kind` plus its arguments."""
+# --- tierd's own commands, typed --------------------------------------------------------
+@dataclass(frozen=True)
+class CreateNamespace:
+    name: str
+    if_not_exists: bool
+    action: str = "CREATE SCHEMA"  # as written, for messages
 
-    kind: str
-    args: dict
+
+@dataclass(frozen=True)
+class DropNamespace:
+    name: str
+    if_exists: bool
+    cascade: bool
+    action: str = "DROP SCHEMA"
 
 
-_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("create_namespace", re.compile(rf"^\s*CREATE\s+(?:NAMESPACE|SCHEMA)\s+(IF\s+NOT\s+EXISTS\s+)?(?P<name>{_NAME})\s*;?\s*$", re.I)),
-    ("drop_namespace", re.compile(rf"^\s*DROP\s+(?:NAMESPACE|SCHEMA)\s+(IF\s+EXISTS\s+)?(?P<name>{_NAME})(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
-    ("drop_table", re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]})(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
-    ("flush_table", re.compile(rf"^\s*STORAGE\s+FLUSH\s+TABLE\s+(?P<name>{_QNAME[1:-1]})(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)),
-    ("flush_all", re.compile(rf"^\s*STORAGE\s+FLUSH\s+ALL(?:\s+IN\s+(?P<ns>{_NAME}))?(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)),
-    ("compact_table", re.compile(rf"^\s*STORAGE\s+COMPACT\s+TABLE\s+(?P<name>{_QNAME[1:-1]})(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)),
-    ("compact_all", re.compile(rf"^\s*STORAGE\s+COMPACT\s+ALL(?:\s+IN\s+(?P<ns>{_NAME}))?(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)),
-    ("retry_job", re.compile(r"^\s*RETRY\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)),
-    ("kill_job", re.compile(r"^\s*KILL\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)),
+@dataclass(frozen=True)
+class DropTable:
+    name: str  # as written (quoting kept): split_qualified resolves it
+    if_exists: bool
+    action: str = "DROP TABLE"
+
+
+@dataclass(frozen=True)
+class StorageJob:
+    """STORAGE FLUSH|COMPACT TABLE ns.t | ALL [IN ns] [WAIT]."""
+    job_type: str  # "flush" | "compact"
+    table: str | None  # None: ALL
+    namespace: str | None  # ALL IN ns
+    wait: bool
+
+
+@dataclass(frozen=True)
+class JobCommand:
+    """RETRY JOB 'id' | KILL JOB 'id'."""
+    action: str  # "retry" | "kill"
+    job_id: str
+
+
+_NAMESPACE_PATTERNS = [
+    (CreateNamespace, re.compile(rf"^\s*CREATE\s+(?:NAMESPACE|SCHEMA)\s+(?P<if>IF\s+NOT\s+EXISTS\s+)?(?P<name>{_NAME})\s*;?\s*$", re.I)),
+    (DropNamespace, re.compile(rf"^\s*DROP\s+(?:NAMESPACE|SCHEMA)\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_NAME})(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
+    (DropTable, re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]})(?:\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
 ]
+_STORAGE_JOB = re.compile(rf"^\s*STORAGE\s+(?P<verb>FLUSH|COMPACT)\s+(?:TABLE\s+(?P<name>{_QNAME[1:-1]})|ALL(?:\s+IN\s+(?P<ns>{_NAME}))?)(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)
+_JOB_COMMAND = re.compile(r"^\s*(?P<verb>RETRY|KILL)\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)
+
+
+def parse_namespace_or_drop(sql: str) -> CreateNamespace | DropNamespace | DropTable | None:
+    """CREATE/DROP NAMESPACE (or SCHEMA), DROP TABLE; None for any other CREATE/DROP."""
+    for cls, pat in _NAMESPACE_PATTERNS:
+        m = pat.match(sql)
+        if m:
+            if cls is CreateNamespace:
+                return CreateNamespace(m.group("name"), bool(m.group("if")))
+            if cls is DropNamespace:
+                return DropNamespace(m.group("name"), bool(m.group("if")),
+                                     (m.group("cascade") or "").strip().upper() == "CASCADE")
+            return DropTable(m.group("name"), bool(m.group("if")))
+    return None
+
+
+def parse_storage_job(sql: str) -> StorageJob | None:
+    m = _STORAGE_JOB.match(sql)
+    if not m:
+        return None
+    return StorageJob("flush" if m.group("verb").upper() == "FLUSH" else "compact", m.group("name"), m.group("ns"),
+                      bool(m.group("wait")))
+
+
+def parse_job_command(sql: str) -> JobCommand | None:
+    m = _JOB_COMMAND.match(sql)
+    return JobCommand(m.group("verb").lower(), m.group("job")) if m else None
 
 
 _PAIR = re.compile(r"\s*,?\s*([A-Za-z_]+)\s+'((?:[^']|'')*)'", re.S)
@@ -142,33 +196,61 @@ def parse_pairs(text: str) -> dict[str, str]:
 
 
 _STORAGE_ID = r"(?P<id>[A-Za-z_][A-Za-z0-9_\-]*)"
-_STORAGE_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("create_storage", re.compile(rf"^\s*CREATE\s+STORAGE\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?{_STORAGE_ID}\s+(?P<rest>.*)$", re.I | re.S)),
-    ("alter_storage", re.compile(rf"^\s*ALTER\s+STORAGE\s+{_STORAGE_ID}\s+SET\s+(?P<rest>.*)$", re.I | re.S)),
-    ("drop_storage", re.compile(rf"^\s*DROP\s+STORAGE\s+(?P<ie>IF\s+EXISTS\s+)?{_STORAGE_ID}\s*;?\s*$", re.I)),
-    ("show_storages", re.compile(r"^\s*SHOW\s+STORAGES\s*;?\s*$", re.I)),
-    ("check_storage", re.compile(rf"^\s*STORAGE\s+CHECK\s+{_STORAGE_ID}\s*;?\s*$", re.I)),
+
+
+@dataclass(frozen=True)
+class CreateStorage:
+    storage_id: str
+    options: dict
+    if_not_exists: bool
+
+
+@dataclass(frozen=True)
+class AlterStorage:
+    storage_id: str
+    options: dict
+
+
+@dataclass(frozen=True)
+class DropStorage:
+    storage_id: str
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class ShowStorages:
+    pass
+
+
+@dataclass(frozen=True)
+class CheckStorage:
+    storage_id: str
+
+
+_STORAGE_PATTERNS = [
+    (CreateStorage, re.compile(rf"^\s*CREATE\s+STORAGE\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?{_STORAGE_ID}\s+(?P<rest>.*)$", re.I | re.S)),
+    (AlterStorage, re.compile(rf"^\s*ALTER\s+STORAGE\s+{_STORAGE_ID}\s+SET\s+(?P<rest>.*)$", re.I | re.S)),
+    (DropStorage, re.compile(rf"^\s*DROP\s+STORAGE\s+(?P<ie>IF\s+EXISTS\s+)?{_STORAGE_ID}\s*;?\s*$", re.I)),
+    (ShowStorages, re.compile(r"^\s*SHOW\s+STORAGES\s*;?\s*$", re.I)),
+    (CheckStorage, re.compile(rf"^\s*STORAGE\s+CHECK\s+{_STORAGE_ID}\s*;?\s*$", re.I)),
 ]
+StorageDefinition = CreateStorage | AlterStorage | DropStorage | ShowStorages | CheckStorage
 
 
-def parse_storage_command(sql: str) -> Command | None:
-    for kind, pat in _STORAGE_PATTERNS:
+def parse_storage_definition(sql: str) -> StorageDefinition | None:
+    for cls, pat in _STORAGE_PATTERNS:
         m = pat.match(sql)
-        if m:
-            args = m.groupdict()
-            if "rest" in args:
-                args["options"] = parse_pairs(args.pop("rest"))
-            return Command(kind, args)
-    return None
-
-
-def parse_command(sql: str) -> Command | None:
-    for kind, pat in _PATTERNS:
-        m = pat.match(sql)
-        if m:
-            args = {k: v for k, v in m.groupdict().items()}
-            args["if"] = bool(m.group(1)) if kind in ("create_namespace", "drop_namespace", "drop_table") else False
-            return Command(kind, args)
+        if not m:
+            continue
+        if cls is CreateStorage:
+            return CreateStorage(m.group("id"), parse_pairs(m.group("rest")), bool(m.group("ine")))
+        if cls is AlterStorage:
+            return AlterStorage(m.group("id"), parse_pairs(m.group("rest")))
+        if cls is DropStorage:
+            return DropStorage(m.group("id"), bool(m.group("ie")))
+        if cls is ShowStorages:
+            return ShowStorages()
+        return CheckStorage(m.group("id"))
     return None
 
 
@@ -211,7 +293,50 @@ def _name_list(tokens: list[str], what: str) -> list[str]:
     return names
 
 
-def parse_role_command(sql: str) -> Command | None:
+@dataclass(frozen=True)
+class CreateRole:
+    name: str
+    superuser: bool
+    login: bool
+    password: str | None
+    noun: str = "ROLE"  # USER or ROLE, as written (the command tag repeats it)
+
+
+@dataclass(frozen=True)
+class AlterRole:
+    name: str
+    superuser: bool | None  # None: unchanged
+    login: bool | None
+    password: str | None
+    sets_password: bool  # PASSWORD given (PASSWORD NULL clears it)
+    noun: str = "ROLE"
+
+    @property
+    def only_password(self) -> bool:
+        """A role may change its own password, nothing else, without being a superuser."""
+        return self.sets_password and self.superuser is None and self.login is None
+
+
+@dataclass(frozen=True)
+class DropRole:
+    names: list[str]
+    if_exists: bool
+    noun: str = "ROLE"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """GRANT (grant=True) or REVOKE of table privileges."""
+    grant: bool
+    privileges: list[str]
+    tables: list[str]  # qualified name texts, quoting kept
+    roles: list[str]
+
+
+RoleCommand = CreateRole | AlterRole | DropRole
+
+
+def parse_role_command(sql: str) -> RoleCommand | None:
     """CREATE|ALTER USER|ROLE name [WITH] option..., DROP USER|ROLE [IF EXISTS] name[, ...].
 
     Options: SUPERUSER | NOSUPERUSER | LOGIN | NOLOGIN | [ENCRYPTED] PASSWORD 'secret' | PASSWORD NULL.
@@ -224,7 +349,7 @@ def parse_role_command(sql: str) -> Command | None:
     if verb == "DROP":
         if_exists = [t.upper() for t in tokens[:2]] == ["IF", "EXISTS"]
         names = _name_list(tokens[2:] if if_exists else tokens, "role")
-        return Command("drop_role", {"names": names, "if": if_exists})
+        return DropRole(names, if_exists, noun)
     if not tokens or not _is_name(tokens[0]):
         raise SyntaxError_(f"syntax error: expected a role name after {verb} {noun}")
     name = unquote(tokens[0])
@@ -260,18 +385,18 @@ def parse_role_command(sql: str) -> Command | None:
                                       hint="Supported: SUPERUSER, NOSUPERUSER, LOGIN, NOLOGIN, PASSWORD.")
         raise SyntaxError_(f"syntax error at or near {rest[i]!r} in {verb} {noun}")
     if verb == "CREATE":
-        opts.setdefault("login", noun == "USER")
-        opts.setdefault("superuser", False)
-    elif not opts:
+        return CreateRole(name, opts.get("superuser", False), opts.get("login", noun == "USER"), opts.get("password"),
+                          noun)
+    if not opts:
         raise SyntaxError_(f"syntax error: ALTER {noun} {name} needs an option "
                            "(SUPERUSER, NOSUPERUSER, LOGIN, NOLOGIN or PASSWORD)")
-    return Command(f"{verb.lower()}_role", {"name": name, **opts})
+    return AlterRole(name, opts.get("superuser"), opts.get("login"), opts.get("password"), "password" in opts, noun)
 
 
-def parse_grant(sql: str) -> Command | None:
+def parse_grant(sql: str) -> Grant | None:
     """GRANT priv[, ...] | ALL [PRIVILEGES] ON [TABLE] t[, ...] TO role[, ...] and the REVOKE
     counterpart (… FROM role[, ...] [CASCADE | RESTRICT]). Privileges: SELECT, INSERT, UPDATE,
-    DELETE. Returns Command(grant|revoke, privileges, tables (qualified name texts), roles)."""
+    DELETE."""
     tokens = _tokens(sql)
     if not tokens or tokens[0].upper() not in ("GRANT", "REVOKE"):
         return None
@@ -302,8 +427,7 @@ def parse_grant(sql: str) -> Command | None:
         roles = roles[:-1]
     if any(r.upper() == "PUBLIC" for r in roles):
         raise FeatureNotSupported("GRANT/REVOKE to PUBLIC is not supported by tierd: name the roles")
-    return Command(verb.lower(), {"privileges": privileges, "tables": _table_list(objects),
-                                  "roles": _name_list(roles, "role")})
+    return Grant(verb == "GRANT", privileges, _table_list(objects), _name_list(roles, "role"))
 
 
 def _privileges(tokens: list[str]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Iterator
 import plyvel
 import pyarrow as pa
 
-from engine.errors import DataDirLocked, EngineError
+from engine.errors import DataDirLocked
 
 SEQ_KEY = b"m/seq"
 

@@ -68,9 +68,13 @@ class Manifest:
     def size_bytes(self) -> int:
         return sum(s.size_bytes for s in self.segments)
 
-    def with_segments(self, added: list[Segment], flushed_seq: int) -> "Manifest":
-        """The next version: `added` appended, flush watermark advanced."""
+    def apply(self, edit: "ManifestEdit") -> "Manifest":
+        """The next version of this manifest after `edit`: the one place a manifest changes."""
         ts = now_iso()
+        if isinstance(edit, FlushEdit):
+            segments, flushed = self.segments + edit.added, max(self.flushed_seq, edit.flushed_seq)
+        else:  # CompactionEdit
+            segments, flushed = list(edit.added), self.flushed_seq
         return Manifest(
             table_id=self.table_id,
             table_uid=self.table_uid,
@@ -78,25 +82,26 @@ class Manifest:
             version=self.version + 1,
             created_at=self.created_at if self.version else ts,
             updated_at=ts,
-            flushed_seq=max(self.flushed_seq, flushed_seq),
-            next_segment_id=max([self.next_segment_id] + [s.id + 1 for s in added]),
-            segments=self.segments + added,
+            flushed_seq=flushed,
+            next_segment_id=max([self.next_segment_id] + [s.id + 1 for s in edit.added]),
+            segments=segments,
         )
 
 
-    def replace_segments(self, segments: list[Segment]) -> "Manifest":
-        """The next version after a compaction: `segments` replace all current ones."""
-        return Manifest(
-            table_id=self.table_id,
-            table_uid=self.table_uid,
-            user_id=self.user_id,
-            version=self.version + 1,
-            created_at=self.created_at,
-            updated_at=now_iso(),
-            flushed_seq=self.flushed_seq,
-            next_segment_id=max([self.next_segment_id] + [s.id + 1 for s in segments]),
-            segments=list(segments),
-        )
+@dataclass(frozen=True)
+class FlushEdit:
+    """A flush of one scope: `added` segments hold every hot row with `_seq <= flushed_seq`."""
+    added: list[Segment]
+    flushed_seq: int
+
+
+@dataclass(frozen=True)
+class CompactionEdit:
+    """A compaction of one scope: `added` segments replace every current one (same rows)."""
+    added: list[Segment]
+
+
+ManifestEdit = FlushEdit | CompactionEdit
 
 
 def load(storage: Storage, scope_dir: str, table_id: str, table_uid: str | None = None,

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from engine.catalog.flush_policy import FlushPolicy, parse_flush_policy
-
-if TYPE_CHECKING:
-    from engine.catalog.tables import TableDef
-    from engine.engine import Engine
+from engine.catalog.tables import Catalog, TableDef
+from engine.hot_tier import HotTier
+from engine.tiering.jobs import JobRunner
 
 log = logging.getLogger("tierd.policies")
 
@@ -25,14 +24,17 @@ TICK_SECONDS = 1.0
 
 
 class PolicyRunner:
-    def __init__(self, engine: "Engine"):
-        self.engine = engine
+    def __init__(self, catalog: Catalog, hot: HotTier, jobs: JobRunner, default_policy: Callable[[], str]):
+        self._catalog = catalog
+        self._hot = hot
+        self._jobs = jobs
+        self._default_policy = default_policy  # a live setting: read at each use
         self.oldest: dict[int, float] = {}  # table id -> monotonic time of oldest unflushed write
         self.lock = threading.Lock()
         self._cache: dict[str, FlushPolicy] = {}
 
-    def policy(self, t: "TableDef") -> FlushPolicy:
-        text = t.flush_policy or self.engine.config.default_flush_policy
+    def policy(self, t: TableDef) -> FlushPolicy:
+        text = t.flush_policy or self._default_policy()
         p = self._cache.get(text)
         if p is None:
             p = self._cache[text] = parse_flush_policy(text)
@@ -40,13 +42,13 @@ class PolicyRunner:
 
     def on_commit(self, tids: list[int]) -> None:
         now = time.monotonic()
-        tables = [t for t in map(self.engine.catalog.by_tid, tids) if t is not None and not t.is_stream]
+        tables = [t for t in map(self._catalog.by_tid, tids) if t is not None and not t.is_stream]
         with self.lock:  # STREAM tables are never flushed: no policy applies
             for t in tables:
                 self.oldest.setdefault(t.tid, now)
         for t in tables:
             p = self.policy(t)
-            if p.rows is not None and self.engine.pending_rows(t) >= p.rows:
+            if p.rows is not None and self._hot.pending_rows(t) >= p.rows:
                 self._flush(t, f"rows:{p.rows} reached")
 
     def on_flushed(self, tid: int, hot_left: int) -> None:
@@ -66,7 +68,7 @@ class PolicyRunner:
         with self.lock:
             due = list(self.oldest.items())
         for tid, since in due:
-            t = self.engine.catalog.by_tid(tid)
+            t = self._catalog.by_tid(tid)
             if t is None:
                 self.forget(tid)
                 continue
@@ -74,9 +76,9 @@ class PolicyRunner:
             if p.interval is not None and now - since >= p.interval:
                 self._flush(t, f"interval:{p.interval} reached")
 
-    def _flush(self, t: "TableDef", reason: str) -> None:
-        if self.engine.jobs.active_job(t.qualified) is not None or not self.engine.pending_rows(t):
+    def _flush(self, t: TableDef, reason: str) -> None:
+        if self._jobs.active_job(t.qualified) is not None or not self._hot.pending_rows(t):
             return
-        job, created = self.engine.jobs.submit("flush", t.qualified, {"trigger": reason})
+        job, created = self._jobs.submit("flush", t.qualified, {"trigger": reason})
         if created:
             log.info("policy flush of %s (%s): job %s", t.qualified, reason, job.job_id)

@@ -1,0 +1,245 @@
+"""The hot tier's shared in-memory state, behind one object every session and job goes through.
+
+One write lock serializes writers; `_seq` values are handed out under it; committed batches
+are queued by group commit, published (visible up to `visible_seq`) and appended to DuckDB's
+hot tables lazily by the next reader; each table's key index holds the newest hot version of
+every key (its `_seq`, or a tombstone), which uniqueness checks, point lookups and flush
+policies read without a query. STREAM tables also keep their write-time marks here: a
+version is expired once its write time is older than the TTL, and write times ascend with
+`_seq`, so the newest expired `_seq` says which versions are gone.
+"""
+from __future__ import annotations
+
+import bisect
+import contextlib
+import threading
+import time
+from typing import Callable, Iterator
+
+import duckdb
+import pyarrow as pa
+
+from engine.catalog.tables import Catalog, TableDef
+from engine.errors import LockNotAvailable
+from engine.read import views
+from engine.storage.group_commit import Batches, CommitQueue
+from engine.storage.hot_store import HotStore
+
+
+class KeyState(int):
+    """Newest hot version of a key: the int is its _seq; a `Tombstone` if it is deleted.
+
+    An int subclass without a Python __init__, so a bulk write (COPY of a million rows)
+    makes its states at C speed: `map(KeyState, seqs)`. Build one with `key_state()`."""
+
+    __slots__ = ()
+    deleted = False
+
+    @property
+    def seq(self) -> int:
+        return int(self)
+
+
+class Tombstone(KeyState):
+    __slots__ = ()
+    deleted = True
+
+
+def key_state(seq: int, deleted: bool) -> KeyState:
+    return Tombstone(seq) if deleted else KeyState(seq)
+
+
+def key_list(t: TableDef, rows: pa.Table) -> list:
+    """Keys of `rows` as hashable Python values (tuples for composite keys; a USER table's
+    key starts with the owner)."""
+    cols = [rows.column(c).to_pylist() for c in t.key_columns]
+    return cols[0] if len(cols) == 1 else list(zip(*cols))
+
+
+KeyIndex = dict  # key -> KeyState
+
+
+class HotTier:
+    def __init__(self, store: HotStore, db: duckdb.DuckDBPyConnection, catalog: Catalog,
+                 lock_timeout_s: Callable[[], float]):
+        self.store = store
+        self._catalog = catalog
+        self._lock_timeout_s = lock_timeout_s  # read at each wait: a SIGHUP may change it
+        self._write_lock = threading.Lock()
+        self.seq = store.last_seq()  # the last _seq handed out
+        self.visible_seq = 0  # every _seq up to here is visible to readers (set after recovery)
+        self.index: dict[int, KeyIndex] = {}  # table id -> its key index
+        # Committed autocommit writes not yet appended to DuckDB; readers append them first,
+        # so a stream of single-row INSERTs costs no DuckDB call each.
+        self._unapplied: dict[int, list[pa.Table]] = {}
+        self._apply_lock = threading.Lock()
+        self._apply_cur = db.cursor()
+        self.commits = CommitQueue(store, self.publish)  # group commit of autocommit writes
+        self.stream_clock = 0.0  # newest STREAM write time (epoch s): write times never go back
+        # STREAM tables: (write time, last _seq written then), both ascending, one per write.
+        self._stream_marks: dict[int, list[tuple[float, int]]] = {}
+
+    # ------------------------------------------------------------------ the write lock
+    def acquire(self) -> None:
+        timeout = self._lock_timeout_s()
+        if not self._write_lock.acquire(timeout=timeout):
+            raise LockNotAvailable(f"could not obtain the write lock within {timeout:g}s "
+                                   "(another transaction is writing)")
+
+    def release(self) -> None:
+        self._write_lock.release()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    # ------------------------------------------------------------------ _seq
+    def allocate(self, n: int) -> int:
+        """Under the write lock: `n` new _seq values; returns the first."""
+        first = self.seq + 1
+        self.seq += n
+        return first
+
+    def recovered_seq(self, seq: int) -> None:
+        """At start-up: a manifest's watermark may be ahead of LevelDB's last _seq."""
+        self.seq = max(self.seq, seq)
+
+    def mark_visible(self, seq: int) -> None:
+        self.visible_seq = max(self.visible_seq, seq)
+
+    # ------------------------------------------------------------------ committed rows
+    def publish(self, batches: Batches, last_seq: int) -> None:
+        """Committed rows become visible: queued here, appended by the next reader."""
+        with self._apply_lock:
+            for tid, _, rows in batches:
+                self._unapplied.setdefault(tid, []).append(rows)
+            self.visible_seq = max(self.visible_seq, last_seq)
+
+    def materialize(self) -> None:
+        """Append every committed row to DuckDB before a read. A reader that finds the queue
+        empty while another reader is still appending must wait for it, or it would miss rows."""
+        if not self._unapplied and not self._apply_lock.locked():
+            return
+        with self._apply_lock:
+            pending, self._unapplied = self._unapplied, {}
+            try:
+                for tid in list(pending):
+                    t = self._catalog.by_tid(tid)
+                    if t is not None:
+                        self._apply_cur.register("__committed", pa.concat_tables(pending[tid]).combine_chunks())
+                        try:
+                            self._apply_cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __committed")
+                        finally:
+                            self._apply_cur.unregister("__committed")
+                    del pending[tid]
+            finally:
+                self._unapplied = pending  # what failed to append waits for the next reader
+
+    def settle(self) -> None:
+        """For a write-lock holder about to read hot rows or `seq`: every queued commit
+        durable and visible first, then appended to DuckDB."""
+        self.commits.drain()
+        self.materialize()
+
+    def queued(self, tid: int) -> list[pa.Table]:
+        """The table's committed batches not yet appended to DuckDB."""
+        with self._apply_lock:
+            return list(self._unapplied.get(tid, ()))
+
+    def drop_queued(self, tid: int, watermark: int) -> None:
+        """Queued batches a flush moved to Parquet never need to reach DuckDB's hot table
+        (a batch's seqs are all at or below a watermark, or all above it)."""
+        with self._apply_lock:
+            batches = self._unapplied.get(tid)
+            if batches:
+                keep = [b for b in batches if b.num_rows and b.column("_seq")[0].as_py() > watermark]
+                if keep:
+                    self._unapplied[tid] = keep
+                else:
+                    del self._unapplied[tid]
+
+    # ------------------------------------------------------------------ key index
+    def pending_rows(self, t: TableDef) -> int:
+        """Keys with unflushed changes: the rows a flush of `t` would write."""
+        return len(self.index.get(t.tid, {}))
+
+    def build_index(self, cur: duckdb.DuckDBPyConnection, t: TableDef) -> None:
+        """The key index of `t` from its hot rows in DuckDB (start-up, cold tier back)."""
+        pk = ", ".join(views.q(c) for c in t.key_columns)
+        rows = cur.execute(
+            f"SELECT {pk}, _seq, _deleted FROM {views.hot_table(t)} "
+            f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
+        ).to_arrow_table()
+        seqs = rows.column("_seq").to_pylist()
+        dels = rows.column("_deleted").to_pylist()
+        self.index[t.tid] = {k: key_state(s, d) for k, s, d in zip(key_list(t, rows), seqs, dels)}
+
+    def apply_changes(self, changes: dict[int, KeyIndex]) -> Callable[[], None]:
+        """A transaction's key states into the index; returns an undo that restores the
+        previous states of keys still holding ours (a failed group write)."""
+        applied: list[tuple[dict, dict, dict]] = []  # (index, our changes, states they replaced)
+        for tid, ours in changes.items():
+            index = self.index.get(tid)
+            if index is None:
+                continue
+            replaced = {k: index[k] for k in ours if k in index}
+            index.update(ours)
+            applied.append((index, ours, replaced))
+
+        def undo() -> None:
+            for index, ours, replaced in reversed(applied):
+                for k, st in ours.items():
+                    if index.get(k) is st:
+                        if k in replaced:
+                            index[k] = replaced[k]
+                        else:
+                            index.pop(k, None)
+        return undo
+
+    def forget_flushed(self, tid: int, watermark: int, user: str | None, hot_left: int) -> None:
+        """After a flush of one scope: its keys at or below the watermark are cold now."""
+        index = self.index[tid]
+        if hot_left == 0:  # nothing newer than the watermark (the queue was drained)
+            index.clear()
+        else:
+            for k in [k for k, st in index.items() if st.seq <= watermark and (user is None or k[0] == user)]:
+                del index[k]
+
+    def forget_table(self, tid: int) -> None:
+        self.index.pop(tid, None)
+        self._stream_marks.pop(tid, None)
+
+    # ------------------------------------------------------------------ STREAM write times
+    def stream_write_time(self) -> float:
+        """Under the write lock: now, never behind an earlier STREAM write."""
+        self.stream_clock = max(time.time(), self.stream_clock)
+        return self.stream_clock
+
+    def note_stream_write(self, t: TableDef, written: float, last_seq: int) -> None:
+        self._stream_marks.setdefault(t.tid, []).append((written, last_seq))
+
+    def recovered_stream_marks(self, t: TableDef, marks: list[tuple[float, int]]) -> None:
+        self._stream_marks[t.tid] = marks
+        if marks:
+            self.stream_clock = max(self.stream_clock, marks[-1][0])
+
+    def expired_seq(self, t: TableDef) -> int:
+        """A STREAM table's newest expired _seq: versions up to it are past the TTL (write
+        times ascend with _seq), invisible and their keys free, evicted or not. 0 otherwise."""
+        marks = self._stream_marks.get(t.tid)
+        if not t.is_stream or not marks:
+            return 0
+        i = bisect.bisect_right(marks, time.time() - t.ttl_seconds, key=lambda m: m[0])
+        return marks[i - 1][1] if i else 0
+
+    def forget_evicted(self, t: TableDef, evicted_seq: int) -> None:
+        """After an eviction: its keys and write-time marks up to `evicted_seq` are gone."""
+        index = self.index.get(t.tid, {})
+        for k in [k for k, st in index.items() if st.seq <= evicted_seq]:
+            del index[k]
+        marks = self._stream_marks.get(t.tid, [])
+        self._stream_marks[t.tid] = [m for m in marks if m[1] > evicted_seq]

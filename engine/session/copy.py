@@ -1,0 +1,201 @@
+"""COPY in a session: FROM STDIN typed (DuckDB casts, Postgres text forms), key-checked and
+staged in one write transaction, so every row commits together or none does; TO STDOUT as a
+query. The statement's grammar and the parsing of its input are engine/sql/copy.py's."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.catalog import privileges
+from engine.catalog.tables import Column, TableDef
+from engine.errors import (DuplicateColumn, EngineError, InvalidTextRepresentation, NotNullViolation, QueryCanceled,
+                           UndefinedColumn, from_duckdb)
+from engine.hot_tier import key_list
+from engine.read import views
+from engine.results import StatementResult
+from engine.session.keys import alive, hot_state, unique_violation
+from engine.session.reads import query
+from engine.session.state import SessionState
+from engine.session.transactions import begin_write, commit_write
+from engine.session.writes import append, owned
+from engine.sql import dml
+from engine.sql.copy import CopyCommand, RawBlock, TargetColumn, with_context, shown_value
+from engine.sql.parse import Query
+
+
+def target(s: SessionState, command: CopyCommand) -> list[TargetColumn]:
+    """Check COPY FROM before any data flows: the columns it reads, in input order."""
+    t = _copy_into(s, command)
+    schema = s.engine.visible_schema(t)
+    return [TargetColumn(c.name, schema.field(c.name).type, c.type) for c in target_columns(t, command)]
+
+
+def _copy_into(s: SessionState, command: CopyCommand) -> TableDef:
+    t = s.resolve(dml.Target(command.namespace, command.table, command.table))
+    privileges.check_table(s.engine.roles, s.user, t, "INSERT")
+    return t
+
+
+def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock]) -> StatementResult:
+    t = _copy_into(s, command)
+    targets = target_columns(t, command)
+    schema = s.engine.visible_schema(t)
+    begin_write(s)
+    count = 0
+    with s.running:
+        for block in blocks:
+            if s.cancel_requested:
+                raise QueryCanceled("canceling statement due to user request")
+            # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
+            rows = owned(s, t, typed_rows(s.check_cur, t, schema, targets, block.rows, block.first_line, t.name))
+            keys = _check_keys(s, t, rows, block.first_line)
+            append(s, t, rows, deleted=False, keys=keys)
+            count += rows.num_rows
+    if not s.tx.explicit:
+        commit_write(s)
+    return StatementResult(f"COPY {count}")
+
+
+def _check_keys(s: SessionState, t: TableDef, rows: pa.Table, first_line: int) -> list:
+    """The write path's uniqueness check without a Python call per row; returns the keys."""
+    keys = key_list(t, rows)
+    if len(t.primary_key) == 1:
+        repeated = len(pc.unique(rows.column(t.primary_key[0]))) != len(keys)
+    else:
+        repeated = len(set(keys)) != len(keys)
+    if repeated:
+        seen: set = set()
+        for i, k in enumerate(keys):
+            if k in seen:
+                _duplicate(t, k, first_line + i)
+            seen.add(k)
+    unknown = keys
+    pending, hot = s.tx.pending_index.get(t.tid, {}), s.engine.hot.index[t.tid]
+    if pending or hot:
+        known = [k for k in keys if k in pending or k in hot]
+        expired = s.engine.hot.expired_seq(t)
+        for k in known:
+            if alive(hot_state(s, t, k), expired):
+                _duplicate(t, k, first_line + keys.index(k))
+        if known:
+            known_set = set(known)
+            unknown = [k for k in keys if k not in known_set]
+    live = s.engine.cold.live_keys(s.check_cur, t, unknown)
+    if live:
+        i = next(i for i, k in enumerate(keys) if k in live)
+        _duplicate(t, keys[i], first_line + i)
+    return keys
+
+
+def _duplicate(t: TableDef, key, line: int) -> None:
+    raise with_context(unique_violation(t, key), f"COPY {t.name}, line {line}")
+
+
+def copy_to(s: SessionState, command: CopyCommand) -> StatementResult:
+    """COPY ... TO STDOUT: the rows to send (the front end encodes them); tag `COPY n`."""
+    if command.query is not None:
+        sql = command.query
+    else:
+        t = s.resolve(dml.Target(command.namespace, command.table, command.table))
+        cols = ", ".join(views.q(c.name) for c in target_columns(t, command))
+        sql = f"SELECT {cols} FROM {views.q(t.namespace)}.{views.q(t.name)}"
+    table = query(s, Query(sql), []).table
+    return StatementResult(f"COPY {table.num_rows}", table)
+
+
+# ---------------------------------------------------------------------------------- typing
+def target_columns(t: TableDef, cmd: CopyCommand) -> list[Column]:
+    """The table columns COPY reads into, in input order (all of them by default)."""
+    if not cmd.columns:
+        return list(t.columns)
+    by_name = {c.name: c for c in t.columns}
+    seen: set[str] = set()
+    out = []
+    for name in cmd.columns:
+        if name not in by_name:
+            raise UndefinedColumn(f'column "{name}" of relation "{t.name}" does not exist')
+        if name in seen:
+            raise DuplicateColumn(f'column "{name}" specified more than once')
+        seen.add(name)
+        out.append(by_name[name])
+    return out
+
+
+def _cast(src: str, column: Column, raw_type: pa.DataType) -> str:
+    """DuckDB expression turning raw input `src` into the column's type, reading the text
+    forms Postgres writes where DuckDB's own cast differs (bytea hex, {a,b} arrays, on/off)."""
+    typ = column.type
+    if not (pa.types.is_string(raw_type) or pa.types.is_large_string(raw_type)):
+        return f"CAST({src} AS {typ})"
+    upper = typ.upper()
+    if upper in ("BLOB", "BYTEA"):
+        return f"CASE WHEN starts_with({src}, '\\x') THEN unhex({src}[3:]) ELSE CAST({src} AS BLOB) END"
+    if upper.endswith("[]"):
+        return f"CAST(CASE WHEN {src} LIKE '{{%}}' THEN '[' || {src}[2:-2] || ']' ELSE {src} END AS {typ})"
+    if upper == "BOOLEAN":
+        return (f"CASE lower(trim({src})) WHEN 'on' THEN true WHEN 'off' THEN false "
+                f"ELSE CAST({src} AS BOOLEAN) END")
+    return f"CAST({src} AS {typ})"
+
+
+def typed_rows(cur: duckdb.DuckDBPyConnection, t: TableDef, schema: pa.Schema, targets: list[Column],
+               raw: pa.Table, first_line: int, label: str) -> pa.Table:
+    """`raw` (one column per target) as rows of the table's visible schema: values cast,
+    columns COPY does not name filled with their defaults, NOT NULL enforced."""
+    position = {c.name: i for i, c in enumerate(targets)}
+    exprs = []
+    for c in t.columns:
+        i = position.get(c.name)
+        if i is not None:
+            exprs.append(f"{_cast(f'c{i}', c, raw.schema.field(i).type)} AS {views.q(c.name)}")
+        else:
+            exprs.append(f"CAST({c.default if c.default is not None else 'NULL'} AS {c.type}) AS {views.q(c.name)}")
+    cur.register("__copy_raw", raw)
+    try:
+        try:
+            out = cur.execute(f"SELECT {', '.join(exprs)} FROM __copy_raw").to_arrow_table()
+        except duckdb.Error as exc:
+            raise _locate_bad_value(cur, targets, raw, first_line, label) or from_duckdb(exc) from None
+    finally:
+        cur.unregister("__copy_raw")
+    if out.schema != schema:
+        out = out.cast(schema)
+    for c, col in zip(t.columns, out.columns):
+        if not c.nullable and col.null_count:
+            line = first_line + pc.index(pc.is_null(col), True).as_py()
+            raise with_context(NotNullViolation(
+                f'null value in column "{c.name}" of relation "{t.name}" violates not-null constraint'),
+                f"COPY {label}, line {line}")
+    return out
+
+
+def _locate_bad_value(cur, targets: list[Column], raw: pa.Table, first_line: int,
+                      label: str) -> EngineError | None:
+    """After a failed cast: the first input value that does not convert, as Postgres reports it."""
+    best = None
+    for i, c in enumerate(targets):
+        src = f"c{i}"
+        expr = _cast(src, c, raw.schema.field(i).type).replace("CAST(", "TRY_CAST(")
+        converted = cur.execute(f"SELECT {expr} FROM __copy_raw").to_arrow_table().column(0)
+        bad = pc.and_(pc.is_null(converted), pc.is_valid(raw.column(i)))
+        n = pc.index(bad, True).as_py()
+        if n >= 0 and (best is None or n < best[0]):
+            best = (n, c, raw.column(i)[n].as_py())
+    if best is None:
+        return None
+    n, c, value = best
+    shown = shown_value(value if isinstance(value, str) else str(value))
+    err = InvalidTextRepresentation(f'invalid input syntax for type {_pg_name(c.type)}: "{shown}"')
+    return with_context(err, f'COPY {label}, line {first_line + n}, column {c.name}: "{shown}"')
+
+
+_PG_NAMES = {"DOUBLE": "double precision", "FLOAT": "real", "VARCHAR": "text", "TINYINT": "smallint",
+             "TIMESTAMP WITH TIME ZONE": "timestamp with time zone", "BLOB": "bytea"}
+
+
+def _pg_name(duck_type: str) -> str:
+    """The Postgres name of a DuckDB column type, for messages."""
+    return _PG_NAMES.get(duck_type.upper(), duck_type.lower())

@@ -1,0 +1,61 @@
+"""Primary-key uniqueness for the write path: which keys are live (this transaction's writes,
+then the hot key index, then the cold tier), and the one wording of a unique violation."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from engine.catalog.tables import TableDef
+from engine.errors import UniqueViolation
+from engine.hot_tier import KeyState
+from engine.session.state import SessionState
+
+
+def unique_violation(t: TableDef, key) -> UniqueViolation:
+    """Postgres's message and detail for a duplicate `key` (never showing a USER table's owner)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    values = ", ".join(str(v) for v in (parts[1:] if t.is_user else parts))
+    return UniqueViolation(f'duplicate key value violates unique constraint "{t.name}_pkey"',
+                           detail=f"Key ({', '.join(t.primary_key)})=({values}) already exists.")
+
+
+def alive(st: KeyState, expired_seq: int) -> bool:
+    """Live: not deleted, and (STREAM tables) newer than the table's newest expired _seq."""
+    return not st.deleted and st.seq > expired_seq
+
+
+def first_per_key(rows: pa.Table, keys: list) -> tuple[pa.Table, list]:
+    """Each key's first row (a join may match a row twice; ON CONFLICT DO NOTHING keeps the first)."""
+    seen, mask = set(), []
+    for k in keys:
+        mask.append(k not in seen)
+        seen.add(k)
+    return rows.filter(pa.array(mask, pa.bool_())), [k for k, m in zip(keys, mask) if m]
+
+
+def refuse_repeats(t: TableDef, keys: list) -> None:
+    """One statement writing the same key twice."""
+    seen = set()
+    for k in keys:
+        if k in seen:
+            raise unique_violation(t, k)
+        seen.add(k)
+
+
+def hot_state(s: SessionState, t: TableDef, key) -> KeyState | None:
+    """The newest hot version of `key` this session sees: its own pending write first."""
+    st = s.tx.pending_index.get(t.tid, {}).get(key)
+    return st if st is not None else s.engine.hot.index[t.tid].get(key)
+
+
+def live_keys(s: SessionState, t: TableDef, keys: list) -> set:
+    live, unknown = set(), []
+    expired = s.engine.hot.expired_seq(t)
+    for k in keys:
+        st = hot_state(s, t, k)
+        if st is None:
+            unknown.append(k)
+        elif alive(st, expired):
+            live.add(k)
+    if unknown:
+        live |= s.engine.cold.live_keys(s.check_cur, t, unknown)
+    return live

@@ -1,0 +1,121 @@
+"""The read path of a session: client SQL checked (sandbox, privileges), rewritten from
+Postgres syntax, and run by DuckDB over the hot ∪ cold views; primary-key point lookups
+answered without DuckDB; Describe of a statement without running it."""
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+
+from engine.catalog import privileges
+from engine.catalog.tables import DEFAULT_NAMESPACE
+from engine.errors import InsufficientPrivilege
+from engine.read import point_lookup, views
+from engine.results import StatementResult, schema_with_sql_types, with_sql_types
+from engine.session import settings
+from engine.session.state import SessionState
+from engine.session.transactions import own_writes_visible
+from engine.sql import dml, pg_compat, sandbox
+from engine.sql.division import checked_division
+from engine.sql.param_types import infer_param_types
+from engine.sql.parse import READ_STATEMENTS, WRITE_STATEMENTS, Query, Show
+from engine.sql.split import max_placeholder
+
+_HIDDEN = re.compile(r"\b_(seq|deleted|user_id)\b", re.I)
+_INTERNAL = re.compile(r"__tierd", re.I)
+# DuckDB has a catalog named "system" too; client SQL means tierd's schema.
+_SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
+
+JOB_SCHEMA = pa.schema([("job_id", pa.string()), ("status", pa.string()), ("message", pa.string())])
+
+
+def check_select(s: SessionState, refs) -> None:
+    """SELECT privilege on every tierd table a statement reads (sql/refs.py / dml plan refs)."""
+    for t in privileges.resolve(s.engine.catalog, refs, DEFAULT_NAMESPACE):
+        privileges.check_table(s.engine.roles, s.user, t, "SELECT")
+
+
+def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
+    """Client read SQL as DuckDB runs it, and whether it needs the system-column catalog.
+    Client SQL reaching DuckDB directly must only read, never tierd's internals (a write
+    there would bypass LevelDB and the key index) and nothing outside the sandbox."""
+    eng = s.engine
+    compat = pg_compat.rewrite(sql, s.settings)
+    sql = compat.sql
+    if compat.uses_catalog:
+        eng.pg_catalog.refresh(eng.db, eng)
+    if _INTERNAL.search(compat.checked_sql):
+        raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
+    check_select(s, sandbox.check_query(compat.checked_sql).tables)
+    if _SYSTEM.search(sql):
+        eng.system_tables.refresh()
+        sql = _SYSTEM.sub("memory.system.", sql)
+    return checked_division(sql), bool(_HIDDEN.search(sql))
+
+
+def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
+    point = point_lookup.match(stmt.sql)
+    sql, hidden = _read_sql(s, stmt.sql)
+    eng = s.engine
+    if point is not None and not s.tx.holds_lock:  # after the privilege checks; a writing
+        table = eng.point_lookups.run(point, params, DEFAULT_NAMESPACE)  # transaction reads
+        if table is not None:  # its own snapshot
+            return StatementResult(f"SELECT {table.num_rows}", table)
+    own_writes_visible(s)
+    s.check_user_scope()
+    eng.hot.materialize()
+    with s.running, s.system_columns(hidden):
+        s.cur.execute(sql, params)
+        types = [d[1] for d in s.cur.description]
+        table = with_sql_types(s.cur.to_arrow_table(), types)
+    return StatementResult(f"SELECT {table.num_rows}", table)
+
+
+def show(s: SessionState, stmt: Show, params: list) -> StatementResult:
+    derived = {"is_superuser": "on" if s.is_superuser else "off", "session_authorization": s.user}
+    shown = settings.show(s.settings, stmt.name, derived)
+    return shown if shown is not None else query(s, Query(stmt.sql), params)
+
+
+def describe(s: SessionState, sql: str, words: list[str]) -> tuple[list[str | None], pa.Schema | None]:
+    """Parameter types (DuckDB type names, None if unknown) and the result schema (None: no
+    rows) of one statement, without running it."""
+    first = words[0]
+    params = infer_param_types(sql, max_placeholder(sql), lambda table: _column_types(s, table))
+    if first == "SHOW" and len(words) > 1 and words[1].lower() in s.settings:
+        return params, pa.schema([(words[1].lower(), pa.string())])
+    if first in READ_STATEMENTS:
+        sql, hidden = _read_sql(s, sql)
+        with s.system_columns(hidden):
+            return params, _schema_of(s, sql, params)
+    if first in WRITE_STATEMENTS:
+        p = dml.plan(sql)
+        sandbox.check_write(p)  # binding may already touch files (a table function's glob)
+        if p.returning is None:
+            return params, None
+        t = s.resolve(p.target)
+        returning = f"SELECT {p.returning} FROM {views.visible_view(t)} AS {views.q(p.target.alias)}"
+        used = max_placeholder(p.returning)
+        return params, _schema_of(s, returning, params[:used] + [None] * (used - len(params)))
+    if first in ("RETRY", "KILL") or (first == "STORAGE" and words[1:2] != ["CHECK"]):
+        return params, JOB_SCHEMA
+    return params, None
+
+
+def _schema_of(s: SessionState, sql: str, param_types: list[str | None]) -> pa.Schema:
+    """The Arrow schema `sql` would produce, from DuckDB's binder (LIMIT 0, no rows read).
+    Parameters of unknown type are bound as text, as they are at Bind."""
+    values = ["" if typ is None or typ == "VARCHAR" else None for typ in param_types]
+    rel = s.cur.sql(sql, params=values or None)
+    return schema_with_sql_types(rel.limit(0).to_arrow_table().schema, rel.types)
+
+
+def _column_types(s: SessionState, table) -> dict[str, str]:
+    """Column name -> DuckDB type of a table named in client SQL (for parameter types)."""
+    t = s.engine.catalog.find(table.db or DEFAULT_NAMESPACE, table.name)
+    if t is not None:
+        return {c.name: c.type for c in t.columns}
+    name = ".".join(views.q(part) for part in (table.catalog, table.db, table.name) if part)
+    sql, _ = _read_sql(s, f"SELECT * FROM {name}")
+    rel = s.cur.sql(sql)
+    return {n: str(typ) for n, typ in zip(rel.columns, rel.types)}

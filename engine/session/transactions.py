@@ -1,0 +1,186 @@
+"""Transactions of one session: BEGIN / COMMIT / ROLLBACK / savepoints, the write lock a
+writing transaction holds, and how its writes become durable and visible.
+
+An autocommit write goes through group commit (engine/storage/group_commit.py): its batches
+are queued under the write lock, the lock goes to the next writer, and the statement returns
+once a shared fsync made them durable. An explicit transaction's writes also sit in a DuckDB
+transaction (so it reads its own writes) and commit as one LevelDB batch at COMMIT.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from engine.errors import FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
+from engine.read import views
+from engine.results import StatementResult
+from engine.session.state import SessionState
+from engine.sql.parse import Begin, Commit, Rollback, Savepoint
+
+
+def begin(s: SessionState, stmt: Begin, params: list) -> StatementResult:
+    own_writes_visible(s)
+    s.tx.explicit = True
+    s.tx.savepoints = []
+    return StatementResult("BEGIN")
+
+
+def commit(s: SessionState, stmt: Commit, params: list) -> StatementResult:
+    failed = s.tx.failed
+    if failed:
+        rollback_write(s)
+    else:
+        commit_write(s)
+    s.tx.explicit = s.tx.failed = False
+    return StatementResult("ROLLBACK" if failed else "COMMIT")
+
+
+def rollback(s: SessionState, stmt: Rollback, params: list) -> StatementResult:
+    rollback_write(s)
+    s.tx.explicit = s.tx.failed = False
+    return StatementResult("ROLLBACK")
+
+
+def savepoint(s: SessionState, stmt: Savepoint, params: list) -> StatementResult:
+    """SAVEPOINT, RELEASE and ROLLBACK TO, as far as tierd can honour them: a savepoint
+    marks how many writes the transaction has made, and ROLLBACK TO works when none were
+    made since (it clears an error, as drivers' probes inside a transaction need); undoing
+    writes back to a savepoint is not supported (0A000), the whole transaction can be."""
+    tx = s.tx
+    if not tx.explicit:
+        raise NoActiveSqlTransaction(f"{stmt.verb} can only be used in transaction blocks")
+    if stmt.verb == "SAVEPOINT":
+        tx.savepoints.append((stmt.name, len(tx.pending)))
+        return StatementResult("SAVEPOINT")
+    at = next((i for i in range(len(tx.savepoints) - 1, -1, -1) if tx.savepoints[i][0] == stmt.name), None)
+    if at is None:
+        raise UndefinedObject(f'savepoint "{stmt.name}" does not exist')
+    if stmt.verb == "RELEASE":
+        del tx.savepoints[at:]
+        return StatementResult("RELEASE")
+    if len(tx.pending) != tx.savepoints[at][1] or not _duck_txn_usable(s):
+        raise FeatureNotSupported("ROLLBACK TO SAVEPOINT after writes is not supported by tierd",
+                                  hint="ROLLBACK the whole transaction")
+    del tx.savepoints[at + 1:]
+    tx.failed = False
+    return StatementResult("ROLLBACK")
+
+
+def _duck_txn_usable(s: SessionState) -> bool:
+    if not s.tx.in_duck_txn:
+        return True
+    try:
+        s.cur.execute("SELECT 1")
+        return True
+    except duckdb.Error:
+        return False
+
+
+def statement_failed(s: SessionState) -> None:
+    """An error fails an explicit transaction and rolls back an implicit one."""
+    if s.tx.explicit:
+        s.tx.failed = True
+    else:
+        rollback_write(s)
+
+
+def own_writes_visible(s: SessionState) -> None:
+    """An implicit transaction's writes wait for Sync outside DuckDB; before anything
+    reads, move them into a DuckDB transaction so the segment sees its own writes."""
+    tx = s.tx
+    if not tx.holds_lock or tx.in_duck_txn:
+        return
+    s.engine.hot.settle()
+    s.cur.execute("BEGIN")
+    tx.in_duck_txn = True
+    for tid, _first, batch in tx.pending:
+        t = s.engine.catalog.by_tid(tid)
+        s.cur.register("__batch", batch)
+        try:
+            s.cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __batch")
+        finally:
+            s.cur.unregister("__batch")
+
+
+def begin_write(s: SessionState) -> None:
+    """Take the write lock; an explicit transaction also opens its DuckDB snapshot now."""
+    if s.tx.holds_lock:
+        return
+    hot = s.engine.hot
+    hot.acquire()
+    s.tx.holds_lock = True
+    try:
+        if s.tx.explicit:
+            hot.settle()  # the snapshot must hold every committed row
+            s.cur.execute("BEGIN")
+            s.tx.in_duck_txn = True
+    except BaseException:
+        _release(s)
+        raise
+
+
+def _release(s: SessionState) -> None:
+    s.tx.clear_writes()
+    s.engine.hot.release()
+
+
+def end_implicit(s: SessionState) -> None:
+    """After a write statement: commit it unless a transaction (explicit, or the messages up
+    to Sync) goes on."""
+    if not s.tx.explicit and not s.tx.segment:
+        commit_write(s)
+
+
+def commit_write(s: SessionState) -> None:
+    tx, eng = s.tx, s.engine
+    if not tx.holds_lock:
+        return
+    if not tx.in_duck_txn:
+        _group_commit(s)
+        return
+    written = list(tx.pending_index)
+    try:
+        if tx.pending:  # the queue was drained when this transaction began
+            eng.hot.store.commit(tx.pending, eng.hot.seq)
+    except BaseException:
+        rollback_write(s)
+        raise
+    try:
+        s.cur.execute("COMMIT")
+        eng.hot.mark_visible(eng.hot.seq)
+        eng.cold.shadowing |= tx.pending_shadow
+        eng.hot.apply_changes(tx.pending_index)
+    finally:
+        _release(s)
+    if written:
+        eng.tiering.policies.on_commit(written)
+
+
+def _group_commit(s: SessionState) -> None:
+    """Autocommit: queue the batches, let the next writer in, and return once they are
+    durable (engine/storage/group_commit.py). The key index is updated before the lock goes,
+    so the next writer's uniqueness check already sees these keys."""
+    tx, hot = s.tx, s.engine.hot
+    written = list(tx.pending_index)
+    if not tx.pending:
+        _release(s)
+        return
+    undo = hot.apply_changes(tx.pending_index)
+    ticket = hot.commits.enqueue(tx.pending, hot.seq, undo)
+    _release(s)
+    hot.commits.wait(ticket)
+    s.engine.tiering.policies.on_commit(written)
+
+
+def rollback_write(s: SessionState) -> None:
+    if not s.tx.holds_lock:
+        return
+    try:
+        if s.tx.in_duck_txn:
+            s.cur.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+    finally:
+        s.stages.clear()  # temp tables created inside the transaction are gone
+        if s.catalog_dirty:
+            s.restore_catalog()
+        _release(s)

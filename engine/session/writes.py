@@ -1,0 +1,347 @@
+"""The write path of a session: INSERT, UPDATE and DELETE become new row versions (or
+tombstones) appended to the hot tier under the write lock.
+
+DuckDB computes what a statement writes (its plan from engine/sql/dml.py: defaults, casts,
+SET expressions, WHERE, RETURNING) unless a VALUES list can be typed in Python (the fast
+path); the session decides the versions: `_seq` numbers, owners of USER-table rows, STREAM
+write times, and the key checks of engine/session/keys.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import datetime, timezone
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.catalog import privileges
+from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
+from engine.core import NO_FAST_DEFAULT, NOW
+from engine.errors import EngineError, NotNullViolation, UndefinedParameter, from_duckdb
+from engine.hot_tier import KeyState, Tombstone, key_list
+from engine.read import views
+from engine.results import StatementResult, with_sql_types
+from engine.session.keys import first_per_key, live_keys, refuse_repeats, unique_violation
+from engine.session.reads import check_select
+from engine.session.state import SessionState
+from engine.session.transactions import begin_write, end_implicit, own_writes_visible
+from engine.sql import dml, sandbox
+from engine.sql.bytea import bytea_from_text
+from engine.sql.parse import Write
+from engine.sql.split import leading_words
+
+_SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
+                 pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
+
+
+def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
+    p, t = _plan(s, stmt.sql)
+    if p.param_count > len(params):
+        raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
+    params = params[: p.param_count]
+    s.check_user_scope()
+    begin_write(s)
+    with s.running:
+        if isinstance(p, dml.InsertPlan):
+            result = _insert(s, t, p, params)
+        elif isinstance(p, dml.UpdatePlan):
+            result = _update(s, t, p, params)
+        else:
+            result = _delete(s, t, p, params)
+    end_implicit(s)
+    return result
+
+
+def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | dml.DeletePlan, TableDef]:
+    """The statement's plan and target, after the sandbox and privilege checks: INSERT/UPDATE/
+    DELETE on the target, SELECT on it too when it reads the target's rows (a WHERE clause,
+    RETURNING), and SELECT on every other table it reads (INSERT ... SELECT, FROM, USING)."""
+    p = dml.plan(sql)
+    sandbox.check_write(p)  # its source, FROM, WHERE and RETURNING run in DuckDB too
+    t = s.resolve(p.target)
+    needed = ["INSERT" if isinstance(p, dml.InsertPlan) else
+              "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
+    if p.returning is not None or (not isinstance(p, dml.InsertPlan) and re.search(r"\bWHERE\b", p.select_sql)):
+        needed.append("SELECT")
+    privileges.check_table(s.engine.roles, s.user, t, *needed)
+    check_select(s, p.reads)
+    return p, t
+
+
+def batchable(sql: str) -> bool:
+    """Whether `insert_batch` can append many parameter rows of `sql` at once: a one-row
+    INSERT ... VALUES typed in Python, without RETURNING or ON CONFLICT."""
+    if (leading_words(sql, 1) or [""])[0] != "INSERT":
+        return False
+    try:
+        p = dml.plan(sql)
+    except EngineError:
+        return False
+    return (isinstance(p, dml.InsertPlan) and p.returning is None and not p.on_conflict_nothing
+            and p.fast_values is not None and len(p.fast_values) == 1)
+
+
+def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[StatementResult] | None:
+    """The rows of a `batchable` INSERT as one multi-row VALUES typed in Python and one
+    append; None, before any write, when a row needs the one-by-one path."""
+    sandbox.check_command(sql)
+    p, t = _plan(s, sql)
+    k = p.param_count
+    if any(len(params) < k for params in param_rows):
+        return None
+    row = p.fast_values[0]
+    values = tuple(tuple(("p", j * k + v) if kind == "p" else (kind, v) for kind, v in row)
+                   for j in range(len(param_rows)))
+    flat = [v for params in param_rows for v in params[:k]]
+    try:
+        rows = fast_rows(s, t, dataclasses.replace(p, fast_values=values), flat)
+    except NotNullViolation:
+        return None
+    if rows is None:
+        return None
+    rows = owned(s, t, rows)   # as _insert_rows: a USER table's rows get their owner
+    keys = key_list(t, rows)
+    if len(set(keys)) != len(keys):
+        return None
+    s.check_user_scope()
+    begin_write(s)
+    with s.running:
+        if live_keys(s, t, keys):
+            return None
+        append(s, t, rows, deleted=False, keys=keys)
+    end_implicit(s)
+    return [StatementResult("INSERT 0 1") for _ in param_rows]
+
+
+# ---------------------------------------------------------------------- INSERT
+def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
+    rows = fast_rows(s, t, p, params) if p.fast_values is not None else None
+    if rows is None:
+        rows = _slow_rows(s, t, p, params)
+    rows = owned(s, t, rows)
+    keys = key_list(t, rows)
+    if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
+        rows, keys = first_per_key(rows, keys)
+    refuse_repeats(t, keys)
+    live = live_keys(s, t, keys)
+    if live:
+        if not p.on_conflict_nothing:
+            raise unique_violation(t, next(k for k in keys if k in live))
+        rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
+    append(s, t, rows, deleted=False)
+    ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params)
+    return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
+
+
+def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
+    """Python values as an Arrow array of `typ`, or None if that needs DuckDB's casts."""
+    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        # Postgres reads a string as bytea text (hex or escape format), DuckDB as escapes
+        values = [bytea_from_text(v) if isinstance(v, str) else v for v in values]
+    elif not any(check(typ) for check in _SIMPLE_TYPES):
+        return None
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        return None
+
+
+def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table | None:
+    """Type a VALUES list in Python, without DuckDB; None when only DuckDB can (or must
+    produce the error)."""
+    eng = s.engine
+    width = len(p.fast_values[0])
+    names = list(p.columns) if p.columns is not None else t.column_names[:width]
+    if len(names) != width or len(set(names)) != width or not set(names) <= set(t.column_names):
+        return None
+    position = {n: i for i, n in enumerate(names)}
+    schema = eng.visible_schema(t)
+    arrays = []
+    n = len(p.fast_values)
+    for c, f in zip(t.columns, schema):
+        i = position.get(c.name)
+        if i is not None:
+            values = [params[v] if kind == "p" else v for kind, v in (row[i] for row in p.fast_values)]
+        elif c.default is None:
+            values = [None] * n
+        else:
+            d = eng.default_value(t, c)
+            if d is NO_FAST_DEFAULT:
+                return None
+            values = [datetime.now(timezone.utc) if d is NOW else d] * n
+        if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
+            return None  # UUID, JSON, ENUM...: DuckDB's cast canonicalises the text
+        arr = _to_arrow(values, f.type)
+        if arr is None:
+            return None
+        if not c.nullable and arr.null_count:
+            raise NotNullViolation(
+                f'null value in column "{c.name}" of relation "{t.name}" violates not-null constraint')
+        arrays.append(arr)
+    return pa.table(arrays, schema=schema)
+
+
+def _slow_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table:
+    own_writes_visible(s)
+    s.engine.hot.settle()  # INSERT ... SELECT may read any table
+    sql = p.stage_sql
+    if dml.COLUMNS_PREFIX in sql:
+        sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
+                     lambda m: "(" + ", ".join(views.q(c) for c in t.column_names[: int(m.group(1))]) + ")",
+                     sql, count=1)
+    return _typed(s, t, sql, params)
+
+
+# ---------------------------------------------------------------------- UPDATE, DELETE
+def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tuple[pa.Table, list]:
+    """The rows an UPDATE/DELETE touches, once per key (a join may match a row twice:
+    the first match wins), and their keys."""
+    own_writes_visible(s)
+    _shadow(s, t)
+    s.engine.hot.settle()
+    with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
+        sel = s.cur.execute(select_sql, params).to_arrow_table()
+    keys = key_list(t, sel)
+    if len(set(keys)) != len(keys):
+        sel, keys = first_per_key(sel, keys)
+    return sel, keys
+
+
+def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
+    sel, old_keys = _affected(s, t, p.select_sql, params)
+    unknown = [c for c in p.set_columns if c not in t.column_names]
+    if unknown:
+        raise from_duckdb(duckdb.BinderException(f'column "{unknown[0]}" of relation "{t.name}" does not exist'))
+    cols = []
+    for c in t.column_names:
+        if c in p.set_columns:
+            idx = len(p.set_columns) - 1 - list(reversed(p.set_columns)).index(c)
+            cols.append(sel.column(f"__new_{idx}"))
+        else:
+            cols.append(sel.column(c))
+    new = pa.table(cols, names=t.column_names)
+    typed = _typed(s, t, f"INSERT INTO {dml.STAGE} SELECT * FROM __source RETURNING *", [], new)
+    typed = owned(s, t, typed, sel.column(OWNER) if t.is_user else None)
+    new_keys = key_list(t, typed)
+    if new_keys != old_keys:
+        refuse_repeats(t, new_keys)
+        old_set = set(old_keys)
+        live = live_keys(s, t, [k for k in new_keys if k not in old_set])
+        if live:
+            raise unique_violation(t, next(iter(live)))
+        new_set = set(new_keys)
+        gone = sel.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
+        append(s, t, _tombstones(s, t, gone), deleted=True)
+    append(s, t, typed, deleted=False)
+    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params)
+    return StatementResult(f"UPDATE {typed.num_rows}", ret)
+
+
+def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
+    sel, _ = _affected(s, t, p.select_sql, params)
+    append(s, t, _tombstones(s, t, sel), deleted=True)
+    ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params)
+    return StatementResult(f"DELETE {sel.num_rows}", ret)
+
+
+def _shadow(s: SessionState, t: TableDef) -> None:
+    """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
+    cold = s.engine.cold
+    if not s.tx.in_duck_txn:
+        cold.ensure_shadowing(t)
+    elif t.tid not in cold.shadowing and t.tid not in s.tx.pending_shadow and cold.has_cold(t):
+        # Inside this transaction's snapshot; takes effect for others at COMMIT.
+        s.cur.execute(views.full_view_sql(t, shadowing=True))
+        s.tx.pending_shadow.add(t.tid)
+
+
+def _tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
+    schema = s.engine.visible_schema(t)
+    cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
+            for f in schema]
+    return owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
+
+
+def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
+    if expr is None:
+        return None
+    used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
+    s.cur.register("__ret", rows)
+    try:
+        s.cur.execute(f"SELECT {expr} FROM __ret AS {views.q(alias)}", params[:used])
+        return with_sql_types(s.cur.to_arrow_table(), [d[1] for d in s.cur.description])
+    finally:
+        s.cur.unregister("__ret")
+
+
+# ---------------------------------------------------------------------- row versions
+def _stage(s: SessionState, t: TableDef) -> str:
+    """A per-session temp table with the table's defaults and NOT NULLs, to type rows."""
+    name = f"temp.main.__stage_{t.tid}"
+    if t.tid not in s.stages:
+        cols = []
+        for c in t.columns:
+            spec = f"{views.q(c.name)} {c.type}"
+            if c.default is not None:
+                spec += f" DEFAULT {c.default}"
+            if not c.nullable:
+                spec += " NOT NULL"
+            cols.append(spec)
+        s.cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS __stage_{t.tid} ({', '.join(cols)})")
+        s.stages.add(t.tid)
+    return name
+
+
+def _typed(s: SessionState, t: TableDef, sql: str, params: list, source: pa.Table | None = None) -> pa.Table:
+    stage = _stage(s, t)
+    if source is not None:
+        s.cur.register("__source", source)
+    try:
+        return s.cur.execute(sql.replace(dml.STAGE, stage), params).to_arrow_table()
+    finally:
+        if source is not None:
+            s.cur.unregister("__source")
+        try:
+            s.cur.execute(f"DELETE FROM {stage}")
+        except duckdb.Error:
+            pass  # an aborted transaction: its rollback empties the stage
+
+
+def owned(s: SessionState, t: TableDef, rows: pa.Table, owners: pa.ChunkedArray | None = None) -> pa.Table:
+    """A USER table's rows with their owner: given (an UPDATE keeps each row's), else the
+    writer. A superuser's INSERT goes to the superuser's own scope, as in Postgres RLS."""
+    if not t.is_user:
+        return rows
+    if owners is None:
+        owners = pa.array([s.user] * rows.num_rows, pa.string())
+    return rows.append_column(OWNER, owners)
+
+
+def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
+    """Write new versions of `rows` (visible columns plus a USER table's owner, table
+    types) into the hot tier; `keys`: their key_list, if the caller has it."""
+    n = rows.num_rows
+    if n == 0:
+        return
+    hot, tx = s.engine.hot, s.tx
+    first = hot.allocate(n)
+    seqs = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1)
+    batch = rows.append_column("_seq", seqs)
+    batch = batch.append_column("_deleted", pa.repeat(pa.scalar(deleted, pa.bool_()), n))
+    if t.is_stream:  # never behind an earlier write: versions expire in _seq order
+        written = hot.stream_write_time()
+        stamp = pa.scalar(datetime.fromtimestamp(written, timezone.utc), pa.timestamp("us", tz="UTC"))
+        batch = batch.append_column(WRITTEN_AT, pa.repeat(stamp, n))
+        hot.note_stream_write(t, written, first + n - 1)
+    if tx.in_duck_txn:  # visible to this transaction at once, to others at COMMIT
+        s.cur.register("__batch", batch)
+        try:
+            s.cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __batch")
+        finally:
+            s.cur.unregister("__batch")
+    tx.pending.append((t.tid, first, batch))
+    index = tx.pending_index.setdefault(t.tid, {})
+    index.update(zip(keys if keys is not None else key_list(t, rows),
+                     map(Tombstone if deleted else KeyState, range(first, first + n))))

@@ -1,0 +1,1 @@
+"""Compaction: `picker` decides when a scope needs it, `task` rewrites a scope's segments."""

@@ -1,0 +1,75 @@
+"""Start-up recovery of one table: its hot rows back into DuckDB from LevelDB, its cold tier
+from the manifests (orphan files removed), a flush that crashed after its commit point
+finished, and the key index rebuilt. A storage that is down at start-up does not keep the
+table from coming up: its cold view says why, and `retry_unavailable` brings it back later.
+"""
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import pyarrow as pa
+
+from engine.catalog.tables import Catalog, TableDef
+from engine.cold_tier import ColdTier
+from engine.hot_tier import HotTier
+from engine.read import views
+from engine.tiering.flush import finish_interrupted_flush
+
+log = logging.getLogger("tierd.recovery")
+
+
+def recover_table(admin: duckdb.DuckDBPyConnection, hot: HotTier, cold: ColdTier, t: TableDef) -> None:
+    storage = cold.storage_for(t)
+    views.create_hot_table(admin, t)
+    tables = [rows for _, rows in hot.store.batches(t.tid)]
+    if tables:
+        admin.register("__recovered", pa.concat_tables(tables))
+        admin.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __recovered")
+        admin.unregister("__recovered")
+    if t.is_stream:  # hot only: no storage, no manifest
+        cold.manifests[t.tid] = {}
+        marks = admin.execute(f"SELECT epoch(_written_at) AS w, max(_seq) FROM {views.hot_table(t)} "
+                              "GROUP BY w ORDER BY w").fetchall()
+        hot.recovered_stream_marks(t, [(float(w), int(s)) for w, s in marks])
+        views.create_views(admin, t, views.cold_view_sql(t, {}, storage), shadowing=False)
+        hot.build_index(admin, t)
+        return
+    try:
+        scopes = cold.load(t, storage)
+    except Exception as exc:  # storage down: the table comes up, its cold tier later
+        reason = f"cold tier of table '{t.qualified}' is unavailable: storage '{t.storage_id}' failed: " \
+                 f"{getattr(exc, 'message', None) or exc}"
+        log.error("recovery: %s; retrying in the background", reason)
+        cold.set_unavailable(t, reason)
+        views.create_views(admin, t, views.unavailable_cold_view_sql(t, reason), shadowing=True)
+    else:
+        for m in scopes.values():
+            hot.recovered_seq(m.flushed_seq)  # start-up is single-threaded
+        shadowing = bool(tables and cold.has_cold(t))
+        views.create_views(admin, t, views.cold_view_sql(t, scopes, storage), shadowing)
+        if shadowing:
+            cold.shadowing.add(t.tid)
+        finish_interrupted_flush(admin, hot, t, scopes)
+    hot.build_index(admin, t)
+
+
+def retry_unavailable(admin: duckdb.DuckDBPyConnection, catalog: Catalog, hot: HotTier, cold: ColdTier) -> None:
+    """Periodically: bring back the cold tier of tables whose storage was down at start-up."""
+    for tid in list(cold.unavailable):
+        t = catalog.by_tid(tid)
+        if t is None:
+            cold.unavailable.pop(tid, None)
+            continue
+        storage = cold.storage_for(t)
+        try:
+            scopes = cold.load(t, storage)
+        except Exception:
+            continue
+        with hot.locked(), cold.changing():
+            hot.settle()
+            finish_interrupted_flush(admin, hot, t, scopes)
+            admin.execute(views.cold_view_sql(t, scopes, storage))
+            hot.build_index(admin, t)
+            cold.unavailable.pop(tid, None)
+        log.info("cold tier of table '%s' is available again", t.qualified)
