@@ -11,7 +11,7 @@ import duckdb
 import psycopg
 
 from bench.data import group_by_sql
-from bench.harness import DUCK, Bench, bounded, median_seconds
+from bench.harness import DUCK, Bench, bounded, warm_median_ms
 
 
 # Segment states that must not be read (live ones may be unset, "active", "live", "compacted", ...).
@@ -84,13 +84,6 @@ def time_duckdb(files: list[str], runs: int, answers: dict[str, list[tuple]],
     try:
         con.execute("CREATE SCHEMA bench")
         con.execute(f"CREATE VIEW bench.{table} AS SELECT * FROM read_parquet({json.dumps(files)})")
-        answers[key] = con.execute(sql).fetchall()
-
-        def once(_: int) -> float:
-            t0 = time.perf_counter()
-            con.execute(sql).fetchall()
-            return time.perf_counter() - t0
-
-        return median_seconds(runs, once) * 1000
+        return warm_median_ms(runs, lambda: con.execute(sql).fetchall(), answers, key)
     finally:
         con.close()

@@ -148,19 +148,25 @@ def median_seconds(runs: int, once: Callable[[int], float]) -> float:
     return statistics.median(once(i) for i in range(runs))
 
 
+def warm_median_ms(runs: int, query: Callable[[], list[tuple]], answers: dict[str, list[tuple]], key: str) -> float:
+    """Median ms of `runs` calls of `query` (which fetches all rows), after one untimed warm-up
+    whose rows are kept as answers[key] for check_answers."""
+    answers[key] = query()
+
+    def once(_: int) -> float:
+        t0 = time.perf_counter()
+        query()
+        return time.perf_counter() - t0
+
+    return median_seconds(runs, once) * 1000
+
+
 def time_query(connect: Callable[[], psycopg.Connection], runs: int,
                answers: dict[str, list[tuple]], system: str, sql: str = GROUP_BY_SQL) -> float:
     """Median ms of the GROUP BY with fetchall, after one untimed warm-up (which is also the answer)."""
     with connect() as conn:
         cur = conn.cursor()
-        answers[system] = cur.execute(sql).fetchall()
-
-        def once(_: int) -> float:
-            t0 = time.perf_counter()
-            cur.execute(sql).fetchall()
-            return time.perf_counter() - t0
-
-        return median_seconds(runs, once) * 1000
+        return warm_median_ms(runs, lambda: cur.execute(sql).fetchall(), answers, system)
 
 
 def check_answers(b: Bench, answers: dict[str, list[tuple]], n: int, what: str) -> None:

@@ -182,11 +182,8 @@ def tierd_server(data_dir: Path, log: Path, peak_rss: dict[str, str], config: Pa
 
 def read_peak_rss(pid: int) -> str:
     """VmHWM of a live process (informational: memory must stay bounded under ingest)."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return f"{int(line.split()[1]) / 1024:.0f} MiB"
-    return "n/a"
+    kib = proc_status_kib(pid, "VmHWM")
+    return "n/a" if kib is None else f"{kib / 1024:.0f} MiB"
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 30) -> None:
