@@ -19,6 +19,10 @@ EMPTY_QUERY_RESPONSE = b"I\x00\x00\x00\x04"
 NO_DATA = b"n\x00\x00\x00\x04"
 
 
+class ClientGone(ConnectionError):
+    """The client closed the socket (or sent a truncated message)."""
+
+
 class MessageReader(BVBuffer):
     """BVBuffer over one message payload, plus the C strings Postgres messages are made of."""
 

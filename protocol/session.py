@@ -5,6 +5,7 @@ Prepared statements and portals live here; a portal executes its statement at mo
 """
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -19,6 +20,9 @@ from engine.errors import DuplicateCursor, DuplicatePreparedStatement, InvalidCu
     InvalidSqlStatementName
 from .rows import Column
 from .types.datetime import valid_timezone
+
+# Prepared statements are protocol state, so the SQL that drops them is answered here.
+DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
 
 
 @dataclass
@@ -87,6 +91,21 @@ class ConnectionState:
             return self.portals[name]
         except KeyError:
             raise InvalidCursorName(f'portal "{name}" does not exist') from None
+
+    def deallocate(self, sql: str) -> str | None:
+        """Run `DEALLOCATE name|ALL` (psycopg sends it on rollback) against protocol state;
+        returns its command tag, or None when `sql` is something else."""
+        match = DEALLOCATE.match(sql)
+        if not match:
+            return None
+        name = match.group(1)
+        if name.upper() == "ALL":
+            self.statements.clear()
+            return "DEALLOCATE ALL"
+        name = name[1:-1] if name.startswith('"') else name.lower()
+        if self.statements.pop(name, None) is None:
+            raise InvalidSqlStatementName(f'prepared statement "{name}" does not exist')
+        return "DEALLOCATE"
 
     @property
     def timezone(self) -> str:

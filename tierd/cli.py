@@ -3,14 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
-
-def _version() -> str:
-    try:
-        return version("tierd")
-    except PackageNotFoundError:
-        return "0.0.0"
+from tierd.version import version
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from tierd.daemon import serve as run_daemon, setup_logging
 
     if args.command == "version":
-        print(f"tierd {_version()}")
+        print(f"tierd {version()}")
         return 0
     if args.command == "check-config":
         try:

@@ -30,15 +30,10 @@ from protocol.types import pg_type_for
 from tierd import reload as reload_mod
 from tierd import sdnotify
 from tierd.config import Config, ConfigError
+from tierd.version import version
 
 log = logging.getLogger("tierd.daemon")
 rlog = reload_mod.log
-
-
-def _version() -> str:
-    from tierd.cli import _version as v
-
-    return v()
 
 
 def job_counts(engine) -> dict[str, int]:
@@ -253,7 +248,7 @@ class Service:
             from tierd.metrics import Exposition, MetricsServer
 
             try:
-                self.metrics = MetricsServer(address, Exposition(self.engine, server.connections, _version()))
+                self.metrics = MetricsServer(address, Exposition(self.engine, server.connections, version()))
             except OSError as exc:
                 log.error("cannot listen on %s for metrics: %s", cfg.metrics_listen, exc.strerror or exc)
                 server.socket.close()

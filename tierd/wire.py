@@ -1,6 +1,6 @@
 """The wire server as the daemon runs it: connections counted, and drained on SIGTERM.
 
-`ServiceHandler` is protocol.server's TierdHandler plus bookkeeping: each connection is
+`ServiceHandler` is protocol.connection's TierdHandler plus bookkeeping: each connection is
 registered while it lives and marked busy from reading a message until it asks for the next
 one. Draining lets busy connections finish the statement they are running; a connection
 asking for its next message then gets FATAL 57P01 (as PostgreSQL's fast shutdown sends) and
@@ -17,7 +17,8 @@ import time
 
 from engine import metrics
 from engine.errors import AdminShutdown, EngineError
-from protocol.server import ClientGone, TierdHandler
+from protocol.connection import TierdHandler
+from protocol.messages import ClientGone
 
 log = logging.getLogger("tierd.wire")
 

@@ -1,0 +1,39 @@
+"""The workloads, one module per family, and WORKLOADS: the order in which they run.
+
+A workload is `def wl_x(b: Bench) -> list[Measurement]`: it measures each system it can (a
+failure becomes a table cell and a problem, see harness.attempt) and returns its table rows.
+
+The order matters, because later workloads build on what earlier ones leave behind:
+wl_single_insert creates PostgreSQL's bench schema; wl_events_group_by loads and flushes
+bench.events, which the workloads after it read or copy (tierd_ready skips them without it);
+wl_s3_cold must run before wl_hot_cold, which adds the hot rows that wl_point_select looks up.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from bench.harness import Bench, Measurement
+from bench.workloads.analytics import wl_big, wl_events_group_by, wl_hot_cold
+from bench.workloads.copy import wl_copy
+from bench.workloads.flush_compaction import wl_flush_throughput, wl_segments
+from bench.workloads.inserts import wl_concurrent_insert, wl_pipeline, wl_single_insert
+from bench.workloads.memory import wl_ingest_rss
+from bench.workloads.point_reads import wl_point_select
+from bench.workloads.s3 import wl_s3_cold
+from bench.workloads.streaming import wl_stream
+
+WORKLOADS: list[Callable[[Bench], list[Measurement]]] = [
+    wl_single_insert,  # inserts.py
+    wl_concurrent_insert,  # inserts.py
+    wl_pipeline,  # inserts.py
+    wl_copy,  # copy.py
+    wl_events_group_by,  # analytics.py
+    wl_flush_throughput,  # flush_compaction.py
+    wl_segments,  # flush_compaction.py
+    wl_s3_cold,  # s3.py
+    wl_hot_cold,  # analytics.py
+    wl_point_select,  # point_reads.py
+    wl_stream,  # streaming.py
+    wl_big,  # analytics.py
+    wl_ingest_rss,  # memory.py
+]

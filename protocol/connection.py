@@ -1,0 +1,209 @@
+"""One client connection: the message loop, the simple query protocol, and the plumbing.
+
+`TierdHandler` is buenavista 0.5.0's BuenaVistaHandler with its message handlers replaced:
+as shipped they guess parameter types (through a date parser), execute statements on
+Describe, send booleans as `true`, drop SQLSTATEs, and encode rows one Python call per cell.
+A connection is read top to bottom: startup (protocol/startup.py), then a loop that hands
+each message to its handler through one dispatch dict: Query here, the extended protocol's
+messages in protocol/extended.py (with held INSERT batches, protocol/batch.py), COPY in
+protocol/copy.py. Those phases are mixins of this class; this module keeps what they share:
+framed reads, buffered writes, errors, notices and ParameterStatus reports.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import struct
+
+from buenavista.postgres import BuenaVistaHandler
+
+from engine.errors import EngineError, FatalProtocolViolation, ProtocolViolation
+from engine.sql.copy import is_copy
+from engine.sql.split import split_statements
+
+from . import messages
+from .batch import BatchFailed, InsertBatching
+from .column_names import postgres_schema
+from .copy import CopyExchange
+from .errors import error_response, notice_response
+from .extended import ExtendedQuery
+from .messages import ClientGone
+from .rows import data_rows, plan_columns, row_description
+from .session import ConnectionState
+from .startup import Startup
+
+log = logging.getLogger("tierd.protocol")
+
+MAX_MESSAGE = 1 << 30
+EXTENDED = frozenset(b"PBDECH")   # type bytes whose failure makes us skip until Sync
+
+
+class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVistaHandler):
+    """One client connection, read top to bottom: startup, authentication, message loop."""
+
+    wbufsize = 1 << 16   # buffer writes; flushed at ReadyForQuery, Flush and auth steps
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def handle(self) -> None:
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        state = None
+        try:
+            state = self.handle_startup(self.server.conn)
+            if state is not None:
+                self.server.ctxts[state.process_id] = state
+                self.serve_messages(state)
+        except (ClientGone, ConnectionError, TimeoutError):
+            pass
+        except EngineError as exc:   # startup and authentication failures are FATAL
+            self.send_fatal(exc)
+        except Exception as exc:
+            log.exception("connection failed")
+            self.send_fatal(exc)
+        finally:
+            if state is not None:
+                self.server.ctxts.pop(state.process_id, None)
+                try:
+                    state.session.close()
+                except Exception:
+                    log.exception("closing session failed")
+
+    def finish(self) -> None:
+        super().finish()
+        if isinstance(self.request, ssl.SSLSocket):  # socketserver closes only the plain socket
+            for step in (lambda: self.request.shutdown(socket.SHUT_WR), self.request.close):
+                try:
+                    step()
+                except OSError:
+                    pass
+
+    def write(self, data) -> None:
+        self.wfile.write(data)
+
+    def flush(self) -> None:
+        if self.batch is not None:
+            self.run_batch()
+        self.wfile.flush()
+
+    def send_fatal(self, exc: BaseException) -> None:
+        try:
+            self.write(error_response(exc, "FATAL"))
+            self.flush()
+        except OSError:
+            pass
+
+    def read_exact(self, n: int) -> bytes:
+        data = self.rfile.read(n)
+        if data is None or len(data) != n:
+            raise ClientGone()
+        return data
+
+    def read_message(self) -> tuple[bytes, bytes]:
+        kind = self.rfile.read(1)
+        if not kind:
+            raise ClientGone()
+        (length,) = struct.unpack("!i", self.read_exact(4))
+        if length < 4 or length > MAX_MESSAGE:
+            raise FatalProtocolViolation(f"invalid message length {length}")
+        return kind, self.read_exact(length - 4)
+
+    # --- message loop --------------------------------------------------------------
+
+    def serve_messages(self, state: ConnectionState) -> None:
+        handlers = {
+            b"Q": self.handle_query, b"P": self.handle_parse, b"B": self.handle_bind,
+            b"D": self.handle_describe, b"E": self.handle_execute, b"C": self.handle_close,
+            b"H": self.handle_flush,
+        }
+        while True:
+            kind, payload = self.read_message()
+            if kind == b"X":
+                return
+            if kind == b"S":
+                if self.batch is not None:
+                    self.run_batch()
+                self.handle_sync(state)
+                continue
+            if self.batch is not None and kind not in b"PBDE":
+                self.run_batch()    # the held Executes run before anything that may see them
+            if state.skip_until_sync:
+                continue            # Postgres discards messages after an error until Sync
+            if kind in (b"d", b"c", b"f"):
+                continue            # stray COPY data after a failed COPY is ignored
+            handler = handlers.get(kind)
+            try:
+                if handler is None:
+                    raise ProtocolViolation(f"invalid frontend message type {kind!r}")
+                handler(state, payload)
+            except (ClientGone, ConnectionError):
+                raise
+            except BatchFailed:
+                continue
+            except Exception as exc:
+                self.send_error(exc)
+                if kind[0] in EXTENDED:
+                    state.skip_until_sync = True
+                    self.flush()    # a client waiting after Flush (asyncpg) must see it now
+
+    def send_error(self, exc: BaseException, ctx=None) -> None:
+        """Errors carry severity, SQLSTATE, message, detail and hint (buenavista: message only)."""
+        if not isinstance(exc, EngineError):
+            log.exception("unexpected error", exc_info=exc)
+        self.write(error_response(exc))
+
+    def send_notices(self, notices) -> None:
+        for notice in notices:
+            self.write(notice_response(notice))
+
+    def report_settings(self, state: ConnectionState, initial: bool = False) -> None:
+        """ParameterStatus for every reported setting at startup, and after a SET/RESET for
+        each one whose value changed (drivers track TimeZone, DateStyle, application_name)."""
+        settings = getattr(state.session, "settings", {})
+        changed = {}
+        for name, value in state.reported.items():
+            current = settings.get(name.lower(), value)
+            if initial or current != value:
+                changed[name] = current
+        state.reported.update(changed)
+        self.send_parameter_status(changed)
+
+    # --- simple query --------------------------------------------------------------
+
+    def handle_query(self, state: ConnectionState, payload: bytes) -> None:
+        """One engine call per statement, each result sent before the next runs."""
+        sql = messages.read_query(payload)
+        try:
+            statements = split_statements(sql)
+            if not statements:
+                self.write(messages.EMPTY_QUERY_RESPONSE)
+            for statement in statements:
+                tag = state.deallocate(statement)
+                if tag:
+                    self.write(messages.command_complete(tag))
+                    continue
+                if is_copy(statement):
+                    self.run_copy(state, statement)
+                    continue
+                results = state.session.execute(statement)
+                if not results:
+                    self.write(messages.EMPTY_QUERY_RESPONSE)
+                for result in results:
+                    self.send_notices(result.notices)
+                    self.send_result(state, result.tag, result.table, statement)
+                    if result.tag in ("SET", "RESET"):
+                        self.report_settings(state)
+        except (ClientGone, ConnectionError):
+            raise
+        except Exception as exc:
+            self.send_error(exc)
+        self.send_ready_for_query(state)
+        self.flush()
+
+    def send_result(self, state: ConnectionState, tag: str, table, sql: str) -> None:
+        if table is not None:
+            columns = plan_columns(postgres_schema(sql, table.schema), timezone=state.timezone)
+            self.write(row_description(columns))
+            for chunk in data_rows(table, columns):
+                self.write(chunk)
+        self.write(messages.command_complete(tag))

@@ -1,0 +1,160 @@
+"""The extended query protocol: Parse, Bind, Describe, Execute, Close, Flush and Sync.
+
+Parse keeps a prepared statement and Bind a portal (protocol/session.py); parameters are
+decoded by their declared type OID, never guessed from their text. A portal runs its
+statement once, at Describe or at its first Execute, and Execute with a row limit then sends
+that many rows and PortalSuspended. Describe of a statement binds it in DuckDB without
+running it, to report parameter and result types. Executes of a batchable INSERT are held
+(protocol/batch.py); COPY runs at Execute, where its data flows (protocol/copy.py). Sync ends
+the implicit transaction. `ExtendedQuery` is mixed into TierdHandler (protocol/connection.py),
+whose message loop calls one handler per message and skips to Sync after an error.
+"""
+from __future__ import annotations
+
+from itertools import zip_longest
+
+from engine.errors import ProtocolViolation, SyntaxError_
+from engine.sql.split import split_statements
+
+from . import messages
+from .column_names import postgres_schema
+from .messages import ClientGone
+from .rows import data_rows, plan_columns, row_description
+from .session import ConnectionState, Portal, PreparedStatement
+from .types import decode_param, oid_for_sql_type
+
+
+class ExtendedQuery:
+    """One handler per extended-protocol message (part of TierdHandler)."""
+
+    def handle_parse(self, state: ConnectionState, payload: bytes) -> None:
+        name, sql, param_oids = messages.read_parse(payload)
+        if len(split_statements(sql)) > 1:
+            raise SyntaxError_("cannot insert multiple commands into a prepared statement")
+        state.add_statement(name, PreparedStatement(sql, param_oids))
+        self.send_parse_complete()
+
+    def handle_bind(self, state: ConnectionState, payload: bytes) -> None:
+        """Parameters are decoded by their declared OID only (never guessed from content)."""
+        bind = messages.read_bind(payload)
+        statement = state.statement(bind.statement)
+        required = max(len(statement.param_oids), statement.placeholders)
+        if len(bind.values) != required:
+            raise ProtocolViolation(
+                f"bind message supplies {len(bind.values)} parameters, but prepared "
+                f'statement "{bind.statement}" requires {required}')
+        declared = statement.param_oids
+        params = [decode_param(declared[i] if i < len(declared) else 0, bind.format_of(i), value)
+                  for i, value in enumerate(bind.values)]
+        if not bind.portal:
+            state.portals.pop("", None)
+        state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
+        self.send_bind_complete()
+
+    def handle_describe(self, state: ConnectionState, payload: bytes) -> None:
+        """Describe never runs a statement twice: a portal runs once, here or at Execute."""
+        kind, name = messages.read_target(payload)
+        if kind == "S":
+            self.describe_statement(state, state.statement(name))
+            return
+        portal = state.portal(name)
+        if portal.statement.is_copy or (not portal.executed and self.batchable(state, portal.statement)):
+            self.write(messages.NO_DATA)   # runs at Execute (COPY: where its data flows)
+            return
+        self.run_portal(state, portal)
+        if portal.table is None:
+            self.write(messages.NO_DATA)
+        else:
+            self.write(row_description(portal.columns))
+
+    def describe_statement(self, state: ConnectionState, statement: PreparedStatement) -> None:
+        """ParameterDescription with inferred types, then RowDescription or NoData; the
+        statement is bound by DuckDB (LIMIT 0) but never run."""
+        self.run_held(state)
+        param_types, schema = state.session.describe(statement.sql)
+        statement.param_oids = [declared or oid_for_sql_type(inferred) for declared, inferred in
+                                zip_longest(statement.param_oids, param_types)]
+        self.write(messages.parameter_description(statement.param_oids))
+        if schema is None:
+            self.write(messages.NO_DATA)
+        else:
+            self.write(row_description(plan_columns(postgres_schema(statement.sql, schema),
+                                                    timezone=state.timezone)))
+
+    def run_portal(self, state: ConnectionState, portal: Portal) -> None:
+        if portal.executed:
+            return
+        self.run_held(state)
+        portal.executed = True
+        state.session.begin_segment()
+        tag = state.deallocate(portal.statement.sql)
+        if tag:
+            portal.tag = tag
+            return
+        results = state.session.execute(portal.statement.sql, portal.params)
+        if not results:
+            portal.empty_query = True
+            return
+        result = results[-1]
+        self.send_notices(result.notices)
+        if result.tag in ("SET", "RESET"):
+            self.report_settings(state)
+        portal.tag, portal.table = result.tag, result.table
+        if result.table is not None:
+            portal.columns = plan_columns(postgres_schema(portal.statement.sql, result.table.schema),
+                                          portal.result_formats, state.timezone)
+
+    def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
+        """Row limits are honoured: send that many rows, then PortalSuspended."""
+        name, max_rows = messages.read_execute(payload)
+        portal = state.portal(name)
+        if portal.statement.is_copy:
+            if portal.executed:
+                raise ProtocolViolation("COPY portal already ran")
+            self.run_held(state)
+            portal.executed = True
+            self.run_copy(state, portal.statement.sql)
+            return
+        if not portal.executed and self.batchable(state, portal.statement):
+            self.hold_execute(state, portal)
+            return
+        self.run_portal(state, portal)
+        if portal.empty_query:
+            self.write(messages.EMPTY_QUERY_RESPONSE)
+            return
+        if portal.table is None:
+            self.write(messages.command_complete(portal.tag))
+            return
+        count = portal.remaining if max_rows <= 0 else min(max_rows, portal.remaining)
+        for chunk in data_rows(portal.table.slice(portal.position, count), portal.columns):
+            self.write(chunk)
+        suspended_before = portal.position > 0
+        portal.position += count
+        if max_rows > 0 and portal.remaining > 0:
+            self.send_portal_suspend()
+        elif suspended_before and portal.tag.startswith("SELECT"):
+            self.write(messages.command_complete(f"SELECT {count}"))
+        else:
+            self.write(messages.command_complete(portal.tag))
+
+    def handle_close(self, state: ConnectionState, payload: bytes) -> None:
+        kind, name = messages.read_target(payload)   # closing a missing object is no error
+        (state.statements if kind == "S" else state.portals).pop(name, None)
+        self.send_close_complete()
+
+    def handle_flush(self, state: ConnectionState, payload: bytes) -> None:
+        self.flush()
+
+    def handle_sync(self, state: ConnectionState) -> None:
+        """Sync ends the implicit transaction of the messages before it: commit or, after an
+        error, the rollback already done."""
+        state.skip_until_sync = False
+        try:
+            state.session.end_segment()
+        except (ClientGone, ConnectionError):
+            raise
+        except Exception as exc:
+            self.send_error(exc)
+        state.end_of_transaction()
+        self.send_ready_for_query(state)
+        self.flush()
