@@ -15,7 +15,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from engine.sql.dml import _space_params
+from engine.sql.dml import space_params
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CALL = re.compile(r'^"?([A-Za-z_][A-Za-z0-9_]*)"?\(')
@@ -49,7 +49,7 @@ def postgres_schema(sql: str, schema: pa.Schema) -> pa.Schema:
 @functools.lru_cache(maxsize=1024)
 def _names(sql: str, names: tuple[str, ...]) -> tuple[str, ...]:
     try:
-        tree = sqlglot.parse_one(_space_params(sql), read="postgres")
+        tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.SqlglotError:
         return names
     items = _output_items(tree)

@@ -355,11 +355,7 @@ class Service:
         runner.shutdown()  # waits for running attempts to finish or stop
         for job in interrupted:
             if job.status == "cancelled":  # stopped by us, not by KILL JOB: the next start retries it
-                job.status = "queued"
-                job.message = "interrupted by shutdown; runs again at the next start"
-                job.finished_at = None
-                job.cancel_requested = False
-                runner._save(job)
+                runner.requeue_after_shutdown(job)
 
 
 def serve(cfg: Config, reload_config: Callable[[], Config] | None = None) -> int:

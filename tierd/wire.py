@@ -16,7 +16,7 @@ import threading
 import time
 
 from engine import metrics
-from engine.errors import AdminShutdown, EngineError
+from engine.errors import AdminShutdown
 from protocol.connection import TierdHandler
 from protocol.messages import ClientGone
 

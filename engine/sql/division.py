@@ -11,7 +11,7 @@ import functools
 import sqlglot
 from sqlglot import exp
 
-from engine.sql.split import _scan
+from engine.sql.split import scan
 
 DIVIDE, MODULO = "__tierd_div", "__tierd_mod"
 MACROS = (
@@ -24,7 +24,7 @@ MACROS = (
 
 def divides(sql: str) -> bool:
     return any(kind == "code" and ("/" in sql[start:end] or "%" in sql[start:end])
-               for kind, start, end in _scan(sql))
+               for kind, start, end in scan(sql))
 
 
 def checked_division(sql: str) -> str:
@@ -36,10 +36,10 @@ def checked_division(sql: str) -> str:
 
 @functools.lru_cache(maxsize=512)
 def _rewrite(sql: str) -> str:
-    from engine.sql.dml import _space_params
+    from engine.sql.dml import space_params
 
     try:
-        tree = sqlglot.parse_one(_space_params(sql), read="postgres")
+        tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.SqlglotError:
         return sql   # DuckDB reports the syntax error
 

@@ -109,7 +109,7 @@ def _param_count(node: exp.Expression) -> int:
 _LITERAL_OR_PARAM = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\d+")
 
 
-def _space_params(sql: str) -> str:
+def space_params(sql: str) -> str:
     """sqlglot's tokenizer reads `$1,$2` as a dollar quote; give placeholders room."""
     return _LITERAL_OR_PARAM.sub(lambda m: f" {m.group(0)} " if m.group(0)[0] == "$" else m.group(0), sql)
 
@@ -176,7 +176,7 @@ def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
 @functools.lru_cache(maxsize=512)
 def _cached_plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
     try:
-        tree = sqlglot.parse_one(_space_params(sql), read="postgres")
+        tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.ParseError as exc:
         raise SyntaxError_(f"syntax error: {str(exc).splitlines()[0]}") from None
     if isinstance(tree, exp.Insert):

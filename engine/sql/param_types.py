@@ -24,13 +24,13 @@ _BOOLEAN_OPERAND = (exp.And, exp.Or, exp.Not)
 
 def infer_param_types(sql: str, count: int, column_types: ColumnTypes) -> list[str | None]:
     """DuckDB type names (or None) of parameters $1..$count of `sql`."""
-    from engine.sql.dml import _space_params
+    from engine.sql.dml import space_params
 
     found: list[str | None] = [None] * count
     if count == 0:
         return found
     try:
-        tree = sqlglot.parse_one(_space_params(sql), read="postgres")
+        tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.SqlglotError:
         return found
     scope = _Scope(tree, column_types)

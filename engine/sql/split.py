@@ -12,7 +12,7 @@ _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
-def _scan(sql: str) -> Iterator[tuple[str, int, int]]:
+def scan(sql: str) -> Iterator[tuple[str, int, int]]:
     """Yield (kind, start, end) spans: 'code', 'quoted', 'comment', or ';'."""
     i, n, start = 0, len(sql), 0
     while i < n:
@@ -75,7 +75,7 @@ def _scan(sql: str) -> Iterator[tuple[str, int, int]]:
 def split_statements(sql: str) -> list[str]:
     """Non-empty statements of `sql`, without their terminating semicolons."""
     statements, current, meaningful = [], [], False
-    for kind, start, end in _scan(sql):
+    for kind, start, end in scan(sql):
         if kind == ";":
             if meaningful:
                 statements.append("".join(current).strip())
@@ -92,7 +92,7 @@ def split_statements(sql: str) -> list[str]:
 def max_placeholder(sql: str) -> int:
     """Highest $n used outside quotes and comments (the statement's parameter count)."""
     highest = 0
-    for kind, start, end in _scan(sql):
+    for kind, start, end in scan(sql):
         if kind == "code":
             for match in _PLACEHOLDER.finditer(sql, start, end):
                 highest = max(highest, int(match.group(1)))
@@ -121,7 +121,7 @@ def code_tokens(sql: str) -> list[str]:
     """Upper-cased words and symbols outside comments; a string literal is the one token "'"
     and a quoted identifier is '"' plus its name, so keywords inside either never count."""
     out: list[str] = []
-    for kind, start, end in _scan(sql):
+    for kind, start, end in scan(sql):
         text = sql[start:end]
         if kind == "code":
             out.extend(w.upper() for w in _TOKEN.findall(text))

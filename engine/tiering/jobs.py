@@ -172,6 +172,14 @@ class JobRunner:
         except Exception:  # never started
             pass
 
+    def requeue_after_shutdown(self, job: Job) -> None:
+        """A job the shutdown stopped (not KILL JOB) runs again at the next start."""
+        job.status = "queued"
+        job.message = "interrupted by shutdown; runs again at the next start"
+        job.finished_at = None
+        job.cancel_requested = False
+        self._save(job)
+
     def every(self, seconds: float, fn: Callable[[], None], job_id: str) -> None:
         """A periodic engine task (policy ticks) on the same scheduler."""
         self.scheduler.add_job(fn, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)

@@ -1,7 +1,6 @@
 """text, bytea, uuid and json: result encoders and parameter decoders."""
 from __future__ import annotations
 
-import re
 import struct
 import uuid
 
