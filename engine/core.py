@@ -18,11 +18,11 @@ from engine.catalog.pg_catalog import PgCatalog
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
 from engine.catalog.tables import Catalog, Column, TableDef
-from engine.cold_tier import ColdTier, Scopes
+from engine.tiers.cold import ColdTier, Scopes
 from engine.failpoints import Failpoints
-from engine.hot_tier import HotTier
-from engine.read import views
-from engine.read.point_lookup import PointLookups
+from engine.tiers.hot import HotTier
+from engine.tiers import views
+from engine.tiers.point_lookup import PointLookups
 from engine.storage.backend import Storage
 from engine.storage.manifest import Manifest
 from engine.storage.reaper import FileReaper

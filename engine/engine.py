@@ -1,8 +1,8 @@
 """The Engine: start-up (open LevelDB and DuckDB, recover every table, start background work),
 sessions, live settings and shutdown. What each part does lives in its own module:
 
-    hot_tier.py    write lock, _seq, key index, committed rows on their way into DuckDB
-    cold_tier.py   manifests per table scope, cold views, cold key lookups
+    core.py        what a session reaches: the parts below, CREATE / DROP TABLE
+    tiers/         the hot tier's shared state, the cold tier's manifests, the DuckDB views
     tiering/       flush (the commit protocol), compaction, jobs, policies, STREAM TTL, recovery
     session/       one client session: dispatch of statements, transactions, the write path
 """
@@ -17,13 +17,13 @@ from engine.catalog.flush_policy import parse_flush_policy
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
 from engine.catalog.tables import DEFAULT_NAMESPACE, Catalog
-from engine.cold_tier import ColdTier
+from engine.tiers.cold import ColdTier
 from engine.core import EngineConfig, EngineCore
 from engine.errors import InvalidCatalogName
 from engine.failpoints import Failpoints
-from engine.hot_tier import HotTier
-from engine.read import views
-from engine.read.point_lookup import PointLookups
+from engine.tiers.hot import HotTier
+from engine.tiers import views
+from engine.tiers.point_lookup import PointLookups
 from engine.session.session import EngineSession
 from engine.storage.backend import Storage
 from engine.storage.hot_store import HotStore

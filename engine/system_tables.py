@@ -12,9 +12,9 @@ import duckdb
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
 from engine.catalog.tables import Catalog
-from engine.cold_tier import ColdTier
-from engine.hot_tier import HotTier
-from engine.read import views
+from engine.tiers.cold import ColdTier
+from engine.tiers.hot import HotTier
+from engine.tiers import views
 from engine.storage.manifest import Manifest
 
 

@@ -1,4 +1,4 @@
-"""engine.pg_compat: each rewrite of Postgres-only syntax, one test each, plus what must stay
+"""engine.sql.pg_compat: each rewrite of Postgres-only syntax, one test each, plus what must stay
 untouched (string literals, comments, SQL without Postgres-only syntax)."""
 from __future__ import annotations
 

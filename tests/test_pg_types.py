@@ -1,4 +1,4 @@
-"""engine.pg_types (what pg_catalog calls each type) agrees with protocol.types.oids (what
+"""engine.catalog.pg_types (what pg_catalog calls each type) agrees with protocol.types.oids (what
 the wire sends): every OID the wire can report for a column has a pg_type row, with the
 same array OID and length."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PK point lookups (engine/read/point_lookup.py) answer exactly what the hot ∪ cold view answers:
+"""PK point lookups (engine/tiers/point_lookup.py) answer exactly what the hot ∪ cold view answers:
 newest version wins, deleted stays deleted, across flushes, delta segments and compaction,
 and while a flush moves rows under a running lookup. The reference query adds `AND true`,
 which the fast path does not take."""

@@ -10,7 +10,7 @@ import duckdb
 import psycopg
 import pytest
 
-from engine.read import views
+from engine.tiers import views
 from engine.storage.s3 import httpfs_extension_path
 from tests.daemon import Tierd
 from tests.helpers import scope_dir

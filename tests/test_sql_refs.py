@@ -1,4 +1,4 @@
-"""engine.sql_refs: what a query names, from DuckDB's parse tree (small exact cases)."""
+"""engine.sql.refs: what a query names, from DuckDB's parse tree (small exact cases)."""
 import pytest
 
 from engine.errors import FeatureNotSupported, SyntaxError_

@@ -57,11 +57,6 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def hot_bytes(engine, tid: int) -> int:
-    prefix = b"h/%08x/" % tid  # engine.hot_store's batch keys
-    return sum(len(v) for v in engine.store.db.iterator(prefix=prefix, include_key=False))
-
-
 class Exposition:
     def __init__(self, engine, connections, version: str):
         self.engine = engine
@@ -84,13 +79,13 @@ class Exposition:
         add("tierd_tables", len(tables))
         for t in sorted(tables, key=lambda t: t.qualified):
             lab = {"table": t.qualified, "storage": t.storage_id}
-            scopes = list((e.manifests.get(t.tid) or {}).values())  # one per user of a USER table
-            add("tierd_table_hot_rows", len(e.hot_index.get(t.tid) or ()), **lab)
-            add("tierd_table_hot_bytes", hot_bytes(e, t.tid), **lab)
+            scopes = list((e.cold.manifests.get(t.tid) or {}).values())  # one per user of a USER table
+            add("tierd_table_hot_rows", e.hot.pending_rows(t), **lab)
+            add("tierd_table_hot_bytes", e.store.table_bytes(t.tid), **lab)
             add("tierd_table_cold_rows", sum(m.row_count for m in scopes), **lab)
             add("tierd_table_cold_bytes", sum(m.size_bytes for m in scopes), **lab)
             add("tierd_table_segments", sum(len(m.segments) for m in scopes), **lab)
-            add("tierd_table_cold_unavailable", 1 if t.tid in e.unavailable else 0, **lab)
+            add("tierd_table_cold_unavailable", 1 if t.tid in e.cold.unavailable else 0, **lab)
         depth = {(jt, st): 0 for jt in JOB_TYPES for st in ACTIVE}
         for job in list(e.jobs.jobs.values()):
             if job.status in ACTIVE:

@@ -7,7 +7,7 @@ written to. So tierd keeps the catalog in a separate in-memory DuckDB database, 
 tables in `__pg.main` named as Postgres names them (pg_class, pg_attribute, ...), macros for
 the Postgres functions clients call (format_type, pg_get_indexdef, ...), and views in
 `__pg.info` for information_schema. Sessions put `__pg.main` on DuckDB's search path after
-the user's schema, and engine.pg_compat rewrites `pg_catalog.x` to `x` and
+the user's schema, and engine.sql.pg_compat rewrites `pg_catalog.x` to `x` and
 `information_schema.x` to `__pg.info.x`.
 
 The rows are rebuilt from tierd's catalog when it has changed since the last build. OIDs stay
@@ -299,7 +299,7 @@ MACROS: dict[str, str] = {
         f"OR __typname = lower(trim(s::VARCHAR)) OR __typname = lower(trim(split_part(s::VARCHAR, '.', 2))) LIMIT 1)"
     ),
     "to_regnamespace": f"(s) AS (SELECT __oid FROM {PRIVATE}.namespaces WHERE __name = trim(s::VARCHAR, '\"'))",
-    # Targets of engine.pg_compat's rewrite of reg-type casts: an OID (a number passes, a name
+    # Targets of engine.sql.pg_compat's rewrite of reg-type casts: an OID (a number passes, a name
     # is looked up), or the name when the cast goes on to text.
     "tierd_regclass_oid": (
         f"(s) AS CASE WHEN s IS NOT NULL THEN coalesce(TRY_CAST(s AS BIGINT), {PG}.to_regclass(s), "

@@ -13,8 +13,8 @@ from engine.catalog import privileges
 from engine.catalog.tables import Column, TableDef
 from engine.errors import (DuplicateColumn, EngineError, InvalidTextRepresentation, NotNullViolation, QueryCanceled,
                            UndefinedColumn, from_duckdb)
-from engine.hot_tier import key_list
-from engine.read import views
+from engine.tiers.hot import key_list
+from engine.tiers import views
 from engine.results import StatementResult
 from engine.session.keys import alive, hot_state, unique_violation
 from engine.session.reads import query

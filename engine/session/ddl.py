@@ -9,7 +9,7 @@ from __future__ import annotations
 from engine.catalog.tables import SYSTEM_COLUMNS, TableDef, check_identifier, parse_table_options
 from engine.errors import ActiveSqlTransaction, DuplicateTable, InvalidSchemaName, InvalidTableDefinition, \
     ObjectInUse, UndefinedTable
-from engine.read import views
+from engine.tiers import views
 from engine.results import StatementResult
 from engine.session.state import SessionState
 from engine.session.transactions import commit_write

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from engine.catalog.tables import TableDef
 from engine.errors import UniqueViolation
-from engine.hot_tier import KeyState
+from engine.tiers.hot import KeyState
 from engine.session.state import SessionState
 
 

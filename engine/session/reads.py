@@ -10,7 +10,7 @@ import pyarrow as pa
 from engine.catalog import privileges
 from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import InsufficientPrivilege
-from engine.read import point_lookup, views
+from engine.tiers import point_lookup, views
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
 from engine.session import settings
 from engine.session.state import SessionState

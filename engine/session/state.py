@@ -20,7 +20,7 @@ from engine.catalog import pg_catalog, privileges
 from engine.catalog.tables import DEFAULT_NAMESPACE, TableDef
 from engine.core import EngineCore
 from engine.errors import UndefinedTable
-from engine.read import views
+from engine.tiers import views
 from engine.session.settings import SETTINGS_DEFAULTS
 from engine.sql import division, dml
 from engine.sql.statements import split_qualified

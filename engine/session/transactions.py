@@ -11,7 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from engine.errors import FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
-from engine.read import views
+from engine.tiers import views
 from engine.results import StatementResult
 from engine.session.state import SessionState
 from engine.sql.parse import Begin, Commit, Rollback, Savepoint

@@ -20,8 +20,8 @@ from engine.catalog import privileges
 from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
 from engine.errors import EngineError, NotNullViolation, UndefinedParameter, from_duckdb
-from engine.hot_tier import KeyState, Tombstone, key_list
-from engine.read import views
+from engine.tiers.hot import KeyState, Tombstone, key_list
+from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
 from engine.session.keys import first_per_key, live_keys, refuse_repeats, unique_violation
 from engine.session.reads import check_select

@@ -8,7 +8,7 @@ while the daemon itself keeps reading its own Parquet, local and on S3. Enforced
    EXPORT/IMPORT DATABASE, CALL, CREATE/DROP SECRET and SET/RESET of DuckDB's own settings
    are refused with SQLSTATE 42501 (COPY to or from a file or program: by the COPY parser,
    engine/sql/copy.py). Nothing of these ever reaches DuckDB; only queries do.
-2. Queries (`check_query`, on the statement DuckDB will run): `engine.sql_refs` reads DuckDB's
+2. Queries (`check_query`, on the statement DuckDB will run): `engine.sql.refs` reads DuckDB's
    own parse tree, and the query may name only
    - table functions from a short allow list (range, generate_series, unnest, ...) or the
      pg_catalog/information_schema helpers tierd defines: read_csv, read_parquet, glob, query,

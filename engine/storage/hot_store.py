@@ -104,6 +104,10 @@ class HotStore:
         for k, v in self.db.iterator(prefix=_batch_prefix(tid)):
             yield k, decode_batch(v)
 
+    def table_bytes(self, tid: int) -> int:
+        """Bytes of the table's committed batches not yet flushed (Arrow IPC, uncompressed)."""
+        return sum(len(v) for v in self.db.iterator(prefix=_batch_prefix(tid), include_key=False))
+
     def read_batch(self, key: bytes) -> pa.Table | None:
         raw = self.db.get(key)
         return None if raw is None else decode_batch(raw)

@@ -22,11 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.catalog.tables import OWNER, TableDef
-from engine.cold_tier import ColdTier, Scopes, keys_in
+from engine.tiers.cold import ColdTier, Scopes, keys_in
 from engine.errors import FeatureNotSupported
 from engine.failpoints import Failpoints
-from engine.hot_tier import HotTier, key_list
-from engine.read import views
+from engine.tiers.hot import HotTier, key_list
+from engine.tiers import views
 from engine.storage.backend import Storage
 from engine.storage.manifest import FlushEdit, Manifest, Segment
 from engine.storage.segments import key_bounds, may_overlap, sorted_by_key, write_segment

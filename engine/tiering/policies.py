@@ -15,7 +15,7 @@ from typing import Callable
 
 from engine.catalog.flush_policy import FlushPolicy, parse_flush_policy
 from engine.catalog.tables import Catalog, TableDef
-from engine.hot_tier import HotTier
+from engine.tiers.hot import HotTier
 from engine.tiering.jobs import JobRunner
 
 log = logging.getLogger("tierd.policies")

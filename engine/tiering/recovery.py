@@ -11,9 +11,9 @@ import duckdb
 import pyarrow as pa
 
 from engine.catalog.tables import Catalog, TableDef
-from engine.cold_tier import ColdTier
-from engine.hot_tier import HotTier
-from engine.read import views
+from engine.tiers.cold import ColdTier
+from engine.tiers.hot import HotTier
+from engine.tiers import views
 from engine.tiering.flush import finish_interrupted_flush
 
 log = logging.getLogger("tierd.recovery")

@@ -10,10 +10,10 @@ from typing import Callable
 import duckdb
 
 from engine.catalog.tables import Catalog, TableDef
-from engine.cold_tier import ColdTier
+from engine.tiers.cold import ColdTier
 from engine.errors import EngineError, ObjectInUse, QueryCanceled
 from engine.failpoints import Failpoints
-from engine.hot_tier import HotTier
+from engine.tiers.hot import HotTier
 from engine.storage.reaper import FileReaper
 from engine.tiering import stream_ttl
 from engine.tiering.compaction.picker import needs_compaction

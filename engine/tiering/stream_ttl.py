@@ -3,7 +3,7 @@
 Every row version carries its write time (`_written_at`, stamped at the write, never going
 backwards across _seq), so versions expire in `_seq` order: the expired rows of a table are
 exactly those with `_seq <= S`, S the newest expired version. The views hide them at once
-(read/views.py); a `stream_eviction` job, visible in system.jobs, deletes them from DuckDB and
+(tiers/views.py); a `stream_eviction` job, visible in system.jobs, deletes them from DuckDB and
 LevelDB later. The check runs every max(1, min(5, TTL/2)) seconds per table and starts a job
 only when something has expired, so an idle stream leaves no job records behind.
 """
@@ -16,8 +16,8 @@ import duckdb
 
 from engine.catalog.tables import Catalog, TableDef
 from engine.failpoints import Failpoints
-from engine.hot_tier import HotTier
-from engine.read import views
+from engine.tiers.hot import HotTier
+from engine.tiers import views
 from engine.tiering.jobs import Job, JobRunner
 
 log = logging.getLogger("tierd.stream")

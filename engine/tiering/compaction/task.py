@@ -14,11 +14,11 @@ import duckdb
 import pyarrow as pa
 
 from engine.catalog.tables import TableDef
-from engine.cold_tier import ColdTier
+from engine.tiers.cold import ColdTier
 from engine.errors import FeatureNotSupported
 from engine.failpoints import Failpoints
-from engine.hot_tier import HotTier
-from engine.read import views
+from engine.tiers.hot import HotTier
+from engine.tiers import views
 from engine.storage.manifest import CompactionEdit, Manifest, Segment
 from engine.storage.reaper import FileReaper
 from engine.storage.segments import write_segment

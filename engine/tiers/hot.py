@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from engine.catalog.tables import Catalog, TableDef
 from engine.errors import LockNotAvailable
-from engine.read import views
+from engine.tiers import views
 from engine.storage.group_commit import Batches, CommitQueue
 from engine.storage.hot_store import HotStore
 

@@ -19,8 +19,8 @@ import pyarrow as pa
 from engine.catalog.storages import StorageCatalog
 from engine.catalog.tables import TableDef
 from engine.errors import IoError
-from engine.hot_tier import key_list
-from engine.read import views
+from engine.tiers.hot import key_list
+from engine.tiers import views
 from engine.storage.backend import TMP_MARK, Storage
 from engine.storage.hot_store import HotStore
 from engine.storage.manifest import MANIFEST, Manifest, commit, load

@@ -31,8 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.catalog.tables import Catalog, TableDef
-from engine.cold_tier import ColdTier
-from engine.hot_tier import HotTier
+from engine.tiers.cold import ColdTier
+from engine.tiers.hot import HotTier
 from engine.storage import hot_store
 from engine.results import schema_with_sql_types
 
