@@ -2,7 +2,7 @@
 
 Binary COPY input (a PGCOPY header, tuples of length-prefixed fields, a -1 trailer) is
 collected raw and decoded a column at a time, fixed-width columns with one byte swap; text
-and csv input are parsed by the engine (engine/sql/copy.py). COPY TO output in text, csv or
+and csv input are parsed by the engine (engine/sql/copy_input.py). COPY TO output in text, csv or
 binary is built a column at a time from the same vectorised encoders as DataRow and sent as
 one CopyData message per row. The sub-protocol that carries them is protocol/copy.py.
 """
@@ -15,8 +15,9 @@ from typing import Callable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.sql import copy
-from engine.sql.copy import CopyCommand, CopyOptions, RawBlock, TargetColumn
+from engine.sql import copy_input
+from engine.sql.copy import CopyCommand, CopyOptions, TargetColumn
+from engine.sql.copy_input import RawBlock
 from engine.errors import BadCopyFileFormat, FeatureNotSupported
 
 from .rows import BINARY, TEXT, Column, join_rows, plan_columns, wire_fields
@@ -39,7 +40,7 @@ def raw_blocks(cmd: CopyCommand, columns: list[TargetColumn],
     names = [c.name for c in columns]
     if cmd.options.format == "binary":
         return binary_blocks(read, columns, label)
-    return copy.text_blocks(read, cmd.options, names, label)
+    return copy_input.text_blocks(read, cmd.options, names, label)
 
 
 class _Reader:
@@ -113,7 +114,7 @@ def binary_blocks(read: Callable[[], bytes], columns: list[TargetColumn],
                 pos += 2
                 break
             if count != width:
-                raise copy.with_context(BadCopyFileFormat(f"row field count is {count}, expected {width}"),
+                raise copy_input.with_context(BadCopyFileFormat(f"row field count is {count}, expected {width}"),
                                         f"COPY {label}, line {line}")
             pos += 2
             while len(row) < width and pos + 4 <= n:
@@ -129,7 +130,7 @@ def binary_blocks(read: Callable[[], bytes], columns: list[TargetColumn],
         if len(row) < width or pos - row_start < 2:  # the tuple goes on in the next piece
             piece = read()
             if not piece:
-                raise copy.with_context(BadCopyFileFormat("unexpected EOF in COPY data"),
+                raise copy_input.with_context(BadCopyFileFormat("unexpected EOF in COPY data"),
                                         f"COPY {label}, line {line}")
             buf, pos = buf[row_start:] + piece, 0
             continue
@@ -194,7 +195,7 @@ def _arrow_columns(values: list[list], columns: list[TargetColumn], decoders: li
             try:
                 vals.append(None if data is None else decode(data))
             except Exception as exc:
-                raise copy.with_context(
+                raise copy_input.with_context(
                     BadCopyFileFormat(f"incorrect binary data format in column {column.name}: {exc}"),
                     f"COPY {label}, line {first + n}, column {column.name}") from None
         try:

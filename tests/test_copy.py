@@ -16,7 +16,8 @@ import asyncpg
 import psycopg
 import pytest
 
-from engine.sql.copy import CopyOptions, blocks, parse_copy
+from engine.sql.copy import CopyOptions, parse_copy
+from engine.sql.copy_input import blocks
 from engine.session.session import EngineSession
 from tests.daemon import Tierd
 

@@ -1,6 +1,7 @@
 """COPY in a session: FROM STDIN typed (DuckDB casts, Postgres text forms), key-checked and
 staged in one write transaction, so every row commits together or none does; TO STDOUT as a
-query. The statement's grammar and the parsing of its input are engine/sql/copy.py's."""
+query. The statement's grammar is engine/sql/copy.py's, the parsing of its input
+engine/sql/copy_input.py's."""
 from __future__ import annotations
 
 from typing import Iterator
@@ -22,7 +23,8 @@ from engine.session.state import SessionState
 from engine.session.transactions import begin_write, commit_write
 from engine.session.writes import append, owned
 from engine.sql import dml
-from engine.sql.copy import CopyCommand, RawBlock, TargetColumn, with_context, shown_value
+from engine.sql.copy import CopyCommand, TargetColumn
+from engine.sql.copy_input import RawBlock, shown_value, with_context
 from engine.sql.parse import Query
 
 

@@ -20,7 +20,8 @@ from engine.session import copy, reads, transactions, writes
 from engine.session.dispatch import dispatch
 from engine.session.state import SessionState
 from engine.sql import sandbox
-from engine.sql.copy import CopyCommand, RawBlock, TargetColumn
+from engine.sql.copy import CopyCommand, TargetColumn
+from engine.sql.copy_input import RawBlock
 from engine.sql.error_position import locate
 from engine.sql.parse import parse
 from engine.sql.split import leading_words, split_statements
