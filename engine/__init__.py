@@ -1,8 +1,8 @@
-"""The tierd engine: catalog, hot store, cold store, manifests, jobs and the DuckDB read path.
+"""The tierd engine: SQL, catalog, the hot and cold tiers, background work (map: README, Layout).
 
 The engine knows nothing of the wire. Its public surface:
 
-    engine = Engine(EngineConfig(data_dir=...))      # opens LevelDB, runs crash recovery
+    engine = Engine(EngineConfig(data_dir=...))      # engine.engine; opens LevelDB, runs crash recovery
     session = engine.connect(user="tierd", database="tierd")   # InvalidCatalogName for others
     results = session.execute(sql)                    # simple query: 0..n statements
     results = session.execute(sql, params=[...])      # one statement with $1..$n
