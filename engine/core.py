@@ -151,8 +151,8 @@ class EngineCore:
         t = self.catalog.add_table(t)
         self.has_user_tables = self.has_user_tables or t.is_user
         scopes: Scopes = {None: Manifest(table_id=t.qualified, table_uid=t.uid)} if t.table_type == "SHARED" else {}
-        self.cold.manifests[t.tid] = scopes
-        self.hot.index[t.tid] = {}
+        self.cold.set_scopes(t, scopes)
+        self.hot.add_table(t.tid)
         views.create_table_objects(self.admin, t, scopes, storage)
         return t
 

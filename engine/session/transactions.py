@@ -147,7 +147,7 @@ def commit_write(s: SessionState) -> None:
     try:
         s.cur.execute("COMMIT")
         eng.hot.mark_visible(eng.hot.seq)
-        eng.cold.shadowing |= tx.pending_shadow
+        eng.cold.shadow(tx.pending_shadow)
         eng.hot.apply_changes(tx.pending_index)
     finally:
         _release(s)

@@ -159,7 +159,7 @@ class Flusher:
             if not t.is_user:  # a USER scope's flush leaves other users' queued rows to append
                 hot.drop_queued(t.tid, watermark)
             hot.materialize()
-            scopes = dict(cold.manifests[t.tid])
+            scopes = cold.scopes(t)
             scopes[user] = manifest
             owner = f" AND {OWNER} = {views.sql_str(user)}" if t.is_user else ""
             cur.execute("BEGIN")
@@ -171,11 +171,7 @@ class Flusher:
             shadowing = hot_left > 0
             cur.execute(views.full_view_sql(t, shadowing))
             cur.execute("COMMIT")
-            if shadowing:
-                cold.shadowing.add(t.tid)
-            else:
-                cold.shadowing.discard(t.tid)
-            cold.manifests[t.tid] = scopes
+            cold.set_scopes(t, scopes, shadowing)
             hot.forget_flushed(t.tid, watermark, user, hot_left)
 
 

@@ -28,7 +28,7 @@ def recover_table(admin: duckdb.DuckDBPyConnection, hot: HotTier, cold: ColdTier
         admin.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __recovered")
         admin.unregister("__recovered")
     if t.is_stream:  # hot only: no storage, no manifest
-        cold.manifests[t.tid] = {}
+        cold.set_scopes(t, {})
         marks = admin.execute(f"SELECT epoch(_written_at) AS w, max(_seq) FROM {views.hot_table(t)} "
                               "GROUP BY w ORDER BY w").fetchall()
         hot.recovered_stream_marks(t, [(float(w), int(s)) for w, s in marks])
@@ -48,8 +48,7 @@ def recover_table(admin: duckdb.DuckDBPyConnection, hot: HotTier, cold: ColdTier
             hot.recovered_seq(m.flushed_seq)  # start-up is single-threaded
         shadowing = bool(tables and cold.has_cold(t))
         views.create_views(admin, t, views.cold_view_sql(t, scopes, storage), shadowing)
-        if shadowing:
-            cold.shadowing.add(t.tid)
+        cold.set_scopes(t, scopes, shadowing)
         finish_interrupted_flush(admin, hot, t, scopes)
     hot.build_index(admin, t)
 
@@ -59,7 +58,7 @@ def retry_unavailable(admin: duckdb.DuckDBPyConnection, catalog: Catalog, hot: H
     for tid in list(cold.unavailable):
         t = catalog.by_tid(tid)
         if t is None:
-            cold.unavailable.pop(tid, None)
+            cold.available_again(tid)
             continue
         storage = cold.storage_for(t)
         try:
@@ -71,5 +70,5 @@ def retry_unavailable(admin: duckdb.DuckDBPyConnection, catalog: Catalog, hot: H
             finish_interrupted_flush(admin, hot, t, scopes)
             admin.execute(views.cold_view_sql(t, scopes, storage))
             hot.build_index(admin, t)
-            cold.unavailable.pop(tid, None)
+            cold.available_again(tid)
         log.info("cold tier of table '%s' is available again", t.qualified)

@@ -111,6 +111,26 @@ class ColdTier:
         self.manifests[t.tid] = scopes
         return scopes
 
+    def scopes(self, t: TableDef) -> Scopes:
+        """A copy of the table's scopes (user -> manifest), to change and `set_scopes`."""
+        return dict(self.manifests.get(t.tid) or {})
+
+    def set_scopes(self, t: TableDef, scopes: Scopes, shadowing: bool | None = None) -> None:
+        """The table's scopes as committed; `shadowing`: whether its view now hides cold rows
+        that hot supersedes (None: unchanged)."""
+        self.manifests[t.tid] = scopes
+        if shadowing is True:
+            self.shadowing.add(t.tid)
+        elif shadowing is False:
+            self.shadowing.discard(t.tid)
+
+    def shadow(self, tids) -> None:
+        """Views of these tables hide superseded cold rows now (an explicit transaction's COMMIT)."""
+        self.shadowing |= set(tids)
+
+    def available_again(self, tid: int) -> None:
+        self.unavailable.pop(tid, None)
+
     def set_unavailable(self, t: TableDef, reason: str) -> None:
         self.unavailable[t.tid] = reason
         self.manifests[t.tid] = {} if t.is_user else {None: Manifest(table_id=t.qualified)}
@@ -143,10 +163,10 @@ class ColdTier:
     def swap(self, t: TableDef, manifest: Manifest) -> None:
         """Under the write lock: one scope's new manifest into the table's cold view."""
         with self.changing():
-            scopes = dict(self.manifests[t.tid])
+            scopes = self.scopes(t)
             scopes[manifest.user_id] = manifest
             self._admin.execute(views.cold_view_sql(t, scopes, self.storage_for(t)))
-            self.manifests[t.tid] = scopes
+            self.set_scopes(t, scopes)
 
     # ------------------------------------------------------------------ keys
     def live_keys(self, cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list) -> set:

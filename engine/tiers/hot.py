@@ -163,6 +163,9 @@ class HotTier:
                     del self._unapplied[tid]
 
     # ------------------------------------------------------------------ key index
+    def add_table(self, tid: int) -> None:
+        self.index[tid] = {}
+
     def pending_rows(self, t: TableDef) -> int:
         """Keys with unflushed changes: the rows a flush of `t` would write."""
         return len(self.index.get(t.tid, {}))
