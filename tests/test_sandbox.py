@@ -12,18 +12,17 @@ import pytest
 
 from engine.read import views
 from engine.storage.s3 import httpfs_extension_path
-from tests.daemon import Tierd
 from tests.helpers import scope_dir
 from tests.s3server import s3  # noqa: F401  (module-scoped SeaweedFS fixture)
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    """One daemon with a flushed table (its Parquet on disk) and files a client must not reach."""
+def box(tmp_path_factory, module_tierd):
+    """The module's daemon with a flushed table (its Parquet on disk) and files a client must not reach."""
     root = tmp_path_factory.mktemp("sandbox")
     secret = root / "secret.csv"
     secret.write_text("user,password\nalice,hunter2\n")
-    d = Tierd(str(root / "data")).start()
+    d = module_tierd
     with d.connect() as c:
         c.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
         c.execute("INSERT INTO t SELECT i, 'v' || i FROM range(10) r(i)")
@@ -32,9 +31,8 @@ def box(tmp_path_factory):
     parquet = glob.glob(os.path.join(scope_dir(d.data_dir, "public", "t"), "*.parquet"))[0]
     out = root / "out"
     out.mkdir()
-    yield {"d": d, "secret": str(secret), "parquet": parquet, "out": str(out), "root": str(root),
-           "data": d.data_dir, "ext": httpfs_extension_path() or "/nonexistent/httpfs.duckdb_extension"}
-    d.stop()
+    return {"d": d, "secret": str(secret), "parquet": parquet, "out": str(out), "root": str(root),
+            "data": d.data_dir, "ext": httpfs_extension_path() or "/nonexistent/httpfs.duckdb_extension"}
 
 
 ESCAPES = [

@@ -360,29 +360,21 @@ def test_user_table_over_the_wire(tierd):
         {SUPERUSER: 50}
 
 
-ROOT_PASSWORD = "root-pw"
-
-
 @pytest.fixture
-def scram_tierd(tmp_path):
+def alice_and_bob(scram_tierd):
     """A daemon with SCRAM authentication and the roles alice and bob."""
-    config = tmp_path / "tierd.toml"
-    config.write_text(f'[auth]\nmethod = "scram"\npassword = "{ROOT_PASSWORD}"\n')
-    d = Tierd(str(tmp_path / "data"), config=str(config), password=ROOT_PASSWORD).start()
-    with d.connect() as c:
+    with scram_tierd.connect() as c:
         for user in ("alice", "bob"):
             c.execute(f"CREATE USER {user} WITH PASSWORD 'pw-{user}'")
-    yield d
-    d.stop()
+    return scram_tierd
 
 
 def as_user(d: Tierd, user: str) -> psycopg.Connection:
-    return psycopg.connect(host="127.0.0.1", port=d.port, user=user, password=f"pw-{user}", dbname="tierd",
-                           autocommit=True, connect_timeout=10)
+    return d.connect_as(user, f"pw-{user}")
 
 
-def test_two_users_on_one_user_table_over_the_wire(scram_tierd):
-    d = scram_tierd
+def test_two_users_on_one_user_table_over_the_wire(alice_and_bob):
+    d = alice_and_bob
     with d.connect() as root, as_user(d, "alice") as alice, as_user(d, "bob") as bob:
         root.execute("CREATE NAMESPACE app")
         root.execute("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT) WITH (FLUSH_POLICY = 'manual')")
@@ -451,8 +443,8 @@ def test_two_users_on_one_user_table_over_the_wire(scram_tierd):
             assert json.load(f)["user_id"] == user
 
 
-def test_seed_1a_rows_policy_on_a_user_table_writes_the_users_directory(scram_tierd):
-    d = scram_tierd
+def test_seed_1a_rows_policy_on_a_user_table_writes_the_users_directory(alice_and_bob):
+    d = alice_and_bob
     with d.connect() as root, as_user(d, "alice") as alice:
         root.execute("CREATE USER TABLE public.events (id BIGINT PRIMARY KEY, v TEXT) WITH (FLUSH_POLICY = 'rows:50')")
         for i in range(50):
