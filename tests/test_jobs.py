@@ -153,11 +153,7 @@ def test_retry_job_after_failure_and_errors(make_tierd):
         assert final[2] == 1 and final[3] == 30
         assert table_state(c) == before
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
-            c.execute(f"RETRY JOB '{job_id}'")
-        with pytest.raises(psycopg.errors.UndefinedObject):
-            c.execute("RETRY JOB 'FL-000000000000'")
-        with pytest.raises(psycopg.errors.UndefinedObject):
-            c.execute("KILL JOB 'nope'")
+            c.execute(f"RETRY JOB '{job_id}'")  # (unknown jobs: tests/sql/storage/jobs.test)
     assert_cold_consistent(d.data_dir, "app", "t")
     failures = [line for line in d.output().splitlines() if job_id in line and "failed" in line]
     assert len(failures) == 1, failures  # one log line per failure, no traceback flood

@@ -74,36 +74,6 @@ def test_update_and_delete_of_flushed_rows_survive_later_flushes(tierd, app):
     assert_cold_consistent(tierd.data_dir, "app", "events")
 
 
-def test_primary_key_unique_across_tiers(tierd, app):
-    conn = app
-    conn.execute("INSERT INTO app.events VALUES (1, 'a', 1), (2, 'b', 2)")
-    flush(conn, "app.events")  # segment 0 holds 1, 2
-    conn.execute("INSERT INTO app.events VALUES (3, 'c', 3)")
-    flush(conn, "app.events")  # segment 1 holds 3
-    conn.execute("INSERT INTO app.events VALUES (4, 'd', 4)")  # hot
-    cases = [
-        "INSERT INTO app.events VALUES (4, 'dup-hot', 0)",
-        "INSERT INTO app.events VALUES (3, 'dup-cold', 0)",
-        "INSERT INTO app.events VALUES (1, 'dup-older-segment', 0)",
-        "INSERT INTO app.events VALUES (7, 'x', 0), (7, 'y', 0)",
-        "UPDATE app.events SET id = 2 WHERE id = 4",
-        "UPDATE app.events SET id = 4 WHERE id = 1",
-    ]
-    for sql in cases:
-        with pytest.raises(psycopg.errors.UniqueViolation) as info:
-            conn.execute(sql)
-        assert info.value.sqlstate == "23505", sql
-    # The connection and the data survived every failure.
-    assert rows(conn, "SELECT id, body FROM app.events ORDER BY id") == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
-    # Moving a key to a free value works, and the old key is gone in both tiers.
-    assert conn.execute("UPDATE app.events SET id = 10 WHERE id = 1").statusmessage == "UPDATE 1"
-    flush(conn, "app.events")
-    assert rows(conn, "SELECT id, body FROM app.events ORDER BY id") == [(2, "b"), (3, "c"), (4, "d"), (10, "a")]
-    conn.execute("INSERT INTO app.events VALUES (1, 'reused', 0)")  # the freed key can be used again
-    assert rows(conn, "SELECT body FROM app.events WHERE id = 1") == [("reused",)]
-    assert_cold_consistent(tierd.data_dir, "app", "events")
-
-
 def test_insert_returning_defaults_and_params(conn):
     conn.execute("CREATE TABLE public.notes (id BIGINT PRIMARY KEY, body TEXT NOT NULL, "
                  "created TIMESTAMPTZ DEFAULT now(), score DOUBLE DEFAULT 1.5)")
