@@ -29,8 +29,9 @@ line (or to `----`). Each file gets a fresh daemon (and data dir); files are ind
     kill -9                      SIGKILL the daemon, then start it on the same data dir
     connection <name> [<role> [<password>]]
                                  switch to the session <name>, opened on first use as <role>
-                                 (default: the superuser tierd); sessions start as `default`
-    user <role> [<password>]     the same as `connection <role> <role> [<password>]`
+                                 (default: the superuser tierd); the first session is `default`
+    user <role> [<password>]     the same as `connection <role> <role> [<password>]`; a session
+                                 keeps its login, so later switches may leave the password out
     protocol simple|extended     how the following records are sent: one simple Query, or
                                  Parse/Bind/Describe/Execute/Sync with no parameters (sticky;
                                  simple by default). `protocol both` as a file's first record
@@ -310,11 +311,12 @@ class Runner:
 
     def do_connection(self, record: Record) -> None:
         name, *login = record.args
-        if name not in self.sessions:
-            user = login[0] if login else SUPERUSER
-            self.sessions[name] = Session(name, user, login[1] if len(login) > 1 else None)
-        elif login:
-            self.fail(record, f"session {name} exists: name its role only where it is first used")
+        user, password = (login + [None, None])[:2] if login else (SUPERUSER, None)
+        s = self.sessions.get(name)
+        if s is None:
+            self.sessions[name] = Session(name, user, password)
+        elif s.user != user or (password is not None and password != s.password):
+            self.fail(record, f"session {name} is {s.user}'s: a session keeps the login it was opened with")
         self.current = name
 
     def do_restart(self, record: Record) -> None:
