@@ -117,15 +117,3 @@ def test_dt_sees_a_new_table_and_forgets_a_dropped_one(catalog_tierd):
     assert "later" in ok(psql(catalog_tierd, "-c", r"\dt"))
     ok(psql(catalog_tierd, "-c", "DROP TABLE public.later"))
     assert "later" not in ok(psql(catalog_tierd, "-c", r"\dt"))
-
-
-def test_information_schema_and_settings_from_sql(catalog_tierd):
-    out = ok(psql(catalog_tierd, "-A", "-t", "-c",
-                  "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-                  "WHERE table_schema = 'shop' AND table_name = 'orders' ORDER BY ordinal_position"))
-    assert lines(out) == ["region|text|NO", "num|integer|NO", "note|text|YES"]
-    out = ok(psql(catalog_tierd, "-A", "-t", "-c", "SET application_name = 'catalog-test'",
-                  "-c", "SELECT current_setting('application_name')", "-c", "SHOW server_version_num",
-                  "-c", "SHOW is_superuser", "-c", "SHOW transaction isolation level",
-                  "-c", "SELECT 'items'::regclass::oid = (SELECT oid FROM pg_catalog.pg_class WHERE relname = 'items')"))
-    assert lines(out) == ["SET", "catalog-test", "150000", "on", "serializable", "t"]
