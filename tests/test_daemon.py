@@ -7,7 +7,8 @@ import pytest
 from tests.daemon import TIERD
 
 
-def test_second_daemon_on_same_data_dir_exits_clearly(tierd, make_tierd):
+def test_second_daemon_on_same_data_dir_exits_clearly(module_tierd, make_tierd):
+    tierd = module_tierd
     other = make_tierd(data_dir=tierd.data_dir).start(wait=False)
     assert other.wait_exit(timeout=60) != 0
     assert "in use by another tierd process" in other.output()
@@ -15,9 +16,9 @@ def test_second_daemon_on_same_data_dir_exits_clearly(tierd, make_tierd):
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_unknown_database_is_rejected_with_3D000(tierd):
+def test_unknown_database_is_rejected_with_3D000(module_tierd):
     with pytest.raises(psycopg.OperationalError) as info:
-        psycopg.connect(f"host=127.0.0.1 port={tierd.port} user=tierd dbname=postgres")
+        psycopg.connect(f"host=127.0.0.1 port={module_tierd.port} user=tierd dbname=postgres")
     assert "3D000" in str(info.value) or 'database "postgres" does not exist' in str(info.value)
 
 
