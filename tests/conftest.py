@@ -11,6 +11,8 @@ Per module (tests share it: each uses its own table and role names, none restart
   module_tierd     a running daemon, trust authentication
   db               an autocommit connection to `module_tierd`, one per test
   module_scram_tierd  as scram_tierd, for the module
+  module_make_tierd   make_tierd for the module, e.g. to prepare a data dir once that each
+                   test copies (a cleanly stopped daemon's data dir is a valid copy)
 Every daemon a fixture made is stopped after its test or module. Restart and crash a daemon
 with `d.restart()` / `d.restart(kill9=True)` / `d.kill9()`; log in as a role with
 `d.connect_as(user, password)`.
@@ -45,6 +47,13 @@ def scram_tierd(make_tierd):
 
 def _module_daemons(request, tmp_path_factory, suffix: str) -> Daemons:
     return Daemons(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1] + suffix))
+
+
+@pytest.fixture(scope="module")
+def module_make_tierd(request, tmp_path_factory):
+    daemons = _module_daemons(request, tmp_path_factory, "-made")
+    yield daemons.make
+    daemons.close()
 
 
 @pytest.fixture(scope="module")
