@@ -23,6 +23,7 @@ def test_unknown_database_is_rejected_with_3D000(module_tierd):
 
 
 def test_refuses_non_loopback_without_password(tmp_path):
+    # start-up itself, so `tierd serve` by hand: it must refuse before it listens anywhere
     r = subprocess.run([TIERD, "serve", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0", "--port", "1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0

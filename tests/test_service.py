@@ -370,6 +370,7 @@ def test_metrics_port_in_use_fails_the_start_clearly(tmp_path):
         port = busy.getsockname()[1]
         cfg = tmp_path / "m.toml"
         cfg.write_text(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        # start-up itself, so `tierd serve` by hand: it must fail before it serves
         r = subprocess.run([TIERD, "serve", "--config", str(cfg), "--data-dir", str(tmp_path / "d"),
                             "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "metrics" in r.stderr, r.stderr

@@ -108,9 +108,10 @@ def test_without_tls_sslrequest_and_gssencrequest_get_n(tierd):
         assert not c.pgconn.ssl_in_use
 
 
-def test_bad_certificate_config_is_refused(make_tierd, tmp_path, cert):
+def test_bad_certificate_config_is_refused(tmp_path, cert):
     from tests.daemon import TIERD
 
+    # start-up itself, so `tierd serve` by hand: a bad config must stop it before it serves
     cfg = tmp_path / "bad.toml"
     cfg.write_text(f'[server]\nssl = true\nssl_cert_file = "{cert[0]}"\nssl_key_file = "{tmp_path}/missing.key"\n')
     r = subprocess.run([TIERD, "serve", "--config", str(cfg), "--data-dir", str(tmp_path / "d")],
