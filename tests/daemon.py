@@ -1,4 +1,8 @@
-"""Start tierd as a real process and reach it over the wire, the way users do."""
+"""Start tierd as a real process and reach it over the wire, the way users do.
+
+`Tierd` is one daemon process; `Daemons` makes them from TOML config text and stops every one
+it made. The pytest fixtures over both are in tests/conftest.py.
+"""
 from __future__ import annotations
 
 import os
@@ -7,11 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 
 import psycopg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIERD = os.path.join(os.path.dirname(sys.executable), "tierd")
+SUPERUSER = "tierd"
+SUPERUSER_PASSWORD = "tierd-s3cret"  # the superuser's password of the SCRAM fixtures
 
 
 def free_port() -> int:
@@ -36,12 +43,14 @@ class Tierd:
     """One daemon process on a data dir; restartable, killable."""
 
     def __init__(self, data_dir: str, config: str | None = None, port: int | None = None,
-                 password: str | None = None):
+                 password: str | None = None, env: dict[str, str] | None = None):
         self.data_dir = data_dir
         self.password = password  # the superuser's, when the config turns on SCRAM
         self.config = config
+        self.env = env or {}      # extra environment (NOTIFY_SOCKET, WATCHDOG_USEC, ...)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
+        self.log = None
         self.log_path = os.path.join(os.path.dirname(data_dir), f"tierd-{os.path.basename(data_dir)}.log")
 
     def command(self) -> list[str]:
@@ -53,7 +62,7 @@ class Tierd:
     def start(self, wait: bool = True) -> "Tierd":
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT)
+                                     stdin=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, **self.env})
         if wait:
             wait_for(self._ready, timeout=60, what=f"tierd on port {self.port} (log: {self.log_path})")
         return self
@@ -77,15 +86,32 @@ class Tierd:
     @property
     def dsn(self) -> str:
         password = f" password={self.password}" if self.password else ""
-        return f"host=127.0.0.1 port={self.port} user=tierd dbname=tierd{password}"
+        return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=tierd{password}"
 
     def connect(self, autocommit: bool = True, **kw) -> psycopg.Connection:
+        """A connection as the superuser."""
         return psycopg.connect(self.dsn, autocommit=autocommit, **kw)
+
+    def connect_as(self, user: str, password: str | None = None, autocommit: bool = True,
+                   **kw) -> psycopg.Connection:
+        """A connection as another role (in trust mode a role needs no password)."""
+        params = dict(host="127.0.0.1", port=self.port, user=user, dbname="tierd", autocommit=autocommit,
+                      connect_timeout=10)
+        if password is not None:
+            params["password"] = password
+        return psycopg.connect(**params, **kw)
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
+
+    def restart(self, kill9: bool = False) -> "Tierd":
+        """Stop (SIGTERM, or SIGKILL with kill9=True) and start again on the same data dir and port."""
+        if kill9:
+            self.kill9()
+        self.stop()
+        return self.start()
 
     def wait_exit(self, timeout: float = 30) -> int:
         return self.proc.wait(timeout=timeout)
@@ -98,6 +124,43 @@ class Tierd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        if getattr(self, "log", None):
+        if self.log:
             self.log.close()
             self.log = None
+
+
+def scram_config(password: str = SUPERUSER_PASSWORD) -> str:
+    return f'[auth]\nmethod = "scram"\npassword = "{password}"\n'
+
+
+class Daemons:
+    """Makes daemons under one base directory; `close()` stops every one it made."""
+
+    def __init__(self, base: str):
+        self.base = str(base)
+        self.made: list[Tierd] = []
+
+    def make(self, config: str | None = None, *, data_dir: str | None = None, password: str | None = None,
+             env: dict[str, str] | None = None) -> Tierd:
+        """A daemon (not started) with `config` as its TOML config text.
+
+        password: turn on SCRAM with this superuser password (an [auth] section is added
+        unless the config has one). Without it, a password the config sets is used to log in.
+        data_dir: defaults to <base>/data, so daemons made one after another share it.
+        """
+        if password is not None and "auth" not in tomllib.loads(config or ""):
+            config = scram_config(password) + (config or "")
+        if password is None and config:
+            password = tomllib.loads(config).get("auth", {}).get("password")
+        path = None
+        if config is not None:
+            path = os.path.join(self.base, f"tierd-{len(self.made)}.toml")
+            with open(path, "w") as f:
+                f.write(config)
+        d = Tierd(data_dir or os.path.join(self.base, "data"), config=path, password=password, env=env)
+        self.made.append(d)
+        return d
+
+    def close(self) -> None:
+        for d in self.made:
+            d.stop()

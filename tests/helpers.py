@@ -20,20 +20,22 @@ def manifest(data_dir: str, ns: str, table: str) -> dict | None:
         return json.load(f)
 
 
-def parquet_versions(data_dir: str, ns: str, table: str, pk: str = "id") -> list[tuple]:
-    """(pk, _seq, _deleted) of every row in every Parquet file of the scope directory."""
+def parquet_versions(data_dir: str, ns: str, table: str, pk: str | None = "id") -> list[tuple]:
+    """(pk, _seq, _deleted) of every row in every Parquet file of the scope directory; with
+    pk=None the key is _seq itself (a row version's own id), for tables of any key."""
     d = scope_dir(data_dir, ns, table)
     out = []
     if not os.path.isdir(d):
         return out
+    key = pk or "_seq"
     for name in sorted(os.listdir(d)):
         if name.endswith(".parquet"):
-            t = pq.read_table(os.path.join(d, name), columns=[pk, "_seq", "_deleted"])
-            out += list(zip(t.column(pk).to_pylist(), t.column("_seq").to_pylist(), t.column("_deleted").to_pylist()))
+            t = pq.read_table(os.path.join(d, name), columns=list(dict.fromkeys([key, "_seq", "_deleted"])))
+            out += list(zip(t.column(key).to_pylist(), t.column("_seq").to_pylist(), t.column("_deleted").to_pylist()))
     return out
 
 
-def assert_cold_consistent(data_dir: str, ns: str, table: str, pk: str = "id") -> None:
+def assert_cold_consistent(data_dir: str, ns: str, table: str, pk: str | None = "id") -> None:
     """No PK version twice in the raw files; every file is listed in the manifest; counts add up."""
     versions = parquet_versions(data_dir, ns, table, pk)
     dup = [v for v, n in Counter((k, s) for k, s, _ in versions).items() if n > 1]

@@ -15,23 +15,13 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from tests.daemon import Tierd
-
 UTC = dt.timezone.utc
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Tierd(str(tmp_path_factory.mktemp("client-asyncpg") / "data"))
-    d.start()
-    yield d
-    d.stop()
-
-
-def run(daemon, body):
-    """Run `body(conn)` on a fresh asyncpg connection, closing it afterwards."""
+def run(d, body):
+    """Run `body(conn)` on a fresh asyncpg connection to `d`, closing it afterwards."""
     async def main():
-        conn = await asyncpg.connect(host="127.0.0.1", port=daemon.port, user="tierd",
+        conn = await asyncpg.connect(host="127.0.0.1", port=d.port, user="tierd",
                                      database="tierd", timeout=10)
         try:
             return await body(conn)
@@ -65,7 +55,7 @@ TYPES = [
 NAMES = [t[0] for t in TYPES]
 
 
-def test_connect_and_simple_queries(daemon):
+def test_connect_and_simple_queries(module_tierd):
     async def body(conn):
         assert await conn.fetchval("SELECT 1") == 1
         assert conn.get_server_version().major == 15
@@ -75,11 +65,11 @@ def test_connect_and_simple_queries(daemon):
         assert await conn.execute("INSERT INTO public.basic VALUES (1, 'a'), (2, 'b')") == \
             "INSERT 0 2"
         return await conn.fetch("SELECT id, v FROM public.basic ORDER BY id")
-    rows = run(daemon, body)
+    rows = run(module_tierd, body)
     assert [tuple(r) for r in rows] == [(1, "a"), (2, "b")]
 
 
-def test_every_type_round_trips_in_binary(daemon):
+def test_every_type_round_trips_in_binary(module_tierd):
     cols = ", ".join(f"{n} {t}" for n, t, _ in TYPES)
     placeholders = ", ".join(f"${i + 2}" for i in range(len(TYPES)))
 
@@ -101,7 +91,7 @@ def test_every_type_round_trips_in_binary(daemon):
             by_value[name] = await conn.fetchval(
                 f"SELECT id FROM public.types WHERE {name} = $1", values[1])
         return got, by_value
-    got, by_value = run(daemon, body)
+    got, by_value = run(module_tierd, body)
     for i in range(2):
         for name, _, values in TYPES:
             want = values[i]
@@ -117,17 +107,17 @@ def test_every_type_round_trips_in_binary(daemon):
 @pytest.mark.xfail(reason="asyncpg introspects array types through pg_catalog (WITH RECURSIVE "
                           "over pg_type), which the engine's catalog does not answer yet",
                    strict=True)
-def test_arrays_round_trip(daemon):
+def test_arrays_round_trip(module_tierd):
     async def body(conn):
         await conn.execute("CREATE TABLE public.arrays (id BIGINT PRIMARY KEY, a INTEGER[], "
                            "t TEXT[])")
         await asyncio.wait_for(conn.execute("INSERT INTO public.arrays VALUES ($1, $2, $3)",
                                             1, [1, None, 3], ["a", "b c"]), 10)
         return await asyncio.wait_for(conn.fetchrow("SELECT a, t FROM public.arrays"), 10)
-    assert tuple(run(daemon, body)) == ([1, None, 3], ["a", "b c"])
+    assert tuple(run(module_tierd, body)) == ([1, None, 3], ["a", "b c"])
 
 
-def test_parameter_and_result_types_are_described(daemon):
+def test_parameter_and_result_types_are_described(module_tierd):
     async def body(conn):
         await conn.execute("CREATE TABLE public.described (id BIGINT PRIMARY KEY, "
                            "n INTEGER, u UUID, t TIMESTAMPTZ, j JSON)")
@@ -139,7 +129,7 @@ def test_parameter_and_result_types_are_described(daemon):
         cast = await conn.prepare("SELECT $1::int + 1 AS x, $2::text AS y")
         return params, attrs, [t.name for t in limit.get_parameters()], \
             [t.name for t in cast.get_parameters()], [a.type.name for a in cast.get_attributes()]
-    params, attrs, limit, cast, cast_result = run(daemon, body)
+    params, attrs, limit, cast, cast_result = run(module_tierd, body)
     assert params == ["int8", "int4", "uuid", "timestamptz"]
     assert attrs == [("id", "int8"), ("n", "int4"), ("u", "uuid"), ("t", "timestamptz"),
                      ("j", "json")]
@@ -148,7 +138,7 @@ def test_parameter_and_result_types_are_described(daemon):
     assert cast_result == ["int4", "text"]
 
 
-def test_returning_runs_the_statement_once(daemon):
+def test_returning_runs_the_statement_once(module_tierd):
     async def body(conn):
         await conn.execute("CREATE TABLE public.ret (id BIGINT PRIMARY KEY, v TEXT, "
                            "n INT DEFAULT 7)")
@@ -165,7 +155,7 @@ def test_returning_runs_the_statement_once(daemon):
         status = await conn.execute("UPDATE public.ret SET v = $1 WHERE id > $2", "z", 9)
         rows = await conn.fetch("SELECT id, v, n FROM public.ret ORDER BY id")
         return row, many, updated, deleted, again, status, rows
-    row, many, updated, deleted, again, status, rows = run(daemon, body)
+    row, many, updated, deleted, again, status, rows = run(module_tierd, body)
     assert tuple(row) == (1, "one", 7)
     assert [r["id"] for r in many] == [2, 3]
     assert sorted(tuple(r) for r in updated) == [(2, 17), (3, 17)]
@@ -175,7 +165,7 @@ def test_returning_runs_the_statement_once(daemon):
     assert [tuple(r) for r in rows] == [(2, "a", 17), (3, "b", 17), (10, "z", 7), (11, "z", 7)]
 
 
-def test_transactions(daemon):
+def test_transactions(module_tierd):
     async def body(conn):
         await conn.execute("CREATE TABLE public.tx (id BIGINT PRIMARY KEY)")
         async with conn.transaction():
@@ -191,7 +181,7 @@ def test_transactions(daemon):
                 await conn.execute("INSERT INTO public.tx VALUES ($1)", 4)
                 await conn.execute("INSERT INTO public.tx VALUES ($1)", 1)
         return inside, await conn.fetch("SELECT id FROM public.tx ORDER BY id")
-    inside, rows = run(daemon, body)
+    inside, rows = run(module_tierd, body)
     assert inside == 2
     assert [r["id"] for r in rows] == [1, 2]
 
@@ -209,7 +199,7 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("sql, args, exc, sqlstate", ERRORS, ids=[e[3] for e in ERRORS])
-def test_errors_carry_sqlstate_and_connection_survives(daemon, sql, args, exc, sqlstate):
+def test_errors_carry_sqlstate_and_connection_survives(module_tierd, sql, args, exc, sqlstate):
     async def body(conn):
         await conn.execute("CREATE TABLE IF NOT EXISTS public.errs (id BIGINT PRIMARY KEY, v TEXT)")
         await conn.execute("INSERT INTO public.errs VALUES (1, 'one') ON CONFLICT DO NOTHING")
@@ -218,10 +208,10 @@ def test_errors_carry_sqlstate_and_connection_survives(daemon, sql, args, exc, s
         assert info.value.sqlstate == sqlstate
         assert info.value.severity == "ERROR"
         return await conn.fetch("SELECT id, v FROM public.errs")
-    assert [tuple(r) for r in run(daemon, body)] == [(1, "one")]
+    assert [tuple(r) for r in run(module_tierd, body)] == [(1, "one")]
 
 
-def test_failed_transaction_rejects_until_rollback(daemon):
+def test_failed_transaction_rejects_until_rollback(module_tierd):
     async def body(conn):
         tx = conn.transaction()
         await tx.start()
@@ -231,10 +221,10 @@ def test_failed_transaction_rejects_until_rollback(daemon):
             await conn.fetch("SELECT 1")
         await tx.rollback()
         return await conn.fetchval("SELECT 2")
-    assert run(daemon, body) == 2
+    assert run(module_tierd, body) == 2
 
 
-def test_executemany_is_one_implicit_transaction(daemon):
+def test_executemany_is_one_implicit_transaction(module_tierd):
     async def body(conn):
         await conn.execute("CREATE TABLE public.many (id BIGINT PRIMARY KEY, v TEXT, "
                            "t TIMESTAMPTZ)")
@@ -247,12 +237,12 @@ def test_executemany_is_one_implicit_transaction(daemon):
                                    [(2000, "new", when), (5, "dup", when)])
         after = await conn.fetchval("SELECT count(*) FROM public.many")
         return tuple(ok[0]), after
-    (count, first), after = run(daemon, body)
+    (count, first), after = run(module_tierd, body)
     assert count == 1000 and first == dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
     assert after == 1000   # the failed batch rolled back as a whole, row 2000 included
 
 
-def test_large_result_and_cursor_iteration(daemon):
+def test_large_result_and_cursor_iteration(module_tierd):
     async def body(conn):
         rows = await conn.fetch("SELECT range AS n, 'r' || range AS s FROM range(100000)")
         total = 0
@@ -267,26 +257,26 @@ def test_large_result_and_cursor_iteration(daemon):
             second = await cur.fetch(3)
         return len(rows), rows[-1]["s"], sum(r["n"] for r in rows), seen, total, \
             [r["n"] for r in first + second]
-    count, last, total_all, seen, total, batches = run(daemon, body)
+    count, last, total_all, seen, total, batches = run(module_tierd, body)
     assert (count, last, total_all) == (100000, "r99999", 99999 * 100000 // 2)
     assert (seen, total) == (25000, 24999 * 25000 // 2)
     assert batches == [0, 1, 2, 3, 4, 5]
 
 
-def test_cancel_interrupts_the_query_and_keeps_the_session(daemon):
+def test_cancel_interrupts_the_query_and_keeps_the_session(module_tierd):
     async def body(conn):
         with pytest.raises(asyncio.TimeoutError):
             await conn.fetchval("SELECT count(*) FROM range(100000000) a, range(100000) b "
                                 "WHERE a.range + b.range < 0", timeout=1)
         return await conn.fetchval("SELECT 42")
-    assert run(daemon, body) == 42
+    assert run(module_tierd, body) == 42
 
 
-def test_settings_reported_at_startup_and_after_set(daemon):
+def test_settings_reported_at_startup_and_after_set(module_tierd):
     async def body(conn):
         before = conn.get_settings().TimeZone
         await conn.execute("SET TimeZone TO 'Europe/Paris'")
         after = conn.get_settings().TimeZone
         await conn.execute("SET application_name = 'tierd-test'")
         return before, after, conn.get_settings().application_name
-    assert run(daemon, body) == ("UTC", "Europe/Paris", "tierd-test")
+    assert run(module_tierd, body) == ("UTC", "Europe/Paris", "tierd-test")

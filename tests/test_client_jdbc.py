@@ -8,8 +8,6 @@ import subprocess
 
 import pytest
 
-from tests.daemon import Tierd
-
 JAR = "/usr/share/java/postgresql.jar"
 SOURCE = os.path.join(os.path.dirname(__file__), "clients", "jdbc", "JdbcClient.java")
 
@@ -22,17 +20,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def output(tmp_path_factory) -> list[tuple[str, str]]:
+def output(tmp_path_factory, module_tierd) -> list[tuple[str, str]]:
     work = tmp_path_factory.mktemp("jdbc")
     subprocess.run(["javac", "-d", str(work), "-cp", JAR, SOURCE], check=True, timeout=120,
                    capture_output=True)
-    d = Tierd(str(work / "data"))
-    d.start()
-    try:
-        run = subprocess.run(["java", "-cp", f"{JAR}:{work}", "JdbcClient", str(d.port)],
-                             capture_output=True, text=True, timeout=120)
-    finally:
-        d.stop()
+    run = subprocess.run(["java", "-cp", f"{JAR}:{work}", "JdbcClient", str(module_tierd.port)],
+                         capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     return [tuple(line.split(": ", 1)) for line in run.stdout.splitlines() if ": " in line]
 

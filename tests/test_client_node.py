@@ -10,8 +10,6 @@ import subprocess
 
 import pytest
 
-from tests.daemon import Tierd
-
 CLIENT_DIR = os.path.join(os.path.dirname(__file__), "clients", "node")
 
 pytestmark = [
@@ -22,14 +20,9 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory) -> dict:
-    d = Tierd(str(tmp_path_factory.mktemp("node") / "data"))
-    d.start()
-    try:
-        run = subprocess.run(["node", os.path.join(CLIENT_DIR, "client.js"), str(d.port)],
-                             capture_output=True, text=True, timeout=120, cwd=CLIENT_DIR)
-    finally:
-        d.stop()
+def out(module_tierd) -> dict:
+    run = subprocess.run(["node", os.path.join(CLIENT_DIR, "client.js"), str(module_tierd.port)],
+                         capture_output=True, text=True, timeout=120, cwd=CLIENT_DIR)
     assert run.returncode == 0, run.stdout + run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1])
 

@@ -13,30 +13,20 @@ import pg8000.dbapi
 import pg8000.native
 import pytest
 
-from tests.daemon import Tierd
-
 UTC = dt.timezone.utc
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Tierd(str(tmp_path_factory.mktemp("client-pg8000") / "data"))
-    d.start()
-    yield d
-    d.stop()
-
-
 @pytest.fixture
-def native(daemon):
-    conn = pg8000.native.Connection("tierd", host="127.0.0.1", port=daemon.port,
+def native(module_tierd):
+    conn = pg8000.native.Connection("tierd", host="127.0.0.1", port=module_tierd.port,
                                     database="tierd", timeout=30)
     yield conn
     conn.close()
 
 
 @pytest.fixture
-def dbapi(daemon):
-    conn = pg8000.dbapi.connect("tierd", host="127.0.0.1", port=daemon.port, database="tierd",
+def dbapi(module_tierd):
+    conn = pg8000.dbapi.connect("tierd", host="127.0.0.1", port=module_tierd.port, database="tierd",
                                 timeout=30)
     yield conn
     conn.close()

@@ -12,8 +12,6 @@ import subprocess
 
 import pytest
 
-from tests.daemon import Tierd
-
 PGBENCH = shutil.which("pgbench")
 CLIENTS, THREADS, TRANSACTIONS = 4, 2, 40
 ACCOUNTS = 20
@@ -31,17 +29,9 @@ INSERT INTO public.pgb_hist_{mode} (hid, aid, delta) VALUES (:hid, :aid, :delta)
 """
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Tierd(str(tmp_path_factory.mktemp("client-pgbench") / "data"))
-    d.start()
-    yield d
-    d.stop()
-
-
 @pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
-def test_pgbench_custom_script(daemon, tmp_path, mode):
-    with daemon.connect() as c:
+def test_pgbench_custom_script(module_tierd, tmp_path, mode):
+    with module_tierd.connect() as c:
         c.execute(f"CREATE TABLE public.pgb_acc_{mode} (aid INT PRIMARY KEY, balance BIGINT)")
         c.execute(f"CREATE TABLE public.pgb_hist_{mode} (hid BIGINT PRIMARY KEY, aid INT, "
                   "delta INT)")
@@ -49,7 +39,7 @@ def test_pgbench_custom_script(daemon, tmp_path, mode):
     script = tmp_path / f"bench_{mode}.sql"
     script.write_text(SCRIPT.format(accounts=ACCOUNTS, mode=mode))
     r = subprocess.run(
-        [PGBENCH, "-h", "127.0.0.1", "-p", str(daemon.port), "-U", "tierd", "-n",
+        [PGBENCH, "-h", "127.0.0.1", "-p", str(module_tierd.port), "-U", "tierd", "-n",
          "-f", str(script), "-M", mode, "-c", str(CLIENTS), "-j", str(THREADS),
          "-t", str(TRANSACTIONS), "tierd"],
         capture_output=True, text=True, timeout=300, env={"PGCONNECT_TIMEOUT": "10"})
@@ -59,7 +49,7 @@ def test_pgbench_custom_script(daemon, tmp_path, mode):
         r.stdout
     failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
     assert failed is None or failed.group(1) == "0", r.stdout
-    with daemon.connect() as c:
+    with module_tierd.connect() as c:
         history = c.execute(f"SELECT count(*), coalesce(sum(delta), 0) "
                             f"FROM public.pgb_hist_{mode}").fetchone()
         accounts = c.execute(f"SELECT count(*), sum(balance) FROM public.pgb_acc_{mode}").fetchone()

@@ -5,26 +5,24 @@ from __future__ import annotations
 
 import pytest
 
-from tests.daemon import Tierd
 from tests.test_wire_psql import PSQL, lines, ok, psql  # noqa: F401  (PSQL: the skip condition)
 from tests.test_wire_psql import pytestmark  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Tierd(str(tmp_path_factory.mktemp("psql-catalog") / "data"))
-    d.start()
+def catalog_tierd(module_tierd):
+    """The module's daemon holding the tables the catalog commands show."""
+    d = module_tierd
     ok(psql(d, "-c", "CREATE TABLE public.items (id BIGINT PRIMARY KEY, name TEXT NOT NULL, "
                      "price NUMERIC(10,2), qty INTEGER DEFAULT 1, seen TIMESTAMPTZ DEFAULT now(), "
                      "tags INTEGER[], flag BOOLEAN, ratio DOUBLE PRECISION, day DATE)",
             "-c", "CREATE NAMESPACE shop",
             "-c", "CREATE TABLE shop.orders (region TEXT, num INTEGER, note TEXT, PRIMARY KEY (region, num))"))
-    yield d
-    d.stop()
+    return d
 
 
-def test_dt_lists_the_tables_on_the_search_path(daemon):
-    out = lines(ok(psql(daemon, "-c", r"\dt")))
+def test_dt_lists_the_tables_on_the_search_path(catalog_tierd):
+    out = lines(ok(psql(catalog_tierd, "-c", r"\dt")))
     assert out[0].strip() == "List of relations"
     assert [c.strip() for c in out[1].split("|")] == ["Schema", "Name", "Type", "Owner"]
     rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
@@ -33,14 +31,14 @@ def test_dt_lists_the_tables_on_the_search_path(daemon):
     assert out[-1] == f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
 
 
-def test_dt_with_a_namespace_pattern(daemon):
-    out = lines(ok(psql(daemon, "-c", r"\dt shop.*")))
+def test_dt_with_a_namespace_pattern(catalog_tierd):
+    out = lines(ok(psql(catalog_tierd, "-c", r"\dt shop.*")))
     rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
     assert rows == [["shop", "orders", "table", "tierd"]]
 
 
-def test_d_table_shows_postgres_types_nullability_defaults_and_the_primary_key(daemon):
-    out = ok(psql(daemon, "-c", r"\d items"))
+def test_d_table_shows_postgres_types_nullability_defaults_and_the_primary_key(catalog_tierd):
+    out = ok(psql(catalog_tierd, "-c", r"\d items"))
     assert 'Table "public.items"' in out
     cols = {}
     for line in lines(out):
@@ -62,72 +60,60 @@ def test_d_table_shows_postgres_types_nullability_defaults_and_the_primary_key(d
     assert '"items_pkey" PRIMARY KEY, btree (id)' in out
 
 
-def test_d_composite_key_in_another_namespace(daemon):
-    out = ok(psql(daemon, "-c", r"\d shop.orders"))
+def test_d_composite_key_in_another_namespace(catalog_tierd):
+    out = ok(psql(catalog_tierd, "-c", r"\d shop.orders"))
     assert 'Table "shop.orders"' in out
     assert '"orders_pkey" PRIMARY KEY, btree (region, num)' in out
 
 
-def test_d_system_table_is_a_view(daemon):
-    out = ok(psql(daemon, "-c", r"\d system.tables"))
+def test_d_system_table_is_a_view(catalog_tierd):
+    out = ok(psql(catalog_tierd, "-c", r"\d system.tables"))
     assert 'View "system.tables"' in out
     assert "table_name" in out and "flush_policy" in out
 
 
-def test_d_missing_relation_says_so(daemon):
-    result = psql(daemon, "-c", r"\d no_such_table")
+def test_d_missing_relation_says_so(catalog_tierd):
+    result = psql(catalog_tierd, "-c", r"\d no_such_table")
     assert "Did not find any relation named" in result.stderr
 
 
-def test_dn_lists_namespaces_without_pg_schemas(daemon):
-    out = lines(ok(psql(daemon, "-c", r"\dn")))
+def test_dn_lists_namespaces_without_pg_schemas(catalog_tierd):
+    out = lines(ok(psql(catalog_tierd, "-c", r"\dn")))
     names = [line.split("|")[0].strip() for line in out[3:-1]]
     assert "public" in names and "shop" in names and "system" in names
     assert not any(n.startswith("pg_") or n == "information_schema" for n in names)
 
 
-def test_l_lists_the_database(daemon):
-    out = lines(ok(psql(daemon, "-c", r"\l")))
+def test_l_lists_the_database(catalog_tierd):
+    out = lines(ok(psql(catalog_tierd, "-c", r"\l")))
     rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
     assert rows[0][:3] == ["tierd", "tierd", "UTF8"]
 
 
-def test_du_lists_roles_with_their_attributes(daemon):
-    ok(psql(daemon, "-c", "CREATE USER psql_alice WITH PASSWORD 'pw'"))
-    out = lines(ok(psql(daemon, "-c", r"\du")))
+def test_du_lists_roles_with_their_attributes(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE USER psql_alice WITH PASSWORD 'pw'"))
+    out = lines(ok(psql(catalog_tierd, "-c", r"\du")))
     rows = {r[0]: r for r in ([c.strip() for c in line.split("|")] for line in out[3:]) if len(r) == 3}
     assert "Superuser" in rows["tierd"][1]
     assert "Superuser" not in rows["psql_alice"][1]
 
 
-def test_dt_shows_a_changed_owner(daemon):
-    ok(psql(daemon, "-c", "CREATE USER psql_owner WITH PASSWORD 'pw'",
+def test_dt_shows_a_changed_owner(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE USER psql_owner WITH PASSWORD 'pw'",
             "-c", "CREATE TABLE public.owned (id INT PRIMARY KEY)",
             "-c", "ALTER TABLE public.owned OWNER TO psql_owner"))
-    rows = [[c.strip() for c in line.split("|")] for line in lines(ok(psql(daemon, "-c", r"\dt")))[3:-1]]
+    rows = [[c.strip() for c in line.split("|")] for line in lines(ok(psql(catalog_tierd, "-c", r"\dt")))[3:-1]]
     assert ["public", "owned", "table", "psql_owner"] in rows
 
 
-def test_df_runs_and_lists_no_user_functions(daemon):
-    out = lines(ok(psql(daemon, "-c", r"\df")))
+def test_df_runs_and_lists_no_user_functions(catalog_tierd):
+    out = lines(ok(psql(catalog_tierd, "-c", r"\df")))
     assert out[0].strip() == "List of functions"
     assert out[-1] == "(0 rows)"
 
 
-def test_dt_sees_a_new_table_and_forgets_a_dropped_one(daemon):
-    ok(psql(daemon, "-c", "CREATE TABLE public.later (id INT PRIMARY KEY)"))
-    assert "later" in ok(psql(daemon, "-c", r"\dt"))
-    ok(psql(daemon, "-c", "DROP TABLE public.later"))
-    assert "later" not in ok(psql(daemon, "-c", r"\dt"))
-
-
-def test_information_schema_and_settings_from_sql(daemon):
-    out = ok(psql(daemon, "-A", "-t", "-c",
-                  "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-                  "WHERE table_schema = 'shop' AND table_name = 'orders' ORDER BY ordinal_position"))
-    assert lines(out) == ["region|text|NO", "num|integer|NO", "note|text|YES"]
-    out = ok(psql(daemon, "-A", "-t", "-c", "SET application_name = 'catalog-test'",
-                  "-c", "SELECT current_setting('application_name')", "-c", "SHOW server_version_num",
-                  "-c", "SHOW is_superuser", "-c", "SHOW transaction isolation level",
-                  "-c", "SELECT 'items'::regclass::oid = (SELECT oid FROM pg_catalog.pg_class WHERE relname = 'items')"))
-    assert lines(out) == ["SET", "catalog-test", "150000", "on", "serializable", "t"]
+def test_dt_sees_a_new_table_and_forgets_a_dropped_one(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE TABLE public.later (id INT PRIMARY KEY)"))
+    assert "later" in ok(psql(catalog_tierd, "-c", r"\dt"))
+    ok(psql(catalog_tierd, "-c", "DROP TABLE public.later"))
+    assert "later" not in ok(psql(catalog_tierd, "-c", r"\dt"))

@@ -18,20 +18,10 @@ from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Integer, MetaData
 from sqlalchemy.exc import IntegrityError  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship  # noqa: E402
 
-from tests.daemon import Tierd  # noqa: E402
-
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Tierd(str(tmp_path_factory.mktemp("sqlalchemy") / "data"))
-    d.start()
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="module")
-def engine(daemon):
-    eng = create_engine(f"postgresql+psycopg://tierd@127.0.0.1:{daemon.port}/tierd")
+def engine(module_tierd):
+    eng = create_engine(f"postgresql+psycopg://tierd@127.0.0.1:{module_tierd.port}/tierd")
     yield eng
     eng.dispose()
 
@@ -128,7 +118,6 @@ class Book(Base):
                                           foreign_keys="Book.author_id")
 
 
-
 def test_orm_round_trip_with_a_relationship(engine):
     Base.metadata.create_all(engine)
     try:
@@ -158,8 +147,8 @@ def test_orm_round_trip_with_a_relationship(engine):
         Base.metadata.drop_all(engine)
 
 
-def test_savepoints_release_and_rollback_to_without_writes(daemon):
-    with psycopg.connect(daemon.dsn, autocommit=True) as c:
+def test_savepoints_release_and_rollback_to_without_writes(module_tierd):
+    with psycopg.connect(module_tierd.dsn, autocommit=True) as c:
         c.execute("CREATE TABLE IF NOT EXISTS public.sa_sp (id INT PRIMARY KEY)")
         with c.transaction():  # BEGIN ... COMMIT
             c.execute("INSERT INTO public.sa_sp VALUES (1)")

@@ -1,6 +1,7 @@
 """COPY FROM STDIN / TO STDOUT against a running tierd: psql, psycopg, asyncpg, raw protocol.
 
-One daemon serves most tests (each uses its own table); the crash tests start their own.
+One daemon serves most tests (`module_tierd`, `db`; each uses its own table); the crash test
+has its own (`tierd`).
 """
 from __future__ import annotations
 
@@ -22,20 +23,6 @@ from engine.session.session import EngineSession
 from tests.daemon import Tierd
 
 PSQL = "/usr/bin/psql"
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Tierd(str(tmp_path_factory.mktemp("copy") / "data"))
-    d.start()
-    yield d
-    d.stop()
-
-
-@pytest.fixture
-def db(daemon):
-    with daemon.connect() as c:
-        yield c
 
 
 def make_table(c, name: str, body: str = "id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, ok BOOLEAN") -> None:
@@ -199,8 +186,8 @@ def test_duplicate_keys_write_nothing(db):
     assert rows(db, "cp_dup") == [(5, "new", 1.0, True)]
 
 
-def test_transactions(daemon):
-    with daemon.connect(autocommit=False) as c:
+def test_transactions(module_tierd):
+    with module_tierd.connect(autocommit=False) as c:
         make_table(c, "cp_tx")
         c.commit()
         copy_in(c, "COPY cp_tx FROM STDIN", "1\ta\t1\tt\n")
@@ -258,19 +245,19 @@ def test_copy_errors_before_data(db):
 
 
 # ------------------------------------------------------------------ psql
-def psql(daemon: Tierd, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+def psql(d: Tierd, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, LC_ALL="C", PGCONNECT_TIMEOUT="10")
-    return subprocess.run([PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(daemon.port),
+    return subprocess.run([PSQL, "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(d.port),
                            "-U", "tierd", "-d", "tierd", *args],
                           input=input, capture_output=True, text=True, timeout=120, env=env)
 
 
 @pytest.mark.skipif(not os.path.exists(PSQL), reason="psql is not installed")
-def test_psql_backslash_copy_from_and_to_file(daemon, tmp_path):
+def test_psql_backslash_copy_from_and_to_file(module_tierd, tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("id,name,score,ok\n1,Ann,1.5,true\n2,\"B, b\",,false\n")
     out = tmp_path / "out.csv"
-    r = psql(daemon, "-c", "CREATE TABLE cp_psql (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, ok BOOLEAN)",
+    r = psql(module_tierd, "-c", "CREATE TABLE cp_psql (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, ok BOOLEAN)",
              "-c", f"\\copy cp_psql from '{src}' with csv header",
              "-c", f"\\copy (SELECT * FROM cp_psql ORDER BY id) to '{out}' with (format csv, header)")
     assert r.returncode == 0, r.stderr
@@ -278,29 +265,29 @@ def test_psql_backslash_copy_from_and_to_file(daemon, tmp_path):
     assert out.read_text() == "id,name,score,ok\n1,Ann,1.5,t\n2,\"B, b\",,f\n"
     bad = tmp_path / "bad.csv"
     bad.write_text("3,C,1,true\n4,D,x,true\n")
-    r = psql(daemon, "-c", f"\\copy cp_psql from '{bad}' csv")
+    r = psql(module_tierd, "-c", f"\\copy cp_psql from '{bad}' csv")
     assert r.returncode != 0
     assert 'CONTEXT:  COPY cp_psql, line 2, column score: "x"' in r.stderr
 
 
 @pytest.mark.skipif(not os.path.exists(PSQL), reason="psql is not installed")
-def test_psql_copy_from_stdin_pipe(daemon):
+def test_psql_copy_from_stdin_pipe(module_tierd):
     script = ("CREATE TABLE cp_pipe (id BIGINT PRIMARY KEY, v TEXT);\n"
               "COPY cp_pipe FROM STDIN;\n1\tone\n2\t\\N\n\\.\n"
               "SELECT id, coalesce(v, '<null>') FROM cp_pipe ORDER BY id;\n")
-    r = psql(daemon, "-A", "-t", input=script)
+    r = psql(module_tierd, "-A", "-t", input=script)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[-3:-1] == ["1|one", "2|<null>"]
-    r = psql(daemon, "-A", "-t", "-c", "COPY cp_pipe TO STDOUT WITH CSV")
+    r = psql(module_tierd, "-A", "-t", "-c", "COPY cp_pipe TO STDOUT WITH CSV")
     assert sorted(r.stdout.splitlines(keepends=True)) == ["1,one\n", "2,\n"]  # a table has no order
 
 
 # ------------------------------------------------------------------ asyncpg
 @pytest.mark.skipif(not hasattr(EngineSession, "describe"),
                     reason="copy_records_to_table needs Describe of a prepared SELECT (RowDescription)")
-def test_asyncpg_copy_records(daemon):
+def test_asyncpg_copy_records(module_tierd):
     async def run() -> None:
-        c = await asyncpg.connect(host="127.0.0.1", port=daemon.port, user="tierd", database="tierd")
+        c = await asyncpg.connect(host="127.0.0.1", port=module_tierd.port, user="tierd", database="tierd")
         try:
             await c.execute("CREATE TABLE cp_apg_rec (id BIGINT PRIMARY KEY, name TEXT, amount NUMERIC(12,2), "
                             "ts TIMESTAMP, ok BOOLEAN)")
@@ -321,9 +308,9 @@ def test_asyncpg_copy_records(daemon):
     asyncio.run(run())
 
 
-def test_asyncpg_copy(daemon, tmp_path):
+def test_asyncpg_copy(module_tierd, tmp_path):
     async def run() -> None:
-        c = await asyncpg.connect(host="127.0.0.1", port=daemon.port, user="tierd", database="tierd")
+        c = await asyncpg.connect(host="127.0.0.1", port=module_tierd.port, user="tierd", database="tierd")
         try:
             await c.execute("CREATE TABLE cp_apg (id BIGINT PRIMARY KEY, name TEXT)")
             await c.execute("INSERT INTO cp_apg SELECT i, 'n' || i FROM range(1000) t(i)")
@@ -345,7 +332,7 @@ def test_asyncpg_copy(daemon, tmp_path):
             await c.close()
 
     asyncio.run(run())
-    with daemon.connect() as c:
+    with module_tierd.connect() as c:
         assert c.execute("SELECT count(*) FROM cp_apg").fetchone() == (1001,)
 
 
@@ -365,9 +352,9 @@ def _read_message(sock: socket.socket) -> tuple[bytes, bytes]:
     return head[:1], body
 
 
-def test_copy_in_extended_protocol(daemon, db):
+def test_copy_in_extended_protocol(module_tierd, db):
     make_table(db, "cp_ext", "id BIGINT PRIMARY KEY, v TEXT")
-    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=30)
+    sock = socket.create_connection(("127.0.0.1", module_tierd.port), timeout=30)
     try:
         params = b"user\x00tierd\x00database\x00tierd\x00\x00"
         sock.sendall(struct.pack("!ii", len(params) + 8, 196608) + params)
@@ -401,29 +388,24 @@ def test_copy_in_extended_protocol(daemon, db):
 
 
 # ------------------------------------------------------------------ crashes
-def test_kill9_mid_copy_leaves_nothing_and_a_finished_copy_survives(tmp_path):
-    d = Tierd(str(tmp_path / "data"))
-    d.start()
-    try:
-        with d.connect() as c:
-            make_table(c, "cp_crash", "id BIGINT PRIMARY KEY, v TEXT")
-            assert copy_in(c, "COPY cp_crash FROM STDIN", "".join(f"{i}\tdone\n" for i in range(50_000))) == \
-                "COPY 50000"
-        d.kill9()
-        d.start()
-        with d.connect() as c:
-            assert c.execute("SELECT count(*) FROM cp_crash").fetchone() == (50_000,)
-            with pytest.raises(psycopg.OperationalError):
-                with c.cursor() as cur:
-                    with cur.copy("COPY cp_crash FROM STDIN") as cp:
-                        for start in range(50_000, 400_000, 50_000):  # several parse blocks
-                            cp.write("".join(f"{i}\t{'y' * 40}\n" for i in range(start, start + 50_000)))
-                        d.kill9()
-        d.start()
-        with d.connect() as c:
-            assert c.execute("SELECT count(*), max(id) FROM cp_crash").fetchone() == (50_000, 49_999)
-    finally:
-        d.stop()
+def test_kill9_mid_copy_leaves_nothing_and_a_finished_copy_survives(tierd):
+    d = tierd
+    with d.connect() as c:
+        make_table(c, "cp_crash", "id BIGINT PRIMARY KEY, v TEXT")
+        assert copy_in(c, "COPY cp_crash FROM STDIN", "".join(f"{i}\tdone\n" for i in range(50_000))) == \
+            "COPY 50000"
+    d.restart(kill9=True)
+    with d.connect() as c:
+        assert c.execute("SELECT count(*) FROM cp_crash").fetchone() == (50_000,)
+        with pytest.raises(psycopg.OperationalError):
+            with c.cursor() as cur:
+                with cur.copy("COPY cp_crash FROM STDIN") as cp:
+                    for start in range(50_000, 400_000, 50_000):  # several parse blocks
+                        cp.write("".join(f"{i}\t{'y' * 40}\n" for i in range(start, start + 50_000)))
+                    d.kill9()
+    d.restart()
+    with d.connect() as c:
+        assert c.execute("SELECT count(*), max(id) FROM cp_crash").fetchone() == (50_000, 49_999)
 
 
 # ------------------------------------------------------------------ units: grammar and blocks

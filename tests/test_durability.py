@@ -1,4 +1,5 @@
 """Invariants 1-3 through kill -9 and through a failure or crash at every flush step."""
+import shutil
 import threading
 
 import psycopg
@@ -72,12 +73,24 @@ def _prepare(d):
         return state(c)
 
 
-@pytest.mark.parametrize("step", FLUSH_STEPS)
-def test_crash_at_each_flush_step_then_restart(make_tierd, tmp_path, step):
-    data = str(tmp_path / "data")
-    d = make_tierd(data_dir=data).start()
+@pytest.fixture(scope="module")
+def prepared(module_make_tierd):
+    """_prepare's state made once; each test starts from its own copy of the stopped data dir."""
+    d = module_make_tierd().start()
     expected = _prepare(d)
     d.stop()
+    return d.data_dir, expected
+
+
+def copy_of(prepared, tmp_path) -> tuple[str, list]:
+    data = str(tmp_path / "data")
+    shutil.copytree(prepared[0], data)
+    return data, prepared[1]
+
+
+@pytest.mark.parametrize("step", FLUSH_STEPS)
+def test_crash_at_each_flush_step_then_restart(make_tierd, tmp_path, prepared, step):
+    data, expected = copy_of(prepared, tmp_path)
     crashing = make_tierd(f'[failpoints]\n"{step}" = "crash"\n', data_dir=data).start()
     with crashing.connect() as c:
         with pytest.raises(psycopg.OperationalError):
@@ -102,11 +115,8 @@ def test_crash_at_each_flush_step_then_restart(make_tierd, tmp_path, step):
 
 
 @pytest.mark.parametrize("step", FLUSH_STEPS)
-def test_failure_at_each_flush_step_changes_nothing_visible(make_tierd, tmp_path, step):
-    data = str(tmp_path / "data")
-    d = make_tierd(data_dir=data).start()
-    expected = _prepare(d)
-    d.stop()
+def test_failure_at_each_flush_step_changes_nothing_visible(make_tierd, tmp_path, prepared, step):
+    data, expected = copy_of(prepared, tmp_path)
     failing = make_tierd(f'[jobs]\nmax_retries = 0\n[failpoints]\n"{step}" = "error"\n', data_dir=data).start()
     with failing.connect() as c:
         job_id, status, message = c.execute("STORAGE FLUSH TABLE app.t WAIT").fetchone()

@@ -49,21 +49,6 @@ def test_statement_errors_never_leak_the_write_lock(make_tierd):
         assert b.execute("SELECT count(*) FROM t").fetchone() == (1,)
 
 
-def test_uuid_keys_are_unique_however_spelled(conn):
-    conn.execute("CREATE TABLE public.u (id UUID PRIMARY KEY, v TEXT)")
-    conn.execute("INSERT INTO u VALUES (%s, 'a')", ("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",))
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        conn.execute("INSERT INTO u VALUES (%s, 'b')", ("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",))
-    assert conn.execute("SELECT count(*) FROM u").fetchone() == (1,)
-
-
-def test_on_conflict_do_nothing_keeps_the_first_of_a_repeated_key(conn):
-    conn.execute("CREATE TABLE public.c (id INT PRIMARY KEY, v TEXT)")
-    cur = conn.execute("INSERT INTO c VALUES (1, 'first'), (1, 'second'), (2, 'x') ON CONFLICT DO NOTHING")
-    assert cur.statusmessage == "INSERT 0 2"
-    assert conn.execute("SELECT * FROM c ORDER BY id").fetchall() == [(1, "first"), (2, "x")]
-
-
 def test_failed_system_column_query_in_transaction_does_not_stick(tierd):
     with tierd.connect(autocommit=False) as c:
         c.execute("CREATE TABLE public.h (id INT PRIMARY KEY, v TEXT)")
@@ -75,19 +60,6 @@ def test_failed_system_column_query_in_transaction_does_not_stick(tierd):
         c.execute("INSERT INTO h VALUES (2, 'b')")
         c.commit()
         assert [d.name for d in c.execute("SELECT * FROM h").description] == ["id", "v"]
-
-
-def test_client_sql_cannot_write_or_read_internals(conn):
-    conn.execute("CREATE TABLE public.w (id INT PRIMARY KEY)")
-    conn.execute("INSERT INTO w VALUES (1)")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute("SELECT * FROM __tierd.__hot.t1")
-    with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.FeatureNotSupported)):
-        conn.execute("WITH x AS (SELECT 5) INSERT INTO __tierd.__hot.t1 SELECT 5, 5, false FROM x")
-    with pytest.raises(psycopg.errors.FeatureNotSupported):
-        conn.execute("EXPLAIN ANALYZE DELETE FROM w")
-    assert conn.execute("SELECT * FROM w").fetchall() == [(1,)]
-    assert conn.execute("EXPLAIN SELECT * FROM w").fetchall()
 
 
 def test_fast_retries_are_never_dropped(make_tierd):

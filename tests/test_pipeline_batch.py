@@ -17,8 +17,6 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.daemon import Tierd
-
 COLUMNS = "id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION, n NUMERIC(10,2), ok BOOLEAN, " \
           "ts TIMESTAMP, d DATE, tag TEXT DEFAULT 'dflt' NOT NULL"
 INSERT = "INSERT INTO {} (id, v, x, n, ok, ts, d) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -31,20 +29,6 @@ def sample_rows(n: int, start: int = 0) -> list[tuple]:
             for i in range(start, start + n)]
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = Tierd(str(tmp_path_factory.mktemp("pipeline-batch") / "data"))
-    d.start()
-    yield d
-    d.stop()
-
-
-@pytest.fixture
-def conn(daemon):
-    with daemon.connect() as c:
-        yield c
-
-
 def make_table(conn: psycopg.Connection, name: str) -> None:
     conn.execute(f"DROP TABLE IF EXISTS {name}")
     conn.execute(f"CREATE TABLE {name} ({COLUMNS})")
@@ -54,33 +38,33 @@ def contents(conn: psycopg.Connection, name: str) -> list[tuple]:
     return conn.execute(f"SELECT * FROM {name} ORDER BY id").fetchall()
 
 
-def test_pipeline_executemany_equals_one_insert_per_row(conn):
+def test_pipeline_executemany_equals_one_insert_per_row(db):
     rows = sample_rows(600)
-    make_table(conn, "batched")
-    make_table(conn, "single")
-    with conn.pipeline():
-        conn.cursor().executemany(INSERT.format("batched"), rows)
+    make_table(db, "batched")
+    make_table(db, "single")
+    with db.pipeline():
+        db.cursor().executemany(INSERT.format("batched"), rows)
     for row in rows:   # the unbatched path: one statement, one Sync each
-        conn.execute(INSERT.format("single"), row)
-    got = contents(conn, "batched")
+        db.execute(INSERT.format("single"), row)
+    got = contents(db, "batched")
     assert len(got) == 600
-    assert got == contents(conn, "single")
+    assert got == contents(db, "single")
     assert got[3] == (3, "row-3", 1.5, Decimal("0.75"), False, dt.datetime(2024, 5, 1, 12, 0, 3),
                       dt.date(2024, 5, 4), "dflt")
     assert got[0][1] is None
 
 
-def test_executemany_without_pipeline_mode(conn):
-    make_table(conn, "nopipe")
+def test_executemany_without_pipeline_mode(db):
+    make_table(db, "nopipe")
     rows = sample_rows(300)
-    cur = conn.cursor()
+    cur = db.cursor()
     cur.executemany(INSERT.format("nopipe"), rows)
     assert cur.rowcount == 300
-    assert [r[:3] for r in contents(conn, "nopipe")] == [r[:3] for r in rows]
+    assert [r[:3] for r in contents(db, "nopipe")] == [r[:3] for r in rows]
 
 
-def test_executemany_in_explicit_transaction_rolls_back(daemon):
-    with daemon.connect(autocommit=False) as c:
+def test_executemany_in_explicit_transaction_rolls_back(module_tierd):
+    with module_tierd.connect(autocommit=False) as c:
         make_table(c, "txn")
         c.commit()
         c.cursor().executemany(INSERT.format("txn"), sample_rows(50))
@@ -89,88 +73,88 @@ def test_executemany_in_explicit_transaction_rolls_back(daemon):
         assert c.execute("SELECT count(*) FROM txn").fetchone()[0] == 0
         c.cursor().executemany(INSERT.format("txn"), sample_rows(50))
         c.commit()
-    with daemon.connect() as c:
+    with module_tierd.connect() as c:
         assert c.execute("SELECT count(*) FROM txn").fetchone()[0] == 50
 
 
-def test_duplicate_key_inside_batch_rolls_back_implicit_transaction(conn):
-    make_table(conn, "dup")
+def test_duplicate_key_inside_batch_rolls_back_implicit_transaction(db):
+    make_table(db, "dup")
     rows = sample_rows(100)
     rows[60] = sample_rows(1, start=20)[0]   # row 60 repeats key 20
     with pytest.raises(psycopg.errors.UniqueViolation) as err:
-        with conn.pipeline():
-            conn.cursor().executemany(INSERT.format("dup"), rows)
+        with db.pipeline():
+            db.cursor().executemany(INSERT.format("dup"), rows)
     assert err.value.sqlstate == "23505"
     assert "(id)=(20)" in (err.value.diag.message_detail or "")
-    assert conn.execute("SELECT count(*) FROM dup").fetchone()[0] == 0
-    conn.execute(INSERT.format("dup"), sample_rows(1)[0])    # the connection still works
-    assert conn.execute("SELECT count(*) FROM dup").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM dup").fetchone()[0] == 0
+    db.execute(INSERT.format("dup"), sample_rows(1)[0])    # the connection still works
+    assert db.execute("SELECT count(*) FROM dup").fetchone()[0] == 1
 
 
-def test_duplicate_of_existing_row_in_the_middle(conn):
-    make_table(conn, "dup2")
-    conn.execute(INSERT.format("dup2"), (1000, "existing", 0, 0, True, None, None))
+def test_duplicate_of_existing_row_in_the_middle(db):
+    make_table(db, "dup2")
+    db.execute(INSERT.format("dup2"), (1000, "existing", 0, 0, True, None, None))
     rows = sample_rows(80)
     rows[40] = (1000, "clash", 1, 1, False, None, None)
     with pytest.raises(psycopg.errors.UniqueViolation) as err:
-        with conn.pipeline():
-            conn.cursor().executemany(INSERT.format("dup2"), rows)
+        with db.pipeline():
+            db.cursor().executemany(INSERT.format("dup2"), rows)
     assert "(id)=(1000)" in (err.value.diag.message_detail or "")
-    assert conn.execute("SELECT id, v FROM dup2").fetchall() == [(1000, "existing")]
-    with conn.pipeline():    # the same batch without the clash goes through afterwards
-        conn.cursor().executemany(INSERT.format("dup2"), sample_rows(80))
-    assert conn.execute("SELECT count(*) FROM dup2").fetchone()[0] == 81
+    assert db.execute("SELECT id, v FROM dup2").fetchall() == [(1000, "existing")]
+    with db.pipeline():    # the same batch without the clash goes through afterwards
+        db.cursor().executemany(INSERT.format("dup2"), sample_rows(80))
+    assert db.execute("SELECT count(*) FROM dup2").fetchone()[0] == 81
 
 
-def test_not_null_violation_in_the_middle(conn):
-    conn.execute("DROP TABLE IF EXISTS nn")
-    conn.execute("CREATE TABLE nn (id INT PRIMARY KEY, v TEXT NOT NULL)")
+def test_not_null_violation_in_the_middle(db):
+    db.execute("DROP TABLE IF EXISTS nn")
+    db.execute("CREATE TABLE nn (id INT PRIMARY KEY, v TEXT NOT NULL)")
     rows = [(i, f"v{i}") for i in range(30)]
     rows[17] = (17, None)
     with pytest.raises(psycopg.errors.NotNullViolation):
-        with conn.pipeline():
-            conn.cursor().executemany("INSERT INTO nn (id, v) VALUES (%s, %s)", rows)
-    assert conn.execute("SELECT count(*) FROM nn").fetchone()[0] == 0
+        with db.pipeline():
+            db.cursor().executemany("INSERT INTO nn (id, v) VALUES (%s, %s)", rows)
+    assert db.execute("SELECT count(*) FROM nn").fetchone()[0] == 0
 
 
-def test_error_earlier_in_pipeline_segment_is_rolled_back_too(conn):
+def test_error_earlier_in_pipeline_segment_is_rolled_back_too(db):
     """A plain INSERT, then a batch failing at its 10th row, in one implicit transaction:
     nothing of it stays, and what the client queued after the error is skipped."""
-    make_table(conn, "seg_a")
-    make_table(conn, "seg_b")
+    make_table(db, "seg_a")
+    make_table(db, "seg_b")
     rows = sample_rows(20)
     rows[9] = rows[2]
     with pytest.raises(psycopg.errors.UniqueViolation):
-        with conn.pipeline():
-            conn.execute(INSERT.format("seg_a"), sample_rows(1, start=500)[0])
-            conn.cursor().executemany(INSERT.format("seg_b"), rows)
-            conn.execute(INSERT.format("seg_a"), sample_rows(1, start=501)[0])
-    assert conn.execute("SELECT count(*) FROM seg_a").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM seg_b").fetchone()[0] == 0
+        with db.pipeline():
+            db.execute(INSERT.format("seg_a"), sample_rows(1, start=500)[0])
+            db.cursor().executemany(INSERT.format("seg_b"), rows)
+            db.execute(INSERT.format("seg_a"), sample_rows(1, start=501)[0])
+    assert db.execute("SELECT count(*) FROM seg_a").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM seg_b").fetchone()[0] == 0
 
 
-def test_mixed_statements_in_one_pipeline(conn):
-    make_table(conn, "mix_a")
-    make_table(conn, "mix_b")
-    with conn.pipeline():
-        cur = conn.cursor()
+def test_mixed_statements_in_one_pipeline(db):
+    make_table(db, "mix_a")
+    make_table(db, "mix_b")
+    with db.pipeline():
+        cur = db.cursor()
         cur.executemany(INSERT.format("mix_a"), sample_rows(40))
-        counted = conn.execute("SELECT count(*) FROM mix_a")
+        counted = db.execute("SELECT count(*) FROM mix_a")
         cur.executemany(INSERT.format("mix_b"), sample_rows(25, start=100))
-        conn.execute("UPDATE mix_a SET v = 'updated' WHERE id < 5")
+        db.execute("UPDATE mix_a SET v = 'updated' WHERE id < 5")
         cur.executemany(INSERT.format("mix_a"), sample_rows(10, start=40))
-        deleted = conn.execute("DELETE FROM mix_b WHERE id >= 120")
+        deleted = db.execute("DELETE FROM mix_b WHERE id >= 120")
     assert counted.fetchone()[0] == 40
     assert deleted.rowcount == 5
-    assert conn.execute("SELECT count(*), count(*) FILTER (WHERE v = 'updated') FROM mix_a").fetchone() == (50, 5)
-    assert conn.execute("SELECT min(id), max(id) FROM mix_b").fetchone() == (100, 119)
+    assert db.execute("SELECT count(*), count(*) FILTER (WHERE v = 'updated') FROM mix_a").fetchone() == (50, 5)
+    assert db.execute("SELECT min(id), max(id) FROM mix_b").fetchone() == (100, 119)
 
 
-def test_returning_is_answered_per_row(conn):
-    conn.execute("DROP TABLE IF EXISTS ret")
-    conn.execute("CREATE TABLE ret (id INT PRIMARY KEY, v TEXT)")
-    cur = conn.cursor()
-    with conn.pipeline():
+def test_returning_is_answered_per_row(db):
+    db.execute("DROP TABLE IF EXISTS ret")
+    db.execute("CREATE TABLE ret (id INT PRIMARY KEY, v TEXT)")
+    cur = db.cursor()
+    with db.pipeline():
         cur.executemany("INSERT INTO ret (id, v) VALUES (%s, %s) RETURNING id * 10, v",
                         [(i, f"r{i}") for i in range(12)], returning=True)
     got = []
@@ -181,12 +165,12 @@ def test_returning_is_answered_per_row(conn):
     assert got == [(i * 10, f"r{i}") for i in range(12)]
 
 
-def test_asyncpg_executemany(daemon, conn):
-    conn.execute("DROP TABLE IF EXISTS apg")
-    conn.execute("CREATE TABLE apg (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+def test_asyncpg_executemany(module_tierd, db):
+    db.execute("DROP TABLE IF EXISTS apg")
+    db.execute("CREATE TABLE apg (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
 
     async def main():
-        c = await asyncpg.connect(host="127.0.0.1", port=daemon.port, user="tierd",
+        c = await asyncpg.connect(host="127.0.0.1", port=module_tierd.port, user="tierd",
                                   database="tierd", timeout=10)
         try:
             await c.executemany("INSERT INTO apg (id, v, x) VALUES ($1, $2, $3)",
@@ -199,19 +183,19 @@ def test_asyncpg_executemany(daemon, conn):
             await c.close()
 
     assert asyncio.run(main()) == 200
-    assert conn.execute("SELECT sum(x) FROM apg").fetchone()[0] == sum(i / 2 for i in range(200))
+    assert db.execute("SELECT sum(x) FROM apg").fetchone()[0] == sum(i / 2 for i in range(200))
 
 
-def test_user_table_batch_rows_get_their_owner(conn):
+def test_user_table_batch_rows_get_their_owner(db):
     """A USER table's rows carry their writer as owner (part of the key), batched or not."""
-    conn.execute("CREATE USER TABLE public.owned (id BIGINT PRIMARY KEY, v TEXT)")
-    with conn.pipeline():
-        conn.cursor().executemany("INSERT INTO public.owned (id, v) VALUES (%s, %s)",
+    db.execute("CREATE USER TABLE public.owned (id BIGINT PRIMARY KEY, v TEXT)")
+    with db.pipeline():
+        db.cursor().executemany("INSERT INTO public.owned (id, v) VALUES (%s, %s)",
                                   [(i, f"u{i}") for i in range(20)])
-    assert conn.execute("SELECT _user_id, count(*), min(v) FROM public.owned GROUP BY 1").fetchall() == \
+    assert db.execute("SELECT _user_id, count(*), min(v) FROM public.owned GROUP BY 1").fetchall() == \
         [("tierd", 20, "u0")]
     with pytest.raises(psycopg.errors.UniqueViolation) as err:
-        with conn.pipeline():
-            conn.cursor().executemany("INSERT INTO public.owned (id, v) VALUES (%s, %s)",
+        with db.pipeline():
+            db.cursor().executemany("INSERT INTO public.owned (id, v) VALUES (%s, %s)",
                                       [(100, "x"), (7, "again")])
     assert "(id)=(7)" in (err.value.diag.message_detail or "")

@@ -1,7 +1,7 @@
 """PK point lookups (engine/tiers/point_lookup.py) answer exactly what the hot ∪ cold view answers:
 newest version wins, deleted stays deleted, across flushes, delta segments and compaction,
 and while a flush moves rows under a running lookup. The reference query adds `AND true`,
-which the fast path does not take."""
+which the fast path does not take. One daemon serves the module; each test has its own tables."""
 import threading
 
 import pyarrow as pa
@@ -27,10 +27,10 @@ def _flush(c, table="app.t"):
     assert c.execute(f"STORAGE FLUSH TABLE {table} WAIT").fetchone()[1] in ("completed", "skipped")
 
 
-def test_lookups_match_the_view_through_every_tier_change(tierd):
+def test_lookups_match_the_view_through_every_tier_change(module_tierd):
     keys = list(range(-3, 130))
-    with tierd.connect() as c:
-        c.execute("CREATE NAMESPACE app")
+    with module_tierd.connect() as c:
+        c.execute("CREATE NAMESPACE IF NOT EXISTS app")
         c.execute("CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT, n DOUBLE PRECISION) "
                   "WITH (FLUSH_POLICY = 'manual')")
         c.execute("INSERT INTO app.t SELECT i, 'v' || i, i * 0.5 FROM range(0, 100) t(i)")
@@ -59,30 +59,32 @@ def test_lookups_match_the_view_through_every_tier_change(tierd):
         assert c.execute("SELECT n FROM app.t WHERE id = -1").fetchall() == []
 
 
-def test_non_integer_keys_and_other_filters_take_the_normal_path(tierd):
-    with tierd.connect() as c:
-        c.execute("CREATE TABLE s (k TEXT PRIMARY KEY, v INT) WITH (FLUSH_POLICY = 'manual')")
-        c.execute("INSERT INTO s VALUES ('a', 1), ('b', 2)")
-        _flush(c, "s")
-        c.execute("UPDATE s SET v = 20 WHERE k = 'b'")
-        assert c.execute("SELECT v FROM s WHERE k = %s", ("b",)).fetchall() == [(20,)]
-        c.execute("CREATE TABLE m (a INT, b INT, v INT, PRIMARY KEY (a, b))")
-        c.execute("INSERT INTO m VALUES (1, 1, 11), (1, 2, 12)")
-        assert c.execute("SELECT v FROM m WHERE a = %s", (1,)).fetchall() in ([(11,), (12,)], [(12,), (11,)])
-        c.execute("CREATE TABLE i (id INT PRIMARY KEY, v INT)")
-        c.execute("INSERT INTO i VALUES (1, 10), (2, 20)")
-        assert c.execute("SELECT v FROM i WHERE v = %s", (20,)).fetchall() == [(20,)]  # not the key
-        assert c.execute("SELECT v FROM i WHERE id = %s", ("2",)).fetchall() == [(20,)]  # text parameter
+def test_non_integer_keys_and_other_filters_take_the_normal_path(db):
+    c = db
+    c.execute("CREATE TABLE s (k TEXT PRIMARY KEY, v INT) WITH (FLUSH_POLICY = 'manual')")
+    c.execute("INSERT INTO s VALUES ('a', 1), ('b', 2)")
+    _flush(c, "s")
+    c.execute("UPDATE s SET v = 20 WHERE k = 'b'")
+    assert c.execute("SELECT v FROM s WHERE k = %s", ("b",)).fetchall() == [(20,)]
+    c.execute("CREATE TABLE m (a INT, b INT, v INT, PRIMARY KEY (a, b))")
+    c.execute("INSERT INTO m VALUES (1, 1, 11), (1, 2, 12)")
+    assert c.execute("SELECT v FROM m WHERE a = %s", (1,)).fetchall() in ([(11,), (12,)], [(12,), (11,)])
+    c.execute("CREATE TABLE i (id INT PRIMARY KEY, v INT)")
+    c.execute("INSERT INTO i VALUES (1, 10), (2, 20)")
+    assert c.execute("SELECT v FROM i WHERE v = %s", (20,)).fetchall() == [(20,)]  # not the key
+    assert c.execute("SELECT v FROM i WHERE id = %s", ("2",)).fetchall() == [(20,)]  # text parameter
 
 
-def test_lookups_never_miss_a_row_while_flushes_move_it(tierd):
+def test_lookups_never_miss_a_row_while_flushes_move_it(module_tierd):
     """A flush swaps hot rows for a new segment under running lookups: every key that exists
     must be found every time (the seqlock makes a lookup that overlaps the swap fall back)."""
+    tierd = module_tierd
+    fast = FAST.replace("app.t", "app.moving")  # the module's daemon: a table of its own
     with tierd.connect() as c:
-        c.execute("CREATE NAMESPACE app")
-        c.execute("CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT, n DOUBLE PRECISION) "
+        c.execute("CREATE NAMESPACE IF NOT EXISTS app")
+        c.execute("CREATE TABLE app.moving (id BIGINT PRIMARY KEY, v TEXT, n DOUBLE PRECISION) "
                   "WITH (FLUSH_POLICY = 'manual')")
-        c.execute("INSERT INTO app.t SELECT i, 'v' || i, i FROM range(0, 200) t(i)")
+        c.execute("INSERT INTO app.moving SELECT i, 'v' || i, i FROM range(0, 200) t(i)")
     stop = threading.Event()
     misses: list[int] = []
     errors: list[BaseException] = []
@@ -93,7 +95,7 @@ def test_lookups_never_miss_a_row_while_flushes_move_it(tierd):
             with tierd.connect() as r:
                 k = 0
                 while not stop.is_set():
-                    row = r.execute(FAST, (k,)).fetchone()
+                    row = r.execute(fast, (k,)).fetchone()
                     if row is None or row[0] != k:
                         misses.append(k)
                     k = (k + 37) % 200
@@ -107,9 +109,9 @@ def test_lookups_never_miss_a_row_while_flushes_move_it(tierd):
     try:
         with tierd.connect() as c:
             for round_ in range(6):
-                c.execute("INSERT INTO app.t SELECT i, 'x', 0 FROM range(%s, %s) t(i)",
+                c.execute("INSERT INTO app.moving SELECT i, 'x', 0 FROM range(%s, %s) t(i)",
                           (1000 + round_ * 50, 1050 + round_ * 50))
-                _flush(c)
+                _flush(c, "app.moving")
                 wait_for(lambda: done[0] > 0, timeout=60, what="lookups running")
     finally:
         stop.set()

@@ -1,7 +1,8 @@
 """Roles, SCRAM-SHA-256 authentication and privileges, over the wire with psql and psycopg.
 
-One SCRAM daemon serves most of the module (roles are per test: unique names); trust-mode
-behaviour gets its own daemon. Passwords are only ever checked by logging in.
+One SCRAM daemon serves most of the module (`module_scram_tierd`; roles are per test: unique
+names); trust-mode behaviour and restarts get their own daemon. Passwords are only ever checked
+by logging in.
 """
 from __future__ import annotations
 
@@ -18,31 +19,6 @@ import pytest
 from tests.daemon import Tierd
 
 PSQL = "/usr/bin/psql"
-ROOT_PASSWORD = "root-s3cret"
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    base = tmp_path_factory.mktemp("roles")
-    config = base / "tierd.toml"
-    config.write_text(f'[auth]\nmethod = "scram"\npassword = "{ROOT_PASSWORD}"\n')
-    d = Tierd(str(base / "data"), config=str(config), password=ROOT_PASSWORD)
-    d.start()
-    yield d
-    d.stop()
-
-
-def connect(d: Tierd, user: str, password: str | None, **kw) -> psycopg.Connection:
-    params = dict(host="127.0.0.1", port=d.port, user=user, dbname="tierd", autocommit=True,
-                  connect_timeout=10)
-    if password is not None:
-        params["password"] = password
-    params.update(kw)
-    return psycopg.connect(**params)
-
-
-def root(d: Tierd) -> psycopg.Connection:
-    return connect(d, "tierd", ROOT_PASSWORD)
 
 
 def psql(d: Tierd, user: str, password: str | None, *args: str) -> subprocess.CompletedProcess:
@@ -60,7 +36,7 @@ def sqlstate_of_login(d: Tierd, user: str, password: str | None) -> tuple[str, s
     does not hand a connection failure's SQLSTATE to psycopg). Also checks that the error is
     the only thing the server sent after the SCRAM exchange, and that it then closed."""
     with pytest.raises(psycopg.OperationalError):
-        connect(d, user, password).close()
+        d.connect_as(user, password).close()
     fields = raw_login(d.port, user, password or "")
     return fields["C"], fields["M"]
 
@@ -102,149 +78,113 @@ def raw_login(port: int, user: str, password: str) -> dict[str, str]:
 # --- authentication -------------------------------------------------------------------
 
 
-def test_scram_login_with_psycopg_and_current_user(daemon):
-    with root(daemon) as c:
+def test_scram_login_with_psycopg_and_current_user(module_scram_tierd):
+    with module_scram_tierd.connect() as c:
         c.execute("CREATE USER alice WITH PASSWORD 'wonder land'")
-    with connect(daemon, "alice", "wonder land") as c:
+    with module_scram_tierd.connect_as("alice", "wonder land") as c:
         row = c.execute("SELECT current_user, session_user, user, current_role").fetchone()
         assert row == ("alice", "alice", "alice", "alice")
         # Naming a system column switches the query to the catalog that has them: still alice.
         assert c.execute("SELECT current_user AS _seq").fetchone() == ("alice",)
         assert c.info.parameter_status("is_superuser") == "off"
         assert c.info.parameter_status("session_authorization") == "alice"
-    with root(daemon) as c:
+    with module_scram_tierd.connect() as c:
         assert c.execute("SELECT current_user").fetchone() == ("tierd",)
         assert c.info.parameter_status("is_superuser") == "on"
 
 
 @pytest.mark.skipif(not os.path.exists(PSQL), reason="psql is not installed")
-def test_scram_login_with_psql(daemon):
-    with root(daemon) as c:
+def test_scram_login_with_psql(module_scram_tierd):
+    with module_scram_tierd.connect() as c:
         c.execute("CREATE USER pat WITH PASSWORD 'pq-pass'")
-    r = psql(daemon, "pat", "pq-pass", "-c", "SELECT current_user")
+    r = psql(module_scram_tierd, "pat", "pq-pass", "-c", "SELECT current_user")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "pat"
-    r = psql(daemon, "pat", "nope", "-c", "SELECT 1")
+    r = psql(module_scram_tierd, "pat", "nope", "-c", "SELECT 1")
     assert r.returncode != 0
     assert 'password authentication failed for user "pat"' in r.stderr
 
 
-def test_wrong_password_unknown_user_and_no_password_fail_alike(daemon):
-    with root(daemon) as c:
+def test_wrong_password_unknown_user_and_no_password_fail_alike(module_scram_tierd):
+    with module_scram_tierd.connect() as c:
         c.execute("CREATE USER bert WITH PASSWORD 'right'")
         c.execute("CREATE USER nopass")
-    state, message = sqlstate_of_login(daemon, "bert", "wrong")
+    state, message = sqlstate_of_login(module_scram_tierd, "bert", "wrong")
     assert state == "28P01" and 'password authentication failed for user "bert"' in message
     # As in Postgres under scram: an unknown role looks exactly like a wrong password.
-    state, message = sqlstate_of_login(daemon, "nobody_here", "whatever")
+    state, message = sqlstate_of_login(module_scram_tierd, "nobody_here", "whatever")
     assert state == "28P01" and 'password authentication failed for user "nobody_here"' in message
-    state, _ = sqlstate_of_login(daemon, "nopass", "anything")
+    state, _ = sqlstate_of_login(module_scram_tierd, "nopass", "anything")
     assert state == "28P01"
-    with connect(daemon, "bert", "right") as c:  # the failures left the server serving
+    with module_scram_tierd.connect_as("bert", "right") as c:  # the failures left the server serving
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_drop_user_then_login_refused(daemon):
-    with root(daemon) as c:
+def test_drop_user_then_login_refused(module_scram_tierd):
+    with module_scram_tierd.connect() as c:
         c.execute("CREATE USER temp_user WITH PASSWORD 'tp'")
-    connect(daemon, "temp_user", "tp").close()
-    with root(daemon) as c:
+    module_scram_tierd.connect_as("temp_user", "tp").close()
+    with module_scram_tierd.connect() as c:
         c.execute("DROP USER temp_user")
         c.execute("DROP USER IF EXISTS temp_user")  # no error
         with pytest.raises(psycopg.errors.UndefinedObject):
             c.execute("DROP USER temp_user")
-    assert sqlstate_of_login(daemon, "temp_user", "tp")[0] == "28P01"
+    assert sqlstate_of_login(module_scram_tierd, "temp_user", "tp")[0] == "28P01"
 
 
-def test_alter_user_password_superuser_and_nologin(daemon):
-    with root(daemon) as c:
+def test_alter_user_password_superuser_and_nologin(module_scram_tierd):
+    with module_scram_tierd.connect() as c:
         c.execute("CREATE ROLE carol LOGIN PASSWORD 'one'")
-    with connect(daemon, "carol", "one") as c:
+    with module_scram_tierd.connect_as("carol", "one") as c:
         c.execute("ALTER USER carol WITH PASSWORD 'two'")  # a role may change its own password
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("ALTER USER carol SUPERUSER")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("CREATE NAMESPACE carols")
-        with root(daemon) as r:
+        with module_scram_tierd.connect() as r:
             r.execute("ALTER USER carol SUPERUSER")
         c.execute("CREATE NAMESPACE carols")  # the open session sees it at its next statement
         c.execute("DROP NAMESPACE carols")
-        with root(daemon) as r:
+        with module_scram_tierd.connect() as r:
             r.execute("ALTER ROLE carol NOSUPERUSER")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("CREATE NAMESPACE carols")
-    assert sqlstate_of_login(daemon, "carol", "one")[0] == "28P01"
-    connect(daemon, "carol", "two").close()
-    with root(daemon) as c:
+    assert sqlstate_of_login(module_scram_tierd, "carol", "one")[0] == "28P01"
+    module_scram_tierd.connect_as("carol", "two").close()
+    with module_scram_tierd.connect() as c:
         c.execute("ALTER USER carol NOLOGIN")
-    state, message = sqlstate_of_login(daemon, "carol", "two")
+    state, message = sqlstate_of_login(module_scram_tierd, "carol", "two")
     assert state == "28000" and "not permitted to log in" in message
 
 
-def test_system_users_has_no_password_material(daemon):
-    with root(daemon) as c:
+def test_system_users_has_no_password_material(module_scram_tierd):
+    with module_scram_tierd.connect() as c:
         c.execute("CREATE USER dora WITH PASSWORD 'dora-secret' SUPERUSER")
         cols = [d.name for d in c.execute("SELECT * FROM system.users").description]
         assert cols == ["user_name", "is_superuser", "can_login", "created_at"]
         rows = dict(c.execute("SELECT user_name, is_superuser FROM system.users").fetchall())
         assert rows["dora"] is True and rows["tierd"] is True
-    with connect(daemon, "dora", "dora-secret") as c:  # a role created SUPERUSER is one
+    with module_scram_tierd.connect_as("dora", "dora-secret") as c:  # a role created SUPERUSER is one
         c.execute("CREATE NAMESPACE doras")
         c.execute("DROP NAMESPACE doras")
 
 
-def test_role_commands_errors(daemon):
-    with root(daemon) as c:
-        c.execute("CREATE USER erin")
-        with pytest.raises(psycopg.errors.DuplicateObject):
-            c.execute("CREATE USER erin")
-        with pytest.raises(psycopg.errors.UndefinedObject):
-            c.execute("ALTER USER nobody_at_all PASSWORD 'x'")
-        with pytest.raises(psycopg.errors.ObjectInUse):
-            c.execute("DROP USER tierd")  # the current user, and the configured superuser
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            c.execute("ALTER USER tierd NOSUPERUSER")
-        with pytest.raises(psycopg.errors.FeatureNotSupported):
-            c.execute("CREATE USER frank CREATEDB")
-        with pytest.raises(psycopg.errors.SyntaxError):
-            c.execute("CREATE USER frank WITH PASSWORD")
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="reserved"):
-            c.execute('CREATE USER "public"')
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="reserved"):
-            c.execute("CREATE USER pg_monitor")
-        assert c.execute("SELECT 1").fetchone() == (1,)
-    with root(daemon) as c:
-        c.execute("ALTER USER erin PASSWORD 'e'")
-    with connect(daemon, "erin", "e") as c:
-        for sql in ("CREATE USER x1", "DROP USER erin", "ALTER USER tierd PASSWORD 'x'",
-                    "CREATE TABLE public.t_erin (id INT PRIMARY KEY)", "DROP TABLE IF EXISTS public.nothing",
-                    "STORAGE FLUSH ALL", "STORAGE COMPACT ALL", "CREATE STORAGE s1 TYPE 'filesystem' PATH '/tmp/x'",
-                    "DROP STORAGE IF EXISTS s1", "STORAGE CHECK local", "RETRY JOB 'FL-000000000000'",
-                    "KILL JOB 'FL-000000000000'"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute(sql)
-        c.execute("SHOW STORAGES")  # reading the (redacted) storage list is fine
-
-
-def test_scram_verifier_given_as_password_is_stored_as_is(daemon):
+def test_scram_verifier_given_as_password_is_stored_as_is(module_scram_tierd):
     from engine.catalog.roles import ScramKeys
 
     verifier = ScramKeys.derive("pre-hashed").text()
-    with root(daemon) as c:
+    with module_scram_tierd.connect() as c:
         c.execute(f"CREATE USER gina WITH PASSWORD '{verifier}'")
-    with connect(daemon, "gina", "pre-hashed") as c:
+    with module_scram_tierd.connect_as("gina", "pre-hashed") as c:
         assert c.execute("SELECT current_user").fetchone() == ("gina",)
 
 
 def test_roles_survive_restart(make_tierd):
-    d = make_tierd('[auth]\nmethod = "scram"\npassword = "pw0"\n')
-    d.password = "pw0"
-    d.start()
-    with connect(d, "tierd", "pw0") as c:
+    d = make_tierd(password="pw0").start()
+    with d.connect() as c:
         c.execute("CREATE USER hank WITH PASSWORD 'h1'")
-    d.kill9()
-    d.start()
-    with connect(d, "hank", "h1") as c:
+    d.restart(kill9=True)
+    with d.connect_as("hank", "h1") as c:
         assert c.execute("SELECT current_user").fetchone() == ("hank",)
     # The password never reaches the data directory in the clear.
     for dirpath, _, files in os.walk(d.data_dir):
@@ -264,155 +204,20 @@ def test_trust_mode_unknown_role_is_28000(tierd):
     assert (fields["S"], fields["C"], fields["M"]) == ("FATAL", "28000", 'role "nobody" does not exist')
 
 
-# --- privileges on SHARED tables ------------------------------------------------------
-
-
-def test_grant_and_revoke_writes_take_effect_on_the_next_statement(daemon):
-    with root(daemon) as r:
-        r.execute("CREATE USER jack WITH PASSWORD 'j'")
-        r.execute("CREATE TABLE public.ledger (id BIGINT PRIMARY KEY, amount INT)")
-        r.execute("INSERT INTO public.ledger VALUES (1, 10)")
-        with connect(daemon, "jack", "j") as c:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table ledger"):
-                c.execute("INSERT INTO public.ledger VALUES (2, 20)")
-            r.execute("GRANT INSERT ON TABLE public.ledger TO jack")
-            c.execute("INSERT INTO public.ledger VALUES (2, 20)")
-            # RETURNING and WHERE read the table: they need SELECT as well, as in Postgres.
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("INSERT INTO public.ledger VALUES (3, 30) RETURNING amount")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("UPDATE public.ledger SET amount = 0 WHERE id = 1")
-            r.execute("GRANT UPDATE, SELECT ON public.ledger TO jack")
-            c.execute("UPDATE public.ledger SET amount = 11 WHERE id = 1")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("DELETE FROM public.ledger WHERE id = 2")
-            r.execute("REVOKE UPDATE, INSERT ON public.ledger FROM jack")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("UPDATE public.ledger SET amount = 12 WHERE id = 1")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("INSERT INTO public.ledger VALUES (4, 40)")
-            r.execute("GRANT ALL PRIVILEGES ON public.ledger TO jack")
-            c.execute("DELETE FROM public.ledger WHERE id = 2")
-            r.execute("REVOKE ALL ON public.ledger FROM jack")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("DELETE FROM public.ledger WHERE id = 1")
-        assert r.execute("SELECT id, amount FROM public.ledger ORDER BY id").fetchall() == [(1, 11)]
-
-
-def test_grants_survive_restart_and_owner_rules(make_tierd):
-    d = make_tierd('[auth]\nmethod = "scram"\npassword = "pw0"\n')
-    d.password = "pw0"
-    d.start()
-    with connect(d, "tierd", "pw0") as r:
-        r.execute("CREATE USER kate WITH PASSWORD 'k'")
-        r.execute("CREATE USER leo WITH PASSWORD 'l' SUPERUSER")
-        r.execute("CREATE TABLE public.kt (id BIGINT PRIMARY KEY)")
-        r.execute("GRANT INSERT ON public.kt TO kate")
-    with connect(d, "leo", "l") as c:
-        c.execute("CREATE TABLE public.leos (id BIGINT PRIMARY KEY)")  # leo owns it
-    d.kill9()
-    d.start()
-    with connect(d, "kate", "k") as c:
-        c.execute("INSERT INTO public.kt VALUES (1)")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            c.execute("GRANT INSERT ON public.kt TO kate")  # only the owner or a superuser grants
-    with connect(d, "tierd", "pw0") as r:
-        r.execute("ALTER USER leo NOSUPERUSER")
-        with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="depend on it"):
-            r.execute("DROP USER leo")  # leo still owns public.leos
-    with connect(d, "leo", "l") as c:  # an owner keeps every privilege on its table
-        c.execute("INSERT INTO public.leos VALUES (1)")
-        c.execute("GRANT INSERT ON public.leos TO kate")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            c.execute("INSERT INTO public.kt VALUES (2)")
-    with connect(d, "kate", "k") as c:
-        c.execute("INSERT INTO public.leos VALUES (2)")
-    with connect(d, "tierd", "pw0") as r:
-        r.execute("ALTER TABLE public.leos OWNER TO tierd")
-        r.execute("DROP USER leo")
-        r.execute("DROP USER kate")
-        r.execute("CREATE USER kate WITH PASSWORD 'k2'")  # a new role of the same name starts bare
-    with connect(d, "kate", "k2") as c:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            c.execute("INSERT INTO public.kt VALUES (3)")
-
-
-def test_grant_errors(daemon):
-    with root(daemon) as r:
-        r.execute("CREATE TABLE public.ge (id BIGINT PRIMARY KEY)")
-        with pytest.raises(psycopg.errors.UndefinedObject):
-            r.execute("GRANT SELECT ON public.ge TO no_such_role")
-        with pytest.raises(psycopg.errors.UndefinedTable):
-            r.execute("GRANT SELECT ON public.no_such_table TO tierd")
-        with pytest.raises(psycopg.errors.FeatureNotSupported):
-            r.execute("GRANT TRUNCATE ON public.ge TO tierd")
-        with pytest.raises(psycopg.errors.FeatureNotSupported):
-            r.execute("GRANT SELECT ON public.ge TO tierd WITH GRANT OPTION")
-        with pytest.raises(psycopg.errors.SyntaxError):
-            r.execute("GRANT SELECT ON TO tierd")
-
-
-def test_reads_need_select_and_grant_revoke_apply_to_open_sessions(daemon):
-    with root(daemon) as r:
-        r.execute("CREATE USER mia WITH PASSWORD 'm'")
-        r.execute("CREATE NAMESPACE vault")
-        r.execute("CREATE TABLE vault.secrets (id BIGINT PRIMARY KEY, v TEXT)")
-        r.execute("INSERT INTO vault.secrets VALUES (1, 'gold')")
-        r.execute("CREATE TABLE public.mine (id BIGINT PRIMARY KEY, v TEXT)")
-        r.execute("GRANT ALL ON public.mine TO mia")
-        with connect(daemon, "mia", "m") as c:
-            attempts = [
-                "SELECT * FROM vault.secrets",
-                'SELECT * FROM "vault"."SECRETS"',
-                "SELECT * FROM memory.vault.secrets",
-                "TABLE vault.secrets",
-                "FROM vault.secrets",
-                "SELECT v, _seq FROM vault.secrets",
-                "SELECT (SELECT max(v) FROM vault.secrets)",
-                "SELECT * FROM public.mine WHERE v IN (SELECT v FROM vault.secrets)",
-                "SELECT * FROM public.mine m JOIN vault.secrets s ON true",
-                "WITH x AS (SELECT * FROM vault.secrets) SELECT * FROM x",
-                "EXPLAIN SELECT * FROM vault.secrets",
-                "SUMMARIZE vault.secrets",
-                "INSERT INTO public.mine SELECT * FROM vault.secrets",
-                "INSERT INTO public.mine VALUES (9, (SELECT max(v) FROM vault.secrets))",
-                "UPDATE public.mine SET v = s.v FROM vault.secrets s WHERE s.id = mine.id",
-                "DELETE FROM public.mine USING vault.secrets s WHERE s.id = mine.id",
-            ]
-            for sql in attempts:
-                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table secrets"):
-                    c.execute(sql)
-            assert c.execute("SELECT count(*) FROM public.mine").fetchone() == (0,)
-            # A CTE that shadows the table's name reads no table.
-            assert c.execute("WITH secrets AS (SELECT 1 AS v) SELECT v FROM secrets").fetchone() == (1,)
-            r.execute("GRANT SELECT ON vault.secrets TO mia")
-            assert c.execute("SELECT v FROM vault.secrets").fetchall() == [("gold",)]
-            c.execute("INSERT INTO public.mine SELECT * FROM vault.secrets")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("INSERT INTO vault.secrets VALUES (2, 'lead')")  # SELECT is not INSERT
-            c.execute("BEGIN")
-            assert c.execute("SELECT count(*) FROM vault.secrets").fetchone() == (1,)
-            r.execute("REVOKE SELECT ON vault.secrets FROM mia")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):  # even inside a transaction
-                c.execute("SELECT count(*) FROM vault.secrets")
-            c.execute("ROLLBACK")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                c.execute("SELECT * FROM vault.secrets")
-            # The system tables stay readable; system.users has no secrets in it.
-            assert ("mia",) in c.execute("SELECT user_name FROM system.users").fetchall()
-            assert c.execute("SELECT count(*) FROM system.tables WHERE table_name = 'secrets'").fetchone() == (1,)
+# Role commands and privileges on SHARED tables, statement by statement, are SQL case files:
+# tests/sql/roles/ and tests/sql/privileges/.
 
 
 # --- asyncpg ---------------------------------------------------------------------------
 
 
-def test_scram_with_asyncpg(daemon):
+def test_scram_with_asyncpg(module_scram_tierd):
 
-    with root(daemon) as r:
+    with module_scram_tierd.connect() as r:
         r.execute("CREATE USER nora WITH PASSWORD 'n-pass'")
 
     async def run():
-        conn = await asyncpg.connect(host="127.0.0.1", port=daemon.port, user="nora", password="n-pass",
+        conn = await asyncpg.connect(host="127.0.0.1", port=module_scram_tierd.port, user="nora", password="n-pass",
                                      database="tierd", ssl=False, timeout=10)
         try:
             assert await conn.fetchval("SELECT current_user") == "nora"
@@ -423,7 +228,7 @@ def test_scram_with_asyncpg(daemon):
             await conn.close()
         for user, password in (("nora", "wrong"), ("no_such_role", "n-pass")):
             with pytest.raises(asyncpg.InvalidPasswordError) as info:
-                await asyncpg.connect(host="127.0.0.1", port=daemon.port, user=user, password=password,
+                await asyncpg.connect(host="127.0.0.1", port=module_scram_tierd.port, user=user, password=password,
                                       database="tierd", ssl=False, timeout=10)
             assert info.value.sqlstate == "28P01"
 

@@ -1,7 +1,7 @@
 """The engine sandbox over the wire: every way out of DuckDB a client could try is refused with
 SQLSTATE 42501, the connection lives on, nothing is written; the daemon still reads and writes its
-own Parquet (local and S3, storages created at run time included), and ordinary analytic SQL and
-the catalog queries clients send still work."""
+own Parquet (local and S3, storages created at run time included). That ordinary analytic SQL,
+session statements and the catalog queries clients send still work is tests/sql/sandbox/allowed.test."""
 import glob
 import json
 import os
@@ -12,18 +12,17 @@ import pytest
 
 from engine.tiers import views
 from engine.storage.s3 import httpfs_extension_path
-from tests.daemon import Tierd
 from tests.helpers import scope_dir
 from tests.s3server import s3  # noqa: F401  (module-scoped SeaweedFS fixture)
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    """One daemon with a flushed table (its Parquet on disk) and files a client must not reach."""
+def box(tmp_path_factory, module_tierd):
+    """The module's daemon with a flushed table (its Parquet on disk) and files a client must not reach."""
     root = tmp_path_factory.mktemp("sandbox")
     secret = root / "secret.csv"
     secret.write_text("user,password\nalice,hunter2\n")
-    d = Tierd(str(root / "data")).start()
+    d = module_tierd
     with d.connect() as c:
         c.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
         c.execute("INSERT INTO t SELECT i, 'v' || i FROM range(10) r(i)")
@@ -32,9 +31,8 @@ def box(tmp_path_factory):
     parquet = glob.glob(os.path.join(scope_dir(d.data_dir, "public", "t"), "*.parquet"))[0]
     out = root / "out"
     out.mkdir()
-    yield {"d": d, "secret": str(secret), "parquet": parquet, "out": str(out), "root": str(root),
-           "data": d.data_dir, "ext": httpfs_extension_path() or "/nonexistent/httpfs.duckdb_extension"}
-    d.stop()
+    return {"d": d, "secret": str(secret), "parquet": parquet, "out": str(out), "root": str(root),
+            "data": d.data_dir, "ext": httpfs_extension_path() or "/nonexistent/httpfs.duckdb_extension"}
 
 
 ESCAPES = [
@@ -214,66 +212,6 @@ def test_refusal_inside_a_transaction_aborts_it_like_any_error(box):
         c.rollback()
         assert c.execute("SELECT count(*) FROM t").fetchone() == (11,)
     assert os.listdir(box["out"]) == []
-
-
-ALLOWED = [
-    ("WITH x AS (SELECT id, v FROM t WHERE id < 5) SELECT count(*) FROM x", [(5,)]),
-    ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 4) SELECT sum(n) FROM r", [(10,)]),
-    ("SELECT id, sum(id) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM t WHERE id < 3 ORDER BY id",
-     [(0, 0), (1, 1), (2, 3)]),
-    ("SELECT count(*) FROM t a JOIN t b USING (id) LEFT JOIN generate_series(0, 4) g(x) ON g.x = a.id", [(11,)]),
-    ("SELECT count(*) FROM generate_series(1, 10)", [(10,)]),
-    ("SELECT sum(i) FROM range(5) r(i)", [(10,)]),
-    ("SELECT x FROM unnest([3, 1, 2]) u(x) ORDER BY x", [(1,), (2,), (3,)]),
-    ("SELECT id FROM t WHERE id IN (SELECT max(id) FROM t)", [(100,)]),
-    ("SELECT v FROM t WHERE id = 100", [("hot",)]),
-    ("SELECT table_name FROM system.tables", [("t",)]),
-    ("SELECT count(*) > 0 FROM information_schema.columns WHERE table_name = 't'", [(True,)]),
-    ("SELECT current_setting('TimeZone') IS NOT NULL", [(True,)]),
-    ("SELECT upper('read_csv(''x'')')", [("READ_CSV('X')",)]),
-    ("SELECT 'FROM ''/etc/passwd'''", [("FROM '/etc/passwd'",)]),
-    ('SELECT 1 AS "read_parquet"', [(1,)]),
-    ("WITH n AS (SELECT 1 AS x) SELECT count(*) FROM t, n WHERE t.id = n.x", [(1,)]),
-]
-
-
-@pytest.mark.parametrize("sql,rows", ALLOWED)
-def test_analytic_sql_still_works(box, sql, rows):
-    with box["d"].connect() as c:
-        assert c.execute(sql).fetchall() == rows
-
-
-@pytest.mark.parametrize("sql", [
-    # what psql's \dt, \dn and \d t send (trimmed of nothing that changes what they reach)
-    "SELECT n.nspname as \"Schema\", c.relname as \"Name\" FROM pg_catalog.pg_class c "
-    "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind IN ('r','p','v','m','S','f','') AND n.nspname <> 'pg_catalog' "
-    "AND n.nspname !~ '^pg_toast' AND n.nspname <> 'information_schema' ORDER BY 1,2",
-    "SELECT n.nspname AS \"Name\" FROM pg_catalog.pg_namespace n WHERE n.nspname !~ '^pg_' "
-    "AND n.nspname <> 'information_schema' ORDER BY 1",
-    "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c "
-    "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname ~ '^(t)$' "
-    "ORDER BY 2, 3",
-    "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a "
-    "WHERE a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-    "SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2",
-    "SHOW TABLES",
-    "DESCRIBE t",
-    "SUMMARIZE t",
-    "EXPLAIN SELECT * FROM t",
-    "SELECT * FROM duckdb_keywords() LIMIT 1",
-])
-def test_catalog_queries_still_work(box, sql):
-    with box["d"].connect() as c:
-        c.execute(sql).fetchall()
-
-
-@pytest.mark.parametrize("sql", ["SET TimeZone = 'UTC'", "SET search_path TO public", "SET application_name = 'x'",
-                                 "SET extra_float_digits = 3", "SET myapp.tenant = 'a'", "RESET ALL"])
-def test_session_statements_still_work(box, sql):
-    with box["d"].connect() as c:
-        c.execute(sql)
-        assert c.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_daemon_reads_and_writes_its_own_parquet_after_lockdown(make_tierd, tmp_path):

@@ -16,7 +16,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from tests.daemon import ROOT, TIERD, Tierd, free_port, wait_for
+from tests.daemon import ROOT, TIERD, free_port, wait_for
 
 UNIT = os.path.join(ROOT, "systemd", "tierd.service")
 EXAMPLE_CONFIG = os.path.join(ROOT, "systemd", "tierd.toml")
@@ -62,39 +62,6 @@ class NotifySocket:
         self.closed.set()
         self.thread.join(timeout=5)
         self.sock.close()
-
-
-class ServiceTierd(Tierd):
-    """A daemon started with extra environment (NOTIFY_SOCKET, WATCHDOG_USEC)."""
-
-    def __init__(self, *args, env: dict | None = None, **kw):
-        super().__init__(*args, **kw)
-        self.env = env or {}
-
-    def start(self, wait: bool = True) -> ServiceTierd:
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, **self.env})
-        if wait:
-            wait_for(self._ready, timeout=60, what=f"tierd on port {self.port} (log: {self.log_path})")
-        return self
-
-
-@pytest.fixture
-def service(tmp_path):
-    """Factory: a daemon with a config file (rewritable) and environment; all stopped after."""
-    started: list[ServiceTierd] = []
-
-    def make(config_text: str = "", env: dict | None = None, data_dir: str | None = None) -> ServiceTierd:
-        cfg = tmp_path / f"tierd-{len(started)}.toml"
-        cfg.write_text(config_text)
-        d = ServiceTierd(data_dir or str(tmp_path / "data"), config=str(cfg), env=env)
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        d.stop()
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -159,11 +126,11 @@ def test_sd_notify_to_a_socket_path(tmp_path, monkeypatch):
     assert not sdnotify.notify("READY=1")  # outside systemd: a no-op
 
 
-def test_notify_ready_watchdog_reload_stopping_in_order(service):
+def test_notify_ready_watchdog_reload_stopping_in_order(make_tierd):
     ns = NotifySocket()
     try:
-        d = service('[flush]\ndefault_policy = "manual"\n',
-                    env={"NOTIFY_SOCKET": ns.address, "WATCHDOG_USEC": "400000"})
+        d = make_tierd('[flush]\ndefault_policy = "manual"\n',
+                       env={"NOTIFY_SOCKET": ns.address, "WATCHDOG_USEC": "400000"})
         d.start()
         wait_for(lambda: ns.count("READY=1") >= 1, timeout=30, what="READY=1")
         wait_for(lambda: ns.count("WATCHDOG=1") >= 3, timeout=30, what="three WATCHDOG=1 pings")
@@ -189,10 +156,10 @@ def test_notify_ready_watchdog_reload_stopping_in_order(service):
 
 # ---------------------------------------------------------------------- SIGTERM
 
-def test_sigterm_during_write_load_loses_no_acknowledged_row(service):
+def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
     # The flush holds before its commit point long enough for SIGTERM to land while it runs.
-    d = service('[server]\nshutdown_grace_seconds = 15\n'
-                '[failpoints]\n"flush.before_manifest" = "sleep:1500"\n').start()
+    d = make_tierd('[server]\nshutdown_grace_seconds = 15\n'
+                   '[failpoints]\n"flush.before_manifest" = "sleep:1500"\n').start()
     with d.connect() as c:
         c.execute("CREATE NAMESPACE app")
         c.execute("CREATE TABLE app.t (id BIGINT PRIMARY KEY, body TEXT) WITH (FLUSH_POLICY = 'manual')")
@@ -252,9 +219,9 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(service):
         assert c.execute("SELECT segments > 0 FROM system.tables WHERE table_name = 't'").fetchone() == (True,)
 
 
-def test_sigterm_cancels_past_the_grace_period_and_leaves_the_job_to_be_retried(service):
-    d = service('[server]\nshutdown_grace_seconds = 0.5\n'
-                '[failpoints]\n"flush.start" = "sleep:2500"\n').start()
+def test_sigterm_cancels_past_the_grace_period_and_leaves_the_job_to_be_retried(make_tierd):
+    d = make_tierd('[server]\nshutdown_grace_seconds = 0.5\n'
+                   '[failpoints]\n"flush.start" = "sleep:2500"\n').start()
     with d.connect() as c:
         c.execute("CREATE TABLE public.t (id INT PRIMARY KEY) WITH (FLUSH_POLICY = 'manual')")
         c.execute("INSERT INTO public.t SELECT * FROM range(10)")
@@ -288,8 +255,8 @@ def test_sigterm_cancels_past_the_grace_period_and_leaves_the_job_to_be_retried(
 
 # ---------------------------------------------------------------------- SIGHUP
 
-def test_sighup_changes_the_default_flush_policy_without_restart(service):
-    d = service('[flush]\ndefault_policy = "manual"\n').start()
+def test_sighup_changes_the_default_flush_policy_without_restart(make_tierd):
+    d = make_tierd('[flush]\ndefault_policy = "manual"\n').start()
     pid = d.proc.pid
     with d.connect() as c:
         c.execute("CREATE TABLE public.t (id INT PRIMARY KEY, v TEXT)")
@@ -329,9 +296,9 @@ def test_sighup_changes_the_default_flush_policy_without_restart(service):
 
 # ---------------------------------------------------------------------- metrics
 
-def test_metrics_endpoint_reflects_inserts_and_a_flush(service):
+def test_metrics_endpoint_reflects_inserts_and_a_flush(make_tierd):
     port = free_port()
-    d = service(f'[metrics]\nlisten = "127.0.0.1:{port}"\n').start()
+    d = make_tierd(f'[metrics]\nlisten = "127.0.0.1:{port}"\n').start()
     with d.connect() as c:
         c.execute("CREATE TABLE public.m (id INT PRIMARY KEY, v TEXT) WITH (FLUSH_POLICY = 'manual')")
         c.execute("INSERT INTO public.m VALUES (1, 'a'), (2, 'b')")
@@ -403,13 +370,14 @@ def test_metrics_port_in_use_fails_the_start_clearly(tmp_path):
         port = busy.getsockname()[1]
         cfg = tmp_path / "m.toml"
         cfg.write_text(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        # start-up itself, so `tierd serve` by hand: it must fail before it serves
         r = subprocess.run([TIERD, "serve", "--config", str(cfg), "--data-dir", str(tmp_path / "d"),
                             "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "metrics" in r.stderr, r.stderr
 
 
-def test_sigterm_exits_promptly_with_idle_and_in_transaction_clients(service):
-    d = service().start()
+def test_sigterm_exits_promptly_with_idle_and_in_transaction_clients(make_tierd):
+    d = make_tierd("").start()
     with d.connect() as c:
         c.execute("CREATE TABLE public.t (id INT PRIMARY KEY)")
     idle = d.connect()

@@ -1,4 +1,5 @@
-"""Named storages on the filesystem: routing, templates, validation, DROP rules, restart (seed §2)."""
+"""Named storages on the filesystem: routing, templates, restart (seed §2). Validation and the
+DROP rules are in tests/sql/storage/storages.test."""
 import json
 import os
 import subprocess
@@ -7,7 +8,6 @@ import psycopg
 import pytest
 
 from tests.daemon import TIERD
-from tests.helpers import assert_cold_consistent
 
 
 def test_tables_write_only_under_their_storage(tierd, tmp_path):
@@ -34,7 +34,6 @@ def test_tables_write_only_under_their_storage(tierd, tmp_path):
         assert [r[0] for r in shown] == ["fast_ssd", "local"]
         check = c.execute("STORAGE CHECK fast_ssd").fetchone()
         assert check[1:6] == ("healthy", True, True, True, True) and check[7] is None
-
 
 
 def test_templates_validated_and_applied(tierd, tmp_path):
@@ -66,44 +65,6 @@ def test_templates_validated_and_applied(tierd, tmp_path):
         assert c.execute("SELECT count(*) FROM t").fetchone() == (2,)
         assert c.execute("SELECT description, shared_tables_template FROM system.storages "
                          "WHERE storage_id = 'tpl'").fetchone() == ("moved", "v2/{namespace}/{tableName}")
-
-
-def test_storage_errors(tierd, tmp_path):
-    with tierd.connect() as c:
-        c.execute(f"CREATE STORAGE s1 TYPE 'filesystem' PATH '{tmp_path / 's1'}'")
-        with pytest.raises(psycopg.errors.DuplicateObject):
-            c.execute(f"CREATE STORAGE s1 TYPE 'filesystem' PATH '{tmp_path / 'other'}'")
-        c.execute(f"CREATE STORAGE IF NOT EXISTS s1 TYPE 'filesystem' PATH '{tmp_path / 'other'}'")
-        for path in (tmp_path / "s1" / "inner", tmp_path, os.path.join(tierd.data_dir, "x")):
-            with pytest.raises(psycopg.errors.InvalidParameterValue) as info:
-                c.execute(f"CREATE STORAGE s2 TYPE 'filesystem' PATH '{path}'")
-            assert "overlaps" in str(info.value) or "outside the data directory" in str(info.value)
-        with pytest.raises(psycopg.errors.InvalidParameterValue):
-            c.execute("CREATE STORAGE s3 TYPE 'tape' PATH '/x'")
-        with pytest.raises(psycopg.errors.InvalidParameterValue):
-            c.execute("CREATE STORAGE s4 TYPE 'filesystem' PATH 'relative/dir'")
-        with pytest.raises(psycopg.errors.IoError) as info:  # 58030: the health check failed
-            c.execute("CREATE STORAGE s5 TYPE 'filesystem' PATH '/proc/1/tierd-cannot-write'")
-        assert "failed its health check" in str(info.value)
-        assert c.execute("SELECT count(*) FROM system.storages WHERE storage_id = 's5'").fetchone() == (0,)
-        with pytest.raises(psycopg.errors.UndefinedObject) as info:
-            c.execute("CREATE TABLE public.x (id INT PRIMARY KEY) WITH (STORAGE_ID = 'nope')")
-        assert "Storage 'nope' does not exist" in str(info.value)
-        c.execute("CREATE TABLE public.x (id INT PRIMARY KEY) WITH (STORAGE_ID = 's1')")
-        with pytest.raises(psycopg.errors.DependentObjectsStillExist) as info:
-            c.execute("DROP STORAGE s1")
-        assert "Cannot drop storage 's1': 1 table(s) still using it" in str(info.value)
-        with pytest.raises(psycopg.errors.FeatureNotSupported):
-            c.execute("DROP STORAGE local")
-        with pytest.raises(psycopg.errors.InvalidParameterValue):
-            c.execute("ALTER STORAGE s1 SET PATH '/elsewhere'")
-        c.execute("DROP TABLE public.x")
-        c.execute("DROP STORAGE s1")
-        c.execute("DROP STORAGE IF EXISTS s1")
-        with pytest.raises(psycopg.errors.UndefinedObject):
-            c.execute("DROP STORAGE s1")
-        with pytest.raises(psycopg.errors.UndefinedObject):
-            c.execute("STORAGE CHECK s1")
 
 
 def test_config_storages_and_restart(make_tierd, tmp_path):

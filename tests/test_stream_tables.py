@@ -2,38 +2,15 @@
 evicted by stream_eviction jobs, flush refused."""
 import os
 
-import psycopg
-import pytest
-
 from tests.daemon import wait_for
 
 
-def test_stream_table_options_are_checked(conn):
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="TTL_SECONDS"):
-        conn.execute("CREATE STREAM TABLE public.s (id BIGINT PRIMARY KEY)")
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="TTL_SECONDS"):
-        conn.execute("CREATE TABLE public.s (id BIGINT PRIMARY KEY) WITH (TYPE = 'STREAM', TTL_SECONDS = 0)")
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="FLUSH_POLICY"):
-        conn.execute("CREATE STREAM TABLE public.s (id BIGINT PRIMARY KEY) WITH (TTL_SECONDS = 5, FLUSH_POLICY = 'rows:1')")
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="only valid for STREAM"):
-        conn.execute("CREATE TABLE public.s (id BIGINT PRIMARY KEY) WITH (TTL_SECONDS = 5)")
-    conn.execute("CREATE TABLE public.s (id BIGINT PRIMARY KEY) WITH (TYPE = 'STREAM', TTL_SECONDS = 60)")
-    row = conn.execute("SELECT table_type, ttl_seconds, flush_policy, storage_id FROM system.tables "
-                       "WHERE table_name = 's'").fetchone()
-    assert row == ("STREAM", 60, None, None)
-
-
-def test_flush_is_refused_and_flush_all_skips_streams(tierd):
+def test_flush_all_skips_streams(tierd):
+    """(STORAGE FLUSH TABLE of a STREAM table is refused: tests/sql/stream/kill9.test.)"""
     with tierd.connect() as c:
         c.execute("CREATE STREAM TABLE public.ev (id BIGINT PRIMARY KEY, v TEXT) WITH (TTL_SECONDS = 3600)")
         c.execute("CREATE TABLE public.plain (id BIGINT PRIMARY KEY) WITH (FLUSH_POLICY = 'rows:1')")
         c.execute("INSERT INTO public.ev SELECT i, 'v' || i FROM range(100) t(i)")  # no policy applies
-        with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
-            c.execute("STORAGE FLUSH TABLE public.ev")
-        assert info.value.diag.message_primary == "STORAGE FLUSH TABLE is not supported for STREAM tables"
-        with pytest.raises(psycopg.errors.FeatureNotSupported):
-            c.execute("STORAGE COMPACT TABLE public.ev")
-        assert c.execute("SELECT 1").fetchone() == (1,)  # the connection survives
         tables = [r[2] for r in c.execute("STORAGE FLUSH ALL WAIT").fetchall()]
         assert all("public.ev" not in m for m in tables) and any("public.plain" in m for m in tables)
         assert c.execute("SELECT count(*) FROM public.ev").fetchone() == (100,)
@@ -74,18 +51,3 @@ def test_expired_rows_are_invisible_before_eviction_runs(make_tierd):
         assert c.execute("SELECT hot_rows FROM system.tables WHERE table_name = 'ev'").fetchone() == (0,)
         c.execute("INSERT INTO public.ev VALUES (1, 'new')")  # the expired key is free again
         assert c.execute("SELECT id, v FROM public.ev").fetchall() == [(1, "new")]
-
-
-def test_stream_rows_survive_kill9(make_tierd, tmp_path):
-    data = str(tmp_path / "data")
-    d = make_tierd(data_dir=data).start()
-    with d.connect() as c:
-        c.execute("CREATE STREAM TABLE public.ev (id BIGINT PRIMARY KEY, v TEXT) WITH (TTL_SECONDS = 3600)")
-        c.execute("INSERT INTO public.ev SELECT i, 'v' || i FROM range(50) t(i)")
-        c.execute("DELETE FROM public.ev WHERE id < 10")
-    d.kill9()
-    d2 = make_tierd(data_dir=data).start()
-    with d2.connect() as c:
-        assert c.execute("SELECT count(*), min(id) FROM public.ev").fetchone() == (40, 10)
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            c.execute("INSERT INTO public.ev VALUES (10, 'dup')")

@@ -1,4 +1,6 @@
-"""Hot and cold as one table: the seed's §4 scenario and the read-path invariants."""
+"""Hot and cold as one table: the seed's §4 scenario and the read-path invariants.
+
+One daemon serves the module (`module_tierd`); each test has its own tables."""
 import psycopg
 import pytest
 
@@ -16,15 +18,14 @@ def flush(conn, table):
     return job_id
 
 
-@pytest.fixture
-def app(conn):
-    conn.execute("CREATE NAMESPACE app")
-    conn.execute("CREATE TABLE app.events (id BIGINT PRIMARY KEY, body TEXT, n INT) WITH (FLUSH_POLICY = 'manual')")
-    return conn
+def create_events(conn, table):
+    conn.execute("CREATE NAMESPACE IF NOT EXISTS app")
+    conn.execute(f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, body TEXT, n INT) WITH (FLUSH_POLICY = 'manual')")
 
 
-def test_seed_4_query_spans_hot_and_cold(tierd, app):
-    conn = app
+def test_seed_4_query_spans_hot_and_cold(module_tierd, db):
+    tierd, conn = module_tierd, db
+    create_events(conn, "app.events")
     cur = conn.execute("INSERT INTO app.events VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30)")
     assert cur.statusmessage == "INSERT 0 3"
     assert manifest(tierd.data_dir, "app", "events") is None  # no manifest before the first flush
@@ -50,61 +51,33 @@ def test_seed_4_query_spans_hot_and_cold(tierd, app):
     assert_cold_consistent(tierd.data_dir, "app", "events")
 
 
-def test_update_and_delete_of_flushed_rows_survive_later_flushes(tierd, app):
-    conn = app
-    conn.execute("INSERT INTO app.events SELECT i, 'v' || i, i FROM range(1, 101) t(i)")
-    flush(conn, "app.events")
-    assert conn.execute("UPDATE app.events SET body = 'new' WHERE id <= 10").statusmessage == "UPDATE 10"
-    assert conn.execute("DELETE FROM app.events WHERE id > 90").statusmessage == "DELETE 10"
+def test_update_and_delete_of_flushed_rows_survive_later_flushes(module_tierd, db):
+    tierd, conn = module_tierd, db
+    create_events(conn, "app.versions")
+    conn.execute("INSERT INTO app.versions SELECT i, 'v' || i, i FROM range(1, 101) t(i)")
+    flush(conn, "app.versions")
+    assert conn.execute("UPDATE app.versions SET body = 'new' WHERE id <= 10").statusmessage == "UPDATE 10"
+    assert conn.execute("DELETE FROM app.versions WHERE id > 90").statusmessage == "DELETE 10"
     expected = [(i, "new" if i <= 10 else f"v{i}") for i in range(1, 91)]
-    assert rows(conn, "SELECT id, body FROM app.events ORDER BY id") == expected
-    flush(conn, "app.events")
-    assert rows(conn, "SELECT id, body FROM app.events ORDER BY id") == expected
+    assert rows(conn, "SELECT id, body FROM app.versions ORDER BY id") == expected
+    flush(conn, "app.versions")
+    assert rows(conn, "SELECT id, body FROM app.versions ORDER BY id") == expected
     for round_ in range(3):
-        conn.execute("INSERT INTO app.events VALUES (%s, 'later', 0)", (1000 + round_,))
-        flush(conn, "app.events")
-    got = rows(conn, "SELECT id, body FROM app.events WHERE id < 1000 ORDER BY id")
+        conn.execute("INSERT INTO app.versions VALUES (%s, 'later', 0)", (1000 + round_,))
+        flush(conn, "app.versions")
+    got = rows(conn, "SELECT id, body FROM app.versions WHERE id < 1000 ORDER BY id")
     assert got == expected
-    assert rows(conn, "SELECT count(*) FROM app.events WHERE id > 90 AND id < 1000") == [(0,)]
+    assert rows(conn, "SELECT count(*) FROM app.versions WHERE id > 90 AND id < 1000") == [(0,)]
     # A deleted row can come back with a new insert, and is then visible once.
-    conn.execute("INSERT INTO app.events VALUES (95, 'back', 1)")
-    flush(conn, "app.events")
-    assert rows(conn, "SELECT id, body FROM app.events WHERE id = 95") == [(95, "back")]
-    assert rows(conn, "SELECT count(*), count(DISTINCT id) FROM app.events") == [(94, 94)]
-    assert_cold_consistent(tierd.data_dir, "app", "events")
+    conn.execute("INSERT INTO app.versions VALUES (95, 'back', 1)")
+    flush(conn, "app.versions")
+    assert rows(conn, "SELECT id, body FROM app.versions WHERE id = 95") == [(95, "back")]
+    assert rows(conn, "SELECT count(*), count(DISTINCT id) FROM app.versions") == [(94, 94)]
+    assert_cold_consistent(tierd.data_dir, "app", "versions")
 
 
-def test_primary_key_unique_across_tiers(tierd, app):
-    conn = app
-    conn.execute("INSERT INTO app.events VALUES (1, 'a', 1), (2, 'b', 2)")
-    flush(conn, "app.events")  # segment 0 holds 1, 2
-    conn.execute("INSERT INTO app.events VALUES (3, 'c', 3)")
-    flush(conn, "app.events")  # segment 1 holds 3
-    conn.execute("INSERT INTO app.events VALUES (4, 'd', 4)")  # hot
-    cases = [
-        "INSERT INTO app.events VALUES (4, 'dup-hot', 0)",
-        "INSERT INTO app.events VALUES (3, 'dup-cold', 0)",
-        "INSERT INTO app.events VALUES (1, 'dup-older-segment', 0)",
-        "INSERT INTO app.events VALUES (7, 'x', 0), (7, 'y', 0)",
-        "UPDATE app.events SET id = 2 WHERE id = 4",
-        "UPDATE app.events SET id = 4 WHERE id = 1",
-    ]
-    for sql in cases:
-        with pytest.raises(psycopg.errors.UniqueViolation) as info:
-            conn.execute(sql)
-        assert info.value.sqlstate == "23505", sql
-    # The connection and the data survived every failure.
-    assert rows(conn, "SELECT id, body FROM app.events ORDER BY id") == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
-    # Moving a key to a free value works, and the old key is gone in both tiers.
-    assert conn.execute("UPDATE app.events SET id = 10 WHERE id = 1").statusmessage == "UPDATE 1"
-    flush(conn, "app.events")
-    assert rows(conn, "SELECT id, body FROM app.events ORDER BY id") == [(2, "b"), (3, "c"), (4, "d"), (10, "a")]
-    conn.execute("INSERT INTO app.events VALUES (1, 'reused', 0)")  # the freed key can be used again
-    assert rows(conn, "SELECT body FROM app.events WHERE id = 1") == [("reused",)]
-    assert_cold_consistent(tierd.data_dir, "app", "events")
-
-
-def test_insert_returning_defaults_and_params(conn):
+def test_insert_returning_defaults_and_params(db):
+    conn = db
     conn.execute("CREATE TABLE public.notes (id BIGINT PRIMARY KEY, body TEXT NOT NULL, "
                  "created TIMESTAMPTZ DEFAULT now(), score DOUBLE DEFAULT 1.5)")
     cur = conn.execute("INSERT INTO notes (id, body) VALUES (%s, %s), (%s, %s) RETURNING id, score",
@@ -120,7 +93,8 @@ def test_insert_returning_defaults_and_params(conn):
     assert conn.execute("SELECT created IS NOT NULL FROM notes").fetchall() == [(True,)]
 
 
-def test_acknowledged_write_visible_to_next_statement_of_any_session_under_load(tierd):
+def test_acknowledged_write_visible_to_next_statement_of_any_session_under_load(module_tierd):
+    tierd = module_tierd
     import threading
 
     with tierd.connect() as w, tierd.connect() as r:

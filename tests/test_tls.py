@@ -52,15 +52,8 @@ def psql(port: int, sslmode: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60, env=env)
 
 
-def start(make_tierd, config: str):
-    d = make_tierd(config)
-    d.password = PASSWORD
-    return d
-
-
 def test_tls_with_psycopg_sslmode_require(make_tierd, cert):
-    d = start(make_tierd, tls_config(cert, required=False))
-    d.start()
+    d = make_tierd(tls_config(cert, required=False)).start()
     with connect(d.port, "require") as c:
         assert c.pgconn.ssl_in_use
         c.execute("CREATE TABLE public.secret (id BIGINT PRIMARY KEY, v TEXT)")
@@ -76,8 +69,7 @@ def test_tls_with_psycopg_sslmode_require(make_tierd, cert):
 
 @pytest.mark.skipif(not os.path.exists(PSQL), reason="psql is not installed")
 def test_tls_with_psql_sslmode_require(make_tierd, cert):
-    d = start(make_tierd, tls_config(cert, required=True))
-    d.start()
+    d = make_tierd(tls_config(cert, required=True)).start()
     r = psql(d.port, "require", "-c", "SELECT current_user", "-c", r"\conninfo")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == "tierd"
@@ -87,8 +79,7 @@ def test_tls_with_psql_sslmode_require(make_tierd, cert):
 
 
 def test_plain_connection_refused_when_tls_required(make_tierd, cert):
-    d = start(make_tierd, tls_config(cert, required=True))
-    d.start()
+    d = make_tierd(tls_config(cert, required=True)).start()
     with pytest.raises(psycopg.OperationalError, match="no encryption"):
         connect(d.port, "disable")
     # The refusal is FATAL 28000 and comes before any authentication exchange.
@@ -117,9 +108,10 @@ def test_without_tls_sslrequest_and_gssencrequest_get_n(tierd):
         assert not c.pgconn.ssl_in_use
 
 
-def test_bad_certificate_config_is_refused(make_tierd, tmp_path, cert):
+def test_bad_certificate_config_is_refused(tmp_path, cert):
     from tests.daemon import TIERD
 
+    # start-up itself, so `tierd serve` by hand: a bad config must stop it before it serves
     cfg = tmp_path / "bad.toml"
     cfg.write_text(f'[server]\nssl = true\nssl_cert_file = "{cert[0]}"\nssl_key_file = "{tmp_path}/missing.key"\n')
     r = subprocess.run([TIERD, "serve", "--config", str(cfg), "--data-dir", str(tmp_path / "d")],
@@ -132,9 +124,7 @@ def test_bad_certificate_config_is_refused(make_tierd, tmp_path, cert):
 
 
 def test_tls_with_asyncpg(make_tierd, cert):
-
-    d = start(make_tierd, tls_config(cert, required=True))
-    d.start()
+    d = make_tierd(tls_config(cert, required=True)).start()
 
     async def run():
         conn = await asyncpg.connect(host="127.0.0.1", port=d.port, user="tierd", password=PASSWORD,
@@ -154,8 +144,7 @@ def test_sighup_switches_password_and_tls_for_new_connections(make_tierd, cert):
 
     from tests.daemon import wait_for
 
-    d = start(make_tierd, f'[auth]\nmethod = "scram"\npassword = "{PASSWORD}"\n')
-    d.start()
+    d = make_tierd(password=PASSWORD).start()
     open_conn = connect(d.port, "disable")
     with pytest.raises(psycopg.OperationalError, match="does not support SSL"):
         connect(d.port, "require")

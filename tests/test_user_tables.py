@@ -2,7 +2,8 @@
 own manifest; a superuser sees every row with its owner in `_user_id`.
 
 Engine-level tests open sessions as different roles in-process; the wire tests start the
-daemon (multi-user data is prepared in-process, then flushed and crashed over the wire)."""
+daemon (multi-user data is prepared in-process, then flushed and crashed over the wire). What
+each user may write, read and own, statement by statement, is in tests/sql/user_tables/."""
 from __future__ import annotations
 
 import json
@@ -115,46 +116,6 @@ def test_each_user_sees_only_their_rows_before_and_after_flush(engine_factory, t
     assert s.rows(SUPERUSER, "SELECT cold_rows FROM system.tables WHERE table_name = 'notes'") == [(5,)]
 
 
-def test_primary_keys_are_unique_per_user(engine_factory):
-    s = engine_factory()
-    _setup(s)
-    with pytest.raises(EngineError) as info:
-        s.tag("bob", "INSERT INTO app.notes VALUES (4, 'again')")
-    assert info.value.sqlstate == "23505" and info.value.detail == "Key (id)=(4) already exists."
-    s.tag("carol", "INSERT INTO app.notes VALUES (4, 'carol-4')")  # bob's key is free for carol
-    s.rows(SUPERUSER, "STORAGE FLUSH TABLE app.notes WAIT")
-    with pytest.raises(EngineError) as info:
-        s.tag("alice", "INSERT INTO app.notes VALUES (1, 'cold duplicate')")
-    assert info.value.sqlstate == "23505"
-    s.tag("alice", "INSERT INTO app.notes VALUES (4, 'alice-4') ON CONFLICT DO NOTHING")
-    assert s.rows("alice", "SELECT body FROM app.notes WHERE id = 4") == [("alice-4",)]
-    with pytest.raises(EngineError) as info:  # moving a key onto one of your own keys
-        s.tag("alice", "UPDATE app.notes SET id = 2 WHERE id = 1")
-    assert info.value.sqlstate == "23505"
-    assert s.tag("alice", "UPDATE app.notes SET id = 10 WHERE id = 1") == "UPDATE 1"  # bob still has 1
-    assert s.rows("bob", "SELECT id FROM app.notes ORDER BY id") == [(1,), (4,)]
-
-
-@pytest.mark.parametrize("flushed", [False, True])
-def test_update_and_delete_never_reach_another_users_rows(engine_factory, flushed):
-    s = engine_factory()
-    _setup(s)
-    if flushed:
-        s.rows(SUPERUSER, "STORAGE FLUSH TABLE app.notes WAIT")
-    before = _all(s)
-    for sql in ["UPDATE app.notes SET body = 'pwned' WHERE id = 2",
-                "UPDATE app.notes SET body = 'pwned' WHERE _user_id = 'alice'",
-                "UPDATE app.notes SET body = 'pwned' WHERE body LIKE 'alice%'",
-                "DELETE FROM app.notes WHERE id IN (2, 3)",
-                "DELETE FROM app.notes WHERE _user_id <> 'bob'",
-                "DELETE FROM app.notes n USING app.notes m WHERE n.id = m.id AND m.body LIKE 'alice%'"]:
-        assert s.tag("bob", sql).endswith(" 0"), sql
-    assert _all(s) == before
-    assert s.tag("bob", "UPDATE app.notes SET body = body || '!' WHERE id = 1 RETURNING *") == "UPDATE 1"
-    assert s.tag("bob", "DELETE FROM app.notes WHERE id = 4") == "DELETE 1"
-    assert _all(s) == [r for r in before if r[0] == "alice"] + [("bob", 1, "bob-1!")]
-
-
 def test_a_user_cannot_reach_another_users_rows_by_any_query(engine_factory):
     """Every query here runs as bob; alice's rows hold 'secret'. Each must either leave them
     out or be refused (42501 for escape routes, 0A000 for statements that are not queries)."""
@@ -206,33 +167,6 @@ def test_a_user_cannot_reach_another_users_rows_by_any_query(engine_factory):
     assert len(s.rows("alice", "SELECT * FROM app.notes")) == 4
 
 
-def test_duckdb_variables_are_per_session_cursor(engine_factory):
-    """The views filter on a DuckDB variable; it must be each session's own, under interleaving."""
-    s = engine_factory()
-    _setup(s)
-    for _ in range(3):
-        for user, n in (("alice", 3), ("bob", 2), (SUPERUSER, 5), ("carol", 0)):
-            assert s.rows(user, "SELECT count(*) FROM app.notes") == [(n,)], user
-            assert s.rows(user, "SELECT getvariable('tierd_user')") == [(user,)]
-
-
-def test_superuser_writes(engine_factory):
-    """A superuser's INSERT goes to its own scope (as a row owner defaults to current_user
-    in Postgres); its UPDATE and DELETE reach every user's rows and keep each row's owner."""
-    s = engine_factory()
-    _setup(s)
-    s.tag(SUPERUSER, "INSERT INTO app.notes VALUES (1, 'admin-1')")
-    assert s.rows(SUPERUSER, "SELECT _user_id FROM app.notes WHERE body = 'admin-1'") == [(SUPERUSER,)]
-    s.rows(SUPERUSER, "STORAGE FLUSH TABLE app.notes WAIT")
-    assert s.tag(SUPERUSER, "UPDATE app.notes SET body = upper(body) WHERE id = 1") == "UPDATE 3"
-    assert s.tag(SUPERUSER, "DELETE FROM app.notes WHERE _user_id = 'alice' AND id = 2") == "DELETE 1"
-    assert _all(s) == [("alice", 1, "ALICE-SECRET-1"), ("alice", 3, "alice-3"), ("bob", 1, "BOB-1"),
-                       ("bob", 4, "bob-4"), (SUPERUSER, 1, "ADMIN-1")]
-    assert s.rows("alice", "SELECT id, body FROM app.notes ORDER BY id") == [(1, "ALICE-SECRET-1"), (3, "alice-3")]
-    s.rows(SUPERUSER, "STORAGE FLUSH TABLE app.notes WAIT")
-    assert s.rows(SUPERUSER, "SELECT scope FROM system.manifest ORDER BY scope") == [("alice",), ("bob",), (SUPERUSER,)]
-
-
 def test_failure_between_two_users_manifests_loses_and_duplicates_nothing(engine_factory, tmp_path):
     s = engine_factory(failpoints={"flush.after_manifest": "error:1"})
     s.engine.jobs.config.max_retries = 0
@@ -249,40 +183,6 @@ def test_failure_between_two_users_manifests_loses_and_duplicates_nothing(engine
     assert s.rows(SUPERUSER, "STORAGE FLUSH TABLE app.notes WAIT")[0][1] == "skipped"
     for user in ("alice", "bob"):
         assert_cold_consistent(str(tmp_path / "data"), "app", f"notes/{user}")
-
-
-def test_restart_and_compaction_keep_every_scope(engine_factory, tmp_path):
-    s = engine_factory()
-    _setup(s)
-    for i in range(3):
-        s.rows(SUPERUSER, "STORAGE FLUSH TABLE app.notes WAIT")
-        s.tag("alice", f"UPDATE app.notes SET body = 'a{i}' WHERE id = 3")
-        s.tag("bob", f"INSERT INTO app.notes VALUES ({10 + i}, 'b{i}')")
-    s.tag("bob", "DELETE FROM app.notes WHERE id = 1")
-    s.rows(SUPERUSER, "STORAGE FLUSH TABLE app.notes WAIT")
-    expected = _all(s)
-    s.close()
-    s.engine.close()
-    s = engine_factory()
-    assert _all(s) == expected
-    assert s.rows("bob", "SELECT id FROM app.notes ORDER BY id") == [(4,), (10,), (11,), (12,)]
-    job = s.rows(SUPERUSER, "STORAGE COMPACT TABLE app.notes WAIT")[0]
-    assert job[1] == "completed"
-    assert _all(s) == expected
-    assert s.rows(SUPERUSER, "SELECT scope, segments FROM system.manifest ORDER BY scope") == [("alice", 1), ("bob", 1)]
-    assert s.rows("alice", "SELECT id, body FROM app.notes WHERE id = 3") == [(3, "a2")]
-
-
-def test_table_type_options_and_reserved_owner_column(engine_factory):
-    s = engine_factory()
-    s.tag(SUPERUSER, "CREATE TABLE public.u (id INT PRIMARY KEY) WITH (TYPE = 'USER')")
-    assert s.rows(SUPERUSER, "SELECT table_type FROM system.tables WHERE table_name = 'u'") == [("USER",)]
-    for sql in ["CREATE USER TABLE public.x (id INT PRIMARY KEY, _user_id TEXT)",
-                "CREATE USER TABLE public.x (id INT PRIMARY KEY) WITH (TYPE = 'SHARED')",
-                "CREATE USER TABLE public.x (id INT PRIMARY KEY) WITH (TTL_SECONDS = 5)"]:
-        with pytest.raises(EngineError) as info:
-            s.tag(SUPERUSER, sql)
-        assert info.value.sqlstate in ("42P16", "22023"), sql
 
 
 # ---------------------------------------------------------------------- over the wire
@@ -360,29 +260,21 @@ def test_user_table_over_the_wire(tierd):
         {SUPERUSER: 50}
 
 
-ROOT_PASSWORD = "root-pw"
-
-
 @pytest.fixture
-def scram_tierd(tmp_path):
+def alice_and_bob(scram_tierd):
     """A daemon with SCRAM authentication and the roles alice and bob."""
-    config = tmp_path / "tierd.toml"
-    config.write_text(f'[auth]\nmethod = "scram"\npassword = "{ROOT_PASSWORD}"\n')
-    d = Tierd(str(tmp_path / "data"), config=str(config), password=ROOT_PASSWORD).start()
-    with d.connect() as c:
+    with scram_tierd.connect() as c:
         for user in ("alice", "bob"):
             c.execute(f"CREATE USER {user} WITH PASSWORD 'pw-{user}'")
-    yield d
-    d.stop()
+    return scram_tierd
 
 
 def as_user(d: Tierd, user: str) -> psycopg.Connection:
-    return psycopg.connect(host="127.0.0.1", port=d.port, user=user, password=f"pw-{user}", dbname="tierd",
-                           autocommit=True, connect_timeout=10)
+    return d.connect_as(user, f"pw-{user}")
 
 
-def test_two_users_on_one_user_table_over_the_wire(scram_tierd):
-    d = scram_tierd
+def test_two_users_on_one_user_table_over_the_wire(alice_and_bob):
+    d = alice_and_bob
     with d.connect() as root, as_user(d, "alice") as alice, as_user(d, "bob") as bob:
         root.execute("CREATE NAMESPACE app")
         root.execute("CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT) WITH (FLUSH_POLICY = 'manual')")
@@ -451,8 +343,8 @@ def test_two_users_on_one_user_table_over_the_wire(scram_tierd):
             assert json.load(f)["user_id"] == user
 
 
-def test_seed_1a_rows_policy_on_a_user_table_writes_the_users_directory(scram_tierd):
-    d = scram_tierd
+def test_seed_1a_rows_policy_on_a_user_table_writes_the_users_directory(alice_and_bob):
+    d = alice_and_bob
     with d.connect() as root, as_user(d, "alice") as alice:
         root.execute("CREATE USER TABLE public.events (id BIGINT PRIMARY KEY, v TEXT) WITH (FLUSH_POLICY = 'rows:50')")
         for i in range(50):
