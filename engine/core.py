@@ -17,6 +17,7 @@ import pyarrow as pa
 from engine.catalog.pg_catalog import PgCatalog
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
+from engine.catalog.sequences import Sequences
 from engine.catalog.tables import Catalog, Column, TableDef
 from engine.tiers.cold import ColdTier, Scopes
 from engine.failpoints import Failpoints
@@ -60,6 +61,7 @@ class EngineCore:
     data_dir: str
     failpoints: Failpoints
     catalog: Catalog
+    sequences: Sequences
     roles: RoleCatalog
     storages: StorageCatalog
     db: duckdb.DuckDBPyConnection  # the one in-memory DuckDB database every cursor comes from

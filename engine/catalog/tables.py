@@ -209,13 +209,19 @@ class Catalog:
         return [t for (ns, _), t in self.tables.items() if ns == namespace]
 
     # tables
+    def allocate_tid(self) -> int:
+        """A new relation id (tables and sequences share them: OIDs derive from them)."""
+        with self.lock:
+            tid = self._next_tid
+            self._next_tid += 1
+            self.store.put_json("c/next_tid", {"value": self._next_tid})
+            return tid
+
     def add_table(self, t: TableDef) -> TableDef:
         with self.lock:
             if (t.namespace, t.name) in self.tables:
                 raise DuplicateTable(f'relation "{t.qualified}" already exists')
-            t.tid = self._next_tid
-            self._next_tid += 1
-            self.store.put_json("c/next_tid", {"value": self._next_tid})
+            t.tid = self.allocate_tid()
             self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
             self.tables[(t.namespace, t.name)] = t
             return t

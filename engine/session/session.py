@@ -140,6 +140,7 @@ class EngineSession(SessionState):
             return
         self._closed = True
         transactions.rollback_write(self)
+        self.engine.sequences.forget_session(self.session_id)
         for c in (self.cur, self.check_cur):
             try:
                 c.close()
