@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.catalog import privileges
-from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
+from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
 from engine.errors import EngineError, NotNullViolation, UndefinedParameter, from_duckdb
 from engine.tiers.hot import KeyState, Tombstone, key_list
@@ -102,14 +102,15 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     if rows is None:
         return None
     rows = owned(s, t, rows)   # as _insert_rows: a USER table's rows get their owner
-    keys = key_list(t, rows)
-    if len(set(keys)) != len(keys):
+    keys = key_list(t, rows) if t.primary_key else None
+    if keys is not None and len(set(keys)) != len(keys):
         return None
     s.check_user_scope()
     begin_write(s)
     with s.running:
-        if live_keys(s, t, keys):
+        if keys is not None and live_keys(s, t, keys):
             return None
+        rows = with_rowids(s, t, rows)
         append(s, t, rows, deleted=False, keys=keys)
     end_implicit(s)
     return [StatementResult("INSERT 0 1") for _ in param_rows]
@@ -120,16 +121,17 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
     rows = fast_rows(s, t, p, params) if p.fast_values is not None else None
     if rows is None:
         rows = _slow_rows(s, t, p, params)
-    rows = owned(s, t, rows)
-    keys = key_list(t, rows)
-    if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
-        rows, keys = first_per_key(rows, keys)
-    refuse_repeats(t, keys)
-    live = live_keys(s, t, keys)
-    if live:
-        if not p.on_conflict_nothing:
-            raise unique_violation(t, next(k for k in keys if k in live))
-        rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
+    rows = with_rowids(s, t, owned(s, t, rows))
+    if t.primary_key:  # without one, every row is new: its row id was never used
+        keys = key_list(t, rows)
+        if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
+            rows, keys = first_per_key(rows, keys)
+        refuse_repeats(t, keys)
+        live = live_keys(s, t, keys)
+        if live:
+            if not p.on_conflict_nothing:
+                raise unique_violation(t, next(k for k in keys if k in live))
+            rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
     append(s, t, rows, deleted=False)
     ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params)
     return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
@@ -201,7 +203,7 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
     own_writes_visible(s)
     _shadow(s, t)
     s.engine.hot.settle()
-    with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
+    with s.system_columns(t.is_user or t.rowid):  # the owner and row id come along: the full view has them
         sel = s.cur.execute(select_sql, params).to_arrow_table()
     keys = key_list(t, sel)
     if len(set(keys)) != len(keys):
@@ -224,6 +226,8 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
     new = pa.table(cols, names=t.column_names)
     typed = _typed(s, t, f"INSERT INTO {dml.STAGE} SELECT * FROM __source RETURNING *", [], new)
     typed = owned(s, t, typed, sel.column(OWNER) if t.is_user else None)
+    if t.rowid:  # a row keeps its row id
+        typed = typed.append_column(ROWID, sel.column(ROWID))
     new_keys = key_list(t, typed)
     if new_keys != old_keys:
         refuse_repeats(t, new_keys)
@@ -261,7 +265,8 @@ def _tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     schema = s.engine.visible_schema(t)
     cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
             for f in schema]
-    return owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
+    dead = owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
+    return dead.append_column(ROWID, rows.column(ROWID)) if t.rowid else dead
 
 
 def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
@@ -317,6 +322,17 @@ def owned(s: SessionState, t: TableDef, rows: pa.Table, owners: pa.ChunkedArray 
     if owners is None:
         owners = pa.array([s.user] * rows.num_rows, pa.string())
     return rows.append_column(OWNER, owners)
+
+
+def with_rowids(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
+    """Under the write lock: new rows of a table with row ids get new ones (fresh _seq values,
+    so never one a row ever had), after the owner column as the hot table orders them."""
+    if not t.rowid:
+        return rows
+    n = rows.num_rows
+    first = s.engine.hot.allocate(n)
+    ids = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1) if n else pa.array([], pa.int64())
+    return rows.append_column(ROWID, ids)
 
 
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:

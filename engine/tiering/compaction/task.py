@@ -68,7 +68,7 @@ class Compactor:
 
         def write(batches: list[pa.RecordBatch]) -> None:
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments),
-                                          pa.Table.from_batches(batches), t.column_names, "base",
+                                          pa.Table.from_batches(batches), t.stats_columns, "base",
                                           self._fp, "compact", check))
         try:
             with self._reaper.reading():
