@@ -18,8 +18,9 @@ import pyarrow.compute as pc
 
 from engine.catalog import privileges
 from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, TableDef
-from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import EngineError, NotNullViolation, UndefinedParameter, from_duckdb
+from engine.catalog import sequence_functions
+from engine.core import NO_FAST_DEFAULT, NOW, SequenceDefault
+from engine.errors import EngineError, GeneratedAlways, NotNullViolation, UndefinedParameter, from_duckdb
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
@@ -36,8 +37,17 @@ _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, 
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
 
 
+_OVERRIDING = re.compile(r"\)\s*OVERRIDING\s+(SYSTEM|USER)\s+VALUE\b", re.I)
+
+
 def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
-    p, t = _plan(s, stmt.sql)
+    sql, overriding = stmt.sql, None
+    m = _OVERRIDING.search(sql) if "OVERRIDING" in sql.upper() else None
+    if m:  # INSERT INTO t (cols) OVERRIDING SYSTEM VALUE ...: the clause is tierd's, not DuckDB's
+        sql, overriding = sql[:m.start() + 1] + sql[m.end():], m.group(1).upper()
+    p, t = _plan(s, sql)
+    if isinstance(p, dml.InsertPlan) and overriding != "SYSTEM":
+        _refuse_generated_always(t, p)
     if p.param_count > len(params):
         raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
     params = params[: p.param_count]
@@ -88,6 +98,7 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     append; None, before any write, when a row needs the one-by-one path."""
     sandbox.check_command(sql)
     p, t = _plan(s, sql)
+    _refuse_generated_always(t, p)
     k = p.param_count
     if any(len(params) < k for params in param_rows):
         return None
@@ -117,6 +128,23 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
 
 
 # ---------------------------------------------------------------------- INSERT
+def _refuse_generated_always(t: TableDef, p: dml.InsertPlan) -> None:
+    """Postgres's 428C9: an INSERT naming a GENERATED ALWAYS identity column."""
+    names = p.columns if p.columns is not None else None
+    for c in t.columns:
+        if c.identity != "ALWAYS":
+            continue
+        if names is None:
+            width = len(p.fast_values[0]) if p.fast_values else None
+            named = width is not None and c.name in t.column_names[:width]
+        else:
+            named = c.name in names
+        if named:
+            raise GeneratedAlways(f'cannot insert a non-DEFAULT value into column "{c.name}"',
+                                  detail=f'Column "{c.name}" is an identity column defined as GENERATED ALWAYS.',
+                                  hint="Use OVERRIDING SYSTEM VALUE to override.")
+
+
 def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
     rows = fast_rows(s, t, p, params) if p.fast_values is not None else None
     if rows is None:
@@ -172,7 +200,10 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
             d = eng.default_value(t, c)
             if d is NO_FAST_DEFAULT:
                 return None
-            values = [datetime.now(timezone.utc) if d is NOW else d] * n
+            if isinstance(d, SequenceDefault):  # a serial / identity column: from the in-memory block
+                values = eng.sequences.nextval(sequence_functions.resolve(eng.sequences, d.name), s.session_id, n)
+            else:
+                values = [datetime.now(timezone.utc) if d is NOW else d] * n
         if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
             return None  # UUID, JSON, ENUM...: DuckDB's cast canonicalises the text
         arr = _to_arrow(values, f.type)
