@@ -21,7 +21,9 @@ from .column_names import postgres_schema
 from .messages import ClientGone
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
-from .types import decode_param, oid_for_sql_type
+from .types import decode_param, oid_for_sql_type, oids
+
+_NUMBER_OIDS = {oids.INT2, oids.INT4, oids.INT8, oids.FLOAT4, oids.FLOAT8, oids.NUMERIC}
 
 
 class ExtendedQuery:
@@ -43,13 +45,25 @@ class ExtendedQuery:
             raise ProtocolViolation(
                 f"bind message supplies {len(bind.values)} parameters, but prepared "
                 f'statement "{bind.statement}" requires {required}')
-        declared = statement.param_oids
-        params = [decode_param(declared[i] if i < len(declared) else 0, bind.format_of(i), value)
-                  for i, value in enumerate(bind.values)]
+        declared = [statement.param_oids[i] if i < len(statement.param_oids) else 0 for i in range(required)]
+        if 0 in declared:
+            declared = [oid or inferred for oid, inferred in zip(declared, self.inferred_numbers(state, statement))]
+        params = [decode_param(declared[i], bind.format_of(i), value) for i, value in enumerate(bind.values)]
         if not bind.portal:
             state.portals.pop("", None)
         state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
         self.send_bind_complete()
+
+    def inferred_numbers(self, state: ConnectionState, statement: PreparedStatement) -> list[int]:
+        """Per parameter, the number type Postgres would infer for an undeclared one (`aid = $1`
+        for an integer column, `abalance + $1`), else 0: Postgres types an unknown parameter by
+        its context at Parse, and DuckDB cannot add a string to an integer (pgbench -M prepared
+        declares none). Asked of the engine once per prepared statement."""
+        if statement.inferred_numbers is None:
+            types = state.session.param_types(statement.sql)
+            oids_ = [oid_for_sql_type(t) if t else 0 for t in types]
+            statement.inferred_numbers = [o if o in _NUMBER_OIDS else 0 for o in oids_]
+        return statement.inferred_numbers + [0] * (statement.placeholders - len(statement.inferred_numbers))
 
     def handle_describe(self, state: ConnectionState, payload: bytes) -> None:
         """Describe never runs a statement twice: a portal runs once, here or at Execute."""

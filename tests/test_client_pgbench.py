@@ -75,8 +75,6 @@ def test_pgbench_init(module_tierd):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="TPC-B sends `abalance + :delta` with the value as an untyped "
-                   "literal/parameter; DuckDB cannot choose +(INTEGER, STRING_LITERAL) (known gap)")
 @pytest.mark.parametrize("mode", ["simple", "prepared"])
 def test_pgbench_tpcb(module_tierd, mode):
     """The built-in TPC-B script: 0 failed transactions and balances that add up."""

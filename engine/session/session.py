@@ -88,6 +88,10 @@ class EngineSession(SessionState):
                 return results, exc
         return results, None
 
+    def param_types(self, sql: str) -> list[str | None]:
+        """Parameter types (DuckDB type names, None if unknown) read off the SQL (no DuckDB)."""
+        return reads.param_types(self, sql)
+
     def describe(self, sql: str) -> tuple[list[str | None], pa.Schema | None]:
         """Parameter types (DuckDB type names, None if unknown) and the result schema (None:
         no rows) of one statement, without running it: Describe of a prepared statement."""
