@@ -547,6 +547,7 @@ class _Rows:
         self.constraintdefs: list[tuple] = []
         self.roles: list[tuple] = []
         self.sequences: list[tuple] = []
+        self.identities: list[tuple] = []  # (attrelid, attnum, attidentity)
 
     def namespace(self, name: str) -> None:
         self.namespaces.append((namespace_oid(name), name))
@@ -602,9 +603,13 @@ class _Rows:
         self.constraintdefs.append((constraint, f"PRIMARY KEY ({cols})"))
 
     def _defaults(self, rel: int, t) -> None:
+        """Column defaults; an identity column has none (psql shows it by attidentity)."""
         for num, c in enumerate(t.columns, start=1):
-            if c.default is not None:
+            if c.default is not None and not c.identity:
                 self.attrdefs.append((rel * 1000 + num, rel, num, pg_default(c.default, t.namespace)))
+        for num, c in enumerate(t.columns, start=1):
+            if c.identity:
+                self.identities.append((rel, num, "a" if c.identity == "ALWAYS" else "d"))
 
     def write(self, cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute(f"DELETE FROM {PG}.pg_namespace")
@@ -623,6 +628,9 @@ class _Rows:
                 "indkey", self.indexes)
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
                 self.constraints)
+        for rel, num, kind in self.identities:
+            cur.execute(f"UPDATE {PG}.pg_attribute SET attidentity = ?, atthasdef = false "
+                        f"WHERE attrelid = ? AND attnum = ?", [kind, rel, num])
         _insert(cur, f"{PG}.pg_sequence", "seqrelid, seqtypid, seqstart, seqincrement, seqmax, seqmin, seqcache, "
                 "seqcycle", self.sequences)
         _insert(cur, f"{PRIVATE}.indexdef", "__oid, __def", self.indexdefs)
