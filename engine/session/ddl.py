@@ -15,7 +15,7 @@ from engine.session import sequences
 from engine.session.state import SessionState
 from engine.session.transactions import begin_ddl as _begin_ddl
 from engine.sql.parse import CreateTableStatement
-from engine.sql.sequence_ddl import rewrite_auto_columns
+from engine.sql.sequence_ddl import rewrite_auto_columns, without_regclass_casts
 from engine.sql.statements import CreateNamespace, DropNamespace, DropTable, unquote
 
 
@@ -31,7 +31,7 @@ def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> S
             raise DuplicateTable(f'relation "{ct.namespace}.{ct.name}" already exists')
         opts = parse_table_options(ct.options, ct.keyword_type)
         eng.storages.get(opts.storage_id)  # it must exist
-        body = rewrite_auto_columns(ct.body, ct.namespace, ct.name)
+        body = rewrite_auto_columns(without_regclass_casts(ct.body), ct.namespace, ct.name)
         columns, pk = eng.probe_columns(body.body)
         identity = {a.column: a.identity for a in body.auto}
         for c in columns:

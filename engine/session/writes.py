@@ -31,6 +31,7 @@ from engine.session.transactions import begin_write, end_implicit, own_writes_vi
 from engine.sql import dml, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
+from engine.sql.sequence_ddl import without_regclass_casts
 from engine.sql.split import leading_words
 
 _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
@@ -41,7 +42,7 @@ _OVERRIDING = re.compile(r"\)\s*OVERRIDING\s+(SYSTEM|USER)\s+VALUE\b", re.I)
 
 
 def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
-    sql, overriding = stmt.sql, None
+    sql, overriding = without_regclass_casts(stmt.sql), None
     m = _OVERRIDING.search(sql) if "OVERRIDING" in sql.upper() else None
     if m:  # INSERT INTO t (cols) OVERRIDING SYSTEM VALUE ...: the clause is tierd's, not DuckDB's
         sql, overriding = sql[:m.start() + 1] + sql[m.end():], m.group(1).upper()

@@ -232,5 +232,16 @@ def rewrite_auto_columns(body: str, namespace: str, table: str) -> TableBody:
     return out
 
 
+_REGCLASS_ARGUMENT = re.compile(r"\b(nextval|currval|setval)\s*\(\s*('(?:[^']|'')*')\s*::\s*regclass\b", re.I)
+
+
+def without_regclass_casts(sql: str) -> str:
+    """`nextval('s'::regclass)` (pg_dump's defaults, psql's display) as `nextval('s')`: the
+    sequence functions take the name; DuckDB knows no regclass type in DML and DDL."""
+    if "regclass" not in sql.lower():
+        return sql
+    return _REGCLASS_ARGUMENT.sub(lambda m: f"{m.group(1)}({m.group(2)}", sql)
+
+
 def sequence_name(qname: str, default_ns: str) -> tuple[str, str]:
     return split_qualified(qname, default_ns)
