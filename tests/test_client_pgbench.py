@@ -1,4 +1,5 @@
-"""pgbench with a custom script (no -i: the tables are created here) in all three query modes.
+"""pgbench unmodified: `pgbench -i` and its built-in TPC-B script; and a custom script (tables
+created here) in all three query modes.
 
 Each transaction moves a random delta into one account and records it in a history table, so
 after the run the history holds one row per transaction and the balances add up to the
