@@ -100,11 +100,13 @@ def add_primary_key(s: SessionState, stmt: AddPrimaryKey, params: list) -> State
                 if not _rows_settled(s, t):
                     continue
                 _check(s, t, cols)
+                eng.failpoints.hit("add_primary_key.before_commit")
                 t.primary_key = cols
                 for c in t.columns:
                     if c.name in cols:
                         c.nullable = False
                 eng.catalog.save_table(t)  # the commit point
+                eng.failpoints.hit("add_primary_key.after_commit")
                 eng.admin.execute(views.full_view_sql(t, t.tid in eng.cold.shadowing))
                 eng.hot.index[t.tid] = {}
                 s.stages.discard(t.tid)
