@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from engine.catalog import privileges
 from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import EngineError, NotNullViolation, UndefinedParameter, from_duckdb
+from engine.errors import EngineError, NotNullViolation, UndefinedColumn, UndefinedParameter
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
@@ -135,7 +135,7 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
     return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
 
 
-def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
+def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
     """Python values as an Arrow array of `typ`, or None if that needs DuckDB's casts."""
     if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
         # Postgres reads a string as bytea text (hex or escape format), DuckDB as escapes
@@ -173,7 +173,7 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
             values = [datetime.now(timezone.utc) if d is NOW else d] * n
         if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
             return None  # UUID, JSON, ENUM...: DuckDB's cast canonicalises the text
-        arr = _to_arrow(values, f.type)
+        arr = to_arrow(values, f.type)
         if arr is None:
             return None
         if not c.nullable and arr.null_count:
@@ -199,7 +199,7 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
     """The rows an UPDATE/DELETE touches, once per key (a join may match a row twice:
     the first match wins), and their keys."""
     own_writes_visible(s)
-    _shadow(s, t)
+    shadow_cold(s, t)
     s.engine.hot.settle()
     with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
         sel = s.cur.execute(select_sql, params).to_arrow_table()
@@ -213,7 +213,7 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
     sel, old_keys = _affected(s, t, p.select_sql, params)
     unknown = [c for c in p.set_columns if c not in t.column_names]
     if unknown:
-        raise from_duckdb(duckdb.BinderException(f'column "{unknown[0]}" of relation "{t.name}" does not exist'))
+        raise UndefinedColumn(f'column "{unknown[0]}" of relation "{t.name}" does not exist')
     cols = []
     for c in t.column_names:
         if c in p.set_columns:
@@ -233,7 +233,7 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
             raise unique_violation(t, next(iter(live)))
         new_set = set(new_keys)
         gone = sel.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
-        append(s, t, _tombstones(s, t, gone), deleted=True)
+        append(s, t, tombstones(s, t, gone), deleted=True)
     append(s, t, typed, deleted=False)
     ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params)
     return StatementResult(f"UPDATE {typed.num_rows}", ret)
@@ -241,12 +241,12 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
 
 def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
     sel, _ = _affected(s, t, p.select_sql, params)
-    append(s, t, _tombstones(s, t, sel), deleted=True)
+    append(s, t, tombstones(s, t, sel), deleted=True)
     ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params)
     return StatementResult(f"DELETE {sel.num_rows}", ret)
 
 
-def _shadow(s: SessionState, t: TableDef) -> None:
+def shadow_cold(s: SessionState, t: TableDef) -> None:
     """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
     cold = s.engine.cold
     if not s.tx.in_duck_txn:
@@ -257,7 +257,7 @@ def _shadow(s: SessionState, t: TableDef) -> None:
         s.tx.pending_shadow.add(t.tid)
 
 
-def _tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
+def tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     schema = s.engine.visible_schema(t)
     cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
             for f in schema]
