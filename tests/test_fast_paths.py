@@ -7,26 +7,14 @@ flushed, updated-after-flush, deleted and re-inserted keys; the tables must stay
 for row. The `tierd_fast_path_total` counter shows which path ran.
 """
 import random
-import urllib.request
 
 import psycopg
 import pytest
 
-from tests.daemon import free_port
+from tests.daemon import free_port, scrape_metrics as scrape
 
 COLUMNS = ("id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT, x DOUBLE PRECISION, d NUMERIC(12,2), "
            "ts TIMESTAMP, u UUID, b BOOLEAN")
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
 
 
 def used(m: dict, path: str, outcome: str = "used") -> float:
