@@ -19,6 +19,7 @@ from engine.catalog import privileges
 from engine.catalog.tables import DEFAULT_NAMESPACE, TableDef
 from engine.results import StatementResult
 from engine.session import writes
+from engine.session.keys import own_version
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit
 from engine.sql import keyed
@@ -85,15 +86,9 @@ def _typed(value, typ: pa.DataType):
 def _current(s: SessionState, t: TableDef, key) -> tuple[bool, pa.Table | None]:
     """(found out, the key's newest version this session sees, or None if it has none). Not
     found out: the general path must look."""
-    tx = s.tx
-    st = tx.pending_index.get(t.tid, {}).get(key)
-    if st is not None:  # this transaction wrote the key
-        if st.deleted:
-            return True, None
-        for tid, first, batch in reversed(tx.pending):
-            if tid == t.tid and first <= st.seq < first + batch.num_rows:
-                return True, batch.slice(st.seq - first, 1)
-        return False, None
+    mine, row = own_version(s, t, key)
+    if mine:
+        return True, row
     hot = s.engine.hot
     st = hot.index[t.tid].get(key)
     if st is not None and st.seq > hot.visible_seq:

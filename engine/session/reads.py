@@ -7,12 +7,14 @@ import re
 
 import pyarrow as pa
 
+from engine import metrics
 from engine.catalog import privileges
 from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import InsufficientPrivilege
 from engine.tiers import point_lookup, views
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
 from engine.session import settings
+from engine.session.keys import own_version
 from engine.session.state import SessionState
 from engine.session.transactions import own_writes_visible
 from engine.sql import dml, pg_compat, sandbox
@@ -57,10 +59,15 @@ def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
     point = point_lookup.match(stmt.sql)
     sql, hidden = _read_sql(s, stmt.sql)
     eng = s.engine
-    if point is not None and not s.tx.holds_lock:  # after the privilege checks; a writing
-        table = eng.point_lookups.run(point, params, DEFAULT_NAMESPACE)  # transaction reads
-        if table is not None:  # its own snapshot
+    if point is not None and not s.tx.in_duck_txn:  # after the privilege checks
+        # a writing transaction reads its own writes first (its DuckDB snapshot, once it has
+        # one, holds them too; then the view answers)
+        own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
+        table = eng.point_lookups.run(point, params, DEFAULT_NAMESPACE, own)
+        if table is not None:
+            metrics.inc("tierd_fast_path_total", path="point_select", outcome="used")
             return StatementResult(f"SELECT {table.num_rows}", table)
+        metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback")
     own_writes_visible(s)
     s.check_user_scope()
     eng.hot.materialize()

@@ -36,6 +36,9 @@ from engine.tiers.hot import HotTier
 from engine.storage import hot_store
 from engine.results import schema_with_sql_types
 
+# (table, key) -> (whether this transaction wrote the key, its version or None if deleted)
+OwnVersion = Callable[[TableDef, object], tuple[bool, "pa.Table | None"]]
+
 CACHE_BYTES = 128 << 20  # decoded row groups kept for lookups
 HOT_CACHE_BYTES = 64 << 20  # decoded hot batches kept for lookups
 KEY_CACHE_BYTES = 128 << 20  # segment key columns kept for lookups
@@ -159,15 +162,17 @@ class PointLookups:
         self._batches = _Lru(HOT_CACHE_BYTES)
         self._shapes: dict[tuple, tuple[pa.Schema, pa.Schema, pa.Table]] = {}
 
-    def run(self, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
+    def run(self, q: PointQuery, params: list, default_namespace: str,
+            own: OwnVersion | None = None) -> pa.Table | None:
         """The query's answer, or None when the normal query path must run (which then gives
-        the answer, or the error, the normal way)."""
+        the answer, or the error, the normal way). `own`: a writing transaction's own version
+        of a key, which wins over every committed one."""
         try:
-            return self._run(q, params, default_namespace)
-        except (_Fallback, OSError, pa.ArrowException, TypeError, ValueError, KeyError, IndexError):
+            return self._run(q, params, default_namespace, own)
+        except (_Fallback, OSError, LookupError, pa.ArrowException, TypeError, ValueError):
             return None
 
-    def _run(self, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
+    def _run(self, q: PointQuery, params: list, default_namespace: str, own: OwnVersion | None) -> pa.Table | None:
         hot, cold = self._hot_tier, self._cold_tier
         t = self._catalog.find(q.namespace or default_namespace, q.table)
         if t is None or t.table_type.upper() != "SHARED" or t.ttl_seconds or len(t.primary_key) != 1 \
@@ -184,14 +189,16 @@ class PointLookups:
         epoch = cold.epoch
         if epoch % 2:
             return None
-        state = hot.index.get(t.tid, {}).get(key)
-        if state is not None:  # the newest version is hot
-            seq, deleted = state.seq, state.deleted
-            if seq > hot.visible_seq:
-                return None  # committed but not visible yet: the view decides
-            row = empty if deleted else self._hot(t, key, seq)
-        else:
-            row = self._cold(t, key)
+        mine, row = own(t, key) if own is not None else (False, None)
+        if not mine:
+            state = hot.index.get(t.tid, {}).get(key)
+            if state is not None:  # the newest version is hot
+                seq, deleted = state.seq, state.deleted
+                if seq > hot.visible_seq:
+                    return None  # committed but not visible yet: the view decides
+                row = empty if deleted else self._hot(t, key, seq)
+            else:
+                row = self._cold(t, key)
         if cold.epoch != epoch:
             return None
         if row is None:
