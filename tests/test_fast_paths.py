@@ -7,6 +7,7 @@ flushed, updated-after-flush, deleted and re-inserted keys; the tables must stay
 for row. The `tierd_fast_path_total` counter shows which path ran.
 """
 import random
+import uuid
 
 import psycopg
 import pytest
@@ -124,3 +125,30 @@ def test_keyed_writes_follow_privileges_and_user_tables(metrics_tierd):
         assert c.execute("UPDATE public.ku SET v = %s WHERE id = %s", ("su", 1)).rowcount == 1
     after = scrape(metrics_tierd.metrics_port)
     assert used(after, "keyed_update", "fallback") - used(before, "keyed_update", "fallback") == 2
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_executemany_returning_is_one_batch(metrics_tierd, binary):
+    """psycopg's executemany(returning=True) (what ORMs use to learn ids): the rows come back
+    in order, typed (uuid stays uuid), from one batched append; a duplicate key inside the batch
+    fails that row as Postgres does and writes nothing of the implicit transaction."""
+    table = f"public.kr_{int(binary)}"
+    with metrics_tierd.connect() as c:
+        c.execute(f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, v TEXT, u UUID)")
+        before = scrape(metrics_tierd.metrics_port)
+        cur = c.cursor(binary=binary)
+        rows = [(i, f"r{i}", uuid.UUID(int=i)) for i in range(300)]
+        cur.executemany(f"INSERT INTO {table} (id, v, u) VALUES (%s, %s, %s) RETURNING id, u, {table.split('.')[1]}.v",
+                        rows, returning=True)
+        got = []
+        while True:
+            got += cur.fetchall()
+            if not cur.nextset():
+                break
+        assert got == [(i, uuid.UUID(int=i), f"r{i}") for i in range(300)]
+        after = scrape(metrics_tierd.metrics_port)
+        assert used(after, "insert_batch") - used(before, "insert_batch") >= 1
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            cur.executemany(f"INSERT INTO {table} (id, v, u) VALUES (%s, %s, %s) RETURNING id",
+                            [(1000, "a", None), (1001, "b", None), (5, "dup", None)], returning=True)
+        assert c.execute(f"SELECT count(*), max(id) FROM {table}").fetchone() == (300, 299)

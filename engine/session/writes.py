@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from datetime import datetime, timezone
 
 import duckdb
@@ -31,6 +32,7 @@ from engine.sql import dml, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
 from engine.sql.split import leading_words
+from engine.sql.statements import unquote
 
 _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
@@ -72,14 +74,15 @@ def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | 
 
 def batchable(sql: str) -> bool:
     """Whether `insert_batch` can append many parameter rows of `sql` at once: a one-row
-    INSERT ... VALUES typed in Python, without RETURNING or ON CONFLICT."""
+    INSERT ... VALUES typed in Python, without ON CONFLICT, returning nothing or columns."""
     if (leading_words(sql, 1) or [""])[0] != "INSERT":
         return False
     try:
         p = dml.plan(sql)
     except EngineError:
         return False
-    return (isinstance(p, dml.InsertPlan) and p.returning is None and not p.on_conflict_nothing
+    return (isinstance(p, dml.InsertPlan) and not p.on_conflict_nothing
+            and (p.returning is None or _plain_names(p.target.alias, p.returning) is not None)
             and p.fast_values is not None and len(p.fast_values) == 1)
 
 
@@ -101,6 +104,11 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
         return None
     if rows is None:
         return None
+    returned = None
+    if p.returning is not None:
+        returned = _plain_returning(t, p.target.alias, p.returning, rows.select(t.column_names))
+        if returned is None:
+            return None
     rows = owned(s, t, rows)   # as _insert_rows: a USER table's rows get their owner
     keys = key_list(t, rows)
     if len(set(keys)) != len(keys):
@@ -112,7 +120,9 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
             return None
         append(s, t, rows, deleted=False, keys=keys)
     end_implicit(s)
-    return [StatementResult("INSERT 0 1") for _ in param_rows]
+    if returned is None:
+        return [StatementResult("INSERT 0 1") for _ in param_rows]
+    return [StatementResult("INSERT 0 1", returned.slice(i, 1)) for i in range(len(param_rows))]
 
 
 # ---------------------------------------------------------------------- INSERT
@@ -131,7 +141,7 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
             raise unique_violation(t, next(k for k in keys if k in live))
         rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
     append(s, t, rows, deleted=False)
-    ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params)
+    ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params, t)
     return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
 
 
@@ -146,6 +156,26 @@ def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         return None
+
+
+_UUID_TEXT = re.compile(r"^\{?(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                        r"|[0-9a-fA-F]{32})\}?$")
+
+
+def canonical_uuids(values: list) -> list | None:
+    """uuid values as DuckDB's cast prints them (lower-case, hyphenated), for the forms
+    Postgres and DuckDB both read; None when one needs DuckDB's cast (or its error)."""
+    out = []
+    for v in values:
+        if isinstance(v, uuid.UUID):
+            out.append(str(v))
+        elif isinstance(v, str) and _UUID_TEXT.match(v) and (v[0] == "{") == (v[-1] == "}"):
+            out.append(str(uuid.UUID(v)))
+        elif v is None:
+            out.append(None)
+        else:
+            return None
+    return out
 
 
 def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table | None:
@@ -172,7 +202,11 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
                 return None
             values = [datetime.now(timezone.utc) if d is NOW else d] * n
         if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
-            return None  # UUID, JSON, ENUM...: DuckDB's cast canonicalises the text
+            if c.type.upper() != "UUID":
+                return None  # JSON, ENUM...: DuckDB's cast canonicalises the text
+            values = canonical_uuids(values)
+            if values is None:
+                return None
         arr = to_arrow(values, f.type)
         if arr is None:
             return None
@@ -235,14 +269,14 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
         gone = sel.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
         append(s, t, tombstones(s, t, gone), deleted=True)
     append(s, t, typed, deleted=False)
-    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params)
+    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params, t)
     return StatementResult(f"UPDATE {typed.num_rows}", ret)
 
 
 def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
     sel, _ = _affected(s, t, p.select_sql, params)
     append(s, t, tombstones(s, t, sel), deleted=True)
-    ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params)
+    ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params, t)
     return StatementResult(f"DELETE {sel.num_rows}", ret)
 
 
@@ -264,9 +298,13 @@ def tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     return owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
 
 
-def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
+def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list,
+               t: TableDef) -> pa.Table | None:
     if expr is None:
         return None
+    plain = _plain_returning(t, alias, expr, rows)
+    if plain is not None:
+        return plain
     used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
     s.cur.register("__ret", rows)
     try:
@@ -274,6 +312,46 @@ def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, pa
         return with_sql_types(s.cur.to_arrow_table(), [d[1] for d in s.cur.description])
     finally:
         s.cur.unregister("__ret")
+
+
+_RETURNED_COLUMN = re.compile(r'^\s*(?:("[^"]+"|[A-Za-z_]\w*)\s*\.\s*)?("[^"]+"|[A-Za-z_]\w*|\*)\s*$')
+
+
+def _plain_names(alias: str, expr: str) -> list[str] | None:
+    """The column names of a RETURNING list of plain columns (`*` as "*"), or None."""
+    if '"' in expr and "," in expr:
+        return None  # a quoted name may hold a comma: leave the splitting to DuckDB
+    names = []
+    for item in expr.split(","):
+        m = _RETURNED_COLUMN.match(item)
+        if m is None:
+            return None
+        qualifier, name = (unquote(g) if g and g != "*" else g for g in m.groups())
+        if qualifier is not None and qualifier != alias:
+            return None
+        names.append(name)
+    return names
+
+
+def _plain_returning(t: TableDef, alias: str, expr: str, rows: pa.Table) -> pa.Table | None:
+    """`RETURNING id`, `RETURNING *`, `RETURNING t.a, b`: the written rows' columns, without a
+    DuckDB query (what ORMs send to learn ids). None: the expression needs DuckDB."""
+    plain = _plain_names(alias, expr)
+    if plain is None:
+        return None
+    names: list[str] = []
+    for name in plain:
+        if name == "*":
+            names += rows.column_names
+        elif name in rows.column_names:
+            names.append(name)
+        else:
+            return None  # 42703 and its wording come from DuckDB
+    types = {c.name: c.type.upper() for c in t.columns}
+    out = rows.select(names)
+    if any(pa.types.is_string(f.type) and types[f.name] not in ("VARCHAR", "UUID", "JSON") for f in out.schema):
+        return None  # jsonb, enums ...: the type DuckDB reports decides the wire type
+    return with_sql_types(out, [types[n] for n in names])
 
 
 # ---------------------------------------------------------------------- row versions
