@@ -8,6 +8,7 @@ for row. The `tierd_fast_path_total` counter shows which path ran.
 """
 import random
 import uuid
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -152,3 +153,53 @@ def test_executemany_returning_is_one_batch(metrics_tierd, binary):
             cur.executemany(f"INSERT INTO {table} (id, v, u) VALUES (%s, %s, %s) RETURNING id",
                             [(1000, "a", None), (1001, "b", None), (5, "dup", None)], returning=True)
         assert c.execute(f"SELECT count(*), max(id) FROM {table}").fetchone() == (300, 299)
+
+
+def test_cast_parameters_in_values(metrics_tierd):
+    """`$n::TYPE` on every parameter (SQLAlchemy's psycopg dialect, pandas' to_sql): typed in
+    Python when the value already has the type, converted (or refused) by DuckDB otherwise, with
+    the same answers either way."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.kc (id BIGINT PRIMARY KEY, i INT, v TEXT, x DOUBLE PRECISION, "
+                  "d NUMERIC(10,2), b BOOLEAN, u UUID)")
+        sql = ("INSERT INTO public.kc (id, i, v, x, d, b, u) VALUES (%s::BIGINT, %s::INTEGER, %s::VARCHAR, "
+               "%s::FLOAT, %s::NUMERIC, %s::BOOLEAN, %s::UUID)")
+        c.execute(sql, (1, 7, "a", 1.5, Decimal("2.25"), True, uuid.UUID(int=1)))
+        c.execute(sql, (2, None, None, None, None, None, None))
+        c.execute(sql.replace("%s::VARCHAR", "'lit'").replace("%s::BOOLEAN", "FALSE"),
+                  (3, -7, 2.0, Decimal("1"), "{00000000-0000-0000-0000-000000000003}"))
+        # a value of another type is converted by the cast, as in Postgres
+        c.execute("INSERT INTO public.kc (id, i, v) VALUES (%s::BIGINT, %s::INTEGER, %s::VARCHAR)", (4, "12", 5))
+        with pytest.raises(psycopg.errors.DataError):  # Postgres: 22003 integer out of range
+            c.execute("INSERT INTO public.kc (id, i) VALUES (%s::INTEGER, %s::INTEGER)", (2 ** 40, 1))
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            c.execute("INSERT INTO public.kc (id, i) VALUES (%s::BIGINT, %s::INTEGER)", (5, "x"))
+        assert c.execute("SELECT id, i, v, x, d, b, u FROM public.kc ORDER BY id").fetchall() == [
+            (1, 7, "a", 1.5, Decimal("2.25"), True, uuid.UUID(int=1)),
+            (2, None, None, None, None, None, None),
+            (3, -7, "lit", 2.0, Decimal("1.00"), False, uuid.UUID(int=3)),
+            (4, 12, "5", None, None, None, None),
+        ]
+
+
+def test_sqlalchemy_executemany_as_pandas_sends_it(metrics_tierd):
+    """SQLAlchemy Core's executemany of many rows (its insertmanyvalues batches: one multi-row
+    VALUES with a cast on every parameter): one plan per batch text, rows typed in Python."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"postgresql+psycopg://tierd@127.0.0.1:{metrics_tierd.port}/tierd")
+    md = sa.MetaData(schema="public")
+    t = sa.Table("ksa", md, sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+                 sa.Column("v", sa.Text), sa.Column("x", sa.Float), sa.Column("u", sa.Uuid))
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("CREATE TABLE public.ksa (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION, u UUID)"))
+            conn.commit()
+            before = scrape(metrics_tierd.metrics_port)
+            rows = [{"id": i, "v": f"r{i}", "x": i / 4, "u": uuid.UUID(int=i)} for i in range(2500)]
+            conn.execute(sa.insert(t), rows)
+            conn.commit()
+            got = conn.execute(sa.select(t).order_by(t.c.id)).all()
+            assert [tuple(r) for r in got] == [(r["id"], r["v"], r["x"], r["u"]) for r in rows]
+    finally:
+        engine.dispose()

@@ -28,7 +28,7 @@ from engine.session.keys import first_per_key, live_keys, refuse_repeats, unique
 from engine.session.reads import check_select
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
-from engine.sql import dml, sandbox
+from engine.sql import dml, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
 from engine.sql.split import leading_words
@@ -95,7 +95,8 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     if any(len(params) < k for params in param_rows):
         return None
     row = p.fast_values[0]
-    values = tuple(tuple(("p", j * k + v) if kind == "p" else (kind, v) for kind, v in row)
+    values = tuple(tuple(("p", j * k + v) if kind == "p" else ("pc", (j * k + v[0], v[1])) if kind == "pc"
+                         else (kind, v) for kind, v in row)
                    for j in range(len(param_rows)))
     flat = [v for params in param_rows for v in params[:k]]
     try:
@@ -193,7 +194,11 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
     for c, f in zip(t.columns, schema):
         i = position.get(c.name)
         if i is not None:
-            values = [params[v] if kind == "p" else v for kind, v in (row[i] for row in p.fast_values)]
+            values = [params[v] if kind == "p" else params[v[0]] if kind == "pc" else v
+                      for kind, v in (row[i] for row in p.fast_values)]
+            casts = {v[1] for kind, v in (row[i] for row in p.fast_values) if kind == "pc"}
+            if casts and not all(param_casts.value_fits(x, cast, f.type, c.type) for cast in casts for x in values):
+                return None  # a conversion (or its error) only DuckDB's cast gives
         elif c.default is None:
             values = [None] * n
         else:

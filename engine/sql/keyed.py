@@ -16,6 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from engine.sql.dml import space_params
+from engine.sql.split import leading_words
 
 # An expression: ("p", index) a parameter, ("c", value) a constant, ("col", name) the row's
 # column, (op, left, right) with op in "+-*", ("neg", e), ("cast", e, family): a value that
@@ -118,6 +119,8 @@ _CAST_FAMILY = {
 @functools.lru_cache(maxsize=512)
 def shape(sql: str) -> KeyedShape | None:
     """The key-addressed shape of `sql`, or None."""
+    if (leading_words(sql, 1) or [""])[0] not in ("UPDATE", "DELETE"):
+        return None  # an INSERT is not parsed here (a 1,000-row VALUES list takes sqlglot seconds)
     try:
         tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.ParseError:
