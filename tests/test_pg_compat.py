@@ -92,3 +92,10 @@ def test_literals_comments_and_plain_sql_stay_as_written():
     assert sql(text) == text
     plain = "SELECT  a,b\n FROM   t -- note\n"
     assert rewrite(plain).sql == plain and not rewrite(plain).uses_catalog
+
+
+def test_quoted_catalog_names_and_regex_operators_with_a_computed_pattern():
+    assert sql('SELECT * FROM "information_schema"."columns" c') == 'SELECT * FROM __pg.info."columns" c'
+    assert sql('SELECT 1 FROM "pg_catalog"."pg_class"') == 'SELECT 1 FROM "pg_class"'
+    assert sql('SELECT 1 FROM t WHERE "n"."nspname" !~ $1') == 'SELECT 1 FROM t WHERE NOT regexp_matches("n"."nspname",$1)'
+    assert sql("SELECT a ~* b.p FROM t b") == "SELECT regexp_matches(a,b.p, 'i') FROM t b"

@@ -190,6 +190,10 @@ TABLES: dict[str, str] = {
         "oid BIGINT, lanname VARCHAR, lanowner BIGINT, lanispl BOOLEAN, lanpltrusted BOOLEAN, lanplcallfoid BIGINT, "
         "laninline BIGINT, lanvalidator BIGINT, lanacl VARCHAR[]"
     ),
+    "pg_aggregate": (
+        "aggfnoid BIGINT, aggkind VARCHAR, aggnumdirectargs SMALLINT, aggtransfn BIGINT, aggfinalfn BIGINT, "
+        "aggcombinefn BIGINT, aggtranstype BIGINT, agginitval VARCHAR"
+    ),
     "pg_opclass": "oid BIGINT, opcmethod BIGINT, opcname VARCHAR, opcnamespace BIGINT, opcowner BIGINT, opcfamily BIGINT, opcintype BIGINT, opcdefault BOOLEAN, opckeytype BIGINT",
 }
 

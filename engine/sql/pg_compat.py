@@ -65,6 +65,9 @@ class Tok:
 
     @property
     def low(self) -> str:
+        """The lower-cased text; a quoted catalog name ("pg_catalog") as its bare name."""
+        if self.text.startswith('"') and self.text[1:-1] in _CATALOG_NAMES:
+            return self.text[1:-1]
         return self.text.lower()
 
 
@@ -107,6 +110,14 @@ def _spliced(sql: str, pre: str) -> list[Tok]:
 
 def _sql_literal(value: str) -> Tok:
     return Tok("'" + value.replace("'", "''") + "'", _T.string_const)
+
+
+def _is_value_ref(toks: list[Tok], k: int) -> bool:
+    """A parameter ($1, ?) or a column reference at toks[k] (not a literal, not a call)."""
+    t = toks[k]
+    if t.text == "?" or (t.text.startswith("$") and t.text[1:].isdigit()):
+        return True
+    return t.kind == _T.identifier and not (k + 1 < len(toks) and toks[k + 1].text == "(")
 
 
 def _literal_value(t: Tok) -> str | None:
@@ -158,6 +169,22 @@ def rewrite(sql: str, settings: dict[str, str] | None = None, derived: dict[str,
     while i < len(toks):
         t = toks[i]
         nxt = toks[i + 1].text if i + 1 < len(toks) else ""
+        if t.text in _REGEX_OPS and out and i + 1 < len(toks) and _is_value_ref(toks, i + 1):
+            end = i + 1  # `a ~ $1`, `a ~ b.pattern`: Postgres's ~ is a search, DuckDB's a full match
+            while end + 2 < len(toks) and toks[end + 1].text == "." and toks[end + 2].kind == _T.identifier:
+                end += 2
+            start = _operand_start(out, len(out) - 1)
+            lhs = out[start:]
+            del out[start:]
+            op, flags = _REGEX_OPS[t.text]
+            call = _spliced(("NOT " if op == "!~" else "") + "regexp_matches(", lhs[0].pre)
+            lhs[0].pre = ""
+            rhs = toks[i + 1:end + 1]
+            rhs[0].pre = ""
+            tail = [Tok(",", _T.operator, ""), Tok("'i'", _T.string_const)] if flags else []
+            out.extend(call + lhs + [Tok(",", _T.operator, "")] + rhs + tail + [Tok(")", _T.operator, "")])
+            i = end + 1
+            continue
         if t.text in _REGEX_OPS and i + 1 < len(toks) and _literal_value(toks[i + 1]) is not None:
             op, flags = _REGEX_OPS[t.text]
             pattern = _sql_literal(f"(?s{flags}).*(?:{_literal_value(toks[i + 1])}).*")
