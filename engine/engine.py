@@ -73,6 +73,7 @@ class Engine(EngineCore):
         self._create_identity_macros()
         pg_catalog.install(self.admin, pg_settings_rows(), datetime.datetime.now(datetime.timezone.utc))
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
+        self.running_copies: dict[int, object] = {}  # session -> its COPY FROM (pg_stat_progress_copy)
         self.reaper = FileReaper()
         self.tiering = TieringService(self.catalog, self.hot, self.cold, self.db, self.failpoints, self.reaper,
                                       config.jobs, config)

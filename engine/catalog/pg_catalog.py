@@ -208,6 +208,11 @@ PRIVATE_TABLES: dict[str, str] = {
     "namespaces": "__oid BIGINT, __name VARCHAR",
     "roles": "__oid BIGINT, __name VARCHAR, __super BOOLEAN",
     "indexcols": "__oid BIGINT, __pos INTEGER, __col VARCHAR",
+    # Running COPYs (engine.session.copy.CopyProgress), written just before a query reads them.
+    "progress_copy": (
+        "__pid INTEGER, __relid BIGINT, __command VARCHAR, __type VARCHAR, __bytes_processed BIGINT, "
+        "__bytes_total BIGINT, __tuples_processed BIGINT, __tuples_excluded BIGINT"
+    ),
     # (relation, role, privilege): what has_table_privilege answers for tierd's tables.
     "table_privileges": "__rel BIGINT, __role VARCHAR, __priv VARCHAR",
     # The registered settings (engine.session.settings.REGISTRY), for pg_settings.
@@ -277,6 +282,11 @@ VIEWS: dict[str, str] = {
         f"JOIN {PG}.pg_class i ON i.oid = x.indexrelid"
     ),
     "pg_stat_all_indexes": "SELECT * FROM {PG}.pg_stat_user_indexes".replace("{PG}", PG),
+    "pg_stat_progress_copy": (
+        f"SELECT __pid AS pid, {DATABASE_OID}::BIGINT AS datid, 'tierd' AS datname, __relid AS relid, "
+        "__command AS command, __type AS type, __bytes_processed AS bytes_processed, __bytes_total AS bytes_total, "
+        f"__tuples_processed AS tuples_processed, __tuples_excluded AS tuples_excluded FROM {PRIVATE}.progress_copy"
+    ),
 }
 
 # Postgres functions as DuckDB macros (overloads separated by commas, as DuckDB spells them).
@@ -636,6 +646,22 @@ class PgCatalog:
                 rows.write(cur)
                 cur.execute("COMMIT")
                 self.built_for = key
+            finally:
+                cur.close()
+
+
+    def refresh_progress(self, con: duckdb.DuckDBPyConnection, copies: list) -> None:
+        """Write the running COPYs (engine.session.copy.CopyProgress) for pg_stat_progress_copy."""
+        rows = [(c.pid, c.relid, c.command, c.type, c.bytes_processed, c.bytes_total, c.tuples_processed,
+                 c.tuples_excluded) for c in copies]
+        with self.lock:
+            cur = con.cursor()
+            try:
+                cur.execute("BEGIN")
+                cur.execute(f"DELETE FROM {PRIVATE}.progress_copy")
+                _insert(cur, f"{PRIVATE}.progress_copy", "__pid, __relid, __command, __type, __bytes_processed, "
+                        "__bytes_total, __tuples_processed, __tuples_excluded", rows)
+                cur.execute("COMMIT")
             finally:
                 cur.close()
 

@@ -48,6 +48,8 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
         eng.pg_catalog.refresh(eng.db, eng)
         if _READS_SYSTEM_TABLES.search(sql):
             eng.system_tables.refresh()
+        if "pg_stat_progress" in sql.lower():
+            eng.pg_catalog.refresh_progress(eng.db, list(eng.running_copies.values()))
     if _INTERNAL.search(compat.checked_sql):
         raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
     check_select(s, sandbox.check_query(compat.checked_sql).tables)
