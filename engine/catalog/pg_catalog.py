@@ -215,7 +215,7 @@ PRIVATE_TABLES: dict[str, str] = {
     ),
     # (relation, role, privilege): what has_table_privilege answers for tierd's tables.
     "table_privileges": "__rel BIGINT, __role VARCHAR, __priv VARCHAR",
-    # The registered settings (engine.session.settings.REGISTRY), for pg_settings.
+    # The registered settings (engine.session.settings.SETTINGS), for pg_settings.
     "settings": (
         "__key VARCHAR, __name VARCHAR, __unit VARCHAR, __category VARCHAR, __short_desc VARCHAR, "
         "__context VARCHAR, __vartype VARCHAR, __min_val VARCHAR, __max_val VARCHAR, __enumvals VARCHAR[], "

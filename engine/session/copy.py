@@ -62,7 +62,7 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
     schema = s.engine.visible_schema(t)
     begin_write(s)
     count = 0
-    progress = CopyProgress(getattr(s, "backend_pid", None), pg_catalog.relation_oids(t.tid)[0])
+    progress = CopyProgress(getattr(s, "pid", None), pg_catalog.relation_oids(t.tid)[0])  # pid: pg_backend_pid()
     s.engine.running_copies[id(s)] = progress
     try:
         with s.running:
