@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import admin, ddl, reads, rekey, sequences, settings, transactions, writes
+from engine.session import admin, ddl, keyed_writes, reads, rekey, sequences, settings, transactions
 from engine.sql import sequence_ddl as sq
 from engine.sql import table_commands as tc
 from engine.session.state import SessionState
@@ -29,7 +29,7 @@ HANDLERS: dict[type, Handler] = {
     p.Savepoint: transactions.savepoint,
     p.Query: reads.query,
     p.Show: reads.show,
-    p.Write: writes.write,
+    p.Write: keyed_writes.write,
     p.SetSetting: _change_setting,
     p.ResetSetting: _change_setting,
     p.CreateTableStatement: ddl.create_table,
