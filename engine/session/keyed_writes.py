@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from engine import metrics
 from engine.catalog import privileges
-from engine.catalog.tables import DEFAULT_NAMESPACE, TableDef
+from engine.catalog.tables import DEFAULT_NAMESPACE, ROWID, TableDef
 from engine.results import StatementResult
 from engine.session import writes
 from engine.session.keys import own_version
@@ -41,8 +41,8 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
 def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementResult | None:
     eng = s.engine
     t = eng.catalog.find(shape.namespace or DEFAULT_NAMESPACE, shape.table)
-    if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1 or t.rowid:
-        return None  # an unknown table's error, and these tables' rules (a row id to keep), the general path's
+    if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1:
+        return None  # an unknown table's error, and these tables' rules, are the general path's
     schema = eng.visible_schema(t)
     pk = t.primary_key[0]
     try:
@@ -132,7 +132,10 @@ def _updated(t: TableDef, schema: pa.Schema, shape: keyed.KeyedShape, row: pa.Ta
             arrays.append(arr)
     except (keyed.NotKeyed, pa.ArrowException):
         return None
-    return pa.table(arrays, schema=schema)
+    new = pa.table(arrays, schema=schema)
+    if t.rowid:  # a table keyed after it was created: each row keeps its row id
+        new = new.append_column(ROWID, row.column(ROWID).cast(pa.int64()))
+    return new
 
 
 def _columns(e: tuple):

@@ -32,6 +32,7 @@ an anti join against the (small) hot table.
 """
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import sys
 
@@ -69,14 +70,24 @@ def full_view(t: TableDef) -> str:
     return f"{FULL}.{q(t.namespace)}.{q(t.name)}"
 
 
+class _Absent(importlib.abc.MetaPathFinder):
+    """Answers "no such module" for pandas at once, instead of a search of every sys.path entry."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "pandas":
+            raise ModuleNotFoundError("No module named 'pandas'", name="pandas")
+        return None
+
+
 def _skip_pandas_probe() -> None:
     """DuckDB's Python binding looks for pandas while converting each parameter and each
     registered table; without pandas installed, every look is a failed import that searches
     sys.path again (about 0.2 ms a parameter: 3 s for a 1,000-row INSERT of 3,000 parameters).
-    Marking the module absent makes each look a dictionary hit. With pandas installed, the
-    first look imports it and later ones are hits anyway."""
-    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
-        sys.modules["pandas"] = None  # type: ignore[assignment]  # `import pandas` now fails at once
+    A finder that knows pandas is absent makes each look cheap, and every importer (pyarrow's
+    pandas shim too) still sees an ordinary ImportError. With pandas installed, the first look
+    imports it and later ones are dictionary hits anyway."""
+    if importlib.util.find_spec("pandas") is None and not any(isinstance(f, _Absent) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Absent())
 
 
 def open_database() -> duckdb.DuckDBPyConnection:
