@@ -31,7 +31,7 @@ JOB_SCHEMA = pa.schema([("job_id", pa.string()), ("status", pa.string()), ("mess
 
 def check_select(s: SessionState, refs) -> None:
     """SELECT privilege on every tierd table a statement reads (sql/refs.py / dml plan refs)."""
-    for t in privileges.resolve(s.engine.catalog, refs, DEFAULT_NAMESPACE):
+    for t in privileges.resolve(s.engine.catalog, refs, s.schemas):
         privileges.check_table(s.engine.roles, s.user, t, "SELECT")
 
 
@@ -58,7 +58,7 @@ def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
     sql, hidden = _read_sql(s, stmt.sql)
     eng = s.engine
     if point is not None and not s.tx.holds_lock:  # after the privilege checks; a writing
-        table = eng.point_lookups.run(point, params, DEFAULT_NAMESPACE)  # transaction reads
+        table = eng.point_lookups.run(point, params, s.schemas[0] if s.schemas else DEFAULT_NAMESPACE)
         if table is not None:  # its own snapshot
             return StatementResult(f"SELECT {table.num_rows}", table)
     own_writes_visible(s)
@@ -112,7 +112,7 @@ def _schema_of(s: SessionState, sql: str, param_types: list[str | None]) -> pa.S
 
 def _column_types(s: SessionState, table) -> dict[str, str]:
     """Column name -> DuckDB type of a table named in client SQL (for parameter types)."""
-    t = s.engine.catalog.find(table.db or DEFAULT_NAMESPACE, table.name)
+    t = s.engine.catalog.find(table.db, table.name) if table.db else s.find_table(table.name)
     if t is not None:
         return {c.name: c.type for c in t.columns}
     name = ".".join(views.q(part) for part in (table.catalog, table.db, table.name) if part)

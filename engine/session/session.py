@@ -8,16 +8,18 @@ Postgres error and never leaves a transaction half-open or the write lock held.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable, Iterator, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from engine.core import EngineCore
-from engine.errors import EngineError, InFailedSqlTransaction, InternalError, from_duckdb
+from engine.errors import EngineError, InFailedSqlTransaction, InternalError, QueryCanceled, from_duckdb
 from engine.results import StatementResult
 from engine.session import copy, reads, transactions, writes
 from engine.session.dispatch import dispatch
+from engine.session.settings import SETTINGS, normalize
 from engine.session.state import SessionState
 from engine.sql import sandbox
 from engine.sql.copy import CopyCommand, TargetColumn
@@ -126,14 +128,53 @@ class EngineSession(SessionState):
         if not self.tx.explicit:
             transactions.commit_write(self)
 
-    def cancel(self) -> None:
-        """From another thread: interrupt what this session is running."""
+    def startup_setting(self, name: str, value: str) -> None:
+        """A setting from the startup packet (22023 for a bad value, FATAL at startup as in
+        Postgres); names that are no session setting are ignored."""
+        name = name.lower()
+        if name in SETTINGS and SETTINGS[name].context == "user":
+            self.settings[name] = normalize(name, value, self.check_zone)
+            self.apply_settings()
+
+    def cancel(self, reason: str = "user request") -> None:
+        """From another thread: interrupt what this session is running (the statement fails
+        with 57014 `canceling statement due to <reason>`)."""
+        self.cancel_reason = reason
         self.cancel_requested = True
         try:
             self.cur.interrupt()
             self.check_cur.interrupt()
         except duckdb.Error:
             pass
+
+    def _start_timer(self) -> threading.Timer | None:
+        """statement_timeout: a timer that cancels this statement (and only this one: it
+        checks the statement it was started for is still running)."""
+        if not self.statement_timeout_ms:
+            return None
+        number = self.statement_number
+
+        def expire() -> None:
+            with self.statement_lock:
+                if self.statement_number == number:
+                    self.cancel("statement timeout")
+
+        timer = threading.Timer(self.statement_timeout_ms / 1000, expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _stop_timer(self, timer: threading.Timer | None) -> None:
+        with self.statement_lock:
+            self.statement_number += 1
+        if timer is not None:
+            timer.cancel()
+
+    def _canceled(self, err: EngineError) -> EngineError:
+        """A cancelled statement's error says why, as Postgres words it."""
+        if isinstance(err, QueryCanceled):
+            return QueryCanceled(f"canceling statement due to {self.cancel_reason}")
+        return err
 
     def close(self) -> None:
         if self._closed:
@@ -151,17 +192,25 @@ class EngineSession(SessionState):
         """Run one statement: refused in a failed transaction; any error fails the
         transaction (or rolls back an implicit one) and never leaves the write lock held."""
         self.cancel_requested = False
+        self.cancel_reason = "user request"
         if self.catalog_dirty:
             self.restore_catalog()
         if self.tx.failed and first not in _ENDS_FAILED_TRANSACTION:
             raise InFailedSqlTransaction(
                 "current transaction is aborted, commands ignored until end of transaction block"
             )
+        timer = None
         try:
+            self.apply_settings()
+            timer = self._start_timer()
             with self.engine.reaper.reading():
                 return run()
         except duckdb.Error as exc:
-            err = locate(from_duckdb(exc), sql)
+            err = locate(self._canceled(from_duckdb(exc)), sql)
+            transactions.statement_failed(self)
+            raise err from None
+        except QueryCanceled as err:
+            err = locate(self._canceled(err), sql)
             transactions.statement_failed(self)
             raise err from None
         except EngineError as err:
@@ -175,3 +224,5 @@ class EngineSession(SessionState):
             log.exception("statement failed: %s", sql[:200])
             transactions.statement_failed(self)
             raise InternalError(f"internal error: {type(exc).__name__}: {exc}") from None
+        finally:
+            self._stop_timer(timer)

@@ -19,14 +19,13 @@ import pyarrow as pa
 from engine.catalog import pg_catalog, privileges
 from engine.catalog.tables import DEFAULT_NAMESPACE, TableDef
 from engine.core import EngineCore
-from engine.errors import UndefinedTable
+from engine.errors import InvalidParameterValue, InvalidSchemaName, UndefinedTable
 from engine.tiers import views
-from engine.session.settings import SETTINGS_DEFAULTS
+from engine.session.settings import SETTINGS_DEFAULTS, search_path_list, timeout_ms
 from engine.sql import division, dml
 from engine.sql.statements import split_qualified
 
-# Client SQL resolves names in the table's namespace first, then in tierd's pg_catalog.
-SEARCH_PATH = f"SET search_path = 'memory.{DEFAULT_NAMESPACE},memory.main,{pg_catalog.PG}'"
+SCHEMAS_VARIABLE = pg_catalog.SCHEMAS_VARIABLE  # current_schema(), pg_table_is_visible read it
 
 
 class Transaction:
@@ -56,18 +55,24 @@ class SessionState:
         self.engine = engine
         self.user = user
         self.cur = engine.db.cursor()
-        self.cur.execute(f"USE memory.{views.q(DEFAULT_NAMESPACE)}")
         self._sees_all_users: bool | None = None  # what this cursor's USER-table filter says
-        self.cur.execute(SEARCH_PATH)
         self.check_cur = engine.db.cursor()  # always sees the latest committed state
         for macro in division.MACROS:
             self.cur.execute(macro)
         self.settings = dict(SETTINGS_DEFAULTS)
+        self.schemas: list[str] = [DEFAULT_NAMESPACE]  # the search path's namespaces that exist
+        self._applied: dict[str, object] = {}  # what apply_settings last gave DuckDB
+        self.statement_timeout_ms = 0
+        self.lock_timeout_ms = 0
+        self.apply_settings()
         self.tx = Transaction()
         self.stages: set[int] = set()  # tables with a typing stage table in this session
         self.running = threading.Lock()  # held while DuckDB runs a statement of this session
         self.catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False
+        self.cancel_reason = "user request"  # or "statement timeout": the 57014 message
+        self.statement_lock = threading.Lock()  # a timeout never cancels the next statement
+        self.statement_number = 0
         # current_user & co. read this per-connection variable (Engine._create_identity_macros).
         self.cur.execute(f"SET VARIABLE {views.USER_VARIABLE} = {views.sql_str(user)}")
 
@@ -91,14 +96,87 @@ class SessionState:
             views.set_session_user(self.cur, self.user, su)
             self._sees_all_users = su
 
+    # ------------------------------------------------------------------ settings applied
+    def check_zone(self, value: str) -> str:
+        """Apply a TimeZone name to this session's DuckDB connection (ICU: literals, casts to
+        text, date_trunc, extract and interval arithmetic follow it); the name SHOW prints."""
+        zone = value.strip()
+        try:
+            self.cur.execute(f"SET TimeZone = {views.sql_str(zone)}")
+            known = self.cur.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+        except duckdb.Error:
+            raise InvalidParameterValue(f'invalid value for parameter "TimeZone": "{value}"') from None
+        self._applied["timezone"] = known if known.lower() == zone.lower() else zone
+        return self._applied["timezone"]
+
+    def apply_settings(self) -> None:
+        """Before each statement: the settings DuckDB or the session acts on, brought in step
+        with `settings` (changed by SET, startup options or set_config()). Cheap when nothing
+        changed: a few dictionary and set lookups."""
+        zone = self.settings["timezone"]
+        if zone != self._applied.get("timezone"):
+            try:
+                self.settings["timezone"] = self.check_zone(zone)
+            except InvalidParameterValue:
+                self.settings["timezone"] = str(self._applied.get("timezone", "UTC"))
+        path = self.settings["search_path"]
+        names = self.engine.catalog.namespaces
+        key = (path, self.user in names, tuple(n in names for n in search_path_list(path)))
+        if key != self._applied.get("search_path"):
+            self.schemas = self.resolve_path(path)
+            self._applied["search_path"] = key
+            self.restore_catalog()
+        for name in ("statement_timeout", "lock_timeout"):
+            value = self.settings[name]
+            if value != self._applied.get(name):
+                try:
+                    setattr(self, f"{name}_ms", timeout_ms(value))
+                except InvalidParameterValue:
+                    self.settings[name] = str(self._applied.get(name, "0"))
+                self._applied[name] = self.settings[name]
+
+    def resolve_path(self, path: str) -> list[str]:
+        """The namespaces of a search_path value that exist, in order (`$user`: the role's
+        own namespace, if there is one), as Postgres skips the missing ones."""
+        names = self.engine.catalog.namespaces
+        out = []
+        for n in search_path_list(path):
+            n = self.user if n == "$user" else n
+            if n in names and n not in out:
+                out.append(n)
+        return out
+
+    @property
+    def creation_namespace(self) -> str:
+        """Where an unqualified CREATE TABLE goes: the first namespace on the path."""
+        if not self.schemas:
+            raise InvalidSchemaName("no schema has been selected to create in")
+        return self.schemas[0]
+
+    def find_table(self, name: str) -> TableDef | None:
+        """An unqualified table name looked up along the search path."""
+        for ns in self.schemas:
+            t = self.engine.catalog.find(ns, name)
+            if t is not None:
+                return t
+        return None
+
     def split_name(self, qname: str) -> tuple[str, str]:
-        return split_qualified(qname, DEFAULT_NAMESPACE)
+        ns, name = split_qualified(qname, "")
+        if ns == "":
+            t = self.find_table(name)
+            ns = t.namespace if t is not None else (self.schemas[0] if self.schemas else DEFAULT_NAMESPACE)
+        return ns, name
 
     def resolve(self, target: dml.Target) -> TableDef:
-        ns = target.namespace or DEFAULT_NAMESPACE
-        t = self.engine.catalog.find(ns, target.name)
+        if target.namespace:
+            t = self.engine.catalog.find(target.namespace, target.name)
+            if t is None:
+                raise UndefinedTable(f'relation "{target.namespace}.{target.name}" does not exist')
+            return t
+        t = self.find_table(target.name)
         if t is None:
-            raise UndefinedTable(f'relation "{ns}.{target.name}" does not exist')
+            raise UndefinedTable(f'relation "{target.name}" does not exist')
         return t
 
     @contextlib.contextmanager
@@ -107,18 +185,27 @@ class SessionState:
         if not needed:
             yield
             return
-        self.cur.execute(f"USE {views.FULL}.{views.q(DEFAULT_NAMESPACE)}")
+        self.use_catalog(views.FULL)
         try:
             yield
         finally:
             self.restore_catalog()
 
+    def use_catalog(self, catalog: str) -> None:
+        """DuckDB resolves client names in `catalog` along the session's search path, then
+        in tierd's pg_catalog (and `memory.main`, where the identity macros live)."""
+        first = self.schemas[0] if self.schemas else DEFAULT_NAMESPACE
+        self.cur.execute(f"USE {catalog}.{views.q(first)}")
+        path = [f"{catalog}.{views.q(n)}" for n in self.schemas] + [f"{catalog}.main", pg_catalog.PG]
+        self.cur.execute(f"SET search_path = {views.sql_str(','.join(path))}")
+        listed = ", ".join(views.sql_str(n) for n in self.schemas)
+        self.cur.execute(f"SET VARIABLE {SCHEMAS_VARIABLE} = [{listed}]::VARCHAR[]")
+
     def restore_catalog(self) -> None:
         """Back to the catalog without system columns. In an aborted DuckDB transaction this
         fails; ROLLBACK and the next statement try again."""
         try:
-            self.cur.execute(f"USE memory.{views.q(DEFAULT_NAMESPACE)}")
-            self.cur.execute(SEARCH_PATH)
+            self.use_catalog("memory")
             self.catalog_dirty = False
         except duckdb.Error:
             self.catalog_dirty = True

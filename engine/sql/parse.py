@@ -12,7 +12,6 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import FeatureNotSupported, SyntaxError_
 from engine.sql.split import leading_words
 from engine.sql.statements import (AlterRole, AlterStorage, CheckStorage, CreateNamespace, CreateRole, CreateStorage, CreateTable,
@@ -165,7 +164,8 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
             raise SyntaxError_("syntax error: expected RETRY JOB 'id' or KILL JOB 'id'")
         return stmt
     if first == "CREATE" and "TABLE" in words[1:3]:
-        return CreateTableStatement(parse_create_table(sql, DEFAULT_NAMESPACE), " ".join(words[:2]))
+        # unqualified: namespace "", the session's creation namespace (its search path)
+        return CreateTableStatement(parse_create_table(sql, ""), " ".join(words[:2]))
     if first in ("CREATE", "DROP"):
         stmt = parse_namespace_or_drop(sql)
         if stmt is None:
