@@ -16,7 +16,7 @@ Handler = Callable[[SessionState, object, list], StatementResult]
 
 
 def _change_setting(s: SessionState, stmt: p.SetSetting | p.ResetSetting, params: list) -> StatementResult:
-    return settings.change(s.settings, stmt, s.check_zone)
+    return settings.change(s.settings, stmt, s.check_zone, s.reset_settings)
 
 
 HANDLERS: dict[type, Handler] = {

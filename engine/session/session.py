@@ -133,7 +133,7 @@ class EngineSession(SessionState):
         Postgres); names that are no session setting are ignored."""
         name = name.lower()
         if name in SETTINGS and SETTINGS[name].context == "user":
-            self.settings[name] = normalize(name, value, self.check_zone)
+            self.settings[name] = self.reset_settings[name] = normalize(name, value, self.check_zone)
             self.apply_settings()
 
     def cancel(self, reason: str = "user request") -> None:

@@ -191,21 +191,22 @@ def normalize(name: str, value: str, check_zone: Callable[[str], str]) -> str:
     return value
 
 
-def change(settings: dict[str, str], stmt: SetSetting | ResetSetting,
-           check_zone: Callable[[str], str]) -> StatementResult:
-    """SET or RESET; `check_zone` applies a TimeZone name (the session knows DuckDB's zones)."""
+def change(settings: dict[str, str], stmt: SetSetting | ResetSetting, check_zone: Callable[[str], str],
+           reset_values: dict[str, str]) -> StatementResult:
+    """SET or RESET; `check_zone` applies a TimeZone name (the session knows DuckDB's zones);
+    RESET returns to `reset_values`: the defaults, or what the startup packet set."""
     if isinstance(stmt, ResetSetting):
         if stmt.name == "all":
             settings.clear()
-            settings.update(SETTINGS_DEFAULTS)
-        elif stmt.name in SETTINGS_DEFAULTS:
-            settings[stmt.name] = SETTINGS_DEFAULTS[stmt.name]
+            settings.update(reset_values)
+        elif stmt.name in reset_values:
+            settings[stmt.name] = reset_values[stmt.name]
         return StatementResult("RESET")
     value = stmt.value
-    if value.strip().upper() == "DEFAULT" and stmt.name in SETTINGS_DEFAULTS:
-        value = SETTINGS_DEFAULTS[stmt.name]
+    if value.strip().upper() == "DEFAULT" and stmt.name in reset_values:
+        value = reset_values[stmt.name]
     elif stmt.name == "timezone" and value.strip().upper() == "LOCAL":
-        value = SETTINGS_DEFAULTS["timezone"]
+        value = reset_values["timezone"]
     settings[stmt.name] = normalize(stmt.name, value, check_zone)
     return StatementResult("SET")
 

@@ -60,6 +60,7 @@ class SessionState:
         for macro in division.MACROS:
             self.cur.execute(macro)
         self.settings = dict(SETTINGS_DEFAULTS)
+        self.reset_settings = dict(SETTINGS_DEFAULTS)  # RESET's values: startup options change them
         self.schemas: list[str] = [DEFAULT_NAMESPACE]  # the search path's namespaces that exist
         self._applied: dict[str, object] = {}  # what apply_settings last gave DuckDB
         self.statement_timeout_ms = 0
