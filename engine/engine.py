@@ -24,6 +24,10 @@ from engine.failpoints import Failpoints
 from engine.tiers.hot import HotTier
 from engine.tiers import views
 from engine.tiers.point_lookup import PointLookups
+from engine.activity import SessionRegistry
+from engine.advisory_locks import AdvisoryLocks
+from engine.notifications import NotificationHub
+from engine.session import functions
 from engine.session.session import EngineSession
 from engine.storage.backend import Storage
 from engine.storage.hot_store import HotStore
@@ -70,6 +74,11 @@ class Engine(EngineCore):
         self.hot.mark_visible(self.hot.seq)  # everything recovered is visible
         self._create_identity_macros()
         pg_catalog.install(self.admin)
+        self.sessions = SessionRegistry(DATABASE, pg_catalog.DATABASE_OID,
+                                        lambda name: pg_catalog.role_oid(name, name == self.roles.bootstrap))
+        self.notifications = NotificationHub()
+        self.advisory_locks = AdvisoryLocks()
+        functions.install(self.admin, self)
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
         self.reaper = FileReaper()
         self.tiering = TieringService(self.catalog, self.hot, self.cold, self.db, self.failpoints, self.reaper,

@@ -57,6 +57,11 @@ class ExtendedQuery:
         if kind == "S":
             self.describe_statement(state, state.statement(name))
             return
+        if name not in state.portals and name in getattr(state.session, "cursors", {}):
+            # a DECLAREd cursor is a portal too (psycopg describes its named cursors)
+            schema = state.session.cursor_schema(name)
+            self.write(row_description(plan_columns(schema, (), state.timezone)))
+            return
         portal = state.portal(name)
         if portal.statement.is_copy or (not portal.executed and self.batchable(state, portal.statement)):
             self.write(messages.NO_DATA)   # runs at Execute (COPY: where its data flows)

@@ -70,6 +70,10 @@ class ConnectionState:
     skip_until_sync: bool = False       # an extended-protocol message failed
     reported: dict[str, str] = field(default_factory=dict)   # ParameterStatus values sent
 
+    def __post_init__(self) -> None:
+        # The engine names the session's backend pid (pg_backend_pid(), pg_stat_activity).
+        self.process_id = getattr(self.session, "pid", self.process_id)
+
     def add_statement(self, name: str, statement: PreparedStatement) -> None:
         if name and name in self.statements:
             raise DuplicatePreparedStatement(f'prepared statement "{name}" already exists')

@@ -144,6 +144,8 @@ class Startup:
                      self.flush)
         session = conn.open_session(user, database)
         state = ConnectionState(session, params)
+        if hasattr(session, "connected_from"):
+            session.connected_from(*self.client_address[:2])
         try:   # startup options set session settings (pgjdbc: TimeZone; psql: options=-c ...)
             for name, value in startup_settings(params).items():
                 session.startup_setting(name, value.strip("'"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import admin, ddl, reads, settings, transactions, writes
+from engine.session import admin, cursors, ddl, listen, reads, settings, transactions, writes
 from engine.session.state import SessionState
 from engine.sql import parse as p
 from engine.sql import statements as st
@@ -46,6 +46,12 @@ HANDLERS: dict[type, Handler] = {
     st.CheckStorage: admin.storage_definition,
     st.StorageJob: admin.storage_job,
     st.JobCommand: admin.job_command,
+    p.Listen: listen.listen,
+    p.Unlisten: listen.unlisten,
+    p.Notify: listen.notify,
+    p.DeclareCursor: cursors.declare,
+    p.FetchCursor: cursors.fetch,
+    p.CloseCursor: cursors.close,
 }
 
 

@@ -7,7 +7,7 @@ import re
 
 import pyarrow as pa
 
-from engine.catalog import privileges
+from engine.catalog import pg_session, privileges
 from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import InsufficientPrivilege
 from engine.tiers import point_lookup, views
@@ -23,6 +23,7 @@ from engine.sql.split import max_placeholder
 
 _HIDDEN = re.compile(r"\b_(seq|deleted|user_id)\b", re.I)
 _INTERNAL = re.compile(r"__tierd", re.I)
+_ACTIVITY = re.compile(r"pg_stat_activity", re.I)
 # DuckDB has a catalog named "system" too; client SQL means tierd's schema.
 _SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
 
@@ -44,6 +45,8 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
     sql = compat.sql
     if compat.uses_catalog:
         eng.pg_catalog.refresh(eng.db, eng)
+        if _ACTIVITY.search(sql):
+            pg_session.refill_activity(s.cur, eng.sessions.table(), s.is_superuser)
     if _INTERNAL.search(compat.checked_sql):
         raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
     check_select(s, sandbox.check_query(compat.checked_sql).tables)
@@ -51,6 +54,12 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
         eng.system_tables.refresh()
         sql = _SYSTEM.sub("memory.system.", sql)
     return checked_division(sql), bool(_HIDDEN.search(sql))
+
+
+def checked_read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
+    """`_read_sql` for other read paths (cursors): the checked, rewritten SQL and whether it
+    needs the system-column catalog."""
+    return _read_sql(s, sql)
 
 
 def query(s: SessionState, stmt: Query, params: list) -> StatementResult:

@@ -15,9 +15,10 @@ import duckdb
 import pyarrow as pa
 
 from engine.core import EngineCore
-from engine.errors import EngineError, InFailedSqlTransaction, InternalError, QueryCanceled, from_duckdb
+from engine.errors import (EngineError, InFailedSqlTransaction, InternalError, LockNotAvailable, QueryCanceled,
+                           from_duckdb)
 from engine.results import StatementResult
-from engine.session import copy, reads, transactions, writes
+from engine.session import copy, cursors, reads, transactions, writes
 from engine.session.dispatch import dispatch
 from engine.session.settings import SETTINGS, normalize
 from engine.session.state import SessionState
@@ -127,6 +128,22 @@ class EngineSession(SessionState):
         self.tx.segment = False
         if not self.tx.explicit:
             transactions.commit_write(self)
+            self.end_transaction(committed=True)
+
+    # ------------------------------------------------------------------ the front end's hooks
+    def connected_from(self, addr: str, port: int) -> None:
+        """The client's address (pg_stat_activity.client_addr / client_port)."""
+        self.activity.client_addr, self.activity.client_port = addr, port
+
+    def attach_front_end(self, notify: Callable[[int, str, str], None], terminate: Callable[[], None]) -> None:
+        """How this session reaches its client unasked: `notify(sender pid, channel, payload)`
+        for each notification of a LISTENed channel, `terminate()` for pg_terminate_backend."""
+        self.engine.notifications.attach(self.pid, notify)
+        self.on_terminate = terminate
+
+    def cursor_schema(self, name: str) -> pa.Schema:
+        """Describe of a DECLAREd cursor's portal: the columns FETCH returns."""
+        return self.guarded("DESCRIBE", name, lambda: cursors.schema_of(self, name))
 
     def startup_setting(self, name: str, value: str) -> None:
         """A setting from the startup packet (22023 for a bad value, FATAL at startup as in
@@ -135,17 +152,6 @@ class EngineSession(SessionState):
         if name in SETTINGS and SETTINGS[name].context == "user":
             self.settings[name] = self.reset_settings[name] = normalize(name, value, self.check_zone)
             self.apply_settings()
-
-    def cancel(self, reason: str = "user request") -> None:
-        """From another thread: interrupt what this session is running (the statement fails
-        with 57014 `canceling statement due to <reason>`)."""
-        self.cancel_reason = reason
-        self.cancel_requested = True
-        try:
-            self.cur.interrupt()
-            self.check_cur.interrupt()
-        except duckdb.Error:
-            pass
 
     def _start_timer(self) -> threading.Timer | None:
         """statement_timeout: a timer that cancels this statement (and only this one: it
@@ -172,7 +178,7 @@ class EngineSession(SessionState):
 
     def _canceled(self, err: EngineError) -> EngineError:
         """A cancelled statement's error says why, as Postgres words it."""
-        if isinstance(err, QueryCanceled):
+        if isinstance(err, QueryCanceled) or (self.cancel_requested and not isinstance(err, LockNotAvailable)):
             return QueryCanceled(f"canceling statement due to {self.cancel_reason}")
         return err
 
@@ -181,6 +187,7 @@ class EngineSession(SessionState):
             return
         self._closed = True
         transactions.rollback_write(self)
+        self.leave()
         for c in (self.cur, self.check_cur):
             try:
                 c.close()
@@ -200,29 +207,41 @@ class EngineSession(SessionState):
                 "current transaction is aborted, commands ignored until end of transaction block"
             )
         timer = None
+        self.udf_error = None
+        self.activity.started(sql, self.tx.explicit)
         try:
             self.apply_settings()
             timer = self._start_timer()
             with self.engine.reaper.reading():
-                return run()
+                result = run()
+            if not self.tx.explicit and not self.tx.segment:
+                self.end_transaction(committed=True)
+            return result
         except duckdb.Error as exc:
-            err = locate(self._canceled(from_duckdb(exc)), sql)
-            transactions.statement_failed(self)
+            err = locate(self._canceled(self.udf_error or from_duckdb(exc)), sql)
+            self._failed()
             raise err from None
         except QueryCanceled as err:
             err = locate(self._canceled(err), sql)
-            transactions.statement_failed(self)
+            self._failed()
             raise err from None
         except EngineError as err:
             locate(err, sql)
-            transactions.statement_failed(self)
+            self._failed()
             raise
         except ConnectionError:  # the client went away in the middle (a COPY's data)
-            transactions.statement_failed(self)
+            self._failed()
             raise
         except Exception as exc:  # never leave the write lock or a transaction behind
             log.exception("statement failed: %s", sql[:200])
-            transactions.statement_failed(self)
+            self._failed()
             raise InternalError(f"internal error: {type(exc).__name__}: {exc}") from None
         finally:
             self._stop_timer(timer)
+            self.activity.finished(self.tx.explicit, self.tx.failed)
+
+    def _failed(self) -> None:
+        """A statement failed: its transaction fails (explicit) or ends rolled back."""
+        transactions.statement_failed(self)
+        if not self.tx.explicit:
+            self.end_transaction(committed=False)

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
 
+from engine.activity import Activity
 from engine.catalog import pg_catalog, privileges
 from engine.catalog.tables import DEFAULT_NAMESPACE, TableDef
 from engine.core import EngineCore
-from engine.errors import InvalidParameterValue, InvalidSchemaName, UndefinedTable
+from engine.errors import EngineError, InvalidParameterValue, InvalidSchemaName, UndefinedTable
 from engine.tiers import views
 from engine.session.settings import SETTINGS_DEFAULTS, search_path_list, timeout_ms
+from engine.session.functions import PID_VARIABLE
 from engine.sql import division, dml
 from engine.sql.statements import split_qualified
 
@@ -76,6 +78,91 @@ class SessionState:
         self.statement_number = 0
         # current_user & co. read this per-connection variable (Engine._create_identity_macros).
         self.cur.execute(f"SET VARIABLE {views.USER_VARIABLE} = {views.sql_str(user)}")
+        # Who this session is to others: pg_stat_activity, pg_backend_pid(), signals.
+        self.pid = engine.sessions.new_pid()
+        self.cur.execute(f"SET VARIABLE {PID_VARIABLE} = {self.pid}")
+        self.activity = Activity(self.pid, user, lambda: self.settings["application_name"], self.cancel,
+                                 self.terminate, owner=self)
+        self.terminated = False
+        self.on_terminate: Callable[[], None] | None = None  # the front end's: close the connection
+        self.notifications: list[tuple[str, str]] = []  # NOTIFYs of the open transaction
+        self.listen_changes: list[tuple[str, str | None]] = []  # LISTEN/UNLISTEN, applied at commit
+        self.udf_error: EngineError | None = None  # an error a session function raised inside DuckDB
+        self.holds_xact_locks = False
+        self.cursors: dict[str, object] = {}  # DECLAREd cursors by name (engine/session/cursors.py)
+        engine.sessions.add(self.activity)
+
+    # ------------------------------------------------------------------ other sessions
+    def cancel(self, reason: str = "user request") -> None:
+        """From another thread: interrupt what this session is running (the statement fails
+        with 57014 `canceling statement due to <reason>`)."""
+        self.cancel_reason = reason
+        self.cancel_requested = True
+        try:
+            self.cur.interrupt()
+            self.check_cur.interrupt()
+        except duckdb.Error:
+            pass
+
+    def terminate(self) -> None:
+        """pg_terminate_backend: stop what runs and have the front end close the connection."""
+        self.terminated = True
+        self.cancel("administrator command")
+        if self.on_terminate is not None:
+            self.on_terminate()
+
+    def queue_notification(self, channel: str, payload: str) -> None:
+        """NOTIFY / pg_notify(): sent when the transaction commits (each pair once)."""
+        if (channel, payload) not in self.notifications:
+            self.notifications.append((channel, payload))
+
+    def advisory(self, op: str, key: tuple, shared: bool, xact: bool) -> bool | None:
+        """An advisory lock function of this session (engine/session/functions.py)."""
+        locks = self.engine.advisory_locks
+        if op == "unlock_all":
+            locks.release_all(self.pid)
+            return None
+        if op == "unlock":
+            return locks.release(self.pid, key, shared)
+
+        def waiting(on: bool) -> None:
+            self.activity.wait_event_type, self.activity.wait_event = ("Lock", "advisory") if on else (None, None)
+
+        self.holds_xact_locks = self.holds_xact_locks or xact
+        granted = locks.acquire(self.pid, key, shared, xact, wait=op == "lock", cancelled=lambda: self.cancel_requested,
+                                timeout_s=self.lock_timeout_ms / 1000, waiting=waiting)
+        return granted if op == "try" else None
+
+    def end_transaction(self, committed: bool) -> None:
+        """The transaction (explicit, or the implicit one of a statement or a Sync segment)
+        ended: its NOTIFYs go out and its LISTENs apply if it committed; its
+        transaction-level advisory locks are released either way."""
+        hub = self.engine.notifications
+        if committed:
+            for channel, op in self.listen_changes:
+                if op == "listen":
+                    hub.listen(self.pid, channel)
+                else:
+                    hub.unlisten(self.pid, channel or None)
+            if self.notifications:
+                hub.publish(self.pid, self.notifications)
+        self.listen_changes, self.notifications = [], []
+        if self.holds_xact_locks:
+            self.engine.advisory_locks.release_all(self.pid, ("xact",))
+            self.holds_xact_locks = False
+        for name, cursor in list(self.cursors.items()):  # cursors WITHOUT HOLD end with it
+            if not cursor.hold:
+                cursor.close()
+                del self.cursors[name]
+
+    def leave(self) -> None:
+        """The session closes: others stop seeing it; its locks, LISTENs and cursors go."""
+        for cursor in self.cursors.values():
+            cursor.close()
+        self.cursors.clear()
+        self.engine.sessions.remove(self.pid)
+        self.engine.notifications.detach(self.pid)
+        self.engine.advisory_locks.release_all(self.pid, ("session", "xact"))
 
     @property
     def is_superuser(self) -> bool:
@@ -192,15 +279,34 @@ class SessionState:
         finally:
             self.restore_catalog()
 
-    def use_catalog(self, catalog: str) -> None:
+    def use_catalog(self, catalog: str, con: duckdb.DuckDBPyConnection | None = None) -> None:
         """DuckDB resolves client names in `catalog` along the session's search path, then
         in tierd's pg_catalog (and `memory.main`, where the identity macros live)."""
+        con = con or self.cur
         first = self.schemas[0] if self.schemas else DEFAULT_NAMESPACE
-        self.cur.execute(f"USE {catalog}.{views.q(first)}")
+        con.execute(f"USE {catalog}.{views.q(first)}")
         path = [f"{catalog}.{views.q(n)}" for n in self.schemas] + [f"{catalog}.main", pg_catalog.PG]
-        self.cur.execute(f"SET search_path = {views.sql_str(','.join(path))}")
+        con.execute(f"SET search_path = {views.sql_str(','.join(path))}")
         listed = ", ".join(views.sql_str(n) for n in self.schemas)
-        self.cur.execute(f"SET VARIABLE {SCHEMAS_VARIABLE} = [{listed}]::VARCHAR[]")
+        con.execute(f"SET VARIABLE {SCHEMAS_VARIABLE} = [{listed}]::VARCHAR[]")
+
+    def reader_connection(self, system_columns: bool = False) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection of its own (a cursor's stream) that reads as this session:
+        its role, pid, TimeZone, search path and SQL macros."""
+        con = self.engine.db.cursor()
+        try:
+            for macro in division.MACROS:
+                con.execute(macro)
+            con.execute(f"SET VARIABLE {views.USER_VARIABLE} = {views.sql_str(self.user)}")
+            if self._sees_all_users is not None:
+                views.set_session_user(con, self.user, self._sees_all_users)
+            con.execute(f"SET VARIABLE {PID_VARIABLE} = {self.pid}")
+            con.execute(f"SET TimeZone = {views.sql_str(self.settings['timezone'])}")
+            self.use_catalog(views.FULL if system_columns else "memory", con)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def restore_catalog(self) -> None:
         """Back to the catalog without system columns. In an aborted DuckDB transaction this
