@@ -46,6 +46,16 @@ TABLE_MACROS = {
     "pg_listening_channels": f"() AS TABLE SELECT unnest(__tierd_listening({_CALLER})) AS pg_listening_channels",
 }
 
+# Parameter types of the functions (Describe reports them: asyncpg encodes by them), by
+# argument count.
+ARGUMENT_TYPES: dict[str, dict[int, list[str]]] = {
+    name: {1: ["BIGINT"], 2: ["INTEGER", "INTEGER"]} for name in _ADVISORY}
+ARGUMENT_TYPES.update({
+    "pg_cancel_backend": {1: ["INTEGER"]},
+    "pg_terminate_backend": {1: ["INTEGER"], 2: ["INTEGER", "BIGINT"]},
+    "pg_notify": {2: ["VARCHAR", "VARCHAR"]},
+})
+
 _OWN = f"(usename = getvariable('tierd_user') OR coalesce(getvariable('{READER_IS_SUPERUSER}'), false))"
 _PRIVATE_COLUMNS = {"client_addr", "client_port", "xact_start", "query_start", "state_change", "wait_event_type",
                     "wait_event", "state"}

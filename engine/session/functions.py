@@ -48,6 +48,17 @@ def install(db: duckdb.DuckDBPyConnection, engine) -> None:
             raise RuntimeError("no such session")
         return s.owner
 
+    def acting(fn: Callable) -> Callable:
+        """No effect while the caller's statement is only being described (Describe runs
+        DuckDB's binder and a LIMIT 0 that may still call the function)."""
+        @functools.wraps(fn)
+        def call(caller, *args):
+            if caller is not None and getattr(engine.sessions.get(int(caller)), "owner", None) is not None \
+                    and session(caller).describing:
+                return None
+            return fn(caller, *args)
+        return call
+
     def signal(caller, action, pid):
         if pid is None:
             return None
@@ -78,5 +89,5 @@ def install(db: duckdb.DuckDBPyConnection, engine) -> None:
             "BOOLEAN"),
            ("__tierd_listening", listening, ["BIGINT"], "VARCHAR[]"))
     for name, fn, params, result in fns:
-        db.create_function(name, _reported(fn, engine), params, result, side_effects=True, null_handling="special")
+        db.create_function(name, _reported(acting(fn), engine), params, result, side_effects=True, null_handling="special")
     pg_session.install(db, activity.SCHEMA)

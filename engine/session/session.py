@@ -98,7 +98,11 @@ class EngineSession(SessionState):
 
         def run() -> tuple[list[str | None], pa.Schema | None]:
             with self.running:
-                return reads.describe(self, sql, words)
+                self.describing = True   # DuckDB may call session functions: they do nothing now
+                try:
+                    return reads.describe(self, sql, words)
+                finally:
+                    self.describing = False
 
         return self.guarded(words[0], sql, run)
 

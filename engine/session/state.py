@@ -89,6 +89,7 @@ class SessionState:
         self.listen_changes: list[tuple[str, str | None]] = []  # LISTEN/UNLISTEN, applied at commit
         self.udf_error: EngineError | None = None  # an error a session function raised inside DuckDB
         self.holds_xact_locks = False
+        self.describing = False  # Describe binds a statement: its session functions must not act
         self.cursors: dict[str, object] = {}  # DECLAREd cursors by name (engine/session/cursors.py)
         engine.sessions.add(self.activity)
 
