@@ -44,7 +44,8 @@ class ExtendedQuery:
                 f"bind message supplies {len(bind.values)} parameters, but prepared "
                 f'statement "{bind.statement}" requires {required}')
         declared = statement.param_oids
-        params = [decode_param(declared[i] if i < len(declared) else 0, bind.format_of(i), value)
+        zone = state.timezone
+        params = [decode_param(declared[i] if i < len(declared) else 0, bind.format_of(i), value, zone)
                   for i, value in enumerate(bind.values)]
         if not bind.portal:
             state.portals.pop("", None)

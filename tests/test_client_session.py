@@ -301,3 +301,12 @@ def test_backend_pid_activity_and_terminate(module_tierd):
             b.execute("SELECT 1")
         wait_for(lambda: a.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
                                    [b.info.backend_pid]).fetchone() == (0,), timeout=10, what="b gone")
+
+
+def test_text_timestamptz_parameter_without_offset_is_session_wall_time(module_tierd):
+    """A timestamptz parameter sent as text without an offset (declared type timestamptz) is
+    read in the session TimeZone, as PostgreSQL reads it."""
+    with module_tierd.connect(options="-c TimeZone=Asia/Kolkata") as c:
+        # psycopg sends a str as unknown (OID 0): declare timestamptz (1184) at the libpq level
+        got = c.pgconn.exec_params(b"SELECT $1::text", [b"2026-07-04 08:30:45"], [1184])
+        assert got.get_value(0, 0) == b"2026-07-04 08:30:45+05:30"

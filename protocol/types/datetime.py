@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import struct
+import zoneinfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -190,9 +191,20 @@ def timestamp_from_text(text: str) -> dt.datetime:
     return _parse("timestamp", dt.datetime.fromisoformat, text).replace(tzinfo=None)
 
 
-def timestamptz_from_text(text: str) -> dt.datetime:
+def timestamptz_from_text(text: str, timezone: str = "UTC") -> dt.datetime:
+    """Text without an offset is wall time in the session TimeZone, as Postgres reads it."""
     value = _parse("timestamp with time zone", dt.datetime.fromisoformat, text)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=_zone(timezone))
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def interval_from_binary(data: bytes) -> dt.timedelta | str:
