@@ -210,7 +210,7 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
     def send_result(self, state: ConnectionState, tag: str, table, sql: str, binary: bool = False) -> None:
         if table is not None:
             columns = plan_columns(postgres_schema(sql, table.schema), (1,) if binary else (),
-                                   timezone=state.timezone)
+                                   timezone=state.timezone, interval_style=state.interval_style)
             self.write(row_description(columns))
             for chunk in data_rows(table, columns):
                 self.write(chunk)

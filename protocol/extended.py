@@ -61,7 +61,7 @@ class ExtendedQuery:
         if name not in state.portals and name in getattr(state.session, "cursors", {}):
             # a DECLAREd cursor is a portal too (psycopg describes its named cursors)
             schema = state.session.cursor_schema(name)
-            self.write(row_description(plan_columns(schema, (), state.timezone)))
+            self.write(row_description(plan_columns(schema, (), state.timezone, state.interval_style)))
             return
         portal = state.portal(name)
         if portal.statement.is_copy or (not portal.executed and self.batchable(state, portal.statement)):
@@ -85,7 +85,8 @@ class ExtendedQuery:
             self.write(messages.NO_DATA)
         else:
             self.write(row_description(plan_columns(postgres_schema(statement.sql, schema),
-                                                    timezone=state.timezone)))
+                                                    timezone=state.timezone,
+                                                    interval_style=state.interval_style)))
 
     def run_portal(self, state: ConnectionState, portal: Portal) -> None:
         if portal.executed:
@@ -108,7 +109,7 @@ class ExtendedQuery:
         portal.tag, portal.table = result.tag, result.table
         if result.table is not None:
             portal.columns = plan_columns(postgres_schema(portal.statement.sql, result.table.schema),
-                                          portal.result_formats, state.timezone)
+                                          portal.result_formats, state.timezone, state.interval_style)
 
     def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
         """Row limits are honoured: send that many rows, then PortalSuspended."""

@@ -117,6 +117,11 @@ class ConnectionState:
         zone = getattr(self.session, "settings", {}).get("timezone", "UTC")
         return zone if valid_timezone(zone) else "UTC"
 
+    @property
+    def interval_style(self) -> str:
+        """The session IntervalStyle for interval text."""
+        return getattr(self.session, "settings", {}).get("intervalstyle", "postgres")
+
     def end_of_transaction(self) -> None:
         """Sync outside a transaction block ends the implicit transaction: drop unnamed portals
         and all named ones (Postgres portals don't outlive their transaction)."""

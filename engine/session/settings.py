@@ -111,10 +111,13 @@ def _datestyle(value: str) -> str:
 
 
 def _intervalstyle(value: str) -> str:
+    """IntervalStyle: postgres and iso_8601 are printed (the wire layer formats interval text)."""
     v = value.strip().lower()
     if v not in ("postgres", "postgres_verbose", "sql_standard", "iso_8601"):
         raise InvalidParameterValue(f'invalid value for parameter "IntervalStyle": "{value}"',
                                     hint='Available values: postgres, postgres_verbose, sql_standard, iso_8601.')
+    if v not in ("postgres", "iso_8601"):
+        raise FeatureNotSupported(f'IntervalStyle "{v}" is not supported by tierd: use postgres or iso_8601')
     return v
 
 
