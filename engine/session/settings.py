@@ -10,6 +10,7 @@ statement_timeout per statement).
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -66,8 +67,10 @@ def _ms_setting(name: str) -> Callable[[str], str]:
     return lambda value: format_ms(_parse_ms(name, value))
 
 
-def search_path_list(value: str) -> list[str]:
-    """The schema names of a search_path value, in order (`"$user"` kept as written)."""
+@functools.lru_cache(maxsize=256)
+def search_path_list(value: str) -> tuple[str, ...]:
+    """The schema names of a search_path value, in order (`"$user"` kept as written).
+    Cached: sessions look at their path before every statement."""
     names = []
     for part in re.findall(r'"(?:[^"]|"")*"|[^,]+', value):
         part = part.strip()
@@ -78,7 +81,7 @@ def search_path_list(value: str) -> list[str]:
             names.append(inner)
         else:
             names.append(part.strip("'").strip().lower())
-    return names
+    return tuple(names)
 
 
 def _search_path(value: str) -> str:
