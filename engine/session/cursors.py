@@ -9,6 +9,7 @@ SCROLL); the query sees the data committed when it was declared.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class Cursor:
     con: duckdb.DuckDBPyConnection
     reader: pa.RecordBatchReader
     schema: pa.Schema                    # with SQL type metadata (uuid, json)
+    reading: contextlib.ExitStack        # the cold files it reads outlive a compaction until CLOSE
     created: float = field(default_factory=time.time)
     left: pa.RecordBatch | None = None   # rows of the last batch not fetched yet
     done: bool = False
@@ -66,6 +68,8 @@ class Cursor:
             self.con.close()
         except duckdb.Error:
             pass
+        finally:
+            self.reading.close()
 
 
 def declare(s: SessionState, stmt: DeclareCursor, params: list) -> StatementResult:
@@ -76,16 +80,23 @@ def declare(s: SessionState, stmt: DeclareCursor, params: list) -> StatementResu
     sql, hidden = reads.checked_read_sql(s, stmt.query)
     s.check_user_scope()
     s.engine.hot.materialize()
-    con = s.reader_connection(hidden)
-    try:
-        con.execute(sql, params or None)
-        types = [d[1] for d in con.description]
-        reader = con.to_arrow_reader(BATCH_ROWS)
-    except BaseException:
-        con.close()
-        raise
+    with contextlib.ExitStack() as undo:   # on failure: the connection closed, the files let go
+        reading = contextlib.ExitStack()
+        reading.enter_context(s.engine.reaper.reading())
+        undo.callback(reading.close)
+        con = s.reader_connection(hidden)
+        undo.callback(con.close)
+        with s.running:
+            s.fetching = con   # DuckDB runs the query up to its first rows here: cancellable
+            try:
+                con.execute(sql, params or None)
+                types = [d[1] for d in con.description]
+                reader = con.to_arrow_reader(BATCH_ROWS)
+            finally:
+                s.fetching = None
+        undo.pop_all()
     schema = schema_with_sql_types(reader.schema, types)
-    s.cursors[stmt.name] = Cursor(stmt.name, stmt.query, stmt.hold, stmt.binary, con, reader, schema)
+    s.cursors[stmt.name] = Cursor(stmt.name, stmt.query, stmt.hold, stmt.binary, con, reader, schema, reading)
     return StatementResult("DECLARE CURSOR")
 
 
@@ -99,7 +110,11 @@ def _cursor(s: SessionState, name: str) -> Cursor:
 def fetch(s: SessionState, stmt: FetchCursor, params: list) -> StatementResult:
     cursor = _cursor(s, stmt.name)
     with s.running:
-        batches = cursor.take(stmt.count)
+        s.fetching = cursor.con   # a cancel or statement_timeout interrupts the stream too
+        try:
+            batches = cursor.take(stmt.count)
+        finally:
+            s.fetching = None
     rows = sum(b.num_rows for b in batches)
     if stmt.move:
         return StatementResult(f"MOVE {rows}")

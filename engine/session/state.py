@@ -23,7 +23,7 @@ from engine.core import EngineCore
 from engine.errors import EngineError, InvalidParameterValue, InvalidSchemaName, UndefinedTable
 from engine.tiers import views
 from engine.session.settings import SETTINGS_DEFAULTS, search_path_list, timeout_ms
-from engine.session.functions import PID_VARIABLE
+from engine.catalog.pg_session import PID_VARIABLE
 from engine.sql import division, dml
 from engine.sql.statements import split_qualified
 
@@ -83,7 +83,6 @@ class SessionState:
         self.cur.execute(f"SET VARIABLE {PID_VARIABLE} = {self.pid}")
         self.activity = Activity(self.pid, user, lambda: self.settings["application_name"], self.cancel,
                                  self.terminate, owner=self)
-        self.terminated = False
         self.on_terminate: Callable[[], None] | None = None  # the front end's: close the connection
         self.notifications: list[tuple[str, str]] = []  # NOTIFYs of the open transaction
         self.listen_changes: list[tuple[str, str | None]] = []  # LISTEN/UNLISTEN, applied at commit
@@ -91,6 +90,7 @@ class SessionState:
         self.holds_xact_locks = False
         self.describing = False  # Describe binds a statement: its session functions must not act
         self.cursors: dict[str, object] = {}  # DECLAREd cursors by name (engine/session/cursors.py)
+        self.fetching: duckdb.DuckDBPyConnection | None = None  # a FETCH's cursor connection, while it reads
         engine.sessions.add(self.activity)
 
     # ------------------------------------------------------------------ other sessions
@@ -102,12 +102,14 @@ class SessionState:
         try:
             self.cur.interrupt()
             self.check_cur.interrupt()
+            fetching = self.fetching
+            if fetching is not None:
+                fetching.interrupt()
         except duckdb.Error:
             pass
 
     def terminate(self) -> None:
         """pg_terminate_backend: stop what runs and have the front end close the connection."""
-        self.terminated = True
         self.cancel("administrator command")
         if self.on_terminate is not None:
             self.on_terminate()
