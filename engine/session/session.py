@@ -182,7 +182,7 @@ class EngineSession(SessionState):
 
     def _canceled(self, err: EngineError) -> EngineError:
         """A cancelled statement's error says why, as Postgres words it."""
-        if isinstance(err, QueryCanceled) or (self.cancel_requested and not isinstance(err, LockNotAvailable)):
+        if self.cancel_requested and not isinstance(err, LockNotAvailable):
             return QueryCanceled(f"canceling statement due to {self.cancel_reason}")
         return err
 
