@@ -31,9 +31,9 @@ NOT_SETTINGS = frozenset({"user", "database", "options", "replication"})
 
 
 def startup_settings(params: dict[str, str]) -> dict[str, str]:
-    """Settings a startup packet carries: its own keys (TimeZone, application_name) and
-    `options`' `-c name=value` / `--name=value` (psycopg `options=`, asyncpg
-    `server_settings` send the latter kind too)."""
+    """Settings a startup packet carries: its own keys (pgjdbc's TimeZone, asyncpg's
+    `server_settings`, application_name) and `options`' `-c name=value` / `--name=value`
+    (libpq's `options=` / PGOPTIONS)."""
     out = {k: v for k, v in params.items() if k not in NOT_SETTINGS}
     words = re.split(r"(?<!\\)\s+", params.get("options", "").strip())
     i = 0

@@ -16,7 +16,16 @@ Handler = Callable[[SessionState, object, list], StatementResult]
 
 
 def _change_setting(s: SessionState, stmt: p.SetSetting | p.ResetSetting, params: list) -> StatementResult:
-    return settings.change(s.settings, stmt, s.check_zone, s.reset_settings)
+    if isinstance(stmt, p.SetSetting) and stmt.local:
+        if not s.tx.explicit:   # PostgreSQL warns and changes nothing
+            return StatementResult("SET", notices=("SET LOCAL can only be used in transaction blocks",))
+        s.local_settings.setdefault(stmt.name, s.settings.get(stmt.name))
+    result = settings.change(s.settings, stmt, s.check_zone, s.reset_settings)
+    if not isinstance(stmt, p.SetSetting) or not stmt.local:
+        s.local_settings.pop(getattr(stmt, "name", ""), None)  # a session SET outlives the transaction
+        if isinstance(stmt, p.ResetSetting) and stmt.name == "all":
+            s.local_settings.clear()
+    return result
 
 
 HANDLERS: dict[type, Handler] = {

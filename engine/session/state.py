@@ -88,6 +88,7 @@ class SessionState:
         self.listen_changes: list[tuple[str, str | None]] = []  # LISTEN/UNLISTEN, applied at commit
         self.udf_error: EngineError | None = None  # an error a session function raised inside DuckDB
         self.holds_xact_locks = False
+        self.local_settings: dict[str, str | None] = {}  # SET LOCAL: the values to restore at transaction end
         self.describing = False  # Describe binds a statement: its session functions must not act
         self.cursors: dict[str, object] = {}  # DECLAREd cursors by name (engine/session/cursors.py)
         self.fetching: duckdb.DuckDBPyConnection | None = None  # a FETCH's cursor connection, while it reads
@@ -150,6 +151,12 @@ class SessionState:
             if self.notifications:
                 hub.publish(self.pid, self.notifications)
         self.listen_changes, self.notifications = [], []
+        for name, value in self.local_settings.items():
+            if value is None:
+                self.settings.pop(name, None)
+            else:
+                self.settings[name] = value
+        self.local_settings = {}
         if self.holds_xact_locks:
             self.engine.advisory_locks.release_all(self.pid, ("xact",))
             self.holds_xact_locks = False

@@ -83,6 +83,7 @@ class Show:
 class SetSetting:
     name: str
     value: str
+    local: bool = False  # SET LOCAL: until the end of the transaction
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,8 @@ Statement = (Empty | Begin | Commit | Rollback | Savepoint | Query | Write | Sho
 
 _SAVEPOINT = re.compile(r"^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+"
                         r"(\"[^\"]+\"|\w+)\s*;?\s*$", re.I)
-_SET = re.compile(r"^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_.]+)\s*(?:=|\s+TO\s+)\s*(.+?)\s*;?\s*$", re.I | re.S)
-_SET_TIME_ZONE = re.compile(r"^\s*SET\s+(?:SESSION\s+)?TIME\s+ZONE\s+(.+?)\s*;?\s*$", re.I | re.S)
+_SET = re.compile(r"^\s*SET\s+(SESSION\s+|LOCAL\s+)?([A-Za-z_.]+)\s*(?:=|\s+TO\s+)\s*(.+?)\s*;?\s*$", re.I | re.S)
+_SET_TIME_ZONE = re.compile(r"^\s*SET\s+(SESSION\s+|LOCAL\s+)?TIME\s+ZONE\s+(.+?)\s*;?\s*$", re.I | re.S)
 _ALTER_OWNER = re.compile(r"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(.+?)\s+OWNER\s+TO\s+(\S+?)\s*;?\s*$", re.I | re.S)
 # SHOW's multi-word spellings.
 _SHOW_ALIASES = {"transaction isolation level": "transaction_isolation", "time zone": "timezone"}
@@ -235,14 +236,18 @@ def _set(sql: str, words: list[str]) -> SetSetting | ResetSetting:
         return ResetSetting(words[1].lower() if len(words) > 1 else "")
     tz = _SET_TIME_ZONE.match(sql)
     if tz:
-        return SetSetting("timezone", tz.group(1).strip("'\""))
+        return SetSetting("timezone", tz.group(2).strip("'\""), _is_local(tz.group(1)))
     m = _SET.match(sql)
     if not m:
         raise FeatureNotSupported("unsupported SET statement")
-    value = m.group(2).strip()
+    value = m.group(3).strip()
     if value.startswith("'") and value.endswith("'"):
         value = value[1:-1]
-    return SetSetting(m.group(1).lower(), value)
+    return SetSetting(m.group(2).lower(), value, _is_local(m.group(1)))
+
+
+def _is_local(scope: str | None) -> bool:
+    return bool(scope) and scope.strip().upper() == "LOCAL"
 
 
 def _alter_table(sql: str) -> AlterTableOwner:
