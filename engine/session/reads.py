@@ -9,7 +9,6 @@ import pyarrow as pa
 
 from engine import metrics
 from engine.catalog import pg_session, privileges
-from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import InsufficientPrivilege
 from engine.tiers import point_lookup, views
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
@@ -72,17 +71,13 @@ def checked_read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
 
 def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
     point = point_lookup.match(stmt.sql)
+    if point is not None and not s.tx.in_duck_txn:
+        table = _point_select(s, point, params)
+        metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback" if table is None else "used")
+        if table is not None:
+            return StatementResult(f"SELECT {table.num_rows}", table)
     sql, hidden = _read_sql(s, stmt.sql)
     eng = s.engine
-    if point is not None and not s.tx.in_duck_txn:  # after the privilege checks
-        # a writing transaction reads its own writes first (its DuckDB snapshot, once it has
-        # one, holds them too; then the view answers)
-        own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
-        table = eng.point_lookups.run(point, params, s.schemas[0] if s.schemas else DEFAULT_NAMESPACE, own)
-        if table is not None:
-            metrics.inc("tierd_fast_path_total", path="point_select", outcome="used")
-            return StatementResult(f"SELECT {table.num_rows}", table)
-        metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback")
     own_writes_visible(s)
     s.check_user_scope()
     eng.hot.materialize()
@@ -96,6 +91,21 @@ def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
 def _derived_settings(s: SessionState) -> dict[str, str]:
     """Settings that follow from the session's role rather than from SET."""
     return {"is_superuser": "on" if s.is_superuser else "off", "session_authorization": s.user}
+
+
+def _point_select(s: SessionState, point: point_lookup.PointQuery, params: list) -> pa.Table | None:
+    """`SELECT cols FROM t WHERE pk = $1` on a tierd table, without DuckDB and without the
+    rewrite and sandbox passes (the statement names one table, its columns and a key): the
+    privilege check is the general path's. A writing transaction reads its own writes first
+    (once it has a DuckDB snapshot, that holds them too and the view answers). None: the
+    general path answers."""
+    eng = s.engine
+    t = eng.catalog.find(point.namespace, point.table) if point.namespace else s.find_table(point.table)
+    if t is None:
+        return None
+    privileges.check_table(eng.roles, s.user, t, "SELECT")
+    own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
+    return eng.point_lookups.run(point, params, t.namespace, own)  # an unqualified name: on the search path
 
 
 def show(s: SessionState, stmt: Show, params: list) -> StatementResult:
