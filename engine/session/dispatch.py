@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import admin, cursors, ddl, keyed_writes, listen, reads, settings, transactions
+from engine.session import admin, cursors, ddl, keyed_writes, listen, reads, rekey, sequences, settings, transactions
+from engine.sql import sequence_ddl as sq
+from engine.sql import table_commands as tc
 from engine.session.state import SessionState
 from engine.sql import parse as p
 from engine.sql import statements as st
@@ -61,6 +63,12 @@ HANDLERS: dict[type, Handler] = {
     p.DeclareCursor: cursors.declare,
     p.FetchCursor: cursors.fetch,
     p.CloseCursor: cursors.close,
+    sq.CreateSequence: sequences.create_sequence,
+    sq.AlterSequence: sequences.alter_sequence,
+    sq.DropSequence: sequences.drop_sequence,
+    tc.Truncate: rekey.truncate,
+    tc.AddPrimaryKey: rekey.add_primary_key,
+    tc.Maintenance: lambda s, stmt, params: StatementResult(stmt.command),
 }
 
 

@@ -10,6 +10,7 @@ batch) and visible to others atomically at COMMIT.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from typing import Callable, Iterator
 
@@ -17,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.activity import Activity
-from engine.catalog import pg_catalog, privileges
+from engine.catalog import pg_catalog, privileges, sequence_functions
 from engine.catalog.tables import DEFAULT_NAMESPACE, TableDef
 from engine.core import EngineCore
 from engine.errors import EngineError, InvalidParameterValue, InvalidSchemaName, UndefinedTable
@@ -28,6 +29,7 @@ from engine.sql import division, dml
 from engine.sql.statements import split_qualified
 
 SCHEMAS_VARIABLE = pg_catalog.SCHEMAS_VARIABLE  # current_schema(), pg_table_is_visible read it
+_SESSION_IDS = itertools.count(1)
 
 
 class Transaction:
@@ -78,6 +80,8 @@ class SessionState:
         self.statement_number = 0
         # current_user & co. read this per-connection variable (Engine._create_identity_macros).
         self.cur.execute(f"SET VARIABLE {views.USER_VARIABLE} = {views.sql_str(user)}")
+        self.session_id = next(_SESSION_IDS)  # currval / lastval are per session
+        sequence_functions.set_session(self.cur, self.session_id)
         # Who this session is to others: pg_stat_activity, pg_backend_pid(), signals.
         self.pid = engine.sessions.new_pid()
         self.cur.execute(f"SET VARIABLE {PID_VARIABLE} = {self.pid}")
