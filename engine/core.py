@@ -14,6 +14,8 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
+from engine.activity import SessionRegistry
+from engine.advisory_locks import AdvisoryLocks
 from engine.catalog.pg_catalog import PgCatalog
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
@@ -30,6 +32,7 @@ from engine.storage.reaper import FileReaper
 from engine.system_tables import SystemTables
 from engine.tiering.jobs import JobsConfig
 from engine.tiering.service import TieringService
+from engine.notifications import NotificationHub
 
 NOW = object()  # marker: the default is the transaction's timestamp
 NO_FAST_DEFAULT = object()  # marker: only DuckDB can evaluate this default
@@ -82,6 +85,9 @@ class EngineCore:
     pg_catalog: PgCatalog
     system_tables: SystemTables
     ddl_lock: threading.RLock
+    sessions: SessionRegistry  # the open sessions (pg_stat_activity, pg_backend_pid, signals)
+    notifications: NotificationHub  # LISTEN / NOTIFY between sessions
+    advisory_locks: AdvisoryLocks
     has_user_tables: bool  # sessions set their USER-table filter once one exists
 
     def _init_shapes(self) -> None:

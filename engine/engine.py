@@ -26,6 +26,10 @@ from engine.failpoints import Failpoints
 from engine.tiers.hot import HotTier
 from engine.tiers import views
 from engine.tiers.point_lookup import PointLookups
+from engine.activity import SessionRegistry
+from engine.advisory_locks import AdvisoryLocks
+from engine.notifications import NotificationHub
+from engine.session import functions
 from engine.session.settings import pg_settings_rows
 from engine.session.session import EngineSession
 from engine.storage.backend import Storage
@@ -75,6 +79,11 @@ class Engine(EngineCore):
         self.sequences = Sequences(store)
         sequence_functions.install(self.admin, self.sequences, self.catalog, ("memory", views.FULL))
         pg_catalog.install(self.admin, pg_settings_rows(), datetime.datetime.now(datetime.timezone.utc))
+        self.sessions = SessionRegistry(DATABASE, pg_catalog.DATABASE_OID,
+                                        lambda name: pg_catalog.role_oid(name, name == self.roles.bootstrap))
+        self.notifications = NotificationHub()
+        self.advisory_locks = AdvisoryLocks()
+        functions.install(self.admin, self)
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
         self.running_copies: dict[int, object] = {}  # session -> its COPY FROM (pg_stat_progress_copy)
         self.reaper = FileReaper()

@@ -27,6 +27,7 @@ from .batch import BatchFailed, InsertBatching
 from .column_names import postgres_schema
 from .copy import CopyExchange
 from .errors import error_response, notice_response
+from .events import SessionEvents
 from .extended import ExtendedQuery
 from .messages import ClientGone
 from .rows import data_rows, plan_columns, row_description
@@ -53,6 +54,7 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
             state = self.handle_startup(self.server.conn)
             if state is not None:
                 self.server.ctxts[state.process_id] = state
+                self.events = SessionEvents(self, state)
                 self.serve_messages(state)
         except (ClientGone, ConnectionError, TimeoutError):
             pass
@@ -120,33 +122,38 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
             kind, payload = self.read_message()
             if kind == b"X":
                 return
-            if kind == b"S":
-                if self.batch is not None:
-                    self.run_batch()
-                self.handle_sync(state)
-                continue
-            if self.batch is not None and kind not in b"PBDE":
-                self.run_batch()    # the held Executes run before anything that may see them
-                if state.skip_until_sync:
-                    self.flush()    # a row's error: a client waiting after Flush must see it now
+            with self.events.busy:   # other sessions' notifications wait while a message is handled
+                self.handle_message(state, handlers, kind, payload)
+            self.events.deliver()
+
+    def handle_message(self, state: ConnectionState, handlers: dict, kind: bytes, payload: bytes) -> None:
+        if kind == b"S":
+            if self.batch is not None:
+                self.run_batch()
+            self.handle_sync(state)
+            return
+        if self.batch is not None and kind not in b"PBDE":
+            self.run_batch()    # the held Executes run before anything that may see them
             if state.skip_until_sync:
-                continue            # Postgres discards messages after an error until Sync
-            if kind in (b"d", b"c", b"f"):
-                continue            # stray COPY data after a failed COPY is ignored
-            handler = handlers.get(kind)
-            try:
-                if handler is None:
-                    raise ProtocolViolation(f"invalid frontend message type {kind!r}")
-                handler(state, payload)
-            except (ClientGone, ConnectionError):
-                raise
-            except BatchFailed:
-                continue
-            except Exception as exc:
-                self.send_error(exc)
-                if kind[0] in EXTENDED:
-                    state.skip_until_sync = True
-                    self.flush()    # a client waiting after Flush (asyncpg) must see it now
+                self.flush()    # a row's error: a client waiting after Flush must see it now
+        if state.skip_until_sync:
+            return              # Postgres discards messages after an error until Sync
+        if kind in (b"d", b"c", b"f"):
+            return              # stray COPY data after a failed COPY is ignored
+        handler = handlers.get(kind)
+        try:
+            if handler is None:
+                raise ProtocolViolation(f"invalid frontend message type {kind!r}")
+            handler(state, payload)
+        except (ClientGone, ConnectionError):
+            raise
+        except BatchFailed:
+            return
+        except Exception as exc:
+            self.send_error(exc)
+            if kind[0] in EXTENDED:
+                state.skip_until_sync = True
+                self.flush()    # a client waiting after Flush (asyncpg) must see it now
 
     def send_error(self, exc: BaseException, ctx=None) -> None:
         """Errors carry severity, SQLSTATE, message, detail and hint (buenavista: message only)."""
@@ -192,7 +199,7 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
                     self.write(messages.EMPTY_QUERY_RESPONSE)
                 for result in results:
                     self.send_notices(result.notices)
-                    self.send_result(state, result.tag, result.table, statement)
+                    self.send_result(state, result.tag, result.table, statement, result.binary)
                     if result.tag in ("SET", "RESET"):
                         self.report_settings(state)
         except (ClientGone, ConnectionError):
@@ -202,9 +209,10 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         self.send_ready_for_query(state)
         self.flush()
 
-    def send_result(self, state: ConnectionState, tag: str, table, sql: str) -> None:
+    def send_result(self, state: ConnectionState, tag: str, table, sql: str, binary: bool = False) -> None:
         if table is not None:
-            columns = plan_columns(postgres_schema(sql, table.schema), timezone=state.timezone)
+            columns = plan_columns(postgres_schema(sql, table.schema), (1,) if binary else (),
+                                   timezone=state.timezone, interval_style=state.interval_style)
             self.write(row_description(columns))
             for chunk in data_rows(table, columns):
                 self.write(chunk)

@@ -51,7 +51,8 @@ class ExtendedQuery:
         if 0 in declared:
             inferred = self.inferred_numbers(state, statement)
             declared = [oid or (inferred[i] if i < len(inferred) else 0) for i, oid in enumerate(declared)]
-        params = [decode_param(declared[i], bind.format_of(i), value) for i, value in enumerate(bind.values)]
+        zone = state.timezone
+        params = [decode_param(declared[i], bind.format_of(i), value, zone) for i, value in enumerate(bind.values)]
         if not bind.portal:
             state.portals.pop("", None)
         state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
@@ -76,6 +77,11 @@ class ExtendedQuery:
         kind, name = messages.read_target(payload)
         if kind == "S":
             self.describe_statement(state, state.statement(name))
+            return
+        if name not in state.portals and name in getattr(state.session, "cursors", {}):
+            # a DECLAREd cursor is a portal too (psycopg describes its named cursors)
+            schema = state.session.cursor_schema(name)
+            self.write(row_description(plan_columns(schema, (), state.timezone, state.interval_style)))
             return
         portal = state.portal(name)
         if portal.statement.is_copy:
@@ -103,7 +109,8 @@ class ExtendedQuery:
             self.write(messages.NO_DATA)
         else:
             self.write(row_description(plan_columns(postgres_schema(statement.sql, schema),
-                                                    timezone=state.timezone)))
+                                                    timezone=state.timezone,
+                                                    interval_style=state.interval_style)))
 
     def run_portal(self, state: ConnectionState, portal: Portal) -> None:
         if portal.executed:
@@ -126,7 +133,7 @@ class ExtendedQuery:
         portal.tag, portal.table = result.tag, result.table
         if result.table is not None:
             portal.columns = plan_columns(postgres_schema(portal.statement.sql, result.table.schema),
-                                          portal.result_formats, state.timezone)
+                                          portal.result_formats, state.timezone, state.interval_style)
 
     def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
         """Row limits are honoured: send that many rows, then PortalSuspended."""

@@ -72,6 +72,10 @@ class ConnectionState:
     skip_until_sync: bool = False       # an extended-protocol message failed
     reported: dict[str, str] = field(default_factory=dict)   # ParameterStatus values sent
 
+    def __post_init__(self) -> None:
+        # The engine names the session's backend pid (pg_backend_pid(), pg_stat_activity).
+        self.process_id = getattr(self.session, "pid", self.process_id)
+
     def add_statement(self, name: str, statement: PreparedStatement) -> None:
         if name and name in self.statements:
             raise DuplicatePreparedStatement(f'prepared statement "{name}" already exists')
@@ -114,6 +118,11 @@ class ConnectionState:
         """The session TimeZone for timestamptz text (UTC if the setting names no zone)."""
         zone = getattr(self.session, "settings", {}).get("timezone", "UTC")
         return zone if valid_timezone(zone) else "UTC"
+
+    @property
+    def interval_style(self) -> str:
+        """The session IntervalStyle for interval text."""
+        return getattr(self.session, "settings", {}).get("intervalstyle", "postgres")
 
     def end_of_transaction(self) -> None:
         """Sync outside a transaction block ends the implicit transaction: drop unnamed portals

@@ -11,6 +11,7 @@ values, BackendKeyData and ReadyForQuery. `Startup` is mixed into TierdHandler
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import struct
 
@@ -25,9 +26,28 @@ from .session import ConnectionState
 
 log = logging.getLogger("tierd.protocol")
 
-# Settings a startup packet may carry (the encodings stay UTF8 whatever a client asks).
-STARTUP_SETTINGS = frozenset({"timezone", "datestyle", "intervalstyle", "application_name",
-                              "search_path"})
+# Startup packet keys that are not settings.
+NOT_SETTINGS = frozenset({"user", "database", "options", "replication"})
+
+
+def startup_settings(params: dict[str, str]) -> dict[str, str]:
+    """Settings a startup packet carries: its own keys (pgjdbc's TimeZone, asyncpg's
+    `server_settings`, application_name) and `options`' `-c name=value` / `--name=value`
+    (libpq's `options=` / PGOPTIONS)."""
+    out = {k: v for k, v in params.items() if k not in NOT_SETTINGS}
+    words = re.split(r"(?<!\\)\s+", params.get("options", "").strip())
+    i = 0
+    while i < len(words):
+        word = words[i].replace("\\ ", " ")
+        if word == "-c" and i + 1 < len(words):
+            word, i = "--" + words[i + 1].replace("\\ ", " "), i + 1
+        elif word.startswith("-c"):
+            word = "--" + word[2:]
+        if word.startswith("--") and "=" in word:
+            name, value = word[2:].split("=", 1)
+            out[name.replace("-", "_")] = value
+        i += 1
+    return out
 
 
 class EngineConnection(Connection):
@@ -124,10 +144,14 @@ class Startup:
                      self.flush)
         session = conn.open_session(user, database)
         state = ConnectionState(session, params)
-        settings = getattr(session, "settings", {})
-        for name, value in params.items():   # startup options set session settings (pgjdbc: TimeZone)
-            if name.lower() in STARTUP_SETTINGS and name.lower() in settings:
-                settings[name.lower()] = value.strip("'")
+        if hasattr(session, "connected_from"):
+            session.connected_from(*self.client_address[:2])
+        try:   # startup options set session settings (pgjdbc: TimeZone; psql: options=-c ...)
+            for name, value in startup_settings(params).items():
+                session.startup_setting(name, value.strip("'"))
+        except Exception:
+            session.close()
+            raise
         self.send_authentication_ok()
         state.reported = conn.parameters() | {
             "application_name": params.get("application_name", ""),

@@ -31,6 +31,16 @@ def test_dt_lists_the_tables_on_the_search_path(catalog_tierd):
     assert out[-1] == f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
 
 
+def test_dt_follows_search_path(catalog_tierd):
+    """After SET search_path, plain \\dt lists what is on the new path (and nothing else)."""
+    out = lines(ok(psql(catalog_tierd, "-c", "SET search_path = shop", "-c", r"\dt")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[4:-1]]
+    assert rows == [["shop", "orders", "table", "tierd"]]
+    out = lines(ok(psql(catalog_tierd, "-c", "SET search_path = shop, public", "-c", r"\dt")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[4:-1]]
+    assert ["shop", "orders", "table", "tierd"] in rows and ["public", "items", "table", "tierd"] in rows
+
+
 def test_dt_with_a_namespace_pattern(catalog_tierd):
     out = lines(ok(psql(catalog_tierd, "-c", r"\dt shop.*")))
     rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]

@@ -45,6 +45,8 @@ HEAP_AM = 2
 FIRST_TABLE_OID = 100000
 SYSTEM_VIEW_OID = 90000
 SYSTEM_NAMESPACE = "system"
+# The DuckDB variable each session sets to its search path's namespaces (a VARCHAR[]).
+SCHEMAS_VARIABLE = "tierd_schemas"
 
 TypeOid = Callable[[pa.Field], int]
 
@@ -309,8 +311,10 @@ MACROS: dict[str, str] = {
     "pg_get_userbyid": (
         f"(r) AS coalesce((SELECT __name FROM {PRIVATE}.roles WHERE __oid = r), 'unknown (OID=' || r || ')')"
     ),
+    # Visible: in pg_catalog or on the session's search path (the variable each session sets).
     "pg_table_is_visible": (
-        f"(r) AS coalesce((SELECT __visible FROM {PRIVATE}.relations WHERE __oid = r), false)"
+        f"(r) AS coalesce((SELECT __nspname = 'pg_catalog' OR list_contains(getvariable('{SCHEMAS_VARIABLE}'), "
+        f"__nspname) FROM {PRIVATE}.relations WHERE __oid = r), false)"
     ),
     "pg_type_is_visible": "(t) AS true",
     "pg_function_is_visible": "(f) AS true",
@@ -339,8 +343,11 @@ MACROS: dict[str, str] = {
     "array_upper": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN len(a) END",
     "array_lower": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN 1 END",
     "version": "() AS 'PostgreSQL 15.0 (tierd) on x86_64-pc-linux-gnu, compiled by tierd, 64-bit'",
-    "current_schema": "() AS 'public'",
-    "current_schemas": "(b) AS CASE WHEN b THEN ['pg_catalog', 'public'] ELSE ['public'] END",
+    "current_schema": f"() AS getvariable('{SCHEMAS_VARIABLE}')[1]",
+    "current_schemas": (
+        f"(b) AS CASE WHEN b THEN list_prepend('pg_catalog', list_filter(getvariable('{SCHEMAS_VARIABLE}'), "
+        f"x -> x <> 'pg_catalog')) ELSE getvariable('{SCHEMAS_VARIABLE}') END"
+    ),
     "current_database": "() AS 'tierd'",
     "to_regclass": (
         f"(s) AS (SELECT __oid FROM {PRIVATE}.relations WHERE "

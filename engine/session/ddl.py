@@ -6,6 +6,8 @@ DuckDB objects of a table change under the write lock, so no write sees half a t
 """
 from __future__ import annotations
 
+import dataclasses
+
 from engine.catalog.tables import SYSTEM_COLUMNS, TableDef, check_identifier, parse_table_options
 from engine.errors import DuplicateTable, InvalidSchemaName, InvalidTableDefinition, \
     ObjectInUse, UndefinedTable
@@ -22,6 +24,8 @@ from engine.sql.statements import CreateNamespace, DropNamespace, DropTable, unq
 def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> StatementResult:
     _begin_ddl(s, stmt.action)
     eng, ct = s.engine, stmt.table
+    if not ct.namespace:
+        ct = dataclasses.replace(ct, namespace=s.creation_namespace)
     check_identifier(ct.name, "table")
     with eng.ddl_lock:
         eng.catalog.require_namespace(ct.namespace)

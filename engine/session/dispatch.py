@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import admin, ddl, keyed_writes, reads, rekey, sequences, settings, transactions
+from engine.session import admin, cursors, ddl, keyed_writes, listen, reads, rekey, sequences, settings, transactions
 from engine.sql import sequence_ddl as sq
 from engine.sql import table_commands as tc
 from engine.session.state import SessionState
@@ -18,7 +18,16 @@ Handler = Callable[[SessionState, object, list], StatementResult]
 
 
 def _change_setting(s: SessionState, stmt: p.SetSetting | p.ResetSetting, params: list) -> StatementResult:
-    return settings.change(s.settings, stmt)
+    if isinstance(stmt, p.SetSetting) and stmt.local:
+        if not s.tx.explicit:   # PostgreSQL warns and changes nothing
+            return StatementResult("SET", notices=("SET LOCAL can only be used in transaction blocks",))
+        s.local_settings.setdefault(stmt.name, s.settings.get(stmt.name))
+    result = settings.change(s.settings, stmt, s.check_zone, s.reset_settings)
+    if not isinstance(stmt, p.SetSetting) or not stmt.local:
+        s.local_settings.pop(getattr(stmt, "name", ""), None)  # a session SET outlives the transaction
+        if isinstance(stmt, p.ResetSetting) and stmt.name == "all":
+            s.local_settings.clear()
+    return result
 
 
 HANDLERS: dict[type, Handler] = {
@@ -48,6 +57,12 @@ HANDLERS: dict[type, Handler] = {
     st.CheckStorage: admin.storage_definition,
     st.StorageJob: admin.storage_job,
     st.JobCommand: admin.job_command,
+    p.Listen: listen.listen,
+    p.Unlisten: listen.unlisten,
+    p.Notify: listen.notify,
+    p.DeclareCursor: cursors.declare,
+    p.FetchCursor: cursors.fetch,
+    p.CloseCursor: cursors.close,
     sq.CreateSequence: sequences.create_sequence,
     sq.AlterSequence: sequences.alter_sequence,
     sq.DropSequence: sequences.drop_sequence,

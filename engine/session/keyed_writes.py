@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from engine import metrics
 from engine.catalog import privileges
-from engine.catalog.tables import DEFAULT_NAMESPACE, ROWID, TableDef
+from engine.catalog.tables import ROWID, TableDef
 from engine.results import StatementResult
 from engine.session import writes
 from engine.session.keys import own_version
@@ -40,7 +40,7 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
 
 def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementResult | None:
     eng = s.engine
-    t = eng.catalog.find(shape.namespace or DEFAULT_NAMESPACE, shape.table)
+    t = eng.catalog.find(shape.namespace, shape.table) if shape.namespace else s.find_table(shape.table)
     if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1:
         return None  # an unknown table's error, and these tables' rules, are the general path's
     schema = eng.visible_schema(t)

@@ -33,12 +33,16 @@ def commit(s: SessionState, stmt: Commit, params: list) -> StatementResult:
     else:
         commit_write(s)
     s.tx.explicit = s.tx.failed = False
+    s.end_transaction(committed=not failed)
     return StatementResult("ROLLBACK" if failed else "COMMIT")
 
 
 def rollback(s: SessionState, stmt: Rollback, params: list) -> StatementResult:
     rollback_write(s)
+    explicit = s.tx.explicit
     s.tx.explicit = s.tx.failed = False
+    if explicit:
+        s.end_transaction(committed=False)
     return StatementResult("ROLLBACK")
 
 

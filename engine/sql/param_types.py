@@ -14,6 +14,8 @@ from typing import Callable
 import sqlglot
 from sqlglot import exp
 
+from engine.catalog import pg_session
+
 ColumnTypes = Callable[[exp.Table], dict[str, str]]
 
 _OTHER_OPERAND = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ,
@@ -117,6 +119,10 @@ class _Scope:
             return self.type_of(parent.this)
         if isinstance(parent, (exp.Limit, exp.Offset, exp.Fetch)):
             return "BIGINT"
+        if isinstance(parent, exp.Anonymous):
+            args = parent.expressions
+            types = pg_session.ARGUMENT_TYPES.get(parent.name.lower(), {}).get(len(args))
+            return types[args.index(child)] if types and child in args else None
         if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
             return self._inserted_column_type(parent.expressions.index(child), parent.parent)
         return None

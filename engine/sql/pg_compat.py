@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from engine.catalog import pg_catalog
+from engine.catalog import pg_catalog, pg_session
 
 _T = duckdb.token_type
 _REGEX_OPS = {"~": ("~", ""), "!~": ("!~", ""), "~*": ("~", "i"), "!~*": ("!~", "i")}
@@ -44,7 +44,7 @@ _RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": 
                       "json_agg": "json_group_array", "jsonb_agg": "json_group_array"}
 _REG_TYPES = {"regclass", "regtype", "regnamespace", "regproc", "regprocedure"}
 _DROPPED_COLLATIONS = {"default", '"default"', '"c"', '"posix"', "c", "posix"}
-_CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS)
+_CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS) | pg_session.NAMES
                   | {"pg_catalog", "information_schema", "pg_settings"})
 # Functions of one value that Postgres also accepts as a one-row table in FROM.
 _SCALARS_IN_FROM = {"string_to_array", "regexp_split_to_array", "current_schemas", "current_setting"}

@@ -200,17 +200,20 @@ BINARY_DECODERS: dict[int, Callable[[bytes], object]] = (
     numeric.BINARY_DECODERS | datetime.BINARY_DECODERS | string.BINARY_DECODERS)
 
 
-def decode_param(oid: int, fmt: int, data: bytes | None) -> object:
+def decode_param(oid: int, fmt: int, data: bytes | None, timezone: str = "UTC") -> object:
     """A Bind parameter value as a Python object, by its declared OID and format code.
 
     OID 0 (unspecified) or an unknown OID in text format stays `str`: the engine casts it
     from the statement's context, as Postgres does with `unknown` literals. OID 0 in binary
-    format stays `bytes` (bytea): node-postgres sends Buffer values that way.
+    format stays `bytes` (bytea): node-postgres sends Buffer values that way. A timestamptz
+    in text without an offset is read in `timezone` (the session's).
     """
     if data is None:
         return None
     if fmt == 0:
         text = bytes(data).decode()
+        if oid == oids.TIMESTAMPTZ and timezone != "UTC":
+            return datetime.timestamptz_from_text(text, timezone)
         if oid in oids.ELEMENT_OF:
             return array.parse_text_array(text, TEXT_DECODERS.get(oids.ELEMENT_OF[oid], str))
         return TEXT_DECODERS.get(oid, str)(text)
