@@ -75,13 +75,13 @@ class EngineCore:
     has_user_tables: bool  # sessions set their USER-table filter once one exists
 
     def _init_shapes(self) -> None:
-        self._schemas: dict[int, pa.Schema] = {}
-        self._defaults: dict[tuple[int, str], object] = {}
+        self._schemas: dict[tuple[int, int], pa.Schema] = {}  # (table id, schema version) -> schema
+        self._defaults: dict[tuple[int, int, str], object] = {}
 
     # ------------------------------------------------------------------ table shapes
     def visible_schema(self, t: TableDef) -> pa.Schema:
         """Arrow schema of the table's columns, as DuckDB produces them."""
-        schema = self._schemas.get(t.tid)
+        schema = self._schemas.get((t.tid, t.schema_version))
         if schema is None:
             cols = ", ".join(views.q(c) for c in t.column_names)
             cur = self.db.cursor()
@@ -89,12 +89,18 @@ class EngineCore:
                 schema = cur.execute(f"SELECT {cols} FROM {views.hot_table(t)} LIMIT 0").to_arrow_table().schema
             finally:
                 cur.close()
-            self._schemas[t.tid] = schema
+            self._schemas[(t.tid, t.schema_version)] = schema
         return schema
+
+    def _forget_shapes(self, tid: int) -> None:
+        for key in [k for k in self._schemas if k[0] == tid]:
+            del self._schemas[key]
+        for key in [k for k in self._defaults if k[0] == tid]:
+            del self._defaults[key]
 
     def default_value(self, t: TableDef, column: Column):
         """A column default the fast INSERT path can use: a value, NOW for now(), or NO_FAST_DEFAULT."""
-        key = (t.tid, column.name)
+        key = (t.tid, t.schema_version, column.name)
         if key not in self._defaults:
             text = column.default or ""
             if _NOW_DEFAULT.match(text):
@@ -131,7 +137,8 @@ class EngineCore:
         finally:
             cur.execute("ROLLBACK")
             cur.close()
-        columns = [Column(name=n, type=ty, nullable=bool(nl), default=d) for n, ty, nl, d in cols]
+        columns = [Column(name=n, type=ty, nullable=bool(nl), default=d, id=i)
+                   for i, (n, ty, nl, d) in enumerate(cols, start=1)]
         return columns, (list(pks[0][0]) if pks else [])
 
     # ------------------------------------------------------------------ tables
@@ -156,13 +163,42 @@ class EngineCore:
         views.create_table_objects(self.admin, t, scopes, storage)
         return t
 
+    def alter_table(self, old: TableDef, new: TableDef) -> None:
+        """Under the write lock, the table's job stopped (`tiering.stop_table_job`): `new`
+        (same id) replaces `old`. Its DuckDB objects change in one DuckDB transaction; the
+        catalog record's one LevelDB put is the commit point, so a crash leaves the old or the
+        new schema, and old segments and hot batches are read through the new one by id."""
+        con = self.admin
+        with self.cold.changing():
+            self.hot.settle()
+            # Hot batches are told apart by _seq (TableDef.version_at_seq): no _seq at or below
+            # the one this schema change records may ever be handed out again.
+            self.hot.store.persist_seq(self.hot.seq)
+            con.execute("BEGIN")  # one DuckDB transaction writes one database: __tierd here
+            try:
+                views.rebuild_hot_table(con, old, new)
+                reason = self.cold.unavailable.get(new.tid)
+                cold_sql = views.unavailable_cold_view_sql(new, reason) if reason is not None else \
+                    views.cold_view_sql(new, self.cold.scopes(new), self.storage_for(new))
+                con.execute(cold_sql)
+                con.execute(views.full_view_sql(new, new.tid in self.cold.shadowing))
+                self.catalog.replace_table(old, new)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            if (old.namespace, old.name) != (new.namespace, new.name):
+                views.drop_table_views(con, old)
+            views.create_visible_view(con, new)
+            self._forget_shapes(new.tid)
+
     def drop_table(self, t: TableDef) -> None:
         """Under the write lock, its job stopped (`tiering.stop_table_job`): every trace of `t`."""
         with self.cold.changing():
             self.hot.settle()
             self.tiering.forget_table(t)
             views.drop_table_objects(self.admin, t)
-            self._schemas.pop(t.tid, None)
+            self._forget_shapes(t.tid)
             self.catalog.drop_table(t)
             self.hot.store.drop_table(t.tid)
             self.cold.delete_files(t)

@@ -48,6 +48,13 @@ class Column:
     type: str  # DuckDB type name
     nullable: bool = True
     default: str | None = None  # DuckDB expression text
+    # Stable column id: what segments and hot batches written under older schemas are read by
+    # (a RENAME COLUMN keeps it). 0 only in catalogs written before ids (assigned at load).
+    id: int = 0
+    # The value of rows written before this column existed (ADD COLUMN ... DEFAULT, evaluated
+    # once, as Postgres's attmissingval): a DuckDB literal expression, None for NULL.
+    missing: str | None = None
+    comment: str | None = None  # COMMENT ON COLUMN
 
 
 @dataclass
@@ -72,6 +79,12 @@ class TableDef:
     # the configured superuser owns those), and the privileges granted to other roles.
     owner: str | None = None
     grants: dict[str, list[str]] = field(default_factory=dict)  # role -> ["SELECT", ...]
+    comment: str | None = None  # COMMENT ON TABLE
+    # ALTER TABLE bumps the schema version. Segments record the version they were written
+    # with; hot batches are told apart by _seq: every batch at or below an old version's
+    # `until_seq` was written under it. Each old version keeps {stored name: column id}.
+    schema_version: int = 1
+    schema_history: list[dict] = field(default_factory=list)  # [{"version", "until_seq", "names"}]
 
     def scope(self, storage, user: str | None = None) -> str:
         """Directory of one scope: the table's own (SHARED) or one user's (USER tables; the
@@ -102,6 +115,35 @@ class TableDef:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def column_ids(self) -> dict[str, int]:
+        """{column name: stable column id} of the current schema (what Iceberg field ids and
+        segment schema versions are mapped through)."""
+        return {c.name: c.id for c in self.columns}
+
+    def stored_names(self, version: int) -> dict[int, str]:
+        """{column id: the name data written under schema `version` stores it by}."""
+        if version >= self.schema_version:
+            return {c.id: c.name for c in self.columns}
+        for h in self.schema_history:
+            if h["version"] >= version:
+                return {int(i): n for n, i in h["names"].items()}
+        return {c.id: c.name for c in self.columns}
+
+    def version_at_seq(self, seq: int) -> int:
+        """The schema version a hot batch whose first `_seq` is `seq` was written under."""
+        for h in self.schema_history:
+            if seq <= h["until_seq"]:
+                return h["version"]
+        return self.schema_version
+
+    @property
+    def next_column_id(self) -> int:
+        ids = [c.id for c in self.columns] + [int(i) for h in self.schema_history for i in h["names"].values()]
+        return max(ids, default=0) + 1
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -109,7 +151,11 @@ class TableDef:
     def from_json(cls, raw: dict) -> "TableDef":
         raw = dict(raw)
         raw["columns"] = [Column(**c) for c in raw["columns"]]
-        return cls(**raw)
+        t = cls(**raw)
+        for i, c in enumerate(t.columns, start=1):  # catalogs from before column ids
+            if not c.id:
+                c.id = i
+        return t
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -224,6 +270,15 @@ class Catalog:
         """Persist a changed definition (owner, grants) of an existing table."""
         with self.lock:
             self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
+
+    def replace_table(self, old: TableDef, new: TableDef) -> None:
+        """ALTER TABLE: `new` (same tid, maybe a new name) takes `old`'s place, durably in one put."""
+        with self.lock:
+            if (new.namespace, new.name) != (old.namespace, old.name) and (new.namespace, new.name) in self.tables:
+                raise DuplicateTable(f'relation "{new.name}" already exists')
+            self.store.put_json(f"c/t/{new.tid:08d}", new.to_json())
+            self.tables.pop((old.namespace, old.name), None)
+            self.tables[(new.namespace, new.name)] = new
 
     def drop_table(self, t: TableDef) -> None:
         with self.lock:

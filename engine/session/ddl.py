@@ -17,7 +17,7 @@ from engine.sql.parse import CreateTableStatement
 from engine.sql.statements import CreateNamespace, DropNamespace, DropTable, unquote
 
 
-def _begin_ddl(s: SessionState, action: str) -> None:
+def begin_ddl(s: SessionState, action: str) -> None:
     s.require_superuser(action)
     if s.tx.holds_lock and not s.tx.explicit:
         commit_write(s)  # DDL is not transactional: it ends an implicit transaction
@@ -26,7 +26,7 @@ def _begin_ddl(s: SessionState, action: str) -> None:
 
 
 def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> StatementResult:
-    _begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action)
     eng, ct = s.engine, stmt.table
     check_identifier(ct.name, "table")
     with eng.ddl_lock:
@@ -55,7 +55,7 @@ def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> S
 
 
 def create_namespace(s: SessionState, stmt: CreateNamespace, params: list) -> StatementResult:
-    _begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action)
     eng = s.engine
     name = unquote(stmt.name)
     with eng.ddl_lock:
@@ -65,7 +65,7 @@ def create_namespace(s: SessionState, stmt: CreateNamespace, params: list) -> St
 
 
 def drop_namespace(s: SessionState, stmt: DropNamespace, params: list) -> StatementResult:
-    _begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action)
     eng = s.engine
     name = unquote(stmt.name)
     with eng.ddl_lock:
@@ -90,7 +90,7 @@ def drop_namespace(s: SessionState, stmt: DropNamespace, params: list) -> Statem
 
 
 def drop_table(s: SessionState, stmt: DropTable, params: list) -> StatementResult:
-    _begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action)
     eng = s.engine
     ns, name = s.split_name(stmt.name)
     with eng.ddl_lock:

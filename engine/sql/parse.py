@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import FeatureNotSupported, SyntaxError_
+from engine.sql.alter import AlterTable, CommentOn, parse_alter_table, parse_comment
 from engine.sql.split import leading_words
 from engine.sql.statements import (AlterRole, AlterStorage, CheckStorage, CreateNamespace, CreateRole, CreateStorage, CreateTable,
                                    DropNamespace, DropRole, DropStorage, DropTable, Grant, JobCommand, ShowStorages,
@@ -106,7 +107,7 @@ class CreateTableStatement:
 Statement = (Empty | Begin | Commit | Rollback | Savepoint | Query | Write | Show | SetSetting | ResetSetting
              | CreateTableStatement | CreateNamespace | DropNamespace | DropTable | AlterTableOwner
              | CreateRole | AlterRole | DropRole | Grant | CreateStorage | AlterStorage | DropStorage
-             | ShowStorages | CheckStorage | StorageJob | JobCommand)
+             | ShowStorages | CheckStorage | StorageJob | JobCommand | AlterTable | CommentOn)
 
 _SAVEPOINT = re.compile(r"^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+"
                         r"(\"[^\"]+\"|\w+)\s*;?\s*$", re.I)
@@ -139,6 +140,8 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         return parse_grant(sql)
     if first == "ALTER" and second == "TABLE":
         return _alter_table(sql)
+    if first == "COMMENT":
+        return parse_comment(sql)
     if (first in ("CREATE", "DROP", "ALTER") and second == "STORAGE") or (first == "SHOW" and second == "STORAGES") \
             or (first == "STORAGE" and second == "CHECK"):
         stmt = parse_storage_definition(sql)
@@ -199,8 +202,8 @@ def _set(sql: str, words: list[str]) -> SetSetting | ResetSetting:
     return SetSetting(m.group(1).lower(), value)
 
 
-def _alter_table(sql: str) -> AlterTableOwner:
+def _alter_table(sql: str) -> AlterTableOwner | AlterTable:
     m = _ALTER_OWNER.match(sql)
-    if not m:
-        raise FeatureNotSupported("ALTER TABLE is not supported by tierd except ALTER TABLE t OWNER TO role")
-    return AlterTableOwner(m.group(1), unquote(m.group(2)))
+    if m:
+        return AlterTableOwner(m.group(1), unquote(m.group(2)))
+    return parse_alter_table(sql)

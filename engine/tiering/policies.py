@@ -59,6 +59,12 @@ class PolicyRunner:
             else:
                 self.oldest.pop(tid, None)
 
+    def schema_changed(self, tid: int) -> None:
+        """After ALTER TABLE (which stopped any flush): pending rows start their interval again."""
+        if self._hot.index.get(tid):
+            with self.lock:
+                self.oldest.setdefault(tid, time.monotonic())
+
     def forget(self, tid: int) -> None:
         with self.lock:
             self.oldest.pop(tid, None)
