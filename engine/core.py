@@ -100,7 +100,7 @@ class EngineCore:
 
     def default_value(self, t: TableDef, column: Column):
         """A column default the fast INSERT path can use: a value, NOW for now(), or NO_FAST_DEFAULT."""
-        key = (t.tid, t.schema_version, column.name)
+        key = (t.tid, t.revision, column.name)
         if key not in self._defaults:
             text = column.default or ""
             if _NOW_DEFAULT.match(text):

@@ -84,6 +84,7 @@ class TableDef:
     # with; hot batches are told apart by _seq: every batch at or below an old version's
     # `until_seq` was written under it. Each old version keeps {stored name: column id}.
     schema_version: int = 1
+    revision: int = 0  # bumped by every ALTER TABLE: what per-session caches of the shape key on
     schema_history: list[dict] = field(default_factory=list)  # [{"version", "until_seq", "names"}]
 
     def scope(self, storage, user: str | None = None) -> str:

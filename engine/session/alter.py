@@ -130,6 +130,7 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
         changed = True
     if not changed:
         return None, notices
+    t.revision = old.revision + 1
     if layout:
         t.schema_history = old.schema_history + [{
             "version": old.schema_version, "until_seq": s.engine.hot.seq,

@@ -102,5 +102,5 @@ def drop_table(s: SessionState, stmt: DropTable, params: list) -> StatementResul
         eng.tiering.stop_table_job(t)
         with eng.hot.locked():
             eng.drop_table(t)
-        s.stages.discard(t.tid)
+        s.stages.pop(t.tid, None)
     return StatementResult("DROP TABLE")

@@ -64,7 +64,7 @@ class SessionState:
             self.cur.execute(macro)
         self.settings = dict(SETTINGS_DEFAULTS)
         self.tx = Transaction()
-        self.stages: set[int] = set()  # tables with a typing stage table in this session
+        self.stages: dict[int, int] = {}  # table id -> revision of its typing stage table in this session
         self.running = threading.Lock()  # held while DuckDB runs a statement of this session
         self.catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False

@@ -279,8 +279,8 @@ def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, pa
 # ---------------------------------------------------------------------- row versions
 def _stage(s: SessionState, t: TableDef) -> str:
     """A per-session temp table with the table's defaults and NOT NULLs, to type rows."""
-    name = f"temp.main.__stage_{t.tid}"
-    if t.tid not in s.stages:
+    name = f"temp.main.__stage_{t.tid}_{t.revision}"  # an ALTER TABLE makes a new one
+    if s.stages.get(t.tid) != t.revision:
         cols = []
         for c in t.columns:
             spec = f"{views.q(c.name)} {c.type}"
@@ -289,8 +289,8 @@ def _stage(s: SessionState, t: TableDef) -> str:
             if not c.nullable:
                 spec += " NOT NULL"
             cols.append(spec)
-        s.cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS __stage_{t.tid} ({', '.join(cols)})")
-        s.stages.add(t.tid)
+        s.cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS __stage_{t.tid}_{t.revision} ({', '.join(cols)})")
+        s.stages[t.tid] = t.revision
     return name
 
 
