@@ -28,6 +28,7 @@ from engine.storage.manifest import Manifest
 from engine.storage.reaper import FileReaper
 from engine.system_tables import SystemTables
 from engine.tiering.jobs import JobsConfig
+from engine.tiering.recovery import recover_table
 from engine.tiering.service import TieringService
 
 NOW = object()  # marker: the default is the transaction's timestamp
@@ -148,14 +149,15 @@ class EngineCore:
     def tables_using(self, storage_id: str) -> int:
         return sum(1 for t in self.catalog.tables.values() if t.storage_id == storage_id)
 
-    def create_table(self, t: TableDef) -> TableDef:
-        """Under the write lock: register `t` (columns already validated), build its DuckDB objects."""
+    def create_table(self, t: TableDef, durable: bool = True) -> TableDef:
+        """Under the write lock: register `t` (columns already validated), build its DuckDB
+        objects; `durable=False`: its catalog record waits for the transaction's COMMIT."""
         storage = self.storages.get(t.storage_id)
         if t.is_user:  # {userId} stays open: each user's directory is resolved at its first flush
             t.scope_dir = storage.scope_dir(t.namespace, t.name, "{userId}")
         elif not t.is_stream:
             t.scope_dir = storage.scope_dir(t.namespace, t.name)
-        t = self.catalog.add_table(t)
+        t = self.catalog.add_table(t, durable)
         self.has_user_tables = self.has_user_tables or t.is_user
         scopes: Scopes = {None: Manifest(table_id=t.qualified, table_uid=t.uid)} if t.table_type == "SHARED" else {}
         self.cold.set_scopes(t, scopes)
@@ -163,7 +165,7 @@ class EngineCore:
         views.create_table_objects(self.admin, t, scopes, storage)
         return t
 
-    def alter_table(self, old: TableDef, new: TableDef) -> None:
+    def alter_table(self, old: TableDef, new: TableDef, durable: bool = True) -> None:
         """Under the write lock, the table's job stopped (`tiering.stop_table_job`): `new`
         (same id) replaces `old`. Its DuckDB objects change in one DuckDB transaction; the
         catalog record's one LevelDB put is the commit point, so a crash leaves the old or the
@@ -182,7 +184,7 @@ class EngineCore:
                     views.cold_view_sql(new, self.cold.scopes(new), self.storage_for(new))
                 con.execute(cold_sql)
                 con.execute(views.full_view_sql(new, new.tid in self.cold.shadowing))
-                self.catalog.replace_table(old, new)
+                self.catalog.replace_table(old, new, durable)
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -194,12 +196,38 @@ class EngineCore:
 
     def drop_table(self, t: TableDef) -> None:
         """Under the write lock, its job stopped (`tiering.stop_table_job`): every trace of `t`."""
+        self.detach_table(t, durable=True)
+        self.purge_table(t)
+
+    def detach_table(self, t: TableDef, durable: bool) -> None:
+        """DROP TABLE, the part a transaction can undo: the table is gone for queries and its
+        name free; its rows and files stay (`durable=False`: until the transaction's COMMIT)."""
         with self.cold.changing():
             self.hot.settle()
             self.tiering.forget_table(t)
             views.drop_table_objects(self.admin, t)
             self._forget_shapes(t.tid)
-            self.catalog.drop_table(t)
-            self.hot.store.drop_table(t.tid)
-            self.cold.delete_files(t)
-            self.hot.forget_table(t.tid)
+            self.catalog.drop_table(t, durable)
+
+    def purge_table(self, t: TableDef) -> None:
+        """The dropped table's hot batches, cold files and key index, for good."""
+        self.hot.store.drop_table(t.tid)
+        self.cold.delete_files(t)
+        self.hot.forget_table(t.tid)
+
+    def undo_table(self, current: TableDef | None, before: TableDef | None) -> None:
+        """A transaction's ROLLBACK of its DDL on one table: `current` (None: dropped by it)
+        goes, `before` (None: created by it) comes back from LevelDB and its manifests, as at
+        start-up. Under the write lock."""
+        with self.cold.changing():
+            if current is not None:
+                views.drop_table_objects(self.admin, current)
+                self.catalog.drop_table(current, durable=False)
+                self._forget_shapes(current.tid)
+            if before is None:
+                if current is not None:
+                    self.hot.forget_table(current.tid)
+                    self.cold.forget(current)
+                return
+            self.catalog.restore_table(before)
+            recover_table(self.admin, self.hot, self.cold, before)

@@ -475,7 +475,7 @@ class PgCatalog:
         tables = sorted(list(engine.catalog.tables.values()), key=lambda t: t.tid)
         namespaces = sorted(list(engine.catalog.namespaces))
         roles = sorted((r.name, r.superuser, r.login) for r in engine.roles.all())
-        key = (tuple(namespaces), tuple((t.tid, t.owner) for t in tables), tuple(roles))
+        key = (tuple(namespaces), tuple((t.tid, t.owner) for t in tables), tuple(roles), engine.catalog.generation)
         with self.lock:
             if key == self.built_for:
                 return

@@ -220,6 +220,7 @@ class Catalog:
         self.lock = threading.RLock()
         self.namespaces: dict[str, str] = {}  # name -> created_at
         self.tables: dict[tuple[str, str], TableDef] = {}
+        self.generation = 0  # bumped by every change: what the pg_catalog rebuild keys on
         for key, raw in store.scan_json("c/ns/"):
             self.namespaces[key[len("c/ns/"):]] = raw["created_at"]
         for _, raw in store.scan_json("c/t/"):
@@ -256,35 +257,59 @@ class Catalog:
         return [t for (ns, _), t in self.tables.items() if ns == namespace]
 
     # tables
-    def add_table(self, t: TableDef) -> TableDef:
+    @staticmethod
+    def record_key(tid: int) -> str:
+        """The LevelDB key of a table's definition (a transaction's DDL writes it at COMMIT)."""
+        return f"c/t/{tid:08d}"
+
+    def add_table(self, t: TableDef, durable: bool = True) -> TableDef:
+        """Register `t` under a new id; `durable=False`: its record is written by the COMMIT of
+        the transaction that creates it (engine/session/transaction_ddl.py)."""
         with self.lock:
             if (t.namespace, t.name) in self.tables:
                 raise DuplicateTable(f'relation "{t.qualified}" already exists')
             t.tid = self._next_tid
             self._next_tid += 1
-            self.store.put_json("c/next_tid", {"value": self._next_tid})
-            self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
+            self.store.put_json("c/next_tid", {"value": self._next_tid})  # ids are never reused
+            if durable:
+                self.store.put_json(self.record_key(t.tid), t.to_json())
             self.tables[(t.namespace, t.name)] = t
+            self.generation += 1
             return t
 
     def save_table(self, t: TableDef) -> None:
         """Persist a changed definition (owner, grants) of an existing table."""
         with self.lock:
-            self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
+            self.store.put_json(self.record_key(t.tid), t.to_json())
+            self.generation += 1
 
-    def replace_table(self, old: TableDef, new: TableDef) -> None:
-        """ALTER TABLE: `new` (same tid, maybe a new name) takes `old`'s place, durably in one put."""
+    def replace_table(self, old: TableDef, new: TableDef, durable: bool = True) -> None:
+        """ALTER TABLE: `new` (same tid, maybe a new name) takes `old`'s place, durably in one
+        put (`durable=False`: at the COMMIT of the transaction; a ROLLBACK puts `old` back)."""
         with self.lock:
             if (new.namespace, new.name) != (old.namespace, old.name) and (new.namespace, new.name) in self.tables:
                 raise DuplicateTable(f'relation "{new.name}" already exists')
-            self.store.put_json(f"c/t/{new.tid:08d}", new.to_json())
+            if durable:
+                self.store.put_json(self.record_key(new.tid), new.to_json())
             self.tables.pop((old.namespace, old.name), None)
             self.tables[(new.namespace, new.name)] = new
+            self.generation += 1
 
-    def drop_table(self, t: TableDef) -> None:
+    def drop_table(self, t: TableDef, durable: bool = True) -> None:
         with self.lock:
-            self.store.delete(f"c/t/{t.tid:08d}")
+            if durable:
+                self.store.delete(self.record_key(t.tid))
             self.tables.pop((t.namespace, t.name), None)
+            self.generation += 1
+
+    def restore_table(self, t: TableDef) -> None:
+        """A transaction's ROLLBACK: `t` as it was before the transaction changed or dropped it
+        (its record in LevelDB never changed)."""
+        with self.lock:
+            for key in [k for k, other in self.tables.items() if other.tid == t.tid]:
+                del self.tables[key]
+            self.tables[(t.namespace, t.name)] = t
+            self.generation += 1
 
     def get(self, namespace: str, name: str) -> TableDef:
         t = self.tables.get((namespace, name))

@@ -17,7 +17,8 @@ from engine.catalog.tables import SYSTEM_COLUMNS, Column, TableDef, check_identi
 from engine.errors import (DependentObjectsStillExist, DuplicateColumn, DuplicateTable, FeatureNotSupported, InvalidTableDefinition,
                            NotNullViolation, SyntaxError_, UndefinedColumn, UndefinedTable, from_duckdb)
 from engine.results import StatementResult
-from engine.session.ddl import begin_ddl
+from engine.session import transaction_ddl
+from engine.session.ddl import begin_ddl, write_locked
 from engine.session.state import SessionState
 from engine.sql.alter import (AddColumn, AlterAction, AlterTable, CommentOn, DropColumn, RenameColumn, RenameTable,
                               SetDefault, SetNotNull, SetType)
@@ -31,7 +32,7 @@ _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
 
 
 def alter_table(s: SessionState, stmt: AlterTable, params: list) -> StatementResult:
-    begin_ddl(s, "ALTER TABLE")
+    in_tx = begin_ddl(s, "ALTER TABLE")
     eng = s.engine
     ns, name = s.split_name(stmt.table)
     with eng.ddl_lock:
@@ -41,11 +42,13 @@ def alter_table(s: SessionState, stmt: AlterTable, params: list) -> StatementRes
                 return StatementResult("ALTER TABLE", notices=(f'relation "{name}" does not exist, skipping',))
             raise UndefinedTable(f'relation "{name}" does not exist')
         eng.tiering.stop_table_job(old)
-        with eng.hot.locked():
+        with write_locked(s, in_tx):
             eng.hot.settle()
             new, notices = _altered(s, old, stmt.actions)
             if new is not None:
-                eng.alter_table(old, new)
+                if in_tx:
+                    transaction_ddl.changing(s, old)
+                eng.alter_table(old, new, durable=not in_tx)
         eng.tiering.policies.schema_changed(old.tid)
     return StatementResult("ALTER TABLE", notices=tuple(notices))
 
@@ -240,7 +243,7 @@ def widens(old: str, new: str) -> bool:
 # ---------------------------------------------------------------------- COMMENT ON
 def comment_on(s: SessionState, stmt: CommentOn, params: list) -> StatementResult:
     """COMMENT ON TABLE / COLUMN: kept in the table's catalog record (one durable put)."""
-    begin_ddl(s, "COMMENT")
+    in_tx = begin_ddl(s, "COMMENT")
     eng = s.engine
     parts = [p for p in re.findall(r'"(?:[^"]|"")+"|[^.\s]+', stmt.target)]
     if stmt.kind == "COLUMN":
@@ -259,5 +262,7 @@ def comment_on(s: SessionState, stmt: CommentOn, params: list) -> StatementResul
             new.comment = stmt.text
         else:
             _column(new, column).comment = stmt.text
-        eng.catalog.replace_table(t, new)
+        if in_tx:
+            transaction_ddl.changing(s, t)
+        eng.catalog.replace_table(t, new, durable=not in_tx)
     return StatementResult("COMMENT")

@@ -6,27 +6,41 @@ DuckDB objects of a table change under the write lock, so no write sees half a t
 """
 from __future__ import annotations
 
+import contextlib
+
 from engine.catalog.tables import SYSTEM_COLUMNS, TableDef, check_identifier, parse_table_options
 from engine.errors import ActiveSqlTransaction, DuplicateTable, InvalidSchemaName, InvalidTableDefinition, \
     ObjectInUse, UndefinedTable
 from engine.tiers import views
 from engine.results import StatementResult
 from engine.session.state import SessionState
-from engine.session.transactions import commit_write
+from engine.session import transaction_ddl
+from engine.session.transactions import commit_write, join_ddl
 from engine.sql.parse import CreateTableStatement
 from engine.sql.statements import CreateNamespace, DropNamespace, DropTable, unquote
 
 
-def begin_ddl(s: SessionState, action: str) -> None:
+def begin_ddl(s: SessionState, action: str, transactional: bool = True) -> bool:
+    """Before a DDL statement: True when it joins the session's explicit transaction
+    (engine/session/transaction_ddl.py: it then holds the write lock, and the change takes
+    effect durably at COMMIT); otherwise it ends an implicit transaction and commits at once."""
     s.require_superuser(action)
+    if transactional and join_ddl(s):
+        return True
     if s.tx.holds_lock and not s.tx.explicit:
-        commit_write(s)  # DDL is not transactional: it ends an implicit transaction
+        commit_write(s)  # an implicit transaction ends here
     if s.tx.holds_lock:
-        raise ActiveSqlTransaction("DDL inside a transaction that has already written is not supported")
+        raise ActiveSqlTransaction(f"{action} inside a transaction that has already written is not supported")
+    return False
+
+
+def write_locked(s: SessionState, in_transaction: bool):
+    """The write lock for one DDL statement, unless its transaction holds it already."""
+    return contextlib.nullcontext() if in_transaction else s.engine.hot.locked()
 
 
 def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> StatementResult:
-    begin_ddl(s, stmt.action)
+    in_tx = begin_ddl(s, stmt.action)
     eng, ct = s.engine, stmt.table
     check_identifier(ct.name, "table")
     with eng.ddl_lock:
@@ -49,13 +63,15 @@ def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> S
         t = TableDef(tid=0, namespace=ct.namespace, name=ct.name, columns=columns, primary_key=pk,
                      table_type=opts.table_type, storage_id=opts.storage_id,
                      flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds, owner=s.user)
-        with eng.hot.locked():
-            eng.create_table(t)
+        with write_locked(s, in_tx):
+            eng.create_table(t, durable=not in_tx)
+        if in_tx:
+            transaction_ddl.changing(s, None, t.tid)
     return StatementResult("CREATE TABLE")
 
 
 def create_namespace(s: SessionState, stmt: CreateNamespace, params: list) -> StatementResult:
-    begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action, transactional=False)
     eng = s.engine
     name = unquote(stmt.name)
     with eng.ddl_lock:
@@ -65,7 +81,7 @@ def create_namespace(s: SessionState, stmt: CreateNamespace, params: list) -> St
 
 
 def drop_namespace(s: SessionState, stmt: DropNamespace, params: list) -> StatementResult:
-    begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action, transactional=False)
     eng = s.engine
     name = unquote(stmt.name)
     with eng.ddl_lock:
@@ -90,7 +106,7 @@ def drop_namespace(s: SessionState, stmt: DropNamespace, params: list) -> Statem
 
 
 def drop_table(s: SessionState, stmt: DropTable, params: list) -> StatementResult:
-    begin_ddl(s, stmt.action)
+    in_tx = begin_ddl(s, stmt.action)
     eng = s.engine
     ns, name = s.split_name(stmt.name)
     with eng.ddl_lock:
@@ -100,7 +116,11 @@ def drop_table(s: SessionState, stmt: DropTable, params: list) -> StatementResul
                 return StatementResult("DROP TABLE")
             raise UndefinedTable(f'table "{ns}.{name}" does not exist')
         eng.tiering.stop_table_job(t)
-        with eng.hot.locked():
-            eng.drop_table(t)
+        if in_tx:  # its rows and files go at COMMIT
+            transaction_ddl.changing(s, t)
+            eng.detach_table(t, durable=False)
+        else:
+            with eng.hot.locked():
+                eng.drop_table(t)
         s.stages.pop(t.tid, None)
     return StatementResult("DROP TABLE")

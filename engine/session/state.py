@@ -43,9 +43,15 @@ class Transaction:
         self.pending_shadow: set[int] = set()  # tables whose views shadow cold rows at COMMIT
         self.pending: list[tuple[int, int, pa.Table]] = []  # (table id, first _seq, rows)
         self.pending_index: dict[int, dict] = {}  # table id -> key -> KeyState, not yet committed
+        # After DDL in an explicit transaction (engine/session/transaction_ddl.py): writes go
+        # straight into the hot tables, and each table the DDL changed, as it was before.
+        self.applied = False
+        self.ddl_before: dict[int, object] = {}  # table id -> TableDef before, None if created
 
     def clear_writes(self) -> None:
         self.pending, self.pending_index = [], {}
+        self.applied = False
+        self.ddl_before = {}
         self.pending_shadow = set()
         self.in_duck_txn = False
         self.holds_lock = False

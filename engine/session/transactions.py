@@ -13,6 +13,7 @@ import duckdb
 from engine.errors import FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
 from engine.tiers import views
 from engine.results import StatementResult
+from engine.session import transaction_ddl
 from engine.session.state import SessionState
 from engine.sql.parse import Begin, Commit, Rollback, Savepoint
 
@@ -87,7 +88,7 @@ def own_writes_visible(s: SessionState) -> None:
     """An implicit transaction's writes wait for Sync outside DuckDB; before anything
     reads, move them into a DuckDB transaction so the segment sees its own writes."""
     tx = s.tx
-    if not tx.holds_lock or tx.in_duck_txn:
+    if not tx.holds_lock or tx.in_duck_txn or tx.applied:
         return
     s.engine.hot.settle()
     s.cur.execute("BEGIN")
@@ -118,6 +119,22 @@ def begin_write(s: SessionState) -> None:
         raise
 
 
+def join_ddl(s: SessionState) -> bool:
+    """Called first by a DDL handler: True when the DDL belongs to an explicit transaction
+    (engine/session/transaction_ddl.py), which then holds the write lock and applies its
+    writes to the hot tables directly from here on."""
+    tx = s.tx
+    if not tx.explicit:
+        return False
+    begin_write(s)
+    if tx.in_duck_txn:  # the rows written so far become applied rows
+        s.cur.execute("COMMIT")
+        tx.in_duck_txn = False
+        s.engine.cold.shadow(tx.pending_shadow)
+    tx.applied = True
+    return True
+
+
 def _release(s: SessionState) -> None:
     s.tx.clear_writes()
     s.engine.hot.release()
@@ -133,6 +150,18 @@ def end_implicit(s: SessionState) -> None:
 def commit_write(s: SessionState) -> None:
     tx, eng = s.tx, s.engine
     if not tx.holds_lock:
+        return
+    if tx.applied:
+        written = list(tx.pending_index)
+        try:
+            transaction_ddl.commit(s)
+        except BaseException:
+            rollback_write(s)
+            raise
+        finally:
+            if tx.holds_lock:
+                _release(s)
+        eng.tiering.policies.on_commit(written)
         return
     if not tx.in_duck_txn:
         _group_commit(s)
@@ -177,6 +206,8 @@ def rollback_write(s: SessionState) -> None:
     try:
         if s.tx.in_duck_txn:
             s.cur.execute("ROLLBACK")
+        elif s.tx.applied:
+            transaction_ddl.rollback(s)
     except duckdb.Error:
         pass
     finally:

@@ -249,7 +249,7 @@ def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> St
 def _shadow(s: SessionState, t: TableDef) -> None:
     """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
     cold = s.engine.cold
-    if not s.tx.in_duck_txn:
+    if not s.tx.in_duck_txn:  # autocommit, or applied writes: the view changes for everyone now
         cold.ensure_shadowing(t)
     elif t.tid not in cold.shadowing and t.tid not in s.tx.pending_shadow and cold.has_cold(t):
         # Inside this transaction's snapshot; takes effect for others at COMMIT.
@@ -335,7 +335,8 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
         stamp = pa.scalar(datetime.fromtimestamp(written, timezone.utc), pa.timestamp("us", tz="UTC"))
         batch = batch.append_column(WRITTEN_AT, pa.repeat(stamp, n))
         hot.note_stream_write(t, written, first + n - 1)
-    if tx.in_duck_txn:  # visible to this transaction at once, to others at COMMIT
+    if tx.in_duck_txn or tx.applied:  # visible to this transaction at once (to others at COMMIT,
+        # or at once after DDL in the transaction: engine/session/transaction_ddl.py)
         s.cur.register("__batch", batch)
         try:
             s.cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __batch")
