@@ -263,9 +263,16 @@ MACROS: dict[str, str] = {
         f"(c) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c), "
         f"(c, p) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c)"
     ),
-    # tierd has no COMMENT: every object is undescribed.
-    "obj_description": "(o) AS NULL::VARCHAR, (o, c) AS NULL::VARCHAR",
-    "col_description": "(r, n) AS NULL::VARCHAR",
+    # COMMENT ON TABLE / COLUMN: pg_description rows of tierd's tables (classoid pg_class).
+    "obj_description": (
+        f"(o) AS (SELECT description FROM {PG}.pg_description WHERE objoid = o AND objsubid = 0 LIMIT 1), "
+        f"(o, c) AS (SELECT description FROM {PG}.pg_description WHERE objoid = o AND objsubid = 0 "
+        f"AND classoid = CASE c WHEN 'pg_class' THEN 1259 ELSE -1 END LIMIT 1)"
+    ),
+    "col_description": (
+        f"(r, n) AS (SELECT description FROM {PG}.pg_description WHERE objoid = r AND objsubid = n "
+        f"AND classoid = 1259 LIMIT 1)"
+    ),
     "shobj_description": "(o, c) AS NULL::VARCHAR",
     "pg_get_function_result": "(f) AS NULL::VARCHAR",
     "pg_get_function_arguments": "(f) AS NULL::VARCHAR",
@@ -523,6 +530,7 @@ class _Rows:
         self.indexdefs: list[tuple] = []
         self.constraintdefs: list[tuple] = []
         self.roles: list[tuple] = []
+        self.descriptions: list[tuple] = []
 
     def namespace(self, name: str) -> None:
         self.namespaces.append((namespace_oid(name), name))
@@ -559,6 +567,10 @@ class _Rows:
         for num, c in enumerate(t.columns, start=1):
             if c.default is not None:
                 self.attrdefs.append((rel * 1000 + num, rel, num, c.default))
+            if c.comment is not None:
+                self.descriptions.append((rel, CATALOG_TABLE_OIDS["pg_class"], num, c.comment))
+        if t.comment is not None:
+            self.descriptions.append((rel, CATALOG_TABLE_OIDS["pg_class"], 0, t.comment))
         keys = [t.column_names.index(k) + 1 for k in t.primary_key]
         self.indexes.append((index, rel, len(keys), len(keys), True, True, keys))
         self.constraints.append((constraint, f"{t.name}_pkey", ns, "p", rel, index, keys))
@@ -570,7 +582,7 @@ class _Rows:
     def write(self, cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute(f"DELETE FROM {PG}.pg_namespace")
         cur.execute(f"DELETE FROM {PG}.pg_class WHERE relnamespace <> {PG_CATALOG_OID}")
-        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles"):
+        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles", "pg_description"):
             cur.execute(f"DELETE FROM {PG}.{table}")
         for table in ("indexdef", "constraintdef", "relations", "namespaces", "roles"):
             cur.execute(f"DELETE FROM {PRIVATE}.{table}")
@@ -580,6 +592,7 @@ class _Rows:
         _insert(cur, f"{PG}.pg_attribute", "attrelid, attname, atttypid, attlen, attnum, atttypmod, attnotnull, "
                 "attndims, atthasdef", self.attributes)
         _insert(cur, f"{PG}.pg_attrdef", "oid, adrelid, adnum, adbin", self.attrdefs)
+        _insert(cur, f"{PG}.pg_description", "objoid, classoid, objsubid, description", self.descriptions)
         _insert(cur, f"{PG}.pg_index", "indexrelid, indrelid, indnatts, indnkeyatts, indisunique, indisprimary, "
                 "indkey", self.indexes)
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
