@@ -117,3 +117,22 @@ def test_dt_sees_a_new_table_and_forgets_a_dropped_one(catalog_tierd):
     assert "later" in ok(psql(catalog_tierd, "-c", r"\dt"))
     ok(psql(catalog_tierd, "-c", "DROP TABLE public.later"))
     assert "later" not in ok(psql(catalog_tierd, "-c", r"\dt"))
+
+
+def test_d_plus_shows_column_comments_and_dt_plus_the_table_comment(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE TABLE public.described (id INT PRIMARY KEY, v TEXT)",
+            "-c", "COMMENT ON TABLE public.described IS 'rows with notes'",
+            "-c", "COMMENT ON COLUMN public.described.v IS 'the note'"))
+    out = ok(psql(catalog_tierd, "-c", r"\d+ described"))
+    header = [c.strip() for c in lines(out)[1].split("|")]
+    assert header[-1] == "Description", out
+    cols = {p[0]: p for p in ([c.strip() for c in line.split("|")] for line in lines(out)) if len(p) == len(header)}
+    assert cols["v"][-1] == "the note" and cols["id"][-1] == "", out
+    out = ok(psql(catalog_tierd, "-c", r"\dt+ described"))
+    assert "rows with notes" in out, out
+    # after ALTER TABLE, \d shows the new shape
+    ok(psql(catalog_tierd, "-c", "ALTER TABLE public.described ADD COLUMN n BIGINT DEFAULT 3, "
+                                 "ALTER COLUMN v SET NOT NULL"))
+    cols = {p[0]: p for p in ([c.strip() for c in line.split("|")] for line in lines(ok(psql(catalog_tierd, "-c", r"\d described"))))
+            if len(p) == 5}
+    assert cols["n"] == ["n", "bigint", "", "", "3"] and cols["v"][3] == "not null", cols
