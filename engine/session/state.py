@@ -36,7 +36,7 @@ class Transaction:
     def __init__(self):
         self.explicit = False  # inside BEGIN ... COMMIT
         self.segment = False  # inside an extended-protocol implicit transaction (until Sync)
-        self.savepoints: list[tuple[str, int]] = []  # (name, writes before it)
+        self.savepoints: list[tuple[str, int, int]] = []  # (name, writes before it, tables changed by DDL)
         self.failed = False
         self.holds_lock = False
         self.in_duck_txn = False  # explicit transaction whose writes sit in a DuckDB transaction

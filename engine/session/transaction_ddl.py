@@ -15,9 +15,13 @@ table as it was, rebuilt the same way, and removes the transaction's rows from t
 """
 from __future__ import annotations
 
+import logging
+
 from engine.catalog.tables import TableDef
 from engine.session.state import SessionState
 from engine.tiers import views
+
+log = logging.getLogger("tierd.transactions")
 
 
 def changing(s: SessionState, before: TableDef | None, tid: int | None = None) -> None:
@@ -39,13 +43,16 @@ def commit(s: SessionState) -> None:
         records[catalog.record_key(tid)] = t.to_json() if t is not None else None
     deletes = [key for t in dropped for key, _ in hot.store.batch_keys(t.tid)]
     batches = [b for b in tx.pending if b[0] not in gone]
-    hot.store.commit(batches, hot.seq, records, deletes)
+    hot.store.commit(batches, hot.seq, records, deletes)  # the commit point
     hot.mark_visible(hot.seq)
     hot.apply_changes({tid: idx for tid, idx in tx.pending_index.items() if tid not in gone})
-    for t in dropped:
-        eng.purge_table(t)
     for tid in gone:
         hot.forget_table(tid)
+    for t in dropped:
+        try:
+            eng.purge_table(t)
+        except Exception as exc:  # committed: leftover files are orphans, not a failed COMMIT
+            log.warning("COMMIT: files of dropped table '%s' not removed: %s", t.qualified, exc)
 
 
 def rollback(s: SessionState) -> None:

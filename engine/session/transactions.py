@@ -50,7 +50,7 @@ def savepoint(s: SessionState, stmt: Savepoint, params: list) -> StatementResult
     if not tx.explicit:
         raise NoActiveSqlTransaction(f"{stmt.verb} can only be used in transaction blocks")
     if stmt.verb == "SAVEPOINT":
-        tx.savepoints.append((stmt.name, len(tx.pending)))
+        tx.savepoints.append((stmt.name, len(tx.pending), len(tx.ddl_before)))
         return StatementResult("SAVEPOINT")
     at = next((i for i in range(len(tx.savepoints) - 1, -1, -1) if tx.savepoints[i][0] == stmt.name), None)
     if at is None:
@@ -58,8 +58,8 @@ def savepoint(s: SessionState, stmt: Savepoint, params: list) -> StatementResult
     if stmt.verb == "RELEASE":
         del tx.savepoints[at:]
         return StatementResult("RELEASE")
-    if len(tx.pending) != tx.savepoints[at][1] or not _duck_txn_usable(s):
-        raise FeatureNotSupported("ROLLBACK TO SAVEPOINT after writes is not supported by tierd",
+    if (len(tx.pending), len(tx.ddl_before)) != tx.savepoints[at][1:] or not _duck_txn_usable(s):
+        raise FeatureNotSupported("ROLLBACK TO SAVEPOINT after writes or DDL is not supported by tierd",
                                   hint="ROLLBACK the whole transaction")
     del tx.savepoints[at + 1:]
     tx.failed = False
