@@ -184,7 +184,9 @@ class EngineCore:
                     views.cold_view_sql(new, self.cold.scopes(new), self.storage_for(new))
                 con.execute(cold_sql)
                 con.execute(views.full_view_sql(new, new.tid in self.cold.shadowing))
+                self.failpoints.hit("alter.before_commit")
                 self.catalog.replace_table(old, new, durable)
+                self.failpoints.hit("alter.after_commit")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise

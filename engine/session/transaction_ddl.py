@@ -43,7 +43,9 @@ def commit(s: SessionState) -> None:
         records[catalog.record_key(tid)] = t.to_json() if t is not None else None
     deletes = [key for t in dropped for key, _ in hot.store.batch_keys(t.tid)]
     batches = [b for b in tx.pending if b[0] not in gone]
+    eng.failpoints.hit("commit.before_ddl_batch")
     hot.store.commit(batches, hot.seq, records, deletes)  # the commit point
+    eng.failpoints.hit("commit.after_ddl_batch")
     hot.mark_visible(hot.seq)
     hot.apply_changes({tid: idx for tid, idx in tx.pending_index.items() if tid not in gone})
     for tid in gone:
