@@ -66,7 +66,7 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
                     notices.append(f'column "{a.name}" of relation "{t.name}" already exists, skipping')
                     continue
                 raise DuplicateColumn(f'column "{a.name}" of relation "{t.name}" already exists')
-            _add_column(s, t, a)
+            _add_column(s, old, t, a)
             layout = True
         elif isinstance(a, DropColumn):
             c = t.column(a.name)
@@ -160,7 +160,8 @@ def _probe(s: SessionState, definition: str) -> Column:
     return columns[0]
 
 
-def _add_column(s: SessionState, t: TableDef, a: AddColumn) -> None:
+def _add_column(s: SessionState, old: TableDef, t: TableDef, a: AddColumn) -> None:
+    """`t`: the definition being changed; `old`: the one the DuckDB relations still have."""
     _check_column_name(a.name)
     c = _probe(s, a.definition)
     c.id = t.next_column_id
@@ -177,7 +178,7 @@ def _add_column(s: SessionState, t: TableDef, a: AddColumn) -> None:
         finally:
             cur.close()
         c.missing = None if text is None else f"CAST({views.sql_str(text)} AS {c.type})"
-    if not c.nullable and c.missing is None and _has_rows(s, t):
+    if not c.nullable and c.missing is None and _has_rows(s, old):
         raise NotNullViolation(f'column "{c.name}" of relation "{t.name}" contains null values')
     t.columns.append(c)
 
