@@ -127,6 +127,14 @@ def join_ddl(s: SessionState) -> bool:
         s.cur.execute("COMMIT")
         tx.in_duck_txn = False
         s.engine.cold.shadow(tx.pending_shadow)
+    elif not tx.applied:  # written but not read yet: the rows are in no DuckDB table so far
+        s.engine.hot.settle()
+        for tid, _first, batch in tx.pending:
+            s.cur.register("__batch", batch)
+            try:
+                s.cur.execute(f"INSERT INTO {views.hot_table(s.engine.catalog.by_tid(tid))} SELECT * FROM __batch")
+            finally:
+                s.cur.unregister("__batch")
     tx.applied = True
     return True
 
