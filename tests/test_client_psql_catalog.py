@@ -146,3 +146,22 @@ def test_ds_and_d_show_sequences_serial_and_identity_as_postgres(catalog_tierd):
     assert names == ["a", "b"]  # the hidden row id is not a column
     assert not any("Indexes" in line for line in out)
     ok(psql(catalog_tierd, "-c", "DROP TABLE public.autos, public.keyless", "-c", "DROP SEQUENCE public.standalone"))
+
+
+def test_d_plus_shows_column_comments_and_dt_plus_the_table_comment(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE TABLE public.described (id INT PRIMARY KEY, v TEXT)",
+            "-c", "COMMENT ON TABLE public.described IS 'rows with notes'",
+            "-c", "COMMENT ON COLUMN public.described.v IS 'the note'"))
+    out = ok(psql(catalog_tierd, "-c", r"\d+ described"))
+    header = [c.strip() for c in lines(out)[1].split("|")]
+    assert header[-1] == "Description", out
+    cols = {p[0]: p for p in ([c.strip() for c in line.split("|")] for line in lines(out)) if len(p) == len(header)}
+    assert cols["v"][-1] == "the note" and cols["id"][-1] == "", out
+    out = ok(psql(catalog_tierd, "-c", r"\dt+ described"))
+    assert "rows with notes" in out, out
+    # after ALTER TABLE, \d shows the new shape
+    ok(psql(catalog_tierd, "-c", "ALTER TABLE public.described ADD COLUMN n BIGINT DEFAULT 3, "
+                                 "ALTER COLUMN v SET NOT NULL"))
+    cols = {p[0]: p for p in ([c.strip() for c in line.split("|")] for line in lines(ok(psql(catalog_tierd, "-c", r"\d described"))))
+            if len(p) == 5}
+    assert cols["n"] == ["n", "bigint", "", "", "3"] and cols["v"][3] == "not null", cols

@@ -329,8 +329,16 @@ MACROS: dict[str, str] = {
         f"(i, c, p) AS CASE WHEN coalesce(c, 0) = 0 THEN (SELECT __def FROM {PRIVATE}.indexdef WHERE __oid = i) "
         f"ELSE (SELECT __col FROM {PRIVATE}.indexcols WHERE __oid = i AND __pos = c) END"
     ),
-    "obj_description": "(o) AS NULL::VARCHAR, (o, c) AS NULL::VARCHAR",
-    "col_description": "(r, n) AS NULL::VARCHAR",
+    # COMMENT ON TABLE / COLUMN: pg_description rows of tierd's tables (classoid pg_class).
+    "obj_description": (
+        f"(o) AS (SELECT description FROM {PG}.pg_description WHERE objoid = o AND objsubid = 0 LIMIT 1), "
+        f"(o, c) AS (SELECT description FROM {PG}.pg_description WHERE objoid = o AND objsubid = 0 "
+        f"AND classoid = CASE c WHEN 'pg_class' THEN 1259 ELSE -1 END LIMIT 1)"
+    ),
+    "col_description": (
+        f"(r, n) AS (SELECT description FROM {PG}.pg_description WHERE objoid = r AND objsubid = n "
+        f"AND classoid = 1259 LIMIT 1)"
+    ),
     "shobj_description": "(o, c) AS NULL::VARCHAR",
     "pg_get_function_result": "(f) AS NULL::VARCHAR",
     "pg_get_function_arguments": "(f) AS NULL::VARCHAR",
@@ -651,7 +659,7 @@ class PgCatalog:
         key = (tuple(namespaces), tuple((t.tid, t.owner, repr(sorted(t.grants.items())), tuple(t.primary_key))
                                         for t in tables), tuple(roles),
                tuple((d.sid, d.data_type, d.increment, d.start, d.min_value, d.max_value, d.cache, d.cycle)
-                     for d in seqs))
+                     for d in seqs), engine.catalog.generation)
         with self.lock:
             if key == self.built_for:
                 return
@@ -720,6 +728,7 @@ class _Rows:
         self.roles: list[tuple] = []
         self.sequences: list[tuple] = []
         self.identities: list[tuple] = []  # (attrelid, attnum, attidentity)
+        self.descriptions: list[tuple] = []
         self.indexcols: list[tuple] = []
         self.table_privileges: list[tuple] = []
 
@@ -768,6 +777,11 @@ class _Rows:
             self.attributes.append((rel, name, 20 if name == "_seq" else 16, 8 if name == "_seq" else 1,
                                     num, -1, True, 0, False))
         self._defaults(rel, t)
+        for num, c in enumerate(t.columns, start=1):
+            if c.comment is not None:
+                self.descriptions.append((rel, CATALOG_TABLE_OIDS["pg_class"], num, c.comment))
+        if t.comment is not None:
+            self.descriptions.append((rel, CATALOG_TABLE_OIDS["pg_class"], 0, t.comment))
         keys = [t.column_names.index(k) + 1 for k in t.primary_key]
         self.indexes.append((index, rel, len(keys), len(keys), True, True, keys))
         self.constraints.append((constraint, f"{t.name}_pkey", ns, "p", rel, index, keys))
@@ -800,7 +814,8 @@ class _Rows:
     def write(self, cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute(f"DELETE FROM {PG}.pg_namespace")
         cur.execute(f"DELETE FROM {PG}.pg_class WHERE relnamespace <> {PG_CATALOG_OID}")
-        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles", "pg_sequence"):
+        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles", "pg_sequence",
+                      "pg_description"):
             cur.execute(f"DELETE FROM {PG}.{table}")
         for table in ("indexdef", "constraintdef", "relations", "namespaces", "roles", "indexcols",
                       "table_privileges"):
@@ -811,6 +826,7 @@ class _Rows:
         _insert(cur, f"{PG}.pg_attribute", "attrelid, attname, atttypid, attlen, attnum, atttypmod, attnotnull, "
                 "attndims, atthasdef", self.attributes)
         _insert(cur, f"{PG}.pg_attrdef", "oid, adrelid, adnum, adbin", self.attrdefs)
+        _insert(cur, f"{PG}.pg_description", "objoid, classoid, objsubid, description", self.descriptions)
         _insert(cur, f"{PG}.pg_index", "indexrelid, indrelid, indnatts, indnkeyatts, indisunique, indisprimary, "
                 "indkey", self.indexes)
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",

@@ -52,6 +52,13 @@ class Column:
     nullable: bool = True
     default: str | None = None  # DuckDB expression text
     identity: str | None = None  # GENERATED "ALWAYS" | "BY DEFAULT" AS IDENTITY
+    # Stable column id: what segments and hot batches written under older schemas are read by
+    # (a RENAME COLUMN keeps it). 0 only in catalogs written before ids (assigned at load).
+    id: int = 0
+    # The value of rows written before this column existed (ADD COLUMN ... DEFAULT, evaluated
+    # once, as Postgres's attmissingval): a DuckDB literal expression, None for NULL.
+    missing: str | None = None
+    comment: str | None = None  # COMMENT ON COLUMN
 
 
 @dataclass
@@ -79,6 +86,13 @@ class TableDef:
     # Rows carry a hidden ROWID column: created without a primary key. It stays (stored, no
     # longer the key) after ALTER TABLE ... ADD PRIMARY KEY, so no segment is rewritten.
     rowid: bool = False
+    comment: str | None = None  # COMMENT ON TABLE
+    # ALTER TABLE bumps the schema version. Segments record the version they were written
+    # with; hot batches are told apart by _seq: every batch at or below an old version's
+    # `until_seq` was written under it. Each old version keeps {stored name: column id}.
+    schema_version: int = 1
+    revision: int = 0  # bumped by every ALTER TABLE: what per-session caches of the shape key on
+    schema_history: list[dict] = field(default_factory=list)  # [{"version", "until_seq", "names"}]
 
     def scope(self, storage, user: str | None = None) -> str:
         """Directory of one scope: the table's own (SHARED) or one user's (USER tables; the
@@ -119,6 +133,35 @@ class TableDef:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def column_ids(self) -> dict[str, int]:
+        """{column name: stable column id} of the current schema (what Iceberg field ids and
+        segment schema versions are mapped through)."""
+        return {c.name: c.id for c in self.columns}
+
+    def stored_names(self, version: int) -> dict[int, str]:
+        """{column id: the name data written under schema `version` stores it by}."""
+        if version >= self.schema_version:
+            return {c.id: c.name for c in self.columns}
+        for h in self.schema_history:
+            if h["version"] >= version:
+                return {int(i): n for n, i in h["names"].items()}
+        return {c.id: c.name for c in self.columns}
+
+    def version_at_seq(self, seq: int) -> int:
+        """The schema version a hot batch whose first `_seq` is `seq` was written under."""
+        for h in self.schema_history:
+            if seq <= h["until_seq"]:
+                return h["version"]
+        return self.schema_version
+
+    @property
+    def next_column_id(self) -> int:
+        ids = [c.id for c in self.columns] + [int(i) for h in self.schema_history for i in h["names"].values()]
+        return max(ids, default=0) + 1
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -126,7 +169,11 @@ class TableDef:
     def from_json(cls, raw: dict) -> "TableDef":
         raw = dict(raw)
         raw["columns"] = [Column(**c) for c in raw["columns"]]
-        return cls(**raw)
+        t = cls(**raw)
+        for i, c in enumerate(t.columns, start=1):  # catalogs from before column ids
+            if not c.id:
+                c.id = i
+        return t
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -202,6 +249,7 @@ class Catalog:
         self.lock = threading.RLock()
         self.namespaces: dict[str, str] = {}  # name -> created_at
         self.tables: dict[tuple[str, str], TableDef] = {}
+        self.generation = 0  # bumped by every change: what the pg_catalog rebuild keys on
         for key, raw in store.scan_json("c/ns/"):
             self.namespaces[key[len("c/ns/"):]] = raw["created_at"]
         for _, raw in store.scan_json("c/t/"):
@@ -239,31 +287,64 @@ class Catalog:
 
     # tables
     def allocate_tid(self) -> int:
-        """A new relation id (tables and sequences share them: OIDs derive from them)."""
+        """A new relation id (tables and sequences share them: OIDs derive from them; never reused)."""
         with self.lock:
             tid = self._next_tid
             self._next_tid += 1
             self.store.put_json("c/next_tid", {"value": self._next_tid})
             return tid
 
-    def add_table(self, t: TableDef) -> TableDef:
+    @staticmethod
+    def record_key(tid: int) -> str:
+        """The LevelDB key of a table's definition (a transaction's DDL writes it at COMMIT)."""
+        return f"c/t/{tid:08d}"
+
+    def add_table(self, t: TableDef, durable: bool = True) -> TableDef:
+        """Register `t` under a new id; `durable=False`: its record is written by the COMMIT of
+        the transaction that creates it (engine/session/transaction_ddl.py)."""
         with self.lock:
             if (t.namespace, t.name) in self.tables:
                 raise DuplicateTable(f'relation "{t.qualified}" already exists')
             t.tid = self.allocate_tid()
-            self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
+            if durable:
+                self.store.put_json(self.record_key(t.tid), t.to_json())
             self.tables[(t.namespace, t.name)] = t
+            self.generation += 1
             return t
 
     def save_table(self, t: TableDef) -> None:
         """Persist a changed definition (owner, grants) of an existing table."""
         with self.lock:
-            self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
+            self.store.put_json(self.record_key(t.tid), t.to_json())
+            self.generation += 1
 
-    def drop_table(self, t: TableDef) -> None:
+    def replace_table(self, old: TableDef, new: TableDef, durable: bool = True) -> None:
+        """ALTER TABLE: `new` (same tid, maybe a new name) takes `old`'s place, durably in one
+        put (`durable=False`: at the COMMIT of the transaction; a ROLLBACK puts `old` back)."""
         with self.lock:
-            self.store.delete(f"c/t/{t.tid:08d}")
+            if (new.namespace, new.name) != (old.namespace, old.name) and (new.namespace, new.name) in self.tables:
+                raise DuplicateTable(f'relation "{new.name}" already exists')
+            if durable:
+                self.store.put_json(self.record_key(new.tid), new.to_json())
+            self.tables.pop((old.namespace, old.name), None)
+            self.tables[(new.namespace, new.name)] = new
+            self.generation += 1
+
+    def drop_table(self, t: TableDef, durable: bool = True) -> None:
+        with self.lock:
+            if durable:
+                self.store.delete(self.record_key(t.tid))
             self.tables.pop((t.namespace, t.name), None)
+            self.generation += 1
+
+    def restore_table(self, t: TableDef) -> None:
+        """A transaction's ROLLBACK: `t` as it was before the transaction changed or dropped it
+        (its record in LevelDB never changed)."""
+        with self.lock:
+            for key in [k for k, other in self.tables.items() if other.tid == t.tid]:
+                del self.tables[key]
+            self.tables[(t.namespace, t.name)] = t
+            self.generation += 1
 
     def get(self, namespace: str, name: str) -> TableDef:
         t = self.tables.get((namespace, name))

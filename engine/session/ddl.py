@@ -6,23 +6,43 @@ DuckDB objects of a table change under the write lock, so no write sees half a t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from engine.catalog.tables import SYSTEM_COLUMNS, TableDef, check_identifier, parse_table_options
-from engine.errors import DuplicateTable, InvalidSchemaName, InvalidTableDefinition, \
+from engine.errors import ActiveSqlTransaction, DuplicateTable, InvalidSchemaName, InvalidTableDefinition, \
     ObjectInUse, UndefinedTable
 from engine.tiers import views
 from engine.results import StatementResult
-from engine.session import sequences
+from engine.session import sequences, transaction_ddl
 from engine.session.state import SessionState
-from engine.session.transactions import begin_ddl as _begin_ddl
+from engine.session.transactions import commit_write, join_ddl
 from engine.sql.parse import CreateTableStatement
 from engine.sql.sequence_ddl import rewrite_auto_columns, without_regclass_casts
 from engine.sql.statements import CreateNamespace, DropNamespace, DropTable, unquote
 
 
+def begin_ddl(s: SessionState, action: str, transactional: bool = True) -> bool:
+    """Before a DDL statement: True when it joins the session's explicit transaction
+    (engine/session/transaction_ddl.py: it then holds the write lock, and the change takes
+    effect durably at COMMIT); otherwise it ends an implicit transaction and commits at once."""
+    s.require_superuser(action)
+    if transactional and join_ddl(s):
+        return True
+    if s.tx.holds_lock and not s.tx.explicit:
+        commit_write(s)  # an implicit transaction ends here
+    if s.tx.holds_lock:
+        raise ActiveSqlTransaction(f"{action} inside a transaction that has already written is not supported")
+    return False
+
+
+def write_locked(s: SessionState, in_transaction: bool):
+    """The write lock for one DDL statement, unless its transaction holds it already."""
+    return contextlib.nullcontext() if in_transaction else s.engine.hot.locked()
+
+
 def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> StatementResult:
-    _begin_ddl(s, stmt.action)
+    in_tx = begin_ddl(s, stmt.action)
     eng, ct = s.engine, stmt.table
     if not ct.namespace:
         ct = dataclasses.replace(ct, namespace=s.creation_namespace)
@@ -49,13 +69,15 @@ def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> S
                      flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds, owner=s.user,
                      rowid=not pk)  # no primary key: rows are told apart by a hidden row id
         sequences.create_owned(s, ct.namespace, body.auto)
-        with eng.hot.locked():
-            eng.create_table(t)
+        with write_locked(s, in_tx):
+            eng.create_table(t, durable=not in_tx)
+        if in_tx:
+            transaction_ddl.changing(s, None, t.tid)
     return StatementResult("CREATE TABLE")
 
 
 def create_namespace(s: SessionState, stmt: CreateNamespace, params: list) -> StatementResult:
-    _begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action, transactional=False)
     eng = s.engine
     name = unquote(stmt.name)
     with eng.ddl_lock:
@@ -65,7 +87,7 @@ def create_namespace(s: SessionState, stmt: CreateNamespace, params: list) -> St
 
 
 def drop_namespace(s: SessionState, stmt: DropNamespace, params: list) -> StatementResult:
-    _begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action, transactional=False)
     eng = s.engine
     name = unquote(stmt.name)
     with eng.ddl_lock:
@@ -93,8 +115,9 @@ def drop_namespace(s: SessionState, stmt: DropNamespace, params: list) -> Statem
 
 def drop_table(s: SessionState, stmt: DropTable, params: list) -> StatementResult:
     """DROP TABLE [IF EXISTS] a [, b ...]: every named table must exist (or IF EXISTS skips
-    it) before any is dropped, as in Postgres; each drop takes its owned sequences along."""
-    _begin_ddl(s, stmt.action)
+    it) before any is dropped, as in Postgres; each drop takes its owned sequences along.
+    Inside a transaction the tables' rows and files go at COMMIT."""
+    in_tx = begin_ddl(s, stmt.action)
     eng = s.engine
     with eng.ddl_lock:
         found = []
@@ -109,8 +132,12 @@ def drop_table(s: SessionState, stmt: DropTable, params: list) -> StatementResul
                 found.append(t)
         for t in found:
             eng.tiering.stop_table_job(t)
-            with eng.hot.locked():
-                eng.drop_table(t)
+            if in_tx:
+                transaction_ddl.changing(s, t)
+                eng.detach_table(t, durable=False)
+            else:
+                with eng.hot.locked():
+                    eng.drop_table(t)
             sequences.drop_owned(s, t)
-            s.stages.discard(t.tid)
+            s.stages.pop(t.tid, None)
     return StatementResult("DROP TABLE")

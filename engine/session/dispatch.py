@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import admin, cursors, ddl, keyed_writes, listen, reads, rekey, sequences, settings, transactions
+from engine.session import (admin, alter, cursors, ddl, keyed_writes, listen, reads, rekey, sequences, settings,
+                            transactions)
 from engine.sql import sequence_ddl as sq
 from engine.sql import table_commands as tc
 from engine.session.state import SessionState
 from engine.sql import parse as p
+from engine.sql import alter as al
 from engine.sql import statements as st
 
 Handler = Callable[[SessionState, object, list], StatementResult]
@@ -46,6 +48,8 @@ HANDLERS: dict[type, Handler] = {
     st.DropNamespace: ddl.drop_namespace,
     st.DropTable: ddl.drop_table,
     p.AlterTableOwner: admin.alter_table_owner,
+    al.AlterTable: alter.alter_table,
+    al.CommentOn: alter.comment_on,
     st.CreateRole: admin.role_command,
     st.AlterRole: admin.role_command,
     st.DropRole: admin.role_command,

@@ -41,7 +41,8 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
 def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementResult | None:
     eng = s.engine
     t = eng.catalog.find(shape.namespace, shape.table) if shape.namespace else s.find_table(shape.table)
-    if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1:
+    if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1 \
+            or t.tid in s.tx.ddl_before:  # its own rows may predate the transaction's ALTER TABLE
         return None  # an unknown table's error, and these tables' rules, are the general path's
     schema = eng.visible_schema(t)
     pk = t.primary_key[0]

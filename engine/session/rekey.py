@@ -109,7 +109,7 @@ def add_primary_key(s: SessionState, stmt: AddPrimaryKey, params: list) -> State
                 eng.failpoints.hit("add_primary_key.after_commit")
                 eng.admin.execute(views.full_view_sql(t, t.tid in eng.cold.shadowing))
                 eng.hot.index[t.tid] = {}
-                s.stages.discard(t.tid)
+                s.stages.pop(t.tid, None)
             finally:
                 eng.hot.release()
             return StatementResult("ALTER TABLE")

@@ -39,16 +39,22 @@ class Transaction:
     def __init__(self):
         self.explicit = False  # inside BEGIN ... COMMIT
         self.segment = False  # inside an extended-protocol implicit transaction (until Sync)
-        self.savepoints: list[tuple[str, int]] = []  # (name, writes before it)
+        self.savepoints: list[tuple[str, int, int]] = []  # (name, writes before it, tables changed by DDL)
         self.failed = False
         self.holds_lock = False
         self.in_duck_txn = False  # explicit transaction whose writes sit in a DuckDB transaction
         self.pending_shadow: set[int] = set()  # tables whose views shadow cold rows at COMMIT
         self.pending: list[tuple[int, int, pa.Table]] = []  # (table id, first _seq, rows)
         self.pending_index: dict[int, dict] = {}  # table id -> key -> KeyState, not yet committed
+        # After DDL in an explicit transaction (engine/session/transaction_ddl.py): writes go
+        # straight into the hot tables, and each table the DDL changed, as it was before.
+        self.applied = False
+        self.ddl_before: dict[int, object] = {}  # table id -> TableDef before, None if created
 
     def clear_writes(self) -> None:
         self.pending, self.pending_index = [], {}
+        self.applied = False
+        self.ddl_before = {}
         self.pending_shadow = set()
         self.in_duck_txn = False
         self.holds_lock = False
@@ -71,7 +77,7 @@ class SessionState:
         self.lock_timeout_ms = 0
         self.apply_settings()
         self.tx = Transaction()
-        self.stages: set[int] = set()  # tables with a typing stage table in this session
+        self.stages: dict[int, int] = {}  # table id -> revision of its typing stage table in this session
         self.running = threading.Lock()  # held while DuckDB runs a statement of this session
         self.catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False

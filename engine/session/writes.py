@@ -324,7 +324,7 @@ def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> St
 def shadow_cold(s: SessionState, t: TableDef) -> None:
     """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
     cold = s.engine.cold
-    if not s.tx.in_duck_txn:
+    if not s.tx.in_duck_txn:  # autocommit, or applied writes: the view changes for everyone now
         cold.ensure_shadowing(t)
     elif t.tid not in cold.shadowing and t.tid not in s.tx.pending_shadow and cold.has_cold(t):
         # Inside this transaction's snapshot; takes effect for others at COMMIT.
@@ -399,8 +399,8 @@ def _plain_returning(t: TableDef, alias: str, expr: str, rows: pa.Table) -> pa.T
 # ---------------------------------------------------------------------- row versions
 def _stage(s: SessionState, t: TableDef) -> str:
     """A per-session temp table with the table's defaults and NOT NULLs, to type rows."""
-    name = f"temp.main.__stage_{t.tid}"
-    if t.tid not in s.stages:
+    name = f"temp.main.__stage_{t.tid}_{t.revision}"  # an ALTER TABLE makes a new one
+    if s.stages.get(t.tid) != t.revision:
         cols = []
         for c in t.columns:
             spec = f"{views.q(c.name)} {c.type}"
@@ -409,8 +409,8 @@ def _stage(s: SessionState, t: TableDef) -> str:
             if not c.nullable:
                 spec += " NOT NULL"
             cols.append(spec)
-        s.cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS __stage_{t.tid} ({', '.join(cols)})")
-        s.stages.add(t.tid)
+        s.cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS __stage_{t.tid}_{t.revision} ({', '.join(cols)})")
+        s.stages[t.tid] = t.revision
     return name
 
 
@@ -466,7 +466,8 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
         stamp = pa.scalar(datetime.fromtimestamp(written, timezone.utc), pa.timestamp("us", tz="UTC"))
         batch = batch.append_column(WRITTEN_AT, pa.repeat(stamp, n))
         hot.note_stream_write(t, written, first + n - 1)
-    if tx.in_duck_txn:  # visible to this transaction at once, to others at COMMIT
+    if tx.in_duck_txn or tx.applied:  # visible to this transaction at once (to others at COMMIT,
+        # or at once after DDL in the transaction: engine/session/transaction_ddl.py)
         s.cur.register("__batch", batch)
         try:
             s.cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __batch")

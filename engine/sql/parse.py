@@ -12,7 +12,9 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
+from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import FeatureNotSupported, ObjectNotInPrerequisiteState, SyntaxError_
+from engine.sql.alter import AlterTable, CommentOn, parse_alter_table, parse_comment
 from engine.sql.sequence_ddl import AlterSequence, CreateSequence, DropSequence, parse_sequence_command
 from engine.sql.split import leading_words
 from engine.sql.table_commands import (AddPrimaryKey, Maintenance, Truncate, is_add_primary_key,
@@ -148,7 +150,7 @@ Statement = (Empty | Begin | Commit | Rollback | Savepoint | Query | Write | Sho
              | CreateRole | AlterRole | DropRole | Grant | CreateStorage | AlterStorage | DropStorage
              | ShowStorages | CheckStorage | StorageJob | JobCommand | Listen | Unlisten | Notify | DeclareCursor
              | FetchCursor | CloseCursor | CreateSequence | AlterSequence | DropSequence | Truncate | AddPrimaryKey
-             | Maintenance)
+             | Maintenance | AlterTable | CommentOn)
 
 _SAVEPOINT = re.compile(r"^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+"
                         r"(\"[^\"]+\"|\w+)\s*;?\s*$", re.I)
@@ -189,6 +191,8 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         return parse_truncate(sql)
     if first in ("VACUUM", "ANALYZE", "ANALYSE", "CHECKPOINT"):
         return parse_maintenance(sql)
+    if first == "COMMENT":
+        return parse_comment(sql)
     if (first in ("CREATE", "DROP", "ALTER") and second == "STORAGE") or (first == "SHOW" and second == "STORAGES") \
             or (first == "STORAGE" and second == "CHECK"):
         stmt = parse_storage_definition(sql)
@@ -262,11 +266,11 @@ def _is_local(scope: str | None) -> bool:
     return bool(scope) and scope.strip().upper() == "LOCAL"
 
 
-def _alter_table(sql: str) -> AlterTableOwner:
+def _alter_table(sql: str) -> AlterTableOwner | AlterTable:
     m = _ALTER_OWNER.match(sql)
-    if not m:
-        raise FeatureNotSupported("ALTER TABLE is not supported by tierd except ALTER TABLE t OWNER TO role")
-    return AlterTableOwner(m.group(1), unquote(m.group(2)))
+    if m:
+        return AlterTableOwner(m.group(1), unquote(m.group(2)))
+    return parse_alter_table(sql)
 
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'

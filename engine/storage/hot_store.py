@@ -88,12 +88,24 @@ class HotStore:
             yield k.decode(), json.loads(v)
 
     # --- row batches ----------------------------------------------------------
-    def commit(self, batches: list[tuple[int, int, pa.Table]], last_seq: int) -> None:
-        """Durably write committed row batches [(table id, first seq, rows)] in one WriteBatch."""
+    def commit(self, batches: list[tuple[int, int, pa.Table]], last_seq: int,
+               records: dict[str, dict | None] | None = None, deletes: list[bytes] = ()) -> None:
+        """Durably write committed row batches [(table id, first seq, rows)] in one WriteBatch;
+        a transaction's DDL adds its catalog `records` (None: deleted) and the row batches of
+        the tables it dropped (`deletes`), so all of it happens or none."""
         with self.db.write_batch(sync=True) as wb:
             for tid, first_seq, rows in batches:
                 wb.put(batch_key(tid, first_seq), encode_batch(rows))
+            for key, value in (records or {}).items():
+                if value is None:
+                    wb.delete(key.encode())
+                else:
+                    wb.put(key.encode(), json.dumps(value).encode())
+            for key in deletes:
+                wb.delete(key)
             wb.put(*self.seq_put(last_seq))
+        if deletes:
+            self._forget(list(deletes))
         with self._firsts_lock:  # commits arrive in seq order (write lock, then group order)
             for tid, first_seq, _ in batches:
                 firsts = self._firsts.get(tid)

@@ -27,9 +27,11 @@ def is_segment_file(name: str) -> bool:
 
 
 def write_segment(storage: Storage, scope: str, seg_id: int, rows: pa.Table, columns: list[str], kind: str,
-                  failpoints: Failpoints, step: str, check: Callable[[], None] = lambda: None) -> Segment:
+                  failpoints: Failpoints, step: str, check: Callable[[], None] = lambda: None,
+                  schema_version: int = 1) -> Segment:
     """Write `rows` as segment `seg_id` of a scope; `step` names its failpoints
-    (`<step>.before_parquet`, `<step>.after_parquet`); `check` runs first (a KILL JOB)."""
+    (`<step>.before_parquet`, `<step>.after_parquet`); `check` runs first (a KILL JOB);
+    `schema_version`: the table's schema the rows have (readers map its columns by id)."""
     check()
     path = segment_path(seg_id)
     data = segment_bytes(rows)
@@ -40,7 +42,7 @@ def write_segment(storage: Storage, scope: str, seg_id: int, rows: pa.Table, col
         id=seg_id, path=path,
         min_seq=pc.min(rows.column("_seq")).as_py(), max_seq=pc.max(rows.column("_seq")).as_py(),
         row_count=rows.num_rows, size_bytes=size, created_at=now_iso(), kind=kind,
-        column_stats=column_stats(rows, columns),
+        column_stats=column_stats(rows, columns), schema_version=schema_version,
     )
 
 
@@ -52,9 +54,64 @@ def segment_bytes(rows: pa.Table) -> bytes:
     dictionary = [f.name for f in rows.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
                   or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
                   or pa.types.is_dictionary(f.type)]
+    rows = storable(rows)
     buf = io.BytesIO()
     pq.write_table(rows, buf, compression="zstd", row_group_size=32_768, use_dictionary=dictionary or False)
     return buf.getvalue()
+
+
+INTERVAL_STORED = pa.struct([("months", pa.int32()), ("days", pa.int32()), ("nanos", pa.int64())])
+
+
+def storable(rows: pa.Table) -> pa.Table:
+    """Columns Parquet has no type for, in their documented encoding: an interval
+    (month_day_nano_interval) as struct<months int32, days int32, nanos int64>, also as the
+    element of a list; engine/tiers/views.py `stored_value` decodes them on read."""
+    if not any(_has_interval(f.type) for f in rows.schema):
+        return rows
+    cols, fields = [], []
+    for f, col in zip(rows.schema, rows.columns):
+        if _has_interval(f.type):
+            chunks = [_encode_interval(c) for c in col.chunks]
+            col = pa.chunked_array(chunks, type=_stored_type(f.type))
+            f = pa.field(f.name, col.type, f.nullable)
+        cols.append(col)
+        fields.append(f)
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields))
+
+
+def _has_interval(t: pa.DataType) -> bool:
+    if t == pa.month_day_nano_interval():
+        return True
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _has_interval(t.value_type)
+
+
+def _stored_type(t: pa.DataType) -> pa.DataType:
+    if t == pa.month_day_nano_interval():
+        return INTERVAL_STORED
+    return pa.list_(_stored_type(t.value_type))
+
+
+def _encode_interval(arr: pa.Array) -> pa.Array:
+    """Vectorised: the 16-byte (int32 months, int32 days, int64 nanos) values as a struct,
+    read through fixed-size-list views of the same buffer."""
+    if pa.types.is_large_list(arr.type):
+        arr = arr.cast(pa.list_(arr.type.value_type))
+    if arr.offset:  # a slice: a fresh copy starts at offset 0 (list masks need it)
+        arr = pa.concat_arrays([arr])
+    mask = arr.is_null() if arr.null_count else None
+    if pa.types.is_list(arr.type):
+        return pa.ListArray.from_arrays(arr.offsets, _encode_interval(arr.values), mask=mask)
+    n, buf = len(arr), arr.buffers()[1]
+    as32 = pa.Array.from_buffers(pa.list_(pa.int32(), 4), n, [None],
+                                 children=[pa.Array.from_buffers(pa.int32(), 4 * (n + arr.offset), [None, buf])],
+                                 offset=arr.offset)
+    as64 = pa.Array.from_buffers(pa.list_(pa.int64(), 2), n, [None],
+                                 children=[pa.Array.from_buffers(pa.int64(), 2 * (n + arr.offset), [None, buf])],
+                                 offset=arr.offset)
+    return pa.StructArray.from_arrays(
+        [pc.list_element(as32, 0), pc.list_element(as32, 1), pc.list_element(as64, 1)],
+        fields=list(INTERVAL_STORED), mask=mask)
 
 
 def column_stats(rows: pa.Table, columns: list[str]) -> dict:

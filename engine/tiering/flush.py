@@ -142,7 +142,8 @@ class Flusher:
             if not sorted_by_key(t.row_key, rows):
                 rows = rows.sort_by([(c, "ascending") for c in t.row_key])
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments), rows,
-                                          t.stats_columns, kind, self._fp, "flush", check))
+                                          t.stats_columns, kind, self._fp, "flush", check,
+                                          schema_version=t.schema_version))
             report.advance("writing segments", segments[-1].row_count, segments[-1].size_bytes)
         new_manifest = manifest.apply(FlushEdit(segments, watermark))
         check()  # the last point where KILL JOB can stop it: next is the commit

@@ -70,11 +70,16 @@ class TieringService:
         return self.compactor.compact_table(t, job)
 
     def _finished(self, job: Job) -> None:
-        """A completed flush that left a scope with too many segments starts a compaction."""
-        if job.job_type != "flush" or job.status != "completed":
+        """A completed flush that left a scope with too many segments starts a compaction; a
+        flush that failed for good keeps the policies from starting another until a change."""
+        if job.job_type != "flush" or job.status not in ("completed", "failed"):
             return
         ns, _, name = job.table_name.partition(".")
         t = self._catalog.find(ns, name)
+        if job.status == "failed":
+            if t is not None:
+                self.policies.flush_failed(t.tid)
+            return
         limit = self._settings.compaction_max_segments
         if t is not None and any(needs_compaction(m, limit) for m in self._cold.manifests[t.tid].values()):
             self.jobs.submit("compact", t.qualified, {"trigger": f"more than {limit} segments"})

@@ -136,6 +136,12 @@ class ColdTier:
         self.manifests[t.tid] = {} if t.is_user else {None: Manifest(table_id=t.qualified)}
         self.shadowing.add(t.tid)
 
+    def forget(self, t: TableDef) -> None:
+        """A table created and rolled back in one transaction: it never had files."""
+        self.manifests.pop(t.tid, None)
+        self.unavailable.pop(t.tid, None)
+        self.shadowing.discard(t.tid)
+
     def delete_files(self, t: TableDef) -> None:
         """DROP TABLE: every scope directory of the table, and what LevelDB knew of them."""
         storage = self.storage_for(t)
