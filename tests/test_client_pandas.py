@@ -16,7 +16,6 @@ sqlalchemy = pytest.importorskip("sqlalchemy", reason="SQLAlchemy is in the test
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 
-NEEDS_NO_PK = pytest.mark.xfail(strict=True, reason="needs tables without a primary key (autoid branch)")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,6 @@ def test_replace_that_fails_midway_keeps_the_table_and_every_row(engine, module_
     assert pd.read_sql("SELECT * FROM public.pd_keep ORDER BY id", engine).equals(before)
 
 
-@NEEDS_NO_PK
 def test_to_sql_creates_a_table(engine):
     df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", None], "c": [0.5, 1.5, 2.5]})
     df.to_sql("pd_created", engine, schema="public", index=False)
@@ -82,7 +80,6 @@ def test_to_sql_creates_a_table(engine):
     assert got.equals(df)
 
 
-@NEEDS_NO_PK
 def test_replace_swaps_the_table_and_its_rows_at_once(engine):
     keyed_table(engine, "pd_replace")
     new = pd.DataFrame({"k": [7, 8], "w": ["seven", "eight"]})
