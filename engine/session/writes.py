@@ -19,11 +19,13 @@ import pyarrow.compute as pc
 from engine.catalog import privileges
 from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import EngineError, NotNullViolation, UndefinedParameter, from_duckdb
+from engine.errors import (EngineError, InvalidColumnReference, NotNullViolation, UndefinedObject,
+                           UndefinedParameter, from_duckdb)
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
-from engine.session.keys import first_per_key, live_keys, refuse_repeats, unique_violation
+from engine.session.keys import (first_per_key, live_keys, live_rows, refuse_repeats, refuse_second_touch,
+                                 unique_violation)
 from engine.session.reads import check_select
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
@@ -65,6 +67,12 @@ def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | 
               "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
     if p.returning is not None or (not isinstance(p, dml.InsertPlan) and re.search(r"\bWHERE\b", p.select_sql)):
         needed.append("SELECT")
+    if isinstance(p, dml.InsertPlan) and p.conflict is not None:
+        _check_arbiter(t, p.conflict)
+        # PostgreSQL: DO UPDATE needs UPDATE, and every ON CONFLICT SELECT on the columns it
+        # reads (the arbiter's key, DO UPDATE's expressions)
+        needed += ["UPDATE", "SELECT"] if p.conflict.update else \
+            ["SELECT"] if p.conflict.columns or p.conflict.constraint else []
     privileges.check_table(s.engine.roles, s.user, t, *needed)
     check_select(s, p.reads)
     return p, t
@@ -79,7 +87,7 @@ def batchable(sql: str) -> bool:
         p = dml.plan(sql)
     except EngineError:
         return False
-    return (isinstance(p, dml.InsertPlan) and p.returning is None and not p.on_conflict_nothing
+    return (isinstance(p, dml.InsertPlan) and p.returning is None and p.conflict is None
             and p.fast_values is not None and len(p.fast_values) == 1)
 
 
@@ -122,6 +130,8 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
         rows = _slow_rows(s, t, p, params)
     rows = owned(s, t, rows)
     keys = key_list(t, rows)
+    if p.conflict is not None and p.conflict.update:
+        return _upsert(s, t, p, rows, keys, params)
     if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
         rows, keys = first_per_key(rows, keys)
     refuse_repeats(t, keys)
@@ -133,6 +143,65 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
     append(s, t, rows, deleted=False)
     ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params)
     return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
+
+
+def _check_arbiter(t: TableDef, c: dml.OnConflict) -> None:
+    """ON CONFLICT's arbiter must be the primary key, tierd's one unique constraint."""
+    if c.constraint is not None and c.constraint != f"{t.name}_pkey":
+        raise UndefinedObject(f'constraint "{c.constraint}" for table "{t.name}" does not exist')
+    if c.columns is not None and (set(c.columns) != set(t.primary_key) or len(c.columns) != len(t.primary_key)):
+        raise InvalidColumnReference("there is no unique or exclusion constraint matching the ON CONFLICT specification")
+
+
+def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, keys: list,
+            params: list) -> StatementResult:
+    """INSERT ... ON CONFLICT DO UPDATE: rows whose key has no live version are inserted; the
+    others update that version (found through the key index and the cold tier, `live_rows`)
+    with the SET values where the WHERE holds. RETURNING gives inserted and updated rows, in
+    the order proposed; the tag counts both."""
+    refuse_second_touch(keys, "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                        "Ensure that no rows proposed for insertion within the same command have "
+                        "duplicate constrained values.")
+    existing = live_rows(s, t, keys)
+    at = dict(zip(key_list(t, existing), range(existing.num_rows)))
+    fresh = [i for i, k in enumerate(keys) if k not in at]
+    hit = [i for i, k in enumerate(keys) if k in at]
+    inserted = rows.take(_indices(fresh)) if hit else rows
+    append(s, t, inserted, deleted=False, keys=[keys[i] for i in fresh])
+    done: list[int] = []
+    parts = [inserted.select(t.column_names)]
+    if hit:
+        _shadow(s, t)  # the versions updated may be cold
+        old = existing.take(_indices([at[keys[i]] for i in hit]))
+        values = _conflict_values(s, t, p.conflict.set_sql, old, rows.take(_indices(hit)), params)
+        passed = values.column("__pass")
+        done = [i for i, ok in zip(hit, passed.to_pylist()) if ok]
+        updated = _supersede(s, t, old.filter(passed), values.filter(passed), p.conflict.set_columns)
+        parts.append(updated.select(t.column_names))
+    ret = None
+    if p.returning is not None:
+        order = pc.sort_indices(pa.array(fresh + done, pa.int64()))
+        written = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        ret = _returning(s, p.target.alias, p.returning, written.take(order), params)
+    return StatementResult(f"INSERT 0 {len(fresh) + len(done)}", ret)
+
+
+def _indices(positions: list[int]) -> pa.Array:
+    return pa.array(positions, pa.int64())
+
+
+def _conflict_values(s: SessionState, t: TableDef, set_sql: str, old: pa.Table, proposed: pa.Table,
+                     params: list) -> pa.Table:
+    """DO UPDATE's SET values (`__new_i`) and WHERE (`__pass`) per conflicting row: the
+    existing version as the target, the proposed row as `excluded`, joined by position."""
+    used = max((int(n) for n in re.findall(r"\$(\d+)", set_sql)), default=0)
+    s.cur.register(dml.EXISTING, old.select(t.column_names))
+    s.cur.register(dml.EXCLUDED, proposed.select(t.column_names))
+    try:
+        return s.cur.execute(set_sql, params[:used]).to_arrow_table()
+    finally:
+        s.cur.unregister(dml.EXISTING)
+        s.cur.unregister(dml.EXCLUDED)
 
 
 def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
@@ -210,21 +279,30 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
 
 
 def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
-    sel, old_keys = _affected(s, t, p.select_sql, params)
-    unknown = [c for c in p.set_columns if c not in t.column_names]
+    sel, _ = _affected(s, t, p.select_sql, params)
+    typed = _supersede(s, t, sel, sel, p.set_columns)
+    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params)
+    return StatementResult(f"UPDATE {typed.num_rows}", ret)
+
+
+def _supersede(s: SessionState, t: TableDef, old: pa.Table, values: pa.Table, set_columns: tuple[str, ...]) -> pa.Table:
+    """New versions of the `old` rows (with a USER table's owner, which they keep): each SET
+    column from `values`' `__new_i` (the last SET of a column wins), typed by the table; a
+    changed key must be free and leaves a tombstone behind. Appended; returned."""
+    unknown = [c for c in set_columns if c not in t.column_names]
     if unknown:
         raise from_duckdb(duckdb.BinderException(f'column "{unknown[0]}" of relation "{t.name}" does not exist'))
     cols = []
     for c in t.column_names:
-        if c in p.set_columns:
-            idx = len(p.set_columns) - 1 - list(reversed(p.set_columns)).index(c)
-            cols.append(sel.column(f"__new_{idx}"))
+        if c in set_columns:
+            idx = len(set_columns) - 1 - list(reversed(set_columns)).index(c)
+            cols.append(values.column(f"__new_{idx}"))
         else:
-            cols.append(sel.column(c))
+            cols.append(old.column(c))
     new = pa.table(cols, names=t.column_names)
     typed = _typed(s, t, f"INSERT INTO {dml.STAGE} SELECT * FROM __source RETURNING *", [], new)
-    typed = owned(s, t, typed, sel.column(OWNER) if t.is_user else None)
-    new_keys = key_list(t, typed)
+    typed = owned(s, t, typed, old.column(OWNER) if t.is_user else None)
+    old_keys, new_keys = key_list(t, old), key_list(t, typed)
     if new_keys != old_keys:
         refuse_repeats(t, new_keys)
         old_set = set(old_keys)
@@ -232,11 +310,10 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
         if live:
             raise unique_violation(t, next(iter(live)))
         new_set = set(new_keys)
-        gone = sel.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
+        gone = old.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
         append(s, t, _tombstones(s, t, gone), deleted=True)
-    append(s, t, typed, deleted=False)
-    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params)
-    return StatementResult(f"UPDATE {typed.num_rows}", ret)
+    append(s, t, typed, deleted=False, keys=new_keys)
+    return typed
 
 
 def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:

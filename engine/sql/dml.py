@@ -26,6 +26,24 @@ class Target:
     alias: str
 
 
+EXISTING = "__existing"  # ON CONFLICT DO UPDATE: the conflicting rows, as the target's alias
+EXCLUDED = "__excluded"  # the rows proposed for insertion, as `excluded`
+
+
+@dataclass(frozen=True)
+class OnConflict:
+    """INSERT's ON CONFLICT clause: its arbiter (checked against the table's key by the
+    session) and its action."""
+    columns: tuple[str, ...] | None  # ON CONFLICT (cols); None: no column list
+    constraint: str | None  # ON CONFLICT ON CONSTRAINT name
+    update: bool  # DO UPDATE (else DO NOTHING)
+    set_columns: tuple[str, ...] = ()
+    # DO UPDATE: per conflicting row, the new value of each SET column (`__new_i`) and whether
+    # its WHERE holds (`__pass`), over EXISTING and EXCLUDED joined row by row.
+    set_sql: str | None = None
+    set_exprs: str | None = None  # set_sql's SELECT list alone (for the sandbox)
+
+
 @dataclass(frozen=True)
 class InsertPlan:
     target: Target
@@ -39,6 +57,7 @@ class InsertPlan:
     fast_values: tuple[tuple[tuple[str, object], ...], ...] | None = None
     reads: tuple[tuple[str | None, str], ...] = ()  # tables read besides the target (privileges)
     source_sql: str | None = None  # the VALUES list or query inserted, DuckDB dialect (sandbox)
+    conflict: OnConflict | None = None
 
 
 @dataclass(frozen=True)
@@ -90,11 +109,25 @@ def _reads(tree: exp.Expression, target: exp.Table) -> tuple[tuple[str | None, s
     return tuple(out)
 
 
-def _returning(node: exp.Expression) -> str | None:
+def _as_alias(node: exp.Expression, table: exp.Table) -> exp.Expression:
+    """`ns.t.col` and `t.col` (what SQLAlchemy writes in WHERE and RETURNING) as `alias.col`:
+    DuckDB resolves a column by the name its relation has in the query, never by its schema."""
+    alias = table.alias or table.name
+    ns = table.db or None
+
+    def rewrite(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Column) and n.table and n.args.get("db") is not None \
+                and n.table == table.name and (ns is None or n.db == ns) and not n.args.get("catalog"):
+            return exp.column(n.this.copy(), table=exp.to_identifier(alias, quoted=True))
+        return n
+    return node.transform(rewrite, copy=True)
+
+
+def _returning(node: exp.Expression, table: exp.Table) -> str | None:
     ret = node.args.get("returning")
     if ret is None:
         return None
-    return ", ".join(e.sql(dialect="duckdb") for e in ret.expressions)
+    return ", ".join(_as_alias(e, table).sql(dialect="duckdb") for e in ret.expressions)
 
 
 def _param_count(node: exp.Expression) -> int:
@@ -197,14 +230,8 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
     else:
         table = into
         cols = _implicit_columns(tree.args.get("expression"))
-    conflict = tree.args.get("conflict")
-    nothing = False
-    if conflict is not None:
-        action = conflict.args.get("action")
-        if action is not None and "NOTHING" in action.sql().upper():
-            nothing = True
-        else:
-            raise FeatureNotSupported("ON CONFLICT DO UPDATE is not supported yet")
+    conflict = _on_conflict(tree.args.get("conflict"), table)
+    nothing = conflict is not None and not conflict.update
     source = tree.args.get("expression")
     if source is None:
         body = "DEFAULT VALUES"
@@ -212,9 +239,57 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
         body = source.sql(dialect="duckdb")
     stage_sql = f"INSERT INTO {STAGE} {cols} {body} RETURNING *"
     names = tuple(c.name for c in into.expressions) if isinstance(into, exp.Schema) else None
-    return InsertPlan(_target(table), stage_sql, _returning(tree), nothing, _param_count(tree),
+    return InsertPlan(_target(table), stage_sql, _returning(tree, table), nothing, _param_count(tree),
                       columns=names, fast_values=_fast_values(source), reads=_reads(tree, table),
-                      source_sql=None if source is None else body)
+                      source_sql=None if source is None else body, conflict=conflict)
+
+
+def _on_conflict(node: exp.OnConflict | None, table: exp.Table) -> OnConflict | None:
+    """The ON CONFLICT clause as a plan. An index predicate (`ON CONFLICT (cols) WHERE p`)
+    only helps infer a partial unique index; the primary key satisfies any, so it is ignored,
+    as PostgreSQL does for a non-partial index."""
+    if node is None:
+        return None
+    if node.args.get("duplicate"):
+        raise FeatureNotSupported("ON DUPLICATE KEY is not supported", hint="use ON CONFLICT")
+    keys = node.args.get("conflict_keys")
+    columns = None
+    if keys:
+        columns = tuple((k.this if isinstance(k, exp.Ordered) else k).name for k in keys)
+    constraint = node.args.get("constraint")
+    constraint = constraint.name if constraint is not None else None
+    action = (node.args.get("action").sql() if node.args.get("action") is not None else "").upper()
+    if "NOTHING" in action:
+        return OnConflict(columns, constraint, update=False)
+    if columns is None and constraint is None:
+        raise SyntaxError_("ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                           hint="For example, ON CONFLICT (column_name).")
+    alias = table.alias or table.name
+    sets, exprs = [], []
+    for eq in node.expressions:
+        if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
+            raise SyntaxError_("syntax error in SET clause")
+        sets.append(eq.this.name)
+        value = _own_columns(_as_alias(eq.expression, table), alias)
+        exprs.append(f'{value.sql(dialect="duckdb")} AS "__new_{len(exprs)}"')
+    where = node.args.get("where")
+    cond = "true" if where is None else _own_columns(_as_alias(where.this, table), alias).sql(dialect="duckdb")
+    exprs.append(f'coalesce(({cond}), false) AS "__pass"')
+    sql = (f'SELECT {", ".join(exprs)} FROM {EXISTING} AS "{alias}" '
+           f'POSITIONAL JOIN {EXCLUDED} AS "excluded"')
+    return OnConflict(columns, constraint, update=True, set_columns=tuple(sets), set_sql=sql,
+                      set_exprs=", ".join(exprs))
+
+
+def _own_columns(node: exp.Expression, alias: str) -> exp.Expression:
+    """An unqualified column in DO UPDATE's SET and WHERE is the existing row's (qualified
+    with the target's alias: `excluded` has the same column names); subqueries keep theirs."""
+    def qualify(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Column) and not n.table and not isinstance(n.this, exp.Star) \
+                and n.find_ancestor(exp.Select) is None:
+            return exp.column(n.this.copy(), table=exp.to_identifier(alias, quoted=True))
+        return n
+    return node.transform(qualify, copy=True)
 
 
 class _NotSimple(Exception):
@@ -283,7 +358,7 @@ def _plan_update(tree: exp.Update) -> UpdatePlan:
         if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
             raise SyntaxError_("syntax error in SET clause")
         sets.append(eq.this.name)
-        exprs.append(f'{eq.expression.sql(dialect="duckdb")} AS "__new_{len(exprs)}"')
+        exprs.append(f'{_as_alias(eq.expression, table).sql(dialect="duckdb")} AS "__new_{len(exprs)}"')
     from_ = tree.args.get("from_") or tree.args.get("from")
     where = tree.args.get("where")
     src = table.sql(dialect="duckdb")
@@ -292,8 +367,8 @@ def _plan_update(tree: exp.Update) -> UpdatePlan:
         extra = ", " + ", ".join(e.sql(dialect="duckdb") for e in from_.expressions) if hasattr(from_, "expressions") and from_.expressions else ", " + from_.this.sql(dialect="duckdb")
     sql = f'SELECT "{target.alias}".*, {", ".join(exprs)} FROM {src}{extra}'
     if where is not None:
-        sql += " " + where.sql(dialect="duckdb")
-    return UpdatePlan(target, tuple(sets), sql, _returning(tree), _param_count(tree), _reads(tree, table))
+        sql += " " + _as_alias(where, table).sql(dialect="duckdb")
+    return UpdatePlan(target, tuple(sets), sql, _returning(tree, table), _param_count(tree), _reads(tree, table))
 
 
 def _plan_delete(tree: exp.Delete) -> DeletePlan:
@@ -305,5 +380,5 @@ def _plan_delete(tree: exp.Delete) -> DeletePlan:
     sql = f'SELECT "{target.alias}".* FROM {src}{extra}'
     where = tree.args.get("where")
     if where is not None:
-        sql += " " + where.sql(dialect="duckdb")
-    return DeletePlan(target, sql, _returning(tree), _param_count(tree), _reads(tree, table))
+        sql += " " + _as_alias(where, table).sql(dialect="duckdb")
+    return DeletePlan(target, sql, _returning(tree, table), _param_count(tree), _reads(tree, table))
