@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from engine.catalog import privileges
 from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import (EngineError, InvalidColumnReference, NotNullViolation, UndefinedObject,
-                           UndefinedParameter, from_duckdb)
+from engine.errors import (EngineError, InvalidColumnReference, NotNullViolation, UndefinedColumn, UndefinedObject,
+                           UndefinedParameter)
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
@@ -145,8 +145,16 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
     return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
 
 
+def _check_set_columns(t: TableDef, set_columns: tuple[str, ...]) -> None:
+    unknown = [c for c in set_columns if c not in t.column_names]
+    if unknown:
+        raise UndefinedColumn(f'column "{unknown[0]}" of relation "{t.name}" does not exist')
+
+
 def _check_arbiter(t: TableDef, c: dml.OnConflict) -> None:
-    """ON CONFLICT's arbiter must be the primary key, tierd's one unique constraint."""
+    """ON CONFLICT's arbiter must be the primary key, tierd's one unique constraint; DO
+    UPDATE's SET names the table's columns (checked before any row is looked at)."""
+    _check_set_columns(t, c.set_columns)
     if c.constraint is not None and c.constraint != f"{t.name}_pkey":
         raise UndefinedObject(f'constraint "{c.constraint}" for table "{t.name}" does not exist')
     if c.columns is not None and (set(c.columns) != set(t.primary_key) or len(c.columns) != len(t.primary_key)):
@@ -289,9 +297,7 @@ def _supersede(s: SessionState, t: TableDef, old: pa.Table, values: pa.Table, se
     """New versions of the `old` rows (with a USER table's owner, which they keep): each SET
     column from `values`' `__new_i` (the last SET of a column wins), typed by the table; a
     changed key must be free and leaves a tombstone behind. Appended; returned."""
-    unknown = [c for c in set_columns if c not in t.column_names]
-    if unknown:
-        raise from_duckdb(duckdb.BinderException(f'column "{unknown[0]}" of relation "{t.name}" does not exist'))
+    _check_set_columns(t, set_columns)
     cols = []
     for c in t.column_names:
         if c in set_columns:
