@@ -377,12 +377,21 @@ def _stage(s: SessionState, t: TableDef) -> str:
     return name
 
 
+_NOT_NULL = re.compile(r"NOT NULL constraint failed: __stage_\d+\.(.+)$")
+
+
 def _typed(s: SessionState, t: TableDef, sql: str, params: list, source: pa.Table | None = None) -> pa.Table:
     stage = _stage(s, t)
     if source is not None:
         s.cur.register("__source", source)
     try:
         return s.cur.execute(sql.replace(dml.STAGE, stage), params).to_arrow_table()
+    except duckdb.ConstraintException as exc:
+        m = _NOT_NULL.search(str(exc))
+        if m is None:
+            raise
+        raise NotNullViolation(f'null value in column "{m.group(1)}" of relation "{t.name}" '
+                               'violates not-null constraint') from None
     finally:
         if source is not None:
             s.cur.unregister("__source")
