@@ -202,11 +202,11 @@ def _conflict_values(s: SessionState, t: TableDef, set_sql: str, old: pa.Table, 
                      params: list) -> pa.Table:
     """DO UPDATE's SET values (`__new_i`) and WHERE (`__pass`) per conflicting row: the
     existing version as the target, the proposed row as `excluded`, joined by position."""
-    used = max((int(n) for n in re.findall(r"\$(\d+)", set_sql)), default=0)
+    sql, bound = _bind(set_sql, params)
     s.cur.register(dml.EXISTING, old.select(t.column_names))
     s.cur.register(dml.EXCLUDED, proposed.select(t.column_names))
     try:
-        return s.cur.execute(set_sql, params[:used]).to_arrow_table()
+        return s.cur.execute(sql, bound).to_arrow_table()
     finally:
         s.cur.unregister(dml.EXISTING)
         s.cur.unregister(dml.EXCLUDED)
@@ -268,7 +268,7 @@ def _slow_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) ->
         sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
                      lambda m: "(" + ", ".join(views.q(c) for c in t.column_names[: int(m.group(1))]) + ")",
                      sql, count=1)
-    return _typed(s, t, sql, params)
+    return _typed(s, t, *_bind(sql, params))
 
 
 # ---------------------------------------------------------------------- UPDATE, DELETE
@@ -347,13 +347,27 @@ def _tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     return owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
 
 
+_PARAM_OUTSIDE_QUOTES = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\d+)")
+
+
+def _bind(sql: str, params: list) -> tuple[str, list]:
+    """`sql` with the statement's parameters it uses renumbered $1..$k, and their values:
+    a clause (RETURNING, DO UPDATE SET) often uses only some, and DuckDB wants exactly those."""
+    used = sorted({int(m.group(1)) for m in _PARAM_OUTSIDE_QUOTES.finditer(sql) if m.group(1)})
+    if used == list(range(1, len(used) + 1)):
+        return sql, params[:len(used)]
+    number = {n: i + 1 for i, n in enumerate(used)}
+    sql = _PARAM_OUTSIDE_QUOTES.sub(lambda m: f"${number[int(m.group(1))]}" if m.group(1) else m.group(0), sql)
+    return sql, [params[n - 1] for n in used]
+
+
 def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
     if expr is None:
         return None
-    used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
+    sql, bound = _bind(f"SELECT {expr} FROM __ret AS {views.q(alias)}", params)
     s.cur.register("__ret", rows)
     try:
-        s.cur.execute(f"SELECT {expr} FROM __ret AS {views.q(alias)}", params[:used])
+        s.cur.execute(sql, bound)
         return with_sql_types(s.cur.to_arrow_table(), [d[1] for d in s.cur.description])
     finally:
         s.cur.unregister("__ret")
