@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from engine.catalog import privileges
 from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import (EngineError, InvalidColumnReference, NotNullViolation, UndefinedColumn, UndefinedObject,
-                           UndefinedParameter)
+from engine.errors import (EngineError, InvalidColumnReference, NotNullViolation, SyntaxError_, UndefinedColumn,
+                           UndefinedObject, UndefinedParameter)
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
@@ -50,22 +50,28 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
             result = _insert(s, t, p, params)
         elif isinstance(p, dml.UpdatePlan):
             result = _update(s, t, p, params)
+        elif isinstance(p, dml.MergePlan):
+            result = _merge(s, t, p, params)
         else:
             result = _delete(s, t, p, params)
     end_implicit(s)
     return result
 
 
-def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | dml.DeletePlan, TableDef]:
+def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | dml.DeletePlan | dml.MergePlan,
+                                              TableDef]:
     """The statement's plan and target, after the sandbox and privilege checks: INSERT/UPDATE/
     DELETE on the target, SELECT on it too when it reads the target's rows (a WHERE clause,
     RETURNING), and SELECT on every other table it reads (INSERT ... SELECT, FROM, USING)."""
     p = dml.plan(sql)
     sandbox.check_write(p)  # its source, FROM, WHERE and RETURNING run in DuckDB too
     t = s.resolve(p.target)
-    needed = ["INSERT" if isinstance(p, dml.InsertPlan) else
-              "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
-    if p.returning is not None or (not isinstance(p, dml.InsertPlan) and re.search(r"\bWHERE\b", p.select_sql)):
+    if isinstance(p, dml.MergePlan):  # SELECT: ON reads the target; each action its privilege
+        needed = ["SELECT"] + sorted({w.action for w in p.whens if w.action != "NOTHING"})
+    else:
+        needed = ["INSERT" if isinstance(p, dml.InsertPlan) else
+                  "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
+    if p.returning is not None or (isinstance(p, (dml.UpdatePlan, dml.DeletePlan)) and re.search(r"\bWHERE\b", p.select_sql)):
         needed.append("SELECT")
     if isinstance(p, dml.InsertPlan) and p.conflict is not None:
         _check_arbiter(t, p.conflict)
@@ -327,6 +333,68 @@ def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> St
     append(s, t, _tombstones(s, t, sel), deleted=True)
     ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params)
     return StatementResult(f"DELETE {sel.num_rows}", ret)
+
+
+# ---------------------------------------------------------------------- MERGE
+def _merge(s: SessionState, t: TableDef, p: dml.MergePlan, params: list) -> StatementResult:
+    """MERGE as PostgreSQL 15 runs it: each source row takes the first WHEN clause whose
+    conditions hold (one query: the source LEFT JOIN the target's rows); a target row updated
+    or deleted twice is 21000; deletes, then updates, then inserts are written (inserts are
+    key-checked like INSERT). The tag counts the rows each action touched."""
+    own_writes_visible(s)
+    _shadow(s, t)
+    s.engine.hot.settle()
+    own = t.column_names + ([OWNER] if t.is_user else [])
+    target = (f"(SELECT {', '.join(views.q(c) for c in own)}, true AS {dml.MERGE_HIT} "
+              f"FROM {views.q(t.namespace)}.{views.q(t.name)})")
+    alias = views.q(p.target.alias)
+    sql = p.select_sql.replace(dml.MERGE_COLUMNS, ", ".join(f"{alias}.{views.q(c)} AS {views.q('__t_' + c)}"
+                                                             for c in own)).replace(dml.MERGE_TARGET, target)
+    with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
+        rows = s.cur.execute(*_bind(sql, params)).to_arrow_table()
+    chosen = rows.column("__clause").to_pylist()
+    old_all = pa.table([rows.column("__t_" + c) for c in own], names=own)
+    acting = [i for i, c in enumerate(chosen) if c is not None and p.whens[c].action in ("UPDATE", "DELETE")]
+    refuse_second_touch(key_list(t, old_all.take(_indices(acting))), "MERGE command cannot affect row a second time",
+                        "Ensure that not more than one source row matches any one target row.")
+    count = 0
+    for action in ("DELETE", "UPDATE", "INSERT"):
+        for i, w in enumerate(p.whens):
+            if w.action != action:
+                continue
+            at = _indices([r for r, c in enumerate(chosen) if c == i])
+            if not len(at):
+                continue
+            count += len(at)
+            if action == "DELETE":
+                append(s, t, _tombstones(s, t, old_all.take(at)), deleted=True)
+            elif action == "UPDATE":
+                values = pa.table([rows.column(f"__w{i}_{j}").take(at) for j in range(len(w.columns))],
+                                  names=[f"__new_{j}" for j in range(len(w.columns))])
+                _supersede(s, t, old_all.take(at), values, w.columns)
+            else:
+                _merge_insert(s, t, w, pa.table([rows.column(f"__w{i}_{j}").take(at) for j in range(w.width)],
+                                                names=[f"c{j}" for j in range(w.width)]))
+    return StatementResult(f"MERGE {count}")
+
+
+def _merge_insert(s: SessionState, t: TableDef, w: dml.MergeAction, values: pa.Table) -> None:
+    """A WHEN NOT MATCHED THEN INSERT clause's rows: typed by the table (defaults for the
+    columns it does not name), key-checked, appended."""
+    names = list(w.columns) or t.column_names[:w.width]
+    if len(names) != w.width:
+        raise SyntaxError_("INSERT has more expressions than target columns" if w.width > len(names)
+                           else "INSERT has more target columns than expressions")
+    _check_set_columns(t, tuple(names))
+    cols = ", ".join(views.q(c) for c in names)
+    typed = _typed(s, t, f"INSERT INTO {dml.STAGE} ({cols}) SELECT * FROM __source RETURNING *", [], values)
+    typed = owned(s, t, typed)
+    keys = key_list(t, typed)
+    refuse_repeats(t, keys)
+    live = live_keys(s, t, keys)
+    if live:
+        raise unique_violation(t, next(k for k in keys if k in live))
+    append(s, t, typed, deleted=False, keys=keys)
 
 
 def _shadow(s: SessionState, t: TableDef) -> None:

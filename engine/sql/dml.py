@@ -79,6 +79,34 @@ class DeletePlan:
     reads: tuple[tuple[str | None, str], ...] = ()
 
 
+MERGE_TARGET = "__TIERD_MERGE_TARGET__"  # replaced by the target's rows and a match marker
+MERGE_COLUMNS = "__TIERD_MERGE_COLUMNS__"  # replaced by the target's columns as __t_<col>
+MERGE_HIT = "__tierd_hit"
+
+
+@dataclass(frozen=True)
+class MergeAction:
+    """One WHEN clause of MERGE, in order."""
+    matched: bool
+    action: str  # "UPDATE" | "DELETE" | "INSERT" | "NOTHING"
+    columns: tuple[str, ...] = ()  # UPDATE: the SET columns; INSERT: the named columns (empty: the first N)
+    width: int = 0  # INSERT: number of values
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """MERGE INTO target USING source ON cond WHEN ...: one query over the source LEFT JOIN the
+    target gives, per source row, the matched target row (`__t_<col>`), the first WHEN clause
+    whose conditions hold (`__clause`, NULL: none) and every clause's values (`__w<i>_<j>`)."""
+    target: Target
+    whens: tuple[MergeAction, ...]
+    select_sql: str  # with MERGE_TARGET standing for the target relation
+    check_sql: str  # the same query over the target as the client named it (for the sandbox)
+    param_count: int
+    reads: tuple[tuple[str | None, str], ...] = ()
+    returning: None = None  # PostgreSQL 15's MERGE has no RETURNING
+
+
 def _ident(node: exp.Expression | None) -> str | None:
     if node is None:
         return None
@@ -197,7 +225,7 @@ def _tuple_width(body: str, start: int) -> int:
 _planning = threading.Lock()
 
 
-def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
+def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan | MergePlan:
     with _planning:
         if len(sql) > BULK_THRESHOLD:
             bulk = _bulk_insert_plan(sql)
@@ -207,7 +235,7 @@ def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
+def _cached_plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan | MergePlan:
     try:
         tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.ParseError as exc:
@@ -218,6 +246,8 @@ def _cached_plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
         return _plan_update(tree)
     if isinstance(tree, exp.Delete):
         return _plan_delete(tree)
+    if isinstance(tree, exp.Merge):
+        return _plan_merge(tree)
     raise FeatureNotSupported("statement not supported")
 
 
@@ -382,3 +412,65 @@ def _plan_delete(tree: exp.Delete) -> DeletePlan:
     if where is not None:
         sql += " " + _as_alias(where, table).sql(dialect="duckdb")
     return DeletePlan(target, sql, _returning(tree, table), _param_count(tree), _reads(tree, table))
+
+
+def _plan_merge(tree: exp.Merge) -> MergePlan:
+    table = tree.this
+    target = _target(table)
+    if tree.args.get("returning") is not None:
+        raise SyntaxError_('syntax error at or near "RETURNING"')
+    source = tree.args.get("using")
+    on = tree.args.get("on")
+    if source is None or on is None:
+        raise SyntaxError_("syntax error in MERGE: expected USING source ON condition")
+    alias = exp.to_identifier(target.alias, quoted=True).sql(dialect="duckdb")
+    hit = f"{alias}.{MERGE_HIT}"
+    whens, cases, values = [], [], []
+    for i, w in enumerate(tree.args["whens"].expressions):
+        if w.args.get("source"):
+            raise FeatureNotSupported("MERGE ... WHEN NOT MATCHED BY SOURCE is not supported",
+                                      hint="PostgreSQL 15's MERGE has WHEN MATCHED and WHEN NOT MATCHED")
+        matched = bool(w.args.get("matched"))
+        then = w.args.get("then")
+        cond = w.args.get("condition")
+        test = f"{hit} IS {'NOT ' if matched else ''}NULL"
+        if cond is not None:
+            test += f" AND ({_as_alias(cond, table).sql(dialect='duckdb')})"
+        cases.append(f"WHEN {test} THEN {i}")
+        if isinstance(then, exp.Update):
+            if not matched:
+                raise SyntaxError_('syntax error at or near "UPDATE"')
+            cols = []
+            for j, eq in enumerate(then.expressions):
+                if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
+                    raise SyntaxError_("syntax error in SET clause")
+                cols.append(eq.this.name)
+                values.append(f'{_as_alias(eq.expression, table).sql(dialect="duckdb")} AS "__w{i}_{j}"')
+            whens.append(MergeAction(True, "UPDATE", tuple(cols)))
+        elif isinstance(then, exp.Insert):
+            if matched:
+                raise SyntaxError_('syntax error at or near "INSERT"')
+            names = then.this.expressions if isinstance(then.this, exp.Tuple) else []
+            row = then.args.get("expression")
+            if row is None:
+                raise FeatureNotSupported("MERGE ... INSERT DEFAULT VALUES is not supported",
+                                          hint="name the columns and their values")
+            items = row.expressions if isinstance(row, exp.Tuple) else [row]
+            for j, v in enumerate(items):
+                values.append(f'{_as_alias(v, table).sql(dialect="duckdb")} AS "__w{i}_{j}"')
+            whens.append(MergeAction(False, "INSERT", tuple(c.name for c in names), len(items)))
+        else:
+            word = (then.sql() if then is not None else "").upper()
+            if word == "DELETE" and matched:
+                whens.append(MergeAction(True, "DELETE"))
+            elif word == "DO NOTHING":
+                whens.append(MergeAction(matched, "NOTHING"))
+            else:
+                raise SyntaxError_(f'syntax error at or near "{word or "THEN"}"')
+    clause = f"CASE {' '.join(cases)} END AS \"__clause\""
+    src = source.sql(dialect="duckdb")
+    select = (f"SELECT {MERGE_COLUMNS}, {clause}{''.join(', ' + v for v in values)} "
+              f"FROM {src} LEFT JOIN {MERGE_TARGET} AS {alias} ON {_as_alias(on, table).sql(dialect='duckdb')}")
+    plain = exp.table_(table.name, db=table.db or None).sql(dialect="duckdb")
+    check = select.replace(MERGE_COLUMNS, "1").replace(MERGE_TARGET, f"(SELECT *, true AS {MERGE_HIT} FROM {plain})")
+    return MergePlan(target, tuple(whens), select, check, _param_count(tree), _reads(tree, table))

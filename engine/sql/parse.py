@@ -22,13 +22,13 @@ from engine.sql.statements import (AlterRole, AlterStorage, CheckStorage, Create
                                    parse_storage_job, unquote)
 
 READ_STATEMENTS = {"SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "DESCRIBE", "SUMMARIZE", "FROM"}
-WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE"}
+WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE", "MERGE"}
 
 # Postgres commands tierd does not run (yet): 0A000 rather than a syntax error.
 KNOWN_COMMANDS = {
     "ALTER", "ANALYZE", "CALL", "CHECKPOINT", "CLOSE", "CLUSTER", "COMMENT", "COPY", "DEALLOCATE",
     "DECLARE", "DISCARD", "DO", "EXECUTE", "FETCH", "GRANT", "IMPORT", "LISTEN", "LOAD", "LOCK",
-    "MERGE", "MOVE", "NOTIFY", "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "REVOKE",
+    "MOVE", "NOTIFY", "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "REVOKE",
     "SECURITY", "TRUNCATE", "UNLISTEN", "VACUUM", "ATTACH", "DETACH", "INSTALL",
     "PRAGMA", "EXPORT", "USE", "RETRY", "KILL",
 }
@@ -69,7 +69,7 @@ class Query:
 
 @dataclass(frozen=True)
 class Write:
-    """INSERT, UPDATE or DELETE: planned by engine/sql/dml.py."""
+    """INSERT, UPDATE, DELETE or MERGE: planned by engine/sql/dml.py."""
     sql: str
 
 

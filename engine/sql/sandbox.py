@@ -207,7 +207,7 @@ def check_write(plan) -> None:
         if plan.conflict is not None and plan.conflict.set_exprs is not None:
             check_query(f"SELECT {plan.conflict.set_exprs}")  # DO UPDATE's SET and WHERE
     else:
-        check_query(plan.select_sql)
+        check_query(plan.check_sql if isinstance(plan, dml.MergePlan) else plan.select_sql)
     if plan.returning is not None:
         check_query(f"SELECT {plan.returning}")
 
