@@ -86,15 +86,22 @@ def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | 
 
 def batchable(sql: str) -> bool:
     """Whether `insert_batch` can append many parameter rows of `sql` at once: a one-row
-    INSERT ... VALUES typed in Python, without RETURNING or ON CONFLICT."""
+    INSERT ... VALUES typed in Python, without RETURNING, whose ON CONFLICT (if any) treats
+    each row on its own."""
     if (leading_words(sql, 1) or [""])[0] != "INSERT":
         return False
     try:
         p = dml.plan(sql)
     except EngineError:
         return False
-    return (isinstance(p, dml.InsertPlan) and p.returning is None and p.conflict is None
+    return (isinstance(p, dml.InsertPlan) and p.returning is None and _row_independent(p.conflict)
             and p.fast_values is not None and len(p.fast_values) == 1)
+
+
+def _row_independent(c: dml.OnConflict | None) -> bool:
+    """Whether ON CONFLICT gives each row of an executemany the outcome of its own statement
+    when all run as one (given distinct keys): DO UPDATE without parameters or subqueries."""
+    return c is None or not c.update or not re.search(r"\$\d|\bSELECT\b", c.set_exprs or "", re.I)
 
 
 def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[StatementResult] | None:
@@ -122,11 +129,15 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     s.check_user_scope()
     begin_write(s)
     with s.running:
-        if live_keys(s, t, keys):
-            return None
-        append(s, t, rows, deleted=False, keys=keys)
+        if p.conflict is None:
+            if live_keys(s, t, keys):
+                return None
+            append(s, t, rows, deleted=False, keys=keys)
+            written = set(range(len(keys)))
+        else:  # each row's own outcome: inserted, updated or skipped
+            written = set(_insert_rows(s, t, p, rows, keys, [])[1])
     end_implicit(s)
-    return [StatementResult("INSERT 0 1") for _ in param_rows]
+    return [StatementResult(f"INSERT 0 {int(i in written)}") for i in range(len(param_rows))]
 
 
 # ---------------------------------------------------------------------- INSERT
@@ -135,20 +146,32 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
     if rows is None:
         rows = _slow_rows(s, t, p, params)
     rows = owned(s, t, rows)
-    keys = key_list(t, rows)
+    written, _ = _insert_rows(s, t, p, rows, key_list(t, rows), params)
+    ret = _returning(s, p.target.alias, p.returning, written, params)
+    return StatementResult(f"INSERT 0 {written.num_rows}", ret)
+
+
+def _insert_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, keys: list,
+                 params: list) -> tuple[pa.Table, list[int]]:
+    """Write the proposed `rows` (typed, owned; `keys` theirs) as INSERT and its ON CONFLICT
+    say; returns the rows written (the table's columns, in the order proposed) and their
+    positions among those proposed."""
     if p.conflict is not None and p.conflict.update:
         return _upsert(s, t, p, rows, keys, params)
+    positions = list(range(len(keys)))
     if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
-        rows, keys = first_per_key(rows, keys)
+        seen: set = set()
+        positions = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
+        rows, keys = rows.take(_indices(positions)), [keys[i] for i in positions]
     refuse_repeats(t, keys)
     live = live_keys(s, t, keys)
     if live:
         if not p.on_conflict_nothing:
             raise unique_violation(t, next(k for k in keys if k in live))
-        rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
-    append(s, t, rows, deleted=False)
-    ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params)
-    return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
+        keep = [j for j, k in enumerate(keys) if k not in live]
+        rows, keys, positions = rows.take(_indices(keep)), [keys[j] for j in keep], [positions[j] for j in keep]
+    append(s, t, rows, deleted=False, keys=keys)
+    return rows.select(t.column_names), positions
 
 
 def _check_set_columns(t: TableDef, set_columns: tuple[str, ...]) -> None:
@@ -168,11 +191,11 @@ def _check_arbiter(t: TableDef, c: dml.OnConflict) -> None:
 
 
 def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, keys: list,
-            params: list) -> StatementResult:
+            params: list) -> tuple[pa.Table, list[int]]:
     """INSERT ... ON CONFLICT DO UPDATE: rows whose key has no live version are inserted; the
     others update that version (found through the key index and the cold tier, `live_rows`)
-    with the SET values where the WHERE holds. RETURNING gives inserted and updated rows, in
-    the order proposed; the tag counts both."""
+    with the SET values where the WHERE holds. Returns inserted and updated rows in the order
+    proposed, and their positions (as `_insert_rows`)."""
     refuse_second_touch(keys, "ON CONFLICT DO UPDATE command cannot affect row a second time",
                         "Ensure that no rows proposed for insertion within the same command have "
                         "duplicate constrained values.")
@@ -182,22 +205,17 @@ def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, key
     hit = [i for i, k in enumerate(keys) if k in at]
     inserted = rows.take(_indices(fresh)) if hit else rows
     append(s, t, inserted, deleted=False, keys=[keys[i] for i in fresh])
-    done: list[int] = []
-    parts = [inserted.select(t.column_names)]
-    if hit:
-        _shadow(s, t)  # the versions updated may be cold
-        old = existing.take(_indices([at[keys[i]] for i in hit]))
-        values = _conflict_values(s, t, p.conflict.set_sql, old, rows.take(_indices(hit)), params)
-        passed = values.column("__pass")
-        done = [i for i, ok in zip(hit, passed.to_pylist()) if ok]
-        updated = _supersede(s, t, old.filter(passed), values.filter(passed), p.conflict.set_columns)
-        parts.append(updated.select(t.column_names))
-    ret = None
-    if p.returning is not None:
-        order = pc.sort_indices(pa.array(fresh + done, pa.int64()))
-        written = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        ret = _returning(s, p.target.alias, p.returning, written.take(order), params)
-    return StatementResult(f"INSERT 0 {len(fresh) + len(done)}", ret)
+    if not hit:
+        return inserted.select(t.column_names), fresh
+    _shadow(s, t)  # the versions updated may be cold
+    old = existing.take(_indices([at[keys[i]] for i in hit]))
+    values = _conflict_values(s, t, p.conflict.set_sql, old, rows.take(_indices(hit)), params)
+    passed = values.column("__pass")
+    done = [i for i, ok in zip(hit, passed.to_pylist()) if ok]
+    updated = _supersede(s, t, old.filter(passed), values.filter(passed), p.conflict.set_columns)
+    written = pa.concat_tables([inserted.select(t.column_names), updated.select(t.column_names)])
+    order = pc.sort_indices(_indices(fresh + done))
+    return written.take(order), sorted(fresh + done)
 
 
 def _indices(positions: list[int]) -> pa.Array:
