@@ -105,6 +105,14 @@ def test_sqlalchemy_core_and_orm_upsert(module_tierd):
             stmt = pg_insert(Counter).values(name="b", n=9).on_conflict_do_nothing(index_elements=["name"])
             assert s.scalars(stmt.returning(Counter)).all() == []
             s.commit()
+            # ORM bulk upsert: a list of parameter sets (insertmanyvalues), RETURNING the objects
+            stmt = pg_insert(Counter)
+            stmt = stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"n": stmt.excluded.n * 10})
+            got = s.scalars(stmt.returning(Counter, sort_by_parameter_order=True),
+                            [{"name": "b", "n": 2}, {"name": "d", "n": 4}, {"name": "a", "n": 5}],
+                            execution_options={"populate_existing": True}).all()
+            assert [(c.name, c.n) for c in got] == [("b", 20), ("d", 4), ("a", 50)]
+            s.commit()
     finally:
         eng.dispose()
 
