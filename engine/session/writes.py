@@ -174,19 +174,33 @@ def _insert_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table
     return rows.select(t.column_names), positions
 
 
-def _check_set_columns(t: TableDef, set_columns: tuple[str, ...]) -> None:
-    unknown = [c for c in set_columns if c not in t.column_names]
-    if unknown:
-        raise UndefinedColumn(f'column "{unknown[0]}" of relation "{t.name}" does not exist')
+def _table_columns(t: TableDef, names: tuple[str, ...]) -> tuple[str, ...]:
+    """`names` as the table spells its columns (DuckDB, which evaluates everything else, binds
+    names case-insensitively); 42703 for one the table does not have."""
+    by_fold = {c.casefold(): c for c in t.column_names}
+    out = []
+    for n in names:
+        c = n if n in t.column_names else by_fold.get(n.casefold())
+        if c is None:
+            raise UndefinedColumn(f'column "{n}" of relation "{t.name}" does not exist')
+        out.append(c)
+    return tuple(out)
 
 
 def _check_arbiter(t: TableDef, c: dml.OnConflict) -> None:
     """ON CONFLICT's arbiter must be the primary key, tierd's one unique constraint; DO
     UPDATE's SET names the table's columns (checked before any row is looked at)."""
-    _check_set_columns(t, c.set_columns)
-    if c.constraint is not None and c.constraint != f"{t.name}_pkey":
+    _table_columns(t, c.set_columns)
+    if c.constraint is not None and c.constraint.casefold() != f"{t.name}_pkey".casefold():
         raise UndefinedObject(f'constraint "{c.constraint}" for table "{t.name}" does not exist')
-    if c.columns is not None and (set(c.columns) != set(t.primary_key) or len(c.columns) != len(t.primary_key)):
+    columns = None
+    if c.columns is not None:
+        try:
+            columns = _table_columns(t, c.columns)
+        except UndefinedColumn:  # PostgreSQL's wording for an inference column
+            missing = next(n for n in c.columns if n.casefold() not in {x.casefold() for x in t.column_names})
+            raise UndefinedColumn(f'column "{missing}" does not exist') from None
+    if columns is not None and (set(columns) != set(t.primary_key) or len(columns) != len(t.primary_key)):
         raise InvalidColumnReference("there is no unique or exclusion constraint matching the ON CONFLICT specification")
 
 
@@ -321,7 +335,7 @@ def _supersede(s: SessionState, t: TableDef, old: pa.Table, values: pa.Table, se
     """New versions of the `old` rows (with a USER table's owner, which they keep): each SET
     column from `values`' `__new_i` (the last SET of a column wins), typed by the table; a
     changed key must be free and leaves a tombstone behind. Appended; returned."""
-    _check_set_columns(t, set_columns)
+    set_columns = _table_columns(t, set_columns)
     cols = []
     for c in t.column_names:
         if c in set_columns:
@@ -403,7 +417,7 @@ def _merge_insert(s: SessionState, t: TableDef, w: dml.MergeAction, values: pa.T
     if len(names) != w.width:
         raise SyntaxError_("INSERT has more expressions than target columns" if w.width > len(names)
                            else "INSERT has more target columns than expressions")
-    _check_set_columns(t, tuple(names))
+    names = _table_columns(t, tuple(names))
     cols = ", ".join(views.q(c) for c in names)
     typed = _typed(s, t, f"INSERT INTO {dml.STAGE} ({cols}) SELECT * FROM __source RETURNING *", [], values)
     typed = owned(s, t, typed)
