@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from engine.catalog import privileges
 from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import (EngineError, InvalidColumnReference, NotNullViolation, SyntaxError_, UndefinedColumn,
+from engine.errors import (CardinalityViolation, EngineError, InvalidColumnReference, NotNullViolation, SyntaxError_, UndefinedColumn,
                            UndefinedObject, UndefinedParameter)
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
@@ -209,27 +209,47 @@ def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, key
     """INSERT ... ON CONFLICT DO UPDATE: rows whose key has no live version are inserted; the
     others update that version (found through the key index and the cold tier, `live_rows`)
     with the SET values where the WHERE holds. Returns inserted and updated rows in the order
-    proposed, and their positions (as `_insert_rows`)."""
-    refuse_second_touch(keys, "ON CONFLICT DO UPDATE command cannot affect row a second time",
-                        "Ensure that no rows proposed for insertion within the same command have "
-                        "duplicate constrained values.")
-    existing = live_rows(s, t, keys)
+    proposed, and their positions (as `_insert_rows`).
+
+    A key proposed again after this statement wrote it is 21000, as in PostgreSQL; after a
+    DO UPDATE whose WHERE did not hold, the next proposal of the key meets the same row again
+    (rounds: the n-th proposal of every key in round n)."""
+    existing = live_rows(s, t, list(dict.fromkeys(keys)))
     at = dict(zip(key_list(t, existing), range(existing.num_rows)))
-    fresh = [i for i, k in enumerate(keys) if k not in at]
-    hit = [i for i, k in enumerate(keys) if k in at]
-    inserted = rows.take(_indices(fresh)) if hit else rows
-    append(s, t, inserted, deleted=False, keys=[keys[i] for i in fresh])
-    if not hit:
-        return inserted.select(t.column_names), fresh
-    _shadow(s, t)  # the versions updated may be cold
-    old = existing.take(_indices([at[keys[i]] for i in hit]))
-    values = _conflict_values(s, t, p.conflict.set_sql, old, rows.take(_indices(hit)), params)
-    passed = values.column("__pass")
-    done = [i for i, ok in zip(hit, passed.to_pylist()) if ok]
-    updated = _supersede(s, t, old.filter(passed), values.filter(passed), p.conflict.set_columns)
-    written = pa.concat_tables([inserted.select(t.column_names), updated.select(t.column_names)])
-    order = pc.sort_indices(_indices(fresh + done))
-    return written.take(order), sorted(fresh + done)
+    seen: dict = {}
+    rounds: list[list[int]] = []
+    for i, k in enumerate(keys):
+        n = seen[k] = seen.get(k, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    written_keys: set = set()
+    parts, positions = [], []
+    for batch in rounds:
+        if any(keys[i] in written_keys for i in batch):
+            raise CardinalityViolation("ON CONFLICT DO UPDATE command cannot affect row a second time",
+                                       hint="Ensure that no rows proposed for insertion within the same "
+                                            "command have duplicate constrained values.")
+        fresh = [i for i in batch if keys[i] not in at]
+        hit = [i for i in batch if keys[i] in at]
+        inserted = rows.take(_indices(fresh)) if len(fresh) != rows.num_rows else rows
+        append(s, t, inserted, deleted=False, keys=[keys[i] for i in fresh])
+        parts.append(inserted.select(t.column_names))
+        positions += fresh
+        if hit:
+            _shadow(s, t)  # the versions updated may be cold
+            old = existing.take(_indices([at[keys[i]] for i in hit]))
+            values = _conflict_values(s, t, p.conflict.set_sql, old, rows.take(_indices(hit)), params)
+            passed = values.column("__pass")
+            done = [i for i, ok in zip(hit, passed.to_pylist()) if ok]
+            updated = _supersede(s, t, old.filter(passed), values.filter(passed), p.conflict.set_columns)
+            parts.append(updated.select(t.column_names))
+            positions += done
+        written_keys.update(keys[i] for i in positions)
+    written = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if positions != sorted(positions):
+        written = written.take(pc.sort_indices(_indices(positions)))
+    return written, sorted(positions)
 
 
 def _indices(positions: list[int]) -> pa.Array:
