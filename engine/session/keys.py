@@ -84,7 +84,8 @@ def live_rows(s: SessionState, t: TableDef, keys: list) -> pa.Table:
             hot_seqs.append(st.seq)
     parts = []
     if hot_seqs:
-        own_writes_visible(s)  # the messages up to Sync: this segment's writes into DuckDB first
+        if s.tx.pending:  # the messages up to Sync: this segment's writes into DuckDB first
+            own_writes_visible(s)
         s.engine.hot.settle()
         parts.append(versions_at(s.cur, t, hot_seqs))
     if unknown:
