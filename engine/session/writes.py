@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from engine.catalog import privileges
 from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import (CardinalityViolation, EngineError, InvalidColumnReference, NotNullViolation, SyntaxError_, UndefinedColumn,
-                           UndefinedObject, UndefinedParameter)
+from engine.errors import (CardinalityViolation, EngineError, InvalidColumnReference, NotNullViolation, SyntaxError_,
+                           UndefinedColumn, UndefinedObject, UndefinedParameter)
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
@@ -71,7 +71,8 @@ def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | 
     else:
         needed = ["INSERT" if isinstance(p, dml.InsertPlan) else
                   "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
-    if p.returning is not None or (isinstance(p, (dml.UpdatePlan, dml.DeletePlan)) and re.search(r"\bWHERE\b", p.select_sql)):
+    reads_target = isinstance(p, (dml.UpdatePlan, dml.DeletePlan)) and re.search(r"\bWHERE\b", p.select_sql)
+    if p.returning is not None or reads_target:
         needed.append("SELECT")
     if isinstance(p, dml.InsertPlan) and p.conflict is not None:
         _check_arbiter(t, p.conflict)
@@ -201,7 +202,8 @@ def _check_arbiter(t: TableDef, c: dml.OnConflict) -> None:
             missing = next(n for n in c.columns if n.casefold() not in {x.casefold() for x in t.column_names})
             raise UndefinedColumn(f'column "{missing}" does not exist') from None
     if columns is not None and (set(columns) != set(t.primary_key) or len(columns) != len(t.primary_key)):
-        raise InvalidColumnReference("there is no unique or exclusion constraint matching the ON CONFLICT specification")
+        raise InvalidColumnReference(
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification")
 
 
 def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, keys: list,
