@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from datetime import datetime, timezone
 
 import duckdb
@@ -29,10 +30,11 @@ from engine.session.keys import (first_per_key, live_keys, live_rows, refuse_rep
 from engine.session.reads import check_select
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
-from engine.sql import dml, sandbox
+from engine.sql import dml, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
 from engine.sql.split import leading_words
+from engine.sql.statements import unquote
 
 _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
@@ -87,15 +89,16 @@ def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | 
 
 def batchable(sql: str) -> bool:
     """Whether `insert_batch` can append many parameter rows of `sql` at once: a one-row
-    INSERT ... VALUES typed in Python, without RETURNING, whose ON CONFLICT (if any) treats
-    each row on its own."""
+    INSERT ... VALUES typed in Python, returning nothing or columns, whose ON CONFLICT (if
+    any, then without RETURNING) treats each row on its own."""
     if (leading_words(sql, 1) or [""])[0] != "INSERT":
         return False
     try:
         p = dml.plan(sql)
     except EngineError:
         return False
-    return (isinstance(p, dml.InsertPlan) and p.returning is None and _row_independent(p.conflict)
+    return (isinstance(p, dml.InsertPlan) and _row_independent(p.conflict)
+            and (p.returning is None or (p.conflict is None and _plain_names(p.target.alias, p.returning) is not None))
             and p.fast_values is not None and len(p.fast_values) == 1)
 
 
@@ -114,7 +117,8 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     if any(len(params) < k for params in param_rows):
         return None
     row = p.fast_values[0]
-    values = tuple(tuple(("p", j * k + v) if kind == "p" else (kind, v) for kind, v in row)
+    values = tuple(tuple(("p", j * k + v) if kind == "p" else ("pc", (j * k + v[0], v[1])) if kind == "pc"
+                         else (kind, v) for kind, v in row)
                    for j in range(len(param_rows)))
     flat = [v for params in param_rows for v in params[:k]]
     try:
@@ -123,6 +127,11 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
         return None
     if rows is None:
         return None
+    returned = None
+    if p.returning is not None:
+        returned = _plain_returning(t, p.target.alias, p.returning, rows.select(t.column_names))
+        if returned is None:
+            return None
     rows = owned(s, t, rows)   # as _insert_rows: a USER table's rows get their owner
     keys = key_list(t, rows)
     if len(set(keys)) != len(keys):
@@ -138,7 +147,9 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
         else:  # each row's own outcome: inserted, updated or skipped
             written = set(_insert_rows(s, t, p, rows, keys, [])[1])
     end_implicit(s)
-    return [StatementResult(f"INSERT 0 {int(i in written)}") for i in range(len(param_rows))]
+    if returned is None:
+        return [StatementResult(f"INSERT 0 {int(i in written)}") for i in range(len(param_rows))]
+    return [StatementResult("INSERT 0 1", returned.slice(i, 1)) for i in range(len(param_rows))]
 
 
 # ---------------------------------------------------------------------- INSERT
@@ -148,7 +159,7 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
         rows = _slow_rows(s, t, p, params)
     rows = owned(s, t, rows)
     written, _ = _insert_rows(s, t, p, rows, key_list(t, rows), params)
-    ret = _returning(s, p.target.alias, p.returning, written, params)
+    ret = _returning(s, p.target.alias, p.returning, written, params, t)
     return StatementResult(f"INSERT 0 {written.num_rows}", ret)
 
 
@@ -239,7 +250,7 @@ def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, key
         parts.append(inserted.select(t.column_names))
         positions += fresh
         if hit:
-            _shadow(s, t)  # the versions updated may be cold
+            shadow_cold(s, t)  # the versions updated may be cold
             old = existing.take(_indices([at[keys[i]] for i in hit]))
             values = _conflict_values(s, t, p.conflict.set_sql, old, rows.take(_indices(hit)), params)
             passed = values.column("__pass")
@@ -272,7 +283,7 @@ def _conflict_values(s: SessionState, t: TableDef, set_sql: str, old: pa.Table, 
         s.cur.unregister(dml.EXCLUDED)
 
 
-def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
+def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
     """Python values as an Arrow array of `typ`, or None if that needs DuckDB's casts."""
     if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
         # Postgres reads a string as bytea text (hex or escape format), DuckDB as escapes
@@ -283,6 +294,26 @@ def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         return None
+
+
+_UUID_TEXT = re.compile(r"^\{?(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                        r"|[0-9a-fA-F]{32})\}?$")
+
+
+def canonical_uuids(values: list) -> list | None:
+    """uuid values as DuckDB's cast prints them (lower-case, hyphenated), for the forms
+    Postgres and DuckDB both read; None when one needs DuckDB's cast (or its error)."""
+    out = []
+    for v in values:
+        if isinstance(v, uuid.UUID):
+            out.append(str(v))
+        elif isinstance(v, str) and _UUID_TEXT.match(v) and (v[0] == "{") == (v[-1] == "}"):
+            out.append(str(uuid.UUID(v)))
+        elif v is None:
+            out.append(None)
+        else:
+            return None
+    return out
 
 
 def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table | None:
@@ -300,7 +331,11 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
     for c, f in zip(t.columns, schema):
         i = position.get(c.name)
         if i is not None:
-            values = [params[v] if kind == "p" else v for kind, v in (row[i] for row in p.fast_values)]
+            values = [params[v] if kind == "p" else params[v[0]] if kind == "pc" else v
+                      for kind, v in (row[i] for row in p.fast_values)]
+            casts = {v[1] for kind, v in (row[i] for row in p.fast_values) if kind == "pc"}
+            if casts and not all(param_casts.value_fits(x, cast, f.type, c.type) for cast in casts for x in values):
+                return None  # a conversion (or its error) only DuckDB's cast gives
         elif c.default is None:
             values = [None] * n
         else:
@@ -309,8 +344,12 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
                 return None
             values = [datetime.now(timezone.utc) if d is NOW else d] * n
         if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
-            return None  # UUID, JSON, ENUM...: DuckDB's cast canonicalises the text
-        arr = _to_arrow(values, f.type)
+            if c.type.upper() != "UUID":
+                return None  # JSON, ENUM...: DuckDB's cast canonicalises the text
+            values = canonical_uuids(values)
+            if values is None:
+                return None
+        arr = to_arrow(values, f.type)
         if arr is None:
             return None
         if not c.nullable and arr.null_count:
@@ -336,7 +375,7 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
     """The rows an UPDATE/DELETE touches, once per key (a join may match a row twice:
     the first match wins), and their keys."""
     own_writes_visible(s)
-    _shadow(s, t)
+    shadow_cold(s, t)
     s.engine.hot.settle()
     with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
         sel = s.cur.execute(select_sql, params).to_arrow_table()
@@ -349,7 +388,7 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
 def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
     sel, _ = _affected(s, t, p.select_sql, params)
     typed = _supersede(s, t, sel, sel, p.set_columns)
-    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params)
+    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params, t)
     return StatementResult(f"UPDATE {typed.num_rows}", ret)
 
 
@@ -377,15 +416,15 @@ def _supersede(s: SessionState, t: TableDef, old: pa.Table, values: pa.Table, se
             raise unique_violation(t, next(iter(live)))
         new_set = set(new_keys)
         gone = old.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
-        append(s, t, _tombstones(s, t, gone), deleted=True)
+        append(s, t, tombstones(s, t, gone), deleted=True)
     append(s, t, typed, deleted=False, keys=new_keys)
     return typed
 
 
 def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
     sel, _ = _affected(s, t, p.select_sql, params)
-    append(s, t, _tombstones(s, t, sel), deleted=True)
-    ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params)
+    append(s, t, tombstones(s, t, sel), deleted=True)
+    ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params, t)
     return StatementResult(f"DELETE {sel.num_rows}", ret)
 
 
@@ -396,7 +435,7 @@ def _merge(s: SessionState, t: TableDef, p: dml.MergePlan, params: list) -> Stat
     or deleted twice is 21000; deletes, then updates, then inserts are written (inserts are
     key-checked like INSERT). The tag counts the rows each action touched."""
     own_writes_visible(s)
-    _shadow(s, t)
+    shadow_cold(s, t)
     s.engine.hot.settle()
     own = t.column_names + ([OWNER] if t.is_user else [])
     target = (f"(SELECT {', '.join(views.q(c) for c in own)}, true AS {dml.MERGE_HIT} "
@@ -421,7 +460,7 @@ def _merge(s: SessionState, t: TableDef, p: dml.MergePlan, params: list) -> Stat
                 continue
             count += len(at)
             if action == "DELETE":
-                append(s, t, _tombstones(s, t, old_all.take(at)), deleted=True)
+                append(s, t, tombstones(s, t, old_all.take(at)), deleted=True)
             elif action == "UPDATE":
                 values = pa.table([rows.column(f"__w{i}_{j}").take(at) for j in range(len(w.columns))],
                                   names=[f"__new_{j}" for j in range(len(w.columns))])
@@ -451,7 +490,7 @@ def _merge_insert(s: SessionState, t: TableDef, w: dml.MergeAction, values: pa.T
     append(s, t, typed, deleted=False, keys=keys)
 
 
-def _shadow(s: SessionState, t: TableDef) -> None:
+def shadow_cold(s: SessionState, t: TableDef) -> None:
     """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
     cold = s.engine.cold
     if not s.tx.in_duck_txn:
@@ -462,7 +501,7 @@ def _shadow(s: SessionState, t: TableDef) -> None:
         s.tx.pending_shadow.add(t.tid)
 
 
-def _tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
+def tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     schema = s.engine.visible_schema(t)
     cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
             for f in schema]
@@ -483,9 +522,13 @@ def _bind(sql: str, params: list) -> tuple[str, list]:
     return sql, [params[n - 1] for n in used]
 
 
-def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
+def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list,
+               t: TableDef) -> pa.Table | None:
     if expr is None:
         return None
+    plain = _plain_returning(t, alias, expr, rows)
+    if plain is not None:
+        return plain
     sql, bound = _bind(f"SELECT {expr} FROM __ret AS {views.q(alias)}", params)
     s.cur.register("__ret", rows)
     try:
@@ -493,6 +536,46 @@ def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, pa
         return with_sql_types(s.cur.to_arrow_table(), [d[1] for d in s.cur.description])
     finally:
         s.cur.unregister("__ret")
+
+
+_RETURNED_COLUMN = re.compile(r'^\s*(?:("[^"]+"|[A-Za-z_]\w*)\s*\.\s*)?("[^"]+"|[A-Za-z_]\w*|\*)\s*$')
+
+
+def _plain_names(alias: str, expr: str) -> list[str] | None:
+    """The column names of a RETURNING list of plain columns (`*` as "*"), or None."""
+    if '"' in expr and "," in expr:
+        return None  # a quoted name may hold a comma: leave the splitting to DuckDB
+    names = []
+    for item in expr.split(","):
+        m = _RETURNED_COLUMN.match(item)
+        if m is None:
+            return None
+        qualifier, name = (unquote(g) if g and g != "*" else g for g in m.groups())
+        if qualifier is not None and qualifier != alias:
+            return None
+        names.append(name)
+    return names
+
+
+def _plain_returning(t: TableDef, alias: str, expr: str, rows: pa.Table) -> pa.Table | None:
+    """`RETURNING id`, `RETURNING *`, `RETURNING t.a, b`: the written rows' columns, without a
+    DuckDB query (what ORMs send to learn ids). None: the expression needs DuckDB."""
+    plain = _plain_names(alias, expr)
+    if plain is None:
+        return None
+    names: list[str] = []
+    for name in plain:
+        if name == "*":
+            names += rows.column_names
+        elif name in rows.column_names:
+            names.append(name)
+        else:
+            return None  # 42703 and its wording come from DuckDB
+    types = {c.name: c.type.upper() for c in t.columns}
+    out = rows.select(names)
+    if any(pa.types.is_string(f.type) and types[f.name] not in ("VARCHAR", "UUID", "JSON") for f in out.schema):
+        return None  # jsonb, enums ...: the type DuckDB reports decides the wire type
+    return with_sql_types(out, [types[n] for n in names])
 
 
 # ---------------------------------------------------------------------- row versions
