@@ -188,7 +188,7 @@ class ColdTier:
         segments = [s for m in self.manifests[t.tid].values() for s in m.segments]
         if not segments or not keys:
             return False
-        return may_overlap(t.primary_key, segments, _bounds([k[1] for k in keys] if t.is_user else keys))
+        return may_overlap(t.row_key, segments, _bounds([k[1] for k in keys] if t.is_user else keys))
 
 
 def keys_in(cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list, relation: str) -> set:
