@@ -21,8 +21,9 @@ from engine.catalog import privileges
 from engine.catalog import sequence_functions
 from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW, SequenceDefault
-from engine.errors import (CardinalityViolation, EngineError, GeneratedAlways, InvalidColumnReference, NotNullViolation,
-                           SyntaxError_, UndefinedColumn, UndefinedObject, UndefinedParameter)
+from engine.errors import (CardinalityViolation, EngineError, FeatureNotSupported, GeneratedAlways,
+                           InvalidColumnReference, NotNullViolation, SyntaxError_, UndefinedColumn, UndefinedObject,
+                           UndefinedParameter)
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
@@ -475,7 +476,10 @@ def _merge(s: SessionState, t: TableDef, p: dml.MergePlan, params: list) -> Stat
     own_writes_visible(s)
     shadow_cold(s, t)
     s.engine.hot.settle()
-    own = t.column_names + ([OWNER] if t.is_user else []) + ([ROWID] if t.rowid else [])
+    if not t.primary_key:
+        raise FeatureNotSupported("MERGE into a table without a primary key is not supported",
+                                  hint="use UPDATE, DELETE and INSERT ... SELECT, or ALTER TABLE ... ADD PRIMARY KEY")
+    own = t.column_names + ([OWNER] if t.is_user else [])
     target = (f"(SELECT {', '.join(views.q(c) for c in own)}, true AS {dml.MERGE_HIT} "
               f"FROM {views.q(t.namespace)}.{views.q(t.name)})")
     alias = views.q(p.target.alias)
