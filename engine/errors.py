@@ -55,6 +55,11 @@ class FatalProtocolViolation(ProtocolViolation): pass
 class FeatureNotSupported(EngineError): pass
 
 
+# --- Class 21: cardinality violation
+@_sqlstate("21000")
+class CardinalityViolation(EngineError): pass
+
+
 # --- Class 22: data exception
 @_sqlstate("22000")
 class DataException(EngineError): pass
@@ -141,6 +146,8 @@ class SyntaxError_(SyntaxErrorOrAccessRuleViolation): pass   # "_": SyntaxError 
 class DuplicateColumn(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42703")
 class UndefinedColumn(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("42P10")
+class InvalidColumnReference(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42704")
 class UndefinedObject(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42710")

@@ -26,13 +26,13 @@ from engine.sql.statements import (AlterRole, AlterStorage, CheckStorage, Create
                                    parse_storage_job, unquote)
 
 READ_STATEMENTS = {"SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "DESCRIBE", "SUMMARIZE", "FROM"}
-WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE"}
+WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE", "MERGE"}
 
 # Postgres commands tierd does not run (yet): 0A000 rather than a syntax error.
 KNOWN_COMMANDS = {
     "ALTER", "ANALYZE", "CALL", "CHECKPOINT", "CLUSTER", "COMMENT", "COPY", "DEALLOCATE",
     "DISCARD", "DO", "EXECUTE", "GRANT", "IMPORT", "LOAD", "LOCK",
-    "MERGE", "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "REVOKE",
+    "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "REVOKE",
     "SECURITY", "TRUNCATE", "VACUUM", "ATTACH", "DETACH", "INSTALL",
     "PRAGMA", "EXPORT", "USE", "RETRY", "KILL",
 }
@@ -73,7 +73,7 @@ class Query:
 
 @dataclass(frozen=True)
 class Write:
-    """INSERT, UPDATE or DELETE: planned by engine/sql/dml.py."""
+    """INSERT, UPDATE, DELETE or MERGE: planned by engine/sql/dml.py."""
     sql: str
 
 

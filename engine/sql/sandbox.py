@@ -205,8 +205,10 @@ def check_write(plan) -> None:
             if not (big_values and not _SUSPECT_CALL.search(source)):
                 # DEFAULT is only valid in an INSERT's VALUES; NULL parses alike for analysis.
                 check_query(f"SELECT * FROM ({_DEFAULT.sub('NULL', source)}) AS inserted")
+        if plan.conflict is not None and plan.conflict.set_exprs is not None:
+            check_query(f"SELECT {plan.conflict.set_exprs}")  # DO UPDATE's SET and WHERE
     else:
-        check_query(plan.select_sql)
+        check_query(plan.check_sql if isinstance(plan, dml.MergePlan) else plan.select_sql)
     if plan.returning is not None:
         check_query(f"SELECT {plan.returning}")
 

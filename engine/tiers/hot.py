@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import duckdb
 import pyarrow as pa
 
-from engine.catalog.tables import Catalog, TableDef
+from engine.catalog.tables import OWNER, Catalog, TableDef
 from engine.errors import LockNotAvailable
 from engine.tiers import views
 from engine.storage.group_commit import Batches, CommitQueue
@@ -57,6 +57,18 @@ def key_list(t: TableDef, rows: pa.Table) -> list:
 
 
 KeyIndex = dict  # key -> KeyState
+
+
+def versions_at(cur: duckdb.DuckDBPyConnection, t: TableDef, seqs: list[int]) -> pa.Table:
+    """The hot row versions numbered `seqs` (the table's columns and a USER table's owner),
+    read from DuckDB's hot table through `cur` (a transaction's cursor sees its own writes)."""
+    cols = ", ".join(f"h.{views.q(c)}" for c in t.column_names + ([OWNER] if t.is_user else []))
+    cur.register("__probe_seqs", pa.table({"_seq": pa.array(seqs, pa.int64())}))
+    try:
+        return cur.execute(f"SELECT {cols} FROM {views.hot_table(t)} h SEMI JOIN __probe_seqs USING (_seq)"
+                           ).to_arrow_table()
+    finally:
+        cur.unregister("__probe_seqs")
 
 
 class HotTier:
