@@ -66,6 +66,8 @@ class CharacterNotInRepertoire(DataException): pass
 class InvalidParameterValue(DataException): pass
 @_sqlstate("22P02")
 class InvalidTextRepresentation(DataException): pass
+@_sqlstate("22P03")
+class InvalidBinaryRepresentation(DataException): pass
 @_sqlstate("22P04")
 class BadCopyFileFormat(DataException): pass
 
@@ -88,6 +90,8 @@ class ActiveSqlTransaction(InvalidTransactionState): pass
 class NoActiveSqlTransaction(InvalidTransactionState): pass
 @_sqlstate("25P02")
 class InFailedSqlTransaction(InvalidTransactionState): pass
+@_sqlstate("25P03", "FATAL")
+class IdleInTransactionSessionTimeout(InvalidTransactionState): pass
 
 
 # --- Class 26: invalid SQL statement name
@@ -166,6 +170,8 @@ class InvalidTableDefinition(SyntaxErrorOrAccessRuleViolation): pass
 class InsufficientResources(EngineError): pass
 @_sqlstate("53100")
 class DiskFull(InsufficientResources): pass
+@_sqlstate("53300", "FATAL")
+class TooManyConnections(InsufficientResources): pass
 
 
 # --- Class 55: object not in prerequisite state

@@ -11,14 +11,16 @@ whose message loop calls one handler per message and skips to Sync after an erro
 """
 from __future__ import annotations
 
+import struct
 from itertools import zip_longest
 
-from engine.errors import ProtocolViolation, SyntaxError_
+from engine.errors import (EngineError, InvalidBinaryRepresentation, InvalidTextRepresentation,
+                           ProtocolViolation, SyntaxError_)
 from engine.sql.split import split_statements
 
 from . import messages
 from .column_names import postgres_schema
-from .messages import ClientGone
+from .messages import ClientGone, invalid_utf8
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
 from .types import decode_param, oid_for_sql_type
@@ -44,7 +46,7 @@ class ExtendedQuery:
                 f"bind message supplies {len(bind.values)} parameters, but prepared "
                 f'statement "{bind.statement}" requires {required}')
         declared = statement.param_oids
-        params = [decode_param(declared[i] if i < len(declared) else 0, bind.format_of(i), value)
+        params = [_decode(declared[i] if i < len(declared) else 0, bind.format_of(i), value, i)
                   for i, value in enumerate(bind.values)]
         if not bind.portal:
             state.portals.pop("", None)
@@ -158,3 +160,20 @@ class ExtendedQuery:
         state.end_of_transaction()
         self.send_ready_for_query(state)
         self.flush()
+
+
+def _decode(oid: int, fmt: int, value: bytes | None, index: int) -> object:
+    """One Bind parameter; a value its type cannot read is the client's error, as in Postgres
+    (22P02 for text, 22P03 for binary), never an internal one."""
+    try:
+        return decode_param(oid, fmt, value)
+    except EngineError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise invalid_utf8(exc) from None
+    except (ValueError, TypeError, ArithmeticError, IndexError, struct.error) as exc:
+        if fmt == 1:
+            raise InvalidBinaryRepresentation(
+                f"incorrect binary data format in bind parameter {index + 1}") from None
+        raise InvalidTextRepresentation(
+            f"invalid input syntax for bind parameter {index + 1}: {exc}") from None

@@ -230,19 +230,24 @@ class Service:
 
     def _bind(self) -> None:
         from protocol.auth import AuthConfig
+        from protocol.limits import ConnectionLimits
         from protocol.server import make_server
         from tierd.wire import Connections, ServiceHandler
 
         cfg = self.cfg
+        limits = ConnectionLimits(cfg.max_connections, cfg.superuser_reserved_connections,
+                                  cfg.authentication_timeout_s, cfg.idle_in_transaction_timeout_s)
         try:
             server = make_server(self.engine, cfg.host, cfg.port, AuthConfig(cfg.method),
-                                 ssl_context=cfg.ssl_context(), ssl_required=cfg.ssl_required)
+                                 ssl_context=cfg.ssl_context(), ssl_required=cfg.ssl_required, limits=limits)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, exc.strerror or exc)
             raise
         server.RequestHandlerClass = ServiceHandler
         server.connections = Connections()
         self.server = server
+        threading.Thread(target=server.connections.watch_disconnects, args=(self.stopping,),
+                         name="disconnect-watch", daemon=True).start()
         address = cfg.metrics_address()
         if address is not None:
             from tierd.metrics import Exposition, MetricsServer

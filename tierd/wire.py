@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import socket
 import threading
 import time
@@ -53,6 +54,30 @@ class Connections:
     def count(self) -> int:
         with self.lock:
             return len(self.handlers)
+
+    def watch_disconnects(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Cancel the running statement of a client that has gone (its socket hung up), so a
+        long query whose client disconnected does not run on for nothing. Runs on a thread
+        of its own until `stop` is set."""
+        gone = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+        while not stop.wait(interval):
+            busy = {h.fileno(): h for h in self.snapshot() if h.busy and not h.cancelled_gone}
+            busy.pop(-1, None)
+            if not busy:
+                continue
+            poller = select.poll()
+            for fd in busy:
+                poller.register(fd, gone)
+            try:
+                events = poller.poll(0)
+            except OSError:
+                continue
+            for fd, event in events:
+                h = busy.get(fd)
+                if h is not None and event & gone:
+                    h.cancelled_gone = True
+                    log.info("client %s disconnected; cancelling its running statement", h.client_address[0])
+                    h.cancel_statement()
 
     def drain(self, deadline: float, on_wait=lambda busy: None) -> int:
         """Close every connection once its running statement (if any) has finished; at
@@ -126,6 +151,7 @@ class ServiceHandler(TierdHandler):
 
     busy = False
     state = None
+    cancelled_gone = False  # its statement was cancelled because the client hung up
 
     def setup(self) -> None:
         super().setup()
@@ -170,7 +196,13 @@ class ServiceHandler(TierdHandler):
         metrics.inc("tierd_errors_total", severity="FATAL")
         super().send_fatal(exc)
 
-    # --- used by Connections.drain (another thread) ----------------------------------
+    # --- used by Connections.drain and watch_disconnects (other threads) ---------------
+    def fileno(self) -> int:
+        try:
+            return self.request.fileno()
+        except OSError:
+            return -1
+
     def shut(self, how: int) -> None:
         try:
             self.request.shutdown(how)

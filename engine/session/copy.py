@@ -45,15 +45,21 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
     t = _copy_into(s, command)
     targets = target_columns(t, command)
     schema = s.engine.visible_schema(t)
-    begin_write(s)
-    count = 0
+    # Read and type all the data first, without the write lock: a client that stalls midway
+    # through its COPY holds up no other writer. Key checks and the write need the lock.
+    staged: list[tuple[pa.Table, int]] = []
     with s.running:
         for block in blocks:
             if s.cancel_requested:
                 raise QueryCanceled("canceling statement due to user request")
             # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
             rows = owned(s, t, typed_rows(s.check_cur, t, schema, targets, block.rows, block.first_line, t.name))
-            keys = _check_keys(s, t, rows, block.first_line)
+            staged.append((rows, block.first_line))
+    begin_write(s)
+    count = 0
+    with s.running:
+        for rows, first_line in staged:
+            keys = _check_keys(s, t, rows, first_line)
             append(s, t, rows, deleted=False, keys=keys)
             count += rows.num_rows
     if not s.tx.explicit:

@@ -106,7 +106,7 @@ def begin_write(s: SessionState) -> None:
     if s.tx.holds_lock:
         return
     hot = s.engine.hot
-    hot.acquire()
+    hot.acquire(f'a transaction of role "{s.user}"')
     s.tx.holds_lock = True
     try:
         if s.tx.explicit:

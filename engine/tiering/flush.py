@@ -79,7 +79,7 @@ class Flusher:
     def _snapshot(self, cur: duckdb.DuckDBPyConnection, t: TableDef) -> tuple[int, pa.Table]:
         """Step 1: the watermark W and each key's newest hot version at or below it."""
         hot = self._hot
-        with hot.locked():
+        with hot.locked(f"a flush of table {t.qualified}"):
             hot.commits.drain()
             watermark = hot.seq
             # Seqs of rolled-back writes are never committed; make the watermark durable
@@ -154,7 +154,7 @@ class Flusher:
                storage: Storage) -> None:
         """Step 4: the new cold view and the hot rows it covers gone, atomically for readers."""
         hot, cold, user = self._hot, self._cold, manifest.user_id
-        with hot.locked(), cold.changing():
+        with hot.locked(f"a flush of table {t.qualified}"), cold.changing():
             hot.commits.drain()
             if not t.is_user:  # a USER scope's flush leaves other users' queued rows to append
                 hot.drop_queued(t.tid, watermark)
