@@ -3,7 +3,8 @@
 Start: recovery runs inside Engine(); the port is bound; READY=1 goes out from the accept
 loop's first turn, so systemd only hears "ready" when connections are being accepted.
 Watchdog: a monitor thread pings WATCHDOG=1 every WATCHDOG_USEC/2, but only after checking
-that the accept loop turned recently and that DuckDB, LevelDB and the job scheduler answer;
+that the accept loop turned recently, that DuckDB, LevelDB and the job scheduler answer and
+that the hot tier takes a write (after a failed write, a probe write says so);
 a wedged daemon stops pinging and systemd restarts it.
 SIGTERM/SIGINT: STOPPING=1, stop accepting, let running statements finish within
 `[server] shutdown_grace_seconds` (then cancel them), let running jobs finish within the same
@@ -96,6 +97,9 @@ class Monitor:
             if self._cur.execute("SELECT 1").fetchone() != (1,):
                 return "DuckDB did not answer SELECT 1"
             engine.store.last_seq()  # one LevelDB read
+            problem = engine.store.writable()  # a daemon that cannot write is not healthy
+            if problem is not None:
+                return problem
         except Exception as exc:
             return f"engine check failed: {exc}"
         return None
