@@ -17,7 +17,7 @@ import threading
 import time
 
 from engine import metrics
-from engine.errors import AdminShutdown
+from engine.errors import AdminShutdown, QueryCanceled
 from protocol.connection import TierdHandler
 from protocol.messages import ClientGone
 
@@ -102,7 +102,7 @@ class Connections:
         for h in cancelled:
             log.warning("shutdown: cancelling a statement still running after the grace period (%s)",
                         h.client_address[0])
-            h.cancel_statement()
+            h.cancel_statement(shutdown=True)
         end = time.monotonic() + 5.0
         while self.snapshot() and time.monotonic() < end:
             for h in self.snapshot():
@@ -152,6 +152,7 @@ class ServiceHandler(TierdHandler):
     busy = False
     state = None
     cancelled_gone = False  # its statement was cancelled because the client hung up
+    cancelled_for_shutdown = False  # its statement was cancelled at the end of the grace period
 
     def setup(self) -> None:
         super().setup()
@@ -175,6 +176,8 @@ class ServiceHandler(TierdHandler):
     def read_message(self) -> tuple[bytes, bytes]:
         draining = self.server.connections
         self.busy = False
+        if self.cancelled_for_shutdown:   # its FATAL 57P01 has been sent: just close
+            raise ClientGone()
         if draining.draining:
             raise _shutdown_error()
         try:
@@ -189,12 +192,20 @@ class ServiceHandler(TierdHandler):
         return message
 
     def send_error(self, exc: BaseException, ctx=None) -> None:
+        if self.cancelled_for_shutdown and isinstance(exc, QueryCanceled):
+            # Postgres's fast shutdown ends the session: FATAL 57P01, not 57014
+            self.send_fatal(_shutdown_error())
+            return
         metrics.inc("tierd_errors_total", severity="ERROR")
         super().send_error(exc, ctx)
 
     def send_fatal(self, exc: BaseException) -> None:
         metrics.inc("tierd_errors_total", severity="FATAL")
         super().send_fatal(exc)
+
+    def send_ready_for_query(self, state) -> None:
+        if not self.cancelled_for_shutdown:   # after FATAL 57P01 nothing more is sent
+            super().send_ready_for_query(state)
 
     # --- used by Connections.drain and watch_disconnects (other threads) ---------------
     def fileno(self) -> int:
@@ -209,7 +220,8 @@ class ServiceHandler(TierdHandler):
         except OSError:
             pass
 
-    def cancel_statement(self) -> None:
+    def cancel_statement(self, shutdown: bool = False) -> None:
+        self.cancelled_for_shutdown = shutdown
         state = self.state
         if state is not None:
             try:
