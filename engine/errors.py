@@ -174,6 +174,21 @@ class DiskFull(InsufficientResources): pass
 class TooManyConnections(InsufficientResources): pass
 
 
+# --- Class 54: program limit exceeded
+@_sqlstate("54000")
+class ProgramLimitExceeded(EngineError): pass
+@_sqlstate("54001")
+class StatementTooComplex(ProgramLimitExceeded): pass
+
+
+def stack_depth_exceeded() -> StatementTooComplex:
+    """A statement nested too deeply to analyse (Python's RecursionError), as Postgres says it."""
+    return StatementTooComplex(
+        "stack depth limit exceeded",
+        hint='Increase the configuration parameter "max_stack_depth" (currently 2048kB), after ensuring '
+             "the platform's stack depth limit is adequate.")
+
+
 # --- Class 55: object not in prerequisite state
 @_sqlstate("55000")
 class ObjectNotInPrerequisiteState(EngineError): pass
@@ -237,6 +252,8 @@ def from_duckdb(exc: Exception) -> EngineError:
             return DuplicateObject(msg)
         return UndefinedObject(msg)
     if isinstance(exc, duckdb.ParserException):
+        if "Max expression depth" in msg or "memory exhausted" in msg:
+            return stack_depth_exceeded()
         return SyntaxError_(msg)
     if isinstance(exc, duckdb.BinderException):
         if "not found" in msg and ("Referenced column" in msg or "column" in msg.lower()):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from buenavista.postgres import BVBuffer
 
-from engine.errors import CharacterNotInRepertoire, EngineError, ProtocolViolation
+from engine.errors import CharacterNotInRepertoire, EngineError, ProtocolViolation, stack_depth_exceeded
 
 # Startup packet codes (they replace the protocol version in the first message).
 PROTOCOL_3 = 196608
@@ -50,11 +50,14 @@ def invalid_utf8(exc: UnicodeDecodeError) -> CharacterNotInRepertoire:
 
 def client_input_error(exc: BaseException) -> EngineError | None:
     """The Postgres error for a message the client got wrong, when `exc` is one (a short
-    payload, undecodable text); None for anything else, which is tierd's own bug."""
+    payload, undecodable text, a statement nested too deeply); None for anything else,
+    which is tierd's own bug."""
     if isinstance(exc, struct.error):
         return ProtocolViolation("insufficient data left in message")
     if isinstance(exc, UnicodeDecodeError):
         return invalid_utf8(exc)
+    if isinstance(exc, RecursionError):   # an expression nested too deeply to analyse
+        return stack_depth_exceeded()
     return None
 
 

@@ -367,7 +367,15 @@ class Service:
                 runner.requeue_after_shutdown(job)
 
 
+# Statements are analysed by recursive Python (sqlglot): deep enough nesting for what clients
+# send (a few hundred levels of parentheses), with thread stacks to match; deeper is 54001.
+RECURSION_LIMIT = 12_000
+THREAD_STACK = 64 << 20
+
+
 def serve(cfg: Config, reload_config: Callable[[], Config] | None = None) -> int:
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    threading.stack_size(THREAD_STACK)
     return Service(cfg, reload_config).run()
 
 
