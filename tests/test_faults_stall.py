@@ -83,3 +83,17 @@ def test_lock_wait_says_who_holds_the_write_lock(make_tierd):
             assert 'held by a transaction of role "tierd"' in (exc.value.diag.message_detail or "")
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("fmt", ["text", "csv"])
+def test_copy_of_one_very_large_field(server, fmt):
+    """A single 40 MiB field (longer than any parse block) is read whole, not refused with
+    `straddles two block boundaries`, and the time grows linearly (no rescans per piece)."""
+    size = 40 << 20
+    key = 1000 + (fmt == "csv")
+    line = (f"{key}\t" if fmt == "text" else f"{key},").encode() + b"y" * size + b"\n"
+    with server.connect() as c:
+        with c.cursor().copy(f"COPY stall FROM STDIN WITH (FORMAT {fmt})") as cp:
+            for i in range(0, len(line), 1 << 16):
+                cp.write(line[i:i + (1 << 16)])
+        assert c.execute("SELECT length(v) FROM stall WHERE id = %s", (key,)).fetchone() == (size,)
