@@ -24,6 +24,7 @@ from engine.failpoints import Failpoints
 from engine.tiers.hot import HotTier
 from engine.tiers import views
 from engine.tiers.point_lookup import PointLookups
+from engine.session import settings
 from engine.session.session import EngineSession
 from engine.storage.backend import Storage
 from engine.storage.hot_store import HotStore
@@ -45,6 +46,7 @@ class Engine(EngineCore):
         self.data_dir = os.path.abspath(config.data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         parse_flush_policy(config.default_flush_policy)
+        settings.set_server_defaults(config.server_settings)
         self._init_shapes()
         self.failpoints = Failpoints(config.failpoints)
         store = HotStore(os.path.join(self.data_dir, "hot"))

@@ -20,6 +20,7 @@ from buenavista.postgres import BuenaVistaHandler
 
 from engine.errors import (EngineError, FatalProtocolViolation, FeatureNotSupported,
                            IdleInTransactionSessionTimeout)
+from engine.session.settings import duration_seconds
 from engine.sql.copy import is_copy
 from engine.sql.split import split_statements
 
@@ -165,8 +166,10 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         """The client's next message. A transaction that has written holds the write lock:
         left idle longer than idle_in_transaction_session_timeout, it ends (FATAL 25P03,
         rolled back), so no client can stall every writer by going quiet."""
-        idle = self.server.limits.idle_in_transaction_timeout_s
-        if not idle or not getattr(state.session, "holds_write_lock", False):
+        if not getattr(state.session, "holds_write_lock", False):
+            return self.read_message()
+        idle = self.idle_in_transaction_timeout(state)
+        if not idle:
             return self.read_message()
         self.request.settimeout(idle)
         try:
@@ -181,6 +184,12 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
                 self.request.settimeout(None)
             except OSError:
                 pass
+
+    def idle_in_transaction_timeout(self, state: ConnectionState) -> float:
+        """The session's idle_in_transaction_session_timeout (SET may change it), in seconds."""
+        text = getattr(state.session, "settings", {}).get("idle_in_transaction_session_timeout")
+        seconds = duration_seconds(text) if text is not None else None
+        return self.server.limits.idle_in_transaction_timeout_s if seconds is None else seconds
 
     def send_error(self, exc: BaseException, ctx=None) -> None:
         """Errors carry severity, SQLSTATE, message, detail and hint (buenavista: message only).

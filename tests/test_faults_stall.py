@@ -97,3 +97,13 @@ def test_copy_of_one_very_large_field(server, fmt):
             for i in range(0, len(line), 1 << 16):
                 cp.write(line[i:i + (1 << 16)])
         assert c.execute("SELECT length(v) FROM stall WHERE id = %s", (key,)).fetchone() == (size,)
+
+
+def test_session_may_turn_the_idle_timeout_off(server):
+    with psycopg.connect(server.dsn) as c:
+        c.execute("SET idle_in_transaction_session_timeout = 0")
+        c.execute("INSERT INTO stall VALUES (40, 'kept')")
+        time.sleep(IDLE_TIMEOUT + 1.0)
+        c.commit()   # still alive: the session asked for no timeout
+    with server.connect() as c:
+        assert c.execute("SELECT v FROM stall WHERE id = 40").fetchone() == ("kept",)

@@ -345,3 +345,11 @@ def test_deep_expression_is_54001_stack_depth_limit_exceeded(server):
             assert 'max_stack_depth' in exc.value.diag.message_hint
         assert c.execute("SELECT 1").fetchone() == (1,)
     assert "Traceback" not in server.output()
+
+
+def test_limits_are_settings_show_reports(server):
+    with server.connect() as c:
+        assert c.execute("SHOW max_connections").fetchone() == (str(MAX_CONNECTIONS),)
+        assert c.execute("SHOW superuser_reserved_connections").fetchone() == ("3",)
+        assert c.execute("SHOW authentication_timeout").fetchone() == ("2s",)
+        assert c.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)

@@ -104,6 +104,17 @@ class Config:
         if self.metrics_listen is not None:
             self.metrics_address()
 
+    def server_settings(self) -> dict[str, str]:
+        """The settings SHOW (and pg_settings) report for this config, in Postgres's form."""
+        from engine.session.settings import duration_text
+
+        return {
+            "max_connections": str(self.max_connections),
+            "superuser_reserved_connections": str(self.superuser_reserved_connections),
+            "authentication_timeout": duration_text(self.authentication_timeout_s),
+            "idle_in_transaction_session_timeout": duration_text(self.idle_in_transaction_timeout_s),
+        }
+
     @property
     def method(self) -> str:
         """The authentication method in force: auth.method, else scram when a password is set."""

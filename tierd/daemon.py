@@ -192,6 +192,7 @@ class Service:
                 superuser=cfg.superuser,
                 superuser_password=cfg.password,
                 type_oid=lambda f: pg_type_for(f.type, f.metadata).oid,
+                server_settings=cfg.server_settings(),
             ))
         except EngineError as exc:
             log.error("cannot start: %s", exc.message)
