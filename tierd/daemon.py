@@ -337,15 +337,24 @@ class Service:
         if cancelled:
             log.warning("shutdown: cancelled %d statement(s) still running after %gs",
                         cancelled, cfg.shutdown_grace_s)
-        self._stop_jobs(deadline)
+        stopped = self._stop_jobs(deadline)
         if self.metrics is not None:
             self.metrics.stop()
+        if not stopped:
+            # A job step (a Parquet write, say) has not reached its next check: do not wait
+            # for it. Every job step is crash-safe, and the next start runs the job again.
+            log.warning("tierd stopped without waiting for a job step still running; the job runs "
+                        "again at the next start")
+            logging.shutdown()
+            os._exit(0)
         sdnotify.status("stopping: closing LevelDB and DuckDB")
         engine.close()
         log.info("tierd stopped")
         return 0
 
-    def _stop_jobs(self, deadline: float) -> None:
+    def _stop_jobs(self, deadline: float) -> bool:
+        """Let running jobs finish within the grace period, then stop them at their next step.
+        False when one is still running JOB_STOP_WAIT_S past the grace period."""
         runner = self.engine.jobs
 
         def running():
@@ -362,16 +371,25 @@ class Service:
             log.warning("shutdown: stopping job %s (%s %s) at its next step; it runs again at the next start",
                         job.job_id, job.job_type, job.table_name)
             job.cancel_requested = True
-        runner.shutdown()  # waits for running attempts to finish or stop
+        stopper = threading.Thread(target=runner.shutdown, name="stop-jobs", daemon=True)
+        stopper.start()  # waits for running attempts to finish or stop
+        stopper.join(max(0.0, deadline - time.monotonic()) + JOB_STOP_WAIT_S)
+        if stopper.is_alive():
+            return False
         for job in interrupted:
             if job.status == "cancelled":  # stopped by us, not by KILL JOB: the next start retries it
                 runner.requeue_after_shutdown(job)
+        return True
 
 
 # Statements are analysed by recursive Python (sqlglot): deep enough nesting for what clients
 # send (a few hundred levels of parentheses), with thread stacks to match; deeper is 54001.
 RECURSION_LIMIT = 12_000
 THREAD_STACK = 64 << 20
+
+
+# How long past the grace period a shutdown waits for a job to reach its next step.
+JOB_STOP_WAIT_S = 1.0
 
 
 def serve(cfg: Config, reload_config: Callable[[], Config] | None = None) -> int:

@@ -61,6 +61,8 @@ class Connections:
         of its own until `stop` is set."""
         gone = select.POLLRDHUP | select.POLLHUP | select.POLLERR
         while not stop.wait(interval):
+            if self.draining:   # the drain shuts sockets itself and cancels what must be
+                continue
             busy = {h.fileno(): h for h in self.snapshot() if h.busy and not h.cancelled_gone}
             busy.pop(-1, None)
             if not busy:
