@@ -385,7 +385,7 @@ class Service:
 # Statements are analysed by recursive Python (sqlglot): deep enough nesting for what clients
 # send (a few hundred levels of parentheses), with thread stacks to match; deeper is 54001.
 RECURSION_LIMIT = 12_000
-THREAD_STACK = 64 << 20
+THREAD_STACK = 16 << 20
 
 
 # How long past the grace period a shutdown waits for a job to reach its next step.
