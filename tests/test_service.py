@@ -415,7 +415,7 @@ def test_watchdog_check_fails_when_the_accept_loop_stops_turning():
 
     Stub.engine.jobs = type("J", (), {"scheduler": type("S", (), {"running": True})()})()
     Stub.engine.db = type("D", (), {"cursor": lambda self: Cursor()})()
-    Stub.engine.store = type("L", (), {"last_seq": lambda self: 0})()
+    Stub.engine.store = type("L", (), {"last_seq": lambda self: 0, "writable": lambda self: None})()
     m = Monitor(Stub())
     m.beat = lambda: None  # no READY from a unit test
     m.last_beat = time.monotonic()
@@ -423,5 +423,8 @@ def test_watchdog_check_fails_when_the_accept_loop_stops_turning():
     m.last_beat = time.monotonic() - 60
     assert "accept loop" in m.check()
     m.last_beat = time.monotonic()
+    Stub.engine.store.writable = lambda: "the hot tier cannot take a write: disk full"
+    assert "cannot take a write" in m.check()   # a daemon that cannot write is not healthy
+    Stub.engine.store.writable = lambda: None
     Stub.engine.jobs.scheduler.running = False
     assert "scheduler" in m.check()
