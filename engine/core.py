@@ -17,6 +17,7 @@ import pyarrow as pa
 from engine.catalog.pg_catalog import PgCatalog
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
+from engine.catalog.sequences import Sequences
 from engine.catalog.tables import Catalog, Column, TableDef
 from engine.tiers.cold import ColdTier, Scopes
 from engine.failpoints import Failpoints
@@ -32,6 +33,14 @@ from engine.tiering.service import TieringService
 
 NOW = object()  # marker: the default is the transaction's timestamp
 NO_FAST_DEFAULT = object()  # marker: only DuckDB can evaluate this default
+_NEXTVAL_DEFAULT = re.compile(r"^\s*nextval\('((?:[^']|'')+)'(?:::regclass)?\)\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class SequenceDefault:
+    """A default of nextval('name') (serial and identity columns): values come from the
+    sequence's in-memory block, without DuckDB."""
+    name: str
 _NOW_DEFAULT = re.compile(r"^\s*(CAST\(\s*)?(now\(\)|current_timestamp|get_current_timestamp\(\)|transaction_timestamp\(\))", re.I)
 _VOLATILE = re.compile(r"\(|current_|random|uuid|nextval", re.I)
 
@@ -62,6 +71,7 @@ class EngineCore:
     data_dir: str
     failpoints: Failpoints
     catalog: Catalog
+    sequences: Sequences
     roles: RoleCatalog
     storages: StorageCatalog
     db: duckdb.DuckDBPyConnection  # the one in-memory DuckDB database every cursor comes from
@@ -99,7 +109,10 @@ class EngineCore:
         key = (t.tid, column.name)
         if key not in self._defaults:
             text = column.default or ""
-            if _NOW_DEFAULT.match(text):
+            seq = _NEXTVAL_DEFAULT.match(text)
+            if seq:
+                value = SequenceDefault(seq.group(1).replace("''", "'"))
+            elif _NOW_DEFAULT.match(text):
                 value = NOW
             elif _VOLATILE.search(text):
                 value = NO_FAST_DEFAULT

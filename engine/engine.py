@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 
-from engine.catalog import pg_catalog
+from engine.catalog import pg_catalog, sequence_functions
+from engine.catalog.sequences import Sequences
 from engine.catalog.flush_policy import parse_flush_policy
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
@@ -73,6 +74,8 @@ class Engine(EngineCore):
                                           config)
         self.hot.mark_visible(self.hot.seq)  # everything recovered is visible
         self._create_identity_macros()
+        self.sequences = Sequences(store)
+        sequence_functions.install(self.admin, self.sequences, self.catalog, ("memory", views.FULL))
         pg_catalog.install(self.admin, pg_settings_rows(), datetime.datetime.now(datetime.timezone.utc))
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
         self.running_copies: dict[int, object] = {}  # session -> its COPY FROM (pg_stat_progress_copy)

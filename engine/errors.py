@@ -8,6 +8,8 @@ No error class with a SQLSTATE is defined outside this module.
 """
 from __future__ import annotations
 
+import re
+
 
 class EngineError(Exception):
     sqlstate = "XX000"
@@ -60,6 +62,8 @@ class DataException(EngineError): pass
 class NumericValueOutOfRange(DataException): pass
 @_sqlstate("22012")
 class DivisionByZero(DataException): pass
+@_sqlstate("2200H")
+class SequenceGeneratorLimitExceeded(DataException): pass
 @_sqlstate("22021")
 class CharacterNotInRepertoire(DataException): pass
 @_sqlstate("22023")
@@ -145,6 +149,8 @@ class UndefinedColumn(SyntaxErrorOrAccessRuleViolation): pass
 class UndefinedObject(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42710")
 class DuplicateObject(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("428C9")
+class GeneratedAlways(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42804")
 class DatatypeMismatch(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42883")
@@ -235,11 +241,23 @@ class InjectedFault(IoError):
 class InternalError(EngineError): pass
 
 
+_RAISED_IN_UDF = re.compile(r"\[SQLSTATE ([0-9A-Z]{5})\] (.*?)\s*(?:\n\s*At:.*)?$", re.S)
+
+
+def udf_error(err: EngineError) -> ValueError:
+    """`err` as an exception a Python function DuckDB runs may raise: DuckDB keeps its text,
+    and from_duckdb turns it back into `err`'s SQLSTATE and message."""
+    return ValueError(f"[SQLSTATE {err.sqlstate}] {err}")
+
+
 def from_duckdb(exc: Exception) -> EngineError:
     """Map a DuckDB exception to the closest Postgres SQLSTATE class."""
     import duckdb
 
     msg = str(exc)
+    marked = _RAISED_IN_UDF.search(msg)
+    if marked:  # an EngineError raised inside one of tierd's own DuckDB functions (udf_error)
+        return lookup(marked.group(1))(marked.group(2))
     # DuckDB prefixes messages with its own class name ("Binder Error: ..."); keep the text.
     if isinstance(exc, duckdb.CatalogException):
         if "does not exist" in msg and ("Table" in msg or "View" in msg):

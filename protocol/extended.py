@@ -11,6 +11,7 @@ whose message loop calls one handler per message and skips to Sync after an erro
 """
 from __future__ import annotations
 
+import re
 import struct
 from itertools import zip_longest
 
@@ -23,7 +24,10 @@ from .column_names import postgres_schema
 from .messages import ClientGone, invalid_utf8
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
-from .types import decode_param, oid_for_sql_type
+from .types import decode_param, oid_for_sql_type, oids
+
+_NUMBER_OIDS = {oids.INT2, oids.INT4, oids.INT8, oids.FLOAT4, oids.FLOAT8, oids.NUMERIC}
+_ARITHMETIC_PARAM = re.compile(r"[-+*/%]\s*\$\d|\$\d+\s*[-+*/%]")
 
 
 class ExtendedQuery:
@@ -45,13 +49,29 @@ class ExtendedQuery:
             raise ProtocolViolation(
                 f"bind message supplies {len(bind.values)} parameters, but prepared "
                 f'statement "{bind.statement}" requires {required}')
-        declared = statement.param_oids
-        params = [_decode(declared[i] if i < len(declared) else 0, bind.format_of(i), value, i)
-                  for i, value in enumerate(bind.values)]
+        declared = [statement.param_oids[i] if i < len(statement.param_oids) else 0 for i in range(required)]
+        if 0 in declared:
+            inferred = self.inferred_numbers(state, statement)
+            declared = [oid or (inferred[i] if i < len(inferred) else 0) for i, oid in enumerate(declared)]
+        params = [_decode(declared[i], bind.format_of(i), value, i) for i, value in enumerate(bind.values)]
         if not bind.portal:
             state.portals.pop("", None)
         state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
         self.send_bind_complete()
+
+    def inferred_numbers(self, state: ConnectionState, statement: PreparedStatement) -> list[int]:
+        """Per parameter, the number type Postgres would infer for an undeclared one (`aid = $1`
+        for an integer column, `abalance + $1`), else 0: Postgres types an unknown parameter by
+        its context at Parse, and DuckDB cannot add a string to an integer (pgbench -M prepared
+        declares none). Asked of the engine once per prepared statement, and only when a
+        parameter is an operand of arithmetic (elsewhere DuckDB casts a text value itself)."""
+        if statement.inferred_numbers is None and not _ARITHMETIC_PARAM.search(statement.sql):
+            statement.inferred_numbers = []
+        if statement.inferred_numbers is None:
+            types = state.session.param_types(statement.sql)
+            oids_ = [oid_for_sql_type(t) if t else 0 for t in types]
+            statement.inferred_numbers = [o if o in _NUMBER_OIDS else 0 for o in oids_]
+        return statement.inferred_numbers
 
     def handle_describe(self, state: ConnectionState, payload: bytes) -> None:
         """Describe never runs a statement twice: a portal runs once, here or at Execute."""

@@ -117,3 +117,22 @@ def test_dt_sees_a_new_table_and_forgets_a_dropped_one(catalog_tierd):
     assert "later" in ok(psql(catalog_tierd, "-c", r"\dt"))
     ok(psql(catalog_tierd, "-c", "DROP TABLE public.later"))
     assert "later" not in ok(psql(catalog_tierd, "-c", r"\dt"))
+
+
+def test_ds_and_d_show_sequences_serial_and_identity_as_postgres(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE TABLE public.autos (id SERIAL PRIMARY KEY, "
+                                 "g BIGINT GENERATED ALWAYS AS IDENTITY, v TEXT)",
+            "-c", "CREATE SEQUENCE public.standalone", "-c", "CREATE TABLE public.keyless (a INT, b TEXT)"))
+    out = lines(ok(psql(catalog_tierd, "-c", r"\ds")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
+    for name in ("autos_id_seq", "autos_g_seq", "standalone"):
+        assert ["public", name, "sequence", "tierd"] in rows
+    out = lines(ok(psql(catalog_tierd, "-c", r"\d public.autos")))
+    cells = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in out if "|" in line}
+    assert cells["id"][3:] == ["not null", "nextval('autos_id_seq'::regclass)"]
+    assert cells["g"][3:] == ["not null", "generated always as identity"]
+    out = lines(ok(psql(catalog_tierd, "-c", r"\d public.keyless")))
+    names = [line.split("|")[0].strip() for line in out[3:] if "|" in line]
+    assert names == ["a", "b"]  # the hidden row id is not a column
+    assert not any("Indexes" in line for line in out)
+    ok(psql(catalog_tierd, "-c", "DROP TABLE public.autos, public.keyless", "-c", "DROP SEQUENCE public.standalone"))

@@ -19,6 +19,7 @@ shows system columns (attnum < 0), so `attnum > 0` filters hide them.
 from __future__ import annotations
 
 import datetime
+import re
 import threading
 import zlib
 from typing import Callable
@@ -249,7 +250,14 @@ VIEWS: dict[str, str] = {
         f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace"
     ),
     "pg_matviews": "SELECT NULL::VARCHAR AS schemaname, NULL::VARCHAR AS matviewname, NULL::VARCHAR AS definition WHERE false",
-    "pg_sequences": "SELECT NULL::VARCHAR AS schemaname, NULL::VARCHAR AS sequencename WHERE false",
+    "pg_sequences": (
+        f"SELECT n.nspname AS schemaname, c.relname AS sequencename, 'tierd' AS sequenceowner, "
+        f"CASE s.seqtypid WHEN 21 THEN 'smallint' WHEN 23 THEN 'integer' ELSE 'bigint' END AS data_type, "
+        f"s.seqstart AS start_value, s.seqmin AS min_value, s.seqmax AS max_value, s.seqincrement AS increment_by, "
+        f"s.seqcycle AS cycle, s.seqcache AS cache_size, NULL::BIGINT AS last_value "
+        f"FROM {PG}.pg_sequence s JOIN {PG}.pg_class c ON c.oid = s.seqrelid "
+        f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace"
+    ),
     # Activity counters tierd does not keep (scans, tuples read, vacuums) are NULL; n_live_tup is
     # the live keys in hot plus the rows of the cold segments (an estimate, as in Postgres: a key
     # updated since its flush counts twice until the next flush).
@@ -487,6 +495,16 @@ INFORMATION_SCHEMA: dict[str, str] = {
         f"AS is_insertable_into, 'NO' AS is_typed, NULL::VARCHAR AS commit_action "
         f"FROM {PG}.pg_class c JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'v')"
     ),
+    "sequences": (
+        f"SELECT 'tierd' AS sequence_catalog, n.nspname AS sequence_schema, c.relname AS sequence_name, "
+        f"CASE s.seqtypid WHEN 21 THEN 'smallint' WHEN 23 THEN 'integer' ELSE 'bigint' END AS data_type, "
+        f"CASE s.seqtypid WHEN 21 THEN 16 WHEN 23 THEN 32 ELSE 64 END AS numeric_precision, "
+        f"2 AS numeric_precision_radix, 0 AS numeric_scale, s.seqstart::VARCHAR AS start_value, "
+        f"s.seqmin::VARCHAR AS minimum_value, s.seqmax::VARCHAR AS maximum_value, "
+        f"s.seqincrement::VARCHAR AS increment, CASE WHEN s.seqcycle THEN 'YES' ELSE 'NO' END AS cycle_option "
+        f"FROM {PG}.pg_sequence s JOIN {PG}.pg_class c ON c.oid = s.seqrelid "
+        f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace"
+    ),
     "columns": (
         f"SELECT 'tierd' AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, "
         f"a.attname AS column_name, a.attnum::INTEGER AS ordinal_position, d.adbin AS column_default, "
@@ -622,8 +640,11 @@ class PgCatalog:
         tables = sorted(list(engine.catalog.tables.values()), key=lambda t: t.tid)
         namespaces = sorted(list(engine.catalog.namespaces))
         roles = sorted((r.name, r.superuser, r.login) for r in engine.roles.all())
-        key = (tuple(namespaces), tuple((t.tid, t.owner, repr(sorted(t.grants.items()))) for t in tables),
-               tuple(roles))
+        seqs = sorted(engine.sequences.defs.values(), key=lambda d: d.sid)
+        key = (tuple(namespaces), tuple((t.tid, t.owner, repr(sorted(t.grants.items())), tuple(t.primary_key))
+                                        for t in tables), tuple(roles),
+               tuple((d.sid, d.data_type, d.increment, d.start, d.min_value, d.max_value, d.cache, d.cycle)
+                     for d in seqs))
         with self.lock:
             if key == self.built_for:
                 return
@@ -637,6 +658,8 @@ class PgCatalog:
                     owner = privileges.owner_of(t, engine.roles)
                     rows.table(t, engine.visible_schema(t), role_oid(owner, owner == engine.roles.bootstrap))
                     rows.privileges(t, engine.roles, [r[0] for r in roles])
+                for d in seqs:
+                    rows.sequence(d, SUPERUSER_OID)
                 for i, (view, schema) in enumerate(_system_views(cur)):
                     rows.view(SYSTEM_VIEW_OID + i, SYSTEM_NAMESPACE, view, schema)
                 for name, superuser, login in roles:
@@ -688,6 +711,8 @@ class _Rows:
         self.indexdefs: list[tuple] = []
         self.constraintdefs: list[tuple] = []
         self.roles: list[tuple] = []
+        self.sequences: list[tuple] = []
+        self.identities: list[tuple] = []  # (attrelid, attnum, attidentity)
         self.indexcols: list[tuple] = []
         self.table_privileges: list[tuple] = []
 
@@ -713,19 +738,29 @@ class _Rows:
         self.classes.append((oid, name, namespace_oid(ns), "v", len(schema), False, 0, SUPERUSER_OID))
         self._columns(oid, schema, set(), set())
 
+    def sequence(self, d, owner: int) -> None:
+        """A sequence: relkind 'S' and its pg_sequence row."""
+        rel = relation_oids(d.sid)[0]
+        self.classes.append((rel, d.name, namespace_oid(d.namespace), "S", 3, False, 0, owner))
+        typ = {"smallint": 21, "integer": 23, "bigint": 20}[d.data_type]
+        self.sequences.append((rel, typ, d.start, d.increment, d.max_value, d.min_value, d.cache, d.cycle))
+
     def table(self, t, schema: pa.Schema, owner: int) -> None:
         rel, index, constraint = relation_oids(t.tid)
         ns = namespace_oid(t.namespace)
-        self.classes.append((rel, t.name, ns, "r", len(schema), True, HEAP_AM, owner))
+        self.classes.append((rel, t.name, ns, "r", len(schema), bool(t.primary_key), HEAP_AM, owner))
+        not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
+        if not t.primary_key:
+            self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
+            self._defaults(rel, t)
+            return
         self.classes.append((index, f"{t.name}_pkey", ns, "i", len(t.primary_key), False, BTREE_AM, owner))
         not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
         self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
         for num, name in ((-1, "_seq"), (-2, "_deleted")):
             self.attributes.append((rel, name, 20 if name == "_seq" else 16, 8 if name == "_seq" else 1,
                                     num, -1, True, 0, False))
-        for num, c in enumerate(t.columns, start=1):
-            if c.default is not None:
-                self.attrdefs.append((rel * 1000 + num, rel, num, c.default))
+        self._defaults(rel, t)
         keys = [t.column_names.index(k) + 1 for k in t.primary_key]
         self.indexes.append((index, rel, len(keys), len(keys), True, True, keys))
         self.constraints.append((constraint, f"{t.name}_pkey", ns, "p", rel, index, keys))
@@ -746,10 +781,19 @@ class _Rows:
             if owner:
                 self.table_privileges.extend((rel, name, p) for p in ("truncate", "references", "trigger"))
 
+    def _defaults(self, rel: int, t) -> None:
+        """Column defaults; an identity column has none (psql shows it by attidentity)."""
+        for num, c in enumerate(t.columns, start=1):
+            if c.default is not None and not c.identity:
+                self.attrdefs.append((rel * 1000 + num, rel, num, pg_default(c.default, t.namespace)))
+        for num, c in enumerate(t.columns, start=1):
+            if c.identity:
+                self.identities.append((rel, num, "a" if c.identity == "ALWAYS" else "d"))
+
     def write(self, cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute(f"DELETE FROM {PG}.pg_namespace")
         cur.execute(f"DELETE FROM {PG}.pg_class WHERE relnamespace <> {PG_CATALOG_OID}")
-        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles"):
+        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles", "pg_sequence"):
             cur.execute(f"DELETE FROM {PG}.{table}")
         for table in ("indexdef", "constraintdef", "relations", "namespaces", "roles", "indexcols",
                       "table_privileges"):
@@ -764,6 +808,11 @@ class _Rows:
                 "indkey", self.indexes)
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
                 self.constraints)
+        for rel, num, kind in self.identities:
+            cur.execute(f"UPDATE {PG}.pg_attribute SET attidentity = ?, atthasdef = false "
+                        f"WHERE attrelid = ? AND attnum = ?", [kind, rel, num])
+        _insert(cur, f"{PG}.pg_sequence", "seqrelid, seqtypid, seqstart, seqincrement, seqmax, seqmin, seqcache, "
+                "seqcycle", self.sequences)
         _insert(cur, f"{PRIVATE}.indexdef", "__oid, __def", self.indexdefs)
         _insert(cur, f"{PRIVATE}.constraintdef", "__oid, __def", self.constraintdefs)
         _insert(cur, f"{PG}.pg_roles", "oid, rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin", self.roles)
@@ -774,6 +823,21 @@ class _Rows:
         cur.execute(f"INSERT INTO {PRIVATE}.relations SELECT c.oid, c.relname, n.nspname, "
                     f"c.relnamespace IN ({PG_CATALOG_OID}, {PUBLIC_OID}) FROM {PG}.pg_class c "
                     f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace")
+
+
+_NEXTVAL = re.compile(r"^nextval\('((?:[^']|'')+)'\)$", re.I)
+
+
+def pg_default(text: str, namespace: str) -> str:
+    """A column default as Postgres prints it: nextval('t_id_seq'::regclass), the sequence
+    named as search_path needs it (tierd stores it qualified)."""
+    m = _NEXTVAL.match(text.strip())
+    if not m:
+        return text
+    name = m.group(1)
+    if name.startswith("public.") and namespace == "public":
+        name = name[len("public."):]
+    return f"nextval('{name}'::regclass)"
 
 
 def _ident(name: str) -> str:

@@ -24,8 +24,11 @@ from engine.catalog.flush_policy import parse_flush_policy
 
 DEFAULT_NAMESPACE = "public"  # where unqualified names resolve
 RESERVED_NAMESPACES = {"system", "main", "pg_catalog", "information_schema", "temp"}
-SYSTEM_COLUMNS = ("_seq", "_deleted", "_user_id", "_written_at")
+SYSTEM_COLUMNS = ("_seq", "_deleted", "_user_id", "_written_at", "_rowid")
 OWNER = "_user_id"  # a USER table's owner column: part of its internal key, stored in Parquet
+# A table created without a primary key: each row's hidden identity, the _seq of its first
+# version (unique for ever: _seq values are never reused), stored in Parquet like OWNER.
+ROWID = "_rowid"
 WRITTEN_AT = "_written_at"  # a STREAM table's write time (hot only), what TTL_SECONDS counts from
 TABLE_TYPES = ("SHARED", "USER", "STREAM")
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
@@ -48,6 +51,7 @@ class Column:
     type: str  # DuckDB type name
     nullable: bool = True
     default: str | None = None  # DuckDB expression text
+    identity: str | None = None  # GENERATED "ALWAYS" | "BY DEFAULT" AS IDENTITY
 
 
 @dataclass
@@ -72,6 +76,9 @@ class TableDef:
     # the configured superuser owns those), and the privileges granted to other roles.
     owner: str | None = None
     grants: dict[str, list[str]] = field(default_factory=dict)  # role -> ["SELECT", ...]
+    # Rows carry a hidden ROWID column: created without a primary key. It stays (stored, no
+    # longer the key) after ALTER TABLE ... ADD PRIMARY KEY, so no segment is rewritten.
+    rowid: bool = False
 
     def scope(self, storage, user: str | None = None) -> str:
         """Directory of one scope: the table's own (SHARED) or one user's (USER tables; the
@@ -92,7 +99,17 @@ class TableDef:
     @property
     def key_columns(self) -> list[str]:
         """The internal identity of a row: a USER table's primary key is unique per user."""
-        return [OWNER] + self.primary_key if self.is_user else self.primary_key
+        return [OWNER] + self.row_key if self.is_user else self.row_key
+
+    @property
+    def row_key(self) -> list[str]:
+        """The columns that identify a row within its scope: the primary key, else the row id."""
+        return self.primary_key or [ROWID]
+
+    @property
+    def stats_columns(self) -> list[str]:
+        """Columns whose min/max a segment records (the row id too: flushes probe by it)."""
+        return self.column_names + ([ROWID] if self.rowid else [])
 
     @property
     def qualified(self) -> str:
@@ -120,6 +137,17 @@ def check_identifier(name: str, what: str) -> str:
     return name
 
 
+# Postgres's heap storage parameters (CREATE TABLE ... WITH (fillfactor=100), what pg_dump and
+# pgbench write): accepted, and without effect on tierd's LSM-like storage.
+_PG_STORAGE_PARAMETERS = re.compile(
+    r"^(FILLFACTOR|TOAST_TUPLE_TARGET|PARALLEL_WORKERS|USER_CATALOG_TABLE|VACUUM_INDEX_CLEANUP|VACUUM_TRUNCATE|"
+    r"LOG_AUTOVACUUM_MIN_DURATION|AUTOVACUUM_\w+|TOAST\.\w+)$", re.I)
+
+
+def is_storage_parameter(key: str) -> bool:
+    return bool(_PG_STORAGE_PARAMETERS.match(key))
+
+
 @dataclass
 class TableOptions:
     table_type: str = "SHARED"
@@ -132,6 +160,7 @@ def parse_table_options(items: dict[str, str], keyword_type: str | None) -> Tabl
     """Validate the WITH (...) options of CREATE TABLE."""
     opts = TableOptions()
     known = {"TYPE", "STORAGE_ID", "FLUSH_POLICY", "TTL_SECONDS"}
+    items = {k: v for k, v in items.items() if not is_storage_parameter(k)}
     for key in items:
         if key not in known:
             raise InvalidParameterValue(f"unknown table option {key!r} (expected one of {', '.join(sorted(known))})")
@@ -209,13 +238,19 @@ class Catalog:
         return [t for (ns, _), t in self.tables.items() if ns == namespace]
 
     # tables
+    def allocate_tid(self) -> int:
+        """A new relation id (tables and sequences share them: OIDs derive from them)."""
+        with self.lock:
+            tid = self._next_tid
+            self._next_tid += 1
+            self.store.put_json("c/next_tid", {"value": self._next_tid})
+            return tid
+
     def add_table(self, t: TableDef) -> TableDef:
         with self.lock:
             if (t.namespace, t.name) in self.tables:
                 raise DuplicateTable(f'relation "{t.qualified}" already exists')
-            t.tid = self._next_tid
-            self._next_tid += 1
-            self.store.put_json("c/next_tid", {"value": self._next_tid})
+            t.tid = self.allocate_tid()
             self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
             self.tables[(t.namespace, t.name)] = t
             return t

@@ -22,7 +22,7 @@ from engine.session.keys import alive, hot_state, unique_violation
 from engine.session.reads import query
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, commit_write
-from engine.session.writes import append, owned
+from engine.session.writes import append, owned, with_rowids
 from engine.sql import dml
 from engine.sql.copy import CopyCommand, TargetColumn
 from engine.sql.copy_input import RawBlock, shown_value, with_context
@@ -79,7 +79,8 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
         begin_write(s)
         with s.running:
             for rows, first_line in staged:
-                keys = _check_keys(s, t, rows, first_line)
+                keys = _check_keys(s, t, rows, first_line) if t.primary_key else None
+                rows = with_rowids(s, t, rows)
                 append(s, t, rows, deleted=False, keys=keys)
                 count += rows.num_rows
                 progress.tuples_processed = count

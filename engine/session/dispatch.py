@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import admin, ddl, keyed_writes, reads, settings, transactions
+from engine.session import admin, ddl, keyed_writes, reads, rekey, sequences, settings, transactions
+from engine.sql import sequence_ddl as sq
+from engine.sql import table_commands as tc
 from engine.session.state import SessionState
 from engine.sql import parse as p
 from engine.sql import statements as st
@@ -46,6 +48,12 @@ HANDLERS: dict[type, Handler] = {
     st.CheckStorage: admin.storage_definition,
     st.StorageJob: admin.storage_job,
     st.JobCommand: admin.job_command,
+    sq.CreateSequence: sequences.create_sequence,
+    sq.AlterSequence: sequences.alter_sequence,
+    sq.DropSequence: sequences.drop_sequence,
+    tc.Truncate: rekey.truncate,
+    tc.AddPrimaryKey: rekey.add_primary_key,
+    tc.Maintenance: lambda s, stmt, params: StatementResult(stmt.command),
 }
 
 

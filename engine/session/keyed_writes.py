@@ -41,8 +41,8 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
 def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementResult | None:
     eng = s.engine
     t = eng.catalog.find(shape.namespace or DEFAULT_NAMESPACE, shape.table)
-    if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1:
-        return None  # an unknown table's error, and these tables' rules, are the general path's
+    if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1 or t.rowid:
+        return None  # an unknown table's error, and these tables' rules (a row id to keep), the general path's
     schema = eng.visible_schema(t)
     pk = t.primary_key[0]
     try:

@@ -105,6 +105,10 @@ def show(s: SessionState, stmt: Show, params: list) -> StatementResult:
     return shown if shown is not None else query(s, Query(stmt.sql), params)
 
 
+def param_types(s: SessionState, sql: str) -> list[str | None]:
+    return infer_param_types(sql, max_placeholder(sql), lambda table: _column_types(s, table))
+
+
 def describe(s: SessionState, sql: str, words: list[str]) -> tuple[list[str | None], pa.Schema | None]:
     """Parameter types (DuckDB type names, None if unknown) and the result schema (None: no
     rows) of one statement, without running it."""

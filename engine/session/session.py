@@ -90,6 +90,10 @@ class EngineSession(SessionState):
                 return results, exc
         return results, None
 
+    def param_types(self, sql: str) -> list[str | None]:
+        """Parameter types (DuckDB type names, None if unknown) read off the SQL (no DuckDB)."""
+        return reads.param_types(self, sql)
+
     def describe(self, sql: str) -> tuple[list[str | None], pa.Schema | None]:
         """Parameter types (DuckDB type names, None if unknown) and the result schema (None:
         no rows) of one statement, without running it: Describe of a prepared statement."""
@@ -142,6 +146,7 @@ class EngineSession(SessionState):
             return
         self._closed = True
         transactions.rollback_write(self)
+        self.engine.sequences.forget_session(self.session_id)
         for c in (self.cur, self.check_cur):
             try:
                 c.close()

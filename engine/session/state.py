@@ -10,13 +10,14 @@ batch) and visible to others atomically at COMMIT.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from typing import Iterator
 
 import duckdb
 import pyarrow as pa
 
-from engine.catalog import pg_catalog, privileges
+from engine.catalog import pg_catalog, privileges, sequence_functions
 from engine.catalog.tables import DEFAULT_NAMESPACE, TableDef
 from engine.core import EngineCore
 from engine.errors import UndefinedTable
@@ -26,6 +27,7 @@ from engine.sql import division, dml
 from engine.sql.statements import split_qualified
 
 # Client SQL resolves names in the table's namespace first, then in tierd's pg_catalog.
+_SESSION_IDS = itertools.count(1)
 SEARCH_PATH = f"SET search_path = 'memory.{DEFAULT_NAMESPACE},memory.main,{pg_catalog.PG}'"
 
 
@@ -70,6 +72,8 @@ class SessionState:
         self.cancel_requested = False
         # current_user & co. read this per-connection variable (Engine._create_identity_macros).
         self.cur.execute(f"SET VARIABLE {views.USER_VARIABLE} = {views.sql_str(user)}")
+        self.session_id = next(_SESSION_IDS)  # currval / lastval are per session
+        sequence_functions.set_session(self.cur, self.session_id)
 
     @property
     def holds_write_lock(self) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import duckdb
 
-from engine.errors import FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
+from engine.errors import ActiveSqlTransaction, FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
 from engine.tiers import views
 from engine.results import StatementResult
 from engine.session.state import SessionState
@@ -180,3 +180,13 @@ def rollback_write(s: SessionState) -> None:
         if s.catalog_dirty:
             s.restore_catalog()
         _release(s)
+
+
+def begin_ddl(s: SessionState, action: str) -> None:
+    """Before DDL (superusers only): DDL is not transactional, it ends an implicit transaction
+    and is refused inside an explicit one that has written."""
+    s.require_superuser(action)
+    if s.tx.holds_lock and not s.tx.explicit:
+        commit_write(s)
+    if s.tx.holds_lock:
+        raise ActiveSqlTransaction("DDL inside a transaction that has already written is not supported")

@@ -18,9 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.catalog import privileges
-from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
-from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import EngineError, NotNullViolation, UndefinedColumn, UndefinedParameter
+from engine.catalog import sequence_functions
+from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, TableDef
+from engine.core import NO_FAST_DEFAULT, NOW, SequenceDefault
+from engine.errors import EngineError, GeneratedAlways, NotNullViolation, UndefinedColumn, UndefinedParameter
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
@@ -31,6 +32,7 @@ from engine.session.transactions import begin_write, end_implicit, own_writes_vi
 from engine.sql import dml, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
+from engine.sql.sequence_ddl import without_regclass_casts
 from engine.sql.split import leading_words
 from engine.sql.statements import unquote
 
@@ -38,8 +40,17 @@ _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, 
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
 
 
+_OVERRIDING = re.compile(r"\)\s*OVERRIDING\s+(SYSTEM|USER)\s+VALUE\b", re.I)
+
+
 def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
-    p, t = _plan(s, stmt.sql)
+    sql, overriding = without_regclass_casts(stmt.sql), None
+    m = _OVERRIDING.search(sql) if "OVERRIDING" in sql.upper() else None
+    if m:  # INSERT INTO t (cols) OVERRIDING SYSTEM VALUE ...: the clause is tierd's, not DuckDB's
+        sql, overriding = sql[:m.start() + 1] + sql[m.end():], m.group(1).upper()
+    p, t = _plan(s, sql)
+    if isinstance(p, dml.InsertPlan) and overriding != "SYSTEM":
+        _refuse_generated_always(t, p)
     if p.param_count > len(params):
         raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
     params = params[: p.param_count]
@@ -91,6 +102,7 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     append; None, before any write, when a row needs the one-by-one path."""
     sandbox.check_command(sql)
     p, t = _plan(s, sql)
+    _refuse_generated_always(t, p)
     k = p.param_count
     if any(len(params) < k for params in param_rows):
         return None
@@ -111,14 +123,15 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
         if returned is None:
             return None
     rows = owned(s, t, rows)   # as _insert_rows: a USER table's rows get their owner
-    keys = key_list(t, rows)
-    if len(set(keys)) != len(keys):
+    keys = key_list(t, rows) if t.primary_key else None
+    if keys is not None and len(set(keys)) != len(keys):
         return None
     s.check_user_scope()
     begin_write(s)
     with s.running:
-        if live_keys(s, t, keys):
+        if keys is not None and live_keys(s, t, keys):
             return None
+        rows = with_rowids(s, t, rows)
         append(s, t, rows, deleted=False, keys=keys)
     end_implicit(s)
     if returned is None:
@@ -127,20 +140,38 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
 
 
 # ---------------------------------------------------------------------- INSERT
+def _refuse_generated_always(t: TableDef, p: dml.InsertPlan) -> None:
+    """Postgres's 428C9: an INSERT naming a GENERATED ALWAYS identity column."""
+    names = p.columns if p.columns is not None else None
+    for c in t.columns:
+        if c.identity != "ALWAYS":
+            continue
+        if names is None:
+            width = len(p.fast_values[0]) if p.fast_values else None
+            named = width is not None and c.name in t.column_names[:width]
+        else:
+            named = c.name in names
+        if named:
+            raise GeneratedAlways(f'cannot insert a non-DEFAULT value into column "{c.name}"',
+                                  detail=f'Column "{c.name}" is an identity column defined as GENERATED ALWAYS.',
+                                  hint="Use OVERRIDING SYSTEM VALUE to override.")
+
+
 def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
     rows = fast_rows(s, t, p, params) if p.fast_values is not None else None
     if rows is None:
         rows = _slow_rows(s, t, p, params)
-    rows = owned(s, t, rows)
-    keys = key_list(t, rows)
-    if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
-        rows, keys = first_per_key(rows, keys)
-    refuse_repeats(t, keys)
-    live = live_keys(s, t, keys)
-    if live:
-        if not p.on_conflict_nothing:
-            raise unique_violation(t, next(k for k in keys if k in live))
-        rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
+    rows = with_rowids(s, t, owned(s, t, rows))
+    if t.primary_key:  # without one, every row is new: its row id was never used
+        keys = key_list(t, rows)
+        if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
+            rows, keys = first_per_key(rows, keys)
+        refuse_repeats(t, keys)
+        live = live_keys(s, t, keys)
+        if live:
+            if not p.on_conflict_nothing:
+                raise unique_violation(t, next(k for k in keys if k in live))
+            rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
     append(s, t, rows, deleted=False)
     ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params, t)
     return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
@@ -205,7 +236,10 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
             d = eng.default_value(t, c)
             if d is NO_FAST_DEFAULT:
                 return None
-            values = [datetime.now(timezone.utc) if d is NOW else d] * n
+            if isinstance(d, SequenceDefault):  # a serial / identity column: from the in-memory block
+                values = eng.sequences.nextval(sequence_functions.resolve(eng.sequences, d.name), s.session_id, n)
+            else:
+                values = [datetime.now(timezone.utc) if d is NOW else d] * n
         if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
             if c.type.upper() != "UUID":
                 return None  # JSON, ENUM...: DuckDB's cast canonicalises the text
@@ -240,7 +274,7 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
     own_writes_visible(s)
     shadow_cold(s, t)
     s.engine.hot.settle()
-    with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
+    with s.system_columns(t.is_user or t.rowid):  # the owner and row id come along: the full view has them
         sel = s.cur.execute(select_sql, params).to_arrow_table()
     keys = key_list(t, sel)
     if len(set(keys)) != len(keys):
@@ -263,6 +297,8 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
     new = pa.table(cols, names=t.column_names)
     typed = _typed(s, t, f"INSERT INTO {dml.STAGE} SELECT * FROM __source RETURNING *", [], new)
     typed = owned(s, t, typed, sel.column(OWNER) if t.is_user else None)
+    if t.rowid:  # a row keeps its row id
+        typed = typed.append_column(ROWID, sel.column(ROWID))
     new_keys = key_list(t, typed)
     if new_keys != old_keys:
         refuse_repeats(t, new_keys)
@@ -300,7 +336,8 @@ def tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     schema = s.engine.visible_schema(t)
     cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
             for f in schema]
-    return owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
+    dead = owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
+    return dead.append_column(ROWID, rows.column(ROWID)) if t.rowid else dead
 
 
 def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list,
@@ -400,6 +437,17 @@ def owned(s: SessionState, t: TableDef, rows: pa.Table, owners: pa.ChunkedArray 
     if owners is None:
         owners = pa.array([s.user] * rows.num_rows, pa.string())
     return rows.append_column(OWNER, owners)
+
+
+def with_rowids(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
+    """Under the write lock: new rows of a table with row ids get new ones (fresh _seq values,
+    so never one a row ever had), after the owner column as the hot table orders them."""
+    if not t.rowid:
+        return rows
+    n = rows.num_rows
+    first = s.engine.hot.allocate(n)
+    ids = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1) if n else pa.array([], pa.int64())
+    return rows.append_column(ROWID, ids)
 
 
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:

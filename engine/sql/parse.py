@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import FeatureNotSupported, SyntaxError_
+from engine.sql.sequence_ddl import AlterSequence, CreateSequence, DropSequence, parse_sequence_command
 from engine.sql.split import leading_words
+from engine.sql.table_commands import (AddPrimaryKey, Maintenance, Truncate, is_add_primary_key,
+                                       parse_add_primary_key, parse_maintenance, parse_truncate)
 from engine.sql.statements import (AlterRole, AlterStorage, CheckStorage, CreateNamespace, CreateRole, CreateStorage, CreateTable,
                                    DropNamespace, DropRole, DropStorage, DropTable, Grant, JobCommand, ShowStorages,
                                    StorageJob, parse_create_table, parse_grant, parse_job_command,
@@ -106,7 +109,8 @@ class CreateTableStatement:
 Statement = (Empty | Begin | Commit | Rollback | Savepoint | Query | Write | Show | SetSetting | ResetSetting
              | CreateTableStatement | CreateNamespace | DropNamespace | DropTable | AlterTableOwner
              | CreateRole | AlterRole | DropRole | Grant | CreateStorage | AlterStorage | DropStorage
-             | ShowStorages | CheckStorage | StorageJob | JobCommand)
+             | ShowStorages | CheckStorage | StorageJob | JobCommand | CreateSequence | AlterSequence
+             | DropSequence | Truncate | AddPrimaryKey | Maintenance)
 
 _SAVEPOINT = re.compile(r"^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+"
                         r"(\"[^\"]+\"|\w+)\s*;?\s*$", re.I)
@@ -137,8 +141,16 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         return parse_role_command(sql)  # CREATE USER TABLE is a table
     if first in ("GRANT", "REVOKE"):
         return parse_grant(sql)
+    if first in ("CREATE", "DROP", "ALTER") and "SEQUENCE" in words[1:3]:
+        return dataclasses.replace(parse_sequence_command(sql), action=" ".join(words[:2]))
+    if first == "ALTER" and second == "TABLE" and is_add_primary_key(sql):
+        return parse_add_primary_key(sql)
     if first == "ALTER" and second == "TABLE":
         return _alter_table(sql)
+    if first == "TRUNCATE":
+        return parse_truncate(sql)
+    if first in ("VACUUM", "ANALYZE", "ANALYSE", "CHECKPOINT"):
+        return parse_maintenance(sql)
     if (first in ("CREATE", "DROP", "ALTER") and second == "STORAGE") or (first == "SHOW" and second == "STORAGES") \
             or (first == "STORAGE" and second == "CHECK"):
         stmt = parse_storage_definition(sql)

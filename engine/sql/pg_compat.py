@@ -162,7 +162,7 @@ def rewrite(sql: str, settings: dict[str, str] | None = None, derived: dict[str,
                or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS
                or t.low in _RENAMED_FUNCTIONS or t.low in _SCALARS_IN_FROM for t in toks):
         return Rewritten(sql, False)
-    uses_catalog = any(t.low in _CATALOG_NAMES for t in toks)
+    uses_catalog = any(t.low in _CATALOG_NAMES or t.low in _REG_TYPES for t in toks)  # reg casts look names up
     toks = _name_srf_columns(toks)
     out: list[Tok] = []
     i = 0

@@ -137,7 +137,7 @@ class Flusher:
         manifest = self._cold.scope_manifest(t, user)
         keys: list = []
         in_cold: set = set()
-        if manifest.segments and may_overlap(t.primary_key, manifest.segments, key_bounds(t.primary_key, snap)):
+        if manifest.segments and may_overlap(t.row_key, manifest.segments, key_bounds(t.row_key, snap)):
             keys = key_list(t, snap)
             rel = views.all_cold_versions_sql(t, {user: manifest}, storage)
             in_cold = keys_in(cur, t, keys, f"({rel})")
@@ -153,10 +153,10 @@ class Flusher:
         for kind, rows in (("base", base), ("delta", delta)):
             if rows.num_rows == 0:
                 continue
-            if not sorted_by_key(t.primary_key, rows):
-                rows = rows.sort_by([(c, "ascending") for c in t.primary_key])
+            if not sorted_by_key(t.row_key, rows):
+                rows = rows.sort_by([(c, "ascending") for c in t.row_key])
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments), rows,
-                                          t.column_names, kind, self._fp, "flush", check))
+                                          t.stats_columns, kind, self._fp, "flush", check))
             report.advance("writing segments", segments[-1].row_count, segments[-1].size_bytes)
         new_manifest = manifest.apply(FlushEdit(segments, watermark))
         check()  # the last point where KILL JOB can stop it: next is the commit

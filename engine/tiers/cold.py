@@ -176,7 +176,7 @@ class ColdTier:
         segments = [s for m in self.manifests[t.tid].values() for s in m.segments]
         if not segments or not keys:
             return set()
-        if not may_overlap(t.primary_key, segments, _bounds([k[1] for k in keys] if t.is_user else keys)):
+        if not may_overlap(t.row_key, segments, _bounds([k[1] for k in keys] if t.is_user else keys)):
             return set()
         return keys_in(cur, t, keys, views.cold_view(t))
 

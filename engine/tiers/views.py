@@ -38,7 +38,7 @@ import sys
 import duckdb
 
 from engine.sql import sandbox
-from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
+from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, TableDef
 from engine.storage.backend import Storage
 
 INTERNAL = "__tierd"
@@ -127,12 +127,13 @@ def set_session_user(cur: duckdb.DuckDBPyConnection, user: str, all_users: bool)
 
 def system_columns(t: TableDef) -> list[str]:
     """System columns the views expose (selectable, hidden from SELECT *)."""
-    return ([OWNER] if t.is_user else []) + ["_seq", "_deleted"]
+    return ([OWNER] if t.is_user else []) + ([ROWID] if t.rowid else []) + ["_seq", "_deleted"]
 
 
 def stored_system_columns(t: TableDef) -> list[tuple[str, str]]:
     """System columns of the hot table, in order after the table's own columns."""
     cols = [(OWNER, "VARCHAR")] if t.is_user else []
+    cols += [(ROWID, "BIGINT")] if t.rowid else []
     cols += [("_seq", "BIGINT"), ("_deleted", "BOOLEAN")]
     if t.is_stream:
         cols.append((WRITTEN_AT, "TIMESTAMPTZ"))

@@ -71,7 +71,7 @@ class Compactor:
 
         def write(batches: list[pa.RecordBatch]) -> None:
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments),
-                                          pa.Table.from_batches(batches), t.column_names, "base",
+                                          pa.Table.from_batches(batches), t.stats_columns, "base",
                                           self._fp, "compact", check))
             report.advance("rewriting segments", segments[-1].row_count, segments[-1].size_bytes)
         try:
