@@ -64,6 +64,8 @@ class EngineConfig:
     # The Postgres type OID the wire reports for a result column (protocol.types' map), so
     # pg_catalog shows each column with the type a SELECT of it has. None: every column is text.
     type_oid: Callable[[pa.Field], int] | None = None
+    # Server settings from the config, as SHOW reports them ("max_connections": "100").
+    server_settings: dict[str, str] = field(default_factory=dict)
 
 
 class EngineCore:

@@ -30,6 +30,7 @@ from engine.activity import SessionRegistry
 from engine.advisory_locks import AdvisoryLocks
 from engine.notifications import NotificationHub
 from engine.session import functions
+from engine.session import settings
 from engine.session.settings import pg_settings_rows
 from engine.session.session import EngineSession
 from engine.storage.backend import Storage
@@ -52,6 +53,7 @@ class Engine(EngineCore):
         self.data_dir = os.path.abspath(config.data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         parse_flush_policy(config.default_flush_policy)
+        settings.set_server_defaults(config.server_settings)
         self._init_shapes()
         self.failpoints = Failpoints(config.failpoints)
         store = HotStore(os.path.join(self.data_dir, "hot"))

@@ -75,6 +75,8 @@ class CharacterNotInRepertoire(DataException): pass
 class InvalidParameterValue(DataException): pass
 @_sqlstate("22P02")
 class InvalidTextRepresentation(DataException): pass
+@_sqlstate("22P03")
+class InvalidBinaryRepresentation(DataException): pass
 @_sqlstate("22P04")
 class BadCopyFileFormat(DataException): pass
 
@@ -97,6 +99,8 @@ class ActiveSqlTransaction(InvalidTransactionState): pass
 class NoActiveSqlTransaction(InvalidTransactionState): pass
 @_sqlstate("25P02")
 class InFailedSqlTransaction(InvalidTransactionState): pass
+@_sqlstate("25P03", "FATAL")
+class IdleInTransactionSessionTimeout(InvalidTransactionState): pass
 
 
 # --- Class 26: invalid SQL statement name
@@ -179,6 +183,23 @@ class InvalidTableDefinition(SyntaxErrorOrAccessRuleViolation): pass
 class InsufficientResources(EngineError): pass
 @_sqlstate("53100")
 class DiskFull(InsufficientResources): pass
+@_sqlstate("53300", "FATAL")
+class TooManyConnections(InsufficientResources): pass
+
+
+# --- Class 54: program limit exceeded
+@_sqlstate("54000")
+class ProgramLimitExceeded(EngineError): pass
+@_sqlstate("54001")
+class StatementTooComplex(ProgramLimitExceeded): pass
+
+
+def stack_depth_exceeded() -> StatementTooComplex:
+    """A statement nested too deeply to analyse (Python's RecursionError), as Postgres says it."""
+    return StatementTooComplex(
+        "stack depth limit exceeded",
+        hint='Increase the configuration parameter "max_stack_depth" (currently 2048kB), after ensuring '
+             "the platform's stack depth limit is adequate.")
 
 
 # --- Class 55: object not in prerequisite state
@@ -256,6 +277,8 @@ def from_duckdb(exc: Exception) -> EngineError:
             return DuplicateObject(msg)
         return UndefinedObject(msg)
     if isinstance(exc, duckdb.ParserException):
+        if "Max expression depth" in msg or "memory exhausted" in msg:
+            return stack_depth_exceeded()
         return SyntaxError_(msg)
     if isinstance(exc, duckdb.BinderException):
         if "not found" in msg and ("Referenced column" in msg or "column" in msg.lower()):

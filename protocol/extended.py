@@ -12,14 +12,16 @@ whose message loop calls one handler per message and skips to Sync after an erro
 from __future__ import annotations
 
 import re
+import struct
 from itertools import zip_longest
 
-from engine.errors import ProtocolViolation, SyntaxError_
+from engine.errors import (EngineError, InvalidBinaryRepresentation, InvalidTextRepresentation,
+                           ProtocolViolation, SyntaxError_)
 from engine.sql.split import split_statements
 
 from . import messages
 from .column_names import postgres_schema
-from .messages import ClientGone
+from .messages import ClientGone, invalid_utf8
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
 from .types import decode_param, oid_for_sql_type, oids
@@ -52,7 +54,7 @@ class ExtendedQuery:
             inferred = self.inferred_numbers(state, statement)
             declared = [oid or (inferred[i] if i < len(inferred) else 0) for i, oid in enumerate(declared)]
         zone = state.timezone
-        params = [decode_param(declared[i], bind.format_of(i), value, zone) for i, value in enumerate(bind.values)]
+        params = [_decode(declared[i], bind.format_of(i), value, i, zone) for i, value in enumerate(bind.values)]
         if not bind.portal:
             state.portals.pop("", None)
         state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
@@ -189,3 +191,20 @@ class ExtendedQuery:
         state.end_of_transaction()
         self.send_ready_for_query(state)
         self.flush()
+
+
+def _decode(oid: int, fmt: int, value: bytes | None, index: int, zone: str) -> object:
+    """One Bind parameter; a value its type cannot read is the client's error, as in Postgres
+    (22P02 for text, 22P03 for binary), never an internal one."""
+    try:
+        return decode_param(oid, fmt, value, zone)
+    except EngineError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise invalid_utf8(exc) from None
+    except (ValueError, TypeError, ArithmeticError, IndexError, struct.error) as exc:
+        if fmt == 1:
+            raise InvalidBinaryRepresentation(
+                f"incorrect binary data format in bind parameter {index + 1}") from None
+        raise InvalidTextRepresentation(
+            f"invalid input syntax for bind parameter {index + 1}: {exc}") from None

@@ -14,6 +14,7 @@ import logging
 import re
 import ssl
 import struct
+import time
 
 from buenavista.core import Connection
 
@@ -21,6 +22,7 @@ from engine.errors import FatalProtocolViolation, InvalidAuthorizationSpecificat
 
 from . import messages
 from .auth import authenticate
+from .limits import MAX_MESSAGE, MAX_STARTUP_PACKET, too_many
 from .messages import ClientGone
 from .session import ConnectionState
 
@@ -78,11 +80,26 @@ class EngineConnection(Connection):
 class Startup:
     """Startup, TLS and authentication of one client connection (part of TierdHandler)."""
 
+    login_deadline = float("inf")  # time.monotonic() by which the client must have logged in
+    has_slot = False  # counted against max_connections
+
+    def arm_login_timeout(self) -> None:
+        """Before each read of the login: what is left of authentication_timeout bounds it."""
+        left = self.login_deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("authentication timed out")
+        self.request.settimeout(left)
+
+    def read_login_message(self) -> tuple[bytes, bytes]:
+        self.arm_login_timeout()
+        return self.read_message()
+
     def recv_exact(self, n: int) -> bytes:
         """Read the startup packets straight from the socket, never past them: bytes a client
         sent after its SSLRequest must reach the TLS handshake, not a plaintext buffer."""
         data = b""
         while len(data) < n:
+            self.arm_login_timeout()
             chunk = self.request.recv(n - len(data))
             if not chunk:
                 raise ClientGone()
@@ -108,9 +125,10 @@ class Startup:
         """SSLRequest starts TLS when configured ('S') or is declined ('N'); GSSENCRequest is
         declined; cancel requests are served; then protocol 3.0."""
         encrypted = False
+        self.login_deadline = time.monotonic() + self.server.limits.authentication_timeout_s
         while True:
             (length,) = struct.unpack("!i", self.recv_exact(4))
-            if length < 8 or length > 10_000:
+            if length < 8 or length > MAX_STARTUP_PACKET:
                 raise FatalProtocolViolation(f"invalid startup packet length {length}")
             payload = self.recv_exact(length - 4)
             (code,) = struct.unpack_from("!i", payload)
@@ -140,8 +158,14 @@ class Startup:
             raise InvalidAuthorizationSpecification(
                 f'connection refused for host "{self.client_address[0]}", user "{user}", database '
                 f'"{database}", no encryption', hint="This server requires TLS: connect with sslmode=require.")
-        authenticate(self.server.auth_config, self.server.engine.roles, user, self.read_message, self.write,
-                     self.flush)
+        slots = self.server.slots
+        if slots.sessions >= slots.limits.max_connections:
+            raise too_many()  # before authentication, as Postgres's postmaster refuses
+        authenticate(self.server.auth_config, self.server.engine.roles, user, self.read_login_message,
+                     self.write, self.flush)
+        role = self.server.engine.roles.get(user)
+        slots.take(superuser=bool(getattr(role, "superuser", False)))
+        self.has_slot = True
         session = conn.open_session(user, database)
         state = ConnectionState(session, params)
         if hasattr(session, "connected_from"):
@@ -162,6 +186,8 @@ class Startup:
         self.send_backend_key_data(state)
         self.send_ready_for_query(state)
         self.flush()
+        self.request.settimeout(None)
+        self.max_message = MAX_MESSAGE
         return state
 
     def cancel(self, process_id: int, secret_key: int) -> None:

@@ -193,7 +193,7 @@ SETTINGS: dict[str, Setting] = {s.name.lower(): s for s in (
             check=_ms_setting("statement_timeout")),
     Setting("lock_timeout", "0", "Sets the maximum allowed duration of any wait for a lock.", unit="ms",
             category=_STATEMENT, vartype="integer", min_val="0", max_val=_INT_MAX, check=_ms_setting("lock_timeout")),
-    Setting("idle_in_transaction_session_timeout", "0",
+    Setting("idle_in_transaction_session_timeout", "1min",
             "Sets the maximum allowed idle time between queries, when in a transaction.", unit="ms",
             category=_STATEMENT, vartype="integer", min_val="0", max_val=_INT_MAX,
             check=_ms_setting("idle_in_transaction_session_timeout")),
@@ -222,6 +222,13 @@ SETTINGS: dict[str, Setting] = {s.name.lower(): s for s in (
     Setting("max_connections", "100", "Sets the maximum number of concurrent connections.",
             category="Connections and Authentication / Connection Settings", context="postmaster",
             vartype="integer", min_val="1", max_val="262143"),
+    Setting("superuser_reserved_connections", "3",
+            "Sets the number of connection slots reserved for superusers.",
+            category="Connections and Authentication / Connection Settings", context="postmaster",
+            vartype="integer", min_val="0", max_val="262143"),
+    Setting("authentication_timeout", "1min", "Sets the maximum allowed time to complete client authentication.",
+            unit="s", category="Connections and Authentication / Authentication", context="sighup",
+            vartype="integer", min_val="1", max_val="600"),
 )}
 
 # Each setting's value when a session starts (keys lower-case, as SET folds them).
@@ -232,6 +239,39 @@ def pg_settings_rows() -> list[tuple]:
     """The fixed columns of pg_settings, one row per registered setting (engine.catalog.pg_catalog)."""
     return [(key, s.name, s.unit, s.category, s.description, s.context, s.vartype, s.min_val, s.max_val,
              list(s.enumvals) if s.enumvals else None, s.default) for key, s in SETTINGS.items()]
+
+
+def set_server_defaults(values: dict[str, str]) -> None:
+    """The server's configured settings (max_connections & co.), as SHOW, RESET and new
+    sessions see them: set once at start-up by the daemon's config."""
+    SETTINGS_DEFAULTS.update(values)
+
+
+def duration_text(seconds: float) -> str:
+    """A time setting as Postgres shows it: 0, 500ms, 30s, 1min."""
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0"
+    if ms % 60_000 == 0:
+        return f"{ms // 60_000}min"
+    if ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    return f"{ms}ms"
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_seconds(text: str) -> float | None:
+    """A time setting's value in seconds (a bare number is milliseconds, as Postgres's
+    timeouts take it); None when it is not one."""
+    value = text.strip().strip("'").strip().lower()
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz").strip()
+    unit = value[len(number):].strip() or "ms"
+    try:
+        return float(number) * _UNITS_MS[unit] / 1000
+    except (ValueError, KeyError):
+        return None
 
 
 def normalize(name: str, value: str, check_zone: Callable[[str], str]) -> str:

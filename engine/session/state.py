@@ -185,6 +185,12 @@ class SessionState:
         self.engine.advisory_locks.release_all(self.pid, ("session", "xact"))
 
     @property
+    def holds_write_lock(self) -> bool:
+        """A transaction of this session has written and holds the write lock until it ends
+        (the wire layer times out such a transaction left idle by its client)."""
+        return self.tx.holds_lock
+
+    @property
     def is_superuser(self) -> bool:
         """Whether the connected role is a superuser now: read at each use, so ALTER USER ...
         [NO]SUPERUSER applies to open sessions at their next statement."""

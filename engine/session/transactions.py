@@ -115,7 +115,7 @@ def begin_write(s: SessionState) -> None:
     and point reads (which read the transaction's own writes first) need none at all."""
     if s.tx.holds_lock:
         return
-    s.engine.hot.acquire()
+    s.engine.hot.acquire(f'a transaction of role "{s.user}"')
     s.tx.holds_lock = True
 
 

@@ -36,6 +36,7 @@ class PolicyRunner:
         self.failing: set[int] = set()
         self.lock = threading.Lock()
         self._cache: dict[str, FlushPolicy] = {}
+        self._warned: dict[int, float] = {}  # table id -> when a failed start was last logged
 
     def policy(self, t: TableDef) -> FlushPolicy:
         text = t.flush_policy or self._default_policy()
@@ -98,6 +99,14 @@ class PolicyRunner:
     def _flush(self, t: TableDef, reason: str) -> None:
         if t.tid in self.failing or self._jobs.active_job(t.qualified) is not None or not self._hot.pending_rows(t):
             return
-        job, created = self._jobs.submit("flush", t.qualified, {"trigger": reason})
+        try:
+            job, created = self._jobs.submit("flush", t.qualified, {"trigger": reason})
+        except Exception as exc:  # e.g. a full disk: the next tick asks again; the write stands
+            if time.monotonic() - self._warned.get(t.tid, -1e9) < 60:
+                return
+            self._warned[t.tid] = time.monotonic()
+            log.warning("policy flush of %s (%s) not started: %s", t.qualified, reason,
+                        getattr(exc, "message", exc))
+            return
         if created:
             log.info("policy flush of %s (%s): job %s", t.qualified, reason, job.job_id)

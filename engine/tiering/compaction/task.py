@@ -102,7 +102,7 @@ class Compactor:
         try:
             self._fp.hit("compact.after_manifest")
         finally:
-            with self._hot.locked():
+            with self._hot.locked(f"a compaction of table {t.qualified}"):
                 self._cold.swap(t, new_manifest)
             for seg in old:
                 rel = f"{scope}/{seg.path}"
