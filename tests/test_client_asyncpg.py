@@ -104,9 +104,6 @@ def test_every_type_round_trips_in_binary(module_tierd):
     assert by_value == {name: 1 for name in by_value}
 
 
-@pytest.mark.xfail(reason="asyncpg introspects array types through pg_catalog (WITH RECURSIVE "
-                          "over pg_type), which the engine's catalog does not answer yet",
-                   strict=True)
 def test_arrays_round_trip(module_tierd):
     async def body(conn):
         await conn.execute("CREATE TABLE public.arrays (id BIGINT PRIMARY KEY, a INTEGER[], "

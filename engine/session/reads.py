@@ -15,7 +15,7 @@ from engine.results import StatementResult, schema_with_sql_types, with_sql_type
 from engine.session import settings
 from engine.session.state import SessionState
 from engine.session.transactions import own_writes_visible
-from engine.sql import dml, pg_compat, sandbox
+from engine.sql import arrays, dml, pg_compat, sandbox
 from engine.sql.division import checked_division
 from engine.sql.param_types import infer_param_types
 from engine.sql.parse import READ_STATEMENTS, WRITE_STATEMENTS, Query, Show
@@ -53,7 +53,17 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
     return checked_division(sql), bool(_HIDDEN.search(sql))
 
 
+def array_params(s: SessionState, sql: str, params: list) -> list:
+    """Parameters sent as Postgres array text where the statement wants an array, as lists
+    (see sql/arrays.py); only looked at when a text parameter starts like an array."""
+    if not any(isinstance(p, str) and p[:1] in ("{", "[") for p in params):
+        return params
+    types = infer_param_types(sql, len(params), lambda table: _column_types(s, table))
+    return arrays.coerce_params(params, types)
+
+
 def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
+    params = array_params(s, stmt.sql, params)
     point = point_lookup.match(stmt.sql)
     sql, hidden = _read_sql(s, stmt.sql)
     eng = s.engine

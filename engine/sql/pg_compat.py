@@ -18,6 +18,9 @@ construct onto tierd's catalog (engine.pg_catalog):
   function's one column after its alias (likewise unnest, generate_subscripts)
 - `json_build_object(...)` -> `json_object(...)` and other Postgres functions DuckDB has
   under another name (variadic, so not macros)
+- `'{a,"b c",NULL}'::text[]`, `CAST('{{1,2},{3,4}}' AS int[])` -> DuckDB list literals
+  (`['a', 'b c', NULL]::text[]`, `[['1','2'],['3','4']]::int[][]`): Postgres's array text
+  (sql/arrays.py), the type's dimensions following the literal's
 - `current_setting('x')` -> the session's value of x; `set_config('x', 'v', local)` sets it
   and yields 'v' (constant arguments only)
 """
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 import duckdb
 
 from engine.catalog import pg_catalog
+from engine.errors import EngineError
+from engine.sql import arrays
 
 _T = duckdb.token_type
 _REGEX_OPS = {"~": ("~", ""), "!~": ("!~", ""), "~*": ("~", "i"), "!~*": ("!~", "i")}
@@ -134,18 +139,18 @@ def _operand_start(toks: list[Tok], end: int) -> int:
 def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
     """Client SQL with the Postgres-only constructs above rewritten; `settings` is the
     session's (read by current_setting, written by set_config)."""
-    if "~" not in sql and _TRIGGERS.isdisjoint(_WORD.findall(sql.lower())):  # most SQL: nothing to do
-        return Rewritten(sql, False)
+    if "~" not in sql and "'{" not in sql and _TRIGGERS.isdisjoint(_WORD.findall(sql.lower())):
+        return Rewritten(sql, False)  # most SQL: nothing to do
     try:
         toks = tokens(sql)
     except duckdb.Error:
         return Rewritten(sql, False)
     if not any(t.low in _CATALOG_NAMES or t.low in ("operator", "collate", "current_setting", "set_config")
                or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS
-               or t.low in _RENAMED_FUNCTIONS for t in toks):
+               or t.low in _RENAMED_FUNCTIONS or t.text.startswith("'{") for t in toks):
         return Rewritten(sql, False)
     uses_catalog = any(t.low in _CATALOG_NAMES for t in toks)
-    toks = _name_srf_columns(toks)
+    toks = _name_srf_columns(_array_literals(toks))
     out: list[Tok] = []
     i = 0
     while i < len(toks):
@@ -288,6 +293,43 @@ def _name_srf_columns(toks: list[Tok]) -> list[Tok]:
                 i = k + 1
                 continue
         i += 1
+    return out
+
+
+def _array_literals(toks: list[Tok]) -> list[Tok]:
+    """`'{1,2}'::int[]` / `CAST('{1,2}' AS int[])` -> `['1', '2']::int[]` (module docstring)."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        value = _literal_value(t)
+        if value is None or not value.lstrip().startswith(("{", "[")) or i + 1 >= len(toks) \
+                or toks[i + 1].low not in ("::", "as"):
+            out.append(t)
+            i += 1
+            continue
+        k = _skip_pg_catalog(toks, i + 2)
+        while k < len(toks) and toks[k].kind in (_T.keyword, _T.identifier) and toks[k].low != "array":
+            k += 1  # the type's name: one or more words (double precision, character varying)
+        dims = 0
+        while k + 1 < len(toks) and toks[k].text == "[" and toks[k + 1].text == "]":
+            dims, k = dims + 1, k + 2
+        if k < len(toks) and toks[k].low == "array":
+            dims, k = 1, k + 1
+        if dims == 0 or k == i + 2:
+            out.append(t)
+            i += 1
+            continue
+        try:
+            parsed = arrays.parse(value)
+        except EngineError:
+            out.append(t)  # DuckDB's cast error becomes `malformed array literal`
+            i += 1
+            continue
+        out.extend(_spliced(arrays.duckdb_list(parsed), t.pre))
+        out.extend(toks[i + 1:k - (2 * dims if toks[k - 1].low != "array" else 1)])
+        out.extend(_spliced("[]" * arrays.depth(parsed), ""))
+        i = k
     return out
 
 
