@@ -13,6 +13,7 @@ import os
 import threading
 
 from engine.catalog import pg_catalog
+from engine.sql import functions
 from engine.catalog.flush_policy import parse_flush_policy
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
@@ -70,6 +71,7 @@ class Engine(EngineCore):
         self.hot.mark_visible(self.hot.seq)  # everything recovered is visible
         self._create_identity_macros()
         pg_catalog.install(self.admin)
+        functions.install(self.db, pg_catalog.PG)
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
         self.reaper = FileReaper()
         self.tiering = TieringService(self.catalog, self.hot, self.cold, self.db, self.failpoints, self.reaper,

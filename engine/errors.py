@@ -61,8 +61,12 @@ class FeatureNotSupported(EngineError): pass
 class DataException(EngineError): pass
 @_sqlstate("22003")
 class NumericValueOutOfRange(DataException): pass
+@_sqlstate("22004")
+class NullValueNotAllowed(DataException): pass
 @_sqlstate("22007")
 class InvalidDatetimeFormat(DataException): pass
+@_sqlstate("22008")
+class DatetimeFieldOverflow(DataException): pass
 @_sqlstate("22012")
 class DivisionByZero(DataException): pass
 @_sqlstate("22021")
@@ -302,6 +306,13 @@ def _numeric_overflow(precision: int, scale: int) -> EngineError:
                f"less than {'1' if precision == scale else '10^' + str(precision - scale)}.")
 
 
+def _coded(sqlstate: str, message: str) -> EngineError:
+    """An error raised inside DuckDB by tierd's own UDFs and macros: `[22004] message`."""
+    err = lookup(sqlstate)(message)
+    err.sqlstate = sqlstate  # a code without a class of its own keeps its exact SQLSTATE
+    return err
+
+
 def _bad_input(type_name: str, value: str) -> EngineError:
     if type_name.endswith("[]"):
         return InvalidTextRepresentation(f'malformed array literal: "{value}"')
@@ -349,7 +360,7 @@ _DUCKDB_FAMILIES: list[tuple[str, str, object]] = [
     ("OutOfRangeException", r"(?:Value|Cast) .*out of range for (?:the destination )?type (\w+)", lambda m: _out_of_range(m.group(1))),
     ("InvalidInputException", r"division by zero", lambda m: DivisionByZero("division by zero")),
     # raised by tierd's own macros: error('[22003] numeric field overflow')
-    ("InvalidInputException", r"^\[([0-9A-Z]{5})\] (.*)", lambda m: lookup(m.group(1))(m.group(2))),
+    ("InvalidInputException", r"\[([0-9A-Z]{5})\] (.*)", lambda m: _coded(m.group(1), m.group(2))),
 ]
 _DUCKDB_FAMILY_RES = [(cls, re.compile(pattern), build) for cls, pattern, build in _DUCKDB_FAMILIES]
 _FALLBACK = {

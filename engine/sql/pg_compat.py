@@ -21,6 +21,9 @@ construct onto tierd's catalog (engine.pg_catalog):
 - `'{a,"b c",NULL}'::text[]`, `CAST('{{1,2},{3,4}}' AS int[])` -> DuckDB list literals
   (`['a', 'b c', NULL]::text[]`, `[['1','2'],['3','4']]::int[][]`): Postgres's array text
   (sql/arrays.py), the type's dimensions following the literal's
+- `format(f, a, b)` -> `__pg_format(f, [a::VARCHAR, b::VARCHAR])` and the two-argument
+  `to_timestamp(t, f)` -> `__pg_to_timestamp(t, f)::TIMESTAMPTZ` (Python UDFs of
+  engine/sql/functions.py: DuckDB has neither variadic UDFs nor this overload)
 - `current_setting('x')` -> the session's value of x; `set_config('x', 'v', local)` sets it
   and yields 'v' (constant arguments only)
 """
@@ -33,7 +36,7 @@ import duckdb
 
 from engine.catalog import pg_catalog
 from engine.errors import EngineError
-from engine.sql import arrays
+from engine.sql import arrays, functions
 
 _T = duckdb.token_type
 _REGEX_OPS = {"~": ("~", ""), "!~": ("!~", ""), "~*": ("~", "i"), "!~*": ("!~", "i")}
@@ -42,7 +45,9 @@ _SCALAR_SRFS = {"generate_series", "unnest", "generate_subscripts"}
 _AFTER_FROM = {"where", "group", "having", "order", "limit", "offset", "union", "except", "intersect",
                "window", "qualify", "select", "on", "using", "returning"}
 _RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": "json_object",
-                      "json_agg": "json_group_array", "jsonb_agg": "json_group_array"}
+                      "json_agg": "json_group_array", "jsonb_agg": "json_group_array",
+                      # engine/sql/functions.py: named so that sqlglot leaves them alone
+                      "to_char": "tierd_to_char", "to_date": "tierd_to_date", "to_number": "tierd_to_number"}
 _REG_TYPES = {"regclass", "regtype", "regnamespace", "regproc", "regprocedure"}
 _DROPPED_COLLATIONS = {"default", '"default"', '"c"', '"posix"', "c", "posix"}
 _CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS)
@@ -50,7 +55,8 @@ _CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS)
 
 
 # Every word the rewrites look for: a cheap test before tokenizing.
-_TRIGGERS = frozenset(_CATALOG_NAMES | _REG_TYPES | _SCALAR_SRFS | set(_RENAMED_FUNCTIONS)
+_UDF_CALLS = {"format", "to_timestamp"}
+_TRIGGERS = frozenset(_CATALOG_NAMES | _REG_TYPES | _SCALAR_SRFS | set(_RENAMED_FUNCTIONS) | _UDF_CALLS
                       | {"operator", "collate", "current_setting", "set_config"})
 _WORD = re.compile(r"\w+")
 
@@ -147,7 +153,7 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
         return Rewritten(sql, False)
     if not any(t.low in _CATALOG_NAMES or t.low in ("operator", "collate", "current_setting", "set_config")
                or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS
-               or t.low in _RENAMED_FUNCTIONS or t.text.startswith("'{") for t in toks):
+               or t.low in _RENAMED_FUNCTIONS or t.text.startswith("'{") or t.low in _UDF_CALLS for t in toks):
         return Rewritten(sql, False)
     uses_catalog = any(t.low in _CATALOG_NAMES for t in toks)
     toks = _name_srf_columns(_array_literals(toks))
@@ -208,6 +214,13 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
                 call = _reg_call(toks[close - 1].low, operand, _text_cast_follows(toks, close + 1, in_cast=True))
                 call[0].pre = t.pre
                 toks[i:close + 1] = call  # rewritten further (nested casts) as the loop goes on
+                continue
+        if t.low in _UDF_CALLS and nxt == "(" and not (out and out[-1].text == "."):
+            call = _udf_call(toks, i)
+            if call is not None:
+                call_toks, close = call
+                call_toks[0].pre = t.pre
+                toks[i:close + 1] = call_toks  # the arguments are rewritten as the loop goes on
                 continue
         if t.low in _RENAMED_FUNCTIONS and nxt == "(":
             out.append(Tok(_RENAMED_FUNCTIONS[t.low], _T.identifier, t.pre))
@@ -294,6 +307,35 @@ def _name_srf_columns(toks: list[Tok]) -> list[Tok]:
                 continue
         i += 1
     return out
+
+
+def _call_args(toks: list[Tok], open_at: int, close: int) -> list[str]:
+    """The argument texts of a call whose parentheses are toks[open_at] and toks[close]."""
+    args, depth, start = [], 0, open_at + 1
+    for j in range(open_at + 1, close):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(toks[j].text, 0)
+        if toks[j].text == "," and depth == 0:
+            args.append(_join(toks[start:j]).strip())
+            start = j + 1
+    last = _join(toks[start:close]).strip()
+    return args + [last] if last or args else args
+
+
+def _udf_call(toks: list[Tok], i: int) -> tuple[list[Tok], int] | None:
+    """format(...) / to_timestamp(text, fmt) as the UDF call (module docstring), and the
+    index of the call's closing parenthesis; None to leave the call as it is."""
+    close = _closing(toks, i + 1)
+    if close is None:
+        return None
+    args = _call_args(toks, i + 1, close)
+    if toks[i].low == "format" and args:
+        rest = ", ".join(f"CAST({a} AS VARCHAR)" for a in args[1:])
+        sql = f"{functions.FORMAT_UDF}({args[0]}, {'[' + rest + ']' if rest else '[]::VARCHAR[]'})"
+    elif toks[i].low == "to_timestamp" and len(args) == 2:
+        sql = f"CAST({functions.TO_TIMESTAMP_UDF}({args[0]}, {args[1]}) AS TIMESTAMPTZ)"
+    else:
+        return None
+    return tokens(sql), close
 
 
 def _array_literals(toks: list[Tok]) -> list[Tok]:
