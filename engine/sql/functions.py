@@ -19,6 +19,8 @@ from engine.sql import pg_format
 
 FORMAT_UDF = "__pg_format"              # format(fmt, VARIADIC args) -> __pg_format(fmt, [args::text])
 TO_TIMESTAMP_UDF = "__pg_to_timestamp"  # to_timestamp(text, fmt) -> __pg_to_timestamp(...)::timestamptz
+JSONB_CONCAT_UDF = "__pg_jsonb_concat"  # jsonb || jsonb
+JSONB_EXISTS = "__pg_jsonb_exists"      # jsonb ? text
 
 # interval parts, PostgreSQL's way: months, days and microseconds are separate fields
 _MONTHS = "(datepart('year', i) * 12 + datepart('month', i))"
@@ -58,6 +60,28 @@ MACROS: dict[str, str] = {
     "parse_ident": "(t) AS __pg_parse_ident(t, true), (t, strict) AS __pg_parse_ident(t, strict)",
 }
 
+# jsonb (and json) functions over DuckDB's JSON type: the set-returning ones are scalar macros
+# too, so that in a SELECT list they expand to rows as in PostgreSQL.
+_JSON_TYPE = ("CASE json_type(j) WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'VARCHAR' "
+              "THEN 'string' WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' ELSE 'number' END")
+_JSON_MACROS: dict[str, str] = {
+    "__pg_jsonb_exists": (
+        "(j, k) AS CASE json_type(j) WHEN 'OBJECT' THEN list_contains(json_keys(j), k) "
+        "WHEN 'ARRAY' THEN list_contains(list_transform(json_extract(j, '$[*]'), "
+        "x -> CASE WHEN json_type(x) = 'VARCHAR' THEN x->>'$' END), k) "
+        "WHEN 'VARCHAR' THEN j->>'$' = k ELSE false END"),
+    "jsonb_set": ("(t, p, n) AS __pg_jsonb_set(t::VARCHAR, p::VARCHAR, n::VARCHAR, true)::JSON, "
+                  "(t, p, n, c) AS __pg_jsonb_set(t::VARCHAR, p::VARCHAR, n::VARCHAR, c)::JSON"),
+    "jsonb_pretty": "(j) AS __pg_jsonb_pretty(j::VARCHAR)",
+}
+for _kind in ("json", "jsonb"):
+    _JSON_MACROS[f"{_kind}_typeof"] = f"(j) AS {_JSON_TYPE}"
+    _JSON_MACROS[f"{_kind}_array_elements"] = "(j) AS unnest(json_extract(j::JSON, '$[*]'))"
+    _JSON_MACROS[f"{_kind}_array_elements_text"] = "(j) AS unnest(json_extract_string(j::JSON, '$[*]'))"
+    _JSON_MACROS[f"{_kind}_object_keys"] = "(j) AS unnest(json_keys(j::JSON))"
+_JSON_MACROS["jsonb_array_length"] = "(j) AS json_array_length(j::JSON)::INTEGER"
+MACROS.update(_JSON_MACROS)
+
 TABLE_MACROS: dict[str, str] = {
     "string_to_array": "(s, d) AS SELECT string_split(s, d) AS string_to_array",
     "regexp_split_to_table": "(s, p) AS SELECT unnest(string_split_regex(s, p)) AS regexp_split_to_table",
@@ -70,6 +94,15 @@ TABLE_MACROS: dict[str, str] = {
         "ELSE 'unreserved (cannot be function or type name)' END AS catdesc "
         "FROM duckdb_keywords() ORDER BY keyword_name"),
 }
+for _kind in ("json", "jsonb"):
+    TABLE_MACROS[f"{_kind}_array_elements"] = "(j) AS SELECT unnest(json_extract(j::JSON, '$[*]')) AS value"
+    TABLE_MACROS[f"{_kind}_array_elements_text"] = "(j) AS SELECT unnest(json_extract_string(j::JSON, '$[*]')) AS value"
+    TABLE_MACROS[f"{_kind}_object_keys"] = f"(j) AS SELECT unnest(json_keys(j::JSON)) AS {_kind}_object_keys"
+    # DuckDB's own json_each (more columns) under its catalog name, as json_each is shadowed
+    TABLE_MACROS[f"{_kind}_each"] = "(j) AS SELECT key, value FROM system.main.json_each(j::JSON)"
+    TABLE_MACROS[f"{_kind}_each_text"] = (
+        "(j) AS SELECT key, CASE WHEN type = 'NULL' THEN NULL WHEN type = 'VARCHAR' THEN value->>'$' "
+        "ELSE value::VARCHAR END AS value FROM system.main.json_each(j::JSON)")
 # What the sandbox lets client SQL call in FROM (engine/sql/sandbox.py).
 TABLE_FUNCTIONS = frozenset(TABLE_MACROS)
 
@@ -83,6 +116,9 @@ _UDFS = (
     ("__pg_to_char", pg_format.to_char, ["VARCHAR", "VARCHAR", "VARCHAR"], "VARCHAR", False),
     ("tierd_to_number", pg_format.to_number, ["VARCHAR", "VARCHAR"], "DOUBLE", False),
     (TO_TIMESTAMP_UDF, pg_format.to_timestamp, ["VARCHAR", "VARCHAR"], "TIMESTAMP", False),
+    ("__pg_jsonb_set", pg_format.jsonb_set, ["VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN"], "VARCHAR", False),
+    (JSONB_CONCAT_UDF, pg_format.jsonb_concat, ["VARCHAR", "VARCHAR"], "VARCHAR", False),
+    ("__pg_jsonb_pretty", pg_format.jsonb_pretty, ["VARCHAR"], "VARCHAR", False),
     ("tierd_to_date", pg_format.to_date, ["VARCHAR", "VARCHAR"], "DATE", False),
 )
 

@@ -24,6 +24,10 @@ construct onto tierd's catalog (engine.pg_catalog):
 - `format(f, a, b)` -> `__pg_format(f, [a::VARCHAR, b::VARCHAR])` and the two-argument
   `to_timestamp(t, f)` -> `__pg_to_timestamp(t, f)::TIMESTAMPTZ` (Python UDFs of
   engine/sql/functions.py: DuckDB has neither variadic UDFs nor this overload)
+- jsonb operators onto DuckDB's JSON functions: `a @> b` -> `json_contains(a, b)` (and `<@`),
+  `a ? k` / `?|` / `?&` -> key tests, `a #> '{x,0}'` / `#>>` -> `json_extract[_string](a,
+  '$."x"[0]')`, `a || b` of jsonb -> `__pg_jsonb_concat` (a json operand must be evident from the
+  text for @>, <@ and ||, as they mean list containment and string concatenation otherwise)
 - `current_setting('x')` -> the session's value of x; `set_config('x', 'v', local)` sets it
   and yields 'v' (constant arguments only)
 """
@@ -36,18 +40,19 @@ import duckdb
 
 from engine.catalog import pg_catalog
 from engine.errors import EngineError
-from engine.sql import arrays, functions
+from engine.sql import arrays, functions, pg_format
 
 _T = duckdb.token_type
 _REGEX_OPS = {"~": ("~", ""), "!~": ("!~", ""), "~*": ("~", "i"), "!~*": ("!~", "i")}
 _SCALAR_SRFS = {"generate_series", "unnest", "generate_subscripts"}
+_SELECT_LIST_SRFS = {"generate_series"}  # DuckDB's unnest already expands; jsonb_* are macros
 # Keywords that end a FROM clause (at the same parenthesis depth).
 _AFTER_FROM = {"where", "group", "having", "order", "limit", "offset", "union", "except", "intersect",
                "window", "qualify", "select", "on", "using", "returning"}
 _RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": "json_object",
-                      "json_agg": "json_group_array", "jsonb_agg": "json_group_array",
                       # engine/sql/functions.py: named so that sqlglot leaves them alone
-                      "to_char": "tierd_to_char", "to_date": "tierd_to_date", "to_number": "tierd_to_number"}
+                      "to_char": "tierd_to_char", "to_date": "tierd_to_date", "to_number": "tierd_to_number",
+                      "jsonb_build_array": "json_array", "json_build_array": "json_array", "to_jsonb": "to_json"}
 _REG_TYPES = {"regclass", "regtype", "regnamespace", "regproc", "regprocedure"}
 _DROPPED_COLLATIONS = {"default", '"default"', '"c"', '"posix"', "c", "posix"}
 _CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS)
@@ -55,7 +60,11 @@ _CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS)
 
 
 # Every word the rewrites look for: a cheap test before tokenizing.
-_UDF_CALLS = {"format", "to_timestamp"}
+_UDF_CALLS = {"format", "to_timestamp", "json_agg", "jsonb_agg"}
+_JSON_OP_CHARS = ("?", "@>", "<@", "#>", "json")
+_JSON_OP_TOKENS = {"?", "@>", "<@", "#", "||"}
+_JSONISH = re.compile(r"json|->|^\s*'\s*[\[{]", re.I)
+_JSON_TYPED = re.compile(r"::\s*jsonb?\b|\bjsonb?_\w+\s*\(|\bto_jsonb?\s*\(|\bjson_object\s*\(|\bjson_array\s*\(", re.I)
 _TRIGGERS = frozenset(_CATALOG_NAMES | _REG_TYPES | _SCALAR_SRFS | set(_RENAMED_FUNCTIONS) | _UDF_CALLS
                       | {"operator", "collate", "current_setting", "set_config"})
 _WORD = re.compile(r"\w+")
@@ -145,7 +154,8 @@ def _operand_start(toks: list[Tok], end: int) -> int:
 def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
     """Client SQL with the Postgres-only constructs above rewritten; `settings` is the
     session's (read by current_setting, written by set_config)."""
-    if "~" not in sql and "'{" not in sql and _TRIGGERS.isdisjoint(_WORD.findall(sql.lower())):
+    if "~" not in sql and "'{" not in sql and not any(op in sql for op in _JSON_OP_CHARS) \
+            and _TRIGGERS.isdisjoint(_WORD.findall(sql.lower())):
         return Rewritten(sql, False)  # most SQL: nothing to do
     try:
         toks = tokens(sql)
@@ -153,10 +163,11 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
         return Rewritten(sql, False)
     if not any(t.low in _CATALOG_NAMES or t.low in ("operator", "collate", "current_setting", "set_config")
                or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS
-               or t.low in _RENAMED_FUNCTIONS or t.text.startswith("'{") or t.low in _UDF_CALLS for t in toks):
+               or t.low in _RENAMED_FUNCTIONS or t.text.startswith("'{") or t.low in _UDF_CALLS
+               or t.text in _JSON_OP_TOKENS for t in toks):
         return Rewritten(sql, False)
     uses_catalog = any(t.low in _CATALOG_NAMES for t in toks)
-    toks = _name_srf_columns(_array_literals(toks))
+    toks = _json_operators(_srfs_in_select_list(_name_srf_columns(_array_literals(toks))))
     out: list[Tok] = []
     i = 0
     while i < len(toks):
@@ -331,6 +342,8 @@ def _udf_call(toks: list[Tok], i: int) -> tuple[list[Tok], int] | None:
     if toks[i].low == "format" and args:
         rest = ", ".join(f"CAST({a} AS VARCHAR)" for a in args[1:])
         sql = f"{functions.FORMAT_UDF}({args[0]}, {'[' + rest + ']' if rest else '[]::VARCHAR[]'})"
+    elif toks[i].low in ("json_agg", "jsonb_agg") and args:
+        sql = f"to_json(list({', '.join(args)}))"  # DuckDB's json_group_array takes no ORDER BY
     elif toks[i].low == "to_timestamp" and len(args) == 2:
         sql = f"CAST({functions.TO_TIMESTAMP_UDF}({args[0]}, {args[1]}) AS TIMESTAMPTZ)"
     else:
@@ -372,6 +385,136 @@ def _array_literals(toks: list[Tok]) -> list[Tok]:
         out.extend(toks[i + 1:k - (2 * dims if toks[k - 1].low != "array" else 1)])
         out.extend(_spliced("[]" * arrays.depth(parsed), ""))
         i = k
+    return out
+
+
+def _operand_end(toks: list[Tok], j: int) -> int:
+    """Index just past the operand starting at toks[j]: a literal, a (qualified) name, a call,
+    a parenthesised expression or ARRAY[...], with any `::type` casts after it."""
+    if j >= len(toks):
+        return j
+    if toks[j].text == "(":
+        k = (_closing(toks, j) or len(toks) - 1) + 1
+    elif toks[j].low == "array" and j + 1 < len(toks) and toks[j + 1].text == "[":
+        depth, k = 0, j + 1
+        while k < len(toks):
+            depth += {"[": 1, "]": -1}.get(toks[k].text, 0)
+            k += 1
+            if depth == 0:
+                break
+    else:
+        k = j + 1
+        while k + 1 < len(toks) and toks[k].text == ".":
+            k += 2
+        if k < len(toks) and toks[k].text == "(":
+            k = (_closing(toks, k) or len(toks) - 1) + 1
+    while k + 1 < len(toks) and toks[k].text == "::":
+        k += 2
+        while k + 1 < len(toks) and toks[k].text == "[" and toks[k + 1].text == "]":
+            k += 2
+    return k
+
+
+def _json_operators(toks: list[Tok]) -> list[Tok]:
+    """jsonb operators as DuckDB JSON function calls (module docstring)."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        op, width = t.text, 1
+        if t.text == "#" and i + 1 < len(toks) and toks[i + 1].text in (">", ">>") and not toks[i + 1].pre:
+            op, width = "#" + toks[i + 1].text, 2
+        elif t.text == "?" and i + 1 < len(toks) and toks[i + 1].text in ("|", "&") and not toks[i + 1].pre:
+            op, width = "?" + toks[i + 1].text, 2
+        if op not in ("@>", "<@", "?", "?|", "?&", "#>", "#>>", "||") or not out:
+            out.append(t)
+            i += 1
+            continue
+        end_at = len(out) - 1
+        while end_at >= 1 and out[end_at].text == "]" and out[end_at - 1].text == "[":
+            end_at -= 2  # ::text[]
+        start = _operand_start(out, end_at)
+        while start >= 2 and out[start - 1].text in ("->", "->>", "::"):
+            start = _operand_start(out, start - 2)
+        end = _operand_end(toks, i + width)
+        left, right = _join(out[start:]).strip(), _join(toks[i + width:end]).strip()
+        call = _json_call(op, left, right)
+        if call is None:
+            out.append(t)
+            i += 1
+            continue
+        pre = out[start].pre
+        del out[start:]
+        out.extend(_spliced(call, pre))
+        i = end
+    return out
+
+
+def _json_call(op: str, left: str, right: str) -> str | None:
+    if not left or not right:
+        return None
+    if op in ("@>", "<@"):
+        if not (_JSONISH.search(left) or _JSONISH.search(right)):
+            return None  # list containment
+        return f"json_contains({left}, {right})" if op == "@>" else f"json_contains({right}, {left})"
+    if op == "?":
+        return f"{functions.JSONB_EXISTS}({left}, {right})"
+    if op in ("?|", "?&"):
+        keys = right
+        if right.startswith("'{"):
+            try:
+                keys = arrays.duckdb_list(arrays.parse(right[1:-1].replace("''", "'")))
+            except EngineError:
+                return None
+        return f"list_has_{'any' if op == '?|' else 'all'}(json_keys({left}), {keys})"
+    if op in ("#>", "#>>"):
+        if not (right.startswith("'") and right.endswith("'")):
+            return None
+        try:
+            path = pg_format.json_path(right[1:-1].replace("''", "'"))
+        except EngineError:
+            return None
+        if not path:
+            return None
+        fn = "json_extract" if op == "#>" else "json_extract_string"
+        return f"{fn}({left}, '{path.replace(chr(39), chr(39) * 2)}')"
+    if op == "||" and (_JSON_TYPED.search(left) or _JSON_TYPED.search(right)):
+        return f"{functions.JSONB_CONCAT_UDF}(({left})::VARCHAR, ({right})::VARCHAR)::JSON"
+    return None
+
+
+def _srfs_in_select_list(toks: list[Tok]) -> list[Tok]:
+    """`SELECT generate_series(1, 3)` -> `SELECT unnest(generate_series(1, 3))`: in PostgreSQL a
+    set-returning function in the SELECT list yields rows; DuckDB's generate_series is a
+    scalar returning a list there."""
+    out: list[Tok] = []
+    clause = ["other"]  # per parenthesis depth: the clause the tokens are in
+    wraps: list[int] = []  # depths whose closing parenthesis also closes an unnest(
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if t.text == "(":
+            clause.append(clause[-1] if clause[-1] == "select" else "other")
+        elif t.text == ")" and len(clause) > 1:
+            clause.pop()
+            out.append(t)
+            if wraps and wraps[-1] == len(clause):
+                wraps.pop()
+                out.append(Tok(")", _T.operator, ""))
+            i += 1
+            continue
+        elif t.low == "select":
+            clause[-1] = "select"
+        elif t.low in ("from", "where", "group", "having", "order", "limit", "window", "qualify", "into"):
+            clause[-1] = "other"
+        elif (t.low in _SELECT_LIST_SRFS and clause[-1] == "select" and i + 1 < len(toks)
+              and toks[i + 1].text == "(" and not (out and out[-1].text in (".",))):
+            out.append(Tok("unnest", _T.identifier, t.pre))
+            out.append(Tok("(", _T.operator, ""))
+            t = Tok(t.text, t.kind, "")
+            wraps.append(len(clause))
+        out.append(t)
+        i += 1
     return out
 
 

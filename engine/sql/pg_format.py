@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import re
 
 # Filled by functions.install from DuckDB's keyword list (libpg_query's: PostgreSQL's own).
@@ -542,3 +543,90 @@ def to_char(type_name: str | None, value: str | None, fmt: str | None) -> str | 
                         "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")):
         return to_char_number(value, fmt, binary_float=kind.startswith(("DOUBLE", "FLOAT")))
     raise PgError("0A000", f"to_char of type {kind.lower()} is not supported by tierd")
+
+
+# --------------------------------------------------------------------- jsonb
+def _path(path: str) -> list[str]:
+    """A text[] path as it reaches a UDF: PostgreSQL's `{a,b}` or DuckDB's `[a, b]`."""
+    from engine.sql.arrays import parse
+
+    path = path.strip()
+    if path.startswith("["):
+        return [p.strip() for p in path[1:-1].split(",") if p.strip()]
+    return [p for p in parse(path) if p is not None]
+
+
+def jsonb_set(target: str | None, path: str | None, new: str | None, create_missing: bool | None = True) -> str | None:
+    """jsonb_set(target, path, new_value, create_missing): PostgreSQL's rules for objects
+    (replace or add the key) and arrays (replace an element; a missing index appends or
+    prepends)."""
+    if target is None or path is None or new is None:
+        return None
+    doc = json.loads(target)
+    keys = _path(path)
+    if not keys:
+        return target
+    value = json.loads(new)
+    node = doc
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, dict):
+            if last:
+                if key in node or create_missing:
+                    node[key] = value
+            elif key in node:
+                node = node[key]
+                continue
+            break
+        if isinstance(node, list):
+            try:
+                index = int(key)
+            except ValueError:
+                raise PgError("22P02", f'path element at position {depth + 1} is not an integer: "{key}"') from None
+            if index < 0:
+                index += len(node)
+            if 0 <= index < len(node):
+                if last:
+                    node[index] = value
+                    break
+                node = node[index]
+                continue
+            if last and create_missing:
+                if index < 0:
+                    node.insert(0, value)
+                else:
+                    node.append(value)
+            break
+        break
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def jsonb_concat(left: str | None, right: str | None) -> str | None:
+    """jsonb || jsonb: objects merge at the top level (right wins), anything else concatenates
+    as arrays."""
+    if left is None or right is None:
+        return None
+    a, b = json.loads(left), json.loads(right)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return json.dumps({**a, **b}, separators=(",", ":"))
+    a = a if isinstance(a, list) else [a]
+    b = b if isinstance(b, list) else [b]
+    return json.dumps(a + b, separators=(",", ":"))
+
+
+def jsonb_pretty(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(json.loads(value), indent=4, ensure_ascii=False)
+
+
+def json_path(pg_path: str) -> str:
+    """PostgreSQL's `{a,0,b}` path (#>, #>>) as the JSONPath DuckDB reads: `$."a"[0]."b"`."""
+    from engine.sql.arrays import parse
+
+    out = "$"
+    for key in parse(pg_path):
+        if key is None:
+            return ""
+        out += f"[{key}]" if re.fullmatch(r"-?\d+", key) else '."' + key.replace('"', '\\"') + '"'
+    return out
