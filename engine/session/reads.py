@@ -15,7 +15,7 @@ from engine.results import StatementResult, schema_with_sql_types, with_sql_type
 from engine.session import settings
 from engine.session.state import SessionState
 from engine.session.transactions import own_writes_visible
-from engine.sql import arrays, dml, pg_compat, sandbox
+from engine.sql import aggregate_types, arrays, dml, pg_compat, sandbox
 from engine.sql.division import checked_division
 from engine.sql.param_types import infer_param_types
 from engine.sql.parse import READ_STATEMENTS, WRITE_STATEMENTS, Query, Show
@@ -62,10 +62,18 @@ def array_params(s: SessionState, sql: str, params: list) -> list:
     return arrays.coerce_params(params, types)
 
 
+def _pg_aggregates(s: SessionState, sql: str) -> str:
+    """sum/avg cast to PostgreSQL's result types (sql/aggregate_types.py); the probe that binds
+    their arguments passes the same checks as the query."""
+    def bind(probe: str) -> list[str]:
+        return [str(t) for t in s.cur.sql(_read_sql(s, probe)[0]).types]
+    return aggregate_types.pg_aggregates(sql, bind)
+
+
 def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
     params = array_params(s, stmt.sql, params)
     point = point_lookup.match(stmt.sql)
-    sql, hidden = _read_sql(s, stmt.sql)
+    sql, hidden = _read_sql(s, _pg_aggregates(s, stmt.sql))
     eng = s.engine
     if point is not None and not s.tx.holds_lock:  # after the privilege checks; a writing
         table = eng.point_lookups.run(point, params, DEFAULT_NAMESPACE)  # transaction reads
@@ -95,7 +103,7 @@ def describe(s: SessionState, sql: str, words: list[str]) -> tuple[list[str | No
     if first == "SHOW" and len(words) > 1 and words[1].lower() in s.settings:
         return params, pa.schema([(words[1].lower(), pa.string())])
     if first in READ_STATEMENTS:
-        sql, hidden = _read_sql(s, sql)
+        sql, hidden = _read_sql(s, _pg_aggregates(s, sql))
         with s.system_columns(hidden):
             return params, _schema_of(s, sql, params)
     if first in WRITE_STATEMENTS:
