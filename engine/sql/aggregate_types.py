@@ -32,22 +32,32 @@ def pg_aggregates(sql: str, bind: Callable[[str], list[str]]) -> str:
         return sql
     calls = list(tree.find_all(exp.Sum, exp.Avg))
     casts: list[str | None] = []
+    aliases: list[str | None] = []
     for call in calls:
+        top = call
+        while isinstance(top.parent, (exp.Filter, exp.Window)):
+            top = top.parent
+        # an unaliased select item keeps PostgreSQL's column name (sum, avg), not "cast"
+        aliases.append(call.key if isinstance(top.parent, exp.Select) and top.arg_key == "expressions" else None)
         arg = call.this
         if isinstance(arg, exp.Distinct):
             arg = arg.expressions[0] if arg.expressions else None
         select = call.find_ancestor(exp.Select)
-        casts.append(_cast_for(call, arg, select, bind) if arg is not None and select is not None else None)
+        casts.append(_cast_for(call, arg, select, tree, bind) if arg is not None and select is not None else None)
     if not any(casts):
         return sql
-    return _wrap(sql, casts)
+    return _wrap(sql, casts, aliases)
 
 
-def _cast_for(call: exp.Expression, arg: exp.Expression, select: exp.Select, bind) -> str | None:
+def _cast_for(call: exp.Expression, arg: exp.Expression, select: exp.Select, root: exp.Expression,
+              bind) -> str | None:
     probe = exp.select(arg.copy())
     for key in ("from_", "joins"):
         if select.args.get(key):
             probe.set(key, select.args[key].copy() if key == "from_" else [j.copy() for j in select.args[key]])
+    ctes = select.args.get("with_") or root.args.get("with_")
+    if ctes is not None:
+        probe.set("with_", ctes.copy())
     try:
         (typ,) = bind(probe.sql(dialect="postgres"))
     except (duckdb.Error, ValueError, sqlglot.errors.SqlglotError):
@@ -60,8 +70,9 @@ def _cast_for(call: exp.Expression, arg: exp.Expression, select: exp.Select, bin
     return AVG_NUMERIC if base in _EXACT or base == "DECIMAL" else None
 
 
-def _wrap(sql: str, casts: list[str | None]) -> str:
-    """Wrap the n-th sum/avg call of `sql` (in text order) in CAST(... AS casts[n])."""
+def _wrap(sql: str, casts: list[str | None], aliases: list[str | None]) -> str:
+    """Wrap the n-th sum/avg call of `sql` (in text order) in CAST(... AS casts[n]), named
+    aliases[n] when that is given."""
     from engine.sql.pg_compat import tokens
 
     toks = tokens(sql)
@@ -72,7 +83,7 @@ def _wrap(sql: str, casts: list[str | None]) -> str:
         return sql  # the two readings disagree: leave the query as it is
     out = []
     pos = 0
-    for i, cast in zip(found, casts):
+    for i, cast, alias in zip(found, casts, aliases):
         if cast is None:
             continue
         close = _call_end(toks, i + 1)
@@ -80,10 +91,10 @@ def _wrap(sql: str, casts: list[str | None]) -> str:
             return sql
         start = sum(len(t.pre) + len(t.text) for t in toks[:i]) + len(toks[i].pre)
         end = sum(len(t.pre) + len(t.text) for t in toks[:close + 1])
-        out.append((start, end, cast))
+        out.append((start, end, cast, f' AS "{alias}"' if alias else ""))
     text = sql
-    for start, end, cast in reversed(out):
-        text = f"{text[:start]}CAST({text[start:end]} AS {cast}){text[end:]}"
+    for start, end, cast, named in reversed(out):
+        text = f"{text[:start]}CAST({text[start:end]} AS {cast}){named}{text[end:]}"
     return text
 
 
