@@ -359,6 +359,8 @@ _DUCKDB_FAMILIES: list[tuple[str, str, object]] = [
     ("OutOfRangeException", r"Overflow in \w+ of (\w+)", lambda m: _out_of_range(m.group(1))),
     ("OutOfRangeException", r"(?:Value|Cast) .*out of range for (?:the destination )?type (\w+)", lambda m: _out_of_range(m.group(1))),
     ("InvalidInputException", r"division by zero", lambda m: DivisionByZero("division by zero")),
+    # tierd's current_setting (pg_catalog)
+    ("InvalidInputException", r"(unrecognized configuration parameter.*)", lambda m: UndefinedObject(m.group(1))),
     # raised by tierd's own macros: error('[22003] numeric field overflow')
     ("InvalidInputException", r"\[([0-9A-Z]{5})\] (.*)", lambda m: _coded(m.group(1), m.group(2))),
 ]
