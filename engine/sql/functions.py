@@ -83,6 +83,8 @@ _JSON_MACROS["jsonb_array_length"] = "(j) AS json_array_length(j::JSON)::INTEGER
 MACROS.update(_JSON_MACROS)
 
 TABLE_MACROS: dict[str, str] = {
+    # `FROM string_to_array(...) s` becomes a subquery in pg_compat; without an alias it is this
+    "string_to_array": "(s, d) AS SELECT string_split(s, d) AS string_to_array",
     "regexp_split_to_table": "(s, p) AS SELECT unnest(string_split_regex(s, p)) AS regexp_split_to_table",
     "pg_get_keywords": (
         "() AS SELECT keyword_name AS word, "
