@@ -15,6 +15,7 @@ import threading
 
 from engine.catalog import pg_catalog, sequence_functions
 from engine.catalog.sequences import Sequences
+from engine.sql import functions as sql_functions
 from engine.catalog.flush_policy import parse_flush_policy
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
@@ -86,6 +87,7 @@ class Engine(EngineCore):
         self.notifications = NotificationHub()
         self.advisory_locks = AdvisoryLocks()
         functions.install(self.admin, self)
+        sql_functions.install(self.db, pg_catalog.PG)
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
         self.running_copies: dict[int, object] = {}  # session -> its COPY FROM (pg_stat_progress_copy)
         self.reaper = FileReaper()

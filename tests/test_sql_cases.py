@@ -88,7 +88,7 @@ TYPE_OIDS = {
     "B": {16},
     "D": {1082, 1083, 1114, 1184, 1186, 1266},
 }
-ERROR_PREFIXES = ("ERROR:  ", "DETAIL:  ", "HINT:  ", "CONTEXT:  ")
+ERROR_PREFIXES = ("ERROR:  ", "DETAIL:  ", "HINT:  ", "CONTEXT:  ", "POSITION:  ")
 
 
 @dataclass
@@ -261,7 +261,7 @@ def error_text(exc: psycopg.Error) -> str:
     diag = exc.diag
     out = [f"ERROR:  {diag.message_primary}"]
     for prefix, value in (("DETAIL", diag.message_detail), ("HINT", diag.message_hint),
-                          ("CONTEXT", diag.context)):
+                          ("CONTEXT", diag.context), ("POSITION", diag.statement_position)):
         if value:
             out.append(f"{prefix}:  {value}")
     return "\n".join(out)

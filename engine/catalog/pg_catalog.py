@@ -75,7 +75,7 @@ TABLES: dict[str, str] = {
         "relacl VARCHAR[], reloptions VARCHAR[], relpartbound VARCHAR"
     ),
     "pg_attribute": (
-        "attrelid BIGINT, attname VARCHAR, atttypid BIGINT, attstattarget INTEGER DEFAULT -1, attlen SMALLINT, "
+        "attrelid BIGINT, attname VARCHAR, atttypid UINTEGER, attstattarget INTEGER DEFAULT -1, attlen SMALLINT, "
         "attnum SMALLINT, attndims INTEGER DEFAULT 0, attcacheoff INTEGER DEFAULT -1, atttypmod INTEGER DEFAULT -1, "
         "attbyval BOOLEAN DEFAULT false, attalign VARCHAR DEFAULT 'i', attstorage VARCHAR DEFAULT 'p', "
         "attcompression VARCHAR DEFAULT '', attnotnull BOOLEAN DEFAULT false, atthasdef BOOLEAN DEFAULT false, "

@@ -16,7 +16,7 @@ from engine.session import settings
 from engine.session.keys import own_version
 from engine.session.state import SessionState
 from engine.session.transactions import own_writes_visible
-from engine.sql import dml, pg_compat, sandbox
+from engine.sql import aggregate_types, arrays, dml, pg_compat, sandbox
 from engine.sql.division import checked_division
 from engine.sql.param_types import infer_param_types
 from engine.sql.parse import READ_STATEMENTS, WRITE_STATEMENTS, Query, Show
@@ -69,14 +69,32 @@ def checked_read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
     return _read_sql(s, sql)
 
 
+def array_params(s: SessionState, sql: str, params: list) -> list:
+    """Parameters sent as Postgres array text where the statement wants an array, as lists
+    (see sql/arrays.py); only looked at when a text parameter starts like an array."""
+    if not any(isinstance(p, str) and p[:1] in ("{", "[") for p in params):
+        return params
+    types = infer_param_types(sql, len(params), lambda table: _column_types(s, table))
+    return arrays.coerce_params(params, types)
+
+
+def _pg_aggregates(s: SessionState, sql: str) -> str:
+    """sum/avg cast to PostgreSQL's result types (sql/aggregate_types.py); the probe that binds
+    their arguments passes the same checks as the query."""
+    def bind(probe: str) -> list[str]:
+        return [str(t) for t in s.cur.sql(_read_sql(s, probe)[0]).types]
+    return aggregate_types.pg_aggregates(sql, bind)
+
+
 def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
+    params = array_params(s, stmt.sql, params)
     point = point_lookup.match(stmt.sql)
     if point is not None and not s.tx.in_duck_txn:
         table = _point_select(s, point, params)
         metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback" if table is None else "used")
         if table is not None:
             return StatementResult(f"SELECT {table.num_rows}", table)
-    sql, hidden = _read_sql(s, stmt.sql)
+    sql, hidden = _read_sql(s, _pg_aggregates(s, stmt.sql))
     eng = s.engine
     own_writes_visible(s)
     s.check_user_scope()
@@ -125,7 +143,7 @@ def describe(s: SessionState, sql: str, words: list[str]) -> tuple[list[str | No
     if first == "SHOW" and len(words) > 1 and words[1].lower() in s.settings:
         return params, pa.schema([(words[1].lower(), pa.string())])
     if first in READ_STATEMENTS:
-        sql, hidden = _read_sql(s, sql)
+        sql, hidden = _read_sql(s, _pg_aggregates(s, sql))
         with s.system_columns(hidden):
             return params, _schema_of(s, sql, params)
     if first in WRITE_STATEMENTS:

@@ -23,10 +23,10 @@ from engine.session import copy, cursors, reads, transactions, writes
 from engine.session.dispatch import dispatch
 from engine.session.settings import SETTINGS, normalize
 from engine.session.state import SessionState
-from engine.sql import sandbox
+from engine.sql import pg_compat, sandbox
 from engine.sql.copy import CopyCommand, TargetColumn
 from engine.sql.copy_input import RawBlock
-from engine.sql.error_position import locate
+from engine.sql.error_position import function_arg_types, locate
 from engine.sql.parse import parse
 from engine.sql.split import leading_words, split_statements
 
@@ -206,6 +206,11 @@ class EngineSession(SessionState):
                 pass
 
     # ------------------------------------------------------------------ errors
+    def _bound_types(self, select_sql: str) -> list[str]:
+        """DuckDB's types of a SELECT's columns, bound but not run (for error wording)."""
+        sandbox.check_query(select_sql)  # client SQL's own FROM clause, judged again
+        return [str(t) for t in self.check_cur.sql(pg_compat.rewrite(select_sql, self.settings).sql).types]
+
     def guarded(self, first: str, sql: str, run: Callable[[], T]) -> T:
         """Run one statement: refused in a failed transaction; any error fails the
         transaction (or rolls back an implicit one) and never leaves the write lock held."""
@@ -229,7 +234,8 @@ class EngineSession(SessionState):
                 self.end_transaction(committed=True)
             return result
         except duckdb.Error as exc:
-            err = locate(self._canceled(self.udf_error or from_duckdb(exc)), sql)
+            err = locate(self._canceled(self.udf_error or from_duckdb(
+                exc, lambda name: function_arg_types(sql, name, self._bound_types))), sql)
             self._failed()
             raise err from None
         except QueryCanceled as err:

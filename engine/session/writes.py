@@ -29,10 +29,11 @@ from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
 from engine.session.keys import (first_per_key, live_keys, live_rows, refuse_repeats, refuse_second_touch,
                                  unique_violation)
+from engine.session import reads
 from engine.session.reads import check_select
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
-from engine.sql import dml, param_casts, sandbox
+from engine.sql import arrays, dml, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
 from engine.sql.sequence_ddl import without_regclass_casts
@@ -56,7 +57,7 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
         _refuse_generated_always(t, p)
     if p.param_count > len(params):
         raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
-    params = params[: p.param_count]
+    params = reads.array_params(s, stmt.sql, params[: p.param_count])
     s.check_user_scope()
     begin_write(s)
     with s.running:
@@ -322,12 +323,39 @@ def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
     if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
         # Postgres reads a string as bytea text (hex or escape format), DuckDB as escapes
         values = [bytea_from_text(v) if isinstance(v, str) else v for v in values]
+    elif pa.types.is_list(typ) and any(isinstance(v, str) for v in values):
+        return _array_text_to_arrow(values, typ)
     elif not any(check(typ) for check in _SIMPLE_TYPES):
         return None
     try:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         return None
+
+
+def _array_text_to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
+    """Postgres array text (`'{1,2}'` into an INT[] column) as lists of `typ`'s elements."""
+    def text_type(t: pa.DataType) -> pa.DataType:
+        return pa.list_(text_type(t.value_type)) if pa.types.is_list(t) else pa.string()
+
+    def as_text(v):
+        return [as_text(x) for x in v] if isinstance(v, list) else None if v is None else str(v)
+    lists = [as_text(arrays.parse(v) if isinstance(v, str) else v) for v in values]
+    leaf = typ
+    while pa.types.is_list(leaf):
+        leaf = leaf.value_type
+    if pa.types.is_boolean(leaf):
+        lists = _map_leaves(lists, lambda x: x.lower() in ("t", "true", "1", "on", "yes", "y"))
+    try:
+        return pa.array(lists, type=text_type(typ) if not pa.types.is_boolean(leaf) else None).cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError):
+        return None
+
+
+def _map_leaves(value, f):
+    if isinstance(value, list):
+        return [_map_leaves(x, f) for x in value]
+    return None if value is None else f(value)
 
 
 _UUID_TEXT = re.compile(r"^\{?(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"

@@ -9,6 +9,7 @@ A parameter with none of these stays None (the caller sends `text`, like Postgre
 """
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import sqlglot
@@ -22,6 +23,7 @@ _OTHER_OPERAND = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSaf
                   exp.NullSafeNEQ, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv)
 _TEXT_OPERAND = (exp.Like, exp.ILike, exp.DPipe, exp.RegexpLike, exp.SimilarTo)
 _BOOLEAN_OPERAND = (exp.And, exp.Or, exp.Not)
+_ARRAY_CAST = re.compile(r"\$(\d+)\s*::\s*([A-Za-z_][\w ]*?)\s*((?:\[\])+)")
 
 
 def infer_param_types(sql: str, count: int, column_types: ColumnTypes) -> list[str | None]:
@@ -31,6 +33,9 @@ def infer_param_types(sql: str, count: int, column_types: ColumnTypes) -> list[s
     found: list[str | None] = [None] * count
     if count == 0:
         return found
+    for m in _ARRAY_CAST.finditer(sql):  # `$1::oid[]`: a type name sqlglot does not know
+        if 0 < int(m.group(1)) <= count:
+            found[int(m.group(1)) - 1] = m.group(2).upper() + m.group(3)
     try:
         tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.SqlglotError:
@@ -102,6 +107,12 @@ class _Scope:
             child, parent = parent, parent.parent
         if isinstance(parent, exp.Cast):
             return parent.to.sql(dialect="duckdb")
+        if isinstance(parent, exp.Any) or (isinstance(parent, exp.Anonymous) and parent.name.upper() == "ALL"):
+            compared = parent.parent  # x = ANY($1), x <> ALL($1): an array of x's type
+            if isinstance(compared, _OTHER_OPERAND) and compared.expression is parent:
+                element = self.type_of(compared.this)
+                return element + "[]" if element else None
+            return None
         if isinstance(parent, _OTHER_OPERAND):
             other = parent.expression if child is parent.this else parent.this
             return self.type_of(other)

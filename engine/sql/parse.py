@@ -236,7 +236,9 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         return _close(sql)
     if first in KNOWN_COMMANDS:
         raise FeatureNotSupported(f'statement "{first}" is not supported by tierd')
-    raise SyntaxError_(f'syntax error at or near "{sql.split()[0]}"')
+    err = SyntaxError_(f'syntax error at or near "{sql.split()[0]}"')
+    err.position = len(sql) - len(sql.lstrip()) + 1
+    raise err
 
 
 def _savepoint(sql: str) -> Savepoint:
