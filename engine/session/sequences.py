@@ -38,7 +38,7 @@ def _name_taken(s: SessionState, ns: str, name: str) -> bool:
 
 
 def create_sequence(s: SessionState, stmt: CreateSequence, params: list) -> StatementResult:
-    begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action, at_once_in_transaction=True)
     eng = s.engine
     ns, name = sequence_name(stmt.name, s.split_name("x")[0])
     check_identifier(name, "sequence")
@@ -58,7 +58,7 @@ def create_sequence(s: SessionState, stmt: CreateSequence, params: list) -> Stat
 
 
 def alter_sequence(s: SessionState, stmt: AlterSequence, params: list) -> StatementResult:
-    begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action, at_once_in_transaction=True)
     eng = s.engine
     ns, name = sequence_name(stmt.name, s.split_name("x")[0])
     with eng.ddl_lock:
@@ -92,7 +92,7 @@ def _default_uses(t: TableDef, d: SequenceDef) -> bool:
 
 
 def drop_sequence(s: SessionState, stmt: DropSequence, params: list) -> StatementResult:
-    begin_ddl(s, stmt.action)
+    begin_ddl(s, stmt.action, at_once_in_transaction=True)
     eng = s.engine
     with eng.ddl_lock:
         found = []

@@ -225,11 +225,13 @@ def rollback_write(s: SessionState) -> None:
         _release(s)
 
 
-def begin_ddl(s: SessionState, action: str) -> None:
-    """Before DDL (superusers only): DDL is not transactional, it ends an implicit transaction
-    and is refused inside an explicit one that has written."""
+def begin_ddl(s: SessionState, action: str, at_once_in_transaction: bool = False) -> None:
+    """Before DDL that is not transactional (superusers only): it ends an implicit transaction
+    and is refused inside an explicit one that has written, unless it takes effect at once
+    even there (`at_once_in_transaction`: sequence DDL, which needs no write lock; SQLAlchemy's
+    create_all sends CREATE SEQUENCE after CREATE TABLE in one transaction)."""
     s.require_superuser(action)
     if s.tx.holds_lock and not s.tx.explicit:
         commit_write(s)
-    if s.tx.holds_lock:
+    if s.tx.holds_lock and not at_once_in_transaction:
         raise ActiveSqlTransaction("DDL inside a transaction that has already written is not supported")
