@@ -76,6 +76,7 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
                                               t.name))
                 staged.append((rows, block.first_line))
                 progress.bytes_processed += block.nbytes or block.rows.nbytes
+                progress.tuples_processed += rows.num_rows  # read and typed: Postgres counts them so
         begin_write(s)
         with s.running:
             for rows, first_line in staged:
@@ -83,7 +84,6 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
                 rows = with_rowids(s, t, rows)
                 append(s, t, rows, deleted=False, keys=keys)
                 count += rows.num_rows
-                progress.tuples_processed = count
     finally:
         s.engine.running_copies.pop(id(s), None)
     if not s.tx.explicit:
