@@ -668,7 +668,7 @@ def _stage(s: SessionState, t: TableDef) -> str:
     return name
 
 
-_NOT_NULL = re.compile(r"NOT NULL constraint failed: __stage_\d+\.(.+)$")
+_NOT_NULL = re.compile(r"NOT NULL constraint failed: __stage_\d+(?:_\d+)?\.(.+)$")
 
 
 def _typed(s: SessionState, t: TableDef, sql: str, params: list, source: pa.Table | None = None) -> pa.Table:
