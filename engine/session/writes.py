@@ -425,8 +425,11 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
 
 
 def _slow_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table:
-    own_writes_visible(s)
-    s.engine.hot.settle()  # INSERT ... SELECT may read any table
+    if p.reads:  # INSERT ... SELECT (or a subquery) reads tables: this transaction's rows too
+        own_writes_visible(s)
+        s.engine.hot.settle()
+    # else a VALUES list DuckDB types (CURRENT_TIMESTAMP, nextval, casts) reads no table, so it
+    # needs no DuckDB snapshot of the transaction's writes (pgbench's history INSERT)
     sql = p.stage_sql
     if dml.COLUMNS_PREFIX in sql:
         sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
