@@ -149,7 +149,8 @@ def _action(text: str) -> AlterAction:
     if verb == "ADD":
         second = words[1].upper() if len(words) > 1 else ""
         if second in ("PRIMARY", "CONSTRAINT", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"):
-            raise FeatureNotSupported(f"ALTER TABLE ... ADD {_words(text, 2)} is not supported by tierd")
+            raise FeatureNotSupported(f"ALTER TABLE ... {_words(text, 2)} is not supported by tierd",
+                                      hint="tierd tables have one constraint: their primary key.")
         m = _ADD.match(text)
         if not m:
             raise SyntaxError_(f"syntax error in ALTER TABLE at or near {text[:30]!r}")
