@@ -6,9 +6,9 @@ the new version is computed in Python and appended like any other write.
 The general path (engine/session/writes.py) scans the hot ∪ cold view in DuckDB and types the
 new row in a staging table: about 10 ms a statement, where this path takes a fraction of one.
 Whatever this path cannot do exactly as the general path would — a USER or STREAM table, a
-composite or non-integer cold key, delta segments, a value only DuckDB's casts can type, a
-NOT NULL violation that needs Postgres's message — it hands over before writing anything, and
-the general path answers (metric `tierd_fast_path_total{path=…, outcome="fallback"}`).
+composite or non-integer cold key, a non-filesystem storage, a value only DuckDB's casts can
+type, a NOT NULL violation that needs Postgres's message, rows older than the transaction's
+own ALTER TABLE — it hands over before writing anything, and the general path answers (metric `tierd_fast_path_total{path=…, outcome="fallback"}`).
 """
 from __future__ import annotations
 
