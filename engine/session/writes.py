@@ -425,11 +425,8 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
 
 
 def _slow_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table:
-    if p.reads:  # INSERT ... SELECT (or a subquery) reads tables: this transaction's rows too
-        own_writes_visible(s)
-        s.engine.hot.settle()
-    # else a VALUES list DuckDB types (CURRENT_TIMESTAMP, nextval, casts) reads no table, so it
-    # needs no DuckDB snapshot of the transaction's writes (pgbench's history INSERT)
+    own_writes_visible(s)
+    s.engine.hot.settle()  # INSERT ... SELECT may read any table
     sql = p.stage_sql
     if dml.COLUMNS_PREFIX in sql:
         sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
