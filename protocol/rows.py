@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .types import PgType, oids, pg_type_for
+from .types.cells import Cell, cell_encoder, encode_cells
 from .types.datetime import interval_iso8601_text, timestamptz_text
 from .types.vector import big_endian, to_binary
 
@@ -27,10 +28,19 @@ class Column:
     name: str
     pg_type: PgType
     format: int   # the format actually sent: BINARY only if asked and the type has a codec
+    cell: tuple[Cell, pa.DataType | None] | None = None   # per-value encoder for few rows (types/cells.py)
 
     def encode(self, values: pa.Array) -> pa.Array:
         encoder = self.pg_type.binary if self.format == BINARY else self.pg_type.text
         return encoder(values)
+
+    def encode_few(self, values: pa.Array) -> list[bytes | None]:
+        """The wire bytes of each of a few values (None for NULL)."""
+        if self.cell is not None:
+            cells = encode_cells(values, self.cell)
+            if cells is not None:
+                return cells
+        return to_binary(self.encode(values)).to_pylist()
 
 
 def expand_formats(count: int, formats: list[int] | tuple[int, ...]) -> list[int]:
@@ -58,7 +68,11 @@ def plan_columns(schema: pa.Schema, formats: list[int] | tuple[int, ...] = (),
             # No binary codec: send the text form as a binary `text` value. Clients that
             # asked for binary (psycopg's binary cursors) apply one format to all columns.
             pg_type = PgType(oids.TEXT, pg_type.text, pg_type.text)
-        columns.append(Column(field.name, pg_type, BINARY if fmt == BINARY else TEXT))
+        sent = BINARY if fmt == BINARY else TEXT
+        cell = None
+        if pg_type.oid != oids.INTERVAL:  # the per-value encoders know the plain types only
+            cell = cell_encoder(field.type, pg_type.oid, sent == BINARY, timezone)
+        columns.append(Column(field.name, pg_type, sent, cell))
     return columns
 
 
@@ -130,13 +144,18 @@ def _encode_small(batch: pa.RecordBatch, columns: list[Column]) -> bytes:
 def each_data_row(batch: pa.RecordBatch, columns: list[Column]) -> list[bytes]:
     """One DataRow message per row, the values encoded once for all rows (a batch of
     INSERT … RETURNING answers each of its Executes with its own row)."""
-    cells = [to_binary(column.encode(values)).to_pylist() for values, column in zip(batch.columns, columns)]
-    count = struct.pack("!h", len(columns))
+    cells = [column.encode_few(values) for values, column in zip(batch.columns, columns)]
+    count = _INT16(len(columns))
     out = []
     for i in range(batch.num_rows):
-        body = bytearray(count)
+        body = [count]
         for col in cells:
             v = col[i]
-            body += b"\xff\xff\xff\xff" if v is None else struct.pack("!i", len(v)) + v
-        out.append(b"D" + struct.pack("!i", len(body) + 4) + bytes(body))
+            body.append(_NULL_FIELD if v is None else _INT32(len(v)) + v)
+        row = b"".join(body)
+        out.append(b"D" + _INT32(len(row) + 4) + row)
     return out
+
+
+_INT16, _INT32 = struct.Struct("!h").pack, struct.Struct("!i").pack
+_NULL_FIELD = b"\xff\xff\xff\xff"
