@@ -112,44 +112,93 @@ def parse_startup_params(payload: bytes) -> dict[str, str]:
     return {decode_utf8(k): decode_utf8(v) for k, v in zip(parts[::2], parts[1::2]) if k}
 
 
+_INT16 = struct.Struct("!h")
+_INT32 = struct.Struct("!i")
+
+
+def _cstring(payload: bytes, pos: int) -> tuple[str, int]:
+    """The C string at `pos` and the position after its NUL (08P01 without one)."""
+    end = payload.find(b"\x00", pos)
+    if end < 0:
+        raise ProtocolViolation("invalid string in message")
+    return decode_utf8(payload[pos:end]), end + 1
+
+
+def _int16s(payload: bytes, pos: int) -> tuple[list[int], int]:
+    """A count, then that many int16s (format codes)."""
+    (count,) = _INT16.unpack_from(payload, pos)
+    pos += 2
+    if count <= 0:
+        return [], pos
+    return list(struct.unpack_from(f"!{count}h", payload, pos)), pos + 2 * count
+
+
+def _short(fn):
+    """Messages are parsed with struct straight off the payload; a payload shorter than its
+    fields say is 08P01 `insufficient data left in message`, as in Postgres."""
+    def parse(payload: bytes):
+        try:
+            return fn(payload)
+        except struct.error:
+            raise ProtocolViolation("insufficient data left in message") from None
+    parse.__doc__, parse.__name__ = fn.__doc__, fn.__name__
+    return parse
+
+
+@_short
 def read_query(payload: bytes) -> str:
-    return MessageReader(payload).read_cstring()
+    return _cstring(payload, 0)[0]
 
 
+@_short
 def read_parse(payload: bytes) -> tuple[str, str, list[int]]:
-    r = MessageReader(payload)
-    name, sql = r.read_cstring(), r.read_cstring()
-    count = r.read_int16()
-    return name, sql, [r.read_uint32() for _ in range(count)]
+    name, pos = _cstring(payload, 0)
+    sql, pos = _cstring(payload, pos)
+    (count,) = _INT16.unpack_from(payload, pos)
+    return name, sql, list(struct.unpack_from(f"!{max(count, 0)}I", payload, pos + 2))
 
 
+@_short
 def read_bind(payload: bytes) -> Bind:
-    r = MessageReader(payload)
-    portal, statement = r.read_cstring(), r.read_cstring()
-    param_formats = [r.read_int16() for _ in range(r.read_int16())]
+    portal, pos = _cstring(payload, 0)
+    statement, pos = _cstring(payload, pos)
+    param_formats, pos = _int16s(payload, pos)
+    (count,) = _INT16.unpack_from(payload, pos)
+    pos += 2
     values: list[bytes | None] = []
-    for _ in range(r.read_int16() & 0xFFFF):
-        length = r.read_int32()
-        values.append(None if length < 0 else r.read_exact(length))
-    result_formats = [r.read_int16() for _ in range(r.read_int16())]
+    unpack, size = _INT32.unpack_from, len(payload)
+    for _ in range(count & 0xFFFF):
+        (length,) = unpack(payload, pos)
+        pos += 4
+        if length < 0:
+            values.append(None)
+            continue
+        if pos + length > size:
+            raise ProtocolViolation("insufficient data left in message")
+        values.append(payload[pos:pos + length])
+        pos += length
+    result_formats, pos = _int16s(payload, pos)
     if len(param_formats) > 1 and len(param_formats) != len(values):
         raise ProtocolViolation(f"bind message has {len(param_formats)} parameter formats "
                                 f"but {len(values)} parameters")
     return Bind(portal, statement, param_formats, values, result_formats)
 
 
+@_short
 def read_target(payload: bytes) -> tuple[str, str]:
     """Describe and Close: ('S' statement | 'P' portal, name)."""
-    r = MessageReader(payload)
-    kind = r.read_exact(1)
+    kind = payload[:1]
     if kind not in (b"S", b"P"):
+        if not kind:
+            raise ProtocolViolation("insufficient data left in message")
         raise ProtocolViolation(f"invalid Describe/Close message subtype {kind[0]}")
-    return kind.decode(), r.read_cstring()
+    return kind.decode(), _cstring(payload, 1)[0]
 
 
+@_short
 def read_execute(payload: bytes) -> tuple[str, int]:
-    r = MessageReader(payload)
-    return r.read_cstring(), r.read_int32()
+    name, pos = _cstring(payload, 0)
+    return name, _INT32.unpack_from(payload, pos)[0]
 
 
 def parameter_description(oids: list[int]) -> bytes:
