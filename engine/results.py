@@ -16,13 +16,47 @@ class StatementResult:
     """
 
     tag: str
-    table: pa.Table | None = None
+    table: "pa.Table | Rows | None" = None
     notices: tuple[str, ...] = ()
     binary: bool = False  # rows go out in binary format (FETCH from a BINARY cursor, simple query)
 
     @property
     def returns_rows(self) -> bool:
         return self.table is not None
+
+
+class Rows:
+    """A few rows as Python values (what `to_pylist` gives), typed by an Arrow schema: a
+    point lookup's answer, which building as a one-row Arrow table would cost more than the
+    lookup. Quacks like the pa.Table a front end reads (num_rows, schema, slice);
+    `to_arrow()` for whoever wants the real thing."""
+
+    __slots__ = ("schema", "rows")
+
+    def __init__(self, schema: pa.Schema, rows: list[tuple]):
+        self.schema = schema
+        self.rows = rows
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    @property
+    def num_columns(self) -> int:
+        return len(self.schema)
+
+    def slice(self, offset: int = 0, length: int | None = None) -> "Rows":
+        end = None if length is None else offset + length
+        return Rows(self.schema, self.rows[offset:end])
+
+    def to_arrow(self) -> pa.Table:
+        columns = [pa.array([r[i] for r in self.rows], f.type) for i, f in enumerate(self.schema)]
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+
+def as_arrow(table: "pa.Table | Rows") -> pa.Table:
+    """A result's rows as Arrow, whichever form they came in."""
+    return table.to_arrow() if isinstance(table, Rows) else table
 
 
 # Field metadata naming a column's SQL type where its Arrow type alone loses it: DuckDB

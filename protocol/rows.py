@@ -14,8 +14,10 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.results import Rows
+
 from .types import PgType, oids, pg_type_for
-from .types.cells import Cell, cell_encoder, encode_cells
+from .types.cells import Cell, cell_encoder, encode_cells, encode_rows
 from .types.datetime import interval_iso8601_text, timestamptz_text
 from .types.vector import big_endian, to_binary
 
@@ -28,7 +30,7 @@ class Column:
     name: str
     pg_type: PgType
     format: int   # the format actually sent: BINARY only if asked and the type has a codec
-    cell: tuple[Cell, pa.DataType | None] | None = None   # per-value encoder for few rows (types/cells.py)
+    cell: Cell | None = None   # per-value encoder for few rows (types/cells.py)
 
     def encode(self, values: pa.Array) -> pa.Array:
         encoder = self.pg_type.binary if self.format == BINARY else self.pg_type.text
@@ -85,12 +87,20 @@ def row_description(columns: list[Column]) -> bytes:
     return b"T" + struct.pack("!i", len(body) + 4) + body
 
 
-def data_rows(table: pa.Table, columns: list[Column]) -> Iterator[pa.Buffer | bytes]:
-    """The DataRow messages of every row of `table`, one buffer per chunk of rows."""
+def data_rows(table: pa.Table | Rows, columns: list[Column]) -> Iterator[pa.Buffer | bytes]:
+    """The DataRow messages of every row of `table`, one buffer per chunk of rows; Python
+    rows (a point lookup's) by the columns' per-value encoders."""
     if not columns:
         if table.num_rows:
             yield b"D\x00\x00\x00\x06\x00\x00" * table.num_rows
         return
+    if isinstance(table, Rows):
+        cells = [c.cell for c in columns]
+        if None not in cells:
+            if table.rows:
+                yield encode_rows(table.rows, cells)
+            return
+        table = table.to_arrow()
     for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
         if batch.num_rows:
             yield encode_batch(batch, columns)

@@ -271,12 +271,14 @@ class Catalog:
             ts = now_iso()
             self.store.put_json(f"c/ns/{name}", {"created_at": ts})
             self.namespaces[name] = ts
+            self.generation += 1
             return True
 
     def drop_namespace(self, name: str) -> None:
         with self.lock:
             self.store.delete(f"c/ns/{name}")
             del self.namespaces[name]
+            self.generation += 1
 
     def require_namespace(self, name: str) -> None:
         if name not in self.namespaces:

@@ -17,7 +17,7 @@ from engine.errors import (DuplicateColumn, EngineError, InvalidTextRepresentati
                            UndefinedColumn, from_duckdb)
 from engine.tiers.hot import key_list
 from engine.tiers import views
-from engine.results import StatementResult
+from engine.results import StatementResult, as_arrow
 from engine.session.keys import alive, hot_state, unique_violation
 from engine.session.reads import query
 from engine.session.state import SessionState
@@ -134,7 +134,7 @@ def copy_to(s: SessionState, command: CopyCommand) -> StatementResult:
         t = s.resolve(dml.Target(command.namespace, command.table, command.table))
         cols = ", ".join(views.q(c.name) for c in target_columns(t, command))
         sql = f"SELECT {cols} FROM {views.q(t.namespace)}.{views.q(t.name)}"
-    table = query(s, Query(sql), []).table
+    table = as_arrow(query(s, Query(sql), []).table)  # a point lookup answers as Rows
     return StatementResult(f"COPY {table.num_rows}", table)
 
 

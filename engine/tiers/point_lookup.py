@@ -34,7 +34,7 @@ from engine.catalog.tables import Catalog, TableDef
 from engine.tiers.cold import ColdTier
 from engine.tiers.hot import HotTier
 from engine.storage import hot_store
-from engine.results import schema_with_sql_types
+from engine.results import Rows, schema_with_sql_types
 
 # (table, key) -> (whether this transaction wrote the key, its version or None if deleted)
 OwnVersion = Callable[[TableDef, object], tuple[bool, "pa.Table | None"]]
@@ -122,6 +122,33 @@ def _view(arr: pa.Array, code: str) -> memoryview:
     return memoryview(buf).cast("B")[arr.offset * width:(arr.offset + len(arr)) * width].cast(code)
 
 
+class _Decoded:
+    """A decoded hot batch or cold row group, with its columns by name as single Arrays (a
+    value is read as `arrays[name][row].as_py()`, no per-lookup Arrow table)."""
+
+    __slots__ = ("table", "arrays", "nbytes")
+
+    def __init__(self, table: pa.Table):
+        self.table = table.combine_chunks()
+        self.arrays = {name: (col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
+                       for name, col in zip(self.table.column_names, self.table.columns)}
+        self.nbytes = self.table.nbytes
+
+    def value(self, name: str, row: int):
+        return self.arrays[name][row].as_py()
+
+    def row(self, offset: int) -> pa.Table:
+        return self.table.slice(offset, 1)
+
+
+def _plain(dtype: pa.DataType) -> bool:
+    """Whether values of `dtype` are plain Python values that give the same Arrow back."""
+    return (pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+            or pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_decimal(dtype)
+            or pa.types.is_date32(dtype) or pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype)
+            or (pa.types.is_timestamp(dtype) and dtype.unit == "us"))
+
+
 class _Lru:
     """A byte-bounded LRU; values are (object, size)."""
 
@@ -160,24 +187,25 @@ class PointLookups:
         self._keys = _Lru(KEY_CACHE_BYTES)
         self._groups = _Lru(CACHE_BYTES)
         self._batches = _Lru(HOT_CACHE_BYTES)
-        self._shapes: dict[tuple, tuple[pa.Schema, tuple[list[str], pa.Schema, pa.Table]]] = {}
+        self._shapes: dict[tuple, tuple[pa.Schema, tuple[list[str], pa.Schema, bool]]] = {}
 
     def run(self, q: PointQuery, params: list, default_namespace: str,
-            own: OwnVersion | None = None) -> pa.Table | None:
-        """The query's answer, or None when the normal query path must run (which then gives
-        the answer, or the error, the normal way). `own`: a writing transaction's own version
-        of a key, which wins over every committed one."""
+            own: OwnVersion | None = None) -> Rows | pa.Table | None:
+        """The query's answer (as Python values when its columns are plain, else Arrow), or
+        None when the normal query path must run (which then gives the answer, or the error,
+        the normal way). `own`: a writing transaction's own version of a key, which wins over
+        every committed one."""
         try:
             return self._run(q, params, default_namespace, own)
         except (_Fallback, OSError, LookupError, pa.ArrowException, TypeError, ValueError):
             return None
 
-    def _run(self, q: PointQuery, params: list, default_namespace: str, own: OwnVersion | None) -> pa.Table | None:
+    def _run(self, q: PointQuery, params: list, default_namespace: str,
+             own: OwnVersion | None) -> Rows | pa.Table | None:
         hot, cold = self._hot_tier, self._cold_tier
         t = self._catalog.find(q.namespace or default_namespace, q.table)
         if t is None or t.table_type.upper() != "SHARED" or t.ttl_seconds or len(t.primary_key) != 1 \
-                or t.primary_key[0] != q.key_column or t.tid in cold.unavailable \
-                or any("INTERVAL" in c.type.upper() for c in t.columns):  # stored encoded in Parquet
+                or t.primary_key[0] != q.key_column or t.tid in cold.unavailable:
             return None
         key = q.literal if q.literal is not None else (params[0] if len(params) == 1 else None)
         if type(key) is not int:
@@ -186,10 +214,11 @@ class PointLookups:
         shape = self._shape(t, schema, q.columns)
         if shape is None:
             return None
-        names, out_schema, empty = shape
+        names, out_schema, plain = shape
         epoch = cold.epoch
         if epoch % 2:
             return None
+        found: tuple[_Decoded, int] | None = None
         mine, row = own(t, key) if own is not None else (False, None)
         if not mine:
             state = hot.index.get(t.tid, {}).get(key)
@@ -197,13 +226,18 @@ class PointLookups:
                 seq, deleted = state.seq, state.deleted
                 if seq > hot.visible_seq:
                     return None  # committed but not visible yet: the view decides
-                row = empty if deleted else self._hot(t, key, seq)
+                found = None if deleted else self._hot_locate(t, key, seq)
             else:
-                row = self._cold(t, key)
+                found = self._cold_locate(t, key)
         if cold.epoch != epoch:
             return None
+        if found is not None:
+            decoded, offset = found
+            if plain and all(decoded.arrays[n].type == f.type for n, f in zip(names, out_schema)):
+                return Rows(out_schema, [tuple(decoded.arrays[n][offset].as_py() for n in names)])
+            row = decoded.row(offset)
         if row is None:
-            return empty
+            return Rows(out_schema, [])
         row = row.select(names)
         if all(a.type == f.type for a, f in zip(row.columns, out_schema)):  # the usual case:
             return pa.Table.from_arrays(row.columns, schema=out_schema)    # no cast per column
@@ -234,27 +268,32 @@ class PointLookups:
         return cold.epoch == epoch, row
 
     def _shape(self, t, schema: pa.Schema, columns: tuple[str, ...] | None
-               ) -> tuple[list[str], pa.Schema, pa.Table] | None:
+               ) -> tuple[list[str], pa.Schema, bool] | None:
         """The column names, the result schema (uuid/json keep their SQL type, as in _query)
-        and the empty answer, per table schema and column list (building them cost ~70 µs a
-        lookup); None if a column is not the table's."""
+        and whether its values answer as Python values (Rows), per table schema and column
+        list (building them cost ~70 µs a lookup); None if a column is not the table's."""
         key = (t.tid, columns, tuple(c.type for c in t.columns))
         hit = self._shapes.get(key)
         if hit is not None and hit[0] is schema:
             return hit[1]
         names = list(columns) if columns is not None else list(schema.names)
-        if any(n not in schema.names for n in names):
-            return None
+        if any(n not in schema.names for n in names) or any("INTERVAL" in c.type.upper() for c in t.columns):
+            return None  # an interval is stored encoded (engine/storage/segments.py): the view decodes it
         by_name = {c.name: c.type for c in t.columns}
         out = schema_with_sql_types(pa.schema([schema.field(n) for n in names]), [by_name[n] for n in names])
-        empty = pa.table([pa.array([], f.type) for f in out], schema=out)
+        plain = all(_plain(f.type) and not f.metadata for f in out)
         if len(self._shapes) > 1024:
             self._shapes.clear()
-        self._shapes[key] = (schema, (names, out, empty))
-        return names, out, empty
+        self._shapes[key] = (schema, (names, out, plain))
+        return names, out, plain
 
     def _hot(self, t: TableDef, key: int, seq: int) -> pa.Table:
-        """The hot version `seq` of `key`, from the LevelDB batch that holds it."""
+        """The hot version `seq` of `key` (one row), from the LevelDB batch that holds it."""
+        decoded, offset = self._hot_locate(t, key, seq)
+        return decoded.row(offset)
+
+    def _hot_locate(self, t: TableDef, key: int, seq: int) -> tuple[_Decoded, int]:
+        """The decoded LevelDB batch holding hot version `seq` of `key`, and its row there."""
         with self._lock:
             store = self._hot_tier.store
             first = store.batch_first_holding(t.tid, seq)
@@ -263,22 +302,28 @@ class PointLookups:
             batch_key = hot_store.batch_key(t.tid, first)
             batch = self._batches.get(batch_key)
             if batch is None:
-                batch = store.read_batch(batch_key)
-                if batch is None:
+                raw = store.read_batch(batch_key)
+                if raw is None:
                     raise _Fallback
+                batch = _Decoded(raw)
                 self._batches.put(batch_key, batch, batch.nbytes)
         if t.version_at_seq(first) != t.schema_version:
             raise _Fallback  # written before an ALTER TABLE: the view maps its columns
-        row = batch.slice(seq - first, 1)
-        if row.num_rows != 1 or row.column("_seq")[0].as_py() != seq or \
-                row.column(t.primary_key[0])[0].as_py() != key:
+        offset = seq - first
+        if not 0 <= offset < batch.table.num_rows or batch.value("_seq", offset) != seq or \
+                batch.value(t.primary_key[0], offset) != key:
             raise _Fallback
-        return row
+        return batch, offset
 
     def _cold(self, t: TableDef, key: int) -> pa.Table | None:
-        """The key's live cold version, as the cold view decides it: the newest version in a
-        delta segment if any holds the key (None if that one is a tombstone), else the one
-        base segment that holds it."""
+        """The key's live cold version (one row), or None."""
+        found = self._cold_locate(t, key)
+        return None if found is None else found[0].row(found[1])
+
+    def _cold_locate(self, t: TableDef, key: int) -> tuple[_Decoded, int] | None:
+        """Where the key's live cold version is, as the cold view decides it: the newest
+        version in a delta segment if any holds the key (None if that one is a tombstone),
+        else the one base segment that holds it."""
         storage = self._cold_tier.storage_for(t)
         manifest = (self._cold_tier.manifests.get(t.tid) or {}).get(None)  # a SHARED table's one scope
         if manifest is None or storage.storage_type != "filesystem":
@@ -289,33 +334,34 @@ class PointLookups:
             raise _Fallback  # stored encoded in Parquet (engine/storage/segments.py)
         pk = t.primary_key[0]
         scope = t.scope(storage)
-        newest: tuple[int, pa.Table] | None = None
+        newest: tuple[int, _Decoded, int] | None = None
         for s in manifest.segments:
             if s.kind != "delta":
                 continue
-            for row in self._rows(storage.reader_path(f"{scope}/{s.path}"), s, pk, key):
-                seq = row.column("_seq")[0].as_py()
+            for group, offset in self._rows(storage.reader_path(f"{scope}/{s.path}"), s, pk, key):
+                seq = group.value("_seq", offset)
                 if newest is None or seq > newest[0]:
-                    newest = (seq, row)
+                    newest = (seq, group, offset)
         if newest is not None:
-            row = newest[1]
-            return None if row.column("_deleted")[0].as_py() else row
+            _, group, offset = newest
+            return None if group.value("_deleted", offset) else (group, offset)
         for s in manifest.segments:
             if s.kind == "delta":
                 continue
-            for row in self._rows(storage.reader_path(f"{scope}/{s.path}"), s, pk, key):
-                return row
+            for found in self._rows(storage.reader_path(f"{scope}/{s.path}"), s, pk, key):
+                return found
         return None
 
-    def _rows(self, path: str, s, pk: str, key: int) -> Iterator[pa.Table]:
-        """The rows of one segment holding `key` (pruned by the manifest's key range)."""
+    def _rows(self, path: str, s, pk: str, key: int) -> Iterator[tuple[_Decoded, int]]:
+        """The rows of one segment holding `key` (pruned by the manifest's key range): the
+        decoded row group and the row within it."""
         st = s.column_stats.get(pk) or {}
         lo, hi = st.get("min"), st.get("max")
         if isinstance(lo, int) and isinstance(hi, int) and not lo <= key <= hi:
             return
         seg = self._segment(path, pk)
         for rg, offset in seg.find_all(key):
-            yield self._group(seg, rg).slice(offset, 1)
+            yield self._group(seg, rg), offset
 
     def _segment(self, path: str, pk: str) -> _SegmentKeys:
         with self._lock:
@@ -326,11 +372,11 @@ class PointLookups:
                 self._keys.put((path, pk), seg, seg.nbytes)
         return seg
 
-    def _group(self, seg: _SegmentKeys, rg: int) -> pa.Table:
+    def _group(self, seg: _SegmentKeys, rg: int) -> _Decoded:
         with self._lock:  # one reader of a ParquetFile at a time
             group = self._groups.get((seg.path, rg))
             if group is None:
-                group = seg.file.read_row_group(rg).combine_chunks()
+                group = _Decoded(seg.file.read_row_group(rg))
                 self._groups.put((seg.path, rg), group, group.nbytes)
         return group
 

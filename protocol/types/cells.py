@@ -15,12 +15,12 @@ from typing import Callable
 import pyarrow as pa
 
 from . import oids
-from .datetime import PG_EPOCH_DAYS, PG_EPOCH_US
 
 Cell = Callable[[object], bytes]
 
-_UNIX_EPOCH = dt.datetime(1970, 1, 1)
-_DAYS = dt.timedelta(days=1)
+_PG_EPOCH = dt.datetime(2000, 1, 1)
+_PG_EPOCH_DATE = dt.date(2000, 1, 1)
+_MICROSECOND = dt.timedelta(microseconds=1)
 _UTC_NAMES = ("UTC", "GMT", "Z", "ETC/UTC")
 
 
@@ -72,21 +72,22 @@ def _decimal_text(value) -> bytes:
     return format(value, "f").encode()
 
 
-def _micros_text(micros: int) -> str:
-    text = (_UNIX_EPOCH + dt.timedelta(microseconds=micros)).isoformat(" ")
-    return text.rstrip("0") if "." in text else text
+def _wall(value: dt.datetime) -> dt.datetime:
+    """A timestamp's UTC wall time (tz-aware values are converted, naive ones are UTC)."""
+    return value if value.tzinfo is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def _timestamp_text(micros: int) -> bytes:
-    return _micros_text(micros).encode()
+def _timestamp_text(value: dt.datetime) -> bytes:
+    text = value.isoformat(" ")
+    return (text.rstrip("0") if "." in text else text).encode()
 
 
-def _timestamptz_utc_text(micros: int) -> bytes:
-    return (_micros_text(micros) + "+00").encode()
+def _timestamptz_utc_text(value: dt.datetime) -> bytes:
+    return _timestamp_text(_wall(value)) + b"+00"
 
 
-def _date_text(days: int) -> bytes:
-    return (_UNIX_EPOCH + days * _DAYS).date().isoformat().encode()
+def _date_text(value: dt.date) -> bytes:
+    return value.isoformat().encode()
 
 
 _INT2, _INT4, _INT8, _UINT4, _F8 = (struct.Struct(f).pack for f in ("!h", "!i", "!q", "!I", "!d"))
@@ -94,49 +95,65 @@ _BINARY_INT = {oids.INT2: _INT2, oids.INT4: _INT4, oids.INT8: _INT8, oids.OID: _
 _STRING_OIDS = {oids.TEXT, oids.VARCHAR, oids.BPCHAR, oids.NAME, oids.CHAR, oids.JSON}
 
 
-def _timestamp_binary(micros: int) -> bytes:
-    return _INT8(micros - PG_EPOCH_US)
+def _timestamp_binary(value: dt.datetime) -> bytes:
+    return _INT8((_wall(value) - _PG_EPOCH) // _MICROSECOND)
 
 
-def _date_binary(days: int) -> bytes:
-    return _INT4(days - PG_EPOCH_DAYS)
+def _date_binary(value: dt.date) -> bytes:
+    return _INT4((value - _PG_EPOCH_DATE).days)
 
 
-def cell_encoder(dtype: pa.DataType, oid: int, binary: bool, timezone: str) -> tuple[Cell, pa.DataType | None] | None:
-    """The per-value encoder of a result column, and the Arrow type its values are read as
-    first (None: as they are); None when only the vectorised encoder is exact."""
+def cell_encoder(dtype: pa.DataType, oid: int, binary: bool, timezone: str) -> Cell | None:
+    """The per-value encoder of a result column, taking the Python value `to_pylist` gives;
+    None when only the vectorised encoder is exact."""
     if pa.types.is_boolean(dtype) and oid == oids.BOOL:
-        return ((lambda v: b"\x01" if v else b"\x00") if binary else _bool_text), None
+        return ((lambda v: b"\x01" if v else b"\x00") if binary else _bool_text)
     if pa.types.is_integer(dtype) and oid in _BINARY_INT:
-        return (_BINARY_INT[oid] if binary else _int_text), None
+        return (_BINARY_INT[oid] if binary else _int_text)
     if pa.types.is_float64(dtype) and oid == oids.FLOAT8:
-        return (_F8 if binary else float8_text), None
+        return (_F8 if binary else float8_text)
     if (pa.types.is_string(dtype) or pa.types.is_large_string(dtype)) and \
             (oid in _STRING_OIDS or (oid in (oids.JSONB, oids.UUID) and not binary)):
-        return _str_text, None
+        return _str_text
     if pa.types.is_decimal(dtype) and oid == oids.NUMERIC and not binary:
-        return _decimal_text, None
+        return _decimal_text
     if pa.types.is_date32(dtype) and oid == oids.DATE:
-        return (_date_binary if binary else _date_text), pa.int32()
+        return (_date_binary if binary else _date_text)
     if pa.types.is_timestamp(dtype) and dtype.unit == "us":
         if binary and oid in (oids.TIMESTAMP, oids.TIMESTAMPTZ):
-            return _timestamp_binary, pa.int64()
+            return _timestamp_binary
         if dtype.tz is None and oid == oids.TIMESTAMP:
-            return _timestamp_text, pa.int64()
+            return _timestamp_text
         if oid == oids.TIMESTAMPTZ and timezone.upper() in _UTC_NAMES:
-            return _timestamptz_utc_text, pa.int64()
+            return _timestamptz_utc_text
     return None
 
 
-def encode_cells(values: pa.Array, encoder: tuple[Cell, pa.DataType | None]) -> list[bytes | None] | None:
+def encode_cells(values: pa.Array, cell: Cell) -> list[bytes | None] | None:
     """The wire bytes of each value (None for NULL), or None if a value is out of the
     encoder's reach (the caller then uses the vectorised encoder)."""
-    cell, read_as = encoder
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if read_as is not None:
-        values = values.view(read_as) if values.type.bit_width == read_as.bit_width else values.cast(read_as)
     try:
         return [None if v is None else cell(v) for v in values.to_pylist()]
-    except (OverflowError, ValueError):
+    except (OverflowError, ValueError, TypeError):
         return None
+
+
+def encode_rows(rows: list[tuple], cells: list[Cell]) -> bytes:
+    """DataRow messages of rows of Python values, each column by its encoder."""
+    count = _INT16(len(cells))
+    out = []
+    for row in rows:
+        body = [count]
+        for v, cell in zip(row, cells):
+            if v is None:
+                body.append(_NULL_FIELD)
+            else:
+                v = cell(v)
+                body.append(_INT32(len(v)) + v)
+        data = b"".join(body)
+        out.append(b"D" + _INT32(len(data) + 4) + data)
+    return b"".join(out)
+
+
+_INT16, _INT32 = struct.Struct("!h").pack, struct.Struct("!i").pack
+_NULL_FIELD = b"\xff\xff\xff\xff"
