@@ -134,8 +134,20 @@ class ExtendedQuery:
             self.report_settings(state)
         portal.tag, portal.table = result.tag, result.table
         if result.table is not None:
-            portal.columns = plan_columns(postgres_schema(portal.statement.sql, result.table.schema),
-                                          portal.result_formats, state.timezone, state.interval_style)
+            portal.columns = self.result_columns(state, portal, result.table.schema)
+
+    def result_columns(self, state: ConnectionState, portal: Portal, schema) -> list:
+        """The wire columns of a portal's result; kept on its statement while the result
+        schema is the very same object (a point lookup's) and the formats and settings
+        that shape them are unchanged."""
+        statement = portal.statement
+        key = (portal.result_formats, state.timezone, state.interval_style)
+        planned = statement.planned
+        if planned is not None and planned[0] is schema and planned[1] == key:
+            return planned[2]
+        columns = plan_columns(postgres_schema(statement.sql, schema), *key)
+        statement.planned = (schema, key, columns)
+        return columns
 
     def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
         """Row limits are honoured: send that many rows, then PortalSuspended."""

@@ -4,11 +4,13 @@ answered without DuckDB; Describe of a statement without running it."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from engine import metrics
 from engine.catalog import pg_session, privileges
+from engine.catalog.tables import TableDef
 from engine.errors import InsufficientPrivilege
 from engine.tiers import point_lookup, views
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
@@ -87,13 +89,18 @@ def _pg_aggregates(s: SessionState, sql: str) -> str:
 
 
 def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
+    """A read statement's rows: a primary-key point SELECT by the key index and the cold
+    tier's key ranges (as Python values, engine/results.py Rows), anything else by DuckDB."""
+    if not s.tx.in_duck_txn:
+        point = _point_plan(s, stmt.sql, params)
+        if point is not None:
+            plan, key_params = point
+            own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
+            table = s.engine.point_lookups.run(plan.query, key_params, plan.table.namespace, own)
+            metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback" if table is None else "used")
+            if table is not None:
+                return StatementResult(f"SELECT {table.num_rows}", table)
     params = array_params(s, stmt.sql, params)
-    point = point_lookup.match(stmt.sql)
-    if point is not None and not s.tx.in_duck_txn:
-        table = _point_select(s, point, params)
-        metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback" if table is None else "used")
-        if table is not None:
-            return StatementResult(f"SELECT {table.num_rows}", table)
     sql, hidden = _read_sql(s, _pg_aggregates(s, stmt.sql))
     eng = s.engine
     own_writes_visible(s)
@@ -111,19 +118,56 @@ def _derived_settings(s: SessionState) -> dict[str, str]:
     return {"is_superuser": "on" if s.is_superuser else "off", "session_authorization": s.user}
 
 
-def _point_select(s: SessionState, point: point_lookup.PointQuery, params: list) -> pa.Table | None:
-    """`SELECT cols FROM t WHERE pk = $1` on a tierd table, without DuckDB and without the
-    rewrite and sandbox passes (the statement names one table, its columns and a key): the
-    privilege check is the general path's. A writing transaction reads its own writes first
-    (once it has a DuckDB snapshot, that holds them too and the view answers). None: the
-    general path answers."""
+# A point SELECT's integer literal key (simple protocol: psql, pgbench -M simple), cut out so
+# that one analysis serves every key.
+_LITERAL_KEY = re.compile(r"=\s*(-?\d{1,18})\s*;?\s*$")
+_MAX_PLANS = 256
+
+
+@dataclass(frozen=True)
+class PointPlan:
+    """What a point SELECT's text resolves to for one session: its shape and table, its
+    SELECT privilege checked. Valid while the catalog (tables, grants, namespaces), the
+    roles and the session's search path are what they were when it was made."""
+    query: point_lookup.PointQuery
+    table: TableDef
+    made_under: tuple
+
+
+_NOT_POINT = PointPlan(None, None, ())  # type: ignore[arg-type]  # a text of another shape
+
+
+def _point_plan(s: SessionState, sql: str, params: list) -> tuple[PointPlan, list] | None:
+    """The analysis of `sql` as a point lookup on a tierd table, and the key parameters
+    (a literal key becomes $1), cached per session by text so that a repeated statement
+    pays no parse, name resolution or privilege check; None: not a point lookup. The
+    privilege check raises 42501 as the general path would."""
+    text, key_params = sql, params
+    if not params:
+        m = _LITERAL_KEY.search(sql)
+        if m is not None:
+            text, key_params = sql[:m.start(1)] + "$1" + sql[m.end(1):], [int(m.group(1))]
     eng = s.engine
-    t = eng.catalog.find(point.namespace, point.table) if point.namespace else s.find_table(point.table)
-    if t is None:
+    made_under = (eng.catalog.generation, eng.roles.generation, s.schemas)
+    plan = s.point_plans.get(text)
+    if plan is _NOT_POINT:
         return None
-    privileges.check_table(eng.roles, s.user, t, "SELECT")
-    own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
-    return eng.point_lookups.run(point, params, t.namespace, own)  # an unqualified name: on the search path
+    if plan is None or plan.made_under != made_under:
+        q = point_lookup.match(text)
+        if q is None:
+            plan = _NOT_POINT
+        else:
+            t = eng.catalog.find(q.namespace, q.table) if q.namespace else s.find_table(q.table)
+            if t is None:
+                return None  # the general path says what is wrong
+            privileges.check_table(eng.roles, s.user, t, "SELECT")
+            plan = PointPlan(q, t, (made_under[0], made_under[1], list(s.schemas)))
+        if len(s.point_plans) >= _MAX_PLANS:
+            s.point_plans.clear()
+        s.point_plans[text] = plan
+        if plan is _NOT_POINT:
+            return None
+    return plan, key_params
 
 
 def show(s: SessionState, stmt: Show, params: list) -> StatementResult:

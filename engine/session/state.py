@@ -78,6 +78,7 @@ class SessionState:
         self.apply_settings()
         self.tx = Transaction()
         self.stages: dict[int, int] = {}  # table id -> revision of its typing stage table in this session
+        self.point_plans: dict[str, object] = {}  # statement text -> its point-lookup analysis (session/reads.py)
         self.running = threading.Lock()  # held while DuckDB runs a statement of this session
         self.catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False
@@ -234,12 +235,15 @@ class SessionState:
             except InvalidParameterValue:
                 self.settings["timezone"] = str(self._applied.get("timezone", "UTC"))
         path = self.settings["search_path"]
-        names = self.engine.catalog.namespaces
-        key = (path, self.user in names, tuple(n in names for n in search_path_list(path)))
-        if key != self._applied.get("search_path"):
-            self.schemas = self.resolve_path(path)
-            self._applied["search_path"] = key
-            self.restore_catalog()
+        seen = (path, self.engine.catalog.generation)
+        if seen != self._applied.get("search_path_seen"):  # the path or the namespaces may have changed
+            names = self.engine.catalog.namespaces
+            key = (path, self.user in names, tuple(n in names for n in search_path_list(path)))
+            if key != self._applied.get("search_path"):
+                self.schemas = self.resolve_path(path)
+                self._applied["search_path"] = key
+                self.restore_catalog()
+            self._applied["search_path_seen"] = seen
         for name in ("statement_timeout", "lock_timeout"):
             value = self.settings[name]
             if value != self._applied.get(name):
