@@ -38,7 +38,7 @@ class ExtendedQuery:
         if len(split_statements(sql)) > 1:
             raise SyntaxError_("cannot insert multiple commands into a prepared statement")
         state.add_statement(name, PreparedStatement(sql, param_oids))
-        self.send_parse_complete()
+        self.write(messages.PARSE_COMPLETE)
 
     def handle_bind(self, state: ConnectionState, payload: bytes) -> None:
         """Parameters are decoded by their declared OID only (never guessed from content)."""
@@ -58,7 +58,7 @@ class ExtendedQuery:
         if not bind.portal:
             state.portals.pop("", None)
         state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
-        self.send_bind_complete()
+        self.write(messages.BIND_COMPLETE)
 
     def inferred_numbers(self, state: ConnectionState, statement: PreparedStatement) -> list[int]:
         """Per parameter, the number type Postgres would infer for an undeclared one (`aid = $1`
@@ -120,7 +120,7 @@ class ExtendedQuery:
         self.run_held(state)
         portal.executed = True
         state.session.begin_segment()
-        tag = state.deallocate(portal.statement.sql)
+        tag = state.deallocate(portal.statement.sql) if portal.statement.is_deallocate else None
         if tag:
             portal.tag = tag
             return

@@ -16,6 +16,8 @@ GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
 
 EMPTY_QUERY_RESPONSE = b"I\x00\x00\x00\x04"
+PARSE_COMPLETE = b"1\x00\x00\x00\x04"
+BIND_COMPLETE = b"2\x00\x00\x00\x04"
 NO_DATA = b"n\x00\x00\x00\x04"
 
 
@@ -130,6 +132,8 @@ def _int16s(payload: bytes, pos: int) -> tuple[list[int], int]:
     pos += 2
     if count <= 0:
         return [], pos
+    if count == 1:
+        return [_INT16.unpack_from(payload, pos)[0]], pos + 2
     return list(struct.unpack_from(f"!{count}h", payload, pos)), pos + 2 * count
 
 

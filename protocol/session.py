@@ -36,10 +36,12 @@ class PreparedStatement:
     # Scanned once at Parse, not at every Bind/Execute (a pipelined executemany binds 100k times).
     placeholders: int = field(init=False)   # highest $n in the SQL
     is_copy: bool = field(init=False)
+    is_deallocate: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.placeholders = max_placeholder(self.sql)
         self.is_copy = is_copy(self.sql)
+        self.is_deallocate = DEALLOCATE.match(self.sql) is not None
 
 
 @dataclass
@@ -115,15 +117,23 @@ class ConnectionState:
         return "DEALLOCATE"
 
     @property
+    def settings(self) -> dict:
+        """The engine session's settings dict (SET changes it in place), looked up once."""
+        settings = self.__dict__.get("_settings")
+        if settings is None:
+            settings = self.__dict__["_settings"] = getattr(self.session, "settings", {})
+        return settings
+
+    @property
     def timezone(self) -> str:
         """The session TimeZone for timestamptz text (UTC if the setting names no zone)."""
-        zone = getattr(self.session, "settings", {}).get("timezone", "UTC")
+        zone = self.settings.get("timezone", "UTC")
         return zone if valid_timezone(zone) else "UTC"
 
     @property
     def interval_style(self) -> str:
         """The session IntervalStyle for interval text."""
-        return getattr(self.session, "settings", {}).get("intervalstyle", "postgres")
+        return self.settings.get("intervalstyle", "postgres")
 
     def end_of_transaction(self) -> None:
         """Sync outside a transaction block ends the implicit transaction: drop unnamed portals
