@@ -126,13 +126,23 @@ class _Decoded:
     """A decoded hot batch or cold row group, with its columns by name as single Arrays (a
     value is read as `arrays[name][row].as_py()`, no per-lookup Arrow table)."""
 
-    __slots__ = ("table", "arrays", "nbytes")
+    __slots__ = ("table", "arrays", "nbytes", "_stored_as")
 
     def __init__(self, table: pa.Table):
         self.table = table.combine_chunks()
         self.arrays = {name: (col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
                        for name, col in zip(self.table.column_names, self.table.columns)}
         self.nbytes = self.table.nbytes
+        self._stored_as: dict[int, tuple[pa.Schema, bool]] = {}
+
+    def stored_as(self, names: list[str], schema: pa.Schema) -> bool:
+        """Whether the columns `names` hold exactly `schema`'s types (asked once per result
+        schema: the answer's Python values are then the ones that schema gives)."""
+        hit = self._stored_as.get(id(schema))
+        if hit is None or hit[0] is not schema:
+            same = all(n in self.arrays and self.arrays[n].type == f.type for n, f in zip(names, schema))
+            hit = self._stored_as[id(schema)] = (schema, same)
+        return hit[1]
 
     def value(self, name: str, row: int):
         return self.arrays[name][row].as_py()
@@ -233,8 +243,9 @@ class PointLookups:
             return None
         if found is not None:
             decoded, offset = found
-            if plain and all(decoded.arrays[n].type == f.type for n, f in zip(names, out_schema)):
-                return Rows(out_schema, [tuple(decoded.arrays[n][offset].as_py() for n in names)])
+            if plain and decoded.stored_as(names, out_schema):
+                arrays = decoded.arrays
+                return Rows(out_schema, [tuple([arrays[n][offset].as_py() for n in names])])
             row = decoded.row(offset)
         if row is None:
             return Rows(out_schema, [])
@@ -272,7 +283,7 @@ class PointLookups:
         """The column names, the result schema (uuid/json keep their SQL type, as in _query)
         and whether its values answer as Python values (Rows), per table schema and column
         list (building them cost ~70 µs a lookup); None if a column is not the table's."""
-        key = (t.tid, columns, tuple(c.type for c in t.columns))
+        key = (t.tid, columns)  # the schema object is per table id and schema version (EngineCore)
         hit = self._shapes.get(key)
         if hit is not None and hit[0] is schema:
             return hit[1]
