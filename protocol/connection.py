@@ -39,6 +39,7 @@ from .startup import Startup
 
 log = logging.getLogger("tierd.protocol")
 
+_LENGTH = struct.Struct("!i")
 EXTENDED = frozenset(b"PBDECH")   # type bytes whose failure makes us skip until Sync
 # What Postgres's SocketBackend accepts after startup; any other type byte ends the session.
 FRONTEND_TYPES = frozenset(b"QFXBCDEHPSdcf")
@@ -118,13 +119,13 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         return data
 
     def read_message(self) -> tuple[bytes, bytes]:
-        kind = self.rfile.read(1)
-        if not kind:
+        head = self.rfile.read(5)   # type byte and length in one buffered read
+        if head is None or len(head) != 5:
             raise ClientGone()
-        (length,) = struct.unpack("!i", self.read_exact(4))
+        (length,) = _LENGTH.unpack_from(head, 1)
         if length < 4 or length > self.max_message:
             raise FatalProtocolViolation(f"invalid message length {length}")
-        return kind, self.read_exact(length - 4)
+        return head[:1], self.read_exact(length - 4) if length > 4 else b""
 
     # --- message loop --------------------------------------------------------------
 

@@ -97,7 +97,7 @@ class ExtendedQuery:
         if portal.table is None:
             self.write(messages.NO_DATA)
         else:
-            self.write(row_description(portal.columns))
+            self.write(self.portal_row_description(portal))
 
     def describe_statement(self, state: ConnectionState, statement: PreparedStatement) -> None:
         """ParameterDescription with inferred types, then RowDescription or NoData; the
@@ -146,8 +146,16 @@ class ExtendedQuery:
         if planned is not None and planned[0] is schema and planned[1] == key:
             return planned[2]
         columns = plan_columns(postgres_schema(statement.sql, schema), *key)
-        statement.planned = (schema, key, columns)
+        statement.planned = (schema, key, columns, row_description(columns))
         return columns
+
+    def portal_row_description(self, portal: Portal) -> bytes:
+        """RowDescription of an executed portal (the statement's kept one when it planned
+        these very columns)."""
+        planned = portal.statement.planned
+        if planned is not None and planned[2] is portal.columns:
+            return planned[3]
+        return row_description(portal.columns)
 
     def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
         """Row limits are honoured: send that many rows, then PortalSuspended."""

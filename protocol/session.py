@@ -32,7 +32,7 @@ class PreparedStatement:
     batchable: bool | None = None   # its Executes may be batched (asked of the engine once)
     result_schema: object = None    # a batchable statement's row schema (NO_ROWS: none), once asked
     inferred_numbers: list[int] | None = None  # number OIDs of undeclared parameters (extended.py)
-    planned: tuple | None = None   # (schema, (formats, zone, style), columns) of its last result (extended.py)
+    planned: tuple | None = None   # (schema, (formats, zone, style), columns, RowDescription) of its last result
     # Scanned once at Parse, not at every Bind/Execute (a pipelined executemany binds 100k times).
     placeholders: int = field(init=False)   # highest $n in the SQL
     is_copy: bool = field(init=False)

@@ -124,7 +124,10 @@ class CountingSession:
         self._session = session
 
     def __getattr__(self, name):
-        return getattr(self._session, name)
+        value = getattr(self._session, name)
+        if getattr(value, "__self__", None) is self._session and getattr(type(self._session), name, None) is not None:
+            self.__dict__[name] = value  # a method of the session's class: found once, not at every message
+        return value
 
     def execute(self, sql: str, params: list | None = None):
         try:
