@@ -123,6 +123,12 @@ class CountingSession:
     def __init__(self, session) -> None:
         self._session = session
 
+    # Read at every message (transaction status, the idle-in-transaction check): forwarded
+    # directly rather than through __getattr__, which Python reaches only after a failed lookup.
+    in_transaction = property(lambda self: self._session.in_transaction)
+    failed = property(lambda self: self._session.failed)
+    holds_write_lock = property(lambda self: self._session.holds_write_lock)
+
     def __getattr__(self, name):
         value = getattr(self._session, name)
         if getattr(value, "__self__", None) is self._session and getattr(type(self._session), name, None) is not None:
