@@ -21,6 +21,8 @@ from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
 from engine.catalog.sequences import Sequences
 from engine.catalog.tables import Catalog, Column, TableDef
+from engine.sql.declared_types import declared_types
+from engine.sql.split import fold_case
 from engine.tiers.cold import ColdTier, Scopes
 from engine.failpoints import Failpoints
 from engine.tiers.hot import HotTier
@@ -141,11 +143,12 @@ class EngineCore:
         return self._defaults[key]
 
     def probe_columns(self, body: str) -> tuple[list[Column], list[str]]:
-        """Let DuckDB parse a column list; returns the columns and the primary key."""
+        """Let DuckDB parse a column list (unquoted names folded to lower case, as Postgres
+        does); returns the columns and the primary key."""
         cur = self.db.cursor()
         try:
             cur.execute("BEGIN")
-            cur.execute(f"CREATE TABLE __tierd.__probe.t ({body})")
+            cur.execute(f"CREATE TABLE __tierd.__probe.t ({fold_case(body)})")
             cols = cur.execute(
                 "SELECT column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
                 "WHERE database_name = '__tierd' AND schema_name = '__probe' AND table_name = 't' "
@@ -159,7 +162,8 @@ class EngineCore:
         finally:
             cur.execute("ROLLBACK")
             cur.close()
-        columns = [Column(name=n, type=ty, nullable=bool(nl), default=d, id=i)
+        declared = declared_types(body)
+        columns = [Column(name=n, type=ty, nullable=bool(nl), default=d, id=i, declared=declared.get(n))
                    for i, (n, ty, nl, d) in enumerate(cols, start=1)]
         return columns, (list(pks[0][0]) if pks else [])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,7 +30,8 @@ SUPERUSER_PASSWORD = "tierd-s3cret"  # the superuser's password of the SCRAM fix
 _PORT_SPAN = 2000
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 _PORT_BASE = 12000 + (_WORKER % 10) * _PORT_SPAN
-_next_port = itertools.count()
+# a random start in the range: test runs of other checkouts on the same machine walk it too
+_next_port = itertools.count(random.randrange(_PORT_SPAN))
 
 
 def free_port() -> int:

@@ -525,7 +525,10 @@ INFORMATION_SCHEMA: dict[str, str] = {
         f"a.attname AS column_name, a.attnum::INTEGER AS ordinal_position, d.adbin AS column_default, "
         f"CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, "
         f"CASE WHEN t.typcategory = 'A' THEN 'ARRAY' ELSE tn.__sql_name END AS data_type, "
-        f"NULL::INTEGER AS character_maximum_length, NULL::INTEGER AS character_octet_length, "
+        f"CASE WHEN a.atttypid IN (1042, 1043) AND a.atttypmod >= 4 THEN a.atttypmod - 4 END::INTEGER "
+        f"AS character_maximum_length, CASE WHEN a.atttypid IN (1042, 1043) AND a.atttypmod >= 4 THEN (a.atttypmod - 4) * 4 "
+        f"WHEN a.atttypid IN (25, 1042, 1043) THEN 1073741824 END::INTEGER "
+        f"AS character_octet_length, "
         f"CASE WHEN a.atttypid = 1700 AND a.atttypmod >= 4 THEN ((a.atttypmod - 4) >> 16) "
         f"WHEN a.atttypid IN (20, 21, 23) THEN a.attlen * 8 - 1 WHEN a.atttypid = 700 THEN 24 "
         f"WHEN a.atttypid = 701 THEN 53 END::INTEGER AS numeric_precision, "
@@ -712,6 +715,10 @@ def _system_views(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, pa.Schema]]
             for n in names]
 
 
+def _declared(t) -> dict[str, str]:
+    return {c.name: c.declared for c in t.columns if c.declared}
+
+
 class _Rows:
     """The changing rows of one rebuild, per table."""
 
@@ -742,9 +749,11 @@ class _Rows:
             return oid, pg_types.numeric_typmod(f.type.precision, f.type.scale)
         return oid, -1
 
-    def _columns(self, rel: int, schema: pa.Schema, not_null: set[str], defaulted: set[str]) -> None:
+    def _columns(self, rel: int, schema: pa.Schema, not_null: set[str], defaulted: set[str],
+                 declared: dict[str, str] | None = None) -> None:
         for num, f in enumerate(schema, start=1):
-            oid, typmod = self._type(f)
+            spelling = (declared or {}).get(f.name)
+            oid, typmod = pg_types.declared_oid(spelling) if spelling else self._type(f)
             known = pg_types.BY_OID.get(oid)
             self.attributes.append((rel, f.name, oid, known.typlen if known else -1, num, typmod,
                                     f.name in not_null, 1 if oid in pg_types.ARRAY_ELEMENT else 0,
@@ -767,12 +776,14 @@ class _Rows:
         self.classes.append((rel, t.name, ns, "r", len(schema), bool(t.primary_key), HEAP_AM, owner))
         not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
         if not t.primary_key:
-            self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
+            self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None},
+                          _declared(t))
             self._defaults(rel, t)
             return
         self.classes.append((index, f"{t.name}_pkey", ns, "i", len(t.primary_key), False, BTREE_AM, owner))
         not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
-        self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
+        self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None},
+                      _declared(t))
         for num, name in ((-1, "_seq"), (-2, "_deleted")):
             self.attributes.append((rel, name, 20 if name == "_seq" else 16, 8 if name == "_seq" else 1,
                                     num, -1, True, 0, False))

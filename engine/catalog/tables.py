@@ -59,6 +59,9 @@ class Column:
     # once, as Postgres's attmissingval): a DuckDB literal expression, None for NULL.
     missing: str | None = None
     comment: str | None = None  # COMMENT ON COLUMN
+    # The Postgres type as declared, where the DuckDB type forgets it (jsonb, timetz,
+    # varchar(n), char(n)): what the catalog shows (engine/sql/declared_types.py).
+    declared: str | None = None
 
 
 @dataclass

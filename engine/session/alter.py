@@ -114,8 +114,12 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
             c.nullable = c.name in t.primary_key or not a.not_null
         elif isinstance(a, SetType):
             c = _column(t, a.column)
-            target = _probe(s, f"{views.q(c.name)} {a.type}").type
+            probed = _probe(s, f"{views.q(c.name)} {a.type}")
+            target = probed.type
             if target == c.type:
+                if probed.declared != c.declared:  # e.g. varchar(20) to varchar(40): the catalog's spelling
+                    c.declared = probed.declared
+                    changed = True
                 continue
             if c.name in t.primary_key:
                 raise FeatureNotSupported(f'ALTER COLUMN "{c.name}" TYPE: changing the type of a primary-key '
@@ -128,7 +132,7 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
                     f'ALTER COLUMN "{c.name}" TYPE {a.type}: only widening type changes are supported by tierd '
                     f"({c.type} to {target} is not one)",
                     hint="Add a new column, copy the values with UPDATE, drop the old one.")
-            c.type = target
+            c.type, c.declared = target, probed.declared
             layout = True
         changed = True
     if not changed:
