@@ -192,7 +192,11 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
     idle.close()
     # The running statement (the WAIT on the flush) finished and was answered.
     assert flush_result and flush_result[0][1] == "completed", (flush_result, d.output()[-3000:])
-    assert any(isinstance(e, psycopg.errors.AdminShutdown) for e in errors), errors
+    # Each writer's session ended: with FATAL 57P01, or, when its next statement was already
+    # on the wire as the server closed (seen under load in 1 of ~4 runs), libpq reports the
+    # closed socket instead of the FATAL. 57P01 itself is checked where it is deterministic
+    # (test_sigterm_cancels_past_the_grace_period...).
+    assert len(errors) == 2 and all(isinstance(e, psycopg.OperationalError) for e in errors), errors
     log = d.output()
     assert "tierd stopped" in log and "cancelled" not in log
     d.stop()
