@@ -225,3 +225,28 @@ def test_orm_autoincrement_identity_and_sequence(engine):
         left = c.execute(sqlalchemy.text("SELECT sequence_name FROM information_schema.sequences "
                                          "WHERE sequence_name LIKE 'sa\\_%'")).all()
         assert left == []
+
+
+def test_create_all_with_index_true_and_an_explicit_index(engine):
+    """`index=True` columns and `Index(...)` become CREATE INDEX (catalog records; DuckDB scans),
+    reflected by get_indexes; drop_all drops them with their table."""
+    from sqlalchemy import Index
+
+    md = MetaData()
+    t = Table("sa_indexed", md,
+              Column("id", BigInteger, primary_key=True, autoincrement=False),
+              Column("email", Text, index=True),
+              Column("org", Integer),
+              Column("name", Text))
+    Index("ix_sa_indexed_org_name", t.c.org, t.c.name)
+    md.create_all(engine)
+    try:
+        indexes = sorted(inspect(engine).get_indexes("sa_indexed"), key=lambda i: i["name"])
+        assert [(i["name"], i["column_names"], i["unique"]) for i in indexes] == [
+            ("ix_sa_indexed_email", ["email"], False), ("ix_sa_indexed_org_name", ["org", "name"], False)]
+        with engine.begin() as c:
+            c.execute(insert(t), [{"id": 1, "email": "a@x", "org": 1, "name": "a"}])
+            assert c.execute(select(t.c.id).where(t.c.email == "a@x")).scalar_one() == 1
+    finally:
+        md.drop_all(engine)
+    assert not inspect(engine).has_table("sa_indexed")

@@ -101,7 +101,7 @@ TABLES: dict[str, str] = {
         "indimmediate BOOLEAN DEFAULT true, indisclustered BOOLEAN DEFAULT false, indisvalid BOOLEAN DEFAULT true, "
         "indcheckxmin BOOLEAN DEFAULT false, indisready BOOLEAN DEFAULT true, indislive BOOLEAN DEFAULT true, "
         "indisreplident BOOLEAN DEFAULT false, indkey SMALLINT[], indcollation BIGINT[], indclass BIGINT[], "
-        "indoption SMALLINT[], indexprs VARCHAR, indpred VARCHAR"
+        "indoption VARCHAR, indexprs VARCHAR, indpred VARCHAR"
     ),
     "pg_constraint": (
         "oid BIGINT, conname VARCHAR, connamespace BIGINT, contype VARCHAR, condeferrable BOOLEAN DEFAULT false, "
@@ -846,7 +846,7 @@ class _Rows:
         _insert(cur, f"{PG}.pg_attrdef", "oid, adrelid, adnum, adbin", self.attrdefs)
         _insert(cur, f"{PG}.pg_description", "objoid, classoid, objsubid, description", self.descriptions)
         _insert(cur, f"{PG}.pg_index", "indexrelid, indrelid, indnatts, indnkeyatts, indisunique, indisprimary, "
-                "indkey", self.indexes)
+                "indkey, indoption", [(*row, " ".join("0" * len(row[-1]))) for row in self.indexes])
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
                 self.constraints)
         for rel, num, kind in self.identities:
