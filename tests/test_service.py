@@ -218,8 +218,9 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
 
 
 def test_sigterm_cancels_past_the_grace_period_and_leaves_the_job_to_be_retried(make_tierd):
-    d = make_tierd('[server]\nshutdown_grace_seconds = 0.5\n'
-                   '[failpoints]\n"flush.start" = "sleep:2500"\n').start()
+    grace = 2.0
+    d = make_tierd(f'[server]\nshutdown_grace_seconds = {grace}\n'
+                   '[failpoints]\n"flush.start" = "sleep:6000"\n').start()
     with d.connect() as c:
         c.execute("CREATE TABLE public.t (id INT PRIMARY KEY) WITH (FLUSH_POLICY = 'manual')")
         c.execute("INSERT INTO public.t SELECT * FROM range(10)")
@@ -237,8 +238,12 @@ def test_sigterm_cancels_past_the_grace_period_and_leaves_the_job_to_be_retried(
     with d.connect() as c:
         job_id = wait_for(lambda: c.execute("SELECT job_id FROM system.jobs WHERE status = 'running'").fetchone(),
                           timeout=30, what="the flush running")[0]
-    d.proc.send_signal(signal.SIGTERM)  # the WAIT is a running statement; the job sleeps 2.5 s
+    start = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)  # the WAIT is a running statement; the job sleeps 6 s
     assert d.wait_exit(timeout=30) == 0
+    # Within the grace (the job step still sleeping is abandoned, not waited for), not a
+    # second or a whole step past it.
+    assert time.monotonic() - start < grace + 0.8
     t.join(timeout=30)
     # Past the grace period the statement is cancelled and the session ended with 57P01, as
     # Postgres's fast shutdown does (not 57014); the job stopped at its next step.
