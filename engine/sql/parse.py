@@ -219,7 +219,7 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         if stmt is None:
             raise SyntaxError_("syntax error: expected RETRY JOB 'id' or KILL JOB 'id'")
         return stmt
-    if first == "CREATE" and "INDEX" in words[1:3]:
+    if first == "CREATE" and (second == "INDEX" or words[1:3] == ["UNIQUE", "INDEX"]):
         return parse_create_index(sql)
     if first == "DROP" and second == "INDEX":
         return parse_drop_index(sql)
