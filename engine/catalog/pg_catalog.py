@@ -101,7 +101,7 @@ TABLES: dict[str, str] = {
         "indimmediate BOOLEAN DEFAULT true, indisclustered BOOLEAN DEFAULT false, indisvalid BOOLEAN DEFAULT true, "
         "indcheckxmin BOOLEAN DEFAULT false, indisready BOOLEAN DEFAULT true, indislive BOOLEAN DEFAULT true, "
         "indisreplident BOOLEAN DEFAULT false, indkey SMALLINT[], indcollation BIGINT[], indclass BIGINT[], "
-        "indoption SMALLINT[], indexprs VARCHAR, indpred VARCHAR"
+        "indoption VARCHAR, indexprs VARCHAR, indpred VARCHAR"
     ),
     "pg_constraint": (
         "oid BIGINT, conname VARCHAR, connamespace BIGINT, contype VARCHAR, condeferrable BOOLEAN DEFAULT false, "
@@ -589,6 +589,10 @@ def role_oid(name: str, bootstrap: bool) -> int:
     return SUPERUSER_OID if bootstrap else 0x40000000 | (zlib.crc32(b"role:" + name.encode()) & 0x3FFFFFFF)
 
 
+# CREATE INDEX indexes: OID INDEX_OID_BASE + 1000 * table id + the index's ordinal.
+INDEX_OID_BASE = 1_000_000_000
+
+
 def relation_oids(tid: int) -> tuple[int, int, int]:
     """(table, primary-key index, primary-key constraint) OIDs of table id `tid`."""
     base = FIRST_TABLE_OID + 3 * tid
@@ -773,8 +777,9 @@ class _Rows:
     def table(self, t, schema: pa.Schema, owner: int) -> None:
         rel, index, constraint = relation_oids(t.tid)
         ns = namespace_oid(t.namespace)
-        self.classes.append((rel, t.name, ns, "r", len(schema), bool(t.primary_key), HEAP_AM, owner))
+        self.classes.append((rel, t.name, ns, "r", len(schema), bool(t.primary_key or t.indexes), HEAP_AM, owner))
         not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
+        self._created_indexes(t, rel, ns, owner)
         if not t.primary_key:
             self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None},
                           _declared(t))
@@ -801,6 +806,19 @@ class _Rows:
                                       f"{_ident(t.namespace)}.{_ident(t.name)} USING btree ({cols})"))
         self.constraintdefs.append((constraint, f"PRIMARY KEY ({cols})"))
         self.indexcols.extend((index, pos, _ident(k)) for pos, k in enumerate(t.primary_key, start=1))
+
+    def _created_indexes(self, t, rel: int, ns: int, owner: int) -> None:
+        """CREATE INDEX records: pg_class (relkind 'i'), pg_index and their definitions."""
+        for ix in t.indexes:
+            oid = INDEX_OID_BASE + 1000 * t.tid + ix.get("ordinal", 0)
+            cols = ix["columns"]
+            self.classes.append((oid, ix["name"], ns, "i", len(cols), False, BTREE_AM, owner))
+            keys = [t.column_names.index(c) + 1 for c in cols]
+            self.indexes.append((oid, rel, len(keys), len(keys), ix["unique"], False, keys))
+            unique = "UNIQUE " if ix["unique"] else ""
+            self.indexdefs.append((oid, f"CREATE {unique}INDEX {_ident(ix['name'])} ON {_ident(t.namespace)}."
+                                        f"{_ident(t.name)} USING btree ({', '.join(_ident(c) for c in cols)})"))
+            self.indexcols.extend((oid, pos, _ident(c)) for pos, c in enumerate(cols, start=1))
 
     def privileges(self, t, roles, names: list[str]) -> None:
         """What each role may do with table t, as the statement checks decide it."""
@@ -839,7 +857,7 @@ class _Rows:
         _insert(cur, f"{PG}.pg_attrdef", "oid, adrelid, adnum, adbin", self.attrdefs)
         _insert(cur, f"{PG}.pg_description", "objoid, classoid, objsubid, description", self.descriptions)
         _insert(cur, f"{PG}.pg_index", "indexrelid, indrelid, indnatts, indnkeyatts, indisunique, indisprimary, "
-                "indkey", self.indexes)
+                "indkey, indoption", [(*row, " ".join("0" * len(row[-1]))) for row in self.indexes])
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
                 self.constraints)
         for rel, num, kind in self.identities:

@@ -90,6 +90,9 @@ class TableDef:
     # longer the key) after ALTER TABLE ... ADD PRIMARY KEY, so no segment is rewritten.
     rowid: bool = False
     comment: str | None = None  # COMMENT ON TABLE
+    # CREATE INDEX: catalog records only ({"name", "columns", "unique", "ordinal"}), shown in
+    # pg_index/pg_indexes; DuckDB scans, so they change no plan.
+    indexes: list[dict] = field(default_factory=list)
     # ALTER TABLE bumps the schema version. Segments record the version they were written
     # with; hot batches are told apart by _seq: every batch at or below an old version's
     # `until_seq` was written under it. Each old version keeps {stored name: column id}.

@@ -84,6 +84,7 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
                     detail=f"constraint {t.name}_pkey on table {t.name} depends on column {c.name}",
                     hint="Use DROP ... CASCADE to drop the dependent objects too.")
             t.columns.remove(c)
+            t.indexes = [i for i in t.indexes if c.name not in i["columns"]]  # as in Postgres: dropped with it
             layout = True
         elif isinstance(a, RenameColumn):
             c = _column(t, a.old)
@@ -91,6 +92,8 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
                 raise DuplicateColumn(f'column "{a.new}" of relation "{t.name}" already exists')
             _check_column_name(a.new)
             t.primary_key = [a.new if k == c.name else k for k in t.primary_key]
+            for i in t.indexes:
+                i["columns"] = [a.new if k == c.name else k for k in i["columns"]]
             c.name = a.new
             layout = True
         elif isinstance(a, RenameTable):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import FeatureNotSupported, ObjectNotInPrerequisiteState, SyntaxError_
 from engine.sql.alter import AlterTable, CommentOn, parse_alter_table, parse_comment
+from engine.sql.index_ddl import parse_create_index, parse_drop_index
 from engine.sql.sequence_ddl import AlterSequence, CreateSequence, DropSequence, parse_sequence_command
 from engine.sql.split import leading_words
 from engine.sql.table_commands import (AddPrimaryKey, Maintenance, Truncate, is_add_primary_key,
@@ -218,6 +219,10 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         if stmt is None:
             raise SyntaxError_("syntax error: expected RETRY JOB 'id' or KILL JOB 'id'")
         return stmt
+    if first == "CREATE" and (second == "INDEX" or words[1:3] == ["UNIQUE", "INDEX"]):
+        return parse_create_index(sql)
+    if first == "DROP" and second == "INDEX":
+        return parse_drop_index(sql)
     if first == "CREATE" and "TABLE" in words[1:3]:
         # unqualified: namespace "", the session's creation namespace (its search path)
         return CreateTableStatement(parse_create_table(sql, ""), " ".join(words[:2]))

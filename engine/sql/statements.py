@@ -66,12 +66,27 @@ def matching_paren(sql: str, open_at: int, statement: str = "CREATE TABLE") -> i
     raise SyntaxError_(f"syntax error: unbalanced parentheses in {statement}")
 
 
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_FOREIGN_KEY = re.compile(r"\b(FOREIGN\s+KEY|REFERENCES)\b", re.I)
+
+
+def refuse_foreign_keys(body: str) -> None:
+    """A foreign key in CREATE TABLE (inline REFERENCES or a table-level FOREIGN KEY) is
+    refused as ALTER TABLE ... ADD CONSTRAINT refuses it: 0A000, never silently dropped."""
+    m = _FOREIGN_KEY.search(_QUOTED.sub("''", body))
+    if m:
+        clause = " ".join(m.group(1).upper().split())
+        raise FeatureNotSupported(f"CREATE TABLE ... {clause} (a foreign key) is not supported by tierd",
+                                  hint="tierd tables have one constraint: their primary key.")
+
+
 def parse_create_table(sql: str, default_ns: str) -> CreateTable:
     m = _CREATE_TABLE.match(sql)
     if not m:
         raise SyntaxError_("syntax error in CREATE TABLE")
     close = matching_paren(sql, m.end() - 1)
     body = sql[m.end() : close]
+    refuse_foreign_keys(body)
     rest = sql[close + 1 :].strip().rstrip(";").strip()
     options: dict[str, str] = {}
     if rest:

@@ -92,7 +92,8 @@ class TieringService:
         and the request made again, so the caller's rows are in Parquet when it returns."""
         word = {"flush": "flush", "compact": "compaction"}[job_type]
         for attempt in (1, 2):
-            if job_type == "flush" and not self._hot.index.get(t.tid):
+            # (batches left by a flush whose hot cleanup failed are work for a flush too)
+            if job_type == "flush" and not self._hot.index.get(t.tid) and not self._hot.store.batch_keys(t.tid):
                 return self.jobs.record(job_type, t.qualified, "skipped",
                                         f"Storage flush skipped: no pending writes for table '{t.qualified}'")
             job, created = self.jobs.submit(job_type, t.qualified, {"trigger": "command"})
