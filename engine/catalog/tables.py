@@ -72,6 +72,10 @@ class TableDef:
     # the configured superuser owns those), and the privileges granted to other roles.
     owner: str | None = None
     grants: dict[str, list[str]] = field(default_factory=dict)  # role -> ["SELECT", ...]
+    # Iceberg publishing: "on" / "off" (None: `[iceberg] enabled`), and the Iceberg identifier
+    # (None: "<namespace>.<table>").
+    iceberg: str | None = None
+    iceberg_table: str | None = None
 
     def scope(self, storage, user: str | None = None) -> str:
         """Directory of one scope: the table's own (SHARED) or one user's (USER tables; the
@@ -126,12 +130,17 @@ class TableOptions:
     storage_id: str = "local"
     flush_policy: str | None = None
     ttl_seconds: int | None = None
+    iceberg: str | None = None
+    iceberg_table: str | None = None
+
+
+_ICEBERG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 def parse_table_options(items: dict[str, str], keyword_type: str | None) -> TableOptions:
     """Validate the WITH (...) options of CREATE TABLE."""
     opts = TableOptions()
-    known = {"TYPE", "STORAGE_ID", "FLUSH_POLICY", "TTL_SECONDS"}
+    known = {"TYPE", "STORAGE_ID", "FLUSH_POLICY", "TTL_SECONDS", "ICEBERG", "ICEBERG_TABLE"}
     for key in items:
         if key not in known:
             raise InvalidParameterValue(f"unknown table option {key!r} (expected one of {', '.join(sorted(known))})")
@@ -142,7 +151,7 @@ def parse_table_options(items: dict[str, str], keyword_type: str | None) -> Tabl
         raise InvalidParameterValue(f"invalid TYPE {ttype!r}: expected USER, SHARED or STREAM")
     opts.table_type = ttype
     if ttype == "STREAM":
-        for key in ("STORAGE_ID", "FLUSH_POLICY"):
+        for key in ("STORAGE_ID", "FLUSH_POLICY", "ICEBERG", "ICEBERG_TABLE"):
             if key in items:
                 raise InvalidParameterValue(f"{key} does not apply to STREAM tables: their rows stay hot "
                                             "and expire after TTL_SECONDS")
@@ -162,6 +171,15 @@ def parse_table_options(items: dict[str, str], keyword_type: str | None) -> Tabl
         opts.flush_policy = str(parse_flush_policy(items["FLUSH_POLICY"]))
     if "TTL_SECONDS" in items:
         raise InvalidParameterValue("TTL_SECONDS is only valid for STREAM tables")
+    if "ICEBERG" in items:
+        value = items["ICEBERG"].lower()
+        if value not in ("on", "off"):
+            raise InvalidParameterValue(f"invalid ICEBERG {items['ICEBERG']!r}: expected 'on' or 'off'")
+        opts.iceberg = value
+    if "ICEBERG_TABLE" in items:
+        if not _ICEBERG_NAME.match(items["ICEBERG_TABLE"]):
+            raise InvalidParameterValue(f"invalid ICEBERG_TABLE {items['ICEBERG_TABLE']!r}: expected 'namespace.table'")
+        opts.iceberg_table = items["ICEBERG_TABLE"]
     return opts
 
 

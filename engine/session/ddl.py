@@ -48,7 +48,8 @@ def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> S
                 raise InvalidTableDefinition(f'column name "{c.name}" is reserved for a system column')
         t = TableDef(tid=0, namespace=ct.namespace, name=ct.name, columns=columns, primary_key=pk,
                      table_type=opts.table_type, storage_id=opts.storage_id,
-                     flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds, owner=s.user)
+                     flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds, owner=s.user,
+                     iceberg=opts.iceberg, iceberg_table=opts.iceberg_table)
         with eng.hot.locked():
             eng.create_table(t)
     return StatementResult("CREATE TABLE")

@@ -1,0 +1,151 @@
+"""Where tierd finds its Iceberg catalog: the pyiceberg catalog (embedded SQLite in the data
+dir by default, PostgreSQL or any SQLAlchemy URI shared by several daemons, or a REST
+catalog), opened lazily so a catalog that is down never stops the daemon from starting, with
+the file IO of each storage (its S3 endpoint and keys), since an Iceberg table's metadata lives
+in the storage of its segments.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog as PyCatalog, load_catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.table import Table
+from pyiceberg.table.name_mapping import MappedField, NameMapping, create_mapping_from_schema
+
+from engine.storage.backend import Storage
+from engine.storage.s3 import S3Storage
+
+CATALOG_NAME = "tierd"
+NAME_MAPPING = "schema.name-mapping.default"
+HIDDEN_COLUMNS = ("_deleted", "_written_at")  # in segments, never visible: not in the Iceberg schema
+# Readers map every Parquet column by name, so the hidden ones get ids outside the schema's range.
+HIDDEN_FIELD_ID = 2_000_000_000
+
+
+@dataclass
+class IcebergSettings:
+    """`[iceberg]`: publishing on by default; `catalog_uri` "" is the embedded SQLite catalog."""
+    enabled: bool = True
+    catalog_uri: str = ""  # "", a SQLAlchemy URI (postgresql+psycopg://...), or http(s):// (REST)
+    node_id: str = ""  # "": generated once and kept in the data dir
+    catch_up_interval_s: float = 10.0  # how often tables with unpublished commits are published
+
+    def effective_uri(self, data_dir: str) -> str:
+        if self.catalog_uri:
+            return self.catalog_uri
+        return f"sqlite:///{os.path.join(os.path.abspath(data_dir), 'iceberg', 'catalog.db')}"
+
+    def redacted_uri(self, data_dir: str) -> str:
+        """The URI without a password (for system views and logs)."""
+        uri = self.effective_uri(data_dir)
+        head, sep, rest = uri.partition("://")
+        creds, at, host = rest.rpartition("@")
+        if at and ":" in creds:
+            creds = creds.split(":", 1)[0] + ":********"
+        return f"{head}{sep}{creds}{at}{host}"
+
+
+def file_io_properties(storage: Storage) -> dict[str, str]:
+    """pyiceberg's FileIO settings for a storage: none for local files, endpoint and keys for S3."""
+    if not isinstance(storage, S3Storage):
+        return {}
+    props = {"s3.region": storage.region, "s3.connect-timeout": str(storage.connect_timeout),
+             "s3.request-timeout": str(max(storage.request_timeout, 10.0))}
+    if storage.host:
+        props["s3.endpoint"] = f"{storage.scheme}://{storage.host}"
+        props["s3.force-virtual-addressing"] = "false" if storage.path_style else "true"
+    if storage.access_key_id and storage.secret_access_key:
+        props["s3.access-key-id"] = storage.access_key_id
+        props["s3.secret-access-key"] = storage.secret_access_key
+        if storage.session_token:
+            props["s3.session-token"] = storage.session_token
+    else:
+        props["s3.anonymous"] = "true"
+    return props
+
+
+def name_mapping(schema) -> NameMapping:
+    """The table's columns by name, and the segment columns the schema leaves out (so readers that
+    need every file column mapped skip them): the seam where ALTER TABLE's schema evolution
+    would add or rename mapped names by column id."""
+    mapped = list(create_mapping_from_schema(schema).root)
+    mapped += [MappedField(field_id=HIDDEN_FIELD_ID + i, names=[c]) for i, c in enumerate(HIDDEN_COLUMNS)]
+    return NameMapping(root=mapped)
+
+
+class IcebergCatalogs:
+    """One pyiceberg catalog object per storage (same catalog, that storage's file IO)."""
+
+    def __init__(self, settings: IcebergSettings, data_dir: str):
+        self.settings = settings
+        self.data_dir = data_dir
+        self._lock = threading.Lock()
+        self._catalogs: dict[tuple, PyCatalog] = {}
+
+    def catalog(self, storage: Storage) -> PyCatalog:
+        io = file_io_properties(storage)
+        key = (storage.storage_id, tuple(sorted(io.items())))
+        with self._lock:
+            cat = self._catalogs.get(key)
+            if cat is None:
+                uri = self.settings.effective_uri(self.data_dir)
+                props: dict[str, str] = {"uri": uri, "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO", **io}
+                if uri.startswith(("http://", "https://")):
+                    props["type"] = "rest"
+                else:
+                    props["type"] = "sql"
+                    props["warehouse"] = "file://" + os.path.join(os.path.abspath(self.data_dir), "iceberg")
+                    if uri.startswith("sqlite:"):
+                        os.makedirs(os.path.join(self.data_dir, "iceberg"), exist_ok=True)
+                cat = load_catalog(CATALOG_NAME, **props)
+                self._catalogs[key] = cat
+            return cat
+
+    def forget(self) -> None:
+        """Drop cached catalogs (a storage replaced, a catalog connection that went bad)."""
+        with self._lock:
+            for cat in self._catalogs.values():
+                engine = getattr(cat, "engine", None)
+                if engine is not None:
+                    engine.dispose()
+            self._catalogs.clear()
+
+    def load(self, storage: Storage, identifier: str) -> Table | None:
+        try:
+            return self.catalog(storage).load_table(identifier)
+        except NoSuchTableError:
+            return None
+
+    def ensure(self, storage: Storage, identifier: str, location: str, schema: pa.Schema) -> Table:
+        """The Iceberg table, created at `location` on first use (format v2, unpartitioned,
+        columns mapped by name since segments carry no field ids). Another daemon may create it
+        at the same moment: then its table is used."""
+        cat = self.catalog(storage)
+        try:
+            return cat.load_table(identifier)
+        except NoSuchTableError:
+            pass
+        namespace = identifier.rsplit(".", 1)[0]
+        try:
+            cat.create_namespace(namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        visible = pa.schema([f for f in schema if f.name not in HIDDEN_COLUMNS])
+        try:
+            table = cat.create_table(identifier, schema=visible, location=location,
+                                     properties={"format-version": "2", "tierd.created-by": "tierd"})
+        except TableAlreadyExistsError:
+            return cat.load_table(identifier)
+        with table.transaction() as tx:
+            tx.set_properties({NAME_MAPPING: name_mapping(table.schema()).model_dump_json()})
+        return cat.load_table(identifier)
+
+    def drop(self, storage: Storage, identifier: str) -> None:
+        try:
+            self.catalog(storage).drop_table(identifier)
+        except NoSuchTableError:
+            pass
