@@ -4,6 +4,7 @@
 # still missing afterwards skips, saying why.
 #   - systemd-analyze (Debian's systemd) for tests/test_service.py's unit-file check
 #   - psql and pgbench (postgresql-client) for the psql and pgbench tests
+#   - a PostgreSQL 15 server (postgresql-15) for the shared Iceberg catalog (tests/test_iceberg_writers.py)
 #   - pgJDBC (libpostgresql-jdbc-java) and a JDK (javac) for tests/test_client_jdbc.py
 #   - Node.js + npm, then node-postgres pinned by tests/clients/node/package-lock.json (npm ci)
 #     for tests/test_client_node.py
@@ -24,6 +25,7 @@ apt_install() {
 missing=""
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 { command -v psql >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1; } || missing="$missing postgresql-client"
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$missing postgresql-15"
 [ -e /usr/share/java/postgresql.jar ] || missing="$missing libpostgresql-jdbc-java"
 command -v javac >/dev/null 2>&1 || missing="$missing openjdk-17-jdk-headless"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
