@@ -25,7 +25,7 @@ class catalog:
     the first publish); `s3`: a tests.s3server.S3Server whose bucket holds the table."""
 
     def __init__(self, uri: str, s3=None):
-        self.props = {"type": "sql", "uri": uri}
+        self.props = {"type": "sql", "uri": uri, "pool_pre_ping": "true"}
         if s3 is not None:
             self.props.update({"s3.endpoint": s3.endpoint, "s3.access-key-id": s3.access_key,
                                "s3.secret-access-key": s3.secret_key, "s3.region": s3.region,

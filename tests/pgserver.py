@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,9 +56,12 @@ def pg(tmp_path_factory):
     """One PostgreSQL 15 per test module; skipped when it is not installed (tests/install-test-deps.sh)."""
     if not (PG_BIN / "initdb").exists():
         pytest.skip("postgresql-15 is not installed (tests/install-test-deps.sh installs it)")
-    server = PgServer(str(tmp_path_factory.mktemp("pg")))
-    server.start()
+    # Not under pytest's tmp dir: that is private to root, and initdb runs as an unprivileged user.
+    workdir = tempfile.mkdtemp(prefix="tierd-test-pg-")
+    server = PgServer(workdir)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -99,6 +99,7 @@ class IcebergCatalogs:
                 else:
                     props["type"] = "sql"
                     props["warehouse"] = "file://" + os.path.join(os.path.abspath(self.data_dir), "iceberg")
+                    props["pool_pre_ping"] = "true"  # a catalog server restarted since: reconnect, not fail
                     if uri.startswith("sqlite:"):
                         os.makedirs(os.path.join(self.data_dir, "iceberg"), exist_ok=True)
                 cat = load_catalog(CATALOG_NAME, **props)
