@@ -17,7 +17,7 @@ import pyarrow as pa
 from engine.catalog.pg_catalog import PgCatalog
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
-from engine.catalog.tables import Catalog, Column, TableDef
+from engine.catalog.tables import Catalog, Column, TableDef, assign_field_ids
 from engine.tiers.cold import ColdTier, Scopes
 from engine.failpoints import Failpoints
 from engine.tiers.hot import HotTier
@@ -147,6 +147,8 @@ class EngineCore:
     def create_table(self, t: TableDef) -> TableDef:
         """Under the write lock: register `t` (columns already validated), build its DuckDB objects."""
         storage = self.storages.get(t.storage_id)
+        if not t.is_stream:
+            t.field_ids = assign_field_ids(t)
         if t.is_user:  # {userId} stays open: each user's directory is resolved at its first flush
             t.scope_dir = storage.scope_dir(t.namespace, t.name, "{userId}")
         elif not t.is_stream:

@@ -76,6 +76,10 @@ class TableDef:
     # (None: "<namespace>.<table>").
     iceberg: str | None = None
     iceberg_table: str | None = None
+    # Column ids (Iceberg field ids, written into every segment's Parquet schema), given at
+    # CREATE TABLE and never reused: the seam where ALTER TABLE evolves the Iceberg schema by
+    # column id. None for tables created before ids existed (readers map them by name).
+    field_ids: dict[str, int] | None = None
 
     def scope(self, storage, user: str | None = None) -> str:
         """Directory of one scope: the table's own (SHARED) or one user's (USER tables; the
@@ -114,6 +118,20 @@ class TableDef:
         raw = dict(raw)
         raw["columns"] = [Column(**c) for c in raw["columns"]]
         return cls(**raw)
+
+
+# Ids of segment columns no reader sees (tombstone flag, STREAM write time): far above any
+# column id a table will reach, below Iceberg's reserved range.
+HIDDEN_FIELD_IDS = {"_deleted": 2_000_000_000, WRITTEN_AT: 2_000_000_001}
+
+
+def assign_field_ids(t: TableDef) -> dict[str, int]:
+    """Ids 1..n for the columns, then `_user_id` (USER) and `_seq`, in the segments' column
+    order, so a new Iceberg table (which numbers its columns in order) gets the same ids."""
+    names = t.column_names + ([OWNER] if t.is_user else []) + ["_seq"]
+    ids = {name: i + 1 for i, name in enumerate(names)}
+    ids.update(HIDDEN_FIELD_IDS)
+    return ids
 
 
 def check_identifier(name: str, what: str) -> str:

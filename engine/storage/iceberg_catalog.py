@@ -21,9 +21,6 @@ from engine.storage.s3 import S3Storage
 
 CATALOG_NAME = "tierd"
 NAME_MAPPING = "schema.name-mapping.default"
-HIDDEN_COLUMNS = ("_deleted", "_written_at")  # in segments, never visible: not in the Iceberg schema
-# Readers map every Parquet column by name, so the hidden ones get ids outside the schema's range.
-HIDDEN_FIELD_ID = 2_000_000_000
 
 
 @dataclass
@@ -68,12 +65,13 @@ def file_io_properties(storage: Storage) -> dict[str, str]:
     return props
 
 
-def name_mapping(schema) -> NameMapping:
-    """The table's columns by name, and the segment columns the schema leaves out (so readers that
-    need every file column mapped skip them): the seam where ALTER TABLE's schema evolution
-    would add or rename mapped names by column id."""
+def name_mapping(schema, hidden: dict[str, int]) -> NameMapping:
+    """The table's columns by name, and the segment columns the schema leaves out (`hidden`: name
+    -> id outside the schema, so readers that need every file column mapped skip them). Used for
+    segments written without field ids; the seam where ALTER TABLE's schema evolution would add
+    or rename mapped names by column id."""
     mapped = list(create_mapping_from_schema(schema).root)
-    mapped += [MappedField(field_id=HIDDEN_FIELD_ID + i, names=[c]) for i, c in enumerate(HIDDEN_COLUMNS)]
+    mapped += [MappedField(field_id=fid, names=[name]) for name, fid in hidden.items()]
     return NameMapping(root=mapped)
 
 
@@ -121,10 +119,12 @@ class IcebergCatalogs:
         except NoSuchTableError:
             return None
 
-    def ensure(self, storage: Storage, identifier: str, location: str, schema: pa.Schema) -> Table:
-        """The Iceberg table, created at `location` on first use (format v2, unpartitioned,
-        columns mapped by name since segments carry no field ids). Another daemon may create it
-        at the same moment: then its table is used."""
+    def ensure(self, storage: Storage, identifier: str, location: str, schema: pa.Schema,
+               hidden: dict[str, int]) -> Table:
+        """The Iceberg table, created at `location` on first use (format v2, unpartitioned) with
+        `schema`'s columns numbered 1..n in order, plus a name mapping for segments without
+        field ids (`hidden`: segment columns left out). Another daemon may create it at the same
+        moment: then its table is used."""
         cat = self.catalog(storage)
         try:
             return cat.load_table(identifier)
@@ -135,14 +135,13 @@ class IcebergCatalogs:
             cat.create_namespace(namespace)
         except NamespaceAlreadyExistsError:
             pass
-        visible = pa.schema([f for f in schema if f.name not in HIDDEN_COLUMNS])
         try:
-            table = cat.create_table(identifier, schema=visible, location=location,
+            table = cat.create_table(identifier, schema=schema, location=location,
                                      properties={"format-version": "2", "tierd.created-by": "tierd"})
         except TableAlreadyExistsError:
             return cat.load_table(identifier)
         with table.transaction() as tx:
-            tx.set_properties({NAME_MAPPING: name_mapping(table.schema()).model_dump_json()})
+            tx.set_properties({NAME_MAPPING: name_mapping(table.schema(), hidden).model_dump_json()})
         return cat.load_table(identifier)
 
     def drop(self, storage: Storage, identifier: str) -> None:

@@ -27,12 +27,14 @@ def is_segment_file(name: str) -> bool:
 
 
 def write_segment(storage: Storage, scope: str, seg_id: int, rows: pa.Table, columns: list[str], kind: str,
-                  failpoints: Failpoints, step: str, check: Callable[[], None] = lambda: None) -> Segment:
+                  failpoints: Failpoints, step: str, check: Callable[[], None] = lambda: None,
+                  field_ids: dict[str, int] | None = None) -> Segment:
     """Write `rows` as segment `seg_id` of a scope; `step` names its failpoints
-    (`<step>.before_parquet`, `<step>.after_parquet`); `check` runs first (a KILL JOB)."""
+    (`<step>.before_parquet`, `<step>.after_parquet`); `check` runs first (a KILL JOB);
+    `field_ids`: the table's column ids, stored in the Parquet schema (see `with_field_ids`)."""
     check()
     path = segment_path(seg_id)
-    data = segment_bytes(rows)
+    data = segment_bytes(with_field_ids(rows, field_ids) if field_ids else rows)
     failpoints.hit(f"{step}.before_parquet")
     size = storage.write_atomic(f"{scope}/{path}", data)
     failpoints.hit(f"{step}.after_parquet")
@@ -42,6 +44,17 @@ def write_segment(storage: Storage, scope: str, seg_id: int, rows: pa.Table, col
         row_count=rows.num_rows, size_bytes=size, created_at=now_iso(), kind=kind,
         column_stats=column_stats(rows, columns),
     )
+
+
+def with_field_ids(rows: pa.Table, field_ids: dict[str, int]) -> pa.Table:
+    """`rows` with each column's id as Parquet field id (`PARQUET:field_id`), the way Iceberg
+    readers find columns: with ids in the files, readers that ignore Iceberg's name mapping
+    (Daft) read tierd's segments too. Zero-copy: only the schema changes."""
+    fields = []
+    for f in rows.schema:
+        fid = field_ids.get(f.name)
+        fields.append(f if fid is None else f.with_metadata({**(f.metadata or {}), b"PARQUET:field_id": str(fid).encode()}))
+    return pa.Table.from_arrays(rows.columns, schema=pa.schema(fields, metadata=rows.schema.metadata))
 
 
 def segment_bytes(rows: pa.Table) -> bytes:

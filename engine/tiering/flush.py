@@ -138,7 +138,7 @@ class Flusher:
             if not sorted_by_key(t.primary_key, rows):
                 rows = rows.sort_by([(c, "ascending") for c in t.primary_key])
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments), rows,
-                                          t.column_names, kind, self._fp, "flush", check))
+                                          t.column_names, kind, self._fp, "flush", check, t.field_ids))
         new_manifest = manifest.apply(FlushEdit(segments, watermark))
         check()  # the last point where KILL JOB can stop it: next is the commit
         self._fp.hit("flush.before_manifest")

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from pyiceberg.io import load_file_io
 from pyiceberg.manifest import DataFileContent
 
-from engine.catalog.tables import TableDef, scope_name
+from engine.catalog.tables import HIDDEN_FIELD_IDS, TableDef, scope_name
 from engine.errors import EngineError
 from engine.failpoints import Failpoints
 from engine.storage.backend import Storage
@@ -160,7 +160,12 @@ class Publisher:
                 self._save_state(t, st)
                 return "completed", f"Iceberg publish of table '{t.qualified}': no cold data yet", 0
             schema = self._segment_schema(storage, self._path(storage, t, first.user_id, first.segments[0].path))
-            table = self.catalogs.ensure(storage, identifier, self.location(t, storage), schema)
+            visible = [f.remove_metadata() for f in schema if f.name not in HIDDEN_FIELD_IDS]
+            if t.field_ids:
+                visible.sort(key=lambda f: t.field_ids.get(f.name, len(t.field_ids)))
+            table = self.catalogs.ensure(storage, identifier, self.location(t, storage), pa.schema(visible),
+                                         HIDDEN_FIELD_IDS)
+        self._check_ids(t, table, identifier)
         check()
         present = {f.file_path for f in live_files(table) if f.content == DataFileContent.DATA}
         changes = [self._scope_change(t, storage, table.location(), u, m, present) for u, m in sorted(
@@ -181,6 +186,17 @@ class Publisher:
             f"Published table '{t.qualified}' to Iceberg table '{identifier}' as snapshot {result.snapshot_id}: "
             f"{result.added_files} file(s) added, {result.removed_files} removed, "
             f"{result.delete_rows} row position(s) deleted"), result.added_files
+
+    @staticmethod
+    def _check_ids(t: TableDef, table, identifier: str) -> None:
+        """Segments carry the table's column ids: the Iceberg table must use the same ones (a
+        table created by another daemon with other columns would read the wrong ones)."""
+        if not t.field_ids:
+            return
+        wrong = [f.name for f in table.schema().fields if t.field_ids.get(f.name) != f.field_id]
+        if wrong:
+            raise EngineError(f"Iceberg table {identifier} has other column ids than table '{t.qualified}' "
+                              f"for {', '.join(wrong)}; publish it under another ICEBERG_TABLE name")
 
     def _path(self, storage: Storage, t: TableDef, user: str | None, seg_path: str) -> str:
         return storage.reader_path(f"{t.scope(storage, user)}/{seg_path}")

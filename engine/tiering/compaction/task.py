@@ -69,7 +69,7 @@ class Compactor:
         def write(batches: list[pa.RecordBatch]) -> None:
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments),
                                           pa.Table.from_batches(batches), t.column_names, "base",
-                                          self._fp, "compact", check))
+                                          self._fp, "compact", check, t.field_ids))
         try:
             with self._reaper.reading():
                 reader = cur.execute(
