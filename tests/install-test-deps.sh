@@ -5,6 +5,8 @@
 #   - systemd-analyze (Debian's systemd) for tests/test_service.py's unit-file check
 #   - psql and pgbench (postgresql-client) for the psql and pgbench tests
 #   - a PostgreSQL 15 server (postgresql-15) for the shared Iceberg catalog (tests/test_iceberg_writers.py)
+#   - Daft (and Ray for its distributed runner) in a venv of their own, .venv-readers: Daft needs a
+#     pyarrow older than tierd's pin (tests/test_iceberg_daft.py)
 #   - pgJDBC (libpostgresql-jdbc-java) and a JDK (javac) for tests/test_client_jdbc.py
 #   - Node.js + npm, then node-postgres pinned by tests/clients/node/package-lock.json (npm ci)
 #     for tests/test_client_node.py
@@ -42,4 +44,12 @@ if command -v npm >/dev/null 2>&1; then
             cp "$lock" "$stamp" || echo "note: npm ci failed; tests/test_client_node.py will skip"
     fi
 fi
+readers="$here/../.venv-readers"
+if [ ! -x "$readers/bin/python" ] || ! "$readers/bin/python" -c "import daft, ray, pyiceberg" >/dev/null 2>&1; then
+    echo "installing Daft and Ray into .venv-readers (the external readers of tests/test_iceberg_daft.py)"
+    { "$here/../.venv/bin/python" -m venv --clear "$readers" &&
+      "$readers/bin/pip" install -q "daft==0.7.26" "ray[data,client]==2.59.0" "pyiceberg==0.12.0" \
+          "sqlalchemy==2.0.54" >/dev/null 2>&1; } || echo "note: installing Daft failed; tests/test_iceberg_daft.py will skip"
+fi
+
 exit 0
