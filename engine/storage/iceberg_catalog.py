@@ -10,14 +10,17 @@ import os
 import threading
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
-from pyiceberg.catalog import Catalog as PyCatalog, load_catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
-from pyiceberg.table import Table
-from pyiceberg.table.name_mapping import MappedField, NameMapping, create_mapping_from_schema
 
 from engine.storage.backend import Storage
 from engine.storage.s3 import S3Storage
+
+if TYPE_CHECKING:  # pyiceberg is imported at first use: a daemon that publishes nothing never loads it
+    from pyiceberg.catalog import Catalog as PyCatalog
+    from pyiceberg.table import Table
+    from pyiceberg.table.name_mapping import NameMapping
 
 CATALOG_NAME = "tierd"
 NAME_MAPPING = "schema.name-mapping.default"
@@ -70,6 +73,8 @@ def name_mapping(schema, hidden: dict[str, int]) -> NameMapping:
     -> id outside the schema, so readers that need every file column mapped skip them). Used for
     segments written without field ids; the seam where ALTER TABLE's schema evolution would add
     or rename mapped names by column id."""
+    from pyiceberg.table.name_mapping import MappedField, NameMapping, create_mapping_from_schema
+
     mapped = list(create_mapping_from_schema(schema).root)
     mapped += [MappedField(field_id=fid, names=[name]) for name, fid in hidden.items()]
     return NameMapping(root=mapped)
@@ -90,6 +95,8 @@ class IcebergCatalogs:
         with self._lock:
             cat = self._catalogs.get(key)
             if cat is None:
+                from pyiceberg.catalog import load_catalog
+
                 uri = self.settings.effective_uri(self.data_dir)
                 props: dict[str, str] = {"uri": uri, "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO", **io}
                 if uri.startswith(("http://", "https://")):
@@ -114,6 +121,8 @@ class IcebergCatalogs:
             self._catalogs.clear()
 
     def load(self, storage: Storage, identifier: str) -> Table | None:
+        from pyiceberg.exceptions import NoSuchTableError
+
         try:
             return self.catalog(storage).load_table(identifier)
         except NoSuchTableError:
@@ -125,6 +134,8 @@ class IcebergCatalogs:
         `schema`'s columns numbered 1..n in order, plus a name mapping for segments without
         field ids (`hidden`: segment columns left out). Another daemon may create it at the same
         moment: then its table is used."""
+        from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+
         cat = self.catalog(storage)
         try:
             return cat.load_table(identifier)
@@ -145,6 +156,8 @@ class IcebergCatalogs:
         return cat.load_table(identifier)
 
     def drop(self, storage: Storage, identifier: str) -> None:
+        from pyiceberg.exceptions import NoSuchTableError
+
         try:
             self.catalog(storage).drop_table(identifier)
         except NoSuchTableError:

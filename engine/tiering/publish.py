@@ -31,8 +31,6 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyiceberg.io import load_file_io
-from pyiceberg.manifest import DataFileContent
 
 from engine.catalog.tables import HIDDEN_FIELD_IDS, TableDef, scope_name
 from engine.errors import EngineError
@@ -40,7 +38,6 @@ from engine.failpoints import Failpoints
 from engine.storage.backend import Storage
 from engine.storage.hot_store import HotStore
 from engine.storage.iceberg_catalog import IcebergCatalogs, file_io_properties
-from engine.storage.iceberg_snapshot import ScopeChange, commit_changes, live_files
 from engine.storage.manifest import Manifest, now_iso
 from engine.tiers import views
 from engine.tiers.cold import ColdTier
@@ -141,6 +138,10 @@ class Publisher:
 
     # ------------------------------------------------------------------ the job
     def publish(self, t: TableDef, check=lambda: None) -> Outcome:
+        from pyiceberg.manifest import DataFileContent
+
+        from engine.storage.iceberg_snapshot import commit_changes, live_files
+
         if not self.enabled_for(t):
             return "skipped", f"Iceberg publish skipped: publishing is off for table '{t.qualified}'", 0
         if t.tid in self._cold.unavailable:
@@ -202,12 +203,16 @@ class Publisher:
         return storage.reader_path(f"{t.scope(storage, user)}/{seg_path}")
 
     def _segment_schema(self, storage: Storage, path: str) -> pa.Schema:
+        from pyiceberg.io import load_file_io
+
         io = load_file_io(file_io_properties(storage), path)
         with io.new_input(path).open() as stream:
             return pq.read_schema(stream)
 
     def _scope_change(self, t: TableDef, storage: Storage, location: str, user: str | None, m: Manifest,
-                      present: set[str]) -> ScopeChange:
+                      present: set[str]):
+        from engine.storage.iceberg_snapshot import ScopeChange
+
         prefix = storage.reader_path(t.scope(storage, user)) + "/"
         tag = "shared" if user is None else f"user-{scope_name(user)}"
         delete_prefix = f"{location}/data/deletes/{self.node_id}/{tag}/"
