@@ -67,15 +67,15 @@ class Engine(EngineCore):
         for t in list(self.catalog.tables.values()):
             recovery.recover_table(self.admin, self.hot, self.cold, t)
         self.has_user_tables = any(t.is_user for t in self.catalog.tables.values())
+        self.reaper = FileReaper()
         self.iceberg = IcebergCatalogs(config.iceberg, self.data_dir)
-        publisher = Publisher(self.iceberg, self.cold, self.db, store, self.failpoints)
+        publisher = Publisher(self.iceberg, self.cold, self.db, store, self.failpoints, self.reaper)
         self.system_tables = SystemTables(self.db, self.catalog, self.roles, self.storages, self.hot, self.cold,
                                           config, publisher)
         self.hot.mark_visible(self.hot.seq)  # everything recovered is visible
         self._create_identity_macros()
         pg_catalog.install(self.admin)
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
-        self.reaper = FileReaper()
         self.tiering = TieringService(self.catalog, self.hot, self.cold, self.db, self.failpoints, self.reaper,
                                       config.jobs, config, publisher)
         self.tiering.start(self.retry_unavailable)

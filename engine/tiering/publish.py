@@ -39,6 +39,7 @@ from engine.storage.backend import Storage
 from engine.storage.hot_store import HotStore
 from engine.storage.iceberg_catalog import IcebergCatalogs, file_io_properties
 from engine.storage.manifest import Manifest, now_iso
+from engine.storage.reaper import FileReaper
 from engine.tiers import views
 from engine.tiers.cold import ColdTier
 
@@ -65,12 +66,13 @@ def scope_key(user: str | None) -> str:
 
 class Publisher:
     def __init__(self, catalogs: IcebergCatalogs, cold: ColdTier, db: duckdb.DuckDBPyConnection, store: HotStore,
-                 failpoints: Failpoints):
+                 failpoints: Failpoints, reaper: FileReaper):
         self.catalogs = catalogs
         self._cold = cold
         self._db = db
         self._store = store
         self._fp = failpoints
+        self._reaper = reaper  # files a compaction replaced stay while a publish reads them
         self.node_id = self._node_id()
 
     def _node_id(self) -> str:
@@ -169,16 +171,17 @@ class Publisher:
         self._check_ids(t, table, identifier)
         check()
         present = {f.file_path for f in live_files(table) if f.content == DataFileContent.DATA}
-        changes = [self._scope_change(t, storage, table.location(), u, m, present) for u, m in sorted(
-            pending.items(), key=lambda kv: kv[0] or "")]
-        versions = {**st.versions, **{scope_key(u): m.version for u, m in pending.items()}}
-        check()
-        self._fp.hit("publish.before_commit")
-        summary = {"tierd.node-id": self.node_id, "tierd.table": t.qualified,
-                   "tierd.manifest-versions": json.dumps({scope_key(u): m.version for u, m in pending.items()},
-                                                         sort_keys=True)}
-        props = {f"tierd.published.{self.node_id}": json.dumps(versions, sort_keys=True)}
-        result = commit_changes(table, changes, props, summary)
+        with self._reaper.reading():  # what a compaction replaces meanwhile stays until this is done
+            changes = [self._scope_change(t, storage, table.location(), u, m, present) for u, m in sorted(
+                pending.items(), key=lambda kv: kv[0] or "")]
+            versions = {**st.versions, **{scope_key(u): m.version for u, m in pending.items()}}
+            check()
+            self._fp.hit("publish.before_commit")
+            summary = {"tierd.node-id": self.node_id, "tierd.table": t.qualified,
+                       "tierd.manifest-versions": json.dumps({scope_key(u): m.version for u, m in pending.items()},
+                                                             sort_keys=True)}
+            props = {f"tierd.published.{self.node_id}": json.dumps(versions, sort_keys=True)}
+            result = commit_changes(table, changes, props, summary)
         self._fp.hit("publish.after_commit")
         st.versions, st.identifier = versions, identifier
         st.snapshot_id, st.published_at = result.snapshot_id, now_iso()
