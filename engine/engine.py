@@ -8,6 +8,7 @@ sessions, live settings and shutdown. What each part does lives in its own modul
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import threading
@@ -25,6 +26,7 @@ from engine.storage.iceberg_catalog import IcebergCatalogs
 from engine.tiers.hot import HotTier
 from engine.tiers import views
 from engine.tiers.point_lookup import PointLookups
+from engine.session.settings import pg_settings_rows
 from engine.session.session import EngineSession
 from engine.storage.backend import Storage
 from engine.storage.hot_store import HotStore
@@ -74,8 +76,9 @@ class Engine(EngineCore):
                                           config, publisher)
         self.hot.mark_visible(self.hot.seq)  # everything recovered is visible
         self._create_identity_macros()
-        pg_catalog.install(self.admin)
+        pg_catalog.install(self.admin, pg_settings_rows(), datetime.datetime.now(datetime.timezone.utc))
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
+        self.running_copies: dict[int, object] = {}  # session -> its COPY FROM (pg_stat_progress_copy)
         self.tiering = TieringService(self.catalog, self.hot, self.cold, self.db, self.failpoints, self.reaper,
                                       config.jobs, config, publisher)
         self.tiering.start(self.retry_unavailable)

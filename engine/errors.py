@@ -249,6 +249,8 @@ def from_duckdb(exc: Exception) -> EngineError:
     if isinstance(exc, duckdb.InvalidInputException):
         if "division by zero" in msg.lower():
             return DivisionByZero("division by zero")
+        if "unrecognized configuration parameter" in msg:  # tierd's current_setting (pg_catalog)
+            return UndefinedObject(msg[msg.index("unrecognized configuration parameter"):])
         return InvalidParameterValue(msg)
     if isinstance(exc, duckdb.TransactionException):
         return SerializationFailure(msg)

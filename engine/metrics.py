@@ -23,6 +23,8 @@ COUNTERS: dict[str, str] = {
     "tierd_jobs_finished_total": "Jobs that reached a final status, by job type and status.",
     "tierd_job_rows_total": "Row versions moved by completed jobs, by job type.",
     "tierd_reloads_total": "Configuration reloads (SIGHUP), by result.",
+    "tierd_fast_path_total": "Statements a fast path answered without a DuckDB query (used) or handed to the "
+                             "general path (fallback), by path.",
 }
 # Summaries: a _sum and a _count series each.
 SUMMARIES: dict[str, str] = {

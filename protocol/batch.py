@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import io
 
+import pyarrow as pa
+
 from . import messages
+from .column_names import postgres_schema
+from .rows import data_rows, each_data_row, plan_columns
 from .session import ConnectionState, Portal, PreparedStatement
+
+NO_ROWS = object()  # PreparedStatement.result_schema of a statement that returns no rows
 
 
 class PendingBatch:
@@ -26,6 +32,7 @@ class PendingBatch:
         self.state, self.sql, self.out = state, sql, out   # out: the real write file
         self.params: list[list] = []
         self.segments: list[bytes] = []
+        self.columns: list = []   # per Execute: how its RETURNING rows are encoded (None: no rows)
 
 
 class BatchFailed(Exception):
@@ -42,6 +49,19 @@ class InsertBatching:
             statement.batchable = state.session.batchable(statement.sql)
         return statement.batchable
 
+    def batch_columns(self, state: ConnectionState, portal: Portal) -> list | None:
+        """How a batchable portal's rows (INSERT … RETURNING columns) go on the wire, from the
+        statement's described schema (asked of the engine once per statement); None: no rows."""
+        if portal.columns is None:
+            statement = portal.statement
+            if statement.result_schema is None:
+                _, schema = state.session.describe(statement.sql)
+                statement.result_schema = NO_ROWS if schema is None else schema
+            if statement.result_schema is not NO_ROWS:
+                portal.columns = plan_columns(postgres_schema(statement.sql, statement.result_schema),
+                                              portal.result_formats, state.timezone)
+        return portal.columns
+
     def hold_execute(self, state: ConnectionState, portal: Portal) -> None:
         """Hold this Execute in the pending batch (started here if it holds another
         statement's): its reply is written when the batch runs."""
@@ -54,6 +74,7 @@ class InsertBatching:
             self.batch = PendingBatch(state, sql, self.wfile)
             self.wfile = io.BytesIO()
         self.batch.params.append(portal.params)
+        self.batch.columns.append(self.batch_columns(state, portal))
         self.batch.segments.append(self.wfile.getvalue())
         self.wfile.seek(0)
         self.wfile.truncate()
@@ -76,9 +97,15 @@ class InsertBatching:
         state = batch.state
         state.session.begin_segment()
         results, error = state.session.execute_batch(batch.sql, batch.params)
-        for segment, result in zip(batch.segments, results):
+        rows = _one_row_each(results, batch.columns)
+        for i, (segment, result, columns) in enumerate(zip(batch.segments, results, batch.columns)):
             self.write(segment)
             self.send_notices(result.notices)
+            if rows is not None:
+                self.write(rows[i])
+            elif result.table is not None and columns is not None:
+                for chunk in data_rows(result.table, columns):
+                    self.write(chunk)
             self.write(messages.command_complete(result.tag))
         if error is None:
             self.write(after)
@@ -86,3 +113,13 @@ class InsertBatching:
         self.write(batch.segments[len(results)])
         self.send_error(error)
         state.skip_until_sync = True
+
+
+def _one_row_each(results: list, columns: list) -> list[bytes] | None:
+    """The DataRow of each result when every result is one RETURNING row encoded alike (the
+    common case of a batch), encoded together; None: encode result by result."""
+    if not results or columns[0] is None or any(
+            r.table is None or r.table.num_rows != 1 or c != columns[0] for r, c in zip(results, columns)):
+        return None
+    table = pa.concat_tables([r.table for r in results]).combine_chunks()
+    return each_data_row(table.to_batches()[0], columns[0])

@@ -127,6 +127,8 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
                 continue
             if self.batch is not None and kind not in b"PBDE":
                 self.run_batch()    # the held Executes run before anything that may see them
+                if state.skip_until_sync:
+                    self.flush()    # a row's error: a client waiting after Flush must see it now
             if state.skip_until_sync:
                 continue            # Postgres discards messages after an error until Sync
             if kind in (b"d", b"c", b"f"):

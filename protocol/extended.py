@@ -58,8 +58,12 @@ class ExtendedQuery:
             self.describe_statement(state, state.statement(name))
             return
         portal = state.portal(name)
-        if portal.statement.is_copy or (not portal.executed and self.batchable(state, portal.statement)):
-            self.write(messages.NO_DATA)   # runs at Execute (COPY: where its data flows)
+        if portal.statement.is_copy:
+            self.write(messages.NO_DATA)   # runs at Execute, where its data flows
+            return
+        if not portal.executed and self.batchable(state, portal.statement):
+            columns = self.batch_columns(state, portal)   # runs at Execute, maybe batched
+            self.write(messages.NO_DATA if columns is None else row_description(columns))
             return
         self.run_portal(state, portal)
         if portal.table is None:

@@ -121,13 +121,19 @@ def join_rows(parts: list[pa.Array | pa.Scalar]) -> pa.Buffer:
 def _encode_small(batch: pa.RecordBatch, columns: list[Column]) -> bytes:
     """A few rows (a point lookup, a RETURNING): the same bytes, values encoded by the same
     vectorised encoders, framed per row in Python."""
+    return b"".join(each_data_row(batch, columns))
+
+
+def each_data_row(batch: pa.RecordBatch, columns: list[Column]) -> list[bytes]:
+    """One DataRow message per row, the values encoded once for all rows (a batch of
+    INSERT … RETURNING answers each of its Executes with its own row)."""
     cells = [to_binary(column.encode(values)).to_pylist() for values, column in zip(batch.columns, columns)]
     count = struct.pack("!h", len(columns))
-    out = bytearray()
+    out = []
     for i in range(batch.num_rows):
         body = bytearray(count)
         for col in cells:
             v = col[i]
             body += b"\xff\xff\xff\xff" if v is None else struct.pack("!i", len(v)) + v
-        out += b"D" + struct.pack("!i", len(body) + 4) + body
-    return bytes(out)
+        out.append(b"D" + struct.pack("!i", len(body) + 4) + bytes(body))
+    return out

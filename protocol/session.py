@@ -30,6 +30,7 @@ class PreparedStatement:
     sql: str
     param_oids: list[int]
     batchable: bool | None = None   # its Executes may be batched (asked of the engine once)
+    result_schema: object = None    # a batchable statement's row schema (NO_ROWS: none), once asked
     # Scanned once at Parse, not at every Bind/Execute (a pipelined executemany binds 100k times).
     placeholders: int = field(init=False)   # highest $n in the SQL
     is_copy: bool = field(init=False)

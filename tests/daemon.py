@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 
 import psycopg
 
@@ -164,3 +165,17 @@ class Daemons:
     def close(self) -> None:
         for d in self.made:
             d.stop()
+
+
+def scrape_metrics(port: int) -> dict[str, float]:
+    """GET /metrics, as {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out

@@ -66,9 +66,25 @@ def test_functions_duckdb_names_differently():
 def test_current_setting_and_set_config():
     settings = {"timezone": "UTC"}
     assert sql("SELECT current_setting('TimeZone')", settings) == "SELECT 'UTC'"
-    assert sql("SELECT current_setting('nope', true)", settings) == "SELECT NULL"
+    assert sql("SELECT current_setting('nope', true)", settings) == "SELECT NULL::VARCHAR"
     assert sql("SELECT set_config('application_name', 'x''s', false)", settings) == "SELECT 'x''s'"
     assert settings["application_name"] == "x's"
+
+
+def test_computed_setting_names_and_pg_settings_read_the_session_map():
+    settings = {"timezone": "UTC", "application_name": "it's"}
+    out = sql("SELECT current_setting($1)", settings)
+    assert out == "SELECT __pg.main.tierd_current_setting(MAP {'timezone': 'UTC', 'application_name': 'it''s'},$1)"
+    r = rewrite("SELECT name FROM pg_catalog.pg_settings s", settings)
+    assert r.sql.startswith("SELECT name FROM __pg.main.tierd_pg_settings(MAP {") and r.sql.endswith(") s")
+    assert " ".join(r.checked_sql.split()) == "SELECT name FROM pg_settings s"  # what the sandbox judges
+    assert r.uses_catalog
+
+
+def test_a_function_of_one_value_in_from_is_a_one_row_table():
+    assert sql("SELECT s[1] FROM t, string_to_array('a,b', ',') s") == \
+        "SELECT s[1] FROM t, (SELECT string_to_array('a,b', ',') AS s) s"
+    assert sql("SELECT string_to_array('a,b', ',') AS s FROM t") == "SELECT string_to_array('a,b', ',') AS s FROM t"
 
 
 def test_literals_comments_and_plain_sql_stay_as_written():
@@ -76,3 +92,10 @@ def test_literals_comments_and_plain_sql_stay_as_written():
     assert sql(text) == text
     plain = "SELECT  a,b\n FROM   t -- note\n"
     assert rewrite(plain).sql == plain and not rewrite(plain).uses_catalog
+
+
+def test_quoted_catalog_names_and_regex_operators_with_a_computed_pattern():
+    assert sql('SELECT * FROM "information_schema"."columns" c') == 'SELECT * FROM __pg.info."columns" c'
+    assert sql('SELECT 1 FROM "pg_catalog"."pg_class"') == 'SELECT 1 FROM "pg_class"'
+    assert sql('SELECT 1 FROM t WHERE "n"."nspname" !~ $1') == 'SELECT 1 FROM t WHERE NOT regexp_matches("n"."nspname",$1)'
+    assert sql("SELECT a ~* b.p FROM t b") == "SELECT regexp_matches(a,b.p, 'i') FROM t b"

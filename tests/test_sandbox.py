@@ -80,11 +80,6 @@ ESCAPES = [
     "SELECT * FROM sqlite_master",
     "SELECT * FROM system.main.duckdb_settings()",
     "SELECT getenv('HOME')",
-    "SELECT current_setting('home_directory')",
-    "SELECT current_setting('secret_directory')",
-    "SELECT current_setting('extension_directory')",
-    "SELECT current_setting('s3_secret_access_key')",
-    "SELECT current_setting(lower('HOME_DIRECTORY'))",
     "SELECT write_log('x')",
     # replacement scans: a path or URL where a table name goes
     "SELECT * FROM '{parquet}'",
@@ -185,7 +180,6 @@ def test_escape_refused(box, template):
 @pytest.mark.parametrize("sql,params", [
     ("SELECT * FROM read_csv(%s)", ["{secret}"]),
     ("SELECT * FROM read_parquet(%s::VARCHAR)", ["{parquet}"]),
-    ("SELECT current_setting(%s)", ["home_directory"]),
 ])
 def test_escape_refused_with_parameters(box, sql, params):
     """The extended protocol: the statement is checked, whatever the parameters hold."""
@@ -193,6 +187,26 @@ def test_escape_refused_with_parameters(box, sql, params):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute(sql, [p.format(**box) for p in params])
         assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("sql,params", [
+    ("SELECT current_setting('home_directory')", None),
+    ("SELECT current_setting('secret_directory')", None),
+    ("SELECT current_setting('extension_directory')", None),
+    ("SELECT current_setting('s3_secret_access_key')", None),
+    ("SELECT current_setting(lower('HOME_DIRECTORY'))", None),
+    ("SELECT current_setting(%s)", ["home_directory"]),
+    ("SELECT current_setting(%s, false)", ["secret_directory"]),
+])
+def test_current_setting_knows_only_postgres_settings(box, sql, params):
+    """current_setting() reads the session's Postgres settings, never DuckDB's: an engine
+    setting is as unknown as any other name (42704, as Postgres answers)."""
+    with box["d"].connect() as c:
+        with pytest.raises(psycopg.errors.UndefinedObject) as info:
+            c.execute(sql, params)
+        assert "unrecognized configuration parameter" in str(info.value)
+        assert box["root"] not in str(info.value)
+        assert c.execute("SELECT current_setting(%s)", ["application_name"]).fetchone() == ("",)
 
 
 def test_copy_of_a_query_is_sandboxed_too(box):

@@ -16,7 +16,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from tests.daemon import ROOT, TIERD, free_port, wait_for
+from tests.daemon import ROOT, TIERD, free_port, scrape_metrics as scrape, wait_for
 
 UNIT = os.path.join(ROOT, "systemd", "tierd.service")
 EXAMPLE_CONFIG = os.path.join(ROOT, "systemd", "tierd.toml")
@@ -62,20 +62,6 @@ class NotifySocket:
         self.closed.set()
         self.thread.join(timeout=5)
         self.sock.close()
-
-
-def scrape(port: int) -> dict[str, float]:
-    """GET /metrics, as {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        assert r.status == 200
-        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
 
 
 # ---------------------------------------------------------------------- the unit file

@@ -33,7 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         except config_mod.ConfigError as exc:
             print(f"tierd: invalid config: {exc}", file=sys.stderr)
             return 2
+        if cfg.method == "scram" and not cfg.password:
+            print(f"tierd: warning: auth.method is scram and auth.password is empty: superuser {cfg.superuser!r} "
+                  "has no password unless one was set with ALTER USER, and on a new data dir `tierd serve` refuses "
+                  "to start (nobody could log in)", file=sys.stderr)
         for attr, value in cfg.redacted().items():
+            if attr == "auth_method":
+                value = cfg.method  # the method in effect, also when the file leaves it to the default
             if attr == "storages":
                 for sid, opts in value.items():
                     print(f"storage.{sid} = {opts!r}")

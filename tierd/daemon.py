@@ -202,6 +202,13 @@ class Service:
             log.info("stopped during recovery")
             engine.close()
             return 0
+        if cfg.method == "scram" and not any(r.verifier and r.login for r in engine.roles.all()):
+            why = (f"auth.method is scram but no role has a password, so nobody could log in: set auth.password "
+                   f"(the password of superuser {cfg.superuser!r}) or use auth.method = \"trust\" on loopback")
+            log.error("cannot start: %s", why)
+            sdnotify.status(f"cannot start: {why}")
+            engine.close()
+            return 1
         try:
             self._bind()
         except OSError as exc:

@@ -18,6 +18,7 @@ shows system columns (attnum < 0), so `attnum > 0` filters hide them.
 """
 from __future__ import annotations
 
+import datetime
 import threading
 import zlib
 from typing import Callable
@@ -189,6 +190,10 @@ TABLES: dict[str, str] = {
         "oid BIGINT, lanname VARCHAR, lanowner BIGINT, lanispl BOOLEAN, lanpltrusted BOOLEAN, lanplcallfoid BIGINT, "
         "laninline BIGINT, lanvalidator BIGINT, lanacl VARCHAR[]"
     ),
+    "pg_aggregate": (
+        "aggfnoid BIGINT, aggkind VARCHAR, aggnumdirectargs SMALLINT, aggtransfn BIGINT, aggfinalfn BIGINT, "
+        "aggcombinefn BIGINT, aggtranstype BIGINT, agginitval VARCHAR"
+    ),
     "pg_opclass": "oid BIGINT, opcmethod BIGINT, opcname VARCHAR, opcnamespace BIGINT, opcowner BIGINT, opcfamily BIGINT, opcintype BIGINT, opcdefault BOOLEAN, opckeytype BIGINT",
 }
 
@@ -201,7 +206,21 @@ PRIVATE_TABLES: dict[str, str] = {
     "type_names": "__oid BIGINT, __typname VARCHAR, __sql_name VARCHAR",
     "relations": "__oid BIGINT, __name VARCHAR, __nspname VARCHAR, __visible BOOLEAN",
     "namespaces": "__oid BIGINT, __name VARCHAR",
-    "roles": "__oid BIGINT, __name VARCHAR",
+    "roles": "__oid BIGINT, __name VARCHAR, __super BOOLEAN",
+    "indexcols": "__oid BIGINT, __pos INTEGER, __col VARCHAR",
+    # Running COPYs (engine.session.copy.CopyProgress), written just before a query reads them.
+    "progress_copy": (
+        "__pid INTEGER, __relid BIGINT, __command VARCHAR, __type VARCHAR, __bytes_processed BIGINT, "
+        "__bytes_total BIGINT, __tuples_processed BIGINT, __tuples_excluded BIGINT"
+    ),
+    # (relation, role, privilege): what has_table_privilege answers for tierd's tables.
+    "table_privileges": "__rel BIGINT, __role VARCHAR, __priv VARCHAR",
+    # The registered settings (engine.session.settings.SETTINGS), for pg_settings.
+    "settings": (
+        "__key VARCHAR, __name VARCHAR, __unit VARCHAR, __category VARCHAR, __short_desc VARCHAR, "
+        "__context VARCHAR, __vartype VARCHAR, __min_val VARCHAR, __max_val VARCHAR, __enumvals VARCHAR[], "
+        "__boot_val VARCHAR"
+    ),
 }
 
 # Views Postgres has on top of its tables.
@@ -231,6 +250,43 @@ VIEWS: dict[str, str] = {
     ),
     "pg_matviews": "SELECT NULL::VARCHAR AS schemaname, NULL::VARCHAR AS matviewname, NULL::VARCHAR AS definition WHERE false",
     "pg_sequences": "SELECT NULL::VARCHAR AS schemaname, NULL::VARCHAR AS sequencename WHERE false",
+    # Activity counters tierd does not keep (scans, tuples read, vacuums) are NULL; n_live_tup is
+    # the live keys in hot plus the rows of the cold segments (an estimate, as in Postgres: a key
+    # updated since its flush counts twice until the next flush).
+    "pg_stat_user_tables": (
+        "SELECT c.oid AS relid, n.nspname AS schemaname, c.relname AS relname, NULL::BIGINT AS seq_scan, "
+        "NULL::TIMESTAMPTZ AS last_seq_scan, NULL::BIGINT AS seq_tup_read, NULL::BIGINT AS idx_scan, "
+        "NULL::TIMESTAMPTZ AS last_idx_scan, NULL::BIGINT AS idx_tup_fetch, NULL::BIGINT AS n_tup_ins, "
+        "NULL::BIGINT AS n_tup_upd, NULL::BIGINT AS n_tup_del, NULL::BIGINT AS n_tup_hot_upd, "
+        "coalesce(st.hot_rows + st.cold_rows, 0)::BIGINT AS n_live_tup, NULL::BIGINT AS n_dead_tup, "
+        "NULL::BIGINT AS n_mod_since_analyze, NULL::BIGINT AS n_ins_since_vacuum, "
+        "NULL::TIMESTAMPTZ AS last_vacuum, NULL::TIMESTAMPTZ AS last_autovacuum, NULL::TIMESTAMPTZ AS last_analyze, "
+        "NULL::TIMESTAMPTZ AS last_autoanalyze, 0::BIGINT AS vacuum_count, 0::BIGINT AS autovacuum_count, "
+        "0::BIGINT AS analyze_count, 0::BIGINT AS autoanalyze_count "
+        f"FROM {PG}.pg_class c JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN memory.system.tables st ON st.namespace = n.nspname AND st.table_name = c.relname "
+        f"WHERE c.relkind = 'r' AND c.oid >= {FIRST_TABLE_OID}"
+    ),
+    "pg_stat_all_tables": "SELECT * FROM {PG}.pg_stat_user_tables".replace("{PG}", PG),
+    "pg_statio_user_tables": (
+        "SELECT relid, schemaname, relname, NULL::BIGINT AS heap_blks_read, NULL::BIGINT AS heap_blks_hit, "
+        "NULL::BIGINT AS idx_blks_read, NULL::BIGINT AS idx_blks_hit, NULL::BIGINT AS toast_blks_read, "
+        "NULL::BIGINT AS toast_blks_hit, NULL::BIGINT AS tidx_blks_read, NULL::BIGINT AS tidx_blks_hit "
+        f"FROM {PG}.pg_stat_user_tables"
+    ),
+    "pg_statio_all_tables": "SELECT * FROM {PG}.pg_statio_user_tables".replace("{PG}", PG),
+    "pg_stat_user_indexes": (
+        "SELECT x.indrelid AS relid, x.indexrelid AS indexrelid, s.schemaname, s.relname, i.relname AS indexrelname, "
+        "NULL::BIGINT AS idx_scan, NULL::TIMESTAMPTZ AS last_idx_scan, NULL::BIGINT AS idx_tup_read, "
+        f"NULL::BIGINT AS idx_tup_fetch FROM {PG}.pg_index x JOIN {PG}.pg_stat_user_tables s ON s.relid = x.indrelid "
+        f"JOIN {PG}.pg_class i ON i.oid = x.indexrelid"
+    ),
+    "pg_stat_all_indexes": "SELECT * FROM {PG}.pg_stat_user_indexes".replace("{PG}", PG),
+    "pg_stat_progress_copy": (
+        f"SELECT __pid AS pid, {DATABASE_OID}::BIGINT AS datid, 'tierd' AS datname, __relid AS relid, "
+        "__command AS command, __type AS type, __bytes_processed AS bytes_processed, __bytes_total AS bytes_total, "
+        f"__tuples_processed AS tuples_processed, __tuples_excluded AS tuples_excluded FROM {PRIVATE}.progress_copy"
+    ),
 }
 
 # Postgres functions as DuckDB macros (overloads separated by commas, as DuckDB spells them).
@@ -255,15 +311,12 @@ MACROS: dict[str, str] = {
     "pg_encoding_to_char": "(e) AS CASE e WHEN 6 THEN 'UTF8' WHEN 0 THEN 'SQL_ASCII' ELSE '' END",
     "pg_char_to_encoding": "(s) AS CASE upper(s) WHEN 'UTF8' THEN 6 WHEN 'SQL_ASCII' THEN 0 ELSE -1 END",
     "pg_get_expr": "(e, r) AS e, (e, r, p) AS e",
+    # Column c (1-based) of the index, or the whole definition for c = 0, as in Postgres.
     "pg_get_indexdef": (
         f"(i) AS (SELECT __def FROM {PRIVATE}.indexdef WHERE __oid = i), "
-        f"(i, c, p) AS (SELECT __def FROM {PRIVATE}.indexdef WHERE __oid = i AND coalesce(c, 0) = 0)"
+        f"(i, c, p) AS CASE WHEN coalesce(c, 0) = 0 THEN (SELECT __def FROM {PRIVATE}.indexdef WHERE __oid = i) "
+        f"ELSE (SELECT __col FROM {PRIVATE}.indexcols WHERE __oid = i AND __pos = c) END"
     ),
-    "pg_get_constraintdef": (
-        f"(c) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c), "
-        f"(c, p) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c)"
-    ),
-    # tierd has no COMMENT: every object is undescribed.
     "obj_description": "(o) AS NULL::VARCHAR, (o, c) AS NULL::VARCHAR",
     "col_description": "(r, n) AS NULL::VARCHAR",
     "shobj_description": "(o, c) AS NULL::VARCHAR",
@@ -275,13 +328,6 @@ MACROS: dict[str, str] = {
     "pg_get_serial_sequence": "(t, c) AS NULL::VARCHAR",
     "pg_get_statisticsobjdef_columns": "(o) AS NULL::VARCHAR",
     "pg_relation_is_publishable": "(r) AS false",
-    # Sizes are not tracked per relation: NULL (unknown) rather than a made-up number.
-    "pg_table_size": "(r) AS NULL::BIGINT",
-    "pg_relation_size": "(r) AS NULL::BIGINT, (r, f) AS NULL::BIGINT",
-    "pg_total_relation_size": "(r) AS NULL::BIGINT",
-    "pg_indexes_size": "(r) AS NULL::BIGINT",
-    "pg_database_size": "(d) AS NULL::BIGINT",
-    "pg_size_pretty": "(b) AS format_bytes(b::BIGINT)",
     "array_upper": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN len(a) END",
     "array_lower": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN 1 END",
     "version": "() AS 'PostgreSQL 15.0 (tierd) on x86_64-pc-linux-gnu, compiled by tierd, 64-bit'",
@@ -324,6 +370,101 @@ MACROS: dict[str, str] = {
     ),
     "tierd_regproc_oid": "(s) AS TRY_CAST(s AS BIGINT)",
     "tierd_regproc_name": "(s) AS s::VARCHAR",
+    # Below: macros that use the ones above.
+    # tierd has no partitioned tables and no view definitions in SQL: NULL, as Postgres answers
+    # for a relation that is not one.
+    "pg_get_partkeydef": "(r) AS NULL::VARCHAR",
+    "pg_get_viewdef": "(v) AS NULL::VARCHAR, (v, p) AS NULL::VARCHAR",
+    "pg_stat_get_numscans": "(r) AS NULL::BIGINT",
+    # Privileges as tierd checks them (engine.catalog.privileges, rows rebuilt with the catalog).
+    # Catalog and system relations (OIDs below the first table's) are readable by everyone.
+    "tierd_role_name": f"(u) AS coalesce((SELECT max(__name) FROM {PRIVATE}.roles WHERE __oid::VARCHAR = u::VARCHAR), "
+                       "u::VARCHAR)",
+    "tierd_privs": "(p) AS list_transform(string_split(lower(p::VARCHAR), ','), "
+                   "x -> trim(replace(x, 'with grant option', '')))",
+    "tierd_has_table_privilege": (
+        f"(u, r, p) AS CASE WHEN r < {FIRST_TABLE_OID} THEN list_contains({PG}.tierd_privs(p), 'select') ELSE EXISTS (SELECT 1 FROM {PRIVATE}.table_privileges "
+        f"WHERE __rel = r AND __role = {PG}.tierd_role_name(u) AND list_contains({PG}.tierd_privs(p), __priv)) END"
+    ),
+    "has_table_privilege": (
+        f"(t, p) AS {PG}.tierd_has_table_privilege(current_user, {PG}.tierd_regclass_oid(t), p), "
+        f"(u, t, p) AS {PG}.tierd_has_table_privilege(u, {PG}.tierd_regclass_oid(t), p)"
+    ),
+    "has_any_column_privilege": (
+        f"(t, p) AS {PG}.tierd_has_table_privilege(current_user, {PG}.tierd_regclass_oid(t), p), "
+        f"(u, t, p) AS {PG}.tierd_has_table_privilege(u, {PG}.tierd_regclass_oid(t), p)"
+    ),
+    "has_column_privilege": (
+        f"(t, c, p) AS {PG}.tierd_has_table_privilege(current_user, {PG}.tierd_regclass_oid(t), p), "
+        f"(u, t, c, p) AS {PG}.tierd_has_table_privilege(u, {PG}.tierd_regclass_oid(t), p)"
+    ),
+    "tierd_is_superuser": f"(u) AS coalesce((SELECT bool_or(__super) FROM {PRIVATE}.roles "
+                          f"WHERE __name = {PG}.tierd_role_name(u)), false)",
+    # USAGE of every schema; CREATE needs a superuser (DDL does in tierd).
+    "tierd_has_schema_privilege": (
+        f"(u, s, p) AS CASE WHEN {PG}.tierd_regnamespace_oid(s) IS NULL THEN NULL "
+        f"WHEN list_contains({PG}.tierd_privs(p), 'create') THEN {PG}.tierd_is_superuser(u) ELSE true END"
+    ),
+    "has_schema_privilege": (
+        f"(s, p) AS {PG}.tierd_has_schema_privilege(current_user, s, p), "
+        f"(u, s, p) AS {PG}.tierd_has_schema_privilege(u, s, p)"
+    ),
+    "tierd_has_database_privilege": (
+        f"(u, d, p) AS CASE WHEN d::VARCHAR NOT IN ('tierd', '{DATABASE_OID}') "
+        "THEN error('database \"' || d::VARCHAR || '\" does not exist') "
+        f"WHEN list_contains({PG}.tierd_privs(p), 'connect') THEN true ELSE {PG}.tierd_is_superuser(u) END"
+    ),
+    "has_database_privilege": (
+        f"(d, p) AS {PG}.tierd_has_database_privilege(current_user, d, p), "
+        f"(u, d, p) AS {PG}.tierd_has_database_privilege(u, d, p)"
+    ),
+    # current_setting() and pg_settings read the session's settings, which engine.sql.pg_compat
+    # passes in as a MAP (the catalog is shared by all sessions).
+    "tierd_current_setting": (
+        "(m, n) AS CASE WHEN m[lower(n)] IS NOT NULL THEN m[lower(n)] "
+        "ELSE error('unrecognized configuration parameter \"' || n || '\"') END, "
+        "(m, n, ok) AS CASE WHEN m[lower(n)] IS NOT NULL THEN m[lower(n)] WHEN ok THEN NULL "
+        "ELSE error('unrecognized configuration parameter \"' || n || '\"') END"
+    ),
+    "tierd_pg_settings": (
+        "(m) AS TABLE SELECT __name AS name, coalesce(m[__key], __boot_val) AS setting, __unit AS unit, "
+        "__category AS category, __short_desc AS short_desc, NULL::VARCHAR AS extra_desc, __context AS context, "
+        "__vartype AS vartype, CASE WHEN m[__key] IS DISTINCT FROM __boot_val THEN 'session' ELSE 'default' END "
+        "AS source, __min_val AS min_val, __max_val AS max_val, __enumvals AS enumvals, __boot_val AS boot_val, "
+        "__boot_val AS reset_val, NULL::VARCHAR AS sourcefile, NULL::INTEGER AS sourceline, "
+        f"false AS pending_restart FROM {PRIVATE}.settings ORDER BY __name"
+    ),
+    "pg_get_constraintdef": (
+        f"(c) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c), "
+        f"(c, p) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c)"
+    ),
+    # tierd has no COMMENT: every object is undescribed.
+    # A table's size is the bytes of its cold segments (system.manifest); hot rows live in
+    # LevelDB, shared by all tables, and are not counted. The key index is in memory: 0 bytes.
+    "tierd_relation_bytes": (
+        f"(r) AS (SELECT coalesce(sum(m.size_bytes), 0)::BIGINT FROM {PRIVATE}.relations rel "
+        f"JOIN memory.system.manifest m ON m.namespace = rel.__nspname AND m.table_name = rel.__name "
+        f"WHERE rel.__oid = {PG}.tierd_regclass_oid(r))"
+    ),
+    "pg_table_size": f"(r) AS {PG}.tierd_relation_bytes(r)",
+    "pg_relation_size": f"(r) AS {PG}.tierd_relation_bytes(r), "
+                        f"(r, f) AS CASE WHEN f = 'main' THEN {PG}.tierd_relation_bytes(r) ELSE 0::BIGINT END",
+    "pg_total_relation_size": f"(r) AS {PG}.tierd_relation_bytes(r)",
+    "pg_indexes_size": "(r) AS 0::BIGINT",
+    "pg_database_size": (
+        "(d) AS CASE WHEN d::VARCHAR IN ('tierd', '" + str(DATABASE_OID) + "') THEN "
+        "(SELECT coalesce(sum(size_bytes), 0)::BIGINT FROM memory.system.manifest) "
+        "ELSE error('database \"' || d::VARCHAR || '\" does not exist') END"
+    ),
+    # Postgres's rounding: bytes below 10 kB, then the first unit whose value stays below 10240.
+    "pg_size_pretty": (
+        "(b) AS CASE WHEN b IS NULL THEN NULL WHEN abs(b::BIGINT) < 10240 THEN b::BIGINT || ' bytes' "
+        "WHEN abs(b::BIGINT >> 9) < 20479 THEN ((b::BIGINT >> 9) + 1) // 2 || ' kB' "
+        "WHEN abs(b::BIGINT >> 19) < 20479 THEN ((b::BIGINT >> 19) + 1) // 2 || ' MB' "
+        "WHEN abs(b::BIGINT >> 29) < 20479 THEN ((b::BIGINT >> 29) + 1) // 2 || ' GB' "
+        "WHEN abs(b::BIGINT >> 39) < 20479 THEN ((b::BIGINT >> 39) + 1) // 2 || ' TB' "
+        "ELSE ((b::BIGINT >> 49) + 1) // 2 || ' PB' END"
+    ),
 }
 
 # Postgres type names DuckDB lacks, as DuckDB types (regclass and friends are rewritten).
@@ -418,8 +559,10 @@ def relation_oids(tid: int) -> tuple[int, int, int]:
     return base, base + 1, base + 2
 
 
-def install(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the catalog database, its (empty) tables, macros and views."""
+def install(con: duckdb.DuckDBPyConnection, settings: list[tuple], started_at: datetime.datetime) -> None:
+    """Create the catalog database, its (empty) tables, macros and views. `settings` are
+    pg_settings' fixed columns (engine.session.settings.pg_settings_rows); `started_at` is what
+    pg_postmaster_start_time() answers."""
     con.execute(f"ATTACH ':memory:' AS {CATALOG}")
     con.execute(f"CREATE SCHEMA {INFO}")
     con.execute(f"CREATE SCHEMA {PRIVATE}")
@@ -430,7 +573,11 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
     for template, schema, items in objects:  # in this order: later ones use earlier ones
         for name, body in items.items():
             con.execute(template.format(schema, name, body))
+    con.execute(f"CREATE MACRO {PG}.pg_postmaster_start_time() AS TIMESTAMPTZ '{started_at.isoformat()}'")
+    con.execute(f"CREATE MACRO {PG}.pg_conf_load_time() AS TIMESTAMPTZ '{started_at.isoformat()}'")
     _fill_fixed(con)
+    _insert(con, f"{PRIVATE}.settings", "__key, __name, __unit, __category, __short_desc, __context, __vartype, "
+            "__min_val, __max_val, __enumvals, __boot_val", settings)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: str, rows: list[tuple]) -> None:
@@ -475,7 +622,8 @@ class PgCatalog:
         tables = sorted(list(engine.catalog.tables.values()), key=lambda t: t.tid)
         namespaces = sorted(list(engine.catalog.namespaces))
         roles = sorted((r.name, r.superuser, r.login) for r in engine.roles.all())
-        key = (tuple(namespaces), tuple((t.tid, t.owner) for t in tables), tuple(roles))
+        key = (tuple(namespaces), tuple((t.tid, t.owner, repr(sorted(t.grants.items()))) for t in tables),
+               tuple(roles))
         with self.lock:
             if key == self.built_for:
                 return
@@ -488,6 +636,7 @@ class PgCatalog:
                 for t in tables:
                     owner = privileges.owner_of(t, engine.roles)
                     rows.table(t, engine.visible_schema(t), role_oid(owner, owner == engine.roles.bootstrap))
+                    rows.privileges(t, engine.roles, [r[0] for r in roles])
                 for i, (view, schema) in enumerate(_system_views(cur)):
                     rows.view(SYSTEM_VIEW_OID + i, SYSTEM_NAMESPACE, view, schema)
                 for name, superuser, login in roles:
@@ -497,6 +646,22 @@ class PgCatalog:
                 rows.write(cur)
                 cur.execute("COMMIT")
                 self.built_for = key
+            finally:
+                cur.close()
+
+
+    def refresh_progress(self, con: duckdb.DuckDBPyConnection, copies: list) -> None:
+        """Write the running COPYs (engine.session.copy.CopyProgress) for pg_stat_progress_copy."""
+        rows = [(c.pid, c.relid, c.command, c.type, c.bytes_processed, c.bytes_total, c.tuples_processed,
+                 c.tuples_excluded) for c in copies]
+        with self.lock:
+            cur = con.cursor()
+            try:
+                cur.execute("BEGIN")
+                cur.execute(f"DELETE FROM {PRIVATE}.progress_copy")
+                _insert(cur, f"{PRIVATE}.progress_copy", "__pid, __relid, __command, __type, __bytes_processed, "
+                        "__bytes_total, __tuples_processed, __tuples_excluded", rows)
+                cur.execute("COMMIT")
             finally:
                 cur.close()
 
@@ -523,6 +688,8 @@ class _Rows:
         self.indexdefs: list[tuple] = []
         self.constraintdefs: list[tuple] = []
         self.roles: list[tuple] = []
+        self.indexcols: list[tuple] = []
+        self.table_privileges: list[tuple] = []
 
     def namespace(self, name: str) -> None:
         self.namespaces.append((namespace_oid(name), name))
@@ -566,13 +733,26 @@ class _Rows:
         self.indexdefs.append((index, f"CREATE UNIQUE INDEX {_ident(t.name + '_pkey')} ON "
                                       f"{_ident(t.namespace)}.{_ident(t.name)} USING btree ({cols})"))
         self.constraintdefs.append((constraint, f"PRIMARY KEY ({cols})"))
+        self.indexcols.extend((index, pos, _ident(k)) for pos, k in enumerate(t.primary_key, start=1))
+
+    def privileges(self, t, roles, names: list[str]) -> None:
+        """What each role may do with table t, as the statement checks decide it."""
+        rel = relation_oids(t.tid)[0]
+        for name in names:
+            owner = roles.is_superuser(name) or privileges.owner_of(t, roles) == name
+            for priv in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+                if privileges.has_privilege(roles, name, t, priv):
+                    self.table_privileges.append((rel, name, priv.lower()))
+            if owner:
+                self.table_privileges.extend((rel, name, p) for p in ("truncate", "references", "trigger"))
 
     def write(self, cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute(f"DELETE FROM {PG}.pg_namespace")
         cur.execute(f"DELETE FROM {PG}.pg_class WHERE relnamespace <> {PG_CATALOG_OID}")
         for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles"):
             cur.execute(f"DELETE FROM {PG}.{table}")
-        for table in ("indexdef", "constraintdef", "relations", "namespaces", "roles"):
+        for table in ("indexdef", "constraintdef", "relations", "namespaces", "roles", "indexcols",
+                      "table_privileges"):
             cur.execute(f"DELETE FROM {PRIVATE}.{table}")
         _insert(cur, f"{PG}.pg_namespace", "oid, nspname", self.namespaces)
         _insert(cur, f"{PG}.pg_class", "oid, relname, relnamespace, relkind, relnatts, relhasindex, relam, relowner",
@@ -587,7 +767,9 @@ class _Rows:
         _insert(cur, f"{PRIVATE}.indexdef", "__oid, __def", self.indexdefs)
         _insert(cur, f"{PRIVATE}.constraintdef", "__oid, __def", self.constraintdefs)
         _insert(cur, f"{PG}.pg_roles", "oid, rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin", self.roles)
-        _insert(cur, f"{PRIVATE}.roles", "__oid, __name", [r[:2] for r in self.roles])
+        _insert(cur, f"{PRIVATE}.roles", "__oid, __name, __super", [r[:3] for r in self.roles])
+        _insert(cur, f"{PRIVATE}.indexcols", "__oid, __pos, __col", self.indexcols)
+        _insert(cur, f"{PRIVATE}.table_privileges", "__rel, __role, __priv", self.table_privileges)
         _insert(cur, f"{PRIVATE}.namespaces", "__oid, __name", self.namespaces)
         cur.execute(f"INSERT INTO {PRIVATE}.relations SELECT c.oid, c.relname, n.nspname, "
                     f"c.relnamespace IN ({PG_CATALOG_OID}, {PUBLIC_OID}) FROM {PG}.pg_class c "

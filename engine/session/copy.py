@@ -4,13 +4,14 @@ query. The statement's grammar is engine/sql/copy.py's, the parsing of its input
 engine/sql/copy_input.py's."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.catalog import privileges
+from engine.catalog import pg_catalog, privileges
 from engine.catalog.tables import Column, TableDef
 from engine.errors import (DuplicateColumn, EngineError, InvalidTextRepresentation, NotNullViolation, QueryCanceled,
                            UndefinedColumn, from_duckdb)
@@ -41,21 +42,43 @@ def _copy_into(s: SessionState, command: CopyCommand) -> TableDef:
     return t
 
 
+@dataclass
+class CopyProgress:
+    """A running COPY FROM as pg_stat_progress_copy shows it (input from the client: PIPE).
+    bytes_processed counts input bytes (for binary COPY, the decoded rows' size)."""
+    pid: int | None
+    relid: int
+    command: str = "COPY FROM"
+    type: str = "PIPE"
+    bytes_processed: int = 0
+    bytes_total: int = 0  # unknown for input from the client, as in Postgres
+    tuples_processed: int = 0
+    tuples_excluded: int = 0
+
+
 def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock]) -> StatementResult:
     t = _copy_into(s, command)
     targets = target_columns(t, command)
     schema = s.engine.visible_schema(t)
     begin_write(s)
     count = 0
-    with s.running:
-        for block in blocks:
-            if s.cancel_requested:
-                raise QueryCanceled("canceling statement due to user request")
-            # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
-            rows = owned(s, t, typed_rows(s.check_cur, t, schema, targets, block.rows, block.first_line, t.name))
-            keys = _check_keys(s, t, rows, block.first_line)
-            append(s, t, rows, deleted=False, keys=keys)
-            count += rows.num_rows
+    progress = CopyProgress(getattr(s, "pid", None), pg_catalog.relation_oids(t.tid)[0])  # pid: pg_backend_pid()
+    s.engine.running_copies[id(s)] = progress
+    try:
+        with s.running:
+            for block in blocks:
+                if s.cancel_requested:
+                    raise QueryCanceled("canceling statement due to user request")
+                # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
+                rows = owned(s, t, typed_rows(s.check_cur, t, schema, targets, block.rows, block.first_line,
+                                              t.name))
+                keys = _check_keys(s, t, rows, block.first_line)
+                append(s, t, rows, deleted=False, keys=keys)
+                count += rows.num_rows
+                progress.bytes_processed += block.nbytes or block.rows.nbytes
+                progress.tuples_processed = count
+    finally:
+        s.engine.running_copies.pop(id(s), None)
     if not s.tx.explicit:
         commit_write(s)
     return StatementResult(f"COPY {count}")

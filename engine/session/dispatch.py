@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import admin, ddl, reads, settings, transactions, writes
+from engine.session import admin, ddl, keyed_writes, reads, settings, transactions
 from engine.session.state import SessionState
 from engine.sql import parse as p
 from engine.sql import statements as st
@@ -27,7 +27,7 @@ HANDLERS: dict[type, Handler] = {
     p.Savepoint: transactions.savepoint,
     p.Query: reads.query,
     p.Show: reads.show,
-    p.Write: writes.write,
+    p.Write: keyed_writes.write,
     p.SetSetting: _change_setting,
     p.ResetSetting: _change_setting,
     p.CreateTableStatement: ddl.create_table,

@@ -47,6 +47,20 @@ def hot_state(s: SessionState, t: TableDef, key) -> KeyState | None:
     return st if st is not None else s.engine.hot.index[t.tid].get(key)
 
 
+def own_version(s: SessionState, t: TableDef, key) -> tuple[bool, pa.Table | None]:
+    """This transaction's newest version of `key`: (False, None) if it has not written the key,
+    (True, None) if it deleted it, else (True, the row with _seq/_deleted)."""
+    st = s.tx.pending_index.get(t.tid, {}).get(key)
+    if st is None:
+        return False, None
+    if st.deleted:
+        return True, None
+    for tid, first, batch in reversed(s.tx.pending):
+        if tid == t.tid and first <= st.seq < first + batch.num_rows:
+            return True, batch.slice(st.seq - first, 1)
+    raise LookupError(f"version {st.seq} of a key is not among the transaction's writes")
+
+
 def live_keys(s: SessionState, t: TableDef, keys: list) -> set:
     live, unknown = set(), []
     expired = s.engine.hot.expired_seq(t)

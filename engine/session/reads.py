@@ -7,12 +7,14 @@ import re
 
 import pyarrow as pa
 
+from engine import metrics
 from engine.catalog import privileges
 from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import InsufficientPrivilege
 from engine.tiers import point_lookup, views
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
 from engine.session import settings
+from engine.session.keys import own_version
 from engine.session.state import SessionState
 from engine.session.transactions import own_writes_visible
 from engine.sql import dml, pg_compat, sandbox
@@ -25,6 +27,8 @@ _HIDDEN = re.compile(r"\b_(seq|deleted|user_id)\b", re.I)
 _INTERNAL = re.compile(r"__tierd", re.I)
 # DuckDB has a catalog named "system" too; client SQL means tierd's schema.
 _SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
+# Catalog views and functions that read tierd's system tables (row counts, segment sizes).
+_READS_SYSTEM_TABLES = re.compile(r"pg_stat|_size\s*\(", re.I)
 
 JOB_SCHEMA = pa.schema([("job_id", pa.string()), ("status", pa.string()), ("message", pa.string())])
 
@@ -40,10 +44,14 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
     Client SQL reaching DuckDB directly must only read, never tierd's internals (a write
     there would bypass LevelDB and the key index) and nothing outside the sandbox."""
     eng = s.engine
-    compat = pg_compat.rewrite(sql, s.settings)
+    compat = pg_compat.rewrite(sql, s.settings, _derived_settings(s))
     sql = compat.sql
     if compat.uses_catalog:
         eng.pg_catalog.refresh(eng.db, eng)
+        if _READS_SYSTEM_TABLES.search(sql):
+            eng.system_tables.refresh()
+        if "pg_stat_progress" in sql.lower():
+            eng.pg_catalog.refresh_progress(eng.db, list(eng.running_copies.values()))
     if _INTERNAL.search(compat.checked_sql):
         raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
     check_select(s, sandbox.check_query(compat.checked_sql).tables)
@@ -57,10 +65,15 @@ def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
     point = point_lookup.match(stmt.sql)
     sql, hidden = _read_sql(s, stmt.sql)
     eng = s.engine
-    if point is not None and not s.tx.holds_lock:  # after the privilege checks; a writing
-        table = eng.point_lookups.run(point, params, DEFAULT_NAMESPACE)  # transaction reads
-        if table is not None:  # its own snapshot
+    if point is not None and not s.tx.in_duck_txn:  # after the privilege checks
+        # a writing transaction reads its own writes first (its DuckDB snapshot, once it has
+        # one, holds them too; then the view answers)
+        own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
+        table = eng.point_lookups.run(point, params, DEFAULT_NAMESPACE, own)
+        if table is not None:
+            metrics.inc("tierd_fast_path_total", path="point_select", outcome="used")
             return StatementResult(f"SELECT {table.num_rows}", table)
+        metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback")
     own_writes_visible(s)
     s.check_user_scope()
     eng.hot.materialize()
@@ -71,9 +84,13 @@ def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
     return StatementResult(f"SELECT {table.num_rows}", table)
 
 
+def _derived_settings(s: SessionState) -> dict[str, str]:
+    """Settings that follow from the session's role rather than from SET."""
+    return {"is_superuser": "on" if s.is_superuser else "off", "session_authorization": s.user}
+
+
 def show(s: SessionState, stmt: Show, params: list) -> StatementResult:
-    derived = {"is_superuser": "on" if s.is_superuser else "off", "session_authorization": s.user}
-    shown = settings.show(s.settings, stmt.name, derived)
+    shown = settings.show(s.settings, stmt.name, _derived_settings(s))
     return shown if shown is not None else query(s, Query(stmt.sql), params)
 
 

@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.core import EngineCore
+from engine import metrics
 from engine.errors import EngineError, InFailedSqlTransaction, InternalError, from_duckdb
 from engine.results import StatementResult
 from engine.session import copy, reads, transactions, writes
@@ -78,6 +79,7 @@ class EngineSession(SessionState):
                 done = self.guarded("INSERT", sql, lambda: writes.insert_batch(self, sql, param_rows))
             except EngineError as exc:
                 return [], exc
+            metrics.inc("tierd_fast_path_total", path="insert_batch", outcome="fallback" if done is None else "used")
             if done is not None:
                 return done, None
         results: list[StatementResult] = []

@@ -1,10 +1,12 @@
 """Transactions of one session: BEGIN / COMMIT / ROLLBACK / savepoints, the write lock a
 writing transaction holds, and how its writes become durable and visible.
 
-An autocommit write goes through group commit (engine/storage/group_commit.py): its batches
-are queued under the write lock, the lock goes to the next writer, and the statement returns
-once a shared fsync made them durable. An explicit transaction's writes also sit in a DuckDB
-transaction (so it reads its own writes) and commit as one LevelDB batch at COMMIT.
+A write transaction's batches wait in the session until COMMIT (or, for an implicit one, the
+end of its statement or Sync), then go through group commit (engine/storage/group_commit.py):
+queued under the write lock, the lock goes to the next writer, and COMMIT returns once a
+shared fsync made them durable. Once the transaction reads through DuckDB, its writes also sit
+in a DuckDB transaction (so those reads see them), and it commits as one LevelDB batch at
+COMMIT.
 """
 from __future__ import annotations
 
@@ -102,20 +104,14 @@ def own_writes_visible(s: SessionState) -> None:
 
 
 def begin_write(s: SessionState) -> None:
-    """Take the write lock; an explicit transaction also opens its DuckDB snapshot now."""
+    """Take the write lock. The transaction's DuckDB snapshot opens only when something reads
+    through DuckDB (`own_writes_visible`): while writing transactions are serialized by this
+    lock, a snapshot taken later holds the same committed rows, and key-addressed statements
+    and point reads (which read the transaction's own writes first) need none at all."""
     if s.tx.holds_lock:
         return
-    hot = s.engine.hot
-    hot.acquire()
+    s.engine.hot.acquire()
     s.tx.holds_lock = True
-    try:
-        if s.tx.explicit:
-            hot.settle()  # the snapshot must hold every committed row
-            s.cur.execute("BEGIN")
-            s.tx.in_duck_txn = True
-    except BaseException:
-        _release(s)
-        raise
 
 
 def _release(s: SessionState) -> None:

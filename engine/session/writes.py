@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from datetime import datetime, timezone
 
 import duckdb
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 from engine.catalog import privileges
 from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import EngineError, NotNullViolation, UndefinedParameter, from_duckdb
+from engine.errors import EngineError, NotNullViolation, UndefinedColumn, UndefinedParameter
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
@@ -27,10 +28,11 @@ from engine.session.keys import first_per_key, live_keys, refuse_repeats, unique
 from engine.session.reads import check_select
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
-from engine.sql import dml, sandbox
+from engine.sql import dml, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
 from engine.sql.split import leading_words
+from engine.sql.statements import unquote
 
 _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
@@ -72,14 +74,15 @@ def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | 
 
 def batchable(sql: str) -> bool:
     """Whether `insert_batch` can append many parameter rows of `sql` at once: a one-row
-    INSERT ... VALUES typed in Python, without RETURNING or ON CONFLICT."""
+    INSERT ... VALUES typed in Python, without ON CONFLICT, returning nothing or columns."""
     if (leading_words(sql, 1) or [""])[0] != "INSERT":
         return False
     try:
         p = dml.plan(sql)
     except EngineError:
         return False
-    return (isinstance(p, dml.InsertPlan) and p.returning is None and not p.on_conflict_nothing
+    return (isinstance(p, dml.InsertPlan) and not p.on_conflict_nothing
+            and (p.returning is None or _plain_names(p.target.alias, p.returning) is not None)
             and p.fast_values is not None and len(p.fast_values) == 1)
 
 
@@ -92,7 +95,8 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     if any(len(params) < k for params in param_rows):
         return None
     row = p.fast_values[0]
-    values = tuple(tuple(("p", j * k + v) if kind == "p" else (kind, v) for kind, v in row)
+    values = tuple(tuple(("p", j * k + v) if kind == "p" else ("pc", (j * k + v[0], v[1])) if kind == "pc"
+                         else (kind, v) for kind, v in row)
                    for j in range(len(param_rows)))
     flat = [v for params in param_rows for v in params[:k]]
     try:
@@ -101,6 +105,11 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
         return None
     if rows is None:
         return None
+    returned = None
+    if p.returning is not None:
+        returned = _plain_returning(t, p.target.alias, p.returning, rows.select(t.column_names))
+        if returned is None:
+            return None
     rows = owned(s, t, rows)   # as _insert_rows: a USER table's rows get their owner
     keys = key_list(t, rows)
     if len(set(keys)) != len(keys):
@@ -112,7 +121,9 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
             return None
         append(s, t, rows, deleted=False, keys=keys)
     end_implicit(s)
-    return [StatementResult("INSERT 0 1") for _ in param_rows]
+    if returned is None:
+        return [StatementResult("INSERT 0 1") for _ in param_rows]
+    return [StatementResult("INSERT 0 1", returned.slice(i, 1)) for i in range(len(param_rows))]
 
 
 # ---------------------------------------------------------------------- INSERT
@@ -131,11 +142,11 @@ def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> St
             raise unique_violation(t, next(k for k in keys if k in live))
         rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
     append(s, t, rows, deleted=False)
-    ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params)
+    ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params, t)
     return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
 
 
-def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
+def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
     """Python values as an Arrow array of `typ`, or None if that needs DuckDB's casts."""
     if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
         # Postgres reads a string as bytea text (hex or escape format), DuckDB as escapes
@@ -146,6 +157,26 @@ def _to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         return None
+
+
+_UUID_TEXT = re.compile(r"^\{?(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                        r"|[0-9a-fA-F]{32})\}?$")
+
+
+def canonical_uuids(values: list) -> list | None:
+    """uuid values as DuckDB's cast prints them (lower-case, hyphenated), for the forms
+    Postgres and DuckDB both read; None when one needs DuckDB's cast (or its error)."""
+    out = []
+    for v in values:
+        if isinstance(v, uuid.UUID):
+            out.append(str(v))
+        elif isinstance(v, str) and _UUID_TEXT.match(v) and (v[0] == "{") == (v[-1] == "}"):
+            out.append(str(uuid.UUID(v)))
+        elif v is None:
+            out.append(None)
+        else:
+            return None
+    return out
 
 
 def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table | None:
@@ -163,7 +194,11 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
     for c, f in zip(t.columns, schema):
         i = position.get(c.name)
         if i is not None:
-            values = [params[v] if kind == "p" else v for kind, v in (row[i] for row in p.fast_values)]
+            values = [params[v] if kind == "p" else params[v[0]] if kind == "pc" else v
+                      for kind, v in (row[i] for row in p.fast_values)]
+            casts = {v[1] for kind, v in (row[i] for row in p.fast_values) if kind == "pc"}
+            if casts and not all(param_casts.value_fits(x, cast, f.type, c.type) for cast in casts for x in values):
+                return None  # a conversion (or its error) only DuckDB's cast gives
         elif c.default is None:
             values = [None] * n
         else:
@@ -172,8 +207,12 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
                 return None
             values = [datetime.now(timezone.utc) if d is NOW else d] * n
         if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
-            return None  # UUID, JSON, ENUM...: DuckDB's cast canonicalises the text
-        arr = _to_arrow(values, f.type)
+            if c.type.upper() != "UUID":
+                return None  # JSON, ENUM...: DuckDB's cast canonicalises the text
+            values = canonical_uuids(values)
+            if values is None:
+                return None
+        arr = to_arrow(values, f.type)
         if arr is None:
             return None
         if not c.nullable and arr.null_count:
@@ -199,7 +238,7 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
     """The rows an UPDATE/DELETE touches, once per key (a join may match a row twice:
     the first match wins), and their keys."""
     own_writes_visible(s)
-    _shadow(s, t)
+    shadow_cold(s, t)
     s.engine.hot.settle()
     with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
         sel = s.cur.execute(select_sql, params).to_arrow_table()
@@ -213,7 +252,7 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
     sel, old_keys = _affected(s, t, p.select_sql, params)
     unknown = [c for c in p.set_columns if c not in t.column_names]
     if unknown:
-        raise from_duckdb(duckdb.BinderException(f'column "{unknown[0]}" of relation "{t.name}" does not exist'))
+        raise UndefinedColumn(f'column "{unknown[0]}" of relation "{t.name}" does not exist')
     cols = []
     for c in t.column_names:
         if c in p.set_columns:
@@ -233,20 +272,20 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
             raise unique_violation(t, next(iter(live)))
         new_set = set(new_keys)
         gone = sel.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
-        append(s, t, _tombstones(s, t, gone), deleted=True)
+        append(s, t, tombstones(s, t, gone), deleted=True)
     append(s, t, typed, deleted=False)
-    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params)
+    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params, t)
     return StatementResult(f"UPDATE {typed.num_rows}", ret)
 
 
 def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
     sel, _ = _affected(s, t, p.select_sql, params)
-    append(s, t, _tombstones(s, t, sel), deleted=True)
-    ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params)
+    append(s, t, tombstones(s, t, sel), deleted=True)
+    ret = _returning(s, p.target.alias, p.returning, sel.select(t.column_names), params, t)
     return StatementResult(f"DELETE {sel.num_rows}", ret)
 
 
-def _shadow(s: SessionState, t: TableDef) -> None:
+def shadow_cold(s: SessionState, t: TableDef) -> None:
     """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
     cold = s.engine.cold
     if not s.tx.in_duck_txn:
@@ -257,16 +296,20 @@ def _shadow(s: SessionState, t: TableDef) -> None:
         s.tx.pending_shadow.add(t.tid)
 
 
-def _tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
+def tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     schema = s.engine.visible_schema(t)
     cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
             for f in schema]
     return owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
 
 
-def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list) -> pa.Table | None:
+def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list,
+               t: TableDef) -> pa.Table | None:
     if expr is None:
         return None
+    plain = _plain_returning(t, alias, expr, rows)
+    if plain is not None:
+        return plain
     used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
     s.cur.register("__ret", rows)
     try:
@@ -274,6 +317,46 @@ def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, pa
         return with_sql_types(s.cur.to_arrow_table(), [d[1] for d in s.cur.description])
     finally:
         s.cur.unregister("__ret")
+
+
+_RETURNED_COLUMN = re.compile(r'^\s*(?:("[^"]+"|[A-Za-z_]\w*)\s*\.\s*)?("[^"]+"|[A-Za-z_]\w*|\*)\s*$')
+
+
+def _plain_names(alias: str, expr: str) -> list[str] | None:
+    """The column names of a RETURNING list of plain columns (`*` as "*"), or None."""
+    if '"' in expr and "," in expr:
+        return None  # a quoted name may hold a comma: leave the splitting to DuckDB
+    names = []
+    for item in expr.split(","):
+        m = _RETURNED_COLUMN.match(item)
+        if m is None:
+            return None
+        qualifier, name = (unquote(g) if g and g != "*" else g for g in m.groups())
+        if qualifier is not None and qualifier != alias:
+            return None
+        names.append(name)
+    return names
+
+
+def _plain_returning(t: TableDef, alias: str, expr: str, rows: pa.Table) -> pa.Table | None:
+    """`RETURNING id`, `RETURNING *`, `RETURNING t.a, b`: the written rows' columns, without a
+    DuckDB query (what ORMs send to learn ids). None: the expression needs DuckDB."""
+    plain = _plain_names(alias, expr)
+    if plain is None:
+        return None
+    names: list[str] = []
+    for name in plain:
+        if name == "*":
+            names += rows.column_names
+        elif name in rows.column_names:
+            names.append(name)
+        else:
+            return None  # 42703 and its wording come from DuckDB
+    types = {c.name: c.type.upper() for c in t.columns}
+    out = rows.select(names)
+    if any(pa.types.is_string(f.type) and types[f.name] not in ("VARCHAR", "UUID", "JSON") for f in out.schema):
+        return None  # jsonb, enums ...: the type DuckDB reports decides the wire type
+    return with_sql_types(out, [types[n] for n in names])
 
 
 # ---------------------------------------------------------------------- row versions

@@ -29,10 +29,12 @@ BLOCK_BYTES = 8 << 20  # rows are parsed, typed and staged this many input bytes
 @dataclass
 class RawBlock:
     """Rows of one block as columns c0..cN (strings from text/csv, values from binary),
-    and the input line number of its first row."""
+    the input line number of its first row, and the input bytes it came from (0: not known,
+    binary COPY)."""
 
     rows: pa.Table
     first_line: int
+    nbytes: int = 0
 
 
 def _odd_backslashes_before(data: bytes, pos: int) -> bool:
@@ -118,7 +120,7 @@ def text_blocks(read: Callable[[], bytes], opts: CopyOptions, columns: list[str]
             if not data:
                 continue
         rows = parse_block(data, opts, columns, line, label)
-        yield RawBlock(rows, line)
+        yield RawBlock(rows, line, len(data))
         line += rows.num_rows
 
 

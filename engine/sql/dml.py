@@ -15,6 +15,7 @@ import sqlglot
 from sqlglot import exp
 
 from engine.errors import FeatureNotSupported, SyntaxError_
+from engine.sql import param_casts
 
 STAGE = "__TIERD_STAGE__"  # replaced by the session's staging table name
 
@@ -34,7 +35,8 @@ class InsertPlan:
     on_conflict_nothing: bool
     param_count: int
     # Fast path for VALUES lists of parameters and plain literals: the named columns (None:
-    # the first N) and per row a tuple of ("p", index) or ("c", constant). None: use DuckDB.
+    # the first N) and per row a tuple of ("p", index), ("pc", (index, cast)) (a parameter with
+    # a cast engine/sql/param_casts.py checks in Python) or ("c", constant). None: use DuckDB.
     columns: tuple[str, ...] | None = None
     fast_values: tuple[tuple[tuple[str, object], ...], ...] | None = None
     reads: tuple[tuple[str | None, str], ...] = ()  # tables read besides the target (privileges)
@@ -165,12 +167,23 @@ _planning = threading.Lock()
 
 
 def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
+    listed = param_casts.values_list(sql)
+    if listed is not None:
+        return _values_plan(*listed)
     with _planning:
         if len(sql) > BULK_THRESHOLD:
             bulk = _bulk_insert_plan(sql)
             if bulk is not None:
                 return bulk
         return _cached_plan(sql)
+
+
+def _values_plan(ns: str | None, name: str, columns: tuple[str, ...], rows: tuple, body: str) -> InsertPlan:
+    """The plan of a VALUES list read by engine/sql/param_casts.py (no sqlglot)."""
+    cols = "(" + ", ".join('"' + c.replace('"', '""') + '"' for c in columns) + ")"
+    highest = max((v if kind == "p" else v[0] for row in rows for kind, v in row if kind != "c"), default=-1)
+    return InsertPlan(Target(ns, name, name), f"INSERT INTO {STAGE} {cols} {body} RETURNING *", None, False,
+                      highest + 1, columns=columns, fast_values=rows, source_sql=body)
 
 
 @functools.lru_cache(maxsize=512)

@@ -18,8 +18,12 @@ construct onto tierd's catalog (engine.pg_catalog):
   function's one column after its alias (likewise unnest, generate_subscripts)
 - `json_build_object(...)` -> `json_object(...)` and other Postgres functions DuckDB has
   under another name (variadic, so not macros)
-- `current_setting('x')` -> the session's value of x; `set_config('x', 'v', local)` sets it
-  and yields 'v' (constant arguments only)
+- `current_setting('x')` -> the session's value of x; with a name computed at run time (a
+  parameter, an expression) -> a call of tierd's current_setting over the session's settings
+  passed in as a MAP; `set_config('x', 'v', local)` sets x and yields 'v' (constant arguments)
+- `pg_settings` (a table) -> tierd's pg_settings over the session's settings, likewise
+- `FROM string_to_array(...) s` -> `FROM (SELECT string_to_array(...) AS s) s`: Postgres lets a
+  function returning one value stand in FROM as a one-row table
 """
 from __future__ import annotations
 
@@ -41,11 +45,13 @@ _RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": 
 _REG_TYPES = {"regclass", "regtype", "regnamespace", "regproc", "regprocedure"}
 _DROPPED_COLLATIONS = {"default", '"default"', '"c"', '"posix"', "c", "posix"}
 _CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS)
-                  | {"pg_catalog", "information_schema"})
+                  | {"pg_catalog", "information_schema", "pg_settings"})
+# Functions of one value that Postgres also accepts as a one-row table in FROM.
+_SCALARS_IN_FROM = {"string_to_array", "regexp_split_to_array", "current_schemas", "current_setting"}
 
 
 # Every word the rewrites look for: a cheap test before tokenizing.
-_TRIGGERS = frozenset(_CATALOG_NAMES | _REG_TYPES | _SCALAR_SRFS | set(_RENAMED_FUNCTIONS)
+_TRIGGERS = frozenset(_CATALOG_NAMES | _REG_TYPES | _SCALAR_SRFS | set(_RENAMED_FUNCTIONS) | _SCALARS_IN_FROM
                       | {"operator", "collate", "current_setting", "set_config"})
 _WORD = re.compile(r"\w+")
 
@@ -59,6 +65,9 @@ class Tok:
 
     @property
     def low(self) -> str:
+        """The lower-cased text; a quoted catalog name ("pg_catalog") as its bare name."""
+        if self.text.startswith('"') and self.text[1:-1] in _CATALOG_NAMES:
+            return self.text[1:-1]
         return self.text.lower()
 
 
@@ -103,6 +112,14 @@ def _sql_literal(value: str) -> Tok:
     return Tok("'" + value.replace("'", "''") + "'", _T.string_const)
 
 
+def _is_value_ref(toks: list[Tok], k: int) -> bool:
+    """A parameter ($1, ?) or a column reference at toks[k] (not a literal, not a call)."""
+    t = toks[k]
+    if t.text == "?" or (t.text.startswith("$") and t.text[1:].isdigit()):
+        return True
+    return t.kind == _T.identifier and not (k + 1 < len(toks) and toks[k + 1].text == "(")
+
+
 def _literal_value(t: Tok) -> str | None:
     if t.kind != _T.string_const or not t.text.startswith("'"):
         return None
@@ -131,9 +148,10 @@ def _operand_start(toks: list[Tok], end: int) -> int:
     return i
 
 
-def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
+def rewrite(sql: str, settings: dict[str, str] | None = None, derived: dict[str, str] | None = None) -> Rewritten:
     """Client SQL with the Postgres-only constructs above rewritten; `settings` is the
-    session's (read by current_setting, written by set_config)."""
+    session's (read by current_setting, written by set_config); `derived` are read-only
+    settings computed for the session (is_superuser, ...)."""
     if "~" not in sql and _TRIGGERS.isdisjoint(_WORD.findall(sql.lower())):  # most SQL: nothing to do
         return Rewritten(sql, False)
     try:
@@ -142,7 +160,7 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
         return Rewritten(sql, False)
     if not any(t.low in _CATALOG_NAMES or t.low in ("operator", "collate", "current_setting", "set_config")
                or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS
-               or t.low in _RENAMED_FUNCTIONS for t in toks):
+               or t.low in _RENAMED_FUNCTIONS or t.low in _SCALARS_IN_FROM for t in toks):
         return Rewritten(sql, False)
     uses_catalog = any(t.low in _CATALOG_NAMES for t in toks)
     toks = _name_srf_columns(toks)
@@ -151,6 +169,22 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
     while i < len(toks):
         t = toks[i]
         nxt = toks[i + 1].text if i + 1 < len(toks) else ""
+        if t.text in _REGEX_OPS and out and i + 1 < len(toks) and _is_value_ref(toks, i + 1):
+            end = i + 1  # `a ~ $1`, `a ~ b.pattern`: Postgres's ~ is a search, DuckDB's a full match
+            while end + 2 < len(toks) and toks[end + 1].text == "." and toks[end + 2].kind == _T.identifier:
+                end += 2
+            start = _operand_start(out, len(out) - 1)
+            lhs = out[start:]
+            del out[start:]
+            op, flags = _REGEX_OPS[t.text]
+            call = _spliced(("NOT " if op == "!~" else "") + "regexp_matches(", lhs[0].pre)
+            lhs[0].pre = ""
+            rhs = toks[i + 1:end + 1]
+            rhs[0].pre = ""
+            tail = [Tok(",", _T.operator, ""), Tok("'i'", _T.string_const)] if flags else []
+            out.extend(call + lhs + [Tok(",", _T.operator, "")] + rhs + tail + [Tok(")", _T.operator, "")])
+            i = end + 1
+            continue
         if t.text in _REGEX_OPS and i + 1 < len(toks) and _literal_value(toks[i + 1]) is not None:
             op, flags = _REGEX_OPS[t.text]
             pattern = _sql_literal(f"(?s{flags}).*(?:{_literal_value(toks[i + 1])}).*")
@@ -215,6 +249,19 @@ def rewrite(sql: str, settings: dict[str, str] | None = None) -> Rewritten:
                 out.append(replaced[0])
                 i = replaced[1]
                 continue
+            if t.low == "current_setting":  # a computed name: looked up when the query runs
+                out.extend(_spliced(f"{pg_catalog.PG}.tierd_current_setting({_settings_map(settings, derived)},",
+                                    t.pre))
+                i += 2
+                continue
+        if t.low == "pg_settings" and nxt != "(" and settings is not None and not (out and out[-1].text == "."):
+            mapped = _spliced(f"{pg_catalog.PG}.tierd_pg_settings({_settings_map(settings, derived)})", t.pre)
+            for m in mapped:
+                m.written = ""
+            mapped[0].written = t.text
+            out.extend(mapped)
+            i += 1
+            continue
         out.append(t)
         i += 1
     return Rewritten(_join(out), uses_catalog, _join(out, as_written=True))
@@ -261,6 +308,20 @@ def _name_srf_columns(toks: list[Tok]) -> list[Tok]:
     i = 0
     while i < len(toks):
         t = toks[i]
+        if t.low in _SCALARS_IN_FROM and in_from[-1] and i + 1 < len(toks) and toks[i + 1].text == "(":
+            j = _closing(toks, i + 1)
+            k = j + 1 if j is not None else len(toks)
+            if k < len(toks) and toks[k].low == "as":
+                k += 1
+            if j is not None and k < len(toks) and toks[k].kind == _T.identifier and toks[k].low not in _AFTER_FROM:
+                alias = toks[k].text
+                out.extend(_spliced("(SELECT", t.pre))
+                toks[i].pre = " "
+                out.extend(toks[i:j + 1])
+                out.extend([Tok("AS", _T.keyword), Tok(alias, _T.identifier), Tok(")", _T.operator, ""),
+                            Tok(alias, _T.identifier)])
+                i = k + 1
+                continue
         out.append(t)
         if t.text == "(":
             in_from.append(False)
@@ -291,6 +352,12 @@ def _name_srf_columns(toks: list[Tok]) -> list[Tok]:
     return out
 
 
+def _settings_map(settings: dict[str, str], derived: dict[str, str] | None) -> str:
+    """The session's settings as a DuckDB MAP literal (what tierd's current_setting reads)."""
+    merged = {**(derived or {}), **settings}
+    return "MAP {" + ", ".join(f"{_sql_literal(k).text}: {_sql_literal(v).text}" for k, v in merged.items()) + "}"
+
+
 def _setting_call(toks: list[Tok], i: int, settings: dict[str, str]) -> tuple[Tok, int] | None:
     """current_setting('x'[, missing_ok]) or set_config('x', 'v', local) with constant
     arguments: (the value as a literal, index after the call); None to leave the call alone."""
@@ -310,7 +377,7 @@ def _setting_call(toks: list[Tok], i: int, settings: dict[str, str]) -> tuple[To
         if name not in settings:
             missing_ok = len(args) > 1 and args[1].low == "true"
             if missing_ok:
-                return Tok("NULL", _T.keyword), j + 1
+                return Tok("NULL::VARCHAR", _T.keyword), j + 1
             return None  # DuckDB's current_setting reports the unknown name
         return _sql_literal(settings[name]), j + 1
     if len(args) != 3:

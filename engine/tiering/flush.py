@@ -30,7 +30,7 @@ from engine.tiers import views
 from engine.storage.backend import Storage
 from engine.storage.manifest import FlushEdit, Manifest, Segment
 from engine.storage.segments import key_bounds, may_overlap, sorted_by_key, write_segment
-from engine.tiering.jobs import Job
+from engine.tiering.jobs import Job, Untracked
 
 STREAM_FLUSH_REFUSED = "STORAGE FLUSH TABLE is not supported for STREAM tables"
 Outcome = tuple[str, str, int]  # (job status, message, rows)
@@ -55,6 +55,8 @@ class Flusher:
                 return "skipped", f"Storage flush skipped: no pending writes for table '{t.qualified}'", 0
             self._fp.hit("flush.start")
             check = job.check_cancel if job is not None else (lambda: None)
+            report = job if job is not None else Untracked()
+            report.progress("writing segments", rows_done=0, rows_total=snap.num_rows, bytes_done=0)
             storage = self._cold.storage_for(t)
             if t.is_user:  # one segment (or base + delta) per user with pending rows
                 owners = snap.column(OWNER)
@@ -63,10 +65,11 @@ class Flusher:
                 parts = [(None, snap)]
             moved = written = 0
             for user, rows in parts:
-                n, segs = self._flush_scope(cur, t, storage, user, rows, watermark, check)
+                n, segs = self._flush_scope(cur, t, storage, user, rows, watermark, check, report)
                 moved += n
                 written += segs
             self._fp.hit("flush.before_hot_cleanup")
+            report.progress("cleaning up hot tier")
             store = self._hot.store
             store.delete_keys([k for k, first in store.batch_keys(t.tid) if first <= watermark])
             scopes = f" across {len(parts)} user scope(s)" if t.is_user else ""
@@ -113,7 +116,8 @@ class Flusher:
             return None  # batches typed differently: DuckDB unifies them
 
     def _flush_scope(self, cur: duckdb.DuckDBPyConnection, t: TableDef, storage: Storage, user: str | None,
-                     snap: pa.Table, watermark: int, check: Callable[[], None]) -> tuple[int, int]:
+                     snap: pa.Table, watermark: int, check: Callable[[], None],
+                     report: Job | Untracked) -> tuple[int, int]:
         """Steps 2-4 for one scope: its segments, its manifest commit, applied at once."""
         scope = t.scope(storage, user)
         manifest = self._cold.scope_manifest(t, user)
@@ -139,8 +143,10 @@ class Flusher:
                 rows = rows.sort_by([(c, "ascending") for c in t.primary_key])
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments), rows,
                                           t.column_names, kind, self._fp, "flush", check, t.field_ids))
+            report.advance("writing segments", segments[-1].row_count, segments[-1].size_bytes)
         new_manifest = manifest.apply(FlushEdit(segments, watermark))
         check()  # the last point where KILL JOB can stop it: next is the commit
+        report.progress("committing manifest")
         self._fp.hit("flush.before_manifest")
         self._cold.commit(t, storage, new_manifest)
         try:

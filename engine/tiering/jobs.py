@@ -31,7 +31,11 @@ COLUMNS = (
     "job_id VARCHAR, job_type VARCHAR, status VARCHAR, table_name VARCHAR, parameters VARCHAR, "
     "message VARCHAR, error_trace VARCHAR, idempotency_key VARCHAR, retry_count INTEGER, "
     "max_retries INTEGER, next_retry_at TIMESTAMPTZ, rows_affected BIGINT, created_at TIMESTAMPTZ, "
-    "updated_at TIMESTAMPTZ, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ"
+    "updated_at TIMESTAMPTZ, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, "
+    # Progress of a running job (Job.progress): the step it is in, row versions written of
+    # those to write, Parquet bytes written, and the bytes of the segments being replaced
+    # (a compaction; NULL for a flush, whose output size is known only once written).
+    "phase VARCHAR, rows_done BIGINT, rows_total BIGINT, bytes_done BIGINT, bytes_total BIGINT"
 )
 FIELDS = [c.split()[0] for c in COLUMNS.split(", ")]
 PREFIX = {"flush": "FL", "compact": "CO", "stream_eviction": "SE", "publish": "IP"}
@@ -86,16 +90,49 @@ class Job:
     updated_at: str = field(default_factory=lambda: _now().isoformat())
     started_at: str | None = None
     finished_at: str | None = None
+    phase: str | None = None
+    rows_done: int | None = None
+    rows_total: int | None = None
+    bytes_done: int | None = None
+    bytes_total: int | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     cancel_requested: bool = field(default=False, repr=False, compare=False)
+    # Set by the runner while the job runs: publishes a progress change to system.jobs.
+    reporter: Callable[["Job"], None] | None = field(default=None, repr=False, compare=False)
 
     def record(self) -> dict:
         return {f: getattr(self, f) for f in FIELDS}
+
+    def progress(self, phase: str, *, rows_done: int | None = None, rows_total: int | None = None,
+                 bytes_done: int | None = None, bytes_total: int | None = None) -> None:
+        """Record where a running job stands (called by job bodies at each step and segment,
+        never per row); the values given replace the old ones, the others stay."""
+        self.phase = phase
+        for name, value in (("rows_done", rows_done), ("rows_total", rows_total), ("bytes_done", bytes_done),
+                            ("bytes_total", bytes_total)):
+            if value is not None:
+                setattr(self, name, value)
+        if self.reporter is not None:
+            self.reporter(self)
+
+    def advance(self, phase: str, rows: int, nbytes: int) -> None:
+        """One more piece written: `rows` row versions, `nbytes` Parquet bytes."""
+        self.progress(phase, rows_done=(self.rows_done or 0) + rows, bytes_done=(self.bytes_done or 0) + nbytes)
 
     def check_cancel(self) -> None:
         """Called by job bodies between steps, so KILL JOB stops a running job cleanly."""
         if self.cancel_requested:
             raise JobCancelled()
+
+
+class Untracked:
+    """The progress sink of work that runs outside a job (a flush at shutdown, in tests)."""
+
+    def progress(self, phase: str, **counts) -> None:
+        pass
+
+    def advance(self, phase: str, rows: int, nbytes: int) -> None:
+        pass
 
 
 Executor = Callable[[Job], tuple[str, str, int]]
@@ -289,6 +326,9 @@ class JobRunner:
             job.status = "running"
             job.started_at = _now().isoformat()
             job.next_retry_at = None
+            job.phase = "starting"
+            job.rows_done = job.rows_total = job.bytes_done = job.bytes_total = None
+            job.reporter = self._save
             self._save(job)
         try:
             status, message, rows = self.execute(job)
@@ -319,6 +359,7 @@ class JobRunner:
 
     def _schedule_retry(self, job: Job, delay: float) -> None:
         at = _now() + timedelta(seconds=delay)
+        job.phase, job.reporter = None, None
         job.status = "retrying"
         job.next_retry_at = at.isoformat()
         job.done.clear()
@@ -333,6 +374,7 @@ class JobRunner:
         with self.lock:
             job.status, job.message, job.rows_affected = status, message, rows
             job.finished_at = _now().isoformat()
+            job.phase, job.reporter = None, None
             job.next_retry_at = None
             self._save(job)
             if self.active.get(slot(job.job_type, job.table_name)) == job.job_id:

@@ -11,9 +11,9 @@ other key is looked up in the cold tier: each segment file's key column is kept 
 once and kept in a bounded LRU cache.
 
 Deliberately conservative; anything else returns None and the normal query runs: SHARED
-tables only (USER tables filter by owner), one integer key column, filesystem storage, base
-segments only (delta segments need a newest-version merge), no TTL, a plain column list, a
-session outside a writing transaction. A flush or compaction that changes the cold tier
+tables only (USER tables filter by owner), one integer key column, filesystem storage, no TTL,
+a plain column list, a session outside a writing transaction. Base and delta segments are
+both read: a key's newest version in a delta segment wins, as in the cold view. A flush or compaction that changes the cold tier
 while a lookup runs makes it fall back too (`Engine.cold_epoch`, odd while one is applying).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +35,9 @@ from engine.tiers.cold import ColdTier
 from engine.tiers.hot import HotTier
 from engine.storage import hot_store
 from engine.results import schema_with_sql_types
+
+# (table, key) -> (whether this transaction wrote the key, its version or None if deleted)
+OwnVersion = Callable[[TableDef, object], tuple[bool, "pa.Table | None"]]
 
 CACHE_BYTES = 128 << 20  # decoded row groups kept for lookups
 HOT_CACHE_BYTES = 64 << 20  # decoded hot batches kept for lookups
@@ -98,14 +101,17 @@ class _SegmentKeys:
         self.nbytes = keys.nbytes * (2 if self.order is not None else 1)
         return self
 
-    def find(self, key: int) -> tuple[int, int] | None:
-        """(row group, row within it) of `key`, or None."""
+    def find_all(self, key: int) -> list[tuple[int, int]]:
+        """(row group, row within it) of every row holding `key` (a delta segment may hold
+        several versions of one key)."""
+        out = []
         i = bisect.bisect_left(self.keys, key)
-        if i == len(self.keys) or self.keys[i] != key:
-            return None
-        row = self.order[i] if self.order is not None else i
-        rg = bisect.bisect_right(self.starts, row) - 1
-        return rg, row - self.starts[rg]
+        while i < len(self.keys) and self.keys[i] == key:
+            row = self.order[i] if self.order is not None else i
+            rg = bisect.bisect_right(self.starts, row) - 1
+            out.append((rg, row - self.starts[rg]))
+            i += 1
+        return out
 
 
 def _view(arr: pa.Array, code: str) -> memoryview:
@@ -156,15 +162,17 @@ class PointLookups:
         self._batches = _Lru(HOT_CACHE_BYTES)
         self._shapes: dict[tuple, tuple[pa.Schema, pa.Schema, pa.Table]] = {}
 
-    def run(self, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
+    def run(self, q: PointQuery, params: list, default_namespace: str,
+            own: OwnVersion | None = None) -> pa.Table | None:
         """The query's answer, or None when the normal query path must run (which then gives
-        the answer, or the error, the normal way)."""
+        the answer, or the error, the normal way). `own`: a writing transaction's own version
+        of a key, which wins over every committed one."""
         try:
-            return self._run(q, params, default_namespace)
-        except (_Fallback, OSError, pa.ArrowException, TypeError, ValueError, KeyError, IndexError):
+            return self._run(q, params, default_namespace, own)
+        except (_Fallback, OSError, LookupError, pa.ArrowException, TypeError, ValueError):
             return None
 
-    def _run(self, q: PointQuery, params: list, default_namespace: str) -> pa.Table | None:
+    def _run(self, q: PointQuery, params: list, default_namespace: str, own: OwnVersion | None) -> pa.Table | None:
         hot, cold = self._hot_tier, self._cold_tier
         t = self._catalog.find(q.namespace or default_namespace, q.table)
         if t is None or t.table_type.upper() != "SHARED" or t.ttl_seconds or len(t.primary_key) != 1 \
@@ -181,19 +189,45 @@ class PointLookups:
         epoch = cold.epoch
         if epoch % 2:
             return None
-        state = hot.index.get(t.tid, {}).get(key)
-        if state is not None:  # the newest version is hot
-            seq, deleted = state.seq, state.deleted
-            if seq > hot.visible_seq:
-                return None  # committed but not visible yet: the view decides
-            row = empty if deleted else self._hot(t, key, seq)
-        else:
-            row = self._cold(t, key)
+        mine, row = own(t, key) if own is not None else (False, None)
+        if not mine:
+            state = hot.index.get(t.tid, {}).get(key)
+            if state is not None:  # the newest version is hot
+                seq, deleted = state.seq, state.deleted
+                if seq > hot.visible_seq:
+                    return None  # committed but not visible yet: the view decides
+                row = empty if deleted else self._hot(t, key, seq)
+            else:
+                row = self._cold(t, key)
         if cold.epoch != epoch:
             return None
         if row is None:
             return empty
         return row.select(names).cast(out_schema)
+
+    def hot_row(self, t: TableDef, key, seq: int) -> pa.Table | None:
+        """Durable hot version `seq` of `key` (one row, with _seq/_deleted), or None if its batch
+        is not where the key index says (flushed meanwhile): the caller takes its general path."""
+        try:
+            return self._hot(t, key, seq)
+        except (_Fallback, OSError, pa.ArrowException):
+            return None
+
+    def cold_row(self, t: TableDef, key) -> tuple[bool, pa.Table | None]:
+        """(found out, the row or None) for a key with no hot version: found out is False when
+        the cold tier is not one this path reads (see the module docstring)."""
+        cold = self._cold_tier
+        if type(key) is not int or t.tid in cold.unavailable or t.table_type.upper() != "SHARED" \
+                or len(t.primary_key) != 1:
+            return False, None
+        epoch = cold.epoch
+        if epoch % 2:
+            return False, None
+        try:
+            row = self._cold(t, key)
+        except (_Fallback, OSError, pa.ArrowException, TypeError, ValueError, KeyError, IndexError):
+            return False, None
+        return cold.epoch == epoch, row
 
     def _shape(self, t, schema: pa.Schema, names: tuple[str, ...]) -> tuple[pa.Schema, pa.Table]:
         """The result schema (uuid/json keep their SQL type, as in _query) and the empty
@@ -231,28 +265,42 @@ class PointLookups:
         return row
 
     def _cold(self, t: TableDef, key: int) -> pa.Table | None:
+        """The key's live cold version, as the cold view decides it: the newest version in a
+        delta segment if any holds the key (None if that one is a tombstone), else the one
+        base segment that holds it."""
         storage = self._cold_tier.storage_for(t)
         manifest = (self._cold_tier.manifests.get(t.tid) or {}).get(None)  # a SHARED table's one scope
         if manifest is None or storage.storage_type != "filesystem":
             raise _Fallback
-        if any(s.kind != "base" for s in manifest.segments):
-            raise _Fallback
         pk = t.primary_key[0]
         scope = t.scope(storage)
+        newest: tuple[int, pa.Table] | None = None
         for s in manifest.segments:
-            st = s.column_stats.get(pk) or {}
-            lo, hi = st.get("min"), st.get("max")
-            if isinstance(lo, int) and isinstance(hi, int) and not lo <= key <= hi:
+            if s.kind != "delta":
                 continue
-            path = storage.reader_path(f"{scope}/{s.path}")
-            seg = self._segment(path, pk)
-            hit = seg.find(key)
-            if hit is None:
+            for row in self._rows(storage.reader_path(f"{scope}/{s.path}"), s, pk, key):
+                seq = row.column("_seq")[0].as_py()
+                if newest is None or seq > newest[0]:
+                    newest = (seq, row)
+        if newest is not None:
+            row = newest[1]
+            return None if row.column("_deleted")[0].as_py() else row
+        for s in manifest.segments:
+            if s.kind == "delta":
                 continue
-            rg, offset = hit
-            group = self._group(seg, rg)
-            return group.slice(offset, 1)
+            for row in self._rows(storage.reader_path(f"{scope}/{s.path}"), s, pk, key):
+                return row
         return None
+
+    def _rows(self, path: str, s, pk: str, key: int) -> Iterator[pa.Table]:
+        """The rows of one segment holding `key` (pruned by the manifest's key range)."""
+        st = s.column_stats.get(pk) or {}
+        lo, hi = st.get("min"), st.get("max")
+        if isinstance(lo, int) and isinstance(hi, int) and not lo <= key <= hi:
+            return
+        seg = self._segment(path, pk)
+        for rg, offset in seg.find_all(key):
+            yield self._group(seg, rg).slice(offset, 1)
 
     def _segment(self, path: str, pk: str) -> _SegmentKeys:
         with self._lock:

@@ -32,6 +32,9 @@ an anti join against the (small) hot table.
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import duckdb
 
 from engine.sql import sandbox
@@ -66,7 +69,18 @@ def full_view(t: TableDef) -> str:
     return f"{FULL}.{q(t.namespace)}.{q(t.name)}"
 
 
+def _skip_pandas_probe() -> None:
+    """DuckDB's Python binding looks for pandas while converting each parameter and each
+    registered table; without pandas installed, every look is a failed import that searches
+    sys.path again (about 0.2 ms a parameter: 3 s for a 1,000-row INSERT of 3,000 parameters).
+    Marking the module absent makes each look a dictionary hit. With pandas installed, the
+    first look imports it and later ones are hits anyway."""
+    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
+        sys.modules["pandas"] = None  # type: ignore[assignment]  # `import pandas` now fails at once
+
+
 def open_database() -> duckdb.DuckDBPyConnection:
+    _skip_pandas_probe()
     con = duckdb.connect(":memory:", config={
         "threads": 2,
         "integer_division": True,  # Postgres: 7 / 2 = 3

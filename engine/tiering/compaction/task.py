@@ -23,7 +23,7 @@ from engine.storage.manifest import CompactionEdit, Manifest, Segment
 from engine.storage.reaper import FileReaper
 from engine.storage.segments import write_segment
 from engine.tiering.compaction.picker import worth_compacting
-from engine.tiering.jobs import Job
+from engine.tiering.jobs import Job, Untracked
 
 STREAM_COMPACT_REFUSED = "STORAGE COMPACT TABLE is not supported for STREAM tables"
 
@@ -60,6 +60,9 @@ class Compactor:
         scope = t.scope(storage, manifest.user_id)
         target = self._target_rows()
         check = job.check_cancel if job is not None else (lambda: None)
+        report = job if job is not None else Untracked()
+        report.progress("rewriting segments", rows_done=0, rows_total=manifest.row_count, bytes_done=0,
+                        bytes_total=manifest.size_bytes)
         pk = ", ".join(views.q(c) for c in t.key_columns)
         source = views.all_cold_versions_sql(t, {manifest.user_id: manifest}, storage)
         self._fp.hit("compact.start")
@@ -70,6 +73,7 @@ class Compactor:
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments),
                                           pa.Table.from_batches(batches), t.column_names, "base",
                                           self._fp, "compact", check, t.field_ids))
+            report.advance("rewriting segments", segments[-1].row_count, segments[-1].size_bytes)
         try:
             with self._reaper.reading():
                 reader = cur.execute(
@@ -92,6 +96,7 @@ class Compactor:
         check()
         old = list(manifest.segments)
         new_manifest = manifest.apply(CompactionEdit(segments))
+        report.progress("committing manifest")
         self._fp.hit("compact.before_manifest")
         self._cold.commit(t, storage, new_manifest)
         try:
