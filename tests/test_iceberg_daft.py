@@ -36,15 +36,16 @@ def test_daft_native_and_on_ray_read_what_tierd_selects(make_tierd, tmp_path):
         c.execute("INSERT INTO app.orders SELECT i, 'o' || i, i * 1.5, TIMESTAMPTZ '2026-01-01 00:00:00+00' "
                   "+ i * INTERVAL 1 HOUR FROM range(1, 2001) r(i)")
         c.execute("STORAGE FLUSH TABLE app.orders WAIT")
-        c.execute("UPDATE app.orders SET name = 'changed', amount = amount + 1 WHERE id % 7 = 0")
-        c.execute("DELETE FROM app.orders WHERE id % 11 = 0")
-        c.execute("STORAGE FLUSH TABLE app.orders WAIT")
-        wait_published(c, "app.orders")
-        want = sorted(tierd_rows(c, "app.orders", COLUMNS))
-        assert daft_rows(d.data_dir, "app.orders", "native", str(tmp_path / "native.arrow")) == want
-        c.execute("STORAGE COMPACT TABLE app.orders WAIT")
-        c.execute("UPDATE app.orders SET name = 'after compaction' WHERE id < 50")
-        c.execute("STORAGE FLUSH TABLE app.orders WAIT")
-        wait_published(c, "app.orders")
-        want = sorted(tierd_rows(c, "app.orders", COLUMNS))
-        assert daft_rows(d.data_dir, "app.orders", "ray", str(tmp_path / "ray.arrow")) == want
+        steps = {  # position deletes of updated and deleted flushed rows; then a compaction
+            "native": ["UPDATE app.orders SET name = 'changed', amount = amount + 1 WHERE id % 7 = 0",
+                       "DELETE FROM app.orders WHERE id % 11 = 0"],
+            "ray": ["STORAGE COMPACT TABLE app.orders WAIT",
+                    "UPDATE app.orders SET name = 'after compaction' WHERE id < 50"],
+        }
+        for runner, statements in steps.items():
+            for sql in statements:
+                c.execute(sql)
+            c.execute("STORAGE FLUSH TABLE app.orders WAIT")
+            wait_published(c, "app.orders")
+            want = sorted(tierd_rows(c, "app.orders", COLUMNS))
+            assert daft_rows(d.data_dir, "app.orders", runner, str(tmp_path / f"{runner}.arrow")) == want
