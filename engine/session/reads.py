@@ -63,17 +63,13 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
 
 def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
     point = point_lookup.match(stmt.sql)
+    if point is not None and not s.tx.in_duck_txn:
+        table = _point_select(s, point, params)
+        metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback" if table is None else "used")
+        if table is not None:
+            return StatementResult(f"SELECT {table.num_rows}", table)
     sql, hidden = _read_sql(s, stmt.sql)
     eng = s.engine
-    if point is not None and not s.tx.in_duck_txn:  # after the privilege checks
-        # a writing transaction reads its own writes first (its DuckDB snapshot, once it has
-        # one, holds them too; then the view answers)
-        own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
-        table = eng.point_lookups.run(point, params, DEFAULT_NAMESPACE, own)
-        if table is not None:
-            metrics.inc("tierd_fast_path_total", path="point_select", outcome="used")
-            return StatementResult(f"SELECT {table.num_rows}", table)
-        metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback")
     own_writes_visible(s)
     s.check_user_scope()
     eng.hot.materialize()
@@ -87,6 +83,21 @@ def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
 def _derived_settings(s: SessionState) -> dict[str, str]:
     """Settings that follow from the session's role rather than from SET."""
     return {"is_superuser": "on" if s.is_superuser else "off", "session_authorization": s.user}
+
+
+def _point_select(s: SessionState, point: point_lookup.PointQuery, params: list) -> pa.Table | None:
+    """`SELECT cols FROM t WHERE pk = $1` on a tierd table, without DuckDB and without the
+    rewrite and sandbox passes (the statement names one table, its columns and a key): the
+    privilege check is the general path's. A writing transaction reads its own writes first
+    (once it has a DuckDB snapshot, that holds them too and the view answers). None: the
+    general path answers."""
+    eng = s.engine
+    t = eng.catalog.find(point.namespace or DEFAULT_NAMESPACE, point.table)
+    if t is None:
+        return None
+    privileges.check_table(eng.roles, s.user, t, "SELECT")
+    own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
+    return eng.point_lookups.run(point, params, DEFAULT_NAMESPACE, own)
 
 
 def show(s: SessionState, stmt: Show, params: list) -> StatementResult:

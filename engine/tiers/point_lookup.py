@@ -160,7 +160,7 @@ class PointLookups:
         self._keys = _Lru(KEY_CACHE_BYTES)
         self._groups = _Lru(CACHE_BYTES)
         self._batches = _Lru(HOT_CACHE_BYTES)
-        self._shapes: dict[tuple, tuple[pa.Schema, pa.Schema, pa.Table]] = {}
+        self._shapes: dict[tuple, tuple[pa.Schema, tuple[list[str], pa.Schema, pa.Table]]] = {}
 
     def run(self, q: PointQuery, params: list, default_namespace: str,
             own: OwnVersion | None = None) -> pa.Table | None:
@@ -182,10 +182,10 @@ class PointLookups:
         if type(key) is not int:
             return None
         schema = self._visible_schema(t)
-        names = list(q.columns) if q.columns is not None else list(schema.names)
-        if any(n not in schema.names for n in names):
+        shape = self._shape(t, schema, q.columns)
+        if shape is None:
             return None
-        out_schema, empty = self._shape(t, schema, tuple(names))
+        names, out_schema, empty = shape
         epoch = cold.epoch
         if epoch % 2:
             return None
@@ -203,7 +203,10 @@ class PointLookups:
             return None
         if row is None:
             return empty
-        return row.select(names).cast(out_schema)
+        row = row.select(names)
+        if all(a.type == f.type for a, f in zip(row.columns, out_schema)):  # the usual case:
+            return pa.Table.from_arrays(row.columns, schema=out_schema)    # no cast per column
+        return row.cast(out_schema)
 
     def hot_row(self, t: TableDef, key, seq: int) -> pa.Table | None:
         """Durable hot version `seq` of `key` (one row, with _seq/_deleted), or None if its batch
@@ -229,20 +232,25 @@ class PointLookups:
             return False, None
         return cold.epoch == epoch, row
 
-    def _shape(self, t, schema: pa.Schema, names: tuple[str, ...]) -> tuple[pa.Schema, pa.Table]:
-        """The result schema (uuid/json keep their SQL type, as in _query) and the empty
-        answer, per table schema and column list (building them cost ~70 µs a lookup)."""
-        key = (t.tid, names, tuple(c.type for c in t.columns))
+    def _shape(self, t, schema: pa.Schema, columns: tuple[str, ...] | None
+               ) -> tuple[list[str], pa.Schema, pa.Table] | None:
+        """The column names, the result schema (uuid/json keep their SQL type, as in _query)
+        and the empty answer, per table schema and column list (building them cost ~70 µs a
+        lookup); None if a column is not the table's."""
+        key = (t.tid, columns, tuple(c.type for c in t.columns))
         hit = self._shapes.get(key)
         if hit is not None and hit[0] is schema:
-            return hit[1], hit[2]
+            return hit[1]
+        names = list(columns) if columns is not None else list(schema.names)
+        if any(n not in schema.names for n in names):
+            return None
         by_name = {c.name: c.type for c in t.columns}
         out = schema_with_sql_types(pa.schema([schema.field(n) for n in names]), [by_name[n] for n in names])
         empty = pa.table([pa.array([], f.type) for f in out], schema=out)
         if len(self._shapes) > 1024:
             self._shapes.clear()
-        self._shapes[key] = (schema, out, empty)
-        return out, empty
+        self._shapes[key] = (schema, (names, out, empty))
+        return names, out, empty
 
     def _hot(self, t: TableDef, key: int, seq: int) -> pa.Table:
         """The hot version `seq` of `key`, from the LevelDB batch that holds it."""
