@@ -37,13 +37,13 @@ class Measurement:
     """One table row: a workload's median value per system (a float, or a string for n/a/error)."""
 
     name: str
-    unit: str  # "rows/s" (higher is better) or "ms" (lower is better)
+    unit: str  # a rate, "rows/s" or "tx/s" (higher is better), or "ms" (lower is better)
     values: dict[str, float | str] = field(default_factory=dict)
     note: str = ""
 
     @property
     def throughput(self) -> bool:
-        return self.unit == "rows/s"
+        return self.unit.endswith("/s")
 
 
 @dataclass

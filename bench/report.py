@@ -21,7 +21,7 @@ def fmt_value(v: float | str | None, unit: str) -> str:
         return "—"
     if isinstance(v, str):
         return v
-    return f"{v:,.0f} {unit}" if unit in ("rows/s", "MiB") else f"{v:,.1f} ms"
+    return f"{v:,.0f} {unit}" if unit.endswith("/s") or unit == "MiB" else f"{v:,.1f} ms"
 
 
 def fmt_ratio(m: Measurement, other: str) -> str:
@@ -97,7 +97,7 @@ def render(b: Bench, results: list[Measurement], header: dict[str, str]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for m in results:
-        how = "rows/s; ratio >1 = tierd faster" if m.throughput else \
+        how = f"{m.unit}; ratio >1 = tierd faster" if m.throughput else \
             "MiB" if m.unit == "MiB" else "ms; ratio = time tierd/other, <1 = tierd faster"
         lines.append(f"| {m.name} ({how}) | " + " | ".join(fmt_value(m.values.get(s), m.unit) for s in SYSTEMS)
                      + f" | {fmt_ratio(m, PG)} | {fmt_ratio(m, DUCK)} |")

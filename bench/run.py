@@ -12,11 +12,15 @@ Every server it starts is stopped and every temp dir removed in `finally`, even 
 Workloads, in order (later ones reuse bench.events, so the order matters):
   single-row INSERT, from one and from several connections; pipelined executemany; COPY (n/a
   while tierd lacks it); events load + flush + cold GROUP BY (vs PostgreSQL and DuckDB on
-  tierd's files); flush throughput on fresh tables; GROUP BY over 100 small segments
+  tierd's files); the same GROUP BY by DuckDB's iceberg_scan of the published Iceberg table;
+  flush throughput on fresh tables; the Iceberg publish that follows a flush (vs the flush); GROUP BY over 100 small segments
   before/after STORAGE COMPACT; cold tier on S3 (a throw-away SeaweedFS) vs the same queries on
   the local storage; GROUP BY over cold + extra hot rows (hot+cold union vs the cold-only
   query); PK point SELECTs on cold and hot keys; a 1M-row result; GROUP BY over 10M cold rows,
-  then with 100k hot rows on top; peak RSS of a fresh daemon ingesting 10M rows.
+  then with 100k hot rows on top; peak RSS of a fresh daemon ingesting 10M rows; and the write
+  patterns applications use (bench/workloads/write_patterns.py): UPDATE/DELETE by key from 1 and
+  8 clients, executemany … RETURNING, SQLAlchemy Core inserts, an asyncpg pool, an upsert
+  stream, and pgbench's built-in TPC-B after `pgbench -i`.
 Sizes are flags (see --help); the default run takes about 10 minutes on 2 cores.
 tierd runs with `[compaction] max_segments = 1000` so that only our STORAGE COMPACT compacts.
 
@@ -66,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hot-rows", type=int, help="hot rows added for the hot+cold queries (default 100000, smoke 1000)")
     p.add_argument("--insert-clients", type=int, help="connections of the concurrent INSERT cell (default 8, smoke 4)")
     p.add_argument("--pipeline-rows", type=int, help="rows of the pipelined executemany (default 100000, smoke 2000)")
+    p.add_argument("--write-ops", type=int, help="UPDATE/DELETE by key per run (default 2000, smoke 100)")
+    p.add_argument("--returning-rows", type=int, help="rows of executemany … RETURNING (default 10000, smoke 500)")
+    p.add_argument("--pool-inserts", type=int, help="concurrent INSERTs through the asyncpg pool (default 2000, smoke 200)")
+    p.add_argument("--pgbench-seconds", type=int, help="duration of each pgbench TPC-B cell (default 10, smoke 2)")
     p.add_argument("--copy-rows", type=int, help="rows of the COPY cell (default 2000000, smoke 20000)")
     p.add_argument("--point-lookups", type=int, help="PK lookups per run and key kind (default 2000, smoke 200)")
     p.add_argument("--big-rows", type=int, help="cold rows of bench.big (default 10000000, smoke 40000)")
@@ -73,6 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--big-runs", type=int, help="timed runs of the bench.big queries (default 5, smoke 3)")
     p.add_argument("--rss-rows", type=int, help="rows ingested by the fresh daemon of the RSS cell (default 10000000, smoke 200000)")
     p.add_argument("--job-timeout", type=int, help="bound on each STORAGE … WAIT, seconds (default 600, smoke 60)")
+    p.add_argument("--only", help="comma-separated workload names (e.g. wl_pgbench); wl_single_insert, which "
+                                  "creates the bench schema, always runs first")
     p.add_argument("--tierd-bin", type=Path, help="tierd executable (default: the venv's)")
     p.add_argument("--skip-tierd", action="store_true", help="PostgreSQL and DuckDB only (harness development)")
     p.add_argument("--output", type=Path, help=f"report path (default {RESULTS.relative_to(REPO)}, none in smoke)")
@@ -89,6 +99,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.hot_rows = a.hot_rows or (1000 if a.smoke else 100_000)
     a.insert_clients = a.insert_clients or (4 if a.smoke else 8)
     a.pipeline_rows = a.pipeline_rows or (2000 if a.smoke else 100_000)
+    a.write_ops = a.write_ops or (100 if a.smoke else 2000)
+    a.returning_rows = a.returning_rows or (500 if a.smoke else 10_000)
+    a.pool_inserts = a.pool_inserts or (200 if a.smoke else 2000)
+    a.pgbench_seconds = a.pgbench_seconds or (2 if a.smoke else 10)
     a.copy_rows = a.copy_rows or (20_000 if a.smoke else 2_000_000)
     a.point_lookups = a.point_lookups or (200 if a.smoke else 2000)
     a.big_rows = a.big_rows or (40_000 if a.smoke else 10_000_000)
@@ -96,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.big_runs = a.big_runs or (3 if a.smoke else 5)
     a.rss_rows = a.rss_rows or (200_000 if a.smoke else 10_000_000)
     a.job_timeout = a.job_timeout or (60 if a.smoke else 600)
-    if a.output is None and not a.smoke and not a.skip_tierd:
+    if a.output is None and not a.smoke and not a.skip_tierd and not a.only:
         a.output = RESULTS
     return a
 
@@ -119,6 +133,17 @@ def update_readme(report: str) -> None:
     tail_ = rest.split(README_END, 1)[1]
     README.write_text(head + README_START + "\n" + "\n".join(block) + "\n" + README_END + tail_)
     print(f"updated the benchmark table in {README.name}", file=sys.stderr)
+
+
+def selected(only: str | None) -> list:
+    """The workloads to run: all of them, or those named by --only behind wl_single_insert."""
+    if not only:
+        return list(WORKLOADS)
+    names = {n.strip() for n in only.split(",") if n.strip()}
+    unknown = names - {w.__name__ for w in WORKLOADS}
+    if unknown:
+        raise RuntimeError(f"--only: unknown workload(s) {', '.join(sorted(unknown))}")
+    return [w for i, w in enumerate(WORKLOADS) if i == 0 or w.__name__ in names]
 
 
 def on_signal(signum: int, _frame: Any) -> None:
@@ -154,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         b = Bench(args, pg_conninfo, td.conninfo if td else None, tierd_dir, scratch)
         header["pg"] = pg_settings(b)
         results: list[Measurement] = []
-        for workload in WORKLOADS:
+        for workload in selected(args.only):
             print(f"... {workload.__name__}", file=sys.stderr, flush=True)
             results += workload(b)
             if td and td.proc.poll() is not None and b.tierd_conninfo:

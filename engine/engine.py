@@ -13,7 +13,9 @@ import logging
 import os
 import threading
 
-from engine.catalog import pg_catalog
+from engine.catalog import pg_catalog, sequence_functions
+from engine.catalog.sequences import Sequences
+from engine.sql import functions as sql_functions
 from engine.catalog.flush_policy import parse_flush_policy
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
@@ -26,6 +28,11 @@ from engine.storage.iceberg_catalog import IcebergCatalogs
 from engine.tiers.hot import HotTier
 from engine.tiers import views
 from engine.tiers.point_lookup import PointLookups
+from engine.activity import SessionRegistry
+from engine.advisory_locks import AdvisoryLocks
+from engine.notifications import NotificationHub
+from engine.session import functions
+from engine.session import settings
 from engine.session.settings import pg_settings_rows
 from engine.session.session import EngineSession
 from engine.storage.backend import Storage
@@ -49,6 +56,7 @@ class Engine(EngineCore):
         self.data_dir = os.path.abspath(config.data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         parse_flush_policy(config.default_flush_policy)
+        settings.set_server_defaults(config.server_settings)
         self._init_shapes()
         self.failpoints = Failpoints(config.failpoints)
         store = HotStore(os.path.join(self.data_dir, "hot"))
@@ -76,7 +84,15 @@ class Engine(EngineCore):
                                           config, publisher)
         self.hot.mark_visible(self.hot.seq)  # everything recovered is visible
         self._create_identity_macros()
+        self.sequences = Sequences(store)
+        sequence_functions.install(self.admin, self.sequences, self.catalog, ("memory", views.FULL))
         pg_catalog.install(self.admin, pg_settings_rows(), datetime.datetime.now(datetime.timezone.utc))
+        self.sessions = SessionRegistry(DATABASE, pg_catalog.DATABASE_OID,
+                                        lambda name: pg_catalog.role_oid(name, name == self.roles.bootstrap))
+        self.notifications = NotificationHub()
+        self.advisory_locks = AdvisoryLocks()
+        functions.install(self.admin, self)
+        sql_functions.install(self.db, pg_catalog.PG)
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
         self.running_copies: dict[int, object] = {}  # session -> its COPY FROM (pg_stat_progress_copy)
         self.tiering = TieringService(self.catalog, self.hot, self.cold, self.db, self.failpoints, self.reaper,

@@ -8,6 +8,9 @@ No error class with a SQLSTATE is defined outside this module.
 """
 from __future__ import annotations
 
+import re
+from typing import Callable
+
 
 class EngineError(Exception):
     sqlstate = "XX000"
@@ -53,19 +56,34 @@ class FatalProtocolViolation(ProtocolViolation): pass
 class FeatureNotSupported(EngineError): pass
 
 
+# --- Class 21: cardinality violation
+@_sqlstate("21000")
+class CardinalityViolation(EngineError): pass
+
+
 # --- Class 22: data exception
 @_sqlstate("22000")
 class DataException(EngineError): pass
 @_sqlstate("22003")
 class NumericValueOutOfRange(DataException): pass
+@_sqlstate("22004")
+class NullValueNotAllowed(DataException): pass
+@_sqlstate("22007")
+class InvalidDatetimeFormat(DataException): pass
+@_sqlstate("22008")
+class DatetimeFieldOverflow(DataException): pass
 @_sqlstate("22012")
 class DivisionByZero(DataException): pass
+@_sqlstate("2200H")
+class SequenceGeneratorLimitExceeded(DataException): pass
 @_sqlstate("22021")
 class CharacterNotInRepertoire(DataException): pass
 @_sqlstate("22023")
 class InvalidParameterValue(DataException): pass
 @_sqlstate("22P02")
 class InvalidTextRepresentation(DataException): pass
+@_sqlstate("22P03")
+class InvalidBinaryRepresentation(DataException): pass
 @_sqlstate("22P04")
 class BadCopyFileFormat(DataException): pass
 
@@ -88,6 +106,8 @@ class ActiveSqlTransaction(InvalidTransactionState): pass
 class NoActiveSqlTransaction(InvalidTransactionState): pass
 @_sqlstate("25P02")
 class InFailedSqlTransaction(InvalidTransactionState): pass
+@_sqlstate("25P03", "FATAL")
+class IdleInTransactionSessionTimeout(InvalidTransactionState): pass
 
 
 # --- Class 26: invalid SQL statement name
@@ -135,12 +155,22 @@ class InsufficientPrivilege(SyntaxErrorOrAccessRuleViolation): pass
 class SyntaxError_(SyntaxErrorOrAccessRuleViolation): pass   # "_": SyntaxError is a builtin
 @_sqlstate("42701")
 class DuplicateColumn(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("42702")
+class AmbiguousColumn(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42703")
 class UndefinedColumn(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("42P10")
+class InvalidColumnReference(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42704")
 class UndefinedObject(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42710")
 class DuplicateObject(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("428C9")
+class GeneratedAlways(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("42725")
+class AmbiguousFunction(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("42803")
+class GroupingError(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42804")
 class DatatypeMismatch(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42883")
@@ -157,6 +187,8 @@ class DuplicatePreparedStatement(SyntaxErrorOrAccessRuleViolation): pass
 class DuplicateSchema(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42P07")
 class DuplicateTable(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("42P09")
+class AmbiguousAlias(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42P16")
 class InvalidTableDefinition(SyntaxErrorOrAccessRuleViolation): pass
 
@@ -166,6 +198,23 @@ class InvalidTableDefinition(SyntaxErrorOrAccessRuleViolation): pass
 class InsufficientResources(EngineError): pass
 @_sqlstate("53100")
 class DiskFull(InsufficientResources): pass
+@_sqlstate("53300", "FATAL")
+class TooManyConnections(InsufficientResources): pass
+
+
+# --- Class 54: program limit exceeded
+@_sqlstate("54000")
+class ProgramLimitExceeded(EngineError): pass
+@_sqlstate("54001")
+class StatementTooComplex(ProgramLimitExceeded): pass
+
+
+def stack_depth_exceeded() -> StatementTooComplex:
+    """A statement nested too deeply to analyse (Python's RecursionError), as Postgres says it."""
+    return StatementTooComplex(
+        "stack depth limit exceeded",
+        hint='Increase the configuration parameter "max_stack_depth" (currently 2048kB), after ensuring '
+             "the platform's stack depth limit is adequate.")
 
 
 # --- Class 55: object not in prerequisite state
@@ -214,54 +263,202 @@ class InjectedFault(IoError):
 class InternalError(EngineError): pass
 
 
-def from_duckdb(exc: Exception) -> EngineError:
-    """Map a DuckDB exception to the closest Postgres SQLSTATE class."""
+_RAISED_IN_UDF = re.compile(r"\[SQLSTATE ([0-9A-Z]{5})\] (.*?)\s*(?:\n\s*At:.*)?$", re.S)
+
+
+def udf_error(err: EngineError) -> ValueError:
+    """`err` as an exception a Python function DuckDB runs may raise: DuckDB keeps its text,
+    and from_duckdb turns it back into `err`'s SQLSTATE and message."""
+    return ValueError(f"[SQLSTATE {err.sqlstate}] {err}")
+
+
+# --- DuckDB's errors in PostgreSQL's words ------------------------------------------------
+# DuckDB says "Catalog Error: Table with name x does not exist!" where PostgreSQL says
+# `relation "x" does not exist`. One table maps every DuckDB error family a client can meet:
+# (DuckDB exception class name, pattern of the message's first line, build). A build gets
+# the match and returns the error; DuckDB's `LINE n: ... ^` excerpt stays behind the message
+# so error_position.locate turns it into the position. DuckDB's own hints ("Did you mean
+# ...", candidate lists) are dropped: they name DuckDB's functions and tierd's internals.
+
+_DUCKDB_TYPES = {
+    "TINYINT": "smallint", "INT8": "smallint", "SMALLINT": "smallint", "INT16": "smallint",
+    "INTEGER": "integer", "INT32": "integer", "BIGINT": "bigint", "INT64": "bigint",
+    "HUGEINT": "numeric", "INT128": "uuid", "UUID": "uuid", "FLOAT": "real", "DOUBLE": "double precision",
+    "BOOLEAN": "boolean", "BOOL": "boolean", "VARCHAR": "text", "BLOB": "bytea", "DATE": "date",
+    "TIME": "time without time zone", "TIMESTAMP": "timestamp without time zone",
+    "TIMESTAMP WITH TIME ZONE": "timestamp with time zone", "INTERVAL": "interval", "JSON": "json",
+    "STRING_LITERAL": "unknown", "INTEGER_LITERAL": "integer", "NULL": "unknown", "DECIMAL": "numeric",
+}
+_NO_FUNCTION_HINT = "No function matches the given name and argument types. You might need to add explicit type casts."
+_NO_OPERATOR_HINT = "No operator matches the given name and argument types. You might need to add explicit type casts."
+_OUT_OF_RANGE = {"smallint": "smallint out of range", "integer": "integer out of range",
+                 "bigint": "bigint out of range"}
+
+
+def pg_type_name(duckdb_type: str) -> str:
+    """PostgreSQL's name of a DuckDB type as DuckDB prints it (`INTEGER[]` -> `integer[]`)."""
+    t = duckdb_type.strip()
+    if t.endswith("[]"):
+        return pg_type_name(t[:-2]) + "[]"
+    base = t.split("(")[0].strip().upper()
+    return _DUCKDB_TYPES.get(base, t.lower())
+
+
+def _out_of_range(duckdb_type: str) -> EngineError:
+    name = pg_type_name(duckdb_type)
+    return NumericValueOutOfRange(_OUT_OF_RANGE.get(name, "numeric field overflow" if name == "numeric"
+                                                    else f"value out of range for type {name}"))
+
+
+def _args(text: str) -> list[str]:
+    """`INTEGER, DECIMAL(4,1), VARCHAR` -> the PostgreSQL names, commas inside () kept."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [pg_type_name(a) for a in out + [cur] if a.strip()]
+
+
+def _no_function(name: str, args: str) -> EngineError:
+    types = _args(args)
+    if not name[:1].isalpha() and name[:1] != "_":  # an operator: +, @>, ~~ ...
+        shown = f"{types[0]} {name} {types[1]}" if len(types) == 2 else f"{name} {' '.join(types)}"
+        return UndefinedFunction(f"operator does not exist: {shown}", hint=_NO_OPERATOR_HINT)
+    return UndefinedFunction(f"function {name}({', '.join(types)}) does not exist", hint=_NO_FUNCTION_HINT)
+
+
+def _not_unique(name: str, args: str) -> EngineError:
+    types = _args(args)
+    if not name[:1].isalpha() and name[:1] != "_" and len(types) == 2:
+        return AmbiguousFunction(f"operator is not unique: {types[0]} {name} {types[1]}",
+                                 hint="Could not choose a best candidate operator. You might need to add explicit type casts.")
+    return AmbiguousFunction(f"function {name}({', '.join(types)}) is not unique",
+                             hint="Could not choose a best candidate function. You might need to add explicit type casts.")
+
+
+def _numeric_overflow(precision: int, scale: int) -> EngineError:
+    return NumericValueOutOfRange(
+        "numeric field overflow",
+        detail=f"A field with precision {precision}, scale {scale} must round to an absolute value "
+               f"less than {'1' if precision == scale else '10^' + str(precision - scale)}.")
+
+
+def _coded(sqlstate: str, message: str) -> EngineError:
+    """An error raised inside DuckDB by tierd's own UDFs and macros: `[22004] message`."""
+    err = lookup(sqlstate)(message)
+    err.sqlstate = sqlstate  # a code without a class of its own keeps its exact SQLSTATE
+    return err
+
+
+def _bad_input(type_name: str, value: str) -> EngineError:
+    if type_name.endswith("[]"):
+        return InvalidTextRepresentation(f'malformed array literal: "{value}"')
+    if type_name.startswith(("date", "time")):
+        return InvalidDatetimeFormat(f'invalid input syntax for type {type_name}: "{value}"')
+    return InvalidTextRepresentation(f'invalid input syntax for type {type_name}: "{value}"')
+
+
+_DUCKDB_FAMILIES: list[tuple[str, str, object]] = [
+    # relations, schemas, types
+    ("CatalogException", r'Table with name "?([^"!]+?)"? does not exist because schema', lambda m: UndefinedTable(f'relation "{m.group(1)}" does not exist')),
+    ("CatalogException", r'(?:Table|View) with name "?([^"!]+?)"? does not exist', lambda m: UndefinedTable(f'relation "{m.group(1)}" does not exist')),
+    ("CatalogException", r'(?:Table|View) with name "?([^"!]+?)"? already exists', lambda m: DuplicateTable(f'relation "{m.group(1)}" already exists')),
+    ("CatalogException", r'Schema with name "?([^"!]+?)"? does not exist', lambda m: InvalidSchemaName(f'schema "{m.group(1)}" does not exist')),
+    ("CatalogException", r'Schema with name "?([^"!]+?)"? already exists', lambda m: DuplicateSchema(f'schema "{m.group(1)}" already exists')),
+    ("CatalogException", r'Type with name "?([^"!]+?)"? does not exist', lambda m: UndefinedObject(f'type "{m.group(1)}" does not exist')),
+    # functions and operators
+    ("CatalogException", r'(?:Scalar|Table|Aggregate|Macro|Table Macro) Function with name "?([^"!]+?)"? does not exist', lambda m: None),
+    ("BinderException", r"No function matches the given name and argument types '(.+?)\((.*)\)'", lambda m: _no_function(m.group(1), m.group(2))),
+    ("BinderException", r'Could not choose a best candidate function for the function call "(.+?)\((.*)\)"',
+      lambda m: _not_unique(m.group(1), m.group(2))),
+    # columns and tables in a query
+    ("BinderException", r'Referenced column "([^"]+)" not found', lambda m: UndefinedColumn(f'column "{m.group(1)}" does not exist')),
+    ("BinderException", r'(?:Table|Values list) "([^"]+)" does not have a column named "([^"]+)"', lambda m: UndefinedColumn(f"column {m.group(1)}.{m.group(2)} does not exist")),
+    ("BinderException", r'Referenced table "([^"]+)" not found', lambda m: UndefinedTable(f'missing FROM-clause entry for table "{m.group(1)}"')),
+    ("BinderException", r'Ambiguous reference to column name "([^"]+)"', lambda m: AmbiguousColumn(f'column reference "{m.group(1)}" is ambiguous')),
+    ("BinderException", r'Ambiguous reference to table "(?:[^"]*\.)?([^".]+)"', lambda m: AmbiguousAlias(f'table name "{m.group(1)}" specified more than once')),
+    ("BinderException", r'column "([^"]+)" must appear in the GROUP BY clause',
+     lambda m: GroupingError(f'column "{m.group(1)}" must appear in the GROUP BY clause or be used in an aggregate function')),
+    ("BinderException", r"Cannot (?:concatenate|compare|mix) (?:values of )?types? (\S+) and (\S+)",
+     lambda m: UndefinedFunction(f"operator does not exist: {pg_type_name(m.group(1))} || {pg_type_name(m.group(2))}", hint=_NO_OPERATOR_HINT)),
+    # syntax
+    ("ParserException", r"(syntax error at (?:or near \S+|end of input))", lambda m: SyntaxError_(m.group(1))),
+    # values that do not convert or do not fit
+    ("ConversionException", r"Could not cast value (\S+) to DECIMAL\((\d+),(\d+)\)", lambda m: _numeric_overflow(int(m.group(2)), int(m.group(3)))),
+    ("ConversionException", r"Could not convert string ['\"](.*)['\"] to (\S+)", lambda m: _bad_input(pg_type_name(m.group(2)), m.group(1))),
+    ("ConversionException", r'invalid (date|timestamp|time) field format: "(.*)", expected format',
+     lambda m: _bad_input(pg_type_name(m.group(1).upper()), m.group(2))),
+    ("ConversionException", r"Type \S+ with value (.*) can't be cast because the value is out of range for the destination type (\S+)",
+     lambda m: _out_of_range(m.group(2))),
+    ("ConversionException", r"Type VARCHAR with value '(.*)' can't be cast to the destination type (\S+)",
+     lambda m: _bad_input(pg_type_name(m.group(2)), m.group(1))),
+    ("ConversionException", r"Malformed JSON", lambda m: InvalidTextRepresentation("invalid input syntax for type json")),
+    ("OutOfRangeException", r"Overflow in \w+ of (\w+)", lambda m: _out_of_range(m.group(1))),
+    ("OutOfRangeException", r"(?:Value|Cast) .*out of range for (?:the destination )?type (\w+)", lambda m: _out_of_range(m.group(1))),
+    ("InvalidInputException", r"division by zero", lambda m: DivisionByZero("division by zero")),
+    # tierd's current_setting (pg_catalog)
+    ("InvalidInputException", r"(unrecognized configuration parameter.*)", lambda m: UndefinedObject(m.group(1))),
+    # raised by tierd's own macros: error('[22003] numeric field overflow')
+    ("InvalidInputException", r"\[([0-9A-Z]{5})\] (.*)", lambda m: _coded(m.group(1), m.group(2))),
+]
+_DUCKDB_FAMILY_RES = [(cls, re.compile(pattern), build) for cls, pattern, build in _DUCKDB_FAMILIES]
+_FALLBACK = {
+    "CatalogException": UndefinedObject, "ParserException": SyntaxError_, "BinderException": DatatypeMismatch,
+    "ConversionException": InvalidTextRepresentation, "OutOfRangeException": NumericValueOutOfRange,
+    "InvalidInputException": InvalidParameterValue, "TransactionException": SerializationFailure,
+    "IOException": IoError, "NotImplementedException": FeatureNotSupported,
+    "PermissionException": InsufficientPrivilege, "ConstraintException": UniqueViolation,
+}
+
+
+def from_duckdb(exc: Exception, function_args: Callable[[str], list[str] | None] | None = None) -> EngineError:
+    """A DuckDB exception as the error PostgreSQL gives for the same mistake (the table
+    above); `function_args(name)` may name the argument types of an unknown function call."""
     import duckdb
 
-    msg = str(exc)
-    # DuckDB prefixes messages with its own class name ("Binder Error: ..."); keep the text.
-    if isinstance(exc, duckdb.CatalogException):
-        if "does not exist" in msg and ("Table" in msg or "View" in msg):
-            return UndefinedTable(msg)
-        if "Schema" in msg and "does not exist" in msg:
-            return InvalidSchemaName(msg)
-        if "Function" in msg or "function" in msg:
-            return UndefinedFunction(msg)
-        if "already exists" in msg:
-            return DuplicateObject(msg)
-        return UndefinedObject(msg)
-    if isinstance(exc, duckdb.ParserException):
-        return SyntaxError_(msg)
-    if isinstance(exc, duckdb.BinderException):
-        if "not found" in msg and ("Referenced column" in msg or "column" in msg.lower()):
-            return UndefinedColumn(msg)
-        if "No function matches" in msg:
-            return UndefinedFunction(msg)
-        return SyntaxError_(msg) if "syntax" in msg.lower() else DatatypeMismatch(msg)
-    if isinstance(exc, duckdb.ConstraintException):
-        if "NOT NULL" in msg:
-            return NotNullViolation(msg)
-        return UniqueViolation(msg)
-    if isinstance(exc, duckdb.ConversionException):
-        return InvalidTextRepresentation(msg)
-    if isinstance(exc, duckdb.OutOfRangeException):
-        return NumericValueOutOfRange(msg)
-    if isinstance(exc, duckdb.InvalidInputException):
-        if "division by zero" in msg.lower():
-            return DivisionByZero("division by zero")
-        if "unrecognized configuration parameter" in msg:  # tierd's current_setting (pg_catalog)
-            return UndefinedObject(msg[msg.index("unrecognized configuration parameter"):])
-        return InvalidParameterValue(msg)
-    if isinstance(exc, duckdb.TransactionException):
-        return SerializationFailure(msg)
+    marked = _RAISED_IN_UDF.search(str(exc))
+    if marked:  # an EngineError raised inside one of tierd's own DuckDB functions (udf_error)
+        return lookup(marked.group(1))(marked.group(2))
+    if isinstance(exc, duckdb.ParserException) and ("Max expression depth" in str(exc)
+                                                   or "memory exhausted" in str(exc)):
+        return stack_depth_exceeded()
     if isinstance(exc, duckdb.InterruptException):
         return QueryCanceled("canceling statement due to user request")
-    if isinstance(exc, duckdb.IOException):
-        return IoError(msg)
-    if isinstance(exc, duckdb.NotImplementedException):
-        return FeatureNotSupported(msg)
-    if isinstance(exc, duckdb.PermissionException):
-        return InsufficientPrivilege(msg)
-    if isinstance(exc, duckdb.Error):
-        return DataException(msg) if "Conversion" in msg else InternalError(msg)
-    return InternalError(f"{type(exc).__name__}: {msg}")
+    if not isinstance(exc, duckdb.Error):
+        return InternalError(f"{type(exc).__name__}: {exc}")
+    text = str(exc)
+    excerpt_at = text.find("\n\nLINE ")
+    excerpt = text[excerpt_at:] if excerpt_at >= 0 else ""
+    first = text.split("\n", 1)[0]
+    first = re.sub(r"^[A-Za-z ]+ Error: ", "", first)
+    cls = type(exc).__name__
+    err = None
+    for family, pattern, build in _DUCKDB_FAMILY_RES:
+        m = pattern.search(first) if family == cls or family in _bases(exc) else None
+        if m is None:
+            continue
+        if family == "CatalogException" and "Function with name" in pattern.pattern:
+            name = m.group(1).rsplit(".", 1)[-1]
+            args = function_args(name) if function_args else None
+            err = _no_function(name, ", ".join(args or [])) if args is not None else UndefinedFunction(
+                f"function {name} does not exist", hint=_NO_FUNCTION_HINT)
+        else:
+            err = build(m)
+        break
+    if err is None:
+        if isinstance(exc, duckdb.ConstraintException) and "NOT NULL" in first:
+            err = NotNullViolation(first.rstrip("!"))
+        else:
+            fallback = next((c for name, c in _FALLBACK.items() if name in _bases(exc)), InternalError)
+            err = fallback(first.rstrip("!"))
+    err.message += excerpt  # error_position.locate turns it into the position
+    err.args = (err.message,)
+    return err
+
+
+def _bases(exc: Exception) -> set[str]:
+    return {c.__name__ for c in type(exc).__mro__}

@@ -18,6 +18,7 @@ class StatementResult:
     tag: str
     table: pa.Table | None = None
     notices: tuple[str, ...] = ()
+    binary: bool = False  # rows go out in binary format (FETCH from a BINARY cursor, simple query)
 
     @property
     def returns_rows(self) -> bool:

@@ -30,6 +30,11 @@ _TYPE_NAMES = {
     exp.DataType.Type.CHAR: "bpchar", exp.DataType.Type.VARBINARY: "bytea",
     exp.DataType.Type.TIMESTAMPTZ: "timestamptz", exp.DataType.Type.TIMESTAMP: "timestamp",
 }
+# Calls tierd rewrites for DuckDB (engine/sql/pg_compat.py, functions.py): DuckDB's name is of
+# the rewritten call (tierd_to_char, unnest, cast), so the client's function names the column.
+_REWRITTEN_CALLS = ((exp.ExplodingGenerateSeries, "generate_series"), (exp.TimeToStr, "to_char"),
+                    (exp.StrToTime, "to_timestamp"), (exp.StrToDate, "to_date"), (exp.ToNumber, "to_number"),
+                    (exp.Format, "format"))
 _KEYWORD_NAMES = ((exp.Count, "count"), (exp.Case, "case"), (exp.If, "case"),
                   (exp.Coalesce, "coalesce"), (exp.Array, "array"), (exp.Exists, "exists"),
                   (exp.Greatest, "greatest"), (exp.Least, "least"), (exp.Boolean, "bool"))
@@ -95,7 +100,17 @@ def _name_of(item: exp.Expression, duckdb_name: str) -> str | None:
         inner = _name_of(item.this, "")
         if inner and inner != UNNAMED:
             return inner
-        return _TYPE_NAMES.get(item.to.this, item.to.sql(dialect="postgres").lower())
+        to = item.to
+        if to.this == exp.DataType.Type.ARRAY and to.expressions:
+            to = to.expressions[0]  # '{a}'::text[] is named text, as the type's own name
+        return _TYPE_NAMES.get(to.this, to.sql(dialect="postgres").lower())
+    if isinstance(item, exp.Binary):
+        return UNNAMED  # an operator (@>, #>>, ?, ||, ->): tierd may run it as a call
+    for kind, name in _REWRITTEN_CALLS:
+        if isinstance(item, kind):
+            return name
+    if isinstance(item, exp.Anonymous):
+        return item.name.lower()
     for kind, name in _KEYWORD_NAMES:
         if isinstance(item, kind):
             return name

@@ -18,7 +18,9 @@ import struct
 
 from buenavista.postgres import BuenaVistaHandler
 
-from engine.errors import EngineError, FatalProtocolViolation, ProtocolViolation
+from engine.errors import (EngineError, FatalProtocolViolation, FeatureNotSupported,
+                           IdleInTransactionSessionTimeout)
+from engine.session.settings import duration_seconds
 from engine.sql.copy import is_copy
 from engine.sql.split import split_statements
 
@@ -27,22 +29,26 @@ from .batch import BatchFailed, InsertBatching
 from .column_names import postgres_schema
 from .copy import CopyExchange
 from .errors import error_response, notice_response
+from .events import SessionEvents
 from .extended import ExtendedQuery
-from .messages import ClientGone
+from .limits import MAX_PREAUTH_MESSAGE
+from .messages import ClientGone, client_input_error
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState
 from .startup import Startup
 
 log = logging.getLogger("tierd.protocol")
 
-MAX_MESSAGE = 1 << 30
 EXTENDED = frozenset(b"PBDECH")   # type bytes whose failure makes us skip until Sync
+# What Postgres's SocketBackend accepts after startup; any other type byte ends the session.
+FRONTEND_TYPES = frozenset(b"QFXBCDEHPSdcf")
 
 
 class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVistaHandler):
     """One client connection, read top to bottom: startup, authentication, message loop."""
 
     wbufsize = 1 << 16   # buffer writes; flushed at ReadyForQuery, Flush and auth steps
+    max_message = MAX_PREAUTH_MESSAGE   # raised once the client has logged in
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -53,15 +59,27 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
             state = self.handle_startup(self.server.conn)
             if state is not None:
                 self.server.ctxts[state.process_id] = state
+                self.events = SessionEvents(self, state)
                 self.serve_messages(state)
-        except (ClientGone, ConnectionError, TimeoutError):
+        except (ClientGone, ConnectionError):
             pass
+        except TimeoutError:
+            if state is None:
+                log.info("client %s: authentication timed out", self.client_address[0])
         except EngineError as exc:   # startup and authentication failures are FATAL
+            self.log_client_error(exc)
             self.send_fatal(exc)
         except Exception as exc:
-            log.exception("connection failed")
-            self.send_fatal(exc)
+            error = client_input_error(exc)
+            if error is None:
+                log.exception("connection failed")
+            else:
+                self.log_client_error(error)
+            self.send_fatal(error or exc)
         finally:
+            if self.has_slot:
+                self.has_slot = False
+                self.server.slots.give_back()
             if state is not None:
                 self.server.ctxts.pop(state.process_id, None)
                 try:
@@ -104,7 +122,7 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         if not kind:
             raise ClientGone()
         (length,) = struct.unpack("!i", self.read_exact(4))
-        if length < 4 or length > MAX_MESSAGE:
+        if length < 4 or length > self.max_message:
             raise FatalProtocolViolation(f"invalid message length {length}")
         return kind, self.read_exact(length - 4)
 
@@ -117,42 +135,89 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
             b"H": self.handle_flush,
         }
         while True:
-            kind, payload = self.read_message()
+            kind, payload = self.next_message(state)
             if kind == b"X":
                 return
-            if kind == b"S":
-                if self.batch is not None:
-                    self.run_batch()
-                self.handle_sync(state)
-                continue
-            if self.batch is not None and kind not in b"PBDE":
-                self.run_batch()    # the held Executes run before anything that may see them
-                if state.skip_until_sync:
-                    self.flush()    # a row's error: a client waiting after Flush must see it now
+            if kind[0] not in FRONTEND_TYPES:   # even while skipping to Sync, as Postgres
+                raise FatalProtocolViolation(f"invalid frontend message type {kind[0]}")
+            with self.events.busy:   # other sessions' notifications wait while a message is handled
+                self.handle_message(state, handlers, kind, payload)
+            self.events.deliver()
+
+    def handle_message(self, state: ConnectionState, handlers: dict, kind: bytes, payload: bytes) -> None:
+        if kind == b"S":
+            if self.batch is not None:
+                self.run_batch()
+            self.handle_sync(state)
+            return
+        if self.batch is not None and kind not in b"PBDE":
+            self.run_batch()    # the held Executes run before anything that may see them
             if state.skip_until_sync:
-                continue            # Postgres discards messages after an error until Sync
-            if kind in (b"d", b"c", b"f"):
-                continue            # stray COPY data after a failed COPY is ignored
-            handler = handlers.get(kind)
+                self.flush()    # a row's error: a client waiting after Flush must see it now
+        if state.skip_until_sync:
+            return              # Postgres discards messages after an error until Sync
+        if kind in (b"d", b"c", b"f"):
+            return              # stray COPY data after a failed COPY is ignored
+        handler = handlers.get(kind, self.handle_function_call)
+        try:
+            handler(state, payload)
+        except (ClientGone, ConnectionError):
+            raise
+        except BatchFailed:
+            return
+        except Exception as exc:
+            self.send_error(exc)
+            if kind[0] in EXTENDED:
+                state.skip_until_sync = True
+                self.flush()    # a client waiting after Flush (asyncpg) must see it now
+
+    def next_message(self, state: ConnectionState) -> tuple[bytes, bytes]:
+        """The client's next message. A transaction that has written holds the write lock:
+        left idle longer than idle_in_transaction_session_timeout, it ends (FATAL 25P03,
+        rolled back), so no client can stall every writer by going quiet."""
+        if not getattr(state.session, "holds_write_lock", False):
+            return self.read_message()
+        idle = self.idle_in_transaction_timeout(state)
+        if not idle:
+            return self.read_message()
+        self.request.settimeout(idle)
+        try:
+            return self.read_message()
+        except TimeoutError:
+            log.info("client %s: idle in a writing transaction for %gs, terminating it",
+                     self.client_address[0], idle)
+            raise IdleInTransactionSessionTimeout(
+                "terminating connection due to idle-in-transaction timeout") from None
+        finally:
             try:
-                if handler is None:
-                    raise ProtocolViolation(f"invalid frontend message type {kind!r}")
-                handler(state, payload)
-            except (ClientGone, ConnectionError):
-                raise
-            except BatchFailed:
-                continue
-            except Exception as exc:
-                self.send_error(exc)
-                if kind[0] in EXTENDED:
-                    state.skip_until_sync = True
-                    self.flush()    # a client waiting after Flush (asyncpg) must see it now
+                self.request.settimeout(None)
+            except OSError:
+                pass
+
+    def idle_in_transaction_timeout(self, state: ConnectionState) -> float:
+        """The session's idle_in_transaction_session_timeout (SET may change it), in seconds."""
+        text = getattr(state.session, "settings", {}).get("idle_in_transaction_session_timeout")
+        seconds = duration_seconds(text) if text is not None else None
+        return self.server.limits.idle_in_transaction_timeout_s if seconds is None else seconds
 
     def send_error(self, exc: BaseException, ctx=None) -> None:
-        """Errors carry severity, SQLSTATE, message, detail and hint (buenavista: message only)."""
+        """Errors carry severity, SQLSTATE, message, detail and hint (buenavista: message only).
+        A message the client got wrong is answered as Postgres does and logged in one line;
+        a traceback is logged only for what is tierd's own bug."""
         if not isinstance(exc, EngineError):
-            log.exception("unexpected error", exc_info=exc)
+            error = client_input_error(exc)
+            if error is None:
+                log.exception("unexpected error", exc_info=exc)
+            else:
+                exc = error
+        self.log_client_error(exc)
         self.write(error_response(exc))
+
+    def log_client_error(self, exc: BaseException) -> None:
+        """One line for a malformed message (08P01) or undecodable text (22021)."""
+        code = getattr(exc, "sqlstate", "")
+        if code.startswith("08") or code == "22021":
+            log.info("client %s: %s %s", self.client_address[0], code, getattr(exc, "message", exc))
 
     def send_notices(self, notices) -> None:
         for notice in notices:
@@ -172,11 +237,17 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
 
     # --- simple query --------------------------------------------------------------
 
+    def handle_function_call(self, state: ConnectionState, payload: bytes) -> None:
+        """FunctionCall ('F', the fast-path interface): refused, and the client may go on."""
+        self.send_error(FeatureNotSupported("fast-path function calls are not supported"))
+        self.send_ready_for_query(state)
+        self.flush()
+
     def handle_query(self, state: ConnectionState, payload: bytes) -> None:
-        """One engine call per statement, each result sent before the next runs."""
-        sql = messages.read_query(payload)
+        """One engine call per statement, each result sent before the next runs; whatever
+        fails, the client gets its ErrorResponse and ReadyForQuery."""
         try:
-            statements = split_statements(sql)
+            statements = split_statements(messages.read_query(payload))
             if not statements:
                 self.write(messages.EMPTY_QUERY_RESPONSE)
             for statement in statements:
@@ -192,7 +263,7 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
                     self.write(messages.EMPTY_QUERY_RESPONSE)
                 for result in results:
                     self.send_notices(result.notices)
-                    self.send_result(state, result.tag, result.table, statement)
+                    self.send_result(state, result.tag, result.table, statement, result.binary)
                     if result.tag in ("SET", "RESET"):
                         self.report_settings(state)
         except (ClientGone, ConnectionError):
@@ -202,9 +273,10 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         self.send_ready_for_query(state)
         self.flush()
 
-    def send_result(self, state: ConnectionState, tag: str, table, sql: str) -> None:
+    def send_result(self, state: ConnectionState, tag: str, table, sql: str, binary: bool = False) -> None:
         if table is not None:
-            columns = plan_columns(postgres_schema(sql, table.schema), timezone=state.timezone)
+            columns = plan_columns(postgres_schema(sql, table.schema), (1,) if binary else (),
+                                   timezone=state.timezone, interval_style=state.interval_style)
             self.write(row_description(columns))
             for chunk in data_rows(table, columns):
                 self.write(chunk)

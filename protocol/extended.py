@@ -11,17 +11,23 @@ whose message loop calls one handler per message and skips to Sync after an erro
 """
 from __future__ import annotations
 
+import re
+import struct
 from itertools import zip_longest
 
-from engine.errors import ProtocolViolation, SyntaxError_
+from engine.errors import (EngineError, InvalidBinaryRepresentation, InvalidTextRepresentation,
+                           ProtocolViolation, SyntaxError_)
 from engine.sql.split import split_statements
 
 from . import messages
 from .column_names import postgres_schema
-from .messages import ClientGone
+from .messages import ClientGone, invalid_utf8
 from .rows import data_rows, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
-from .types import decode_param, oid_for_sql_type
+from .types import decode_param, oid_for_sql_type, oids
+
+_NUMBER_OIDS = {oids.INT2, oids.INT4, oids.INT8, oids.FLOAT4, oids.FLOAT8, oids.NUMERIC}
+_ARITHMETIC_PARAM = re.compile(r"[-+*/%]\s*\$\d|\$\d+\s*[-+*/%]")
 
 
 class ExtendedQuery:
@@ -43,19 +49,41 @@ class ExtendedQuery:
             raise ProtocolViolation(
                 f"bind message supplies {len(bind.values)} parameters, but prepared "
                 f'statement "{bind.statement}" requires {required}')
-        declared = statement.param_oids
-        params = [decode_param(declared[i] if i < len(declared) else 0, bind.format_of(i), value)
-                  for i, value in enumerate(bind.values)]
+        declared = [statement.param_oids[i] if i < len(statement.param_oids) else 0 for i in range(required)]
+        if 0 in declared:
+            inferred = self.inferred_numbers(state, statement)
+            declared = [oid or (inferred[i] if i < len(inferred) else 0) for i, oid in enumerate(declared)]
+        zone = state.timezone
+        params = [_decode(declared[i], bind.format_of(i), value, i, zone) for i, value in enumerate(bind.values)]
         if not bind.portal:
             state.portals.pop("", None)
         state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
         self.send_bind_complete()
+
+    def inferred_numbers(self, state: ConnectionState, statement: PreparedStatement) -> list[int]:
+        """Per parameter, the number type Postgres would infer for an undeclared one (`aid = $1`
+        for an integer column, `abalance + $1`), else 0: Postgres types an unknown parameter by
+        its context at Parse, and DuckDB cannot add a string to an integer (pgbench -M prepared
+        declares none). Asked of the engine once per prepared statement, and only when a
+        parameter is an operand of arithmetic (elsewhere DuckDB casts a text value itself)."""
+        if statement.inferred_numbers is None and not _ARITHMETIC_PARAM.search(statement.sql):
+            statement.inferred_numbers = []
+        if statement.inferred_numbers is None:
+            types = state.session.param_types(statement.sql)
+            oids_ = [oid_for_sql_type(t) if t else 0 for t in types]
+            statement.inferred_numbers = [o if o in _NUMBER_OIDS else 0 for o in oids_]
+        return statement.inferred_numbers
 
     def handle_describe(self, state: ConnectionState, payload: bytes) -> None:
         """Describe never runs a statement twice: a portal runs once, here or at Execute."""
         kind, name = messages.read_target(payload)
         if kind == "S":
             self.describe_statement(state, state.statement(name))
+            return
+        if name not in state.portals and name in getattr(state.session, "cursors", {}):
+            # a DECLAREd cursor is a portal too (psycopg describes its named cursors)
+            schema = state.session.cursor_schema(name)
+            self.write(row_description(plan_columns(schema, (), state.timezone, state.interval_style)))
             return
         portal = state.portal(name)
         if portal.statement.is_copy:
@@ -83,7 +111,8 @@ class ExtendedQuery:
             self.write(messages.NO_DATA)
         else:
             self.write(row_description(plan_columns(postgres_schema(statement.sql, schema),
-                                                    timezone=state.timezone)))
+                                                    timezone=state.timezone,
+                                                    interval_style=state.interval_style)))
 
     def run_portal(self, state: ConnectionState, portal: Portal) -> None:
         if portal.executed:
@@ -106,7 +135,7 @@ class ExtendedQuery:
         portal.tag, portal.table = result.tag, result.table
         if result.table is not None:
             portal.columns = plan_columns(postgres_schema(portal.statement.sql, result.table.schema),
-                                          portal.result_formats, state.timezone)
+                                          portal.result_formats, state.timezone, state.interval_style)
 
     def handle_execute(self, state: ConnectionState, payload: bytes) -> None:
         """Row limits are honoured: send that many rows, then PortalSuspended."""
@@ -162,3 +191,20 @@ class ExtendedQuery:
         state.end_of_transaction()
         self.send_ready_for_query(state)
         self.flush()
+
+
+def _decode(oid: int, fmt: int, value: bytes | None, index: int, zone: str) -> object:
+    """One Bind parameter; a value its type cannot read is the client's error, as in Postgres
+    (22P02 for text, 22P03 for binary), never an internal one."""
+    try:
+        return decode_param(oid, fmt, value, zone)
+    except EngineError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise invalid_utf8(exc) from None
+    except (ValueError, TypeError, ArithmeticError, IndexError, struct.error) as exc:
+        if fmt == 1:
+            raise InvalidBinaryRepresentation(
+                f"incorrect binary data format in bind parameter {index + 1}") from None
+        raise InvalidTextRepresentation(
+            f"invalid input syntax for bind parameter {index + 1}: {exc}") from None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from buenavista.postgres import BVBuffer
 
-from engine.errors import ProtocolViolation
+from engine.errors import CharacterNotInRepertoire, EngineError, ProtocolViolation, stack_depth_exceeded
 
 # Startup packet codes (they replace the protocol version in the first message).
 PROTOCOL_3 = 196608
@@ -23,23 +23,73 @@ class ClientGone(ConnectionError):
     """The client closed the socket (or sent a truncated message)."""
 
 
+def _utf8_length(lead: int) -> int:
+    """Bytes of a UTF-8 sequence by its first byte (Postgres's pg_utf_mblen)."""
+    if lead & 0xE0 == 0xC0:
+        return 2
+    if lead & 0xF0 == 0xE0:
+        return 3
+    if lead & 0xF8 == 0xF0:
+        return 4
+    return 1
+
+
+def decode_utf8(data: bytes) -> str:
+    """Client text as str; invalid UTF-8 is 22021 naming the bad bytes, as Postgres says it."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise invalid_utf8(exc) from None
+
+
+def invalid_utf8(exc: UnicodeDecodeError) -> CharacterNotInRepertoire:
+    bad = exc.object[exc.start:exc.start + _utf8_length(exc.object[exc.start])]
+    return CharacterNotInRepertoire(
+        'invalid byte sequence for encoding "UTF8": ' + " ".join(f"0x{b:02x}" for b in bad))
+
+
+def client_input_error(exc: BaseException) -> EngineError | None:
+    """The Postgres error for a message the client got wrong, when `exc` is one (a short
+    payload, undecodable text, a statement nested too deeply); None for anything else,
+    which is tierd's own bug."""
+    if isinstance(exc, struct.error):
+        return ProtocolViolation("insufficient data left in message")
+    if isinstance(exc, UnicodeDecodeError):
+        return invalid_utf8(exc)
+    if isinstance(exc, RecursionError):   # an expression nested too deeply to analyse
+        return stack_depth_exceeded()
+    return None
+
+
 class MessageReader(BVBuffer):
-    """BVBuffer over one message payload, plus the C strings Postgres messages are made of."""
+    """BVBuffer over one message payload, plus the C strings Postgres messages are made of;
+    a read past the end is 08P01, never a struct.error."""
 
     def __init__(self, payload: bytes):
         super().__init__(io.BytesIO(payload))
 
     def read_cstring(self) -> str:
         out = bytearray()
-        while (ch := self.read_byte()) not in (b"\x00", b""):
+        while (ch := self.read_byte()) != b"\x00":
+            if not ch:
+                raise ProtocolViolation("invalid string in message")
             out += ch
-        return out.decode()
+        return decode_utf8(bytes(out))
 
     def read_exact(self, n: int) -> bytes:
         data = self.read_bytes(n)
         if len(data) != n:
-            raise ProtocolViolation("message is shorter than its contents")
+            raise ProtocolViolation("insufficient data left in message")
         return data
+
+    def read_int16(self) -> int:
+        return struct.unpack("!h", self.read_exact(2))[0]
+
+    def read_uint32(self) -> int:
+        return struct.unpack("!I", self.read_exact(4))[0]
+
+    def read_int32(self) -> int:
+        return struct.unpack("!i", self.read_exact(4))[0]
 
 
 @dataclass
@@ -59,7 +109,7 @@ class Bind:
 
 def parse_startup_params(payload: bytes) -> dict[str, str]:
     parts = payload.split(b"\x00")
-    return {k.decode(): v.decode() for k, v in zip(parts[::2], parts[1::2]) if k}
+    return {decode_utf8(k): decode_utf8(v) for k, v in zip(parts[::2], parts[1::2]) if k}
 
 
 def read_query(payload: bytes) -> str:
@@ -91,10 +141,10 @@ def read_bind(payload: bytes) -> Bind:
 def read_target(payload: bytes) -> tuple[str, str]:
     """Describe and Close: ('S' statement | 'P' portal, name)."""
     r = MessageReader(payload)
-    kind = r.read_byte().decode()
-    if kind not in ("S", "P"):
-        raise ProtocolViolation(f"invalid Describe/Close message subtype {kind!r}")
-    return kind, r.read_cstring()
+    kind = r.read_exact(1)
+    if kind not in (b"S", b"P"):
+        raise ProtocolViolation(f"invalid Describe/Close message subtype {kind[0]}")
+    return kind.decode(), r.read_cstring()
 
 
 def read_execute(payload: bytes) -> tuple[str, int]:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .types import PgType, oids, pg_type_for
-from .types.datetime import timestamptz_text
+from .types.datetime import interval_iso8601_text, timestamptz_text
 from .types.vector import big_endian, to_binary
 
 CHUNK_ROWS = 65_536
@@ -43,11 +43,14 @@ def expand_formats(count: int, formats: list[int] | tuple[int, ...]) -> list[int
 
 
 def plan_columns(schema: pa.Schema, formats: list[int] | tuple[int, ...] = (),
-                 timezone: str = "UTC") -> list[Column]:
-    """The wire columns of a result; `timezone` is the session TimeZone timestamptz text uses."""
+                 timezone: str = "UTC", interval_style: str = "postgres") -> list[Column]:
+    """The wire columns of a result; `timezone` is the session TimeZone timestamptz text uses,
+    `interval_style` the session IntervalStyle of interval text."""
     columns = []
     for field, fmt in zip(schema, expand_formats(len(schema), formats)):
         pg_type = pg_type_for(field.type, field.metadata)
+        if pg_type.oid == oids.INTERVAL and fmt != BINARY and interval_style == "iso_8601":
+            pg_type = PgType(oids.INTERVAL, interval_iso8601_text, pg_type.binary)
         if pg_type.oid == oids.TIMESTAMPTZ and fmt != BINARY and timezone != "UTC":
             pg_type = PgType(oids.TIMESTAMPTZ, partial(timestamptz_text, timezone=timezone),
                              pg_type.binary)

@@ -31,6 +31,7 @@ class PreparedStatement:
     param_oids: list[int]
     batchable: bool | None = None   # its Executes may be batched (asked of the engine once)
     result_schema: object = None    # a batchable statement's row schema (NO_ROWS: none), once asked
+    inferred_numbers: list[int] | None = None  # number OIDs of undeclared parameters (extended.py)
     # Scanned once at Parse, not at every Bind/Execute (a pipelined executemany binds 100k times).
     placeholders: int = field(init=False)   # highest $n in the SQL
     is_copy: bool = field(init=False)
@@ -70,6 +71,10 @@ class ConnectionState:
     portals: dict[str, Portal] = field(default_factory=dict)
     skip_until_sync: bool = False       # an extended-protocol message failed
     reported: dict[str, str] = field(default_factory=dict)   # ParameterStatus values sent
+
+    def __post_init__(self) -> None:
+        # The engine names the session's backend pid (pg_backend_pid(), pg_stat_activity).
+        self.process_id = getattr(self.session, "pid", self.process_id)
 
     def add_statement(self, name: str, statement: PreparedStatement) -> None:
         if name and name in self.statements:
@@ -113,6 +118,11 @@ class ConnectionState:
         """The session TimeZone for timestamptz text (UTC if the setting names no zone)."""
         zone = getattr(self.session, "settings", {}).get("timezone", "UTC")
         return zone if valid_timezone(zone) else "UTC"
+
+    @property
+    def interval_style(self) -> str:
+        """The session IntervalStyle for interval text."""
+        return getattr(self.session, "settings", {}).get("intervalstyle", "postgres")
 
     def end_of_transaction(self) -> None:
         """Sync outside a transaction block ends the implicit transaction: drop unnamed portals

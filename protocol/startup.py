@@ -11,8 +11,10 @@ values, BackendKeyData and ReadyForQuery. `Startup` is mixed into TierdHandler
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import struct
+import time
 
 from buenavista.core import Connection
 
@@ -20,14 +22,34 @@ from engine.errors import FatalProtocolViolation, InvalidAuthorizationSpecificat
 
 from . import messages
 from .auth import authenticate
+from .limits import MAX_MESSAGE, MAX_STARTUP_PACKET, too_many
 from .messages import ClientGone
 from .session import ConnectionState
 
 log = logging.getLogger("tierd.protocol")
 
-# Settings a startup packet may carry (the encodings stay UTF8 whatever a client asks).
-STARTUP_SETTINGS = frozenset({"timezone", "datestyle", "intervalstyle", "application_name",
-                              "search_path"})
+# Startup packet keys that are not settings.
+NOT_SETTINGS = frozenset({"user", "database", "options", "replication"})
+
+
+def startup_settings(params: dict[str, str]) -> dict[str, str]:
+    """Settings a startup packet carries: its own keys (pgjdbc's TimeZone, asyncpg's
+    `server_settings`, application_name) and `options`' `-c name=value` / `--name=value`
+    (libpq's `options=` / PGOPTIONS)."""
+    out = {k: v for k, v in params.items() if k not in NOT_SETTINGS}
+    words = re.split(r"(?<!\\)\s+", params.get("options", "").strip())
+    i = 0
+    while i < len(words):
+        word = words[i].replace("\\ ", " ")
+        if word == "-c" and i + 1 < len(words):
+            word, i = "--" + words[i + 1].replace("\\ ", " "), i + 1
+        elif word.startswith("-c"):
+            word = "--" + word[2:]
+        if word.startswith("--") and "=" in word:
+            name, value = word[2:].split("=", 1)
+            out[name.replace("-", "_")] = value
+        i += 1
+    return out
 
 
 class EngineConnection(Connection):
@@ -58,11 +80,26 @@ class EngineConnection(Connection):
 class Startup:
     """Startup, TLS and authentication of one client connection (part of TierdHandler)."""
 
+    login_deadline = float("inf")  # time.monotonic() by which the client must have logged in
+    has_slot = False  # counted against max_connections
+
+    def arm_login_timeout(self) -> None:
+        """Before each read of the login: what is left of authentication_timeout bounds it."""
+        left = self.login_deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("authentication timed out")
+        self.request.settimeout(left)
+
+    def read_login_message(self) -> tuple[bytes, bytes]:
+        self.arm_login_timeout()
+        return self.read_message()
+
     def recv_exact(self, n: int) -> bytes:
         """Read the startup packets straight from the socket, never past them: bytes a client
         sent after its SSLRequest must reach the TLS handshake, not a plaintext buffer."""
         data = b""
         while len(data) < n:
+            self.arm_login_timeout()
             chunk = self.request.recv(n - len(data))
             if not chunk:
                 raise ClientGone()
@@ -88,9 +125,10 @@ class Startup:
         """SSLRequest starts TLS when configured ('S') or is declined ('N'); GSSENCRequest is
         declined; cancel requests are served; then protocol 3.0."""
         encrypted = False
+        self.login_deadline = time.monotonic() + self.server.limits.authentication_timeout_s
         while True:
             (length,) = struct.unpack("!i", self.recv_exact(4))
-            if length < 8 or length > 10_000:
+            if length < 8 or length > MAX_STARTUP_PACKET:
                 raise FatalProtocolViolation(f"invalid startup packet length {length}")
             payload = self.recv_exact(length - 4)
             (code,) = struct.unpack_from("!i", payload)
@@ -120,14 +158,24 @@ class Startup:
             raise InvalidAuthorizationSpecification(
                 f'connection refused for host "{self.client_address[0]}", user "{user}", database '
                 f'"{database}", no encryption', hint="This server requires TLS: connect with sslmode=require.")
-        authenticate(self.server.auth_config, self.server.engine.roles, user, self.read_message, self.write,
-                     self.flush)
+        slots = self.server.slots
+        if slots.sessions >= slots.limits.max_connections:
+            raise too_many()  # before authentication, as Postgres's postmaster refuses
+        authenticate(self.server.auth_config, self.server.engine.roles, user, self.read_login_message,
+                     self.write, self.flush)
+        role = self.server.engine.roles.get(user)
+        slots.take(superuser=bool(getattr(role, "superuser", False)))
+        self.has_slot = True
         session = conn.open_session(user, database)
         state = ConnectionState(session, params)
-        settings = getattr(session, "settings", {})
-        for name, value in params.items():   # startup options set session settings (pgjdbc: TimeZone)
-            if name.lower() in STARTUP_SETTINGS and name.lower() in settings:
-                settings[name.lower()] = value.strip("'")
+        if hasattr(session, "connected_from"):
+            session.connected_from(*self.client_address[:2])
+        try:   # startup options set session settings (pgjdbc: TimeZone; psql: options=-c ...)
+            for name, value in startup_settings(params).items():
+                session.startup_setting(name, value.strip("'"))
+        except Exception:
+            session.close()
+            raise
         self.send_authentication_ok()
         state.reported = conn.parameters() | {
             "application_name": params.get("application_name", ""),
@@ -138,6 +186,8 @@ class Startup:
         self.send_backend_key_data(state)
         self.send_ready_for_query(state)
         self.flush()
+        self.request.settimeout(None)
+        self.max_message = MAX_MESSAGE
         return state
 
     def cancel(self, process_id: int, secret_key: int) -> None:

@@ -104,9 +104,6 @@ def test_every_type_round_trips_in_binary(module_tierd):
     assert by_value == {name: 1 for name in by_value}
 
 
-@pytest.mark.xfail(reason="asyncpg introspects array types through pg_catalog (WITH RECURSIVE "
-                          "over pg_type), which the engine's catalog does not answer yet",
-                   strict=True)
 def test_arrays_round_trip(module_tierd):
     async def body(conn):
         await conn.execute("CREATE TABLE public.arrays (id BIGINT PRIMARY KEY, a INTEGER[], "
@@ -115,6 +112,36 @@ def test_arrays_round_trip(module_tierd):
                                             1, [1, None, 3], ["a", "b c"]), 10)
         return await asyncio.wait_for(conn.fetchrow("SELECT a, t FROM public.arrays"), 10)
     assert tuple(run(module_tierd, body)) == ([1, None, 3], ["a", "b c"])
+
+
+def test_array_parameters_of_every_element_type_and_its_introspection(module_tierd):
+    """asyncpg introspects array types with a binary oid[] parameter; then arrays of each
+    element type go both ways, `= ANY($1)` takes any element type, and many rows arrive."""
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    async def body(conn):
+        out = {"literal": await conn.fetchval("SELECT ARRAY[1,2,3]::int[]"),
+               "oids": await conn.fetchval("SELECT $1::oid[]", [26, 1007]),
+               "any_oid": await conn.fetchval("SELECT 26 = ANY($1::oid[])", [26, 2])}
+        for name, typ, value in (("int8", "bigint[]", [1, 2 ** 40, None]), ("float8", "float8[]", [1.5]),
+                                 ("bool", "bool[]", [True, None]), ("date", "date[]", [dt.date(2020, 1, 2)]),
+                                 ("numeric", "numeric[]", [Decimal("1.5")]), ("uuid", "uuid[]", [uuid.UUID(int=5)]),
+                                 ("text", "text[]", ["a", "b c", None])):
+            out[name] = await conn.fetchval(f"SELECT $1::{typ}", value)
+        out["any_text"] = await conn.fetchval("SELECT 'b' = ANY($1)", ["a", "b"])
+        out["all_int"] = await conn.fetchval("SELECT 3 <> ALL($1::int[])", [1, 2])
+        out["rows"] = [tuple(r) for r in await conn.fetch(
+            "SELECT ARRAY[i::int, NULL], ARRAY['x' || i] FROM range(3) t(i) ORDER BY i")]
+        return out
+    got = run(module_tierd, body)
+    assert got["literal"] == [1, 2, 3] and got["oids"] == [26, 1007] and got["any_oid"] is True
+    assert got["int8"] == [1, 2 ** 40, None] and got["float8"] == [1.5] and got["bool"] == [True, None]
+    assert got["date"] == [dt.date(2020, 1, 2)] and got["numeric"] == [Decimal("1.5")]
+    assert got["uuid"] == [uuid.UUID(int=5)] and got["text"] == ["a", "b c", None]
+    assert got["any_text"] is True and got["all_int"] is True
+    assert got["rows"] == [([0, None], ["x0"]), ([1, None], ["x1"]), ([2, None], ["x2"])]
 
 
 def test_parameter_and_result_types_are_described(module_tierd):

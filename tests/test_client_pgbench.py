@@ -1,4 +1,5 @@
-"""pgbench with a custom script (no -i: the tables are created here) in all three query modes.
+"""pgbench unmodified: `pgbench -i` and its built-in TPC-B script; and a custom script (tables
+created here) in all three query modes.
 
 Each transaction moves a random delta into one account and records it in a history table, so
 after the run the history holds one row per transaction and the balances add up to the
@@ -55,3 +56,38 @@ def test_pgbench_custom_script(module_tierd, tmp_path, mode):
         accounts = c.execute(f"SELECT count(*), sum(balance) FROM public.pgb_acc_{mode}").fetchone()
     assert history[0] == total
     assert accounts == (ACCOUNTS, history[1])
+
+
+def _pgbench(port: int, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", "tierd", *args, "tierd"],
+                          capture_output=True, text=True, timeout=600, env={"PGCONNECT_TIMEOUT": "10"})
+
+
+def test_pgbench_init(module_tierd):
+    """Unmodified `pgbench -i -s 1`: DROP TABLE a, b, c; WITH (fillfactor=100); a history
+    table without a key; TRUNCATE; COPY; VACUUM; ALTER TABLE ... ADD PRIMARY KEY."""
+    r = _pgbench(module_tierd.port, "-i", "-s", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    with module_tierd.connect() as c:
+        assert c.execute("SELECT count(*) FROM pgbench_accounts").fetchone()[0] == 100000
+        assert c.execute("SELECT count(*) FROM pgbench_branches").fetchone()[0] == 1
+        assert c.execute("SELECT count(*) FROM pgbench_tellers").fetchone()[0] == 10
+    r = _pgbench(module_tierd.port, "-i", "-s", "1")  # again: drops and recreates
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("mode", ["simple", "prepared"])
+def test_pgbench_tpcb(module_tierd, mode):
+    """The built-in TPC-B script: 0 failed transactions and balances that add up."""
+    r = _pgbench(module_tierd.port, "-i", "-s", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = _pgbench(module_tierd.port, "-T", "10", "-c", "4", "-j", "2", "-M", mode)
+    assert r.returncode == 0, r.stdout + r.stderr
+    failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
+    assert failed is None or failed.group(1) == "0", r.stdout
+    with module_tierd.connect() as c:
+        sums = [c.execute(f"SELECT coalesce(sum({col}), 0) FROM {table}").fetchone()[0]
+                for table, col in (("pgbench_accounts", "abalance"), ("pgbench_branches", "bbalance"),
+                                   ("pgbench_tellers", "tbalance"), ("pgbench_history", "delta"))]
+        assert c.execute("SELECT count(*) FROM pgbench_history").fetchone()[0] > 0
+    assert sums[0] == sums[1] == sums[2] == sums[3], sums

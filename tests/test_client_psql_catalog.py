@@ -31,6 +31,16 @@ def test_dt_lists_the_tables_on_the_search_path(catalog_tierd):
     assert out[-1] == f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
 
 
+def test_dt_follows_search_path(catalog_tierd):
+    """After SET search_path, plain \\dt lists what is on the new path (and nothing else)."""
+    out = lines(ok(psql(catalog_tierd, "-c", "SET search_path = shop", "-c", r"\dt")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[4:-1]]
+    assert rows == [["shop", "orders", "table", "tierd"]]
+    out = lines(ok(psql(catalog_tierd, "-c", "SET search_path = shop, public", "-c", r"\dt")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[4:-1]]
+    assert ["shop", "orders", "table", "tierd"] in rows and ["public", "items", "table", "tierd"] in rows
+
+
 def test_dt_with_a_namespace_pattern(catalog_tierd):
     out = lines(ok(psql(catalog_tierd, "-c", r"\dt shop.*")))
     rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
@@ -117,3 +127,41 @@ def test_dt_sees_a_new_table_and_forgets_a_dropped_one(catalog_tierd):
     assert "later" in ok(psql(catalog_tierd, "-c", r"\dt"))
     ok(psql(catalog_tierd, "-c", "DROP TABLE public.later"))
     assert "later" not in ok(psql(catalog_tierd, "-c", r"\dt"))
+
+
+def test_ds_and_d_show_sequences_serial_and_identity_as_postgres(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE TABLE public.autos (id SERIAL PRIMARY KEY, "
+                                 "g BIGINT GENERATED ALWAYS AS IDENTITY, v TEXT)",
+            "-c", "CREATE SEQUENCE public.standalone", "-c", "CREATE TABLE public.keyless (a INT, b TEXT)"))
+    out = lines(ok(psql(catalog_tierd, "-c", r"\ds")))
+    rows = [[c.strip() for c in line.split("|")] for line in out[3:-1]]
+    for name in ("autos_id_seq", "autos_g_seq", "standalone"):
+        assert ["public", name, "sequence", "tierd"] in rows
+    out = lines(ok(psql(catalog_tierd, "-c", r"\d public.autos")))
+    cells = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in out if "|" in line}
+    assert cells["id"][3:] == ["not null", "nextval('autos_id_seq'::regclass)"]
+    assert cells["g"][3:] == ["not null", "generated always as identity"]
+    out = lines(ok(psql(catalog_tierd, "-c", r"\d public.keyless")))
+    names = [line.split("|")[0].strip() for line in out[3:] if "|" in line]
+    assert names == ["a", "b"]  # the hidden row id is not a column
+    assert not any("Indexes" in line for line in out)
+    ok(psql(catalog_tierd, "-c", "DROP TABLE public.autos, public.keyless", "-c", "DROP SEQUENCE public.standalone"))
+
+
+def test_d_plus_shows_column_comments_and_dt_plus_the_table_comment(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE TABLE public.described (id INT PRIMARY KEY, v TEXT)",
+            "-c", "COMMENT ON TABLE public.described IS 'rows with notes'",
+            "-c", "COMMENT ON COLUMN public.described.v IS 'the note'"))
+    out = ok(psql(catalog_tierd, "-c", r"\d+ described"))
+    header = [c.strip() for c in lines(out)[1].split("|")]
+    assert header[-1] == "Description", out
+    cols = {p[0]: p for p in ([c.strip() for c in line.split("|")] for line in lines(out)) if len(p) == len(header)}
+    assert cols["v"][-1] == "the note" and cols["id"][-1] == "", out
+    out = ok(psql(catalog_tierd, "-c", r"\dt+ described"))
+    assert "rows with notes" in out, out
+    # after ALTER TABLE, \d shows the new shape
+    ok(psql(catalog_tierd, "-c", "ALTER TABLE public.described ADD COLUMN n BIGINT DEFAULT 3, "
+                                 "ALTER COLUMN v SET NOT NULL"))
+    cols = {p[0]: p for p in ([c.strip() for c in line.split("|")] for line in lines(ok(psql(catalog_tierd, "-c", r"\d described"))))
+            if len(p) == 5}
+    assert cols["n"] == ["n", "bigint", "", "", "3"] and cols["v"][3] == "not null", cols

@@ -1,8 +1,8 @@
 """SQLAlchemy 2 (postgresql+psycopg) against a real tierd: Core, ORM, reflection, and the
 savepoint probe the psycopg dialect runs inside its first transaction.
 
-tierd has no sequences, so integer primary keys are declared with autoincrement=False (a
-SERIAL column is a known gap)."""
+Most tables here declare their ids with autoincrement=False (client-chosen ids); the ORM's
+own ways of getting ids from the database (SERIAL, Identity(), Sequence) have their own test."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,8 +13,9 @@ import pytest
 
 sqlalchemy = pytest.importorskip("sqlalchemy", reason="SQLAlchemy is in the test extra: make install")
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Integer, MetaData, Numeric,  # noqa: E402
-                        String, Table, Text, create_engine, delete, insert, inspect, select, update)
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Identity, Integer, MetaData, Numeric,  # noqa: E402
+                        Sequence, String, Table, Text, create_engine, delete, func, insert, inspect, select,
+                        update)
 from sqlalchemy.exc import IntegrityError  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship  # noqa: E402
 
@@ -169,3 +170,58 @@ def test_savepoints_release_and_rollback_to_without_writes(module_tierd):
         assert c.execute("SELECT count(*) FROM public.sa_sp").fetchone() == (2,)
         with pytest.raises(psycopg.errors.NoActiveSqlTransaction):
             c.execute("SAVEPOINT outside")
+
+
+class AutoBase(DeclarativeBase):
+    pass
+
+
+class SerialNote(AutoBase):
+    """Integer primary key, autoincrement: SQLAlchemy emits SERIAL and reads the id back."""
+    __tablename__ = "sa_serial_notes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class IdentityNote(AutoBase):
+    __tablename__ = "sa_identity_notes"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True, start=100), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
+NOTE_SEQ = Sequence("sa_note_seq", start=1000, increment=5)
+
+
+class SequenceNote(AutoBase):
+    __tablename__ = "sa_sequence_notes"
+    id: Mapped[int] = mapped_column(BigInteger, NOTE_SEQ, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
+def test_orm_autoincrement_identity_and_sequence(engine):
+    """The three ways an ORM model gets its ids from the database."""
+    AutoBase.metadata.drop_all(engine)
+    AutoBase.metadata.create_all(engine)
+    with Session(engine) as s:
+        notes = [SerialNote(body="a"), SerialNote(body="b"), IdentityNote(body="x"), IdentityNote(body="y"),
+                 SequenceNote(body="p"), SequenceNote(body="q")]
+        s.add_all(notes)
+        s.commit()
+        assert [n.id for n in notes] == [1, 2, 100, 101, 1000, 1005]
+    with Session(engine) as s:
+        assert s.scalars(select(SerialNote.body).order_by(SerialNote.id)).all() == ["a", "b"]
+        assert s.get(IdentityNote, 101).body == "y"
+        assert s.get(SequenceNote, 1005).body == "q"
+        s.add(SerialNote(id=50, body="explicit"))  # a serial column takes an explicit value
+        s.commit()
+    with engine.connect() as c:
+        assert c.scalar(select(func.pg_get_serial_sequence("sa_serial_notes", "id"))) == \
+            "public.sa_serial_notes_id_seq"
+        with pytest.raises(sqlalchemy.exc.ProgrammingError) as err:  # GENERATED ALWAYS: 428C9
+            c.execute(insert(IdentityNote.__table__).values(id=5, body="no"))
+        assert err.value.orig.sqlstate == "428C9"
+    AutoBase.metadata.drop_all(engine)
+    with engine.connect() as c:  # DROP TABLE took the owned sequences along; DROP SEQUENCE the other
+        left = c.execute(sqlalchemy.text("SELECT sequence_name FROM information_schema.sequences "
+                                         "WHERE sequence_name LIKE 'sa\\_%'")).all()
+        assert left == []

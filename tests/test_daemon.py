@@ -1,10 +1,13 @@
 """The daemon as a process: start-up rules, database name, one daemon per data dir."""
+import os
+import re
 import subprocess
 
 import psycopg
 import pytest
 
 from tests.daemon import TIERD
+from tierd import config
 
 
 def test_second_daemon_on_same_data_dir_exits_clearly(module_tierd, make_tierd):
@@ -35,3 +38,19 @@ def test_bad_config_names_the_key(tmp_path):
     cfg.write_text('[flush]\ndefault_policy = "rows:0"\n')
     r = subprocess.run([TIERD, "check-config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "flush.default_policy" in r.stderr
+
+
+def test_readme_config_example_is_valid_and_complete(tmp_path):
+    """The README's config block loads, and names every setting the config file knows."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## Configuration"):]
+    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "readme.toml"
+    path.write_text(block.replace('password = ""', 'password = "x"'))
+    cfg = config.load(str(path))
+    cfg.check()
+    assert cfg.max_connections == 100 and cfg.idle_in_transaction_timeout_s == 60
+    missing = [name for name in config.KEY_NAMES.values()
+               if "." in name and "<" not in name and name.split(".", 1)[1] not in block]
+    assert not missing, f"settings missing from the README's config block: {missing}"

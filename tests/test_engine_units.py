@@ -68,7 +68,7 @@ def test_parse_commands():
     assert parse("STORAGE FLUSH TABLE app.events WAIT") == StorageJob("flush", "app.events", None, True)
     assert parse("storage compact all in app") == StorageJob("compact", None, "app", False)
     assert parse("DROP NAMESPACE IF EXISTS app CASCADE") == DropNamespace("app", True, True, "DROP NAMESPACE")
-    assert parse("drop table if exists a.b") == DropTable("a.b", True, "DROP TABLE")
+    assert parse("drop table if exists a.b") == DropTable("a.b", True, "DROP TABLE", names=("a.b",))
     assert parse("CREATE USER bob PASSWORD 'x'") == CreateRole("bob", False, True, "x", "USER")
     assert parse("GRANT SELECT ON t TO bob") == Grant(True, ["SELECT"], ["t"], ["bob"])
     assert parse_storage_job("STORAGE FLUSH TABLES x") is None

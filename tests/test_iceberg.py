@@ -129,6 +129,60 @@ def test_table_options(local):
         assert not cat.table_exists("lake.named_events")
 
 
+def iceberg_fields(cat, identifier: str) -> dict[str, int]:
+    return {f.name: f.field_id for f in cat.load_table(identifier).schema().fields}
+
+
+def test_alter_table_evolves_the_iceberg_schema_by_column_id(local):
+    """RENAME / ADD / DROP COLUMN and widenings: the Iceberg schema follows by column id (the
+    field id of a column is its id), old files read under the new schema; an ADD COLUMN with
+    a DEFAULT and a widening Iceberg does not allow wait for the compaction that rewrites the
+    old files; TRUNCATE empties the Iceberg table, DROP TABLE drops it."""
+    cat = catalog(sqlite_uri(local.data_dir))
+    t = "app.evolve"
+    with local.connect() as c:
+        c.execute(f"CREATE TABLE {t} (id BIGINT PRIMARY KEY, a INTEGER, b TEXT, c REAL, x INTEGER) "
+                  "WITH (FLUSH_POLICY = 'manual')")
+        c.execute(f"INSERT INTO {t} SELECT i, i * 10, 'b' || i, i / 4, i FROM range(1, 101) r(i)")
+        flush(c, t)
+        assert_same(c, cat, t, ["id", "a", "b", "c", "x", "_seq"])
+        assert iceberg_fields(cat, t) == {"id": 1, "a": 2, "b": 3, "c": 4, "x": 5, "_seq": 2_000_000_002}
+        # without a flush: the schema alone follows
+        c.execute(f"ALTER TABLE {t} RENAME COLUMN b TO label")
+        c.execute(f"ALTER TABLE {t} DROP COLUMN c")
+        c.execute(f"ALTER TABLE {t} ALTER COLUMN a TYPE BIGINT")  # int -> long: Iceberg reads old files so
+        c.execute(f"ALTER TABLE {t} ADD COLUMN note TEXT")
+        cols = ["id", "a", "label", "x", "note", "_seq"]
+        assert_same(c, cat, t, cols)
+        assert iceberg_fields(cat, t) == {"id": 1, "a": 2, "label": 3, "x": 5, "note": 6, "_seq": 2_000_000_002}
+        # new rows and updates of old ones under the new schema
+        c.execute(f"INSERT INTO {t} VALUES (200, 5000000000, 'new', 1, 'n')")
+        c.execute(f"UPDATE {t} SET note = 'upd', label = 'L' WHERE id <= 10")
+        c.execute(f"DELETE FROM {t} WHERE id BETWEEN 50 AND 54")
+        flush(c, t)
+        rows = assert_same(c, cat, t, cols)
+        assert len(rows) == 96 and (200, 5000000000, "new", 1, "n") == rows[-1][:5]
+        # old rows would read NULL / an int file column as DOUBLE: published once rewritten
+        c.execute(f"ALTER TABLE {t} ADD COLUMN d INTEGER DEFAULT 7")
+        c.execute(f"ALTER TABLE {t} ALTER COLUMN x TYPE DOUBLE")
+        cols += ["d"]
+        rows = assert_same(c, cat, t, cols)
+        assert {r[6] for r in rows} == {7} and isinstance(rows[0][3], float)
+        assert iceberg_fields(cat, t)["d"] == 7
+        # TRUNCATE: the Iceberg table is emptied (a snapshot without files)
+        before = cat.load_table(t).metadata.current_snapshot_id
+        c.execute(f"TRUNCATE {t}")
+        assert assert_same(c, cat, t, cols) == []
+        table = cat.load_table(t)
+        assert table.metadata.current_snapshot_id != before and not list(table.scan().plan_files())
+        c.execute(f"INSERT INTO {t} (id, a, label) VALUES (1, 1, 'again')")
+        flush(c, t)
+        assert len(assert_same(c, cat, t, cols)) == 1
+        # DROP TABLE: the Iceberg table goes with the table's files
+        c.execute(f"DROP TABLE {t}")
+        assert not cat.table_exists(t)
+
+
 @pytest.mark.parametrize("point", ["flush.after_manifest", "publish.before_commit", "publish.after_commit"])
 def test_kill_between_manifest_commit_and_iceberg_commit(make_tierd, point):
     """A crash anywhere between the manifest commit and the record of the Iceberg commit: after

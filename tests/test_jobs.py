@@ -2,6 +2,7 @@
 import os
 import shutil
 import subprocess
+import time
 
 import psycopg
 import pytest
@@ -432,3 +433,26 @@ def test_a_job_never_drops_out_of_system_jobs_while_its_status_changes(tierd):
         watcher.join(timeout=60)
     assert not watcher.is_alive()
     assert gaps == [], f"jobs missing from system.jobs for a moment: {gaps}"
+
+
+def test_policy_does_not_restart_a_flush_that_failed_for_good(make_tierd):
+    """A flush that fails the same way on every attempt stays failed with its cause after
+    max_retries; the interval policy starts no new job for the table until a write."""
+    d = make_tierd(FAST_RETRIES.format(n=1) + '[failpoints]\n"flush.start" = "error"\n').start()
+    with d.connect() as c:
+        setup_table(c, "interval:1")
+        c.execute("INSERT INTO app.t VALUES (1, 'a')")
+        first = wait_for(lambda: flush_jobs(c, "app.t") or None, timeout=30, what="a policy flush")[0][0]
+        status, message, retries, _, _ = wait_job(c, first, ("failed",))
+        assert retries == 1 and "flush.start" in message, message
+        # Several policy ticks (one a second) pass: no new job for the failing table.
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            assert len(flush_jobs(c, "app.t")) == 1, flush_jobs(c, "app.t")
+            c.execute("SELECT 1")
+        # A write is a change: the policy tries again (and fails again, once more).
+        c.execute("INSERT INTO app.t VALUES (2, 'b')")
+        jobs = wait_for(lambda: len(flush_jobs(c, "app.t")) == 2 and flush_jobs(c, "app.t"), timeout=30,
+                        what="a new policy flush after the write")
+        wait_job(c, jobs[1][0], ("failed",))
+        assert c.execute("SELECT count(*) FROM app.t").fetchone() == (2,)

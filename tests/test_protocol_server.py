@@ -44,6 +44,10 @@ class StubSession:
         """Parameter types unknown (text), no rows: the wire layer's side of Describe."""
         return [None] * max_placeholder(sql), None
 
+    def param_types(self, sql):
+        """Unknown (text) for every parameter, as describe says."""
+        return [None] * max_placeholder(sql)
+
     def batchable(self, sql):
         """Every Execute runs on its own here (batching is tested against the real engine)."""
         return False

@@ -40,6 +40,10 @@ line (or to `----`). Each file gets a fresh daemon (and data dir); files are ind
     config                       TOML config for the file's daemon, to the next empty line; only
     <toml>                       before the first statement. With [auth] the superuser logs in
                                  with its password.
+    timezones <zone> ...         as a file's first record: run the whole file once per zone,
+                                 every session opened with that TimeZone (startup option
+                                 `-c TimeZone=<zone>`), each run on its own daemon
+    onlyif timezone=<zone>       the next record runs only in the run of that zone
 
 Values are compared as psql shows them: the server's text format, exactly (booleans t/f,
 timestamps and numbers as Postgres prints them), NULL for a null, (empty) for an empty string,
@@ -51,7 +55,8 @@ query says rowsort. A record holding several `;`-separated statements (simple pr
 is judged by its last result.
 
 `__TEST_DIR__` in SQL, expected text and config stands for an empty directory of the file's
-own (outside the data dir), `__DATA_DIR__` for the daemon's data dir.
+own (outside the data dir), `__DATA_DIR__` for the daemon's data dir, `__ZONE__` (in a
+`timezones` file) for the zone of the run.
 
 Every session is autocommit: a transaction is BEGIN ... COMMIT in the SQL. After an error the
 driver also checks the session's transaction state is what Postgres gives (idle outside a
@@ -83,7 +88,7 @@ TYPE_OIDS = {
     "B": {16},
     "D": {1082, 1083, 1114, 1184, 1186, 1266},
 }
-ERROR_PREFIXES = ("ERROR:  ", "DETAIL:  ", "HINT:  ", "CONTEXT:  ")
+ERROR_PREFIXES = ("ERROR:  ", "DETAIL:  ", "HINT:  ", "CONTEXT:  ", "POSITION:  ")
 
 
 @dataclass
@@ -94,6 +99,7 @@ class Record:
     sql: str = ""
     expected: list[str] = field(default_factory=list)
     has_expected: bool = False
+    only_zone: str | None = None   # onlyif timezone=<zone>: runs only in that zone's run
 
 
 @dataclass
@@ -102,6 +108,7 @@ class CaseFile:
     records: list[Record]
     config: str | None
     protocols: list[str]
+    zones: list[str | None] = field(default_factory=lambda: [None])
 
 
 class CaseFileError(Exception):
@@ -115,6 +122,8 @@ def parse(path: Path) -> CaseFile:
     records: list[Record] = []
     config: str | None = None
     protocols = ["simple"]
+    zones: list[str | None] = [None]
+    only_zone: str | None = None
     i = 0
 
     def block(start: int) -> tuple[list[str], int]:
@@ -140,6 +149,18 @@ def parse(path: Path) -> CaseFile:
             body, i = block(i + 1)
             config = "\n".join(body) + "\n"
             continue
+        if head == "timezones" and len(words) > 1:
+            if records or zones != [None]:
+                raise CaseFileError(f"{where}: timezones must be the file's first record")
+            zones = words[1:]
+            i += 1
+            continue
+        if head == "onlyif":
+            if len(words) != 2 or not words[1].startswith("timezone="):
+                raise CaseFileError(f"{where}: onlyif timezone=<zone>")
+            only_zone = words[1].split("=", 1)[1]
+            i += 1
+            continue
         if head in ("statement", "query"):
             body, end = block(i + 1)
             if "----" in body:
@@ -164,7 +185,9 @@ def parse(path: Path) -> CaseFile:
                     raise CaseFileError(f"{where}: query needs type letters from {''.join(TYPE_OIDS)}?")
                 if len(words) > 3 or (len(words) == 3 and words[2] != "rowsort"):
                     raise CaseFileError(f"{where}: query <types> [rowsort]")
-            records.append(Record(i + 1, head, words[1:], "\n".join(sql_lines), expected, has_expected))
+            records.append(Record(i + 1, head, words[1:], "\n".join(sql_lines), expected, has_expected,
+                                  only_zone))
+            only_zone = None
             i = end
             continue
         if head in ("flush", "compact") and len(words) in (2, 3):
@@ -187,7 +210,9 @@ def parse(path: Path) -> CaseFile:
         else:
             raise CaseFileError(f"{where}: unknown directive {text!r}")
         i += 1
-    return CaseFile(path, records, config, protocols)
+    if only_zone is not None:
+        raise CaseFileError(f"{path}: onlyif at the end of the file")
+    return CaseFile(path, records, config, protocols, zones)
 
 
 # ------------------------------------------------------------------ running
@@ -236,7 +261,7 @@ def error_text(exc: psycopg.Error) -> str:
     diag = exc.diag
     out = [f"ERROR:  {diag.message_primary}"]
     for prefix, value in (("DETAIL", diag.message_detail), ("HINT", diag.message_hint),
-                          ("CONTEXT", diag.context)):
+                          ("CONTEXT", diag.context), ("POSITION", diag.statement_position)):
         if value:
             out.append(f"{prefix}:  {value}")
     return "\n".join(out)
@@ -255,22 +280,25 @@ class Session:
 class Runner:
     """Runs one case file's records against a started daemon, in one protocol."""
 
-    def __init__(self, case: CaseFile, protocol: str, daemon: Tierd, scratch: Path):
+    def __init__(self, case: CaseFile, protocol: str, daemon: Tierd, scratch: Path, zone: str | None = None):
         self.case = case
         self.protocol = protocol
+        self.zone = zone
         self.daemon = daemon
         self.scratch = scratch
         self.sessions: dict[str, Session] = {}
         self.current = "default"
 
     def substitute(self, text: str) -> str:
-        return substitute(text, self.scratch, self.daemon.data_dir)
+        text = substitute(text, self.scratch, self.daemon.data_dir)
+        return text.replace("__ZONE__", self.zone) if self.zone else text
 
     def fail(self, record: Record, message: str) -> None:
         path = self.case.path
         where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{record.line}"
         sql = f"\n  SQL: {record.sql}" if record.sql else ""
-        text = f"{where} [{self.protocol}, session {self.current}]: {message}{sql}"
+        zone = f", TimeZone {self.zone}" if self.zone else ""
+        text = f"{where} [{self.protocol}{zone}, session {self.current}]: {message}{sql}"
         raise pytest.fail.Exception(text, pytrace=False) from None  # no chained psycopg error
 
     # --- sessions
@@ -281,7 +309,8 @@ class Runner:
             s = self.sessions[self.current] = Session(self.current, SUPERUSER, None)
         if s.conn is None or s.conn.closed:
             password = self.daemon.password if s.user == SUPERUSER and s.password is None else s.password
-            s.conn = self.daemon.connect_as(s.user, password, prepare_threshold=None, context=TextResults())
+            zone = {"options": f"-c TimeZone={self.zone}"} if self.zone else {}
+            s.conn = self.daemon.connect_as(s.user, password, prepare_threshold=None, context=TextResults(), **zone)
         return s.conn
 
     def close_sessions(self) -> None:
@@ -302,7 +331,8 @@ class Runner:
     def run(self) -> None:
         try:
             for record in self.case.records:
-                getattr(self, f"do_{record.kind}")(record)
+                if record.only_zone is None or record.only_zone == self.zone:
+                    getattr(self, f"do_{record.kind}")(record)
         finally:
             self.close_sessions()
 
@@ -458,22 +488,24 @@ def case_params() -> list:
         try:
             case = parse(path)
         except CaseFileError as exc:  # reported by the test, not at collection
-            params.append(pytest.param(path, "simple", exc, id=name))
+            params.append(pytest.param(path, "simple", exc, None, id=name))
             continue
         for protocol in case.protocols:
-            params.append(pytest.param(path, protocol, case,
-                                       id=name if len(case.protocols) == 1 else f"{name}[{protocol}]"))
+            for zone in case.zones:
+                tags = ([protocol] if len(case.protocols) > 1 else []) + ([zone] if zone else [])
+                params.append(pytest.param(path, protocol, case, zone,
+                                           id=f"{name}[{','.join(tags)}]" if tags else name))
     return params
 
 
-@pytest.mark.parametrize("path, protocol, case", case_params())
-def test_sql_case_file(path, protocol, case, make_tierd, tmp_path):
+@pytest.mark.parametrize("path, protocol, case, zone", case_params())
+def test_sql_case_file(path, protocol, case, zone, make_tierd, tmp_path):
     if isinstance(case, CaseFileError):
         pytest.fail(str(case), pytrace=False)
     scratch, data = tmp_path / "files", str(tmp_path / "data")
     scratch.mkdir()
     config = substitute(case.config, scratch, data) if case.config else None
-    Runner(case, protocol, make_tierd(config, data_dir=data).start(), scratch).run()
+    Runner(case, protocol, make_tierd(config, data_dir=data).start(), scratch, zone).run()
 
 
 def test_case_files_exist_and_parse():

@@ -41,6 +41,12 @@ class Config:
     lock_timeout_s: float = 30.0
     log_level: str = "INFO"
     shutdown_grace_s: float = 10.0  # SIGTERM: how long running statements and jobs may finish
+    max_connections: int = 100  # sessions at once; 53300 beyond (as Postgres)
+    superuser_reserved_connections: int = 3  # of those, kept for superusers
+    authentication_timeout_s: float = 60.0  # startup packet, TLS and SASL exchange, in total
+    # A transaction that has written (holds the write lock) and waits on its client longer
+    # than this is ended (FATAL 25P03); 0: never.
+    idle_in_transaction_timeout_s: float = 60.0
     metrics_listen: str | None = None  # "host:port" of the Prometheus endpoint; None: off
     failpoints: dict[str, str] = field(default_factory=dict)
     storages: dict[str, dict] = field(default_factory=dict)
@@ -89,6 +95,15 @@ class Config:
             raise ConfigError(f"log.level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if not 0 <= self.shutdown_grace_s <= 3600:
             raise ConfigError(f"server.shutdown_grace_seconds: {self.shutdown_grace_s:g} must be between 0 and 3600")
+        if not 1 <= self.max_connections <= 10_000:
+            raise ConfigError(f"server.max_connections: {self.max_connections} must be between 1 and 10000")
+        if not 0 <= self.superuser_reserved_connections < self.max_connections:
+            raise ConfigError("server.superuser_reserved_connections: must be 0 or more and less than "
+                              "server.max_connections")
+        if not 0 < self.authentication_timeout_s <= 600:
+            raise ConfigError("server.authentication_timeout_seconds: must be more than 0 and at most 600")
+        if self.idle_in_transaction_timeout_s < 0:
+            raise ConfigError("server.idle_in_transaction_session_timeout_seconds: must be 0 (off) or more")
         if self.lock_timeout_s <= 0:
             raise ConfigError("jobs.lock_timeout_seconds: must be more than 0")
         if self.metrics_listen is not None:
@@ -97,6 +112,17 @@ class Config:
             raise ConfigError("iceberg.catch_up_interval_seconds: must be between 0.5 and 86400")
         if self.iceberg_node_id and not re.match(r"^[A-Za-z0-9_.-]+$", self.iceberg_node_id):
             raise ConfigError(f"iceberg.node_id: {self.iceberg_node_id!r} may only hold letters, digits, '_', '.', '-'")
+
+    def server_settings(self) -> dict[str, str]:
+        """The settings SHOW (and pg_settings) report for this config, in Postgres's form."""
+        from engine.session.settings import duration_text
+
+        return {
+            "max_connections": str(self.max_connections),
+            "superuser_reserved_connections": str(self.superuser_reserved_connections),
+            "authentication_timeout": duration_text(self.authentication_timeout_s),
+            "idle_in_transaction_session_timeout": duration_text(self.idle_in_transaction_timeout_s),
+        }
 
     @property
     def method(self) -> str:
@@ -154,6 +180,10 @@ _KEYS = {
     ("server", "data_dir"): ("data_dir", str),
     ("server", "shutdown_grace_seconds"): ("shutdown_grace_s", float),
     ("server", "ssl"): ("ssl", bool),
+    ("server", "max_connections"): ("max_connections", int),
+    ("server", "superuser_reserved_connections"): ("superuser_reserved_connections", int),
+    ("server", "authentication_timeout_seconds"): ("authentication_timeout_s", float),
+    ("server", "idle_in_transaction_session_timeout_seconds"): ("idle_in_transaction_timeout_s", float),
     ("server", "ssl_cert_file"): ("ssl_cert_file", str),
     ("server", "ssl_key_file"): ("ssl_key_file", str),
     ("server", "ssl_required"): ("ssl_required", bool),

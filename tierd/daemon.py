@@ -3,7 +3,8 @@
 Start: recovery runs inside Engine(); the port is bound; READY=1 goes out from the accept
 loop's first turn, so systemd only hears "ready" when connections are being accepted.
 Watchdog: a monitor thread pings WATCHDOG=1 every WATCHDOG_USEC/2, but only after checking
-that the accept loop turned recently and that DuckDB, LevelDB and the job scheduler answer;
+that the accept loop turned recently, that DuckDB, LevelDB and the job scheduler answer and
+that the hot tier takes a write (after a failed write, a probe write says so);
 a wedged daemon stops pinging and systemd restarts it.
 SIGTERM/SIGINT: STOPPING=1, stop accepting, let running statements finish within
 `[server] shutdown_grace_seconds` (then cancel them), let running jobs finish within the same
@@ -97,6 +98,9 @@ class Monitor:
             if self._cur.execute("SELECT 1").fetchone() != (1,):
                 return "DuckDB did not answer SELECT 1"
             engine.store.last_seq()  # one LevelDB read
+            problem = engine.store.writable()  # a daemon that cannot write is not healthy
+            if problem is not None:
+                return problem
         except Exception as exc:
             return f"engine check failed: {exc}"
         return None
@@ -191,6 +195,7 @@ class Service:
                 superuser=cfg.superuser,
                 superuser_password=cfg.password,
                 type_oid=lambda f: pg_type_for(f.type, f.metadata).oid,
+                server_settings=cfg.server_settings(),
             ))
         except EngineError as exc:
             log.error("cannot start: %s", exc.message)
@@ -240,19 +245,24 @@ class Service:
 
     def _bind(self) -> None:
         from protocol.auth import AuthConfig
+        from protocol.limits import ConnectionLimits
         from protocol.server import make_server
         from tierd.wire import Connections, ServiceHandler
 
         cfg = self.cfg
+        limits = ConnectionLimits(cfg.max_connections, cfg.superuser_reserved_connections,
+                                  cfg.authentication_timeout_s, cfg.idle_in_transaction_timeout_s)
         try:
             server = make_server(self.engine, cfg.host, cfg.port, AuthConfig(cfg.method),
-                                 ssl_context=cfg.ssl_context(), ssl_required=cfg.ssl_required)
+                                 ssl_context=cfg.ssl_context(), ssl_required=cfg.ssl_required, limits=limits)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, exc.strerror or exc)
             raise
         server.RequestHandlerClass = ServiceHandler
         server.connections = Connections()
         self.server = server
+        threading.Thread(target=server.connections.watch_disconnects, args=(self.stopping,),
+                         name="disconnect-watch", daemon=True).start()
         address = cfg.metrics_address()
         if address is not None:
             from tierd.metrics import Exposition, MetricsServer
@@ -337,15 +347,24 @@ class Service:
         if cancelled:
             log.warning("shutdown: cancelled %d statement(s) still running after %gs",
                         cancelled, cfg.shutdown_grace_s)
-        self._stop_jobs(deadline)
+        stopped = self._stop_jobs(deadline)
         if self.metrics is not None:
             self.metrics.stop()
+        if not stopped:
+            # A job step (a Parquet write, say) has not reached its next check: do not wait
+            # for it. Every job step is crash-safe, and the next start runs the job again.
+            log.warning("tierd stopped without waiting for a job step still running; the job runs "
+                        "again at the next start")
+            logging.shutdown()
+            os._exit(0)
         sdnotify.status("stopping: closing LevelDB and DuckDB")
         engine.close()
         log.info("tierd stopped")
         return 0
 
-    def _stop_jobs(self, deadline: float) -> None:
+    def _stop_jobs(self, deadline: float) -> bool:
+        """Let running jobs finish within the grace period, then stop them at their next step.
+        False when one is still running JOB_STOP_WAIT_S past the grace period."""
         runner = self.engine.jobs
 
         def running():
@@ -362,13 +381,30 @@ class Service:
             log.warning("shutdown: stopping job %s (%s %s) at its next step; it runs again at the next start",
                         job.job_id, job.job_type, job.table_name)
             job.cancel_requested = True
-        runner.shutdown()  # waits for running attempts to finish or stop
+        stopper = threading.Thread(target=runner.shutdown, name="stop-jobs", daemon=True)
+        stopper.start()  # waits for running attempts to finish or stop
+        stopper.join(max(0.0, deadline - time.monotonic()) + JOB_STOP_WAIT_S)
+        if stopper.is_alive():
+            return False
         for job in interrupted:
             if job.status == "cancelled":  # stopped by us, not by KILL JOB: the next start retries it
                 runner.requeue_after_shutdown(job)
+        return True
+
+
+# Statements are analysed by recursive Python (sqlglot): deep enough nesting for what clients
+# send (a few hundred levels of parentheses), with thread stacks to match; deeper is 54001.
+RECURSION_LIMIT = 12_000
+THREAD_STACK = 16 << 20
+
+
+# How long past the grace period a shutdown waits for a job to reach its next step.
+JOB_STOP_WAIT_S = 1.0
 
 
 def serve(cfg: Config, reload_config: Callable[[], Config] | None = None) -> int:
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    threading.stack_size(THREAD_STACK)
     return Service(cfg, reload_config).run()
 
 

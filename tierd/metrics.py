@@ -32,6 +32,7 @@ GAUGES = {
     "tierd_build_info": "tierd's version, as a label; always 1.",
     "tierd_start_time_seconds": "When the daemon started, in seconds since the epoch.",
     "tierd_connections_active": "Client connections open now.",
+    "tierd_hot_tier_writable": "1 when the hot tier (LevelDB) takes a write now; 0 after a write failed (a full disk) until one works again.",
     "tierd_tables": "Tables in the catalog.",
     "tierd_table_hot_rows": "Keys of the table with changes not yet flushed to Parquet (what rows:N counts).",
     "tierd_table_hot_bytes": "Bytes of the table's unflushed row batches in LevelDB (Arrow IPC).",
@@ -75,6 +76,7 @@ class Exposition:
         add("tierd_build_info", 1, version=self.version)
         add("tierd_start_time_seconds", round(self.started, 3))
         add("tierd_connections_active", self.connections.count())
+        add("tierd_hot_tier_writable", 0 if e.store.writable() else 1)
         tables = list(e.catalog.tables.values())
         add("tierd_tables", len(tables))
         for t in sorted(tables, key=lambda t: t.qualified):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import socket
 import threading
 import time
 
 from engine import metrics
-from engine.errors import AdminShutdown
+from engine.errors import AdminShutdown, QueryCanceled
 from protocol.connection import TierdHandler
 from protocol.messages import ClientGone
 
@@ -54,6 +55,32 @@ class Connections:
         with self.lock:
             return len(self.handlers)
 
+    def watch_disconnects(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Cancel the running statement of a client that has gone (its socket hung up), so a
+        long query whose client disconnected does not run on for nothing. Runs on a thread
+        of its own until `stop` is set."""
+        gone = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+        while not stop.wait(interval):
+            if self.draining:   # the drain shuts sockets itself and cancels what must be
+                continue
+            busy = {h.fileno(): h for h in self.snapshot() if h.busy and not h.cancelled_gone}
+            busy.pop(-1, None)
+            if not busy:
+                continue
+            poller = select.poll()
+            for fd in busy:
+                poller.register(fd, gone)
+            try:
+                events = poller.poll(0)
+            except OSError:
+                continue
+            for fd, event in events:
+                h = busy.get(fd)
+                if h is not None and event & gone:
+                    h.cancelled_gone = True
+                    log.info("client %s disconnected; cancelling its running statement", h.client_address[0])
+                    h.cancel_statement()
+
     def drain(self, deadline: float, on_wait=lambda busy: None) -> int:
         """Close every connection once its running statement (if any) has finished; at
         `deadline` cancel the statements still running. Returns how many had to be cancelled."""
@@ -77,7 +104,7 @@ class Connections:
         for h in cancelled:
             log.warning("shutdown: cancelling a statement still running after the grace period (%s)",
                         h.client_address[0])
-            h.cancel_statement()
+            h.cancel_statement(shutdown=True)
         end = time.monotonic() + 5.0
         while self.snapshot() and time.monotonic() < end:
             for h in self.snapshot():
@@ -126,6 +153,8 @@ class ServiceHandler(TierdHandler):
 
     busy = False
     state = None
+    cancelled_gone = False  # its statement was cancelled because the client hung up
+    cancelled_for_shutdown = False  # its statement was cancelled at the end of the grace period
 
     def setup(self) -> None:
         super().setup()
@@ -149,6 +178,8 @@ class ServiceHandler(TierdHandler):
     def read_message(self) -> tuple[bytes, bytes]:
         draining = self.server.connections
         self.busy = False
+        if self.cancelled_for_shutdown:   # its FATAL 57P01 has been sent: just close
+            raise ClientGone()
         if draining.draining:
             raise _shutdown_error()
         try:
@@ -163,6 +194,10 @@ class ServiceHandler(TierdHandler):
         return message
 
     def send_error(self, exc: BaseException, ctx=None) -> None:
+        if self.cancelled_for_shutdown and isinstance(exc, QueryCanceled):
+            # Postgres's fast shutdown ends the session: FATAL 57P01, not 57014
+            self.send_fatal(_shutdown_error())
+            return
         metrics.inc("tierd_errors_total", severity="ERROR")
         super().send_error(exc, ctx)
 
@@ -170,14 +205,25 @@ class ServiceHandler(TierdHandler):
         metrics.inc("tierd_errors_total", severity="FATAL")
         super().send_fatal(exc)
 
-    # --- used by Connections.drain (another thread) ----------------------------------
+    def send_ready_for_query(self, state) -> None:
+        if not self.cancelled_for_shutdown:   # after FATAL 57P01 nothing more is sent
+            super().send_ready_for_query(state)
+
+    # --- used by Connections.drain and watch_disconnects (other threads) ---------------
+    def fileno(self) -> int:
+        try:
+            return self.request.fileno()
+        except OSError:
+            return -1
+
     def shut(self, how: int) -> None:
         try:
             self.request.shutdown(how)
         except OSError:
             pass
 
-    def cancel_statement(self) -> None:
+    def cancel_statement(self, shutdown: bool = False) -> None:
+        self.cancelled_for_shutdown = shutdown
         state = self.state
         if state is not None:
             try:

@@ -19,6 +19,7 @@ shows system columns (attnum < 0), so `attnum > 0` filters hide them.
 from __future__ import annotations
 
 import datetime
+import re
 import threading
 import zlib
 from typing import Callable
@@ -44,6 +45,8 @@ HEAP_AM = 2
 FIRST_TABLE_OID = 100000
 SYSTEM_VIEW_OID = 90000
 SYSTEM_NAMESPACE = "system"
+# The DuckDB variable each session sets to its search path's namespaces (a VARCHAR[]).
+SCHEMAS_VARIABLE = "tierd_schemas"
 
 TypeOid = Callable[[pa.Field], int]
 
@@ -72,7 +75,7 @@ TABLES: dict[str, str] = {
         "relacl VARCHAR[], reloptions VARCHAR[], relpartbound VARCHAR"
     ),
     "pg_attribute": (
-        "attrelid BIGINT, attname VARCHAR, atttypid BIGINT, attstattarget INTEGER DEFAULT -1, attlen SMALLINT, "
+        "attrelid BIGINT, attname VARCHAR, atttypid UINTEGER, attstattarget INTEGER DEFAULT -1, attlen SMALLINT, "
         "attnum SMALLINT, attndims INTEGER DEFAULT 0, attcacheoff INTEGER DEFAULT -1, atttypmod INTEGER DEFAULT -1, "
         "attbyval BOOLEAN DEFAULT false, attalign VARCHAR DEFAULT 'i', attstorage VARCHAR DEFAULT 'p', "
         "attcompression VARCHAR DEFAULT '', attnotnull BOOLEAN DEFAULT false, atthasdef BOOLEAN DEFAULT false, "
@@ -249,7 +252,14 @@ VIEWS: dict[str, str] = {
         f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace"
     ),
     "pg_matviews": "SELECT NULL::VARCHAR AS schemaname, NULL::VARCHAR AS matviewname, NULL::VARCHAR AS definition WHERE false",
-    "pg_sequences": "SELECT NULL::VARCHAR AS schemaname, NULL::VARCHAR AS sequencename WHERE false",
+    "pg_sequences": (
+        f"SELECT n.nspname AS schemaname, c.relname AS sequencename, 'tierd' AS sequenceowner, "
+        f"CASE s.seqtypid WHEN 21 THEN 'smallint' WHEN 23 THEN 'integer' ELSE 'bigint' END AS data_type, "
+        f"s.seqstart AS start_value, s.seqmin AS min_value, s.seqmax AS max_value, s.seqincrement AS increment_by, "
+        f"s.seqcycle AS cycle, s.seqcache AS cache_size, NULL::BIGINT AS last_value "
+        f"FROM {PG}.pg_sequence s JOIN {PG}.pg_class c ON c.oid = s.seqrelid "
+        f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace"
+    ),
     # Activity counters tierd does not keep (scans, tuples read, vacuums) are NULL; n_live_tup is
     # the live keys in hot plus the rows of the cold segments (an estimate, as in Postgres: a key
     # updated since its flush counts twice until the next flush).
@@ -301,8 +311,10 @@ MACROS: dict[str, str] = {
     "pg_get_userbyid": (
         f"(r) AS coalesce((SELECT __name FROM {PRIVATE}.roles WHERE __oid = r), 'unknown (OID=' || r || ')')"
     ),
+    # Visible: in pg_catalog or on the session's search path (the variable each session sets).
     "pg_table_is_visible": (
-        f"(r) AS coalesce((SELECT __visible FROM {PRIVATE}.relations WHERE __oid = r), false)"
+        f"(r) AS coalesce((SELECT __nspname = 'pg_catalog' OR list_contains(getvariable('{SCHEMAS_VARIABLE}'), "
+        f"__nspname) FROM {PRIVATE}.relations WHERE __oid = r), false)"
     ),
     "pg_type_is_visible": "(t) AS true",
     "pg_function_is_visible": "(f) AS true",
@@ -317,8 +329,16 @@ MACROS: dict[str, str] = {
         f"(i, c, p) AS CASE WHEN coalesce(c, 0) = 0 THEN (SELECT __def FROM {PRIVATE}.indexdef WHERE __oid = i) "
         f"ELSE (SELECT __col FROM {PRIVATE}.indexcols WHERE __oid = i AND __pos = c) END"
     ),
-    "obj_description": "(o) AS NULL::VARCHAR, (o, c) AS NULL::VARCHAR",
-    "col_description": "(r, n) AS NULL::VARCHAR",
+    # COMMENT ON TABLE / COLUMN: pg_description rows of tierd's tables (classoid pg_class).
+    "obj_description": (
+        f"(o) AS (SELECT description FROM {PG}.pg_description WHERE objoid = o AND objsubid = 0 LIMIT 1), "
+        f"(o, c) AS (SELECT description FROM {PG}.pg_description WHERE objoid = o AND objsubid = 0 "
+        f"AND classoid = CASE c WHEN 'pg_class' THEN 1259 ELSE -1 END LIMIT 1)"
+    ),
+    "col_description": (
+        f"(r, n) AS (SELECT description FROM {PG}.pg_description WHERE objoid = r AND objsubid = n "
+        f"AND classoid = 1259 LIMIT 1)"
+    ),
     "shobj_description": "(o, c) AS NULL::VARCHAR",
     "pg_get_function_result": "(f) AS NULL::VARCHAR",
     "pg_get_function_arguments": "(f) AS NULL::VARCHAR",
@@ -331,8 +351,11 @@ MACROS: dict[str, str] = {
     "array_upper": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN len(a) END",
     "array_lower": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN 1 END",
     "version": "() AS 'PostgreSQL 15.0 (tierd) on x86_64-pc-linux-gnu, compiled by tierd, 64-bit'",
-    "current_schema": "() AS 'public'",
-    "current_schemas": "(b) AS CASE WHEN b THEN ['pg_catalog', 'public'] ELSE ['public'] END",
+    "current_schema": f"() AS getvariable('{SCHEMAS_VARIABLE}')[1]",
+    "current_schemas": (
+        f"(b) AS CASE WHEN b THEN list_prepend('pg_catalog', list_filter(getvariable('{SCHEMAS_VARIABLE}'), "
+        f"x -> x <> 'pg_catalog')) ELSE getvariable('{SCHEMAS_VARIABLE}') END"
+    ),
     "current_database": "() AS 'tierd'",
     "to_regclass": (
         f"(s) AS (SELECT __oid FROM {PRIVATE}.relations WHERE "
@@ -487,6 +510,16 @@ INFORMATION_SCHEMA: dict[str, str] = {
         f"AS is_insertable_into, 'NO' AS is_typed, NULL::VARCHAR AS commit_action "
         f"FROM {PG}.pg_class c JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'v')"
     ),
+    "sequences": (
+        f"SELECT 'tierd' AS sequence_catalog, n.nspname AS sequence_schema, c.relname AS sequence_name, "
+        f"CASE s.seqtypid WHEN 21 THEN 'smallint' WHEN 23 THEN 'integer' ELSE 'bigint' END AS data_type, "
+        f"CASE s.seqtypid WHEN 21 THEN 16 WHEN 23 THEN 32 ELSE 64 END AS numeric_precision, "
+        f"2 AS numeric_precision_radix, 0 AS numeric_scale, s.seqstart::VARCHAR AS start_value, "
+        f"s.seqmin::VARCHAR AS minimum_value, s.seqmax::VARCHAR AS maximum_value, "
+        f"s.seqincrement::VARCHAR AS increment, CASE WHEN s.seqcycle THEN 'YES' ELSE 'NO' END AS cycle_option "
+        f"FROM {PG}.pg_sequence s JOIN {PG}.pg_class c ON c.oid = s.seqrelid "
+        f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace"
+    ),
     "columns": (
         f"SELECT 'tierd' AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, "
         f"a.attname AS column_name, a.attnum::INTEGER AS ordinal_position, d.adbin AS column_default, "
@@ -622,8 +655,11 @@ class PgCatalog:
         tables = sorted(list(engine.catalog.tables.values()), key=lambda t: t.tid)
         namespaces = sorted(list(engine.catalog.namespaces))
         roles = sorted((r.name, r.superuser, r.login) for r in engine.roles.all())
-        key = (tuple(namespaces), tuple((t.tid, t.owner, repr(sorted(t.grants.items()))) for t in tables),
-               tuple(roles))
+        seqs = sorted(engine.sequences.defs.values(), key=lambda d: d.sid)
+        key = (tuple(namespaces), tuple((t.tid, t.owner, repr(sorted(t.grants.items())), tuple(t.primary_key))
+                                        for t in tables), tuple(roles),
+               tuple((d.sid, d.data_type, d.increment, d.start, d.min_value, d.max_value, d.cache, d.cycle)
+                     for d in seqs), engine.catalog.generation)
         with self.lock:
             if key == self.built_for:
                 return
@@ -637,6 +673,8 @@ class PgCatalog:
                     owner = privileges.owner_of(t, engine.roles)
                     rows.table(t, engine.visible_schema(t), role_oid(owner, owner == engine.roles.bootstrap))
                     rows.privileges(t, engine.roles, [r[0] for r in roles])
+                for d in seqs:
+                    rows.sequence(d, SUPERUSER_OID)
                 for i, (view, schema) in enumerate(_system_views(cur)):
                     rows.view(SYSTEM_VIEW_OID + i, SYSTEM_NAMESPACE, view, schema)
                 for name, superuser, login in roles:
@@ -688,6 +726,9 @@ class _Rows:
         self.indexdefs: list[tuple] = []
         self.constraintdefs: list[tuple] = []
         self.roles: list[tuple] = []
+        self.sequences: list[tuple] = []
+        self.identities: list[tuple] = []  # (attrelid, attnum, attidentity)
+        self.descriptions: list[tuple] = []
         self.indexcols: list[tuple] = []
         self.table_privileges: list[tuple] = []
 
@@ -713,19 +754,34 @@ class _Rows:
         self.classes.append((oid, name, namespace_oid(ns), "v", len(schema), False, 0, SUPERUSER_OID))
         self._columns(oid, schema, set(), set())
 
+    def sequence(self, d, owner: int) -> None:
+        """A sequence: relkind 'S' and its pg_sequence row."""
+        rel = relation_oids(d.sid)[0]
+        self.classes.append((rel, d.name, namespace_oid(d.namespace), "S", 3, False, 0, owner))
+        typ = {"smallint": 21, "integer": 23, "bigint": 20}[d.data_type]
+        self.sequences.append((rel, typ, d.start, d.increment, d.max_value, d.min_value, d.cache, d.cycle))
+
     def table(self, t, schema: pa.Schema, owner: int) -> None:
         rel, index, constraint = relation_oids(t.tid)
         ns = namespace_oid(t.namespace)
-        self.classes.append((rel, t.name, ns, "r", len(schema), True, HEAP_AM, owner))
+        self.classes.append((rel, t.name, ns, "r", len(schema), bool(t.primary_key), HEAP_AM, owner))
+        not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
+        if not t.primary_key:
+            self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
+            self._defaults(rel, t)
+            return
         self.classes.append((index, f"{t.name}_pkey", ns, "i", len(t.primary_key), False, BTREE_AM, owner))
         not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
         self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
         for num, name in ((-1, "_seq"), (-2, "_deleted")):
             self.attributes.append((rel, name, 20 if name == "_seq" else 16, 8 if name == "_seq" else 1,
                                     num, -1, True, 0, False))
+        self._defaults(rel, t)
         for num, c in enumerate(t.columns, start=1):
-            if c.default is not None:
-                self.attrdefs.append((rel * 1000 + num, rel, num, c.default))
+            if c.comment is not None:
+                self.descriptions.append((rel, CATALOG_TABLE_OIDS["pg_class"], num, c.comment))
+        if t.comment is not None:
+            self.descriptions.append((rel, CATALOG_TABLE_OIDS["pg_class"], 0, t.comment))
         keys = [t.column_names.index(k) + 1 for k in t.primary_key]
         self.indexes.append((index, rel, len(keys), len(keys), True, True, keys))
         self.constraints.append((constraint, f"{t.name}_pkey", ns, "p", rel, index, keys))
@@ -746,10 +802,20 @@ class _Rows:
             if owner:
                 self.table_privileges.extend((rel, name, p) for p in ("truncate", "references", "trigger"))
 
+    def _defaults(self, rel: int, t) -> None:
+        """Column defaults; an identity column has none (psql shows it by attidentity)."""
+        for num, c in enumerate(t.columns, start=1):
+            if c.default is not None and not c.identity:
+                self.attrdefs.append((rel * 1000 + num, rel, num, pg_default(c.default, t.namespace)))
+        for num, c in enumerate(t.columns, start=1):
+            if c.identity:
+                self.identities.append((rel, num, "a" if c.identity == "ALWAYS" else "d"))
+
     def write(self, cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute(f"DELETE FROM {PG}.pg_namespace")
         cur.execute(f"DELETE FROM {PG}.pg_class WHERE relnamespace <> {PG_CATALOG_OID}")
-        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles"):
+        for table in ("pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_roles", "pg_sequence",
+                      "pg_description"):
             cur.execute(f"DELETE FROM {PG}.{table}")
         for table in ("indexdef", "constraintdef", "relations", "namespaces", "roles", "indexcols",
                       "table_privileges"):
@@ -760,10 +826,16 @@ class _Rows:
         _insert(cur, f"{PG}.pg_attribute", "attrelid, attname, atttypid, attlen, attnum, atttypmod, attnotnull, "
                 "attndims, atthasdef", self.attributes)
         _insert(cur, f"{PG}.pg_attrdef", "oid, adrelid, adnum, adbin", self.attrdefs)
+        _insert(cur, f"{PG}.pg_description", "objoid, classoid, objsubid, description", self.descriptions)
         _insert(cur, f"{PG}.pg_index", "indexrelid, indrelid, indnatts, indnkeyatts, indisunique, indisprimary, "
                 "indkey", self.indexes)
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
                 self.constraints)
+        for rel, num, kind in self.identities:
+            cur.execute(f"UPDATE {PG}.pg_attribute SET attidentity = ?, atthasdef = false "
+                        f"WHERE attrelid = ? AND attnum = ?", [kind, rel, num])
+        _insert(cur, f"{PG}.pg_sequence", "seqrelid, seqtypid, seqstart, seqincrement, seqmax, seqmin, seqcache, "
+                "seqcycle", self.sequences)
         _insert(cur, f"{PRIVATE}.indexdef", "__oid, __def", self.indexdefs)
         _insert(cur, f"{PRIVATE}.constraintdef", "__oid, __def", self.constraintdefs)
         _insert(cur, f"{PG}.pg_roles", "oid, rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin", self.roles)
@@ -774,6 +846,21 @@ class _Rows:
         cur.execute(f"INSERT INTO {PRIVATE}.relations SELECT c.oid, c.relname, n.nspname, "
                     f"c.relnamespace IN ({PG_CATALOG_OID}, {PUBLIC_OID}) FROM {PG}.pg_class c "
                     f"JOIN {PG}.pg_namespace n ON n.oid = c.relnamespace")
+
+
+_NEXTVAL = re.compile(r"^nextval\('((?:[^']|'')+)'\)$", re.I)
+
+
+def pg_default(text: str, namespace: str) -> str:
+    """A column default as Postgres prints it: nextval('t_id_seq'::regclass), the sequence
+    named as search_path needs it (tierd stores it qualified)."""
+    m = _NEXTVAL.match(text.strip())
+    if not m:
+        return text
+    name = m.group(1)
+    if name.startswith("public.") and namespace == "public":
+        name = name[len("public."):]
+    return f"nextval('{name}'::regclass)"
 
 
 def _ident(name: str) -> str:

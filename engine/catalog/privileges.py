@@ -17,18 +17,25 @@ from engine.catalog.roles import RoleCatalog
 OPEN_TABLE_TYPES = frozenset({"USER"})
 
 
-def resolve(catalog, refs, default_ns: str, catalogs: frozenset[str] = frozenset({"", "memory"})) -> list[TableDef]:
+def resolve(catalog, refs, default_ns: str | list[str],
+            catalogs: frozenset[str] = frozenset({"", "memory"})) -> list[TableDef]:
     """The catalog tables among `refs`: (catalog, schema, name) triples as sql_refs gives
     them, or (schema, name) pairs. DuckDB binds names case-insensitively, so matching is too;
-    unqualified names resolve in the default namespace; names in other DuckDB catalogs (and
-    CTEs, system tables) are no tierd table and are skipped."""
+    unqualified names resolve in the default namespace (the first of a search path's
+    namespaces that has the table); names in other DuckDB catalogs (and CTEs, system tables)
+    are no tierd table and are skipped."""
+    path = [default_ns] if isinstance(default_ns, str) else default_ns
     by_name = {(t.namespace.casefold(), t.name.casefold()): t for t in list(catalog.tables.values())}
     found: list[TableDef] = []
     for ref in refs:
         cat, schema, name = ref if len(ref) == 3 else ("", *ref)
         if (cat or "").casefold() not in catalogs:
             continue
-        t = by_name.get(((schema or default_ns).casefold(), name.casefold()))
+        t = None
+        for ns in ([schema] if schema else path):
+            t = by_name.get((ns.casefold(), name.casefold()))
+            if t is not None:
+                break
         if t is not None and t not in found:
             found.append(t)
     return found

@@ -24,8 +24,11 @@ from engine.catalog.flush_policy import parse_flush_policy
 
 DEFAULT_NAMESPACE = "public"  # where unqualified names resolve
 RESERVED_NAMESPACES = {"system", "main", "pg_catalog", "information_schema", "temp"}
-SYSTEM_COLUMNS = ("_seq", "_deleted", "_user_id", "_written_at")
+SYSTEM_COLUMNS = ("_seq", "_deleted", "_user_id", "_written_at", "_rowid")
 OWNER = "_user_id"  # a USER table's owner column: part of its internal key, stored in Parquet
+# A table created without a primary key: each row's hidden identity, the _seq of its first
+# version (unique for ever: _seq values are never reused), stored in Parquet like OWNER.
+ROWID = "_rowid"
 WRITTEN_AT = "_written_at"  # a STREAM table's write time (hot only), what TTL_SECONDS counts from
 TABLE_TYPES = ("SHARED", "USER", "STREAM")
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
@@ -48,6 +51,14 @@ class Column:
     type: str  # DuckDB type name
     nullable: bool = True
     default: str | None = None  # DuckDB expression text
+    identity: str | None = None  # GENERATED "ALWAYS" | "BY DEFAULT" AS IDENTITY
+    # Stable column id: what segments and hot batches written under older schemas are read by
+    # (a RENAME COLUMN keeps it). 0 only in catalogs written before ids (assigned at load).
+    id: int = 0
+    # The value of rows written before this column existed (ADD COLUMN ... DEFAULT, evaluated
+    # once, as Postgres's attmissingval): a DuckDB literal expression, None for NULL.
+    missing: str | None = None
+    comment: str | None = None  # COMMENT ON COLUMN
 
 
 @dataclass
@@ -76,10 +87,19 @@ class TableDef:
     # (None: "<namespace>.<table>").
     iceberg: str | None = None
     iceberg_table: str | None = None
-    # Column ids (Iceberg field ids, written into every segment's Parquet schema), given at
-    # CREATE TABLE and never reused: the seam where ALTER TABLE evolves the Iceberg schema by
-    # column id. None for tables created before ids existed (readers map them by name).
-    field_ids: dict[str, int] | None = None
+    # Ids of system columns other than SYSTEM_FIELD_IDS': only tables published before column
+    # ids and field ids were one id space (their Iceberg tables numbered them after the columns).
+    legacy_field_ids: dict[str, int] = field(default_factory=dict)
+    # Rows carry a hidden ROWID column: created without a primary key. It stays (stored, no
+    # longer the key) after ALTER TABLE ... ADD PRIMARY KEY, so no segment is rewritten.
+    rowid: bool = False
+    comment: str | None = None  # COMMENT ON TABLE
+    # ALTER TABLE bumps the schema version. Segments record the version they were written
+    # with; hot batches are told apart by _seq: every batch at or below an old version's
+    # `until_seq` was written under it. Each old version keeps {stored name: column id}.
+    schema_version: int = 1
+    revision: int = 0  # bumped by every ALTER TABLE: what per-session caches of the shape key on
+    schema_history: list[dict] = field(default_factory=list)  # [{"version", "until_seq", "names"}]
 
     def scope(self, storage, user: str | None = None) -> str:
         """Directory of one scope: the table's own (SHARED) or one user's (USER tables; the
@@ -100,7 +120,17 @@ class TableDef:
     @property
     def key_columns(self) -> list[str]:
         """The internal identity of a row: a USER table's primary key is unique per user."""
-        return [OWNER] + self.primary_key if self.is_user else self.primary_key
+        return [OWNER] + self.row_key if self.is_user else self.row_key
+
+    @property
+    def row_key(self) -> list[str]:
+        """The columns that identify a row within its scope: the primary key, else the row id."""
+        return self.primary_key or [ROWID]
+
+    @property
+    def stats_columns(self) -> list[str]:
+        """Columns whose min/max a segment records (the row id too: flushes probe by it)."""
+        return self.column_names + ([ROWID] if self.rowid else [])
 
     @property
     def qualified(self) -> str:
@@ -110,6 +140,41 @@ class TableDef:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def column_ids(self) -> dict[str, int]:
+        """{column name: stable column id} of the current schema (what Iceberg field ids and
+        segment schema versions are mapped through)."""
+        return {c.name: c.id for c in self.columns}
+
+    def stored_names(self, version: int) -> dict[int, str]:
+        """{column id: the name data written under schema `version` stores it by}."""
+        if version >= self.schema_version:
+            return {c.id: c.name for c in self.columns}
+        for h in self.schema_history:
+            if h["version"] >= version:
+                return {int(i): n for n, i in h["names"].items()}
+        return {c.id: c.name for c in self.columns}
+
+    def version_at_seq(self, seq: int) -> int:
+        """The schema version a hot batch whose first `_seq` is `seq` was written under."""
+        for h in self.schema_history:
+            if seq <= h["until_seq"]:
+                return h["version"]
+        return self.schema_version
+
+    @property
+    def next_column_id(self) -> int:
+        ids = [c.id for c in self.columns] + [int(i) for h in self.schema_history for i in h["names"].values()]
+        return max(ids + list(self.legacy_field_ids.values()), default=0) + 1
+
+    def field_ids(self) -> dict[str, int]:
+        """{segment column name: Iceberg field id} of the current schema: each column's id, and
+        the system columns' reserved ids (one id space, so ALTER TABLE evolves the Iceberg
+        schema by column id)."""
+        return {**SYSTEM_FIELD_IDS, **self.legacy_field_ids, **self.column_ids()}
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -117,21 +182,25 @@ class TableDef:
     def from_json(cls, raw: dict) -> "TableDef":
         raw = dict(raw)
         raw["columns"] = [Column(**c) for c in raw["columns"]]
-        return cls(**raw)
+        # Tables published before column ids existed numbered the columns 1..n (what the ids
+        # below are), then the owner column and _seq: those two keep their published ids.
+        published = raw.pop("field_ids", None) or {}
+        t = cls(**raw)
+        for i, c in enumerate(t.columns, start=1):  # catalogs from before column ids
+            if not c.id:
+                c.id = i
+        if published:
+            t.legacy_field_ids = {k: v for k, v in published.items() if k in ("_seq", OWNER)}
+        return t
 
 
-# Ids of segment columns no reader sees (tombstone flag, STREAM write time): far above any
-# column id a table will reach, below Iceberg's reserved range.
-HIDDEN_FIELD_IDS = {"_deleted": 2_000_000_000, WRITTEN_AT: 2_000_000_001}
-
-
-def assign_field_ids(t: TableDef) -> dict[str, int]:
-    """Ids 1..n for the columns, then `_user_id` (USER) and `_seq`, in the segments' column
-    order, so a new Iceberg table (which numbers its columns in order) gets the same ids."""
-    names = t.column_names + ([OWNER] if t.is_user else []) + ["_seq"]
-    ids = {name: i + 1 for i, name in enumerate(names)}
-    ids.update(HIDDEN_FIELD_IDS)
-    return ids
+# Iceberg field ids of the system columns a segment holds: a column's field id is its
+# `Column.id` (1, 2, ... never reused), so these sit far above any column id a table reaches and
+# below Iceberg's reserved range (2147483447 and up). Written into every segment's Parquet schema.
+SYSTEM_FIELD_IDS = {"_deleted": 2_000_000_000, WRITTEN_AT: 2_000_000_001, "_seq": 2_000_000_002,
+                    OWNER: 2_000_000_003, ROWID: 2_000_000_004}
+# The system columns an Iceberg reader sees (the tombstone flag and STREAM write time it never does).
+PUBLISHED_SYSTEM_COLUMNS = ("_seq", OWNER, ROWID)
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -140,6 +209,17 @@ def check_identifier(name: str, what: str) -> str:
     if not _IDENT.match(name):
         raise SyntaxError_(f"invalid {what} name {name!r}")
     return name
+
+
+# Postgres's heap storage parameters (CREATE TABLE ... WITH (fillfactor=100), what pg_dump and
+# pgbench write): accepted, and without effect on tierd's LSM-like storage.
+_PG_STORAGE_PARAMETERS = re.compile(
+    r"^(FILLFACTOR|TOAST_TUPLE_TARGET|PARALLEL_WORKERS|USER_CATALOG_TABLE|VACUUM_INDEX_CLEANUP|VACUUM_TRUNCATE|"
+    r"LOG_AUTOVACUUM_MIN_DURATION|AUTOVACUUM_\w+|TOAST\.\w+)$", re.I)
+
+
+def is_storage_parameter(key: str) -> bool:
+    return bool(_PG_STORAGE_PARAMETERS.match(key))
 
 
 @dataclass
@@ -159,6 +239,7 @@ def parse_table_options(items: dict[str, str], keyword_type: str | None) -> Tabl
     """Validate the WITH (...) options of CREATE TABLE."""
     opts = TableOptions()
     known = {"TYPE", "STORAGE_ID", "FLUSH_POLICY", "TTL_SECONDS", "ICEBERG", "ICEBERG_TABLE"}
+    items = {k: v for k, v in items.items() if not is_storage_parameter(k)}
     for key in items:
         if key not in known:
             raise InvalidParameterValue(f"unknown table option {key!r} (expected one of {', '.join(sorted(known))})")
@@ -209,6 +290,7 @@ class Catalog:
         self.lock = threading.RLock()
         self.namespaces: dict[str, str] = {}  # name -> created_at
         self.tables: dict[tuple[str, str], TableDef] = {}
+        self.generation = 0  # bumped by every change: what the pg_catalog rebuild keys on
         for key, raw in store.scan_json("c/ns/"):
             self.namespaces[key[len("c/ns/"):]] = raw["created_at"]
         for _, raw in store.scan_json("c/t/"):
@@ -245,26 +327,65 @@ class Catalog:
         return [t for (ns, _), t in self.tables.items() if ns == namespace]
 
     # tables
-    def add_table(self, t: TableDef) -> TableDef:
+    def allocate_tid(self) -> int:
+        """A new relation id (tables and sequences share them: OIDs derive from them; never reused)."""
+        with self.lock:
+            tid = self._next_tid
+            self._next_tid += 1
+            self.store.put_json("c/next_tid", {"value": self._next_tid})
+            return tid
+
+    @staticmethod
+    def record_key(tid: int) -> str:
+        """The LevelDB key of a table's definition (a transaction's DDL writes it at COMMIT)."""
+        return f"c/t/{tid:08d}"
+
+    def add_table(self, t: TableDef, durable: bool = True) -> TableDef:
+        """Register `t` under a new id; `durable=False`: its record is written by the COMMIT of
+        the transaction that creates it (engine/session/transaction_ddl.py)."""
         with self.lock:
             if (t.namespace, t.name) in self.tables:
                 raise DuplicateTable(f'relation "{t.qualified}" already exists')
-            t.tid = self._next_tid
-            self._next_tid += 1
-            self.store.put_json("c/next_tid", {"value": self._next_tid})
-            self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
+            t.tid = self.allocate_tid()
+            if durable:
+                self.store.put_json(self.record_key(t.tid), t.to_json())
             self.tables[(t.namespace, t.name)] = t
+            self.generation += 1
             return t
 
     def save_table(self, t: TableDef) -> None:
         """Persist a changed definition (owner, grants) of an existing table."""
         with self.lock:
-            self.store.put_json(f"c/t/{t.tid:08d}", t.to_json())
+            self.store.put_json(self.record_key(t.tid), t.to_json())
+            self.generation += 1
 
-    def drop_table(self, t: TableDef) -> None:
+    def replace_table(self, old: TableDef, new: TableDef, durable: bool = True) -> None:
+        """ALTER TABLE: `new` (same tid, maybe a new name) takes `old`'s place, durably in one
+        put (`durable=False`: at the COMMIT of the transaction; a ROLLBACK puts `old` back)."""
         with self.lock:
-            self.store.delete(f"c/t/{t.tid:08d}")
+            if (new.namespace, new.name) != (old.namespace, old.name) and (new.namespace, new.name) in self.tables:
+                raise DuplicateTable(f'relation "{new.name}" already exists')
+            if durable:
+                self.store.put_json(self.record_key(new.tid), new.to_json())
+            self.tables.pop((old.namespace, old.name), None)
+            self.tables[(new.namespace, new.name)] = new
+            self.generation += 1
+
+    def drop_table(self, t: TableDef, durable: bool = True) -> None:
+        with self.lock:
+            if durable:
+                self.store.delete(self.record_key(t.tid))
             self.tables.pop((t.namespace, t.name), None)
+            self.generation += 1
+
+    def restore_table(self, t: TableDef) -> None:
+        """A transaction's ROLLBACK: `t` as it was before the transaction changed or dropped it
+        (its record in LevelDB never changed)."""
+        with self.lock:
+            for key in [k for k, other in self.tables.items() if other.tid == t.tid]:
+                del self.tables[key]
+            self.tables[(t.namespace, t.name)] = t
+            self.generation += 1
 
     def get(self, namespace: str, name: str) -> TableDef:
         t = self.tables.get((namespace, name))

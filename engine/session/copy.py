@@ -22,7 +22,7 @@ from engine.session.keys import alive, hot_state, unique_violation
 from engine.session.reads import query
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, commit_write
-from engine.session.writes import append, owned
+from engine.session.writes import append, owned, with_rowids
 from engine.sql import dml
 from engine.sql.copy import CopyCommand, TargetColumn
 from engine.sql.copy_input import RawBlock, shown_value, with_context
@@ -60,7 +60,9 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
     t = _copy_into(s, command)
     targets = target_columns(t, command)
     schema = s.engine.visible_schema(t)
-    begin_write(s)
+    # Read and type all the data first, without the write lock: a client that stalls midway
+    # through its COPY holds up no other writer. Key checks and the write need the lock.
+    staged: list[tuple[pa.Table, int]] = []
     count = 0
     progress = CopyProgress(getattr(s, "pid", None), pg_catalog.relation_oids(t.tid)[0])  # pid: pg_backend_pid()
     s.engine.running_copies[id(s)] = progress
@@ -72,11 +74,16 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
                 # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
                 rows = owned(s, t, typed_rows(s.check_cur, t, schema, targets, block.rows, block.first_line,
                                               t.name))
-                keys = _check_keys(s, t, rows, block.first_line)
+                staged.append((rows, block.first_line))
+                progress.bytes_processed += block.nbytes or block.rows.nbytes
+                progress.tuples_processed += rows.num_rows  # read and typed: Postgres counts them so
+        begin_write(s)
+        with s.running:
+            for rows, first_line in staged:
+                keys = _check_keys(s, t, rows, first_line) if t.primary_key else None
+                rows = with_rowids(s, t, rows)
                 append(s, t, rows, deleted=False, keys=keys)
                 count += rows.num_rows
-                progress.bytes_processed += block.nbytes or block.rows.nbytes
-                progress.tuples_processed = count
     finally:
         s.engine.running_copies.pop(id(s), None)
     if not s.tx.explicit:

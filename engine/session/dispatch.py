@@ -7,16 +7,29 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import admin, ddl, keyed_writes, reads, settings, transactions
+from engine.session import (admin, alter, cursors, ddl, keyed_writes, listen, reads, rekey, sequences, settings,
+                            transactions)
+from engine.sql import sequence_ddl as sq
+from engine.sql import table_commands as tc
 from engine.session.state import SessionState
 from engine.sql import parse as p
+from engine.sql import alter as al
 from engine.sql import statements as st
 
 Handler = Callable[[SessionState, object, list], StatementResult]
 
 
 def _change_setting(s: SessionState, stmt: p.SetSetting | p.ResetSetting, params: list) -> StatementResult:
-    return settings.change(s.settings, stmt)
+    if isinstance(stmt, p.SetSetting) and stmt.local:
+        if not s.tx.explicit:   # PostgreSQL warns and changes nothing
+            return StatementResult("SET", notices=("SET LOCAL can only be used in transaction blocks",))
+        s.local_settings.setdefault(stmt.name, s.settings.get(stmt.name))
+    result = settings.change(s.settings, stmt, s.check_zone, s.reset_settings)
+    if not isinstance(stmt, p.SetSetting) or not stmt.local:
+        s.local_settings.pop(getattr(stmt, "name", ""), None)  # a session SET outlives the transaction
+        if isinstance(stmt, p.ResetSetting) and stmt.name == "all":
+            s.local_settings.clear()
+    return result
 
 
 HANDLERS: dict[type, Handler] = {
@@ -35,6 +48,8 @@ HANDLERS: dict[type, Handler] = {
     st.DropNamespace: ddl.drop_namespace,
     st.DropTable: ddl.drop_table,
     p.AlterTableOwner: admin.alter_table_owner,
+    al.AlterTable: alter.alter_table,
+    al.CommentOn: alter.comment_on,
     st.CreateRole: admin.role_command,
     st.AlterRole: admin.role_command,
     st.DropRole: admin.role_command,
@@ -46,6 +61,18 @@ HANDLERS: dict[type, Handler] = {
     st.CheckStorage: admin.storage_definition,
     st.StorageJob: admin.storage_job,
     st.JobCommand: admin.job_command,
+    p.Listen: listen.listen,
+    p.Unlisten: listen.unlisten,
+    p.Notify: listen.notify,
+    p.DeclareCursor: cursors.declare,
+    p.FetchCursor: cursors.fetch,
+    p.CloseCursor: cursors.close,
+    sq.CreateSequence: sequences.create_sequence,
+    sq.AlterSequence: sequences.alter_sequence,
+    sq.DropSequence: sequences.drop_sequence,
+    tc.Truncate: rekey.truncate,
+    tc.AddPrimaryKey: rekey.add_primary_key,
+    tc.Maintenance: lambda s, stmt, params: StatementResult(stmt.command),
 }
 
 

@@ -6,9 +6,9 @@ the new version is computed in Python and appended like any other write.
 The general path (engine/session/writes.py) scans the hot ∪ cold view in DuckDB and types the
 new row in a staging table: about 10 ms a statement, where this path takes a fraction of one.
 Whatever this path cannot do exactly as the general path would — a USER or STREAM table, a
-composite or non-integer cold key, delta segments, a value only DuckDB's casts can type, a
-NOT NULL violation that needs Postgres's message — it hands over before writing anything, and
-the general path answers (metric `tierd_fast_path_total{path=…, outcome="fallback"}`).
+composite or non-integer cold key, a non-filesystem storage, a value only DuckDB's casts can
+type, a NOT NULL violation that needs Postgres's message, rows older than the transaction's
+own ALTER TABLE — it hands over before writing anything, and the general path answers (metric `tierd_fast_path_total{path=…, outcome="fallback"}`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from engine import metrics
 from engine.catalog import privileges
-from engine.catalog.tables import DEFAULT_NAMESPACE, TableDef
+from engine.catalog.tables import ROWID, TableDef
 from engine.results import StatementResult
 from engine.session import writes
 from engine.session.keys import own_version
@@ -40,8 +40,9 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
 
 def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementResult | None:
     eng = s.engine
-    t = eng.catalog.find(shape.namespace or DEFAULT_NAMESPACE, shape.table)
-    if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1:
+    t = eng.catalog.find(shape.namespace, shape.table) if shape.namespace else s.find_table(shape.table)
+    if t is None or t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1 \
+            or t.tid in s.tx.ddl_before:  # its own rows may predate the transaction's ALTER TABLE
         return None  # an unknown table's error, and these tables' rules, are the general path's
     schema = eng.visible_schema(t)
     pk = t.primary_key[0]
@@ -132,7 +133,10 @@ def _updated(t: TableDef, schema: pa.Schema, shape: keyed.KeyedShape, row: pa.Ta
             arrays.append(arr)
     except (keyed.NotKeyed, pa.ArrowException):
         return None
-    return pa.table(arrays, schema=schema)
+    new = pa.table(arrays, schema=schema)
+    if t.rowid:  # a table keyed after it was created: each row keeps its row id
+        new = new.append_column(ROWID, row.column(ROWID).cast(pa.int64()))
+    return new
 
 
 def _columns(e: tuple):

@@ -1,13 +1,15 @@
-"""Primary-key uniqueness for the write path: which keys are live (this transaction's writes,
-then the hot key index, then the cold tier), and the one wording of a unique violation."""
+"""Primary-key uniqueness for the write path: which keys are live and their current rows (this
+transaction's writes, then the hot key index, then the cold tier), and the one wording of a
+unique violation."""
 from __future__ import annotations
 
 import pyarrow as pa
 
-from engine.catalog.tables import TableDef
-from engine.errors import UniqueViolation
-from engine.tiers.hot import KeyState
+from engine.catalog.tables import OWNER, TableDef
+from engine.errors import CardinalityViolation, UniqueViolation
+from engine.tiers.hot import KeyState, versions_at
 from engine.session.state import SessionState
+from engine.session.transactions import own_writes_visible
 
 
 def unique_violation(t: TableDef, key) -> UniqueViolation:
@@ -39,6 +41,12 @@ def refuse_repeats(t: TableDef, keys: list) -> None:
         if k in seen:
             raise unique_violation(t, k)
         seen.add(k)
+
+
+def refuse_second_touch(keys: list, message: str, hint: str | None = None) -> None:
+    """One statement updating the same row twice (ON CONFLICT DO UPDATE, MERGE): 21000."""
+    if len(set(keys)) != len(keys):
+        raise CardinalityViolation(message, hint=hint)
 
 
 def hot_state(s: SessionState, t: TableDef, key) -> KeyState | None:
@@ -73,3 +81,34 @@ def live_keys(s: SessionState, t: TableDef, keys: list) -> set:
     if unknown:
         live |= s.engine.cold.live_keys(s.check_cur, t, unknown)
     return live
+
+
+def live_rows(s: SessionState, t: TableDef, keys: list) -> pa.Table:
+    """The current version of each of `keys` that is live, as this session sees it (the
+    table's columns and a USER table's owner; order not kept): keys the hot key index knows
+    are read by their `_seq` from the hot table, only the others from the cold tier (one
+    semi join pruned by segment key ranges); never a scan of the hot ∪ cold view."""
+    hot_seqs, unknown = [], []
+    expired = s.engine.hot.expired_seq(t)
+    for k in keys:
+        st = hot_state(s, t, k)
+        if st is None:
+            unknown.append(k)
+        elif alive(st, expired):
+            hot_seqs.append(st.seq)
+    parts = []
+    if hot_seqs:
+        if s.tx.pending:  # the messages up to Sync: this segment's writes into DuckDB first
+            own_writes_visible(s)
+        s.engine.hot.settle()
+        parts.append(versions_at(s.cur, t, hot_seqs))
+    if unknown:
+        cold = s.engine.cold.live_rows(s.check_cur, t, unknown)
+        if cold is not None:
+            parts.append(cold if not parts else cold.cast(parts[0].schema))
+    if not parts:
+        schema = s.engine.visible_schema(t)
+        if t.is_user:
+            schema = schema.append(pa.field(OWNER, pa.string()))
+        return schema.empty_table()
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)

@@ -8,8 +8,7 @@ import re
 import pyarrow as pa
 
 from engine import metrics
-from engine.catalog import privileges
-from engine.catalog.tables import DEFAULT_NAMESPACE
+from engine.catalog import pg_session, privileges
 from engine.errors import InsufficientPrivilege
 from engine.tiers import point_lookup, views
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
@@ -17,7 +16,7 @@ from engine.session import settings
 from engine.session.keys import own_version
 from engine.session.state import SessionState
 from engine.session.transactions import own_writes_visible
-from engine.sql import dml, pg_compat, sandbox
+from engine.sql import aggregate_types, arrays, dml, pg_compat, sandbox
 from engine.sql.division import checked_division
 from engine.sql.param_types import infer_param_types
 from engine.sql.parse import READ_STATEMENTS, WRITE_STATEMENTS, Query, Show
@@ -25,6 +24,7 @@ from engine.sql.split import max_placeholder
 
 _HIDDEN = re.compile(r"\b_(seq|deleted|user_id)\b", re.I)
 _INTERNAL = re.compile(r"__tierd", re.I)
+_ACTIVITY = re.compile(r"pg_stat_activity", re.I)
 # DuckDB has a catalog named "system" too; client SQL means tierd's schema.
 _SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
 # Catalog views and functions that read tierd's system tables (row counts, segment sizes).
@@ -35,7 +35,7 @@ JOB_SCHEMA = pa.schema([("job_id", pa.string()), ("status", pa.string()), ("mess
 
 def check_select(s: SessionState, refs) -> None:
     """SELECT privilege on every tierd table a statement reads (sql/refs.py / dml plan refs)."""
-    for t in privileges.resolve(s.engine.catalog, refs, DEFAULT_NAMESPACE):
+    for t in privileges.resolve(s.engine.catalog, refs, s.schemas):
         privileges.check_table(s.engine.roles, s.user, t, "SELECT")
 
 
@@ -48,6 +48,8 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
     sql = compat.sql
     if compat.uses_catalog:
         eng.pg_catalog.refresh(eng.db, eng)
+        if _ACTIVITY.search(sql):
+            pg_session.refill_activity(s.cur, eng.sessions.table(), s.is_superuser)
         if _READS_SYSTEM_TABLES.search(sql):
             eng.system_tables.refresh()
         if "pg_stat_progress" in sql.lower():
@@ -61,14 +63,38 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
     return checked_division(sql), bool(_HIDDEN.search(sql))
 
 
+def checked_read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
+    """`_read_sql` for other read paths (cursors): the checked, rewritten SQL and whether it
+    needs the system-column catalog."""
+    return _read_sql(s, sql)
+
+
+def array_params(s: SessionState, sql: str, params: list) -> list:
+    """Parameters sent as Postgres array text where the statement wants an array, as lists
+    (see sql/arrays.py); only looked at when a text parameter starts like an array."""
+    if not any(isinstance(p, str) and p[:1] in ("{", "[") for p in params):
+        return params
+    types = infer_param_types(sql, len(params), lambda table: _column_types(s, table))
+    return arrays.coerce_params(params, types)
+
+
+def _pg_aggregates(s: SessionState, sql: str) -> str:
+    """sum/avg cast to PostgreSQL's result types (sql/aggregate_types.py); the probe that binds
+    their arguments passes the same checks as the query."""
+    def bind(probe: str) -> list[str]:
+        return [str(t) for t in s.cur.sql(_read_sql(s, probe)[0]).types]
+    return aggregate_types.pg_aggregates(sql, bind)
+
+
 def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
+    params = array_params(s, stmt.sql, params)
     point = point_lookup.match(stmt.sql)
     if point is not None and not s.tx.in_duck_txn:
         table = _point_select(s, point, params)
         metrics.inc("tierd_fast_path_total", path="point_select", outcome="fallback" if table is None else "used")
         if table is not None:
             return StatementResult(f"SELECT {table.num_rows}", table)
-    sql, hidden = _read_sql(s, stmt.sql)
+    sql, hidden = _read_sql(s, _pg_aggregates(s, stmt.sql))
     eng = s.engine
     own_writes_visible(s)
     s.check_user_scope()
@@ -92,17 +118,21 @@ def _point_select(s: SessionState, point: point_lookup.PointQuery, params: list)
     (once it has a DuckDB snapshot, that holds them too and the view answers). None: the
     general path answers."""
     eng = s.engine
-    t = eng.catalog.find(point.namespace or DEFAULT_NAMESPACE, point.table)
+    t = eng.catalog.find(point.namespace, point.table) if point.namespace else s.find_table(point.table)
     if t is None:
         return None
     privileges.check_table(eng.roles, s.user, t, "SELECT")
     own = (lambda t, key: own_version(s, t, key)) if s.tx.holds_lock else None
-    return eng.point_lookups.run(point, params, DEFAULT_NAMESPACE, own)
+    return eng.point_lookups.run(point, params, t.namespace, own)  # an unqualified name: on the search path
 
 
 def show(s: SessionState, stmt: Show, params: list) -> StatementResult:
     shown = settings.show(s.settings, stmt.name, _derived_settings(s))
     return shown if shown is not None else query(s, Query(stmt.sql), params)
+
+
+def param_types(s: SessionState, sql: str) -> list[str | None]:
+    return infer_param_types(sql, max_placeholder(sql), lambda table: _column_types(s, table))
 
 
 def describe(s: SessionState, sql: str, words: list[str]) -> tuple[list[str | None], pa.Schema | None]:
@@ -113,7 +143,7 @@ def describe(s: SessionState, sql: str, words: list[str]) -> tuple[list[str | No
     if first == "SHOW" and len(words) > 1 and words[1].lower() in s.settings:
         return params, pa.schema([(words[1].lower(), pa.string())])
     if first in READ_STATEMENTS:
-        sql, hidden = _read_sql(s, sql)
+        sql, hidden = _read_sql(s, _pg_aggregates(s, sql))
         with s.system_columns(hidden):
             return params, _schema_of(s, sql, params)
     if first in WRITE_STATEMENTS:
@@ -140,7 +170,7 @@ def _schema_of(s: SessionState, sql: str, param_types: list[str | None]) -> pa.S
 
 def _column_types(s: SessionState, table) -> dict[str, str]:
     """Column name -> DuckDB type of a table named in client SQL (for parameter types)."""
-    t = s.engine.catalog.find(table.db or DEFAULT_NAMESPACE, table.name)
+    t = s.engine.catalog.find(table.db, table.name) if table.db else s.find_table(table.name)
     if t is not None:
         return {c.name: c.type for c in t.columns}
     name = ".".join(views.q(part) for part in (table.catalog, table.db, table.name) if part)

@@ -8,6 +8,7 @@ Postgres error and never leaves a transaction half-open or the write lock held.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable, Iterator, TypeVar
 
 import duckdb
@@ -15,15 +16,17 @@ import pyarrow as pa
 
 from engine.core import EngineCore
 from engine import metrics
-from engine.errors import EngineError, InFailedSqlTransaction, InternalError, from_duckdb
+from engine.errors import (EngineError, InFailedSqlTransaction, InternalError, LockNotAvailable, QueryCanceled,
+                           from_duckdb)
 from engine.results import StatementResult
-from engine.session import copy, reads, transactions, writes
+from engine.session import copy, cursors, reads, transactions, writes
 from engine.session.dispatch import dispatch
+from engine.session.settings import SETTINGS, normalize
 from engine.session.state import SessionState
-from engine.sql import sandbox
+from engine.sql import pg_compat, sandbox
 from engine.sql.copy import CopyCommand, TargetColumn
 from engine.sql.copy_input import RawBlock
-from engine.sql.error_position import locate
+from engine.sql.error_position import function_arg_types, locate
 from engine.sql.parse import parse
 from engine.sql.split import leading_words, split_statements
 
@@ -90,6 +93,10 @@ class EngineSession(SessionState):
                 return results, exc
         return results, None
 
+    def param_types(self, sql: str) -> list[str | None]:
+        """Parameter types (DuckDB type names, None if unknown) read off the SQL (no DuckDB)."""
+        return reads.param_types(self, sql)
+
     def describe(self, sql: str) -> tuple[list[str | None], pa.Schema | None]:
         """Parameter types (DuckDB type names, None if unknown) and the result schema (None:
         no rows) of one statement, without running it: Describe of a prepared statement."""
@@ -97,7 +104,11 @@ class EngineSession(SessionState):
 
         def run() -> tuple[list[str | None], pa.Schema | None]:
             with self.running:
-                return reads.describe(self, sql, words)
+                self.describing = True   # DuckDB may call session functions: they do nothing now
+                try:
+                    return reads.describe(self, sql, words)
+                finally:
+                    self.describing = False
 
         return self.guarded(words[0], sql, run)
 
@@ -127,21 +138,67 @@ class EngineSession(SessionState):
         self.tx.segment = False
         if not self.tx.explicit:
             transactions.commit_write(self)
+            self.end_transaction(committed=True)
 
-    def cancel(self) -> None:
-        """From another thread: interrupt what this session is running."""
-        self.cancel_requested = True
-        try:
-            self.cur.interrupt()
-            self.check_cur.interrupt()
-        except duckdb.Error:
-            pass
+    # ------------------------------------------------------------------ the front end's hooks
+    def connected_from(self, addr: str, port: int) -> None:
+        """The client's address (pg_stat_activity.client_addr / client_port)."""
+        self.activity.client_addr, self.activity.client_port = addr, port
+
+    def attach_front_end(self, notify: Callable[[int, str, str], None], terminate: Callable[[], None]) -> None:
+        """How this session reaches its client unasked: `notify(sender pid, channel, payload)`
+        for each notification of a LISTENed channel, `terminate()` for pg_terminate_backend."""
+        self.engine.notifications.attach(self.pid, notify)
+        self.on_terminate = terminate
+
+    def cursor_schema(self, name: str) -> pa.Schema:
+        """Describe of a DECLAREd cursor's portal: the columns FETCH returns."""
+        return self.guarded("DESCRIBE", name, lambda: cursors.schema_of(self, name))
+
+    def startup_setting(self, name: str, value: str) -> None:
+        """A setting from the startup packet (22023 for a bad value, FATAL at startup as in
+        Postgres); names that are no session setting are ignored."""
+        name = name.lower()
+        if name in SETTINGS and SETTINGS[name].context == "user":
+            self.settings[name] = self.reset_settings[name] = normalize(name, value, self.check_zone)
+            self.apply_settings()
+
+    def _start_timer(self) -> threading.Timer | None:
+        """statement_timeout: a timer that cancels this statement (and only this one: it
+        checks the statement it was started for is still running)."""
+        if not self.statement_timeout_ms:
+            return None
+        number = self.statement_number
+
+        def expire() -> None:
+            with self.statement_lock:
+                if self.statement_number == number:
+                    self.cancel("statement timeout")
+
+        timer = threading.Timer(self.statement_timeout_ms / 1000, expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _stop_timer(self, timer: threading.Timer | None) -> None:
+        with self.statement_lock:
+            self.statement_number += 1
+        if timer is not None:
+            timer.cancel()
+
+    def _canceled(self, err: EngineError) -> EngineError:
+        """A cancelled statement's error says why, as Postgres words it."""
+        if self.cancel_requested and not isinstance(err, LockNotAvailable):
+            return QueryCanceled(f"canceling statement due to {self.cancel_reason}")
+        return err
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         transactions.rollback_write(self)
+        self.leave()
+        self.engine.sequences.forget_session(self.session_id)
         for c in (self.cur, self.check_cur):
             try:
                 c.close()
@@ -149,31 +206,59 @@ class EngineSession(SessionState):
                 pass
 
     # ------------------------------------------------------------------ errors
+    def _bound_types(self, select_sql: str) -> list[str]:
+        """DuckDB's types of a SELECT's columns, bound but not run (for error wording)."""
+        sandbox.check_query(select_sql)  # client SQL's own FROM clause, judged again
+        return [str(t) for t in self.check_cur.sql(pg_compat.rewrite(select_sql, self.settings).sql).types]
+
     def guarded(self, first: str, sql: str, run: Callable[[], T]) -> T:
         """Run one statement: refused in a failed transaction; any error fails the
         transaction (or rolls back an implicit one) and never leaves the write lock held."""
         self.cancel_requested = False
+        self.cancel_reason = "user request"
         if self.catalog_dirty:
             self.restore_catalog()
         if self.tx.failed and first not in _ENDS_FAILED_TRANSACTION:
             raise InFailedSqlTransaction(
                 "current transaction is aborted, commands ignored until end of transaction block"
             )
+        timer = None
+        self.udf_error = None
+        self.activity.started(sql, self.tx.explicit)
         try:
+            self.apply_settings()
+            timer = self._start_timer()
             with self.engine.reaper.reading():
-                return run()
+                result = run()
+            if not self.tx.explicit and not self.tx.segment:
+                self.end_transaction(committed=True)
+            return result
         except duckdb.Error as exc:
-            err = locate(from_duckdb(exc), sql)
-            transactions.statement_failed(self)
+            err = locate(self._canceled(self.udf_error or from_duckdb(
+                exc, lambda name: function_arg_types(sql, name, self._bound_types))), sql)
+            self._failed()
+            raise err from None
+        except QueryCanceled as err:
+            err = locate(self._canceled(err), sql)
+            self._failed()
             raise err from None
         except EngineError as err:
             locate(err, sql)
-            transactions.statement_failed(self)
+            self._failed()
             raise
         except ConnectionError:  # the client went away in the middle (a COPY's data)
-            transactions.statement_failed(self)
+            self._failed()
             raise
         except Exception as exc:  # never leave the write lock or a transaction behind
             log.exception("statement failed: %s", sql[:200])
-            transactions.statement_failed(self)
+            self._failed()
             raise InternalError(f"internal error: {type(exc).__name__}: {exc}") from None
+        finally:
+            self._stop_timer(timer)
+            self.activity.finished(self.tx.explicit, self.tx.failed)
+
+    def _failed(self) -> None:
+        """A statement failed: its transaction fails (explicit) or ends rolled back."""
+        transactions.statement_failed(self)
+        if not self.tx.explicit:
+            self.end_transaction(committed=False)

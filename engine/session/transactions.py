@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import duckdb
 
-from engine.errors import FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
+from engine.errors import ActiveSqlTransaction, FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
 from engine.tiers import views
 from engine.results import StatementResult
+from engine.session import transaction_ddl
 from engine.session.state import SessionState
 from engine.sql.parse import Begin, Commit, Rollback, Savepoint
 
@@ -33,12 +34,16 @@ def commit(s: SessionState, stmt: Commit, params: list) -> StatementResult:
     else:
         commit_write(s)
     s.tx.explicit = s.tx.failed = False
+    s.end_transaction(committed=not failed)
     return StatementResult("ROLLBACK" if failed else "COMMIT")
 
 
 def rollback(s: SessionState, stmt: Rollback, params: list) -> StatementResult:
     rollback_write(s)
+    explicit = s.tx.explicit
     s.tx.explicit = s.tx.failed = False
+    if explicit:
+        s.end_transaction(committed=False)
     return StatementResult("ROLLBACK")
 
 
@@ -51,7 +56,7 @@ def savepoint(s: SessionState, stmt: Savepoint, params: list) -> StatementResult
     if not tx.explicit:
         raise NoActiveSqlTransaction(f"{stmt.verb} can only be used in transaction blocks")
     if stmt.verb == "SAVEPOINT":
-        tx.savepoints.append((stmt.name, len(tx.pending)))
+        tx.savepoints.append((stmt.name, len(tx.pending), len(tx.ddl_before)))
         return StatementResult("SAVEPOINT")
     at = next((i for i in range(len(tx.savepoints) - 1, -1, -1) if tx.savepoints[i][0] == stmt.name), None)
     if at is None:
@@ -59,8 +64,8 @@ def savepoint(s: SessionState, stmt: Savepoint, params: list) -> StatementResult
     if stmt.verb == "RELEASE":
         del tx.savepoints[at:]
         return StatementResult("RELEASE")
-    if len(tx.pending) != tx.savepoints[at][1] or not _duck_txn_usable(s):
-        raise FeatureNotSupported("ROLLBACK TO SAVEPOINT after writes is not supported by tierd",
+    if (len(tx.pending), len(tx.ddl_before)) != tx.savepoints[at][1:] or not _duck_txn_usable(s):
+        raise FeatureNotSupported("ROLLBACK TO SAVEPOINT after writes or DDL is not supported by tierd",
                                   hint="ROLLBACK the whole transaction")
     del tx.savepoints[at + 1:]
     tx.failed = False
@@ -89,7 +94,7 @@ def own_writes_visible(s: SessionState) -> None:
     """An implicit transaction's writes wait for Sync outside DuckDB; before anything
     reads, move them into a DuckDB transaction so the segment sees its own writes."""
     tx = s.tx
-    if not tx.holds_lock or tx.in_duck_txn:
+    if not tx.holds_lock or tx.in_duck_txn or tx.applied:
         return
     s.engine.hot.settle()
     s.cur.execute("BEGIN")
@@ -110,8 +115,32 @@ def begin_write(s: SessionState) -> None:
     and point reads (which read the transaction's own writes first) need none at all."""
     if s.tx.holds_lock:
         return
-    s.engine.hot.acquire()
+    s.engine.hot.acquire(f'a transaction of role "{s.user}"')
     s.tx.holds_lock = True
+
+
+def join_ddl(s: SessionState) -> bool:
+    """Called first by a DDL handler: True when the DDL belongs to an explicit transaction
+    (engine/session/transaction_ddl.py), which then holds the write lock and applies its
+    writes to the hot tables directly from here on."""
+    tx = s.tx
+    if not tx.explicit:
+        return False
+    begin_write(s)
+    if tx.in_duck_txn:  # the rows written so far become applied rows
+        s.cur.execute("COMMIT")
+        tx.in_duck_txn = False
+        s.engine.cold.shadow(tx.pending_shadow)
+    elif not tx.applied:  # written but not read yet: the rows are in no DuckDB table so far
+        s.engine.hot.settle()
+        for tid, _first, batch in tx.pending:
+            s.cur.register("__batch", batch)
+            try:
+                s.cur.execute(f"INSERT INTO {views.hot_table(s.engine.catalog.by_tid(tid))} SELECT * FROM __batch")
+            finally:
+                s.cur.unregister("__batch")
+    tx.applied = True
+    return True
 
 
 def _release(s: SessionState) -> None:
@@ -129,6 +158,18 @@ def end_implicit(s: SessionState) -> None:
 def commit_write(s: SessionState) -> None:
     tx, eng = s.tx, s.engine
     if not tx.holds_lock:
+        return
+    if tx.applied:
+        written = list(tx.pending_index)
+        try:
+            transaction_ddl.commit(s)
+        except BaseException:
+            rollback_write(s)
+            raise
+        finally:
+            if tx.holds_lock:
+                _release(s)
+        eng.tiering.policies.on_commit(written)
         return
     if not tx.in_duck_txn:
         _group_commit(s)
@@ -173,6 +214,8 @@ def rollback_write(s: SessionState) -> None:
     try:
         if s.tx.in_duck_txn:
             s.cur.execute("ROLLBACK")
+        elif s.tx.applied:
+            transaction_ddl.rollback(s)
     except duckdb.Error:
         pass
     finally:
@@ -180,3 +223,15 @@ def rollback_write(s: SessionState) -> None:
         if s.catalog_dirty:
             s.restore_catalog()
         _release(s)
+
+
+def begin_ddl(s: SessionState, action: str, at_once_in_transaction: bool = False) -> None:
+    """Before DDL that is not transactional (superusers only): it ends an implicit transaction
+    and is refused inside an explicit one that has written, unless it takes effect at once
+    even there (`at_once_in_transaction`: sequence DDL, which needs no write lock; SQLAlchemy's
+    create_all sends CREATE SEQUENCE after CREATE TABLE in one transaction)."""
+    s.require_superuser(action)
+    if s.tx.holds_lock and not s.tx.explicit:
+        commit_write(s)
+    if s.tx.holds_lock and not at_once_in_transaction:
+        raise ActiveSqlTransaction("DDL inside a transaction that has already written is not supported")

@@ -18,19 +18,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.catalog import privileges
-from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
-from engine.core import NO_FAST_DEFAULT, NOW
-from engine.errors import EngineError, NotNullViolation, UndefinedColumn, UndefinedParameter
+from engine.catalog import sequence_functions
+from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, TableDef
+from engine.core import NO_FAST_DEFAULT, NOW, SequenceDefault
+from engine.errors import (CardinalityViolation, EngineError, FeatureNotSupported, GeneratedAlways,
+                           InvalidColumnReference, NotNullViolation, SyntaxError_, UndefinedColumn, UndefinedObject,
+                           UndefinedParameter)
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
-from engine.session.keys import first_per_key, live_keys, refuse_repeats, unique_violation
+from engine.session.keys import (first_per_key, live_keys, live_rows, refuse_repeats, refuse_second_touch,
+                                 unique_violation)
+from engine.session import reads
 from engine.session.reads import check_select
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
-from engine.sql import dml, param_casts, sandbox
+from engine.sql import arrays, dml, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
+from engine.sql.sequence_ddl import without_regclass_casts
 from engine.sql.split import leading_words
 from engine.sql.statements import unquote
 
@@ -38,11 +44,20 @@ _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, 
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
 
 
+_OVERRIDING = re.compile(r"\)\s*OVERRIDING\s+(SYSTEM|USER)\s+VALUE\b", re.I)
+
+
 def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
-    p, t = _plan(s, stmt.sql)
+    sql, overriding = without_regclass_casts(stmt.sql), None
+    m = _OVERRIDING.search(sql) if "OVERRIDING" in sql.upper() else None
+    if m:  # INSERT INTO t (cols) OVERRIDING SYSTEM VALUE ...: the clause is tierd's, not DuckDB's
+        sql, overriding = sql[:m.start() + 1] + sql[m.end():], m.group(1).upper()
+    p, t = _plan(s, sql)
+    if isinstance(p, dml.InsertPlan) and overriding != "SYSTEM":
+        _refuse_generated_always(t, p)
     if p.param_count > len(params):
         raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
-    params = params[: p.param_count]
+    params = reads.array_params(s, stmt.sql, params[: p.param_count])
     s.check_user_scope()
     begin_write(s)
     with s.running:
@@ -50,23 +65,36 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
             result = _insert(s, t, p, params)
         elif isinstance(p, dml.UpdatePlan):
             result = _update(s, t, p, params)
+        elif isinstance(p, dml.MergePlan):
+            result = _merge(s, t, p, params)
         else:
             result = _delete(s, t, p, params)
     end_implicit(s)
     return result
 
 
-def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | dml.DeletePlan, TableDef]:
+def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | dml.DeletePlan | dml.MergePlan,
+                                              TableDef]:
     """The statement's plan and target, after the sandbox and privilege checks: INSERT/UPDATE/
     DELETE on the target, SELECT on it too when it reads the target's rows (a WHERE clause,
     RETURNING), and SELECT on every other table it reads (INSERT ... SELECT, FROM, USING)."""
     p = dml.plan(sql)
     sandbox.check_write(p)  # its source, FROM, WHERE and RETURNING run in DuckDB too
     t = s.resolve(p.target)
-    needed = ["INSERT" if isinstance(p, dml.InsertPlan) else
-              "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
-    if p.returning is not None or (not isinstance(p, dml.InsertPlan) and re.search(r"\bWHERE\b", p.select_sql)):
+    if isinstance(p, dml.MergePlan):  # SELECT: ON reads the target; each action its privilege
+        needed = ["SELECT"] + sorted({w.action for w in p.whens if w.action != "NOTHING"})
+    else:
+        needed = ["INSERT" if isinstance(p, dml.InsertPlan) else
+                  "UPDATE" if isinstance(p, dml.UpdatePlan) else "DELETE"]
+    reads_target = isinstance(p, (dml.UpdatePlan, dml.DeletePlan)) and re.search(r"\bWHERE\b", p.select_sql)
+    if p.returning is not None or reads_target:
         needed.append("SELECT")
+    if isinstance(p, dml.InsertPlan) and p.conflict is not None:
+        _check_arbiter(t, p.conflict)
+        # PostgreSQL: DO UPDATE needs UPDATE, and every ON CONFLICT SELECT on the columns it
+        # reads (the arbiter's key, DO UPDATE's expressions)
+        needed += ["UPDATE", "SELECT"] if p.conflict.update else \
+            ["SELECT"] if p.conflict.columns or p.conflict.constraint else []
     privileges.check_table(s.engine.roles, s.user, t, *needed)
     check_select(s, p.reads)
     return p, t
@@ -74,16 +102,23 @@ def _plan(s: SessionState, sql: str) -> tuple[dml.InsertPlan | dml.UpdatePlan | 
 
 def batchable(sql: str) -> bool:
     """Whether `insert_batch` can append many parameter rows of `sql` at once: a one-row
-    INSERT ... VALUES typed in Python, without ON CONFLICT, returning nothing or columns."""
+    INSERT ... VALUES typed in Python, returning nothing or columns, whose ON CONFLICT (if
+    any, then without RETURNING) treats each row on its own."""
     if (leading_words(sql, 1) or [""])[0] != "INSERT":
         return False
     try:
         p = dml.plan(sql)
     except EngineError:
         return False
-    return (isinstance(p, dml.InsertPlan) and not p.on_conflict_nothing
-            and (p.returning is None or _plain_names(p.target.alias, p.returning) is not None)
+    return (isinstance(p, dml.InsertPlan) and _row_independent(p.conflict)
+            and (p.returning is None or (p.conflict is None and _plain_names(p.target.alias, p.returning) is not None))
             and p.fast_values is not None and len(p.fast_values) == 1)
+
+
+def _row_independent(c: dml.OnConflict | None) -> bool:
+    """Whether ON CONFLICT gives each row of an executemany the outcome of its own statement
+    when all run as one (given distinct keys): DO UPDATE without parameters or subqueries."""
+    return c is None or not c.update or not re.search(r"\$\d|\bSELECT\b", c.set_exprs or "", re.I)
 
 
 def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[StatementResult] | None:
@@ -91,6 +126,7 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     append; None, before any write, when a row needs the one-by-one path."""
     sandbox.check_command(sql)
     p, t = _plan(s, sql)
+    _refuse_generated_always(t, p)
     k = p.param_count
     if any(len(params) < k for params in param_rows):
         return None
@@ -111,39 +147,175 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
         if returned is None:
             return None
     rows = owned(s, t, rows)   # as _insert_rows: a USER table's rows get their owner
-    keys = key_list(t, rows)
-    if len(set(keys)) != len(keys):
+    keys = key_list(t, rows) if t.primary_key else None
+    if keys is not None and len(set(keys)) != len(keys):
         return None
     s.check_user_scope()
     begin_write(s)
     with s.running:
-        if live_keys(s, t, keys):
-            return None
-        append(s, t, rows, deleted=False, keys=keys)
+        if p.conflict is None or keys is None:
+            if keys is not None and live_keys(s, t, keys):
+                return None
+            rows = with_rowids(s, t, rows)
+            append(s, t, rows, deleted=False, keys=keys)
+            written = set(range(len(param_rows)))
+        else:  # each row's own outcome: inserted, updated or skipped
+            written = set(_insert_rows(s, t, p, rows, keys, [])[1])
     end_implicit(s)
     if returned is None:
-        return [StatementResult("INSERT 0 1") for _ in param_rows]
+        return [StatementResult(f"INSERT 0 {int(i in written)}") for i in range(len(param_rows))]
     return [StatementResult("INSERT 0 1", returned.slice(i, 1)) for i in range(len(param_rows))]
 
 
 # ---------------------------------------------------------------------- INSERT
+def _refuse_generated_always(t: TableDef, p: dml.InsertPlan) -> None:
+    """Postgres's 428C9: an INSERT naming a GENERATED ALWAYS identity column."""
+    names = p.columns if p.columns is not None else None
+    for c in t.columns:
+        if c.identity != "ALWAYS":
+            continue
+        if names is None:
+            width = len(p.fast_values[0]) if p.fast_values else None
+            named = width is not None and c.name in t.column_names[:width]
+        else:
+            named = c.name in names
+        if named:
+            raise GeneratedAlways(f'cannot insert a non-DEFAULT value into column "{c.name}"',
+                                  detail=f'Column "{c.name}" is an identity column defined as GENERATED ALWAYS.',
+                                  hint="Use OVERRIDING SYSTEM VALUE to override.")
+
+
 def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
     rows = fast_rows(s, t, p, params) if p.fast_values is not None else None
     if rows is None:
         rows = _slow_rows(s, t, p, params)
-    rows = owned(s, t, rows)
-    keys = key_list(t, rows)
+    rows = with_rowids(s, t, owned(s, t, rows))
+    written, _ = _insert_rows(s, t, p, rows, key_list(t, rows) if t.primary_key else None, params)
+    ret = _returning(s, p.target.alias, p.returning, written, params, t)
+    return StatementResult(f"INSERT 0 {written.num_rows}", ret)
+
+
+def _insert_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, keys: list | None,
+                 params: list) -> tuple[pa.Table, list[int]]:
+    """Write the proposed `rows` (typed, owned; `keys` theirs, None for a table without a
+    primary key: every row is new) as INSERT and its ON CONFLICT say; returns the rows written
+    (the table's columns, in the order proposed) and their positions among those proposed."""
+    if keys is None:
+        append(s, t, rows, deleted=False)
+        return rows.select(t.column_names), list(range(rows.num_rows))
+    if p.conflict is not None and p.conflict.update:
+        return _upsert(s, t, p, rows, keys, params)
+    positions = list(range(len(keys)))
     if p.on_conflict_nothing and len(set(keys)) != len(keys):  # the first of each key wins
-        rows, keys = first_per_key(rows, keys)
+        seen: set = set()
+        positions = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
+        rows, keys = rows.take(_indices(positions)), [keys[i] for i in positions]
     refuse_repeats(t, keys)
     live = live_keys(s, t, keys)
     if live:
         if not p.on_conflict_nothing:
             raise unique_violation(t, next(k for k in keys if k in live))
-        rows = rows.filter(pa.array([k not in live for k in keys], pa.bool_()))
-    append(s, t, rows, deleted=False)
-    ret = _returning(s, p.target.alias, p.returning, rows.select(t.column_names), params, t)
-    return StatementResult(f"INSERT 0 {rows.num_rows}", ret)
+        keep = [j for j, k in enumerate(keys) if k not in live]
+        rows, keys, positions = rows.take(_indices(keep)), [keys[j] for j in keep], [positions[j] for j in keep]
+    append(s, t, rows, deleted=False, keys=keys)
+    return rows.select(t.column_names), positions
+
+
+def _table_columns(t: TableDef, names: tuple[str, ...]) -> tuple[str, ...]:
+    """`names` as the table spells its columns (DuckDB, which evaluates everything else, binds
+    names case-insensitively); 42703 for one the table does not have."""
+    by_fold = {c.casefold(): c for c in t.column_names}
+    out = []
+    for n in names:
+        c = n if n in t.column_names else by_fold.get(n.casefold())
+        if c is None:
+            raise UndefinedColumn(f'column "{n}" of relation "{t.name}" does not exist')
+        out.append(c)
+    return tuple(out)
+
+
+def _check_arbiter(t: TableDef, c: dml.OnConflict) -> None:
+    """ON CONFLICT's arbiter must be the primary key, tierd's one unique constraint; DO
+    UPDATE's SET names the table's columns (checked before any row is looked at)."""
+    _table_columns(t, c.set_columns)
+    if c.constraint is not None and (not t.primary_key or c.constraint.casefold() != f"{t.name}_pkey".casefold()):
+        raise UndefinedObject(f'constraint "{c.constraint}" for table "{t.name}" does not exist')
+    columns = None
+    if c.columns is not None:
+        try:
+            columns = _table_columns(t, c.columns)
+        except UndefinedColumn:  # PostgreSQL's wording for an inference column
+            missing = next(n for n in c.columns if n.casefold() not in {x.casefold() for x in t.column_names})
+            raise UndefinedColumn(f'column "{missing}" does not exist') from None
+    if columns is not None and (set(columns) != set(t.primary_key) or len(columns) != len(t.primary_key)):
+        raise InvalidColumnReference(
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification")
+
+
+def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, keys: list,
+            params: list) -> tuple[pa.Table, list[int]]:
+    """INSERT ... ON CONFLICT DO UPDATE: rows whose key has no live version are inserted; the
+    others update that version (found through the key index and the cold tier, `live_rows`)
+    with the SET values where the WHERE holds. Returns inserted and updated rows in the order
+    proposed, and their positions (as `_insert_rows`).
+
+    A key proposed again after this statement wrote it is 21000, as in PostgreSQL; after a
+    DO UPDATE whose WHERE did not hold, the next proposal of the key meets the same row again
+    (rounds: the n-th proposal of every key in round n)."""
+    existing = live_rows(s, t, list(dict.fromkeys(keys)))
+    at = dict(zip(key_list(t, existing), range(existing.num_rows)))
+    seen: dict = {}
+    rounds: list[list[int]] = []
+    for i, k in enumerate(keys):
+        n = seen[k] = seen.get(k, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    written_keys: set = set()
+    parts, positions = [], []
+    for batch in rounds:
+        if any(keys[i] in written_keys for i in batch):
+            raise CardinalityViolation("ON CONFLICT DO UPDATE command cannot affect row a second time",
+                                       hint="Ensure that no rows proposed for insertion within the same "
+                                            "command have duplicate constrained values.")
+        fresh = [i for i in batch if keys[i] not in at]
+        hit = [i for i in batch if keys[i] in at]
+        inserted = rows.take(_indices(fresh)) if len(fresh) != rows.num_rows else rows
+        append(s, t, inserted, deleted=False, keys=[keys[i] for i in fresh])
+        parts.append(inserted.select(t.column_names))
+        positions += fresh
+        if hit:
+            shadow_cold(s, t)  # the versions updated may be cold
+            old = existing.take(_indices([at[keys[i]] for i in hit]))
+            values = _conflict_values(s, t, p.conflict.set_sql, old, rows.take(_indices(hit)), params)
+            passed = values.column("__pass")
+            done = [i for i, ok in zip(hit, passed.to_pylist()) if ok]
+            updated = _supersede(s, t, old.filter(passed), values.filter(passed), p.conflict.set_columns)
+            parts.append(updated.select(t.column_names))
+            positions += done
+        written_keys.update(keys[i] for i in positions)
+    written = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if positions != sorted(positions):
+        written = written.take(pc.sort_indices(_indices(positions)))
+    return written, sorted(positions)
+
+
+def _indices(positions: list[int]) -> pa.Array:
+    return pa.array(positions, pa.int64())
+
+
+def _conflict_values(s: SessionState, t: TableDef, set_sql: str, old: pa.Table, proposed: pa.Table,
+                     params: list) -> pa.Table:
+    """DO UPDATE's SET values (`__new_i`) and WHERE (`__pass`) per conflicting row: the
+    existing version as the target, the proposed row as `excluded`, joined by position."""
+    sql, bound = _bind(set_sql, params)
+    s.cur.register(dml.EXISTING, old.select(t.column_names))
+    s.cur.register(dml.EXCLUDED, proposed.select(t.column_names))
+    try:
+        return s.cur.execute(sql, bound).to_arrow_table()
+    finally:
+        s.cur.unregister(dml.EXISTING)
+        s.cur.unregister(dml.EXCLUDED)
 
 
 def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
@@ -151,12 +323,39 @@ def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
     if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
         # Postgres reads a string as bytea text (hex or escape format), DuckDB as escapes
         values = [bytea_from_text(v) if isinstance(v, str) else v for v in values]
+    elif pa.types.is_list(typ) and any(isinstance(v, str) for v in values):
+        return _array_text_to_arrow(values, typ)
     elif not any(check(typ) for check in _SIMPLE_TYPES):
         return None
     try:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         return None
+
+
+def _array_text_to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
+    """Postgres array text (`'{1,2}'` into an INT[] column) as lists of `typ`'s elements."""
+    def text_type(t: pa.DataType) -> pa.DataType:
+        return pa.list_(text_type(t.value_type)) if pa.types.is_list(t) else pa.string()
+
+    def as_text(v):
+        return [as_text(x) for x in v] if isinstance(v, list) else None if v is None else str(v)
+    lists = [as_text(arrays.parse(v) if isinstance(v, str) else v) for v in values]
+    leaf = typ
+    while pa.types.is_list(leaf):
+        leaf = leaf.value_type
+    if pa.types.is_boolean(leaf):
+        lists = _map_leaves(lists, lambda x: x.lower() in ("t", "true", "1", "on", "yes", "y"))
+    try:
+        return pa.array(lists, type=text_type(typ) if not pa.types.is_boolean(leaf) else None).cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError):
+        return None
+
+
+def _map_leaves(value, f):
+    if isinstance(value, list):
+        return [_map_leaves(x, f) for x in value]
+    return None if value is None else f(value)
 
 
 _UUID_TEXT = re.compile(r"^\{?(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -205,7 +404,10 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
             d = eng.default_value(t, c)
             if d is NO_FAST_DEFAULT:
                 return None
-            values = [datetime.now(timezone.utc) if d is NOW else d] * n
+            if isinstance(d, SequenceDefault):  # a serial / identity column: from the in-memory block
+                values = eng.sequences.nextval(sequence_functions.resolve(eng.sequences, d.name), s.session_id, n)
+            else:
+                values = [datetime.now(timezone.utc) if d is NOW else d] * n
         if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
             if c.type.upper() != "UUID":
                 return None  # JSON, ENUM...: DuckDB's cast canonicalises the text
@@ -230,7 +432,7 @@ def _slow_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) ->
         sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
                      lambda m: "(" + ", ".join(views.q(c) for c in t.column_names[: int(m.group(1))]) + ")",
                      sql, count=1)
-    return _typed(s, t, sql, params)
+    return _typed(s, t, *_bind(sql, params))
 
 
 # ---------------------------------------------------------------------- UPDATE, DELETE
@@ -240,7 +442,7 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
     own_writes_visible(s)
     shadow_cold(s, t)
     s.engine.hot.settle()
-    with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
+    with s.system_columns(t.is_user or t.rowid):  # the owner and row id come along: the full view has them
         sel = s.cur.execute(select_sql, params).to_arrow_table()
     keys = key_list(t, sel)
     if len(set(keys)) != len(keys):
@@ -249,21 +451,30 @@ def _affected(s: SessionState, t: TableDef, select_sql: str, params: list) -> tu
 
 
 def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> StatementResult:
-    sel, old_keys = _affected(s, t, p.select_sql, params)
-    unknown = [c for c in p.set_columns if c not in t.column_names]
-    if unknown:
-        raise UndefinedColumn(f'column "{unknown[0]}" of relation "{t.name}" does not exist')
+    sel, _ = _affected(s, t, p.select_sql, params)
+    typed = _supersede(s, t, sel, sel, p.set_columns)
+    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params, t)
+    return StatementResult(f"UPDATE {typed.num_rows}", ret)
+
+
+def _supersede(s: SessionState, t: TableDef, old: pa.Table, values: pa.Table, set_columns: tuple[str, ...]) -> pa.Table:
+    """New versions of the `old` rows (with a USER table's owner, which they keep): each SET
+    column from `values`' `__new_i` (the last SET of a column wins), typed by the table; a
+    changed key must be free and leaves a tombstone behind. Appended; returned."""
+    set_columns = _table_columns(t, set_columns)
     cols = []
     for c in t.column_names:
-        if c in p.set_columns:
-            idx = len(p.set_columns) - 1 - list(reversed(p.set_columns)).index(c)
-            cols.append(sel.column(f"__new_{idx}"))
+        if c in set_columns:
+            idx = len(set_columns) - 1 - list(reversed(set_columns)).index(c)
+            cols.append(values.column(f"__new_{idx}"))
         else:
-            cols.append(sel.column(c))
+            cols.append(old.column(c))
     new = pa.table(cols, names=t.column_names)
     typed = _typed(s, t, f"INSERT INTO {dml.STAGE} SELECT * FROM __source RETURNING *", [], new)
-    typed = owned(s, t, typed, sel.column(OWNER) if t.is_user else None)
-    new_keys = key_list(t, typed)
+    typed = owned(s, t, typed, old.column(OWNER) if t.is_user else None)
+    if t.rowid:  # a row keeps its row id
+        typed = typed.append_column(ROWID, old.column(ROWID))
+    old_keys, new_keys = key_list(t, old), key_list(t, typed)
     if new_keys != old_keys:
         refuse_repeats(t, new_keys)
         old_set = set(old_keys)
@@ -271,11 +482,10 @@ def _update(s: SessionState, t: TableDef, p: dml.UpdatePlan, params: list) -> St
         if live:
             raise unique_violation(t, next(iter(live)))
         new_set = set(new_keys)
-        gone = sel.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
+        gone = old.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
         append(s, t, tombstones(s, t, gone), deleted=True)
-    append(s, t, typed, deleted=False)
-    ret = _returning(s, p.target.alias, p.returning, typed.select(t.column_names), params, t)
-    return StatementResult(f"UPDATE {typed.num_rows}", ret)
+    append(s, t, typed, deleted=False, keys=new_keys)
+    return typed
 
 
 def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> StatementResult:
@@ -285,10 +495,76 @@ def _delete(s: SessionState, t: TableDef, p: dml.DeletePlan, params: list) -> St
     return StatementResult(f"DELETE {sel.num_rows}", ret)
 
 
+# ---------------------------------------------------------------------- MERGE
+def _merge(s: SessionState, t: TableDef, p: dml.MergePlan, params: list) -> StatementResult:
+    """MERGE as PostgreSQL 15 runs it: each source row takes the first WHEN clause whose
+    conditions hold (one query: the source LEFT JOIN the target's rows); a target row updated
+    or deleted twice is 21000; deletes, then updates, then inserts are written (inserts are
+    key-checked like INSERT). The tag counts the rows each action touched."""
+    own_writes_visible(s)
+    shadow_cold(s, t)
+    s.engine.hot.settle()
+    if not t.primary_key:
+        raise FeatureNotSupported("MERGE into a table without a primary key is not supported",
+                                  hint="use UPDATE, DELETE and INSERT ... SELECT, or ALTER TABLE ... ADD PRIMARY KEY")
+    own = t.column_names + ([OWNER] if t.is_user else [])
+    target = (f"(SELECT {', '.join(views.q(c) for c in own)}, true AS {dml.MERGE_HIT} "
+              f"FROM {views.q(t.namespace)}.{views.q(t.name)})")
+    alias = views.q(p.target.alias)
+    sql = p.select_sql.replace(dml.MERGE_COLUMNS, ", ".join(f"{alias}.{views.q(c)} AS {views.q('__t_' + c)}"
+                                                             for c in own)).replace(dml.MERGE_TARGET, target)
+    with s.system_columns(t.is_user):  # the owner of each row comes along: the full view has it
+        rows = s.cur.execute(*_bind(sql, params)).to_arrow_table()
+    chosen = rows.column("__clause").to_pylist()
+    old_all = pa.table([rows.column("__t_" + c) for c in own], names=own)
+    acting = [i for i, c in enumerate(chosen) if c is not None and p.whens[c].action in ("UPDATE", "DELETE")]
+    refuse_second_touch(key_list(t, old_all.take(_indices(acting))), "MERGE command cannot affect row a second time",
+                        "Ensure that not more than one source row matches any one target row.")
+    count = 0
+    for action in ("DELETE", "UPDATE", "INSERT"):
+        for i, w in enumerate(p.whens):
+            if w.action != action:
+                continue
+            at = _indices([r for r, c in enumerate(chosen) if c == i])
+            if not len(at):
+                continue
+            count += len(at)
+            if action == "DELETE":
+                append(s, t, tombstones(s, t, old_all.take(at)), deleted=True)
+            elif action == "UPDATE":
+                values = pa.table([rows.column(f"__w{i}_{j}").take(at) for j in range(len(w.columns))],
+                                  names=[f"__new_{j}" for j in range(len(w.columns))])
+                _supersede(s, t, old_all.take(at), values, w.columns)
+            else:
+                _merge_insert(s, t, w, pa.table([rows.column(f"__w{i}_{j}").take(at) for j in range(w.width)],
+                                                names=[f"c{j}" for j in range(w.width)]))
+    return StatementResult(f"MERGE {count}")
+
+
+def _merge_insert(s: SessionState, t: TableDef, w: dml.MergeAction, values: pa.Table) -> None:
+    """A WHEN NOT MATCHED THEN INSERT clause's rows: typed by the table (defaults for the
+    columns it does not name), key-checked, appended."""
+    names = list(w.columns) or t.column_names[:w.width]
+    if len(names) != w.width:
+        raise SyntaxError_("INSERT has more expressions than target columns" if w.width > len(names)
+                           else "INSERT has more target columns than expressions")
+    names = _table_columns(t, tuple(names))
+    cols = ", ".join(views.q(c) for c in names)
+    typed = _typed(s, t, f"INSERT INTO {dml.STAGE} ({cols}) SELECT * FROM __source RETURNING *", [], values)
+    typed = with_rowids(s, t, owned(s, t, typed))
+    keys = key_list(t, typed)
+    if t.primary_key:  # without one, every row is new
+        refuse_repeats(t, keys)
+        live = live_keys(s, t, keys)
+        if live:
+            raise unique_violation(t, next(k for k in keys if k in live))
+    append(s, t, typed, deleted=False, keys=keys)
+
+
 def shadow_cold(s: SessionState, t: TableDef) -> None:
     """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
     cold = s.engine.cold
-    if not s.tx.in_duck_txn:
+    if not s.tx.in_duck_txn:  # autocommit, or applied writes: the view changes for everyone now
         cold.ensure_shadowing(t)
     elif t.tid not in cold.shadowing and t.tid not in s.tx.pending_shadow and cold.has_cold(t):
         # Inside this transaction's snapshot; takes effect for others at COMMIT.
@@ -300,7 +576,22 @@ def tombstones(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     schema = s.engine.visible_schema(t)
     cols = [rows.column(f.name) if f.name in t.primary_key else pa.nulls(rows.num_rows, f.type)
             for f in schema]
-    return owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
+    dead = owned(s, t, pa.table(cols, schema=schema), rows.column(OWNER) if t.is_user else None)
+    return dead.append_column(ROWID, rows.column(ROWID)) if t.rowid else dead
+
+
+_PARAM_OUTSIDE_QUOTES = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\d+)")
+
+
+def _bind(sql: str, params: list) -> tuple[str, list]:
+    """`sql` with the statement's parameters it uses renumbered $1..$k, and their values:
+    a clause (RETURNING, DO UPDATE SET) often uses only some, and DuckDB wants exactly those."""
+    used = sorted({int(m.group(1)) for m in _PARAM_OUTSIDE_QUOTES.finditer(sql) if m.group(1)})
+    if used == list(range(1, len(used) + 1)):
+        return sql, params[:len(used)]
+    number = {n: i + 1 for i, n in enumerate(used)}
+    sql = _PARAM_OUTSIDE_QUOTES.sub(lambda m: f"${number[int(m.group(1))]}" if m.group(1) else m.group(0), sql)
+    return sql, [params[n - 1] for n in used]
 
 
 def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, params: list,
@@ -310,10 +601,10 @@ def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, pa
     plain = _plain_returning(t, alias, expr, rows)
     if plain is not None:
         return plain
-    used = max((int(n) for n in re.findall(r"\$(\d+)", expr)), default=0)
+    sql, bound = _bind(f"SELECT {expr} FROM __ret AS {views.q(alias)}", params)
     s.cur.register("__ret", rows)
     try:
-        s.cur.execute(f"SELECT {expr} FROM __ret AS {views.q(alias)}", params[:used])
+        s.cur.execute(sql, bound)
         return with_sql_types(s.cur.to_arrow_table(), [d[1] for d in s.cur.description])
     finally:
         s.cur.unregister("__ret")
@@ -362,8 +653,8 @@ def _plain_returning(t: TableDef, alias: str, expr: str, rows: pa.Table) -> pa.T
 # ---------------------------------------------------------------------- row versions
 def _stage(s: SessionState, t: TableDef) -> str:
     """A per-session temp table with the table's defaults and NOT NULLs, to type rows."""
-    name = f"temp.main.__stage_{t.tid}"
-    if t.tid not in s.stages:
+    name = f"temp.main.__stage_{t.tid}_{t.revision}"  # an ALTER TABLE makes a new one
+    if s.stages.get(t.tid) != t.revision:
         cols = []
         for c in t.columns:
             spec = f"{views.q(c.name)} {c.type}"
@@ -372,9 +663,12 @@ def _stage(s: SessionState, t: TableDef) -> str:
             if not c.nullable:
                 spec += " NOT NULL"
             cols.append(spec)
-        s.cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS __stage_{t.tid} ({', '.join(cols)})")
-        s.stages.add(t.tid)
+        s.cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS __stage_{t.tid}_{t.revision} ({', '.join(cols)})")
+        s.stages[t.tid] = t.revision
     return name
+
+
+_NOT_NULL = re.compile(r"NOT NULL constraint failed: __stage_\d+(?:_\d+)?\.(.+)$")
 
 
 def _typed(s: SessionState, t: TableDef, sql: str, params: list, source: pa.Table | None = None) -> pa.Table:
@@ -383,6 +677,12 @@ def _typed(s: SessionState, t: TableDef, sql: str, params: list, source: pa.Tabl
         s.cur.register("__source", source)
     try:
         return s.cur.execute(sql.replace(dml.STAGE, stage), params).to_arrow_table()
+    except duckdb.ConstraintException as exc:
+        m = _NOT_NULL.search(str(exc))
+        if m is None:
+            raise
+        raise NotNullViolation(f'null value in column "{m.group(1)}" of relation "{t.name}" '
+                               'violates not-null constraint') from None
     finally:
         if source is not None:
             s.cur.unregister("__source")
@@ -402,6 +702,17 @@ def owned(s: SessionState, t: TableDef, rows: pa.Table, owners: pa.ChunkedArray 
     return rows.append_column(OWNER, owners)
 
 
+def with_rowids(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
+    """Under the write lock: new rows of a table with row ids get new ones (fresh _seq values,
+    so never one a row ever had), after the owner column as the hot table orders them."""
+    if not t.rowid:
+        return rows
+    n = rows.num_rows
+    first = s.engine.hot.allocate(n)
+    ids = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1) if n else pa.array([], pa.int64())
+    return rows.append_column(ROWID, ids)
+
+
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
     """Write new versions of `rows` (visible columns plus a USER table's owner, table
     types) into the hot tier; `keys`: their key_list, if the caller has it."""
@@ -418,7 +729,8 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
         stamp = pa.scalar(datetime.fromtimestamp(written, timezone.utc), pa.timestamp("us", tz="UTC"))
         batch = batch.append_column(WRITTEN_AT, pa.repeat(stamp, n))
         hot.note_stream_write(t, written, first + n - 1)
-    if tx.in_duck_txn:  # visible to this transaction at once, to others at COMMIT
+    if tx.in_duck_txn or tx.applied:  # visible to this transaction at once (to others at COMMIT,
+        # or at once after DDL in the transaction: engine/session/transaction_ddl.py)
         s.cur.register("__batch", batch)
         try:
             s.cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __batch")

@@ -74,6 +74,7 @@ def blocks(read: Callable[[], bytes], opts: CopyOptions, block_bytes: int = BLOC
     (b"" at the end). A `\\.` line ends the data; what follows is read and ignored."""
     pending: list[bytes] = []
     size, ended = 0, False
+    want = block_bytes  # a row longer than a block doubles this: time stays linear in its size
     while True:
         piece = read()
         if not piece:
@@ -82,7 +83,7 @@ def blocks(read: Callable[[], bytes], opts: CopyOptions, block_bytes: int = BLOC
             continue
         pending.append(piece)
         size += len(piece)
-        if size < block_bytes:
+        if size < want:
             continue
         data = b"".join(pending)
         data, ended = _before_marker(data, final=False)
@@ -90,6 +91,7 @@ def blocks(read: Callable[[], bytes], opts: CopyOptions, block_bytes: int = BLOC
         if cut:
             yield data[:cut]
         pending, size = ([data[cut:]], len(data) - cut) if cut < len(data) else ([], 0)
+        want = block_bytes if cut else 2 * size
     if pending and not ended:
         data, _ = _before_marker(b"".join(pending), final=True)
         if data:
@@ -242,12 +244,12 @@ def parse_block(block: bytes, opts: CopyOptions, columns: list[str], first_line:
         bad.append(row)
         return "skip"
 
-    def read(threads: bool, skip_empty: bool = False) -> pa.Table:
+    def read(threads: bool, skip_empty: bool = False, block_size: int = 1 << 22) -> pa.Table:
         csv_mode = opts.format == "csv"
         esc = opts.escape_char
         return pacsv.read_csv(
             pa.py_buffer(block),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=threads, block_size=1 << 22),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=threads, block_size=block_size),
             parse_options=pacsv.ParseOptions(
                 delimiter=opts.sep, quote_char=opts.quote if csv_mode else False,
                 double_quote=csv_mode and esc == opts.quote,
@@ -258,7 +260,13 @@ def parse_block(block: bytes, opts: CopyOptions, columns: list[str], first_line:
                 strings_can_be_null=True, quoted_strings_can_be_null=False))
 
     try:
-        table = read(True)
+        try:
+            table = read(True)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # a row longer than the reader's block: read the whole block as one
+            table = read(False, block_size=min(len(block) + 1, (1 << 31) - 1))
     except pa.ArrowInvalid as exc:
         _decode(block)  # invalid UTF-8 is the usual cause: report it as Postgres does
         raise BadCopyFileFormat(f"could not parse COPY data: {exc}").with_traceback(None) from None

@@ -27,6 +27,24 @@ class Target:
     alias: str
 
 
+EXISTING = "__existing"  # ON CONFLICT DO UPDATE: the conflicting rows, as the target's alias
+EXCLUDED = "__excluded"  # the rows proposed for insertion, as `excluded`
+
+
+@dataclass(frozen=True)
+class OnConflict:
+    """INSERT's ON CONFLICT clause: its arbiter (checked against the table's key by the
+    session) and its action."""
+    columns: tuple[str, ...] | None  # ON CONFLICT (cols); None: no column list
+    constraint: str | None  # ON CONFLICT ON CONSTRAINT name
+    update: bool  # DO UPDATE (else DO NOTHING)
+    set_columns: tuple[str, ...] = ()
+    # DO UPDATE: per conflicting row, the new value of each SET column (`__new_i`) and whether
+    # its WHERE holds (`__pass`), over EXISTING and EXCLUDED joined row by row.
+    set_sql: str | None = None
+    set_exprs: str | None = None  # set_sql's SELECT list alone (for the sandbox)
+
+
 @dataclass(frozen=True)
 class InsertPlan:
     target: Target
@@ -41,6 +59,7 @@ class InsertPlan:
     fast_values: tuple[tuple[tuple[str, object], ...], ...] | None = None
     reads: tuple[tuple[str | None, str], ...] = ()  # tables read besides the target (privileges)
     source_sql: str | None = None  # the VALUES list or query inserted, DuckDB dialect (sandbox)
+    conflict: OnConflict | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,34 @@ class DeletePlan:
     returning: str | None
     param_count: int
     reads: tuple[tuple[str | None, str], ...] = ()
+
+
+MERGE_TARGET = "__TIERD_MERGE_TARGET__"  # replaced by the target's rows and a match marker
+MERGE_COLUMNS = "__TIERD_MERGE_COLUMNS__"  # replaced by the target's columns as __t_<col>
+MERGE_HIT = "__tierd_hit"
+
+
+@dataclass(frozen=True)
+class MergeAction:
+    """One WHEN clause of MERGE, in order."""
+    matched: bool
+    action: str  # "UPDATE" | "DELETE" | "INSERT" | "NOTHING"
+    columns: tuple[str, ...] = ()  # UPDATE: the SET columns; INSERT: the named columns (empty: the first N)
+    width: int = 0  # INSERT: number of values
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """MERGE INTO target USING source ON cond WHEN ...: one query over the source LEFT JOIN the
+    target gives, per source row, the matched target row (`__t_<col>`), the first WHEN clause
+    whose conditions hold (`__clause`, NULL: none) and every clause's values (`__w<i>_<j>`)."""
+    target: Target
+    whens: tuple[MergeAction, ...]
+    select_sql: str  # with MERGE_TARGET standing for the target relation
+    check_sql: str  # the same query over the target as the client named it (for the sandbox)
+    param_count: int
+    reads: tuple[tuple[str | None, str], ...] = ()
+    returning: None = None  # PostgreSQL 15's MERGE has no RETURNING
 
 
 def _ident(node: exp.Expression | None) -> str | None:
@@ -92,11 +139,25 @@ def _reads(tree: exp.Expression, target: exp.Table) -> tuple[tuple[str | None, s
     return tuple(out)
 
 
-def _returning(node: exp.Expression) -> str | None:
+def _as_alias(node: exp.Expression, table: exp.Table) -> exp.Expression:
+    """`ns.t.col` and `t.col` (what SQLAlchemy writes in WHERE and RETURNING) as `alias.col`:
+    DuckDB resolves a column by the name its relation has in the query, never by its schema."""
+    alias = table.alias or table.name
+    ns = table.db or None
+
+    def rewrite(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Column) and n.table and n.args.get("db") is not None \
+                and n.table == table.name and (ns is None or n.db == ns) and not n.args.get("catalog"):
+            return exp.column(n.this.copy(), table=exp.to_identifier(alias, quoted=True))
+        return n
+    return node.transform(rewrite, copy=True)
+
+
+def _returning(node: exp.Expression, table: exp.Table) -> str | None:
     ret = node.args.get("returning")
     if ret is None:
         return None
-    return ", ".join(e.sql(dialect="duckdb") for e in ret.expressions)
+    return ", ".join(_as_alias(e, table).sql(dialect="duckdb") for e in ret.expressions)
 
 
 def _param_count(node: exp.Expression) -> int:
@@ -166,7 +227,7 @@ def _tuple_width(body: str, start: int) -> int:
 _planning = threading.Lock()
 
 
-def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
+def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan | MergePlan:
     listed = param_casts.values_list(sql)
     if listed is not None:
         return _values_plan(*listed)
@@ -187,7 +248,7 @@ def _values_plan(ns: str | None, name: str, columns: tuple[str, ...], rows: tupl
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
+def _cached_plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan | MergePlan:
     try:
         tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.ParseError as exc:
@@ -198,6 +259,8 @@ def _cached_plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan:
         return _plan_update(tree)
     if isinstance(tree, exp.Delete):
         return _plan_delete(tree)
+    if isinstance(tree, exp.Merge):
+        return _plan_merge(tree)
     raise FeatureNotSupported("statement not supported")
 
 
@@ -210,14 +273,8 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
     else:
         table = into
         cols = _implicit_columns(tree.args.get("expression"))
-    conflict = tree.args.get("conflict")
-    nothing = False
-    if conflict is not None:
-        action = conflict.args.get("action")
-        if action is not None and "NOTHING" in action.sql().upper():
-            nothing = True
-        else:
-            raise FeatureNotSupported("ON CONFLICT DO UPDATE is not supported yet")
+    conflict = _on_conflict(tree.args.get("conflict"), table)
+    nothing = conflict is not None and not conflict.update
     source = tree.args.get("expression")
     if source is None:
         body = "DEFAULT VALUES"
@@ -225,9 +282,57 @@ def _plan_insert(tree: exp.Insert) -> InsertPlan:
         body = source.sql(dialect="duckdb")
     stage_sql = f"INSERT INTO {STAGE} {cols} {body} RETURNING *"
     names = tuple(c.name for c in into.expressions) if isinstance(into, exp.Schema) else None
-    return InsertPlan(_target(table), stage_sql, _returning(tree), nothing, _param_count(tree),
+    return InsertPlan(_target(table), stage_sql, _returning(tree, table), nothing, _param_count(tree),
                       columns=names, fast_values=_fast_values(source), reads=_reads(tree, table),
-                      source_sql=None if source is None else body)
+                      source_sql=None if source is None else body, conflict=conflict)
+
+
+def _on_conflict(node: exp.OnConflict | None, table: exp.Table) -> OnConflict | None:
+    """The ON CONFLICT clause as a plan. An index predicate (`ON CONFLICT (cols) WHERE p`)
+    only helps infer a partial unique index; the primary key satisfies any, so it is ignored,
+    as PostgreSQL does for a non-partial index."""
+    if node is None:
+        return None
+    if node.args.get("duplicate"):
+        raise FeatureNotSupported("ON DUPLICATE KEY is not supported", hint="use ON CONFLICT")
+    keys = node.args.get("conflict_keys")
+    columns = None
+    if keys:
+        columns = tuple((k.this if isinstance(k, exp.Ordered) else k).name for k in keys)
+    constraint = node.args.get("constraint")
+    constraint = constraint.name if constraint is not None else None
+    action = (node.args.get("action").sql() if node.args.get("action") is not None else "").upper()
+    if "NOTHING" in action:
+        return OnConflict(columns, constraint, update=False)
+    if columns is None and constraint is None:
+        raise SyntaxError_("ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                           hint="For example, ON CONFLICT (column_name).")
+    alias = table.alias or table.name
+    sets, exprs = [], []
+    for eq in node.expressions:
+        if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
+            raise SyntaxError_("syntax error in SET clause")
+        sets.append(eq.this.name)
+        value = _own_columns(_as_alias(eq.expression, table), alias)
+        exprs.append(f'{value.sql(dialect="duckdb")} AS "__new_{len(exprs)}"')
+    where = node.args.get("where")
+    cond = "true" if where is None else _own_columns(_as_alias(where.this, table), alias).sql(dialect="duckdb")
+    exprs.append(f'coalesce(({cond}), false) AS "__pass"')
+    sql = (f'SELECT {", ".join(exprs)} FROM {EXISTING} AS "{alias}" '
+           f'POSITIONAL JOIN {EXCLUDED} AS "excluded"')
+    return OnConflict(columns, constraint, update=True, set_columns=tuple(sets), set_sql=sql,
+                      set_exprs=", ".join(exprs))
+
+
+def _own_columns(node: exp.Expression, alias: str) -> exp.Expression:
+    """An unqualified column in DO UPDATE's SET and WHERE is the existing row's (qualified
+    with the target's alias: `excluded` has the same column names); subqueries keep theirs."""
+    def qualify(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Column) and not n.table and not isinstance(n.this, exp.Star) \
+                and n.find_ancestor(exp.Select) is None:
+            return exp.column(n.this.copy(), table=exp.to_identifier(alias, quoted=True))
+        return n
+    return node.transform(qualify, copy=True)
 
 
 class _NotSimple(Exception):
@@ -296,7 +401,7 @@ def _plan_update(tree: exp.Update) -> UpdatePlan:
         if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
             raise SyntaxError_("syntax error in SET clause")
         sets.append(eq.this.name)
-        exprs.append(f'{eq.expression.sql(dialect="duckdb")} AS "__new_{len(exprs)}"')
+        exprs.append(f'{_as_alias(eq.expression, table).sql(dialect="duckdb")} AS "__new_{len(exprs)}"')
     from_ = tree.args.get("from_") or tree.args.get("from")
     where = tree.args.get("where")
     src = table.sql(dialect="duckdb")
@@ -305,8 +410,8 @@ def _plan_update(tree: exp.Update) -> UpdatePlan:
         extra = ", " + ", ".join(e.sql(dialect="duckdb") for e in from_.expressions) if hasattr(from_, "expressions") and from_.expressions else ", " + from_.this.sql(dialect="duckdb")
     sql = f'SELECT "{target.alias}".*, {", ".join(exprs)} FROM {src}{extra}'
     if where is not None:
-        sql += " " + where.sql(dialect="duckdb")
-    return UpdatePlan(target, tuple(sets), sql, _returning(tree), _param_count(tree), _reads(tree, table))
+        sql += " " + _as_alias(where, table).sql(dialect="duckdb")
+    return UpdatePlan(target, tuple(sets), sql, _returning(tree, table), _param_count(tree), _reads(tree, table))
 
 
 def _plan_delete(tree: exp.Delete) -> DeletePlan:
@@ -318,5 +423,67 @@ def _plan_delete(tree: exp.Delete) -> DeletePlan:
     sql = f'SELECT "{target.alias}".* FROM {src}{extra}'
     where = tree.args.get("where")
     if where is not None:
-        sql += " " + where.sql(dialect="duckdb")
-    return DeletePlan(target, sql, _returning(tree), _param_count(tree), _reads(tree, table))
+        sql += " " + _as_alias(where, table).sql(dialect="duckdb")
+    return DeletePlan(target, sql, _returning(tree, table), _param_count(tree), _reads(tree, table))
+
+
+def _plan_merge(tree: exp.Merge) -> MergePlan:
+    table = tree.this
+    target = _target(table)
+    if tree.args.get("returning") is not None:
+        raise SyntaxError_('syntax error at or near "RETURNING"')
+    source = tree.args.get("using")
+    on = tree.args.get("on")
+    if source is None or on is None:
+        raise SyntaxError_("syntax error in MERGE: expected USING source ON condition")
+    alias = exp.to_identifier(target.alias, quoted=True).sql(dialect="duckdb")
+    hit = f"{alias}.{MERGE_HIT}"
+    whens, cases, values = [], [], []
+    for i, w in enumerate(tree.args["whens"].expressions):
+        if w.args.get("source"):
+            raise FeatureNotSupported("MERGE ... WHEN NOT MATCHED BY SOURCE is not supported",
+                                      hint="PostgreSQL 15's MERGE has WHEN MATCHED and WHEN NOT MATCHED")
+        matched = bool(w.args.get("matched"))
+        then = w.args.get("then")
+        cond = w.args.get("condition")
+        test = f"{hit} IS {'NOT ' if matched else ''}NULL"
+        if cond is not None:
+            test += f" AND ({_as_alias(cond, table).sql(dialect='duckdb')})"
+        cases.append(f"WHEN {test} THEN {i}")
+        if isinstance(then, exp.Update):
+            if not matched:
+                raise SyntaxError_('syntax error at or near "UPDATE"')
+            cols = []
+            for j, eq in enumerate(then.expressions):
+                if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
+                    raise SyntaxError_("syntax error in SET clause")
+                cols.append(eq.this.name)
+                values.append(f'{_as_alias(eq.expression, table).sql(dialect="duckdb")} AS "__w{i}_{j}"')
+            whens.append(MergeAction(True, "UPDATE", tuple(cols)))
+        elif isinstance(then, exp.Insert):
+            if matched:
+                raise SyntaxError_('syntax error at or near "INSERT"')
+            names = then.this.expressions if isinstance(then.this, exp.Tuple) else []
+            row = then.args.get("expression")
+            if row is None:
+                raise FeatureNotSupported("MERGE ... INSERT DEFAULT VALUES is not supported",
+                                          hint="name the columns and their values")
+            items = row.expressions if isinstance(row, exp.Tuple) else [row]
+            for j, v in enumerate(items):
+                values.append(f'{_as_alias(v, table).sql(dialect="duckdb")} AS "__w{i}_{j}"')
+            whens.append(MergeAction(False, "INSERT", tuple(c.name for c in names), len(items)))
+        else:
+            word = (then.sql() if then is not None else "").upper()
+            if word == "DELETE" and matched:
+                whens.append(MergeAction(True, "DELETE"))
+            elif word == "DO NOTHING":
+                whens.append(MergeAction(matched, "NOTHING"))
+            else:
+                raise SyntaxError_(f'syntax error at or near "{word or "THEN"}"')
+    clause = f"CASE {' '.join(cases)} END AS \"__clause\""
+    src = source.sql(dialect="duckdb")
+    select = (f"SELECT {MERGE_COLUMNS}, {clause}{''.join(', ' + v for v in values)} "
+              f"FROM {src} LEFT JOIN {MERGE_TARGET} AS {alias} ON {_as_alias(on, table).sql(dialect='duckdb')}")
+    plain = exp.table_(table.name, db=table.db or None).sql(dialect="duckdb")
+    check = select.replace(MERGE_COLUMNS, "1").replace(MERGE_TARGET, f"(SELECT *, true AS {MERGE_HIT} FROM {plain})")
+    return MergePlan(target, tuple(whens), select, check, _param_count(tree), _reads(tree, table))

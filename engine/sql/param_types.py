@@ -9,10 +9,13 @@ A parameter with none of these stays None (the caller sends `text`, like Postgre
 """
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import sqlglot
 from sqlglot import exp
+
+from engine.catalog import pg_session
 
 ColumnTypes = Callable[[exp.Table], dict[str, str]]
 
@@ -20,6 +23,7 @@ _OTHER_OPERAND = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSaf
                   exp.NullSafeNEQ, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.IntDiv)
 _TEXT_OPERAND = (exp.Like, exp.ILike, exp.DPipe, exp.RegexpLike, exp.SimilarTo)
 _BOOLEAN_OPERAND = (exp.And, exp.Or, exp.Not)
+_ARRAY_CAST = re.compile(r"\$(\d+)\s*::\s*([A-Za-z_][\w ]*?)\s*((?:\[\])+)")
 
 
 def infer_param_types(sql: str, count: int, column_types: ColumnTypes) -> list[str | None]:
@@ -29,6 +33,9 @@ def infer_param_types(sql: str, count: int, column_types: ColumnTypes) -> list[s
     found: list[str | None] = [None] * count
     if count == 0:
         return found
+    for m in _ARRAY_CAST.finditer(sql):  # `$1::oid[]`: a type name sqlglot does not know
+        if 0 < int(m.group(1)) <= count:
+            found[int(m.group(1)) - 1] = m.group(2).upper() + m.group(3)
     try:
         tree = sqlglot.parse_one(space_params(sql), read="postgres")
     except sqlglot.errors.SqlglotError:
@@ -100,6 +107,12 @@ class _Scope:
             child, parent = parent, parent.parent
         if isinstance(parent, exp.Cast):
             return parent.to.sql(dialect="duckdb")
+        if isinstance(parent, exp.Any) or (isinstance(parent, exp.Anonymous) and parent.name.upper() == "ALL"):
+            compared = parent.parent  # x = ANY($1), x <> ALL($1): an array of x's type
+            if isinstance(compared, _OTHER_OPERAND) and compared.expression is parent:
+                element = self.type_of(compared.this)
+                return element + "[]" if element else None
+            return None
         if isinstance(parent, _OTHER_OPERAND):
             other = parent.expression if child is parent.this else parent.this
             return self.type_of(other)
@@ -117,6 +130,10 @@ class _Scope:
             return self.type_of(parent.this)
         if isinstance(parent, (exp.Limit, exp.Offset, exp.Fetch)):
             return "BIGINT"
+        if isinstance(parent, exp.Anonymous):
+            args = parent.expressions
+            types = pg_session.ARGUMENT_TYPES.get(parent.name.lower(), {}).get(len(args))
+            return types[args.index(child)] if types and child in args else None
         if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
             return self._inserted_column_type(parent.expressions.index(child), parent.parent)
         return None

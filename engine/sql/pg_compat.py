@@ -18,6 +18,16 @@ construct onto tierd's catalog (engine.pg_catalog):
   function's one column after its alias (likewise unnest, generate_subscripts)
 - `json_build_object(...)` -> `json_object(...)` and other Postgres functions DuckDB has
   under another name (variadic, so not macros)
+- `'{a,"b c",NULL}'::text[]`, `CAST('{{1,2},{3,4}}' AS int[])` -> DuckDB list literals
+  (`['a', 'b c', NULL]::text[]`, `[['1','2'],['3','4']]::int[][]`): Postgres's array text
+  (sql/arrays.py), the type's dimensions following the literal's
+- `format(f, a, b)` -> `__pg_format(f, [a::VARCHAR, b::VARCHAR])` and the two-argument
+  `to_timestamp(t, f)` -> `__pg_to_timestamp(t, f)::TIMESTAMPTZ` (Python UDFs of
+  engine/sql/functions.py: DuckDB has neither variadic UDFs nor this overload)
+- jsonb operators onto DuckDB's JSON functions: `a @> b` -> `json_contains(a, b)` (and `<@`),
+  `a ? k` / `?|` / `?&` -> key tests, `a #> '{x,0}'` / `#>>` -> `json_extract[_string](a,
+  '$."x"[0]')`, `a || b` of jsonb -> `__pg_jsonb_concat` (a json operand must be evident from the
+  text for @>, <@ and ||, as they mean list containment and string concatenation otherwise)
 - `current_setting('x')` -> the session's value of x; with a name computed at run time (a
   parameter, an expression) -> a call of tierd's current_setting over the session's settings
   passed in as a MAP; `set_config('x', 'v', local)` sets x and yields 'v' (constant arguments)
@@ -32,26 +42,36 @@ from dataclasses import dataclass
 
 import duckdb
 
-from engine.catalog import pg_catalog
+from engine.catalog import pg_catalog, pg_session
+from engine.errors import EngineError
+from engine.sql import arrays, functions, pg_format
 
 _T = duckdb.token_type
 _REGEX_OPS = {"~": ("~", ""), "!~": ("!~", ""), "~*": ("~", "i"), "!~*": ("!~", "i")}
 _SCALAR_SRFS = {"generate_series", "unnest", "generate_subscripts"}
+_SELECT_LIST_SRFS = {"generate_series"}  # DuckDB's unnest already expands; jsonb_* are macros
 # Keywords that end a FROM clause (at the same parenthesis depth).
 _AFTER_FROM = {"where", "group", "having", "order", "limit", "offset", "union", "except", "intersect",
                "window", "qualify", "select", "on", "using", "returning"}
 _RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": "json_object",
-                      "json_agg": "json_group_array", "jsonb_agg": "json_group_array"}
+                      # engine/sql/functions.py: named so that sqlglot leaves them alone
+                      "to_char": "tierd_to_char", "to_date": "tierd_to_date", "to_number": "tierd_to_number",
+                      "jsonb_build_array": "json_array", "json_build_array": "json_array", "to_jsonb": "to_json"}
 _REG_TYPES = {"regclass", "regtype", "regnamespace", "regproc", "regprocedure"}
 _DROPPED_COLLATIONS = {"default", '"default"', '"c"', '"posix"', "c", "posix"}
-_CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS)
+_CATALOG_NAMES = ({n.lower() for n in pg_catalog.TABLES} | set(pg_catalog.VIEWS) | set(pg_catalog.MACROS) | pg_session.NAMES
                   | {"pg_catalog", "information_schema", "pg_settings"})
 # Functions of one value that Postgres also accepts as a one-row table in FROM.
 _SCALARS_IN_FROM = {"string_to_array", "regexp_split_to_array", "current_schemas", "current_setting"}
 
 
 # Every word the rewrites look for: a cheap test before tokenizing.
-_TRIGGERS = frozenset(_CATALOG_NAMES | _REG_TYPES | _SCALAR_SRFS | set(_RENAMED_FUNCTIONS) | _SCALARS_IN_FROM
+_UDF_CALLS = {"format", "to_timestamp", "json_agg", "jsonb_agg"}
+_JSON_OP_CHARS = ("?", "@>", "<@", "#>", "json")
+_JSON_OP_TOKENS = {"?", "@>", "<@", "#", "||"}
+_JSONISH = re.compile(r"json|->|^\s*'\s*[\[{]", re.I)
+_JSON_TYPED = re.compile(r"::\s*jsonb?\b|\bjsonb?_\w+\s*\(|\bto_jsonb?\s*\(|\bjson_object\s*\(|\bjson_array\s*\(", re.I)
+_TRIGGERS = frozenset(_CATALOG_NAMES | _REG_TYPES | _SCALAR_SRFS | set(_RENAMED_FUNCTIONS) | _SCALARS_IN_FROM | _UDF_CALLS
                       | {"operator", "collate", "current_setting", "set_config"})
 _WORD = re.compile(r"\w+")
 
@@ -152,18 +172,20 @@ def rewrite(sql: str, settings: dict[str, str] | None = None, derived: dict[str,
     """Client SQL with the Postgres-only constructs above rewritten; `settings` is the
     session's (read by current_setting, written by set_config); `derived` are read-only
     settings computed for the session (is_superuser, ...)."""
-    if "~" not in sql and _TRIGGERS.isdisjoint(_WORD.findall(sql.lower())):  # most SQL: nothing to do
-        return Rewritten(sql, False)
+    if "~" not in sql and "'{" not in sql and not any(op in sql for op in _JSON_OP_CHARS) \
+            and _TRIGGERS.isdisjoint(_WORD.findall(sql.lower())):
+        return Rewritten(sql, False)  # most SQL: nothing to do
     try:
         toks = tokens(sql)
     except duckdb.Error:
         return Rewritten(sql, False)
     if not any(t.low in _CATALOG_NAMES or t.low in ("operator", "collate", "current_setting", "set_config")
                or t.low in _REG_TYPES or t.text in _REGEX_OPS or t.low in _SCALAR_SRFS
-               or t.low in _RENAMED_FUNCTIONS or t.low in _SCALARS_IN_FROM for t in toks):
+               or t.low in _RENAMED_FUNCTIONS or t.low in _SCALARS_IN_FROM or t.text.startswith("'{")
+               or t.low in _UDF_CALLS or t.text in _JSON_OP_TOKENS for t in toks):
         return Rewritten(sql, False)
-    uses_catalog = any(t.low in _CATALOG_NAMES for t in toks)
-    toks = _name_srf_columns(toks)
+    uses_catalog = any(t.low in _CATALOG_NAMES or t.low in _REG_TYPES for t in toks)  # reg casts look names up
+    toks = _json_operators(_srfs_in_select_list(_name_srf_columns(_array_literals(toks))))
     out: list[Tok] = []
     i = 0
     while i < len(toks):
@@ -237,6 +259,13 @@ def rewrite(sql: str, settings: dict[str, str] | None = None, derived: dict[str,
                 call = _reg_call(toks[close - 1].low, operand, _text_cast_follows(toks, close + 1, in_cast=True))
                 call[0].pre = t.pre
                 toks[i:close + 1] = call  # rewritten further (nested casts) as the loop goes on
+                continue
+        if t.low in _UDF_CALLS and nxt == "(" and not (out and out[-1].text == "."):
+            call = _udf_call(toks, i)
+            if call is not None:
+                call_toks, close = call
+                call_toks[0].pre = t.pre
+                toks[i:close + 1] = call_toks  # the arguments are rewritten as the loop goes on
                 continue
         if t.low in _RENAMED_FUNCTIONS and nxt == "(":
             out.append(Tok(_RENAMED_FUNCTIONS[t.low], _T.identifier, t.pre))
@@ -348,6 +377,204 @@ def _name_srf_columns(toks: list[Tok]) -> list[Tok]:
                             Tok(")", _T.operator, "")])
                 i = k + 1
                 continue
+        i += 1
+    return out
+
+
+def _call_args(toks: list[Tok], open_at: int, close: int) -> list[str]:
+    """The argument texts of a call whose parentheses are toks[open_at] and toks[close]."""
+    args, depth, start = [], 0, open_at + 1
+    for j in range(open_at + 1, close):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(toks[j].text, 0)
+        if toks[j].text == "," and depth == 0:
+            args.append(_join(toks[start:j]).strip())
+            start = j + 1
+    last = _join(toks[start:close]).strip()
+    return args + [last] if last or args else args
+
+
+def _udf_call(toks: list[Tok], i: int) -> tuple[list[Tok], int] | None:
+    """format(...) / to_timestamp(text, fmt) as the UDF call (module docstring), and the
+    index of the call's closing parenthesis; None to leave the call as it is."""
+    close = _closing(toks, i + 1)
+    if close is None:
+        return None
+    args = _call_args(toks, i + 1, close)
+    if toks[i].low == "format" and args:
+        rest = ", ".join(f"CAST({a} AS VARCHAR)" for a in args[1:])
+        sql = f"{functions.FORMAT_UDF}({args[0]}, {'[' + rest + ']' if rest else '[]::VARCHAR[]'})"
+    elif toks[i].low in ("json_agg", "jsonb_agg") and args:
+        sql = f"to_json(list({', '.join(args)}))"  # DuckDB's json_group_array takes no ORDER BY
+    elif toks[i].low == "to_timestamp" and len(args) == 2:
+        sql = f"CAST({functions.TO_TIMESTAMP_UDF}({args[0]}, {args[1]}) AS TIMESTAMPTZ)"
+    else:
+        return None
+    return tokens(sql), close
+
+
+def _array_literals(toks: list[Tok]) -> list[Tok]:
+    """`'{1,2}'::int[]` / `CAST('{1,2}' AS int[])` -> `['1', '2']::int[]` (module docstring)."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        value = _literal_value(t)
+        if value is None or not value.lstrip().startswith(("{", "[")) or i + 1 >= len(toks) \
+                or toks[i + 1].low not in ("::", "as"):
+            out.append(t)
+            i += 1
+            continue
+        k = _skip_pg_catalog(toks, i + 2)
+        while k < len(toks) and toks[k].kind in (_T.keyword, _T.identifier) and toks[k].low != "array":
+            k += 1  # the type's name: one or more words (double precision, character varying)
+        dims = 0
+        while k + 1 < len(toks) and toks[k].text == "[" and toks[k + 1].text == "]":
+            dims, k = dims + 1, k + 2
+        if k < len(toks) and toks[k].low == "array":
+            dims, k = 1, k + 1
+        if dims == 0 or k == i + 2:
+            out.append(t)
+            i += 1
+            continue
+        try:
+            parsed = arrays.parse(value)
+        except EngineError:
+            out.append(t)  # DuckDB's cast error becomes `malformed array literal`
+            i += 1
+            continue
+        out.extend(_spliced(arrays.duckdb_list(parsed), t.pre))
+        out.extend(toks[i + 1:k - (2 * dims if toks[k - 1].low != "array" else 1)])
+        out.extend(_spliced("[]" * arrays.depth(parsed), ""))
+        i = k
+    return out
+
+
+def _operand_end(toks: list[Tok], j: int) -> int:
+    """Index just past the operand starting at toks[j]: a literal, a (qualified) name, a call,
+    a parenthesised expression or ARRAY[...], with any `::type` casts after it."""
+    if j >= len(toks):
+        return j
+    if toks[j].text == "(":
+        k = (_closing(toks, j) or len(toks) - 1) + 1
+    elif toks[j].low == "array" and j + 1 < len(toks) and toks[j + 1].text == "[":
+        depth, k = 0, j + 1
+        while k < len(toks):
+            depth += {"[": 1, "]": -1}.get(toks[k].text, 0)
+            k += 1
+            if depth == 0:
+                break
+    else:
+        k = j + 1
+        while k + 1 < len(toks) and toks[k].text == ".":
+            k += 2
+        if k < len(toks) and toks[k].text == "(":
+            k = (_closing(toks, k) or len(toks) - 1) + 1
+    while k + 1 < len(toks) and toks[k].text == "::":
+        k += 2
+        while k + 1 < len(toks) and toks[k].text == "[" and toks[k + 1].text == "]":
+            k += 2
+    return k
+
+
+def _json_operators(toks: list[Tok]) -> list[Tok]:
+    """jsonb operators as DuckDB JSON function calls (module docstring)."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        op, width = t.text, 1
+        if t.text == "#" and i + 1 < len(toks) and toks[i + 1].text in (">", ">>") and not toks[i + 1].pre:
+            op, width = "#" + toks[i + 1].text, 2
+        elif t.text == "?" and i + 1 < len(toks) and toks[i + 1].text in ("|", "&") and not toks[i + 1].pre:
+            op, width = "?" + toks[i + 1].text, 2
+        if op not in ("@>", "<@", "?", "?|", "?&", "#>", "#>>", "||") or not out:
+            out.append(t)
+            i += 1
+            continue
+        end_at = len(out) - 1
+        while end_at >= 1 and out[end_at].text == "]" and out[end_at - 1].text == "[":
+            end_at -= 2  # ::text[]
+        start = _operand_start(out, end_at)
+        while start >= 2 and out[start - 1].text in ("->", "->>", "::"):
+            start = _operand_start(out, start - 2)
+        end = _operand_end(toks, i + width)
+        left, right = _join(out[start:]).strip(), _join(toks[i + width:end]).strip()
+        call = _json_call(op, left, right)
+        if call is None:
+            out.append(t)
+            i += 1
+            continue
+        pre = out[start].pre
+        del out[start:]
+        out.extend(_spliced(call, pre))
+        i = end
+    return out
+
+
+def _json_call(op: str, left: str, right: str) -> str | None:
+    if not left or not right:
+        return None
+    if op in ("@>", "<@"):
+        if not (_JSONISH.search(left) or _JSONISH.search(right)):
+            return None  # list containment
+        return f"json_contains({left}, {right})" if op == "@>" else f"json_contains({right}, {left})"
+    if op == "?":
+        return f"{functions.JSONB_EXISTS}({left}, {right})"
+    if op in ("?|", "?&"):
+        keys = right
+        if right.startswith("'{"):
+            try:
+                keys = arrays.duckdb_list(arrays.parse(right[1:-1].replace("''", "'")))
+            except EngineError:
+                return None
+        return f"list_has_{'any' if op == '?|' else 'all'}(json_keys({left}), {keys})"
+    if op in ("#>", "#>>"):
+        if not (right.startswith("'") and right.endswith("'")):
+            return None
+        try:
+            path = pg_format.json_path(right[1:-1].replace("''", "'"))
+        except EngineError:
+            return None
+        if not path:
+            return None
+        fn = "json_extract" if op == "#>" else "json_extract_string"
+        return f"{fn}({left}, '{path.replace(chr(39), chr(39) * 2)}')"
+    if op == "||" and (_JSON_TYPED.search(left) or _JSON_TYPED.search(right)):
+        return f"{functions.JSONB_CONCAT_UDF}(({left})::VARCHAR, ({right})::VARCHAR)::JSON"
+    return None
+
+
+def _srfs_in_select_list(toks: list[Tok]) -> list[Tok]:
+    """`SELECT generate_series(1, 3)` -> `SELECT unnest(generate_series(1, 3))`: in PostgreSQL a
+    set-returning function in the SELECT list yields rows; DuckDB's generate_series is a
+    scalar returning a list there."""
+    out: list[Tok] = []
+    clause = ["other"]  # per parenthesis depth: the clause the tokens are in
+    wraps: list[int] = []  # depths whose closing parenthesis also closes an unnest(
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if t.text == "(":
+            clause.append(clause[-1] if clause[-1] == "select" else "other")
+        elif t.text == ")" and len(clause) > 1:
+            clause.pop()
+            out.append(t)
+            if wraps and wraps[-1] == len(clause):
+                wraps.pop()
+                out.append(Tok(")", _T.operator, ""))
+            i += 1
+            continue
+        elif t.low == "select":
+            clause[-1] = "select"
+        elif t.low in ("from", "where", "group", "having", "order", "limit", "window", "qualify", "into"):
+            clause[-1] = "other"
+        elif (t.low in _SELECT_LIST_SRFS and clause[-1] == "select" and i + 1 < len(toks)
+              and toks[i + 1].text == "(" and not (out and out[-1].text in (".",))):
+            out.append(Tok("unnest", _T.identifier, t.pre))
+            out.append(Tok("(", _T.operator, ""))
+            t = Tok(t.text, t.kind, "")
+            wraps.append(len(clause))
+        out.append(t)
         i += 1
     return out
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from engine.errors import FeatureNotSupported, SyntaxError_
+from engine.errors import FeatureNotSupported, SyntaxError_, from_duckdb
 
 QName = tuple[str, str, str]  # (catalog, schema, name), "" for a part not written
 
@@ -151,7 +151,7 @@ def query_texts(sql: str) -> list[str]:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
-        raise SyntaxError_(str(exc)) from None
+        raise from_duckdb(exc) from None
     out = []
     for st in statements:
         text = st.query
@@ -161,7 +161,7 @@ def query_texts(sql: str) -> list[str]:
             try:
                 inner = duckdb.extract_statements(text)
             except duckdb.Error as exc:
-                raise SyntaxError_(str(exc)) from None
+                raise from_duckdb(exc) from None
             kind = inner[0].type if len(inner) == 1 else None
         if kind != duckdb.StatementType.SELECT:
             what = kind.name if kind is not None else "several statements"

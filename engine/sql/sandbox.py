@@ -40,6 +40,7 @@ import re
 import duckdb
 
 from engine.errors import InsufficientPrivilege
+from engine.sql import functions
 from engine.sql.refs import SqlRefs, analyze
 from engine.sql.split import code_tokens, leading_words
 
@@ -49,7 +50,8 @@ DETAIL = "tierd runs client SQL in a sandbox: no file, directory, extension, dat
 ALLOWED_TABLE_FUNCTIONS = frozenset({
     "range", "generate_series", "unnest", "repeat", "repeat_row", "json_each", "json_tree",
     "pg_timezone_names", "icu_calendar_names", "duckdb_keywords", "duckdb_types", "duckdb_functions",
-})
+    "pg_listening_channels",  # tierd's table macro (engine/catalog/pg_session.py)
+}) | functions.TABLE_FUNCTIONS  # PostgreSQL's set-returning functions tierd defines
 # Schemas whose functions and views are the Postgres catalog tierd presents (DuckDB's built-in
 # table functions do not resolve there, so a name in them cannot reach read_csv & co).
 CATALOG_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
@@ -204,8 +206,10 @@ def check_write(plan) -> None:
             if not (big_values and not _SUSPECT_CALL.search(source)):
                 # DEFAULT is only valid in an INSERT's VALUES; NULL parses alike for analysis.
                 check_query(f"SELECT * FROM ({_DEFAULT.sub('NULL', source)}) AS inserted")
+        if plan.conflict is not None and plan.conflict.set_exprs is not None:
+            check_query(f"SELECT {plan.conflict.set_exprs}")  # DO UPDATE's SET and WHERE
     else:
-        check_query(plan.select_sql)
+        check_query(plan.check_sql if isinstance(plan, dml.MergePlan) else plan.select_sql)
     if plan.returning is not None:
         check_query(f"SELECT {plan.returning}")
 

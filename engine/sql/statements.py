@@ -41,7 +41,7 @@ _CREATE_TABLE = re.compile(
     rf"^\s*CREATE\s+(?:(USER|SHARED|STREAM)\s+)?TABLE\s+(IF\s+NOT\s+EXISTS\s+)?{_QNAME}\s*\(",
     re.I | re.S,
 )
-_OPTION = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^']|'')*'|[^,\s)]+)\s*(,|$)", re.S)
+_OPTION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*('(?:[^']|'')*'|[^,\s)]+)\s*(,|$)", re.S)
 
 
 def matching_paren(sql: str, open_at: int, statement: str = "CREATE TABLE") -> int:
@@ -118,9 +118,10 @@ class DropNamespace:
 
 @dataclass(frozen=True)
 class DropTable:
-    name: str  # as written (quoting kept): split_qualified resolves it
+    name: str  # as written (quoting kept): split_qualified resolves it; the first of `names`
     if_exists: bool
     action: str = "DROP TABLE"
+    names: tuple[str, ...] = ()  # DROP TABLE a, b, c: every name
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class JobCommand:
 _NAMESPACE_PATTERNS = [
     (CreateNamespace, re.compile(rf"^\s*CREATE\s+(?:NAMESPACE|SCHEMA)\s+(?P<if>IF\s+NOT\s+EXISTS\s+)?(?P<name>{_NAME})\s*;?\s*$", re.I)),
     (DropNamespace, re.compile(rf"^\s*DROP\s+(?:NAMESPACE|SCHEMA)\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_NAME})(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
-    (DropTable, re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]})(?:\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
+    (DropTable, re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]}(?:\s*,\s*{_QNAME[1:-1]})*)(?:\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
 ]
 _STORAGE_JOB = re.compile(rf"^\s*STORAGE\s+(?P<verb>FLUSH|COMPACT|PUBLISH)\s+(?:TABLE\s+(?P<name>{_QNAME[1:-1]})|ALL(?:\s+IN\s+(?P<ns>{_NAME}))?)(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)
 _JOB_COMMAND = re.compile(r"^\s*(?P<verb>RETRY|KILL)\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)
@@ -158,7 +159,8 @@ def parse_namespace_or_drop(sql: str) -> CreateNamespace | DropNamespace | DropT
             if cls is DropNamespace:
                 return DropNamespace(m.group("name"), bool(m.group("if")),
                                      (m.group("cascade") or "").strip().upper() == "CASCADE")
-            return DropTable(m.group("name"), bool(m.group("if")))
+            names = tuple(n.strip() for n in re.findall(_QNAME, m.group("name")))
+            return DropTable(names[0], bool(m.group("if")), names=names)
     return None
 
 

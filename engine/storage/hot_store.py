@@ -3,19 +3,49 @@
 Each committed write statement (or transaction) is one LevelDB WriteBatch written with
 sync=True, so an acknowledged write survives kill -9. Row batches are stored as Arrow IPC
 under `h/<table id>/<first seq>`; a flush deletes the batches it moved to Parquet.
+
+I/O errors: a failed write is 53100 `could not extend file …` on a full disk, else 58030,
+never LevelDB's bytes. Once LevelDB has failed a write (or its background compaction has
+failed, after which it refuses every write), it stays failed until it is opened again: so
+the next write, at most once a second, closes and reopens it first (LevelDB then resumes its
+compaction), and `writable()` probes the same way for the health check. No restart needed
+once space is freed; nothing acknowledged is lost (a write either reached the log or failed).
 """
 from __future__ import annotations
 
 import bisect
 import json
+import logging
+import os
+import re
 import struct
 import threading
-from typing import Iterator
+import time
+from typing import Callable, Iterator, TypeVar
 
 import plyvel
 import pyarrow as pa
 
-from engine.errors import DataDirLocked
+from engine.errors import DataDirLocked, DiskFull, EngineError, IoError
+
+log = logging.getLogger("tierd.hot_store")
+R = TypeVar("R")
+PROBE_KEY = b"m/probe"
+REOPEN_EVERY_S = 1.0
+MIN_FREE_TO_REOPEN = 8 << 20  # bytes free before a LevelDB that hit a full disk is reopened
+_ENOSPC = re.compile(r"(?:IO error: )?(.*?): No space left on device")
+
+
+def storage_error(exc: Exception) -> EngineError:
+    """LevelDB's error as Postgres words it: a full disk is 53100, anything else 58030."""
+    text = exc.args[0] if exc.args else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    m = _ENOSPC.search(str(text))
+    if m:
+        return DiskFull(f'could not extend file "{m.group(1)}": No space left on device',
+                        hint="Check free disk space.")
+    return IoError(f"hot tier: {text}")
 
 SEQ_KEY = b"m/seq"
 
@@ -41,6 +71,7 @@ def decode_batch(data: bytes) -> pa.Table:
 
 class HotStore:
     def __init__(self, path: str):
+        self.path = path
         try:
             self.db = plyvel.DB(path, create_if_missing=True)
         except plyvel.IOError as exc:
@@ -49,6 +80,9 @@ class HotStore:
                     f"data directory is in use by another tierd process ({path}/LOCK is held)"
                 ) from exc
             raise
+        self._gate = threading.RLock()  # one LevelDB call at a time against a reopen
+        self.failure: EngineError | None = None  # the last write error, until a write succeeds
+        self._reopened_at = 0.0
         # Per table, the sorted first seqs of its row batches, listed from LevelDB once and
         # then kept up to date: listing keys walks the (large) values too, and a flush and
         # every hot point lookup need them.
@@ -56,17 +90,68 @@ class HotStore:
         self._firsts_lock = threading.Lock()
 
     def close(self) -> None:
-        if not self.db.closed:
-            self.db.close()
+        with self._gate:
+            if not self.db.closed:
+                self.db.close()
+
+    # --- writes, and recovering from their failures ------------------------------
+    def _write(self, op: Callable[[plyvel.DB], R]) -> R:
+        """Run a LevelDB write; after a failure, reopen LevelDB first (at most once a second)."""
+        with self._gate:
+            if self.failure is not None:
+                self._reopen()
+            try:
+                out = op(self.db)
+            except (plyvel.Error, RuntimeError) as exc:
+                self.failure = storage_error(exc)
+                log.warning("hot tier write failed: %s", self.failure.message)
+                raise self.failure from None
+            if self.failure is not None:
+                log.info("hot tier writes work again")
+                self.failure = None
+            return out
+
+    def _reopen(self) -> None:
+        """Close and open LevelDB again, clearing its sticky error; not while the disk is
+        still full (a LevelDB that cannot be opened again would fail reads too)."""
+        now = time.monotonic()
+        if now - self._reopened_at < REOPEN_EVERY_S:
+            raise self.failure
+        self._reopened_at = now
+        if not self.db.closed and isinstance(self.failure, DiskFull):
+            st = os.statvfs(self.path)
+            if st.f_bavail * st.f_frsize < MIN_FREE_TO_REOPEN:
+                raise self.failure
+        try:
+            if not self.db.closed:
+                self.db.close()
+            self.db = plyvel.DB(self.path, create_if_missing=True)
+        except (plyvel.Error, RuntimeError) as exc:
+            self.failure = storage_error(exc)
+            raise self.failure from None
+
+    def writable(self) -> str | None:
+        """Health: None when the hot tier takes a write now (probed after a failure), else why not."""
+        if self.failure is None:
+            return None
+        try:
+            self._write(lambda db: db.put(PROBE_KEY, b"1", sync=True))
+        except EngineError as exc:
+            return f"the hot tier cannot take a write: {exc.message}"
+        return None
 
     # --- sequence numbers -------------------------------------------------------
+    def _get(self, key: bytes) -> bytes | None:
+        with self._gate:  # never against a LevelDB being reopened
+            return self.db.get(key)
+
     def last_seq(self) -> int:
-        raw = self.db.get(SEQ_KEY)
+        raw = self._get(SEQ_KEY)
         return struct.unpack(">Q", raw)[0] if raw else 0
 
     def persist_seq(self, seq: int) -> None:
         if seq > self.last_seq():
-            self.db.put(*self.seq_put(seq), sync=True)
+            self._write(lambda db: db.put(*self.seq_put(seq), sync=True))
 
     @staticmethod
     def seq_put(seq: int) -> tuple[bytes, bytes]:
@@ -74,26 +159,44 @@ class HotStore:
 
     # --- generic records (catalog, jobs) ----------------------------------------
     def put_json(self, key: str, value: dict, sync: bool = True) -> None:
-        self.db.put(key.encode(), json.dumps(value).encode(), sync=sync)
+        data = json.dumps(value).encode()
+        self._write(lambda db: db.put(key.encode(), data, sync=sync))
 
     def get_json(self, key: str) -> dict | None:
-        raw = self.db.get(key.encode())
+        raw = self._get(key.encode())
         return json.loads(raw) if raw else None
 
     def delete(self, key: str, sync: bool = True) -> None:
-        self.db.delete(key.encode(), sync=sync)
+        self._write(lambda db: db.delete(key.encode(), sync=sync))
 
     def scan_json(self, prefix: str) -> Iterator[tuple[str, dict]]:
         for k, v in self.db.iterator(prefix=prefix.encode()):
             yield k.decode(), json.loads(v)
 
     # --- row batches ----------------------------------------------------------
-    def commit(self, batches: list[tuple[int, int, pa.Table]], last_seq: int) -> None:
-        """Durably write committed row batches [(table id, first seq, rows)] in one WriteBatch."""
-        with self.db.write_batch(sync=True) as wb:
-            for tid, first_seq, rows in batches:
-                wb.put(batch_key(tid, first_seq), encode_batch(rows))
-            wb.put(*self.seq_put(last_seq))
+    def commit(self, batches: list[tuple[int, int, pa.Table]], last_seq: int,
+               records: dict[str, dict | None] | None = None, deletes: list[bytes] = ()) -> None:
+        """Durably write committed row batches [(table id, first seq, rows)] in one WriteBatch;
+        a transaction's DDL adds its catalog `records` (None: deleted) and the row batches of
+        the tables it dropped (`deletes`), so all of it happens or none."""
+        encoded = [(batch_key(tid, first_seq), encode_batch(rows)) for tid, first_seq, rows in batches]
+
+        def write(db: plyvel.DB) -> None:
+            with db.write_batch(sync=True) as wb:
+                for k, v in encoded:
+                    wb.put(k, v)
+                for key, value in (records or {}).items():
+                    if value is None:
+                        wb.delete(key.encode())
+                    else:
+                        wb.put(key.encode(), json.dumps(value).encode())
+                for key in deletes:
+                    wb.delete(key)
+                wb.put(*self.seq_put(last_seq))
+
+        self._write(write)
+        if deletes:
+            self._forget(list(deletes))
         with self._firsts_lock:  # commits arrive in seq order (write lock, then group order)
             for tid, first_seq, _ in batches:
                 firsts = self._firsts.get(tid)
@@ -109,7 +212,7 @@ class HotStore:
         return sum(len(v) for v in self.db.iterator(prefix=_batch_prefix(tid), include_key=False))
 
     def read_batch(self, key: bytes) -> pa.Table | None:
-        raw = self.db.get(key)
+        raw = self._get(key)
         return None if raw is None else decode_batch(raw)
 
     def _batch_firsts(self, tid: int) -> list[int]:
@@ -136,19 +239,28 @@ class HotStore:
 
     def rewrite(self, puts: list[tuple[bytes, pa.Table]], deletes: list[bytes]) -> None:
         """Replace some batches by smaller ones and drop others, in one durable WriteBatch."""
-        with self.db.write_batch(sync=True) as wb:
-            for k, rows in puts:
-                wb.put(k, encode_batch(rows))  # same key: the batch's first seq stays listed
-            for k in deletes:
-                wb.delete(k)
+        encoded = [(k, encode_batch(rows)) for k, rows in puts]
+
+        def write(db: plyvel.DB) -> None:
+            with db.write_batch(sync=True) as wb:
+                for k, v in encoded:
+                    wb.put(k, v)  # same key: the batch's first seq stays listed
+                for k in deletes:
+                    wb.delete(k)
+
+        self._write(write)
         self._forget(deletes)
 
     def delete_keys(self, keys: list[bytes]) -> None:
         if not keys:
             return
-        with self.db.write_batch(sync=True) as wb:
-            for k in keys:
-                wb.delete(k)
+
+        def write(db: plyvel.DB) -> None:
+            with db.write_batch(sync=True) as wb:
+                for k in keys:
+                    wb.delete(k)
+
+        self._write(write)
         self._forget(keys)
 
     def _forget(self, keys: list[bytes]) -> None:

@@ -12,18 +12,15 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from engine.storage.backend import Storage
 from engine.storage.s3 import S3Storage
 
 if TYPE_CHECKING:  # pyiceberg is imported at first use: a daemon that publishes nothing never loads it
     from pyiceberg.catalog import Catalog as PyCatalog
+    from pyiceberg.schema import Schema
     from pyiceberg.table import Table
-    from pyiceberg.table.name_mapping import NameMapping
 
 CATALOG_NAME = "tierd"
-NAME_MAPPING = "schema.name-mapping.default"
 
 
 @dataclass
@@ -66,18 +63,6 @@ def file_io_properties(storage: Storage) -> dict[str, str]:
     else:
         props["s3.anonymous"] = "true"
     return props
-
-
-def name_mapping(schema, hidden: dict[str, int]) -> NameMapping:
-    """The table's columns by name, and the segment columns the schema leaves out (`hidden`: name
-    -> id outside the schema, so readers that need every file column mapped skip them). Used for
-    segments written without field ids; the seam where ALTER TABLE's schema evolution would add
-    or rename mapped names by column id."""
-    from pyiceberg.table.name_mapping import MappedField, NameMapping, create_mapping_from_schema
-
-    mapped = list(create_mapping_from_schema(schema).root)
-    mapped += [MappedField(field_id=fid, names=[name]) for name, fid in hidden.items()]
-    return NameMapping(root=mapped)
 
 
 class IcebergCatalogs:
@@ -128,12 +113,11 @@ class IcebergCatalogs:
         except NoSuchTableError:
             return None
 
-    def ensure(self, storage: Storage, identifier: str, location: str, schema: pa.Schema,
-               hidden: dict[str, int]) -> Table:
-        """The Iceberg table, created at `location` on first use (format v2, unpartitioned) with
-        `schema`'s columns numbered 1..n in order, plus a name mapping for segments without
-        field ids (`hidden`: segment columns left out). Another daemon may create it at the same
-        moment: then its table is used."""
+    def ensure(self, storage: Storage, identifier: str, location: str, schema: Schema) -> Table:
+        """The Iceberg table, created at `location` on first use (format v2, unpartitioned).
+        pyiceberg numbers a new table's columns afresh: the caller then commits `schema` with
+        its own ids (iceberg_schema). Another daemon may create it at the same moment: then its
+        table is used."""
         from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 
         cat = self.catalog(storage)
@@ -147,13 +131,25 @@ class IcebergCatalogs:
         except NamespaceAlreadyExistsError:
             pass
         try:
-            table = cat.create_table(identifier, schema=schema, location=location,
-                                     properties={"format-version": "2", "tierd.created-by": "tierd"})
+            return cat.create_table(identifier, schema=schema, location=location,
+                                    properties={"format-version": "2", "tierd.created-by": "tierd"})
         except TableAlreadyExistsError:
             return cat.load_table(identifier)
-        with table.transaction() as tx:
-            tx.set_properties({NAME_MAPPING: name_mapping(table.schema(), hidden).model_dump_json()})
-        return cat.load_table(identifier)
+
+    def rename(self, storage: Storage, old: str, new: str) -> None:
+        """ALTER TABLE ... RENAME TO: the Iceberg table takes the new identifier (done once:
+        a retry finds the old one gone)."""
+        from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+
+        cat = self.catalog(storage)
+        try:
+            cat.create_namespace(new.rsplit(".", 1)[0])
+        except NamespaceAlreadyExistsError:
+            pass
+        try:
+            cat.rename_table(old, new)
+        except NoSuchTableError:
+            pass
 
     def drop(self, storage: Storage, identifier: str) -> None:
         from pyiceberg.exceptions import NoSuchTableError

@@ -14,7 +14,9 @@ is rewritten.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 import uuid
 from dataclasses import dataclass, field
 
@@ -132,7 +134,42 @@ def live_files(table: Table) -> list[DataFile]:
     snap = table.current_snapshot()
     if snap is None:
         return []
-    return [e.data_file for m in snap.manifests(table.io) for e in m.fetch_manifest_entry(table.io, discard_deleted=True)]
+    return [e.data_file for m in snapshot_manifests(snap, table.io) for e in manifest_entries(m, table.io)]
+
+
+# manifest path -> its live entries; "list:" + manifest-list path -> its manifests
+_ENTRIES: OrderedDict[str, list] = OrderedDict()
+_ENTRIES_LOCK = threading.Lock()
+CACHED_MANIFESTS = 256
+
+
+def snapshot_manifests(snap: Snapshot, io) -> list[ManifestFile]:
+    """A snapshot's manifests (its manifest list: immutable too, read once)."""
+    key = "list:" + snap.manifest_list
+    with _ENTRIES_LOCK:
+        cached = _ENTRIES.get(key)
+    if cached is None:
+        cached = snap.manifests(io)
+        with _ENTRIES_LOCK:
+            _ENTRIES[key] = cached
+    return cached
+
+
+def manifest_entries(m: ManifestFile, io) -> list[ManifestEntry]:
+    """A manifest's live entries. Manifests are immutable files (a new one per commit, uniquely
+    named) and decoding one costs ~50 ms of Avro schema resolution, so each is read once per
+    process: a publish then reads only the manifests committed since the last one."""
+    with _ENTRIES_LOCK:
+        cached = _ENTRIES.get(m.manifest_path)
+        if cached is not None:
+            _ENTRIES.move_to_end(m.manifest_path)
+            return cached
+    entries = m.fetch_manifest_entry(io, discard_deleted=True)
+    with _ENTRIES_LOCK:
+        _ENTRIES[m.manifest_path] = entries
+        while len(_ENTRIES) > CACHED_MANIFESTS:
+            _ENTRIES.popitem(last=False)
+    return entries
 
 
 def commit_changes(table: Table, changes: list[ScopeChange], properties: dict[str, str],
@@ -192,9 +229,9 @@ def _commit_once(table: Table, changes: list[ScopeChange], deletes: dict[str, Da
     kept: list[ManifestFile] = []
     carried: dict[str, list[ManifestEntry]] = {"data": [], "deletes": []}
     removed: list[ManifestEntry] = []
-    manifests = parent.manifests(io) if parent is not None else []
+    manifests = snapshot_manifests(parent, io) if parent is not None else []
     for m in manifests:
-        entries = m.fetch_manifest_entry(io, discard_deleted=True)
+        entries = manifest_entries(m, io)
         present.update(e.data_file.file_path for e in entries)
         gone = [e for e in entries if leaving(e.data_file)]
         kind = "deletes" if m.content == ManifestContent.DELETES else "data"

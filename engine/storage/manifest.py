@@ -73,6 +73,8 @@ class Manifest:
         ts = now_iso()
         if isinstance(edit, FlushEdit):
             segments, flushed = self.segments + edit.added, max(self.flushed_seq, edit.flushed_seq)
+        elif isinstance(edit, TruncateEdit):
+            segments, flushed = [], max(self.flushed_seq, edit.flushed_seq)
         else:  # CompactionEdit
             segments, flushed = list(edit.added), self.flushed_seq
         return Manifest(
@@ -101,7 +103,15 @@ class CompactionEdit:
     added: list[Segment]
 
 
-ManifestEdit = FlushEdit | CompactionEdit
+@dataclass(frozen=True)
+class TruncateEdit:
+    """TRUNCATE of one scope: no segment is left, and every hot row with `_seq <= flushed_seq`
+    is gone too (recovery drops hot rows a manifest's watermark covers, as after a flush)."""
+    flushed_seq: int
+    added: tuple = ()
+
+
+ManifestEdit = FlushEdit | CompactionEdit | TruncateEdit
 
 
 def load(storage: Storage, scope_dir: str, table_id: str, table_uid: str | None = None,

@@ -28,13 +28,14 @@ def is_segment_file(name: str) -> bool:
 
 def write_segment(storage: Storage, scope: str, seg_id: int, rows: pa.Table, columns: list[str], kind: str,
                   failpoints: Failpoints, step: str, check: Callable[[], None] = lambda: None,
-                  field_ids: dict[str, int] | None = None) -> Segment:
+                  schema_version: int = 1, field_ids: dict[str, int] | None = None) -> Segment:
     """Write `rows` as segment `seg_id` of a scope; `step` names its failpoints
     (`<step>.before_parquet`, `<step>.after_parquet`); `check` runs first (a KILL JOB);
-    `field_ids`: the table's column ids, stored in the Parquet schema (see `with_field_ids`)."""
+    `schema_version`: the table's schema the rows have (readers map its columns by id);
+    `field_ids`: those ids (`TableDef.field_ids`), stored in the Parquet schema (`with_field_ids`)."""
     check()
     path = segment_path(seg_id)
-    data = segment_bytes(with_field_ids(rows, field_ids) if field_ids else rows)
+    data = segment_bytes(rows, field_ids)
     failpoints.hit(f"{step}.before_parquet")
     size = storage.write_atomic(f"{scope}/{path}", data)
     failpoints.hit(f"{step}.after_parquet")
@@ -42,32 +43,110 @@ def write_segment(storage: Storage, scope: str, seg_id: int, rows: pa.Table, col
         id=seg_id, path=path,
         min_seq=pc.min(rows.column("_seq")).as_py(), max_seq=pc.max(rows.column("_seq")).as_py(),
         row_count=rows.num_rows, size_bytes=size, created_at=now_iso(), kind=kind,
-        column_stats=column_stats(rows, columns),
+        column_stats=column_stats(rows, columns), schema_version=schema_version,
     )
 
 
-def with_field_ids(rows: pa.Table, field_ids: dict[str, int]) -> pa.Table:
-    """`rows` with each column's id as Parquet field id (`PARQUET:field_id`), the way Iceberg
-    readers find columns: with ids in the files, readers that ignore Iceberg's name mapping
-    (Daft) read tierd's segments too. Zero-copy: only the schema changes."""
+FIELD_ID = b"PARQUET:field_id"
+NESTED_FIELD_IDS = 1_000_000_000  # list elements and struct fields of column c: this + c * 1000 + k
+
+
+def with_field_ids(schema: pa.Schema, field_ids: dict[str, int]) -> pa.Schema:
+    """`schema` with each column's id as its Parquet field id, the way Iceberg readers find
+    columns (readers that ignore Iceberg's name mapping, such as Daft, read tierd's segments
+    too). The fields inside a list or struct column get ids derived from the column's, in
+    order, so every segment of the column numbers them alike."""
     fields = []
-    for f in rows.schema:
+    for f in schema:
         fid = field_ids.get(f.name)
-        fields.append(f if fid is None else f.with_metadata({**(f.metadata or {}), b"PARQUET:field_id": str(fid).encode()}))
-    return pa.Table.from_arrays(rows.columns, schema=pa.schema(fields, metadata=rows.schema.metadata))
+        if fid is not None:
+            counter = iter(range(1, 1000))
+            f = _with_id(f, fid, lambda: NESTED_FIELD_IDS + fid * 1000 + next(counter))
+        fields.append(f)
+    return pa.schema(fields, metadata=schema.metadata)
 
 
-def segment_bytes(rows: pa.Table) -> bytes:
+def _with_id(f: pa.Field, fid: int, nested) -> pa.Field:
+    t = f.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        value = _with_id(t.value_field, nested(), nested)
+        t = pa.list_(value) if pa.types.is_list(t) else pa.large_list(value)
+    elif pa.types.is_struct(t):
+        t = pa.struct([_with_id(t.field(i), nested(), nested) for i in range(t.num_fields)])
+    elif pa.types.is_map(t):
+        key = _with_id(t.key_field, nested(), nested)
+        t = pa.map_(key, _with_id(t.item_field, nested(), nested))
+    return pa.field(f.name, t, f.nullable, {**(f.metadata or {}), FIELD_ID: str(fid).encode()})
+
+
+def segment_bytes(rows: pa.Table, field_ids: dict[str, int] | None = None) -> bytes:
     """One Parquet segment: zstd, 32,768-row groups (the point lookup's unit of decoding),
-    dictionary pages only for string-like columns. On high-cardinality numbers (keys, values,
+    dictionary pages only for string-like columns, Iceberg field ids (`with_field_ids`). On high-cardinality numbers (keys, values,
     timestamps) the writer builds a dictionary only to give it up, which made flushes ~1.5×
     slower and files ~1.6× bigger (1M events rows: 18.9 vs 11.8 MB)."""
     dictionary = [f.name for f in rows.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
                   or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
                   or pa.types.is_dictionary(f.type)]
+    rows = storable(rows)
+    if field_ids:  # zero-copy: only the schema changes
+        rows = pa.Table.from_arrays(rows.columns, schema=with_field_ids(rows.schema, field_ids))
     buf = io.BytesIO()
     pq.write_table(rows, buf, compression="zstd", row_group_size=32_768, use_dictionary=dictionary or False)
     return buf.getvalue()
+
+
+INTERVAL_STORED = pa.struct([("months", pa.int32()), ("days", pa.int32()), ("nanos", pa.int64())])
+
+
+def storable(rows: pa.Table) -> pa.Table:
+    """Columns Parquet has no type for, in their documented encoding: an interval
+    (month_day_nano_interval) as struct<months int32, days int32, nanos int64>, also as the
+    element of a list; engine/tiers/views.py `stored_value` decodes them on read."""
+    if not any(_has_interval(f.type) for f in rows.schema):
+        return rows
+    cols, fields = [], []
+    for f, col in zip(rows.schema, rows.columns):
+        if _has_interval(f.type):
+            chunks = [_encode_interval(c) for c in col.chunks]
+            col = pa.chunked_array(chunks, type=_stored_type(f.type))
+            f = pa.field(f.name, col.type, f.nullable)
+        cols.append(col)
+        fields.append(f)
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields))
+
+
+def _has_interval(t: pa.DataType) -> bool:
+    if t == pa.month_day_nano_interval():
+        return True
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and _has_interval(t.value_type)
+
+
+def _stored_type(t: pa.DataType) -> pa.DataType:
+    if t == pa.month_day_nano_interval():
+        return INTERVAL_STORED
+    return pa.list_(_stored_type(t.value_type))
+
+
+def _encode_interval(arr: pa.Array) -> pa.Array:
+    """Vectorised: the 16-byte (int32 months, int32 days, int64 nanos) values as a struct,
+    read through fixed-size-list views of the same buffer."""
+    if pa.types.is_large_list(arr.type):
+        arr = arr.cast(pa.list_(arr.type.value_type))
+    if arr.offset:  # a slice: a fresh copy starts at offset 0 (list masks need it)
+        arr = pa.concat_arrays([arr])
+    mask = arr.is_null() if arr.null_count else None
+    if pa.types.is_list(arr.type):
+        return pa.ListArray.from_arrays(arr.offsets, _encode_interval(arr.values), mask=mask)
+    n, buf = len(arr), arr.buffers()[1]
+    as32 = pa.Array.from_buffers(pa.list_(pa.int32(), 4), n, [None],
+                                 children=[pa.Array.from_buffers(pa.int32(), 4 * (n + arr.offset), [None, buf])],
+                                 offset=arr.offset)
+    as64 = pa.Array.from_buffers(pa.list_(pa.int64(), 2), n, [None],
+                                 children=[pa.Array.from_buffers(pa.int64(), 2 * (n + arr.offset), [None, buf])],
+                                 offset=arr.offset)
+    return pa.StructArray.from_arrays(
+        [pc.list_element(as32, 0), pc.list_element(as32, 1), pc.list_element(as64, 1)],
+        fields=list(INTERVAL_STORED), mask=mask)
 
 
 def column_stats(rows: pa.Table, columns: list[str]) -> dict:

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from engine.catalog.tables import OWNER, TableDef
 from engine.tiers.cold import ColdTier, Scopes, keys_in
-from engine.errors import FeatureNotSupported
+from engine.errors import EngineError, FeatureNotSupported
 from engine.failpoints import Failpoints
 from engine.tiers.hot import HotTier, key_list
 from engine.tiers import views
@@ -52,6 +52,12 @@ class Flusher:
         try:
             watermark, snap = self._snapshot(cur, t)
             if snap.num_rows == 0:
+                # An earlier flush that moved rows but could not delete their LevelDB batches
+                # (step 4's last part, e.g. on a full disk) is finished now.
+                stale = self._cleanup(t, watermark)
+                if stale:
+                    return "completed", (f"Removed {stale} flushed row batch(es) of table '{t.qualified}' "
+                                         "from the hot tier"), 0
                 return "skipped", f"Storage flush skipped: no pending writes for table '{t.qualified}'", 0
             self._fp.hit("flush.start")
             check = job.check_cancel if job is not None else (lambda: None)
@@ -70,19 +76,27 @@ class Flusher:
                 written += segs
             self._fp.hit("flush.before_hot_cleanup")
             report.progress("cleaning up hot tier")
-            store = self._hot.store
-            store.delete_keys([k for k, first in store.batch_keys(t.tid) if first <= watermark])
             scopes = f" across {len(parts)} user scope(s)" if t.is_user else ""
-            return "completed", (
-                f"Flushed {moved} row version(s) of table '{t.qualified}' into {written} segment(s){scopes}"
-            ), moved
+            message = f"Flushed {moved} row version(s) of table '{t.qualified}' into {written} segment(s){scopes}"
+            try:
+                self._cleanup(t, watermark)
+            except EngineError as exc:  # the rows are in Parquet: the flush has happened
+                message += f"; their hot copies stay in LevelDB until the next flush ({exc.message})"
+            return "completed", message, moved
         finally:
             cur.close()
+
+    def _cleanup(self, t: TableDef, watermark: int) -> int:
+        """Delete the table's LevelDB batches at or below the watermark (all in Parquet now)."""
+        store = self._hot.store
+        stale = [k for k, first in store.batch_keys(t.tid) if first <= watermark]
+        store.delete_keys(stale)
+        return len(stale)
 
     def _snapshot(self, cur: duckdb.DuckDBPyConnection, t: TableDef) -> tuple[int, pa.Table]:
         """Step 1: the watermark W and each key's newest hot version at or below it."""
         hot = self._hot
-        with hot.locked():
+        with hot.locked(f"a flush of table {t.qualified}"):
             hot.commits.drain()
             watermark = hot.seq
             # Seqs of rolled-back writes are never committed; make the watermark durable
@@ -123,7 +137,7 @@ class Flusher:
         manifest = self._cold.scope_manifest(t, user)
         keys: list = []
         in_cold: set = set()
-        if manifest.segments and may_overlap(t.primary_key, manifest.segments, key_bounds(t.primary_key, snap)):
+        if manifest.segments and may_overlap(t.row_key, manifest.segments, key_bounds(t.row_key, snap)):
             keys = key_list(t, snap)
             rel = views.all_cold_versions_sql(t, {user: manifest}, storage)
             in_cold = keys_in(cur, t, keys, f"({rel})")
@@ -139,10 +153,11 @@ class Flusher:
         for kind, rows in (("base", base), ("delta", delta)):
             if rows.num_rows == 0:
                 continue
-            if not sorted_by_key(t.primary_key, rows):
-                rows = rows.sort_by([(c, "ascending") for c in t.primary_key])
+            if not sorted_by_key(t.row_key, rows):
+                rows = rows.sort_by([(c, "ascending") for c in t.row_key])
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments), rows,
-                                          t.column_names, kind, self._fp, "flush", check, t.field_ids))
+                                          t.stats_columns, kind, self._fp, "flush", check,
+                                          schema_version=t.schema_version, field_ids=t.field_ids()))
             report.advance("writing segments", segments[-1].row_count, segments[-1].size_bytes)
         new_manifest = manifest.apply(FlushEdit(segments, watermark))
         check()  # the last point where KILL JOB can stop it: next is the commit
@@ -160,7 +175,7 @@ class Flusher:
                storage: Storage) -> None:
         """Step 4: the new cold view and the hot rows it covers gone, atomically for readers."""
         hot, cold, user = self._hot, self._cold, manifest.user_id
-        with hot.locked(), cold.changing():
+        with hot.locked(f"a flush of table {t.qualified}"), cold.changing():
             hot.commits.drain()
             if not t.is_user:  # a USER scope's flush leaves other users' queued rows to append
                 hot.drop_queued(t.tid, watermark)

@@ -5,6 +5,13 @@ Lifecycle: queued -> running -> completed | failed | skipped | cancelled, with `
 between automatic attempts (exponential backoff with jitter, up to `max_retries`). At most
 one flush or compaction per table is queued, retrying or running at a time, whoever asked
 (and one Iceberg publish, beside it).
+
+A job is created in one step: its record is saved first, and only then is it listed and
+marked as its table's active job, so a failed save (a full disk) is an error to the caller
+and leaves nothing behind. Later changes of a job's status never get stuck on a failed save:
+the job's state in memory and in `system.jobs` moves on, and the record is saved again at the
+next change or by the periodic prune. So whatever holds up a table's flushes is a job that
+`system.jobs` shows and KILL JOB / RETRY JOB act on.
 """
 from __future__ import annotations
 
@@ -157,6 +164,7 @@ class JobRunner:
             timezone=timezone.utc,
         )
         self._interrupted: list[Job] = []
+        self._unsaved: set[str] = set()  # jobs whose last record could not be saved yet
         self.stopping = False  # set by shutdown: nothing new is scheduled
         self._load()
 
@@ -189,10 +197,48 @@ class JobRunner:
             raise
 
     def _save(self, job: Job) -> None:
+        """Save the job's record and show it in system.jobs. A failed save (the hot store
+        cannot write) is logged and tried again later: the job's life goes on in memory."""
         with self.lock:
             job.updated_at = _now().isoformat()
-            self.store.put_json(f"j/{job.job_id}", job.record())
+            try:
+                self.store.put_json(f"j/{job.job_id}", job.record())
+                self._unsaved.discard(job.job_id)
+            except Exception as exc:
+                if job.job_id not in self._unsaved:
+                    log.warning("job %s: could not save its record (%s); saved again later",
+                                job.job_id, getattr(exc, "message", exc))
+                self._unsaved.add(job.job_id)
             self._mirror(job)
+
+    def _create(self, job: Job) -> None:
+        """Save a new job's record; raise (leaving nothing behind) when it cannot be saved."""
+        with self.lock:
+            self.store.put_json(f"j/{job.job_id}", job.record())
+            try:
+                self._mirror(job)
+            except BaseException:
+                try:
+                    self.store.delete(f"j/{job.job_id}")
+                except Exception:
+                    log.warning("job %s: could not remove the record of a job that was never created",
+                                job.job_id)
+                raise
+            self.jobs[job.job_id] = job
+
+    def save_pending(self) -> None:
+        """Save again the records that failed to save (once the hot store can write)."""
+        with self.lock:
+            for jid in list(self._unsaved):
+                job = self.jobs.get(jid)
+                if job is None:
+                    self._unsaved.discard(jid)
+                    continue
+                try:
+                    self.store.put_json(f"j/{jid}", job.record())
+                except Exception:
+                    return  # still failing: the next prune tries again
+                self._unsaved.discard(jid)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -200,6 +246,7 @@ class JobRunner:
         self.scheduler.start()
         every = max(1.0, min(60.0, self.config.retention_s / 4))
         self.scheduler.add_job(self.prune, "interval", seconds=every, id="prune-jobs")
+        self.scheduler.add_job(self.save_pending, "interval", seconds=2, id="save-job-records")
         for job in self._interrupted:
             with self.lock:
                 if slot(job.job_type, job.table_name) in self.active or job.retry_count >= job.max_retries:
@@ -253,10 +300,13 @@ class JobRunner:
                 max_retries=self.config.max_retries,
                 idempotency_key=f"{job_type}:{table_name}",
             )
-            self.jobs[job.job_id] = job
+            self._create(job)  # raises when the record cannot be saved: nothing is left behind
             self.active[slot(job_type, table_name)] = job.job_id
-            self._save(job)
-            self.scheduler.add_job(self._run, args=[job], id=f"run-{job.job_id}")
+            try:
+                self.scheduler.add_job(self._run, args=[job], id=f"run-{job.job_id}")
+            except Exception as exc:
+                self._finish(job, "failed", f"could not schedule the job: {exc}", None)
+                raise
         return job, True
 
     def record(self, job_type: str, table_name: str, status: str, message: str) -> Job:
@@ -266,9 +316,7 @@ class JobRunner:
                   max_retries=self.config.max_retries)
         job.finished_at = _now().isoformat()
         job.done.set()
-        with self.lock:
-            self.jobs[job.job_id] = job
-            self._save(job)
+        self._create(job)
         return job
 
     def get(self, job_id: str) -> Job:
@@ -376,9 +424,9 @@ class JobRunner:
             job.finished_at = _now().isoformat()
             job.phase, job.reporter = None, None
             job.next_retry_at = None
-            self._save(job)
             if self.active.get(slot(job.job_type, job.table_name)) == job.job_id:
                 del self.active[slot(job.job_type, job.table_name)]
+            self._save(job)
         job.done.set()
         if self.on_finished is not None and not self.stopping:
             try:
@@ -387,14 +435,19 @@ class JobRunner:
                 log.exception("after job %s", job.job_id)
 
     def prune(self) -> None:
-        """Forget finished jobs older than the retention age."""
+        """Forget finished jobs older than the retention age; save records that failed to."""
+        self.save_pending()
         cutoff = _now() - timedelta(seconds=self.config.retention_s)
         with self.lock:
             old = [j for j in self.jobs.values()
                    if j.status in FINISHED and j.finished_at and datetime.fromisoformat(j.finished_at) < cutoff]
             for job in old:
+                try:
+                    self.store.delete(f"j/{job.job_id}")
+                except Exception:
+                    return  # the hot store cannot write: prune later
                 del self.jobs[job.job_id]
-                self.store.delete(f"j/{job.job_id}")
+                self._unsaved.discard(job.job_id)
                 self.cur.execute("DELETE FROM __tierd.__sys.jobs WHERE job_id = $1", [job.job_id])
         if old:
             log.info("pruned %d finished job(s) older than %ss", len(old), int(self.config.retention_s))

@@ -25,19 +25,22 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
+import time
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from engine.catalog.tables import HIDDEN_FIELD_IDS, TableDef, scope_name
+from engine.catalog.tables import TableDef, scope_name
 from engine.errors import EngineError
 from engine.failpoints import Failpoints
 from engine.storage.backend import Storage
 from engine.storage.hot_store import HotStore
-from engine.storage.iceberg_catalog import IcebergCatalogs, file_io_properties
+from engine.storage.iceberg_catalog import IcebergCatalogs
+from engine.storage.iceberg_schema import held_back, sync_schema, target_schema
 from engine.storage.manifest import Manifest, now_iso
 from engine.storage.reaper import FileReaper
 from engine.tiers import views
@@ -58,6 +61,23 @@ class PublishState:
     versions: dict  # scope key -> manifest version published
     snapshot_id: int | None = None
     published_at: str | None = None
+    schema_version: int | None = None  # the table's schema version the Iceberg schema reflects
+
+
+class PhaseClock:
+    """Where a publish spent its time, for its job message (`table 12 ms, commit 40 ms`)."""
+
+    def __init__(self):
+        self._last = time.perf_counter()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((phase, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{phase} {secs * 1000:.0f} ms" for phase, secs in self.laps)
 
 
 def scope_key(user: str | None) -> str:
@@ -74,6 +94,10 @@ class Publisher:
         self._fp = failpoints
         self._reaper = reaper  # files a compaction replaced stay while a publish reads them
         self.node_id = self._node_id()
+        # Starts a compaction of a table (set by the tiering service): what rewrites files an
+        # ALTER TABLE left unreadable for Iceberg readers.
+        self.request_compaction: Callable[[TableDef], None] = lambda t: None
+        self._warmed = False
 
     def _node_id(self) -> str:
         configured = self.catalogs.settings.node_id
@@ -85,6 +109,24 @@ class Publisher:
         node = f"node-{secrets.token_hex(4)}"
         self._store.put_json("c/iceberg-node", {"node_id": node})
         return node
+
+    def warm_up(self, t: TableDef) -> None:
+        """Import pyiceberg (seconds of CPU) in the background while the first flush of a
+        published table runs, so its publish does not wait for it; a daemon that publishes
+        nothing never loads it."""
+        if self._warmed or not self.enabled_for(t):
+            return
+        self._warmed = True
+
+        def load() -> None:
+            try:
+                import pyiceberg.catalog.sql  # noqa: F401 - the import is the point
+
+                import engine.storage.iceberg_snapshot  # noqa: F401
+            except Exception as exc:  # the first publish reports it
+                log.warning("could not load pyiceberg: %s", exc)
+
+        threading.Thread(target=load, name="iceberg-warm-up", daemon=True).start()
 
     # ------------------------------------------------------------------ per table
     def enabled_for(self, t: TableDef) -> bool:
@@ -122,12 +164,13 @@ class Publisher:
         self._store.delete(f"c/iceberg/{t.tid:08d}")
 
     def lag(self, t: TableDef) -> int:
-        """Manifest commits (flushes, compactions) not yet in the Iceberg table."""
+        """Manifest commits (flushes, compactions, TRUNCATE) not yet in the Iceberg table, and one
+        for a schema change (ALTER TABLE) not yet in it."""
         if not self.enabled_for(t):
             return 0
-        versions = self.state(t).versions
-        return sum(max(0, m.version - versions.get(scope_key(u), 0))
-                   for u, m in (self._cold.manifests.get(t.tid) or {}).items())
+        st = self.state(t)
+        return sum(max(0, m.version - st.versions.get(scope_key(u), 0))
+                   for u, m in (self._cold.manifests.get(t.tid) or {}).items()) + self._schema_stale(t, st)
 
     def drop(self, t: TableDef) -> None:
         """DROP TABLE: the Iceberg table goes with it (its metadata is in the table's directory)."""
@@ -152,28 +195,37 @@ class Publisher:
         st = self.state(t)
         pending = {u: m for u, m in scopes.items() if m.version > st.versions.get(scope_key(u), 0)}
         identifier = self.identifier(t)
-        if not pending:
+        if not pending and not self._schema_stale(t, st):
             return "skipped", f"Iceberg publish skipped: table '{t.qualified}' has no unpublished commits", 0
         storage = self._cold.storage_for(t)
-        first = next((m for m in scopes.values() if m.segments), None)
+        clock = PhaseClock()
+        if st.versions and st.identifier != identifier:  # ALTER TABLE ... RENAME TO: the Iceberg table follows
+            self.catalogs.rename(storage, st.identifier, identifier)
         table = self.catalogs.load(storage, identifier)
+        target = target_schema(t, self._stored_schema(t))
         if table is None:
-            if first is None:  # nothing flushed yet: nothing to show, nothing to create
+            if not any(m.segments for m in scopes.values()):  # nothing flushed yet: nothing to show or create
                 st.versions.update({scope_key(u): m.version for u, m in pending.items()})
                 self._save_state(t, st)
                 return "completed", f"Iceberg publish of table '{t.qualified}': no cold data yet", 0
-            schema = self._segment_schema(storage, self._path(storage, t, first.user_id, first.segments[0].path))
-            visible = [f.remove_metadata() for f in schema if f.name not in HIDDEN_FIELD_IDS]
-            if t.field_ids:
-                visible.sort(key=lambda f: t.field_ids.get(f.name, len(t.field_ids)))
-            table = self.catalogs.ensure(storage, identifier, self.location(t, storage), pa.schema(visible),
-                                         HIDDEN_FIELD_IDS)
-        self._check_ids(t, table, identifier)
+            table = self.catalogs.ensure(storage, identifier, self.location(t, storage), target)
+        old_versions = {seg.schema_version for m in scopes.values() for seg in m.segments
+                        if seg.schema_version < t.schema_version}
+        held = held_back(t, table.schema(), target, old_versions)
+        if held:
+            names = ", ".join(f.name for f in target.fields if f.field_id in held)
+            self.request_compaction(t)
+            raise EngineError(f"Iceberg publish of table '{t.qualified}' waits for the compaction that rewrites "
+                              f"the files written before ALTER TABLE changed {names} (readers would see other "
+                              "values in them)")
+        table = sync_schema(table, t, target)
+        clock.lap("table")
         check()
         present = {f.file_path for f in live_files(table) if f.content == DataFileContent.DATA}
         with self._reaper.reading():  # what a compaction replaces meanwhile stays until this is done
             changes = [self._scope_change(t, storage, table.location(), u, m, present) for u, m in sorted(
                 pending.items(), key=lambda kv: kv[0] or "")]
+            clock.lap("positions")
             versions = {**st.versions, **{scope_key(u): m.version for u, m in pending.items()}}
             check()
             self._fp.hit("publish.before_commit")
@@ -182,35 +234,31 @@ class Publisher:
                                                              sort_keys=True)}
             props = {f"tierd.published.{self.node_id}": json.dumps(versions, sort_keys=True)}
             result = commit_changes(table, changes, props, summary)
+            clock.lap("commit")
         self._fp.hit("publish.after_commit")
-        st.versions, st.identifier = versions, identifier
+        st.versions, st.identifier, st.schema_version = versions, identifier, t.schema_version
         st.snapshot_id, st.published_at = result.snapshot_id, now_iso()
         self._save_state(t, st)
         return "completed", (
             f"Published table '{t.qualified}' to Iceberg table '{identifier}' as snapshot {result.snapshot_id}: "
             f"{result.added_files} file(s) added, {result.removed_files} removed, "
-            f"{result.delete_rows} row position(s) deleted"), result.added_files
+            f"{result.delete_rows} row position(s) deleted ({clock})"), result.added_files
 
     @staticmethod
-    def _check_ids(t: TableDef, table, identifier: str) -> None:
-        """Segments carry the table's column ids: the Iceberg table must use the same ones (a
-        table created by another daemon with other columns would read the wrong ones)."""
-        if not t.field_ids:
-            return
-        wrong = [f.name for f in table.schema().fields if t.field_ids.get(f.name) != f.field_id]
-        if wrong:
-            raise EngineError(f"Iceberg table {identifier} has other column ids than table '{t.qualified}' "
-                              f"for {', '.join(wrong)}; publish it under another ICEBERG_TABLE name")
+    def _schema_stale(t: TableDef, st: PublishState) -> bool:
+        """A published table whose schema or name has changed since (ALTER TABLE)."""
+        return bool(st.versions) and (st.schema_version != t.schema_version or st.identifier != Publisher.identifier(t))
+
+    def _stored_schema(self, t: TableDef) -> pa.Schema:
+        """The Arrow types a flush writes now: those of the table's hot table."""
+        cur = self._db.cursor()
+        try:
+            return cur.execute(f"SELECT * FROM {views.hot_table(t)} LIMIT 0").to_arrow_table().schema
+        finally:
+            cur.close()
 
     def _path(self, storage: Storage, t: TableDef, user: str | None, seg_path: str) -> str:
         return storage.reader_path(f"{t.scope(storage, user)}/{seg_path}")
-
-    def _segment_schema(self, storage: Storage, path: str) -> pa.Schema:
-        from pyiceberg.io import load_file_io
-
-        io = load_file_io(file_io_properties(storage), path)
-        with io.new_input(path).open() as stream:
-            return pq.read_schema(stream)
 
     def _scope_change(self, t: TableDef, storage: Storage, location: str, user: str | None, m: Manifest,
                       present: set[str]):
@@ -225,18 +273,27 @@ class Publisher:
         deltas = [p for p in added if live[p].kind == "delta"]
         deletes = None
         if live and (removed or deltas):
-            deletes = self._dead_positions(t, sorted(live), None if removed else deltas)
+            files = sorted(live)
+            bounds = None if removed else _key_range(t, [live[p] for p in deltas])
+            if bounds is not None:  # only files whose keys overlap the new versions' can hold older ones
+                files = [p for p in files if p in deltas or _overlaps(t, live[p], bounds)]
+            deletes = self._dead_positions(t, files, None if removed else deltas, bounds)
         return ScopeChange(prefix=prefix, delete_prefix=delete_prefix, live=set(live), added=added,
                            deletes=deletes, replace_deletes=removed,
                            delete_path=f"{delete_prefix}v{m.version}-{uuid.uuid4().hex[:12]}.parquet")
 
-    def _dead_positions(self, t: TableDef, files: list[str], deltas: list[str] | None) -> pa.Table:
+    def _dead_positions(self, t: TableDef, files: list[str], deltas: list[str] | None,
+                        bounds: tuple | None = None) -> pa.Table:
         """Row positions tierd's SELECT does not show: tombstones, and every version of a key older
-        than its newest. `deltas`: only keys in those files can have changed (None: all)."""
+        than its newest. `deltas`: only keys in those files can have changed (None: all);
+        `bounds`: their single key column's range, which lets DuckDB skip row groups."""
         pk = ", ".join(views.q(c) for c in t.key_columns)
         listing = "[" + ", ".join(views.sql_str(f) for f in files) + "]"
+        where = ""
+        if bounds is not None:
+            where = f" WHERE {views.q(t.row_key[0])} BETWEEN {_literal(bounds[0])} AND {_literal(bounds[1])}"
         rel = (f"(SELECT {pk}, _seq, _deleted, filename, file_row_number FROM read_parquet({listing}, "
-               f"filename = true, file_row_number = true, union_by_name = true))")
+               f"filename = true, file_row_number = true, union_by_name = true){where})")
         if deltas is not None:
             keys = "[" + ", ".join(views.sql_str(f) for f in deltas) + "]"
             rel = f"(SELECT * FROM {rel} SEMI JOIN (SELECT DISTINCT {pk} FROM read_parquet({keys})) k USING ({pk}))"
@@ -247,3 +304,36 @@ class Publisher:
                 f"QUALIFY _deleted OR _seq < max(_seq) OVER (PARTITION BY {pk}) ORDER BY 1, 2").to_arrow_table()
         finally:
             cur.close()
+
+
+_RANGE_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+
+
+def _key_range(t: TableDef, segments: list) -> tuple | None:
+    """(min, max) of a single-column row key (numbers or text) over `segments`, from their
+    manifest statistics; None when unknown."""
+    if len(t.row_key) != 1 or not segments:
+        return None
+    c = t.column(t.row_key[0])
+    if c is not None and c.type.upper() not in _RANGE_TYPES and not c.type.upper().startswith("VARCHAR"):
+        return None  # statistics of other types are kept as text, which does not order like them
+    lo = hi = None
+    for seg in segments:
+        st = (seg.column_stats or {}).get(t.row_key[0])
+        if not st or st.get("min") is None or isinstance(st["min"], bool) \
+                or not isinstance(st["min"], (int, float, str)) or type(st["min"]) is not type(st["max"]):
+            return None
+        lo = st["min"] if lo is None else min(lo, st["min"])
+        hi = st["max"] if hi is None else max(hi, st["max"])
+    return lo, hi
+
+
+def _overlaps(t: TableDef, seg, bounds: tuple) -> bool:
+    st = (seg.column_stats or {}).get(t.row_key[0])
+    if not st or st.get("min") is None or type(st["min"]) is not type(bounds[0]):
+        return True  # unknown: read it
+    return not (st["max"] < bounds[0] or st["min"] > bounds[1])
+
+
+def _literal(value) -> str:
+    return views.sql_str(value) if isinstance(value, str) else repr(value)

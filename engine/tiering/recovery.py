@@ -22,11 +22,7 @@ log = logging.getLogger("tierd.recovery")
 def recover_table(admin: duckdb.DuckDBPyConnection, hot: HotTier, cold: ColdTier, t: TableDef) -> None:
     storage = cold.storage_for(t)
     views.create_hot_table(admin, t)
-    tables = [rows for _, rows in hot.store.batches(t.tid)]
-    if tables:
-        admin.register("__recovered", pa.concat_tables(tables))
-        admin.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __recovered")
-        admin.unregister("__recovered")
+    tables = load_hot_rows(admin, t, hot)
     if t.is_stream:  # hot only: no storage, no manifest
         cold.set_scopes(t, {})
         marks = admin.execute(f"SELECT epoch(_written_at) AS w, max(_seq) FROM {views.hot_table(t)} "
@@ -51,6 +47,29 @@ def recover_table(admin: duckdb.DuckDBPyConnection, hot: HotTier, cold: ColdTier
         cold.set_scopes(t, scopes, shadowing)
         finish_interrupted_flush(admin, hot, t, scopes)
     hot.build_index(admin, t)
+
+
+def load_hot_rows(admin: duckdb.DuckDBPyConnection, t: TableDef, hot: HotTier) -> list[pa.Table]:
+    """The table's LevelDB batches into its DuckDB hot table. Batches written before an
+    ALTER TABLE (told apart by _seq) are read through the schema they were written under."""
+    groups: list[tuple[int, list[pa.Table]]] = []  # (schema version, consecutive batches)
+    for _, rows in hot.store.batches(t.tid):
+        version = t.version_at_seq(rows.column("_seq")[0].as_py()) if rows.num_rows else t.schema_version
+        if groups and groups[-1][0] == version:
+            groups[-1][1].append(rows)
+        else:
+            groups.append((version, [rows]))
+    for version, tables in groups:
+        admin.register("__recovered", pa.concat_tables(tables, promote_options="permissive"))
+        try:
+            if version == t.schema_version:
+                admin.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __recovered")
+            else:
+                admin.execute(f"INSERT INTO {views.hot_table(t)} "
+                              f"{views.converted_rows_sql(t, t.stored_names(version), '__recovered')}")
+        finally:
+            admin.unregister("__recovered")
+    return [b for _, tables in groups for b in tables]
 
 
 def retry_unavailable(admin: duckdb.DuckDBPyConnection, catalog: Catalog, hot: HotTier, cold: ColdTier) -> None:

@@ -46,6 +46,8 @@ class TieringService:
         self.compactor = Compactor(hot, cold, db, failpoints, reaper, lambda: settings.compaction_target_rows)
         self.evictions = stream_ttl.EvictionScheduler(catalog, hot, db, self.jobs)
         self.publisher = publisher
+        publisher.request_compaction = lambda t: self._submit(
+            "compact", t.qualified, "files written before an ALTER TABLE, for Iceberg readers")
 
     def start(self, retry_unavailable: Callable[[], None]) -> None:
         """After recovery: recovered hot rows start their flush interval now; the ticks run."""
@@ -65,9 +67,17 @@ class TieringService:
             if t.tid not in self._cold.unavailable and self.publisher.lag(t) > 0:
                 self._submit_publish(t.qualified, "catch-up")
 
+    def publish_soon(self, t: TableDef) -> None:
+        """After a change outside the jobs (ALTER TABLE, TRUNCATE): the Iceberg table follows."""
+        if self.publisher.lag(t) > 0:
+            self._submit_publish(t.qualified, "table changed")
+
     def _submit_publish(self, table_name: str, trigger: str) -> None:
+        self._submit("publish", table_name, trigger)
+
+    def _submit(self, job_type: str, table_name: str, trigger: str) -> None:
         try:
-            self.jobs.submit("publish", table_name, {"trigger": trigger})
+            self.jobs.submit(job_type, table_name, {"trigger": trigger})
         except EngineError:
             pass  # shutting down: the next start catches up
 
@@ -82,6 +92,8 @@ class TieringService:
             raise EngineError(f"table '{job.table_name}' no longer exists")
         if t.tid in self._cold.unavailable:
             raise EngineError(self._cold.unavailable[t.tid])
+        if job.job_type in ("flush", "compact"):
+            self.publisher.warm_up(t)  # a publish follows: load pyiceberg meanwhile
         if job.job_type == "flush":
             return self.flusher.flush_table(t, job)
         if job.job_type == "stream_eviction":
@@ -93,13 +105,18 @@ class TieringService:
     def _finished(self, job: Job) -> None:
         """After a flush or compaction (even a failed one: it may have committed a scope), the
         Iceberg table follows; after a publish, again if commits arrived meanwhile. A completed
-        flush that left a scope with too many segments starts a compaction."""
+        flush that left a scope with too many segments starts a compaction; a flush that failed
+        for good keeps the policies from starting another until a change."""
         ns, _, name = job.table_name.partition(".")
         t = self._catalog.find(ns, name)
         if t is not None and job.job_type in ("flush", "compact", "publish") and self.publisher.lag(t) > 0:
             if job.job_type != "publish" or job.status == "completed":
                 self._submit_publish(t.qualified, f"after {job.job_type} {job.job_id}")
-        if job.job_type != "flush" or job.status != "completed":
+        if job.job_type != "flush" or job.status not in ("completed", "failed"):
+            return
+        if job.status == "failed":
+            if t is not None:
+                self.policies.flush_failed(t.tid)
             return
         limit = self._settings.compaction_max_segments
         if t is not None and any(needs_compaction(m, limit) for m in self._cold.manifests[t.tid].values()):
@@ -143,7 +160,6 @@ class TieringService:
 
     def forget_table(self, t: TableDef) -> None:
         self.policies.forget(t.tid)
-        self.publisher.drop(t)
 
 
 def _wait(job: Job, cancelled: Callable[[], bool]) -> None:

@@ -78,7 +78,7 @@ def evict(hot: HotTier, db: duckdb.DuckDBPyConnection, failpoints: Failpoints, t
     failpoints.hit("stream_eviction.start")
     cur = db.cursor()
     try:
-        with hot.locked():
+        with hot.locked(f"a STREAM eviction of table {t.qualified}"):
             hot.settle()  # queued commits durable and in DuckDB first
             table = views.hot_table(t)
             newest, count = cur.execute(f"SELECT max(_seq), count(*) FROM {table} WHERE {_expired_sql(t)}").fetchone()

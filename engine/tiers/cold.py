@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.catalog.storages import StorageCatalog
-from engine.catalog.tables import TableDef
+from engine.catalog.tables import OWNER, TableDef
 from engine.errors import IoError
 from engine.tiers.hot import key_list
 from engine.tiers import views
@@ -136,6 +136,12 @@ class ColdTier:
         self.manifests[t.tid] = {} if t.is_user else {None: Manifest(table_id=t.qualified)}
         self.shadowing.add(t.tid)
 
+    def forget(self, t: TableDef) -> None:
+        """A table created and rolled back in one transaction: it never had files."""
+        self.manifests.pop(t.tid, None)
+        self.unavailable.pop(t.tid, None)
+        self.shadowing.discard(t.tid)
+
     def delete_files(self, t: TableDef) -> None:
         """DROP TABLE: every scope directory of the table, and what LevelDB knew of them."""
         storage = self.storage_for(t)
@@ -171,18 +177,34 @@ class ColdTier:
     # ------------------------------------------------------------------ keys
     def live_keys(self, cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list) -> set:
         """Which of `keys` are live in the cold tier (one query, pruned by segment key ranges)."""
+        if not self._may_hold(t, keys):
+            return set()
+        return keys_in(cur, t, keys, views.cold_view(t))
+
+    def live_rows(self, cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list) -> pa.Table | None:
+        """The live cold row of each of `keys` that has one (the table's columns and a USER
+        table's owner; one query, pruned by segment key ranges); None when none can."""
+        if not self._may_hold(t, keys):
+            return None
+        return rows_in(cur, t, keys, views.cold_view(t), t.column_names + ([OWNER] if t.is_user else []))
+
+    def _may_hold(self, t: TableDef, keys: list) -> bool:
         if t.tid in self.unavailable:  # cannot tell whether a key exists there: refuse
             raise IoError(self.unavailable[t.tid])
         segments = [s for m in self.manifests[t.tid].values() for s in m.segments]
         if not segments or not keys:
-            return set()
-        if not may_overlap(t.primary_key, segments, _bounds([k[1] for k in keys] if t.is_user else keys)):
-            return set()
-        return keys_in(cur, t, keys, views.cold_view(t))
+            return False
+        return may_overlap(t.row_key, segments, _bounds([k[1] for k in keys] if t.is_user else keys))
 
 
 def keys_in(cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list, relation: str) -> set:
     """Which of `keys` `relation` holds."""
+    return set(key_list(t, rows_in(cur, t, keys, relation, t.key_columns, distinct=True)))
+
+
+def rows_in(cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list, relation: str, columns: list[str],
+            distinct: bool = False) -> pa.Table:
+    """`columns` of the rows of `relation` whose key is one of `keys` (a semi join)."""
     pk = t.key_columns
     if len(pk) == 1:
         probe = pa.table({pk[0]: keys})
@@ -190,14 +212,13 @@ def keys_in(cur: duckdb.DuckDBPyConnection, t: TableDef, keys: list, relation: s
         probe = pa.table({c: [k[i] for k in keys] for i, c in enumerate(pk)})
     cur.register("__probe_keys", probe)
     try:
-        cols = ", ".join(f"c.{views.q(c)}" for c in pk)
+        cols = ", ".join(f"c.{views.q(c)}" for c in columns)
         using = ", ".join(views.q(c) for c in pk)
-        found = cur.execute(
-            f"SELECT DISTINCT {cols} FROM {relation} c SEMI JOIN __probe_keys USING ({using})"
+        return cur.execute(
+            f"SELECT {'DISTINCT ' if distinct else ''}{cols} FROM {relation} c SEMI JOIN __probe_keys USING ({using})"
         ).to_arrow_table()
     finally:
         cur.unregister("__probe_keys")
-    return set(key_list(t, found))
 
 
 def _bounds(keys: list) -> tuple | None:

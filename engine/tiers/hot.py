@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import duckdb
 import pyarrow as pa
 
-from engine.catalog.tables import Catalog, TableDef
+from engine.catalog.tables import OWNER, Catalog, TableDef
 from engine.errors import LockNotAvailable
 from engine.tiers import views
 from engine.storage.group_commit import Batches, CommitQueue
@@ -59,6 +59,18 @@ def key_list(t: TableDef, rows: pa.Table) -> list:
 KeyIndex = dict  # key -> KeyState
 
 
+def versions_at(cur: duckdb.DuckDBPyConnection, t: TableDef, seqs: list[int]) -> pa.Table:
+    """The hot row versions numbered `seqs` (the table's columns and a USER table's owner),
+    read from DuckDB's hot table through `cur` (a transaction's cursor sees its own writes)."""
+    cols = ", ".join(f"h.{views.q(c)}" for c in t.column_names + ([OWNER] if t.is_user else []))
+    cur.register("__probe_seqs", pa.table({"_seq": pa.array(seqs, pa.int64())}))
+    try:
+        return cur.execute(f"SELECT {cols} FROM {views.hot_table(t)} h SEMI JOIN __probe_seqs USING (_seq)"
+                           ).to_arrow_table()
+    finally:
+        cur.unregister("__probe_seqs")
+
+
 class HotTier:
     def __init__(self, store: HotStore, db: duckdb.DuckDBPyConnection, catalog: Catalog,
                  lock_timeout_s: Callable[[], float]):
@@ -66,6 +78,7 @@ class HotTier:
         self._catalog = catalog
         self._lock_timeout_s = lock_timeout_s  # read at each wait: a SIGHUP may change it
         self._write_lock = threading.Lock()
+        self._holder: tuple[str, float] = ("nobody", time.monotonic())  # (who, since when)
         self.seq = store.last_seq()  # the last _seq handed out
         self.visible_seq = 0  # every _seq up to here is visible to readers (set after recovery)
         self.index: dict[int, KeyIndex] = {}  # table id -> its key index
@@ -80,18 +93,23 @@ class HotTier:
         self._stream_marks: dict[int, list[tuple[float, int]]] = {}
 
     # ------------------------------------------------------------------ the write lock
-    def acquire(self) -> None:
+    def acquire(self, holder: str = "a background task") -> None:
+        """Take the write lock within the lock timeout; `holder` says who takes it, for the
+        message another writer gets when it waits in vain."""
         timeout = self._lock_timeout_s()
         if not self._write_lock.acquire(timeout=timeout):
-            raise LockNotAvailable(f"could not obtain the write lock within {timeout:g}s "
-                                   "(another transaction is writing)")
+            who, since = self._holder
+            raise LockNotAvailable(
+                f"could not obtain the write lock within {timeout:g}s (another transaction is writing)",
+                detail=f"The write lock is held by {who} for {time.monotonic() - since:.1f}s.")
+        self._holder = (holder, time.monotonic())
 
     def release(self) -> None:
         self._write_lock.release()
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        self.acquire()
+    def locked(self, holder: str = "a background task") -> Iterator[None]:
+        self.acquire(holder)
         try:
             yield
         finally:

@@ -176,7 +176,8 @@ class PointLookups:
         hot, cold = self._hot_tier, self._cold_tier
         t = self._catalog.find(q.namespace or default_namespace, q.table)
         if t is None or t.table_type.upper() != "SHARED" or t.ttl_seconds or len(t.primary_key) != 1 \
-                or t.primary_key[0] != q.key_column or t.tid in cold.unavailable:
+                or t.primary_key[0] != q.key_column or t.tid in cold.unavailable \
+                or any("INTERVAL" in c.type.upper() for c in t.columns):  # stored encoded in Parquet
             return None
         key = q.literal if q.literal is not None else (params[0] if len(params) == 1 else None)
         if type(key) is not int:
@@ -266,6 +267,8 @@ class PointLookups:
                 if batch is None:
                     raise _Fallback
                 self._batches.put(batch_key, batch, batch.nbytes)
+        if t.version_at_seq(first) != t.schema_version:
+            raise _Fallback  # written before an ALTER TABLE: the view maps its columns
         row = batch.slice(seq - first, 1)
         if row.num_rows != 1 or row.column("_seq")[0].as_py() != seq or \
                 row.column(t.primary_key[0])[0].as_py() != key:
@@ -280,6 +283,10 @@ class PointLookups:
         manifest = (self._cold_tier.manifests.get(t.tid) or {}).get(None)  # a SHARED table's one scope
         if manifest is None or storage.storage_type != "filesystem":
             raise _Fallback
+        if any(s.schema_version != t.schema_version for s in manifest.segments):
+            raise _Fallback  # written before an ALTER TABLE: the view maps its columns
+        if any("INTERVAL" in c.type.upper() for c in t.columns):
+            raise _Fallback  # stored encoded in Parquet (engine/storage/segments.py)
         pk = t.primary_key[0]
         scope = t.scope(storage)
         newest: tuple[int, pa.Table] | None = None

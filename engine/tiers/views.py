@@ -32,13 +32,14 @@ an anti join against the (small) hot table.
 """
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import sys
 
 import duckdb
 
 from engine.sql import sandbox
-from engine.catalog.tables import OWNER, WRITTEN_AT, TableDef
+from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, Column, TableDef
 from engine.storage.backend import Storage
 
 INTERNAL = "__tierd"
@@ -69,14 +70,24 @@ def full_view(t: TableDef) -> str:
     return f"{FULL}.{q(t.namespace)}.{q(t.name)}"
 
 
+class _Absent(importlib.abc.MetaPathFinder):
+    """Answers "no such module" for pandas at once, instead of a search of every sys.path entry."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "pandas":
+            raise ModuleNotFoundError("No module named 'pandas'", name="pandas")
+        return None
+
+
 def _skip_pandas_probe() -> None:
     """DuckDB's Python binding looks for pandas while converting each parameter and each
     registered table; without pandas installed, every look is a failed import that searches
     sys.path again (about 0.2 ms a parameter: 3 s for a 1,000-row INSERT of 3,000 parameters).
-    Marking the module absent makes each look a dictionary hit. With pandas installed, the
-    first look imports it and later ones are hits anyway."""
-    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
-        sys.modules["pandas"] = None  # type: ignore[assignment]  # `import pandas` now fails at once
+    A finder that knows pandas is absent makes each look cheap, and every importer (pyarrow's
+    pandas shim too) still sees an ordinary ImportError. With pandas installed, the first look
+    imports it and later ones are dictionary hits anyway."""
+    if importlib.util.find_spec("pandas") is None and not any(isinstance(f, _Absent) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Absent())
 
 
 def open_database() -> duckdb.DuckDBPyConnection:
@@ -127,12 +138,13 @@ def set_session_user(cur: duckdb.DuckDBPyConnection, user: str, all_users: bool)
 
 def system_columns(t: TableDef) -> list[str]:
     """System columns the views expose (selectable, hidden from SELECT *)."""
-    return ([OWNER] if t.is_user else []) + ["_seq", "_deleted"]
+    return ([OWNER] if t.is_user else []) + ([ROWID] if t.rowid else []) + ["_seq", "_deleted"]
 
 
 def stored_system_columns(t: TableDef) -> list[tuple[str, str]]:
     """System columns of the hot table, in order after the table's own columns."""
     cols = [(OWNER, "VARCHAR")] if t.is_user else []
+    cols += [(ROWID, "BIGINT")] if t.rowid else []
     cols += [("_seq", "BIGINT"), ("_deleted", "BOOLEAN")]
     if t.is_stream:
         cols.append((WRITTEN_AT, "TIMESTAMPTZ"))
@@ -166,6 +178,10 @@ def create_hot_table(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
 def create_views(con: duckdb.DuckDBPyConnection, t: TableDef, cold_sql: str, shadowing: bool) -> None:
     con.execute(cold_sql)
     con.execute(full_view_sql(t, shadowing))
+    create_visible_view(con, t)
+
+
+def create_visible_view(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
     cols = ", ".join(q(c) for c in t.column_names)
     con.execute(f"CREATE OR REPLACE VIEW {visible_view(t)} AS SELECT {cols} FROM {full_view(t)}")
 
@@ -208,6 +224,40 @@ def full_view_sql(t: TableDef, shadowing: bool) -> str:
     )
 
 
+def converted_rows_sql(t: TableDef, stored: dict[int, str], relation: str) -> str:
+    """Rows of `relation`, stored under an older schema ({column id: stored name}), as the
+    table's current hot rows: renamed columns by id, added ones with their missing value,
+    widened ones cast, dropped ones left out."""
+    cols = [column_as_declared(c, stored.get(c.id), decode=False) for c in t.columns]
+    cols += [name for name, _ in stored_system_columns(t)]
+    return f"SELECT {', '.join(cols)} FROM {relation}"
+
+
+def rebuild_hot_table(con: duckdb.DuckDBPyConnection, old: TableDef, new: TableDef) -> None:
+    """ALTER TABLE: the hot table in the new shape, its rows converted (DuckDB DDL is
+    transactional: the caller's transaction makes the swap atomic)."""
+    tmp = f"{INTERNAL}.__hot.t{new.tid}_altered"
+    system = ", ".join(f"{name} {typ} NOT NULL" for name, typ in stored_system_columns(new))
+    con.execute(f"CREATE TABLE {tmp} ({_typed_columns(new)}, {system})")
+    con.execute(f"INSERT INTO {tmp} {converted_rows_sql(new, {c.id: c.name for c in old.columns}, hot_table(old))}")
+    con.execute(f"DROP TABLE {hot_table(old)}")
+    con.execute(f"ALTER TABLE {tmp} RENAME TO t{new.tid}")
+
+
+def drop_table_views(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
+    """RENAME TO: the views under the old name go (hot and cold relations are named by id)."""
+    con.execute(f"DROP VIEW IF EXISTS {visible_view(t)}")
+    con.execute(f"DROP VIEW IF EXISTS {full_view(t)}")
+
+
+def live_rows_sql(t: TableDef) -> str:
+    """Every live row of every scope (no USER-table filter): what ALTER TABLE checks."""
+    cols, pk = _row_columns(t), _key(t)
+    return (f"SELECT {cols} FROM {hot_table(t)} "
+            f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1 AND NOT _deleted "
+            f"UNION ALL SELECT {cols} FROM {cold_view(t)} c ANTI JOIN {hot_table(t)} h USING ({pk})")
+
+
 def drop_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
     con.execute(f"DROP VIEW IF EXISTS {visible_view(t)}")
     con.execute(f"DROP VIEW IF EXISTS {full_view(t)}")
@@ -215,15 +265,48 @@ def drop_table_objects(con: duckdb.DuckDBPyConnection, t: TableDef) -> None:
     con.execute(f"DROP TABLE IF EXISTS {hot_table(t)}")
 
 
-def _parquet_select(t: TableDef, files: list[str]) -> str:
-    casts = ", ".join(f"CAST({q(c.name)} AS {c.type}) AS {q(c.name)}" for c in t.columns)
-    lst = "[" + ", ".join(sql_str(f) for f in files) + "]"
-    return f"SELECT {casts}, {', '.join(system_columns(t))} FROM read_parquet({lst})"
+def stored_value(expr: str, typ: str) -> str:
+    """A stored column read back as `typ`: an INTERVAL is stored in Parquet as a struct of
+    (months, days, nanos), which Parquet has no type for (engine/storage/segments.py)."""
+    base = typ.strip().upper()
+    if base == "INTERVAL":
+        return (f"(to_months({expr}.months) + to_days({expr}.days) "
+                f"+ to_microseconds({expr}.nanos // 1000))")
+    if base in ("INTERVAL[]", "INTERVAL []"):
+        return (f"list_transform({expr}, __v -> to_months(__v.months) + to_days(__v.days) "
+                f"+ to_microseconds(__v.nanos // 1000))")
+    return expr
 
 
-def segment_paths(t: TableDef, manifests: dict, storage: Storage, kind: str | None = None) -> list[str]:
-    """Reader paths of the live segments of every scope (`manifests`: user id or None -> Manifest)."""
-    return [storage.reader_path(f"{t.scope(storage, user)}/{s.path}")
+def column_as_declared(c: Column, stored: str | None, decode: bool = True) -> str:
+    """Column `c` of data written under an older schema, where it is stored as `stored`
+    (None: that data predates the column, so every row has its missing value)."""
+    if stored is None:
+        return f"CAST({c.missing or 'NULL'} AS {c.type}) AS {q(c.name)}"
+    value = stored_value(q(stored), c.type) if decode else q(stored)
+    return f"CAST({value} AS {c.type}) AS {q(c.name)}"
+
+
+def _parquet_select(t: TableDef, files: list[tuple[str, int]]) -> str:
+    """Segments read as the table's current schema; each schema version they were written
+    with is one read_parquet, its columns found by their stable ids (renames, added and
+    dropped columns), cast to the current types (widened ones)."""
+    by_version: dict[int, list[str]] = {}
+    for path, version in files:
+        by_version.setdefault(version, []).append(path)
+    parts = []
+    for version, paths in sorted(by_version.items()):
+        stored = t.stored_names(version)
+        casts = ", ".join(column_as_declared(c, stored.get(c.id)) for c in t.columns)
+        lst = "[" + ", ".join(sql_str(f) for f in paths) + "]"
+        parts.append(f"SELECT {casts}, {', '.join(system_columns(t))} FROM read_parquet({lst})")
+    return parts[0] if len(parts) == 1 else " UNION ALL ".join(f"({p})" for p in parts)
+
+
+def segment_paths(t: TableDef, manifests: dict, storage: Storage, kind: str | None = None) -> list[tuple[str, int]]:
+    """(reader path, schema version) of the live segments of every scope (`manifests`: user
+    id or None -> Manifest)."""
+    return [(storage.reader_path(f"{t.scope(storage, user)}/{s.path}"), s.schema_version)
             for user, m in sorted(manifests.items(), key=lambda kv: kv[0] or "")
             for s in m.segments if kind is None or s.kind == kind]
 

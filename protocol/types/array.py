@@ -7,7 +7,6 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.errors import InvalidTextRepresentation
 
 from .vector import concat, keep_nulls, to_binary
 
@@ -33,50 +32,6 @@ def list_text(values: pa.Array, element_text: Callable[[pa.Array], pa.Array],
     lists = pa.LargeListArray.from_arrays(offsets, encoded)
     joined = pc.binary_join(lists, pa.scalar(",", pa.large_string()))
     return keep_nulls(concat(b"{", to_binary(joined), b"}"), values)
-
-
-def parse_text_array(text: str, element: Callable[[str], object]) -> list:
-    """`{1,"a b",NULL,{2,3}}` -> [1, 'a b', None, [2, 3]] with `element` decoding each item."""
-    text = text.strip()
-    if text.startswith("["):                      # explicit bounds: [1:2]={...}
-        text = text[text.index("=") + 1:]
-    value, end = _parse_list(text, 0, element)
-    if text[end:].strip():
-        raise InvalidTextRepresentation(f'malformed array literal: "{text}"')
-    return value
-
-
-def _parse_list(text: str, pos: int, element) -> tuple[list, int]:
-    if pos >= len(text) or text[pos] != "{":
-        raise InvalidTextRepresentation(f'malformed array literal: "{text}"')
-    pos += 1
-    items: list = []
-    while pos < len(text):
-        ch = text[pos]
-        if ch == "}":
-            return items, pos + 1
-        if ch in ", \t\n":
-            pos += 1
-        elif ch == "{":
-            item, pos = _parse_list(text, pos, element)
-            items.append(item)
-        elif ch == '"':
-            buf = []
-            pos += 1
-            while pos < len(text) and text[pos] != '"':
-                if text[pos] == "\\":
-                    pos += 1
-                buf.append(text[pos])
-                pos += 1
-            items.append(element("".join(buf)))
-            pos += 1
-        else:
-            start = pos
-            while pos < len(text) and text[pos] not in ",}":
-                pos += 1
-            word = text[start:pos].strip()
-            items.append(None if word.upper() == "NULL" else element(word))
-    raise InvalidTextRepresentation(f'malformed array literal: "{text}"')
 
 
 def parse_binary_array(data: bytes, element_for: Callable[[int], Callable[[bytes], object]]):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import struct
+import zoneinfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -134,6 +135,31 @@ def interval_text(values: pa.Array) -> pa.Array:
     return keep_nulls(concat(*parts), source)
 
 
+def interval_iso8601_text(values: pa.Array) -> pa.Array:
+    """IntervalStyle iso_8601: `P1Y2M3DT4H5M6.5S`, each part signed, `PT0S` for zero."""
+    source = values
+    months, days, micros = (p.fill_null(0) for p in interval_parts(values))
+    years = pc.divide(months, 12)
+    mons = pc.subtract(months, pc.multiply(years, 12))
+    hours = pc.divide(micros, 3_600_000_000)
+    rest = pc.subtract(micros, pc.multiply(hours, 3_600_000_000))
+    minutes = pc.divide(rest, 60_000_000)
+    rest = pc.subtract(rest, pc.multiply(minutes, 60_000_000))
+    seconds = pc.abs(pc.divide(rest, 1_000_000))
+    fraction = pc.abs(pc.subtract(pc.abs(rest), pc.multiply(seconds, 1_000_000)))
+
+    def part(count: pa.Array, letter: bytes) -> pa.Array:
+        return pc.if_else(pc.not_equal(count, 0), concat(as_text(count), letter), b"")
+
+    secs = concat(pc.if_else(pc.less(rest, 0), b"-", b""), as_text(seconds),
+                  trim_fraction(concat(b".", pc.utf8_lpad(pc.cast(fraction, pa.string()), 6, "0"))), b"S")
+    clock = concat(b"T", part(hours, b"H"), part(minutes, b"M"), pc.if_else(pc.not_equal(rest, 0), secs, b""))
+    text = concat(b"P", part(years, b"Y"), part(mons, b"M"), part(days, b"D"),
+                  pc.if_else(pc.not_equal(micros, 0), clock, b""))
+    zero = pc.and_(pc.and_(pc.equal(months, 0), pc.equal(days, 0)), pc.equal(micros, 0))
+    return keep_nulls(pc.if_else(zero, b"PT0S", text), source)
+
+
 def _pad2(values: pa.Array) -> pa.Array:
     return to_binary(pc.utf8_lpad(pc.cast(values, pa.string()), 2, "0"))
 
@@ -190,9 +216,20 @@ def timestamp_from_text(text: str) -> dt.datetime:
     return _parse("timestamp", dt.datetime.fromisoformat, text).replace(tzinfo=None)
 
 
-def timestamptz_from_text(text: str) -> dt.datetime:
+def timestamptz_from_text(text: str, timezone: str = "UTC") -> dt.datetime:
+    """Text without an offset is wall time in the session TimeZone, as Postgres reads it."""
     value = _parse("timestamp with time zone", dt.datetime.fromisoformat, text)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=_zone(timezone))
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def interval_from_binary(data: bytes) -> dt.timedelta | str:

@@ -86,6 +86,11 @@ def int_binary(width: int):
     return encode
 
 
+def oid_binary(values: pa.Array) -> pa.Array:
+    """oid is an unsigned 4-byte integer (DuckDB UINTEGER)."""
+    return keep_nulls(big_endian(values.cast(pa.uint32()), 4), values)
+
+
 def float_binary(width: int):
     def encode(values: pa.Array) -> pa.Array:
         target = pa.float32() if width == 4 else pa.float64()

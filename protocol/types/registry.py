@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from engine.errors import FeatureNotSupported
 from engine.results import SQL_TYPE
+from engine.sql import arrays
 
 from . import array, datetime, numeric, oids, string
 from .vector import to_binary
@@ -67,7 +68,7 @@ BY_ARROW_TYPE: dict[pa.DataType, PgType] = {
     pa.int16(): PgType(oids.INT2, numeric.int_text, numeric.int_binary(2)),
     pa.uint16(): PgType(oids.INT4, numeric.int_text, numeric.int_binary(4)),
     pa.int32(): PgType(oids.INT4, numeric.int_text, numeric.int_binary(4)),
-    pa.uint32(): PgType(oids.INT8, numeric.int_text, numeric.int_binary(8)),
+    pa.uint32(): PgType(oids.OID, numeric.int_text, numeric.oid_binary),  # catalog oid columns
     pa.int64(): PgType(oids.INT8, numeric.int_text, numeric.int_binary(8)),
     pa.uint64(): PgType(oids.NUMERIC, numeric.int_text, numeric.numeric_binary),
     pa.float16(): PgType(oids.FLOAT4, _casting(pa.float32(), numeric.float4_text),
@@ -178,6 +179,7 @@ BY_SQL_TYPE: dict[str, int] = {
     "DATE": oids.DATE, "TIME": oids.TIME, "TIMESTAMP": oids.TIMESTAMP,
     "TIMESTAMP WITH TIME ZONE": oids.TIMESTAMPTZ, "TIMESTAMPTZ": oids.TIMESTAMPTZ,
     "INTERVAL": oids.INTERVAL, "UUID": oids.UUID, "JSON": oids.JSON, "JSONB": oids.JSONB,
+    "OID": oids.OID,
 }
 
 
@@ -200,19 +202,22 @@ BINARY_DECODERS: dict[int, Callable[[bytes], object]] = (
     numeric.BINARY_DECODERS | datetime.BINARY_DECODERS | string.BINARY_DECODERS)
 
 
-def decode_param(oid: int, fmt: int, data: bytes | None) -> object:
+def decode_param(oid: int, fmt: int, data: bytes | None, timezone: str = "UTC") -> object:
     """A Bind parameter value as a Python object, by its declared OID and format code.
 
     OID 0 (unspecified) or an unknown OID in text format stays `str`: the engine casts it
     from the statement's context, as Postgres does with `unknown` literals. OID 0 in binary
-    format stays `bytes` (bytea): node-postgres sends Buffer values that way.
+    format stays `bytes` (bytea): node-postgres sends Buffer values that way. A timestamptz
+    in text without an offset is read in `timezone` (the session's).
     """
     if data is None:
         return None
     if fmt == 0:
         text = bytes(data).decode()
+        if oid == oids.TIMESTAMPTZ and timezone != "UTC":
+            return datetime.timestamptz_from_text(text, timezone)
         if oid in oids.ELEMENT_OF:
-            return array.parse_text_array(text, TEXT_DECODERS.get(oids.ELEMENT_OF[oid], str))
+            return arrays.parse(text, TEXT_DECODERS.get(oids.ELEMENT_OF[oid], str))
         return TEXT_DECODERS.get(oid, str)(text)
     if oid in oids.ELEMENT_OF:
         return array.parse_binary_array(bytes(data), _binary_decoder)

@@ -43,7 +43,7 @@ class Compactor:
         if t.is_stream:
             raise FeatureNotSupported(STREAM_COMPACT_REFUSED)
         todo = [m for _, m in sorted(self._cold.manifests[t.tid].items(), key=lambda kv: kv[0] or "")
-                if worth_compacting(m)]
+                if worth_compacting(m, t.schema_version)]
         if not todo:
             return "skipped", f"Storage compaction skipped: nothing to compact for table '{t.qualified}'", 0
         before = after = rows = 0
@@ -71,8 +71,9 @@ class Compactor:
 
         def write(batches: list[pa.RecordBatch]) -> None:
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments),
-                                          pa.Table.from_batches(batches), t.column_names, "base",
-                                          self._fp, "compact", check, t.field_ids))
+                                          pa.Table.from_batches(batches), t.stats_columns, "base",
+                                          self._fp, "compact", check, schema_version=t.schema_version,
+                                          field_ids=t.field_ids()))
             report.advance("rewriting segments", segments[-1].row_count, segments[-1].size_bytes)
         try:
             with self._reaper.reading():
@@ -102,7 +103,7 @@ class Compactor:
         try:
             self._fp.hit("compact.after_manifest")
         finally:
-            with self._hot.locked():
+            with self._hot.locked(f"a compaction of table {t.qualified}"):
                 self._cold.swap(t, new_manifest)
             for seg in old:
                 rel = f"{scope}/{seg.path}"
