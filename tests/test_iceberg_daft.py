@@ -21,9 +21,9 @@ COLUMNS = {"native": ["id", "name", "amount", "seen", "_seq"],
 
 def daft_rows(data_dir: str, identifier: str, runner: str, out: str) -> list[tuple]:
     columns = COLUMNS[runner]
-    subprocess.run([READERS, os.path.join(ROOT, "tests", "daft_reader.py"), sqlite_uri(data_dir), identifier,
-                    ",".join(columns), out, runner], check=True, timeout=240, cwd=ROOT,
-                   capture_output=True, text=True)
+    done = subprocess.run([READERS, os.path.join(ROOT, "tests", "daft_reader.py"), sqlite_uri(data_dir), identifier,
+                           ",".join(columns), out, runner], timeout=240, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"Daft ({runner}) failed:\n{done.stderr[-4000:]}"
     with pa.memory_map(out) as source:
         table = pa.ipc.open_file(source).read_all()
     return sorted(tuple(r[c] for c in columns) for r in table.to_pylist())
