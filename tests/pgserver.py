@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import HOST, PG_BIN, PG_USER, free_port, pg_cmd, pg_os_user, stop_postgres, tail
+from bench.servers import HOST, PG_BIN, PG_USER, pg_cmd, pg_os_user, stop_postgres, tail
+from tests.daemon import free_port  # this pytest worker's port range
 
 
 class PgServer:
