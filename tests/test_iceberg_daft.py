@@ -32,6 +32,7 @@ def daft_rows(data_dir: str, identifier: str, runner: str, out: str) -> list[tup
 # Skipped only outside CI: there, a reader that failed to install is a failure.
 @pytest.mark.skipif(not os.path.exists(READERS) and not os.environ.get("CI"),
                     reason=".venv-readers (Daft, Ray) is missing: make test-deps")
+@pytest.mark.timeout(480)  # two reader processes, one of them starting a Ray cluster
 def test_daft_native_and_on_ray_read_what_tierd_selects(make_tierd, tmp_path):
     d = make_tierd("[iceberg]\ncatch_up_interval_seconds = 1\n").start()
     with d.connect() as c:
