@@ -29,6 +29,7 @@ from engine.tiers.hot import HotTier
 from engine.tiers import views
 from engine.tiers.point_lookup import PointLookups
 from engine.storage.backend import Storage
+from engine.storage.iceberg_catalog import IcebergCatalogs, IcebergSettings
 from engine.storage.manifest import Manifest
 from engine.storage.reaper import FileReaper
 from engine.system_tables import SystemTables
@@ -61,6 +62,7 @@ class EngineConfig:
     compaction_max_segments: int = 16  # a scope with more segments is compacted automatically
     compaction_target_rows: int = 1_000_000  # rows per compacted segment
     storages: dict[str, dict] = field(default_factory=dict)  # [storage.<id>] config sections
+    iceberg: IcebergSettings = field(default_factory=IcebergSettings)  # [iceberg]: publishing
     superuser: str = "tierd"  # the role that always exists (auth.superuser)
     superuser_password: str | None = None  # auth.password: that role's password, if configured
     # The Postgres type OID the wire reports for a result column (protocol.types' map), so
@@ -85,6 +87,7 @@ class EngineCore:
     hot: HotTier
     cold: ColdTier
     tiering: TieringService
+    iceberg: IcebergCatalogs
     reaper: FileReaper
     point_lookups: PointLookups
     pg_catalog: PgCatalog
@@ -237,7 +240,8 @@ class EngineCore:
             self.catalog.drop_table(t, durable)
 
     def purge_table(self, t: TableDef) -> None:
-        """The dropped table's hot batches, cold files and key index, for good."""
+        """The dropped table's hot batches, cold files, key index and Iceberg table, for good."""
+        self.tiering.publisher.drop(t)
         self.hot.store.drop_table(t.tid)
         self.cold.delete_files(t)
         self.hot.forget_table(t.tid)

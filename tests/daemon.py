@@ -152,6 +152,12 @@ def scram_config(password: str = SUPERUSER_PASSWORD) -> str:
     return f'[auth]\nmethod = "scram"\npassword = "{password}"\n'
 
 
+# Iceberg publishing is on by default, and a daemon's first publish imports pyiceberg (seconds
+# of CPU): tests that are not about it turn it off, so `make test` stays within its time. A
+# config with an [iceberg] section (tests/test_iceberg*.py, tests/sql/iceberg) keeps the default.
+ICEBERG_OFF = "\n[iceberg]\nenabled = false\n"
+
+
 class Daemons:
     """Makes daemons under one base directory; `close()` stops every one it made."""
 
@@ -167,6 +173,8 @@ class Daemons:
         unless the config has one). Without it, a password the config sets is used to log in.
         data_dir: defaults to <base>/data, so daemons made one after another share it.
         """
+        if "[iceberg]" not in (config or ""):
+            config = (config or "") + ICEBERG_OFF
         if password is not None and "auth" not in tomllib.loads(config or ""):
             config = scram_config(password) + (config or "")
         if password is None and config:

@@ -186,7 +186,8 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
     ft = threading.Thread(target=flusher)
     ft.start()
     with d.connect() as c:
-        wait_for(lambda: c.execute("SELECT count(*) FROM system.jobs WHERE status = 'running'").fetchone()[0],
+        wait_for(lambda: c.execute("SELECT count(*) FROM system.jobs WHERE status = 'running' "
+                                   "AND job_type = 'flush'").fetchone()[0],
                  timeout=30, what="the flush job running")
     d.proc.send_signal(signal.SIGTERM)
     assert d.wait_exit(timeout=30) == 0, d.output()[-3000:]
@@ -285,7 +286,8 @@ def test_sighup_changes_the_default_flush_policy_without_restart(make_tierd):
                  .fetchone() == (0, 5), timeout=30, what="the flush at 5 rows")
         # The rows are in cold once the manifest is applied; the job record completes just after.
         job = wait_for(lambda: c.execute("SELECT status, max_retries, parameters FROM system.jobs "
-                                         "WHERE status = 'completed'").fetchone(), timeout=30, what="the job record")
+                                         "WHERE status = 'completed' AND job_type = 'flush'").fetchone(),
+                   timeout=30, what="the job record")
         assert job[1] == 5 and "rows:5" in job[2]
     assert d.proc.pid == pid and d.proc.poll() is None
 

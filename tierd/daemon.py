@@ -26,6 +26,7 @@ from collections.abc import Callable
 from engine import metrics as counters
 from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
+from engine.storage.iceberg_catalog import IcebergSettings
 from engine.tiering.jobs import JobsConfig
 from protocol.types import pg_type_for
 from tierd import reload as reload_mod
@@ -189,6 +190,8 @@ class Service:
                 compaction_max_segments=cfg.compaction_max_segments,
                 compaction_target_rows=cfg.compaction_target_rows,
                 storages=cfg.storages,
+                iceberg=IcebergSettings(enabled=cfg.iceberg_enabled, catalog_uri=cfg.iceberg_catalog_uri,
+                                        node_id=cfg.iceberg_node_id, catch_up_interval_s=cfg.iceberg_catch_up_s),
                 superuser=cfg.superuser,
                 superuser_password=cfg.password,
                 type_oid=lambda f: pg_type_for(f.type, f.metadata).oid,

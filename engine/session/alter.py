@@ -50,6 +50,8 @@ def alter_table(s: SessionState, stmt: AlterTable, params: list) -> StatementRes
                     transaction_ddl.changing(s, old)
                 eng.alter_table(old, new, durable=not in_tx)
         eng.tiering.policies.schema_changed(old.tid)
+        if new is not None and not in_tx:  # in a transaction: after its COMMIT
+            eng.tiering.publish_soon(new)
     return StatementResult("ALTER TABLE", notices=tuple(notices))
 
 

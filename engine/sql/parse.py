@@ -211,8 +211,8 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         stmt = parse_storage_job(sql)
         if stmt is None:
             raise SyntaxError_(
-                "unknown STORAGE command; expected STORAGE FLUSH|COMPACT TABLE ns.t [WAIT] "
-                "or STORAGE FLUSH|COMPACT ALL [IN ns] [WAIT]")
+                "unknown STORAGE command; expected STORAGE FLUSH|COMPACT|PUBLISH TABLE ns.t [WAIT] "
+                "or STORAGE FLUSH|COMPACT|PUBLISH ALL [IN ns] [WAIT]")
         return stmt
     if first in ("RETRY", "KILL") and second == "JOB":
         stmt = parse_job_command(sql)

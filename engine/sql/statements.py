@@ -141,8 +141,8 @@ class DropTable:
 
 @dataclass(frozen=True)
 class StorageJob:
-    """STORAGE FLUSH|COMPACT TABLE ns.t | ALL [IN ns] [WAIT]."""
-    job_type: str  # "flush" | "compact"
+    """STORAGE FLUSH|COMPACT|PUBLISH TABLE ns.t | ALL [IN ns] [WAIT]."""
+    job_type: str  # "flush" | "compact" | "publish"
     table: str | None  # None: ALL
     namespace: str | None  # ALL IN ns
     wait: bool
@@ -160,7 +160,7 @@ _NAMESPACE_PATTERNS = [
     (DropNamespace, re.compile(rf"^\s*DROP\s+(?:NAMESPACE|SCHEMA)\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_NAME})(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
     (DropTable, re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]}(?:\s*,\s*{_QNAME[1:-1]})*)(?:\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
 ]
-_STORAGE_JOB = re.compile(rf"^\s*STORAGE\s+(?P<verb>FLUSH|COMPACT)\s+(?:TABLE\s+(?P<name>{_QNAME[1:-1]})|ALL(?:\s+IN\s+(?P<ns>{_NAME}))?)(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)
+_STORAGE_JOB = re.compile(rf"^\s*STORAGE\s+(?P<verb>FLUSH|COMPACT|PUBLISH)\s+(?:TABLE\s+(?P<name>{_QNAME[1:-1]})|ALL(?:\s+IN\s+(?P<ns>{_NAME}))?)(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)
 _JOB_COMMAND = re.compile(r"^\s*(?P<verb>RETRY|KILL)\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)
 
 
@@ -183,7 +183,8 @@ def parse_storage_job(sql: str) -> StorageJob | None:
     m = _STORAGE_JOB.match(sql)
     if not m:
         return None
-    return StorageJob("flush" if m.group("verb").upper() == "FLUSH" else "compact", m.group("name"), m.group("ns"),
+    job_type = {"FLUSH": "flush", "COMPACT": "compact", "PUBLISH": "publish"}[m.group("verb").upper()]
+    return StorageJob(job_type, m.group("name"), m.group("ns"),
                       bool(m.group("wait")))
 
 

@@ -165,7 +165,7 @@ class Flusher:
                 rows = rows.sort_by([(c, "ascending") for c in t.row_key])
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments), rows,
                                           t.stats_columns, kind, self._fp, "flush", check,
-                                          schema_version=t.schema_version))
+                                          schema_version=t.schema_version, field_ids=t.field_ids()))
             report.advance("writing segments", segments[-1].row_count, segments[-1].size_bytes)
         new_manifest = manifest.apply(FlushEdit(segments, watermark))
         check()  # the last point where KILL JOB can stop it: next is the commit
