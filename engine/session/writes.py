@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 import uuid
+import zoneinfo
 from datetime import datetime, timezone
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from engine import metrics
 
 from engine.catalog import privileges
 from engine.catalog import sequence_functions
@@ -27,13 +31,13 @@ from engine.errors import (CardinalityViolation, EngineError, FeatureNotSupporte
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
-from engine.session.keys import (first_per_key, live_keys, live_rows, refuse_repeats, refuse_second_touch,
-                                 unique_violation)
+from engine.session.keys import (current_version, first_per_key, live_keys, live_rows, refuse_repeats,
+                                 refuse_second_touch, unique_violation)
 from engine.session import reads
 from engine.session.reads import check_select
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
-from engine.sql import arrays, dml, param_casts, sandbox
+from engine.sql import arrays, dml, keyed, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.parse import Write
 from engine.sql.sequence_ddl import without_regclass_casts
@@ -262,6 +266,10 @@ def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, key
     A key proposed again after this statement wrote it is 21000, as in PostgreSQL; after a
     DO UPDATE whose WHERE did not hold, the next proposal of the key meets the same row again
     (rounds: the n-th proposal of every key in round n)."""
+    fast = _keyed_upsert(s, t, p.conflict.action, rows, keys, params)
+    metrics.inc("tierd_fast_path_total", path="keyed_upsert", outcome="fallback" if fast is None else "used")
+    if fast is not None:
+        return fast
     existing = live_rows(s, t, list(dict.fromkeys(keys)))
     at = dict(zip(key_list(t, existing), range(existing.num_rows)))
     seen: dict = {}
@@ -298,6 +306,105 @@ def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, key
     if positions != sorted(positions):
         written = written.take(pc.sort_indices(_indices(positions)))
     return written, sorted(positions)
+
+
+def keyed_table(s: SessionState, t: TableDef) -> bool:
+    """Whether key-addressed writes (no DuckDB query) may write `t`: one key column, none of
+    the USER, STREAM or TTL rules, no rows older than this transaction's ALTER TABLE."""
+    return not (t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1
+                or t.tid in s.tx.ddl_before)
+
+
+def _keyed_upsert(s: SessionState, t: TableDef, action: keyed.ConflictAction | None, rows: pa.Table,
+                  keys: list, params: list) -> tuple[pa.Table, list[int]] | None:
+    """ON CONFLICT DO UPDATE computed in Python (engine/sql/keyed.py `conflict_action`): each
+    key's current version through `current_version`, the SET values and WHERE evaluated per
+    conflicting row. None, before anything is written, when the general path must answer
+    (a repeated key, a key only DuckDB can find, a value only DuckDB can compute)."""
+    if action is None or not keyed_table(s, t) or len(set(keys)) != len(keys):
+        return None
+    currents = []
+    for k in keys:
+        found, row = current_version(s, t, k)
+        if not found:
+            return None
+        currents.append(row)
+    schema = s.engine.visible_schema(t)
+    wanted = {name for kind, name in (n for e in [x for _, x in action.sets] + [action.where] if e is not None
+                                      for n in keyed.references(e)) if kind == "ex"}
+    if not wanted <= set(t.column_names):
+        return None
+    excluded_cols = {c: rows.column(c).to_pylist() for c in wanted}
+    bits = {f.name: f.type.bit_width for f in schema if pa.types.is_integer(f.type)}
+    fresh, done, updates = [], [], []
+    for i, current in enumerate(currents):
+        if current is None:
+            fresh.append(i)
+            continue
+        excluded = {c: v[i] for c, v in excluded_cols.items()}
+        if action.where is not None:
+            values = {n: current.column(n)[0].as_py() for kind, n in keyed.references(action.where) if kind == "col"}
+            try:
+                if keyed.holds(action.where, params, values, bits, excluded) is not True:
+                    continue
+            except (keyed.NotKeyed, KeyError, TypeError):
+                return None
+        new = new_version(t, schema, action.sets, current, params, excluded)
+        if new is None:
+            return None
+        done.append(i)
+        updates.append(new)
+    inserted = rows.take(_indices(fresh)) if len(fresh) != rows.num_rows else rows
+    append(s, t, inserted, deleted=False, keys=[keys[i] for i in fresh])
+    parts = [inserted.select(t.column_names)]
+    if updates:
+        shadow_cold(s, t)  # the versions updated may be cold
+        updated = pa.concat_tables(updates) if len(updates) > 1 else updates[0]
+        append(s, t, updated, deleted=False, keys=[keys[i] for i in done])
+        parts.append(updated.select(t.column_names))
+    positions = fresh + done
+    written = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if positions != sorted(positions):
+        written = written.take(pc.sort_indices(_indices(positions)))
+    return written, sorted(positions)
+
+
+def new_version(t: TableDef, schema: pa.Schema, sets: tuple[tuple[str, tuple], ...], row: pa.Table,
+                params: list, excluded: dict | None = None) -> pa.Table | None:
+    """The new version of `row` (a current version: one row, the table's types) with the SET
+    expressions (engine/sql/keyed.py) computed in Python and typed like a fast INSERT's values,
+    the other columns copied. None: only the general path can (a key change, an unknown
+    column, a value only DuckDB's casts type, a NOT NULL violation Postgres words)."""
+    names = set(schema.names)
+    if any(c not in names or c in t.primary_key for c, _ in sets):
+        return None
+    values = {n: row.column(n)[0].as_py() for _, expr in sets for kind, n in keyed.references(expr) if kind == "col"}
+    by_set = dict(sets)
+    by_name = {c.name: c for c in t.columns}
+    bits = {f.name: f.type.bit_width for f in schema if pa.types.is_integer(f.type)}
+    arrays = []
+    try:
+        for f in schema:
+            expr = by_set.get(f.name)
+            if expr is None:
+                arrays.append(row.column(f.name).cast(f.type))
+                continue
+            value = keyed.evaluate(expr, params, values, bits, excluded)
+            col = by_name[f.name]
+            if value is None and not col.nullable:
+                return None  # the general path words the 23502
+            if pa.types.is_string(f.type) and col.type.upper() != "VARCHAR":
+                return None  # uuid, json, enum: DuckDB's cast canonicalises the text
+            arr = to_arrow([value], f.type)
+            if arr is None:
+                return None
+            arrays.append(arr)
+    except (keyed.NotKeyed, KeyError, pa.ArrowException):
+        return None
+    new = pa.table(arrays, schema=schema)
+    if t.rowid:  # a table keyed after it was created: each row keeps its row id
+        new = new.append_column(ROWID, row.column(ROWID).cast(pa.int64()))
+    return new
 
 
 def _indices(positions: list[int]) -> pa.Array:
@@ -393,8 +500,11 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
     for c, f in zip(t.columns, schema):
         i = position.get(c.name)
         if i is not None:
-            values = [params[v] if kind == "p" else params[v[0]] if kind == "pc" else v
-                      for kind, v in (row[i] for row in p.fast_values)]
+            try:
+                values = [params[v] if kind == "p" else params[v[0]] if kind == "pc" else v if kind == "c"
+                          else _transaction_time(s, f.type) for kind, v in (row[i] for row in p.fast_values)]
+            except _NoTime:
+                return None
             casts = {v[1] for kind, v in (row[i] for row in p.fast_values) if kind == "pc"}
             if casts and not all(param_casts.value_fits(x, cast, f.type, c.type) for cast in casts for x in values):
                 return None  # a conversion (or its error) only DuckDB's cast gives
@@ -424,9 +534,31 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
     return pa.table(arrays, schema=schema)
 
 
+class _NoTime(Exception):
+    """The transaction's timestamp as a column type only DuckDB's cast gives."""
+
+
+def _transaction_time(s: SessionState, typ: pa.DataType):
+    """CURRENT_TIMESTAMP (the transaction's start, as in Postgres) as a column of `typ` holds
+    it: the instant for timestamptz, the wall-clock time in the session's TimeZone for
+    timestamp; _NoTime for other types or a zone Python does not know."""
+    if not pa.types.is_timestamp(typ):
+        raise _NoTime
+    at = datetime.fromtimestamp(s.activity.xact_start or time.time(), timezone.utc)
+    if typ.tz is not None:
+        return at
+    try:
+        return at.astimezone(zoneinfo.ZoneInfo(s.settings["timezone"])).replace(tzinfo=None)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, KeyError):
+        raise _NoTime from None
+
+
 def _slow_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table:
-    own_writes_visible(s)
-    s.engine.hot.settle()  # INSERT ... SELECT may read any table
+    if p.reads:  # INSERT ... SELECT (or a subquery) reads tables: this transaction's rows too
+        own_writes_visible(s)
+        s.engine.hot.settle()
+    # else a VALUES list DuckDB types (nextval in an expression, casts) reads no table, so it
+    # needs no DuckDB snapshot of the transaction's writes; `append` types its rows as the table
     sql = p.stage_sql
     if dml.COLUMNS_PREFIX in sql:
         sql = re.sub(re.escape(dml.COLUMNS_PREFIX) + r"(\d+)",
@@ -713,12 +845,26 @@ def with_rowids(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     return rows.append_column(ROWID, ids)
 
 
+def _as_table_types(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
+    """`rows` with the table's own column types: DuckDB types a staged timestamptz in the
+    session's TimeZone (timestamp[us, tz=Europe/Berlin]) where the table holds UTC, and batches
+    of one table must share one schema (LevelDB, the hot table, concatenation)."""
+    schema = s.engine.visible_schema(t)
+    have = rows.schema
+    if len(have) < len(schema) or all(have.field(i).type == f.type for i, f in enumerate(schema)):
+        return rows
+    cols = [rows.column(i).cast(f.type) if have.field(i).name == f.name else rows.column(i)
+            for i, f in enumerate(schema)]
+    return pa.table(cols + rows.columns[len(schema):], names=have.names)
+
+
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
     """Write new versions of `rows` (visible columns plus a USER table's owner, table
     types) into the hot tier; `keys`: their key_list, if the caller has it."""
     n = rows.num_rows
     if n == 0:
         return
+    rows = _as_table_types(s, t, rows)
     hot, tx = s.engine.hot, s.tx
     first = hot.allocate(n)
     seqs = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1)

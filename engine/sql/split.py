@@ -10,6 +10,12 @@ from typing import Iterator
 
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_LITERAL_OR_PARAM = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\d+")
+
+
+def space_params(sql: str) -> str:
+    """sqlglot's tokenizer reads `$1,$2` as a dollar quote; give placeholders room."""
+    return _LITERAL_OR_PARAM.sub(lambda m: f" {m.group(0)} " if m.group(0)[0] == "$" else m.group(0), sql)
 
 
 def scan(sql: str) -> Iterator[tuple[str, int, int]]:
