@@ -112,6 +112,7 @@ class RoleCatalog:
         self.store = store
         self.lock = threading.RLock()
         self.roles: dict[str, Role] = {}
+        self.generation = 0  # bumped by every change: what cached privilege verdicts key on
         for key, raw in store.scan_json(_PREFIX):
             role = Role(**raw)
             self.roles[role.name] = role
@@ -213,8 +214,10 @@ class RoleCatalog:
                     detail=f"owner of table(s) {shown}")
             self.store.delete(_PREFIX + name)
             del self.roles[name]
+            self.generation += 1
             return True
 
     def _save(self, role: Role) -> None:
         self.store.put_json(_PREFIX + role.name, asdict(role))
         self.roles[role.name] = role
+        self.generation += 1

@@ -249,7 +249,7 @@ class Catalog:
         self.lock = threading.RLock()
         self.namespaces: dict[str, str] = {}  # name -> created_at
         self.tables: dict[tuple[str, str], TableDef] = {}
-        self.generation = 0  # bumped by every change: what the pg_catalog rebuild keys on
+        self.generation = 0  # bumped by every change: what the pg_catalog rebuild and cached analyses key on
         for key, raw in store.scan_json("c/ns/"):
             self.namespaces[key[len("c/ns/"):]] = raw["created_at"]
         for _, raw in store.scan_json("c/t/"):
@@ -271,12 +271,14 @@ class Catalog:
             ts = now_iso()
             self.store.put_json(f"c/ns/{name}", {"created_at": ts})
             self.namespaces[name] = ts
+            self.generation += 1
             return True
 
     def drop_namespace(self, name: str) -> None:
         with self.lock:
             self.store.delete(f"c/ns/{name}")
             del self.namespaces[name]
+            self.generation += 1
 
     def require_namespace(self, name: str) -> None:
         if name not in self.namespaces:

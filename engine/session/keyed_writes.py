@@ -9,6 +9,11 @@ Whatever this path cannot do exactly as the general path would — a USER or STR
 composite or non-integer cold key, a non-filesystem storage, a value only DuckDB's casts can
 type, a NOT NULL violation that needs Postgres's message, rows older than the transaction's
 own ALTER TABLE — it hands over before writing anything, and the general path answers (metric `tierd_fast_path_total{path=…, outcome="fallback"}`).
+
+A text without parameters (the simple protocol) has its literals lifted out (engine/sql/keyed.py
+`analysed`), so pgbench -M simple's ever-new texts share one shape; the table, schema, key
+operand and privilege verdict of a shape are kept per session until the catalog or the roles
+change (`writes.analysis`).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import pyarrow as pa
 
 from engine import metrics
 from engine.catalog import privileges
+from engine.catalog.tables import TableDef
 from engine.results import StatementResult
 from engine.session import writes
 from engine.session.keys import current_version
@@ -38,21 +44,14 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
 
 
 def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementResult | None:
-    eng = s.engine
-    t = eng.catalog.find(shape.namespace, shape.table) if shape.namespace else s.find_table(shape.table)
-    if t is None or not writes.keyed_table(s, t):
-        return None  # an unknown table's error, and these tables' rules, are the general path's
-    schema = eng.visible_schema(t)
-    pk = t.primary_key[0]
+    target = writes.analysis(s, ("keyed", shape), lambda: _target(s, shape))
+    if target is None or target[0].tid in s.tx.ddl_before:  # its own rows may predate the transaction's ALTER TABLE
+        return None
+    t, schema, operand = target
     try:
-        (operand,) = shape.key_of(t.primary_key)
-        key = _typed(keyed.evaluate(operand, params), schema.field(pk).type)
+        key = _typed(keyed.evaluate(operand, params), schema.field(t.primary_key[0]).type)
     except keyed.NotKeyed:
         return None
-    names = set(schema.names)
-    if any(c not in names or c == pk for c, _ in shape.sets):
-        return None  # 42703, or a key change (uniqueness of the new key): the general path
-    privileges.check_table(eng.roles, s.user, t, shape.kind, "SELECT")
     begin_write(s)
     with s.running:
         found, row = current_version(s, t, key)
@@ -70,6 +69,25 @@ def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementR
             result = StatementResult(f"{shape.kind} 1")
     end_implicit(s)
     return result
+
+
+def _target(s: SessionState, shape: keyed.KeyedShape) -> tuple[TableDef, pa.Schema, keyed.Expr] | None:
+    """The shape's table, its schema and the operand pinning its key, once the role's
+    privileges are checked; None when the general path must answer."""
+    eng = s.engine
+    t = eng.catalog.find(shape.namespace, shape.table) if shape.namespace else s.find_table(shape.table)
+    if t is None or not writes.keyed_table(s, t):
+        return None  # an unknown table's error, and these tables' rules, are the general path's
+    schema = eng.visible_schema(t)
+    try:
+        (operand,) = shape.key_of(t.primary_key)
+    except keyed.NotKeyed:
+        return None
+    names = set(schema.names)
+    if any(c not in names or c == t.primary_key[0] for c, _ in shape.sets):
+        return None  # 42703, or a key change (uniqueness of the new key): the general path
+    privileges.check_table(eng.roles, s.user, t, shape.kind, "SELECT")
+    return t, schema, operand
 
 
 _INT_RANGE = {8: 1 << 7, 16: 1 << 15, 32: 1 << 31, 64: 1 << 63}

@@ -78,6 +78,9 @@ class SessionState:
         self.apply_settings()
         self.tx = Transaction()
         self.stages: dict[int, int] = {}  # table id -> revision of its typing stage table in this session
+        # write statements analysed (engine/session/writes.py, keyed_writes.py): (text or shape,
+        # role, search path) -> ((catalog generation, roles generation), the analysis)
+        self.write_analyses: dict[tuple, tuple] = {}
         self.running = threading.Lock()  # held while DuckDB runs a statement of this session
         self.catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False

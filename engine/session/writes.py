@@ -14,6 +14,8 @@ import time
 import uuid
 import zoneinfo
 from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Callable, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -44,6 +46,7 @@ from engine.sql.sequence_ddl import without_regclass_casts
 from engine.sql.split import leading_words
 from engine.sql.statements import unquote
 
+T = TypeVar("T")
 _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
 
@@ -51,14 +54,47 @@ _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, 
 _OVERRIDING = re.compile(r"\)\s*OVERRIDING\s+(SYSTEM|USER)\s+VALUE\b", re.I)
 
 
-def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
-    sql, overriding = without_regclass_casts(stmt.sql), None
+_ANALYSES_KEPT = 512  # per session; a simple-protocol client's one-off texts must not grow it
+
+
+def analysis(s: SessionState, key: tuple, analyse: Callable[[], T]) -> T:
+    """What `analyse()` found for `key` (a statement text or shape) the last time this role,
+    with this search path, asked, if no catalog or role change happened since (CREATE, ALTER,
+    DROP, GRANT, REVOKE, ALTER ROLE bump the generations): a write statement's plan, target,
+    sandbox and privilege verdicts are worked out once, and each execution only decodes its
+    parameters and writes. An error (no such table, no privilege) is never kept."""
+    eng = s.engine
+    version = (eng.catalog.generation, eng.roles.generation)
+    full = (key, s.user, tuple(s.schemas))
+    hit = s.write_analyses.get(full)
+    if hit is not None and hit[0] == version:
+        metrics.inc("tierd_fast_path_total", path="write_analysis", outcome="used")
+        return hit[1]
+    value = analyse()
+    if len(s.write_analyses) >= _ANALYSES_KEPT:
+        s.write_analyses.clear()
+    s.write_analyses[full] = (version, value)
+    metrics.inc("tierd_fast_path_total", path="write_analysis", outcome="fallback")
+    return value
+
+
+def _analyse(s: SessionState, text: str) -> tuple[str, dml.InsertPlan | dml.UpdatePlan | dml.DeletePlan
+                                                    | dml.MergePlan, TableDef]:
+    """(the SQL DuckDB runs, the plan, its target) of a write statement, checked."""
+    sql, overriding = without_regclass_casts(text), None
     m = _OVERRIDING.search(sql) if "OVERRIDING" in sql.upper() else None
     if m:  # INSERT INTO t (cols) OVERRIDING SYSTEM VALUE ...: the clause is tierd's, not DuckDB's
         sql, overriding = sql[:m.start() + 1] + sql[m.end():], m.group(1).upper()
     p, t = _plan(s, sql)
+    if isinstance(p, dml.InsertPlan) and p.columns is not None:
+        _table_columns(t, p.columns)  # 42703 in Postgres's words, before DuckDB's staging table words it
     if isinstance(p, dml.InsertPlan) and overriding != "SYSTEM":
         _refuse_generated_always(t, p)
+    return sql, p, t
+
+
+def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
+    _, p, t = analysis(s, ("write", stmt.sql), lambda: _analyse(s, stmt.sql))
     if p.param_count > len(params):
         raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
     params = reads.array_params(s, stmt.sql, params[: p.param_count])
@@ -129,8 +165,7 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     """The rows of a `batchable` INSERT as one multi-row VALUES typed in Python and one
     append; None, before any write, when a row needs the one-by-one path."""
     sandbox.check_command(sql)
-    p, t = _plan(s, sql)
-    _refuse_generated_always(t, p)
+    _, p, t = analysis(s, ("write", sql), lambda: _analyse(s, sql))
     k = p.param_count
     if any(len(params) < k for params in param_rows):
         return None
@@ -191,6 +226,8 @@ def _refuse_generated_always(t: TableDef, p: dml.InsertPlan) -> None:
 
 def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
     rows = fast_rows(s, t, p, params) if p.fast_values is not None else None
+    if p.fast_values is not None:
+        metrics.inc("tierd_fast_path_total", path="insert_values", outcome="fallback" if rows is None else "used")
     if rows is None:
         rows = _slow_rows(s, t, p, params)
     rows = with_rowids(s, t, owned(s, t, rows))
@@ -437,7 +474,40 @@ def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
     try:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        pass
+    numbers = _numbers_from_text(values, typ)
+    if numbers is None:
         return None
+    try:
+        return pa.array(numbers, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        return None
+
+
+_INTEGER_TEXT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
+_DECIMAL_TEXT = re.compile(r"^\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$")
+
+
+def _numbers_from_text(values: list, typ: pa.DataType) -> list | None:
+    """Text values of a number column as numbers, as the cast of an untyped parameter reads
+    them (pgbench -M prepared sends every parameter as text without a type); None when a text
+    is not a plain number (DuckDB's cast converts it or words the error)."""
+    if pa.types.is_integer(typ):
+        pattern, convert = _INTEGER_TEXT, int
+    elif pa.types.is_floating(typ):
+        pattern, convert = _DECIMAL_TEXT, float
+    elif pa.types.is_decimal(typ):
+        pattern, convert = _DECIMAL_TEXT, Decimal
+    else:
+        return None
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            if not pattern.match(v):
+                return None
+            v = convert(v.strip())
+        out.append(v)
+    return out
 
 
 def _array_text_to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
