@@ -588,7 +588,7 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
                 values = eng.sequences.nextval(sequence_functions.resolve(eng.sequences, d.name), s.session_id, n)
             else:
                 values = [datetime.now(timezone.utc) if d is NOW else d] * n
-        if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
+        if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR" and any(v is not None for v in values):
             if c.type.upper() != "UUID":
                 return None  # JSON, ENUM...: DuckDB's cast canonicalises the text
             values = canonical_uuids(values)
