@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Callable, TypeVar
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -424,7 +425,8 @@ def new_version(t: TableDef, schema: pa.Schema, sets: tuple[tuple[str, tuple], .
         for f in schema:
             expr = by_set.get(f.name)
             if expr is None:
-                arrays.append(row.column(f.name).cast(f.type))
+                col = row.column(f.name)
+                arrays.append(col if col.type == f.type else col.cast(f.type))
                 continue
             value = keyed.evaluate(expr, params, values, bits, excluded)
             col = by_name[f.name]
@@ -911,8 +913,7 @@ def with_rowids(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
         return rows
     n = rows.num_rows
     first = s.engine.hot.allocate(n)
-    ids = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1) if n else pa.array([], pa.int64())
-    return rows.append_column(ROWID, ids)
+    return rows.append_column(ROWID, pa.array(np.arange(first, first + n, dtype=np.int64)))
 
 
 def _as_table_types(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
@@ -928,6 +929,10 @@ def _as_table_types(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     return pa.table(cols + rows.columns[len(schema):], names=have.names)
 
 
+_SEQ_FIELD = pa.field("_seq", pa.int64())
+_DELETED_FIELD = pa.field("_deleted", pa.bool_())
+
+
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
     """Write new versions of `rows` (visible columns plus a USER table's owner, table
     types) into the hot tier; `keys`: their key_list, if the caller has it."""
@@ -937,9 +942,10 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
     rows = _as_table_types(s, t, rows)
     hot, tx = s.engine.hot, s.tx
     first = hot.allocate(n)
-    seqs = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1)
-    batch = rows.append_column("_seq", seqs)
-    batch = batch.append_column("_deleted", pa.repeat(pa.scalar(deleted, pa.bool_()), n))
+    # one table built once (numpy ranges: pyarrow's compute kernels cost ~0.2 ms a call on a row)
+    batch = pa.Table.from_arrays(
+        rows.columns + [pa.array(np.arange(first, first + n, dtype=np.int64)), pa.array(np.full(n, deleted))],
+        schema=rows.schema.append(_SEQ_FIELD).append(_DELETED_FIELD))
     if t.is_stream:  # never behind an earlier write: versions expire in _seq order
         written = hot.stream_write_time()
         stamp = pa.scalar(datetime.fromtimestamp(written, timezone.utc), pa.timestamp("us", tz="UTC"))
