@@ -360,3 +360,24 @@ def test_write_analysis_is_kept_until_the_catalog_changes(metrics_tierd):
             c.execute(f"SET search_path = {path}")
             assert c.execute("UPDATE kb SET n = n + %s WHERE id = %s", (1, 1)).rowcount == 1
             assert c.execute("SELECT n FROM kb WHERE id = 1").fetchone() == expected
+
+
+def test_untyped_text_parameters_of_number_columns(metrics_tierd):
+    """pgbench -M prepared sends every parameter as untyped text: into a number column (a
+    VALUES item, the key of a key-addressed UPDATE) a text that spells a number is that number,
+    on the fast paths; any other text takes the general path and its error."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.kx (id INT PRIMARY KEY, n BIGINT, x DOUBLE PRECISION, d NUMERIC(8,2))")
+        before = scrape(metrics_tierd.metrics_port)
+        for i in range(10):  # psycopg sends a str as untyped (OID 0), as pgbench does
+            c.execute("INSERT INTO public.kx (id, n, x, d) VALUES (%s, %s, %s, %s)", (str(i), f" {-i} ", "1.5e1", "2.25"))
+            c.execute("UPDATE public.kx SET n = n + %s WHERE id = %s", (1, str(i)))
+        after = scrape(metrics_tierd.metrics_port)
+        assert c.execute("SELECT id, n, x, d FROM public.kx ORDER BY id").fetchall() == [
+            (i, 1 - i, 15.0, Decimal("2.25")) for i in range(10)]
+        assert used(after, "insert_values") - used(before, "insert_values") >= 10
+        assert used(after, "keyed_update") - used(before, "keyed_update") >= 10
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            c.execute("INSERT INTO public.kx (id, n) VALUES (%s, %s)", ("11", "eleven"))
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            c.execute("UPDATE public.kx SET n = 0 WHERE id = %s", ("x1",))
