@@ -76,7 +76,7 @@ def _target(s: SessionState, shape: keyed.KeyedShape) -> tuple[TableDef, pa.Sche
     privileges are checked; None when the general path must answer."""
     eng = s.engine
     t = eng.catalog.find(shape.namespace, shape.table) if shape.namespace else s.find_table(shape.table)
-    if t is None or not writes.keyed_table(s, t):
+    if t is None or not writes.keyed_table(t):
         return None  # an unknown table's error, and these tables' rules, are the general path's
     schema = eng.visible_schema(t)
     try:

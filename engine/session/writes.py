@@ -346,11 +346,11 @@ def _upsert(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, key
     return written, sorted(positions)
 
 
-def keyed_table(s: SessionState, t: TableDef) -> bool:
+def keyed_table(t: TableDef) -> bool:
     """Whether key-addressed writes (no DuckDB query) may write `t`: one key column, none of
-    the USER, STREAM or TTL rules, no rows older than this transaction's ALTER TABLE."""
-    return not (t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1
-                or t.tid in s.tx.ddl_before)
+    the USER, STREAM or TTL rules (and, checked per statement, no rows older than the
+    transaction's own ALTER TABLE: `SessionState.tx.ddl_before`)."""
+    return not (t.is_user or t.is_stream or t.ttl_seconds or len(t.primary_key) != 1)
 
 
 def _keyed_upsert(s: SessionState, t: TableDef, action: keyed.ConflictAction | None, rows: pa.Table,
@@ -359,7 +359,7 @@ def _keyed_upsert(s: SessionState, t: TableDef, action: keyed.ConflictAction | N
     key's current version through `current_version`, the SET values and WHERE evaluated per
     conflicting row. None, before anything is written, when the general path must answer
     (a repeated key, a key only DuckDB can find, a value only DuckDB can compute)."""
-    if action is None or not keyed_table(s, t) or len(set(keys)) != len(keys):
+    if action is None or not keyed_table(t) or t.tid in s.tx.ddl_before or len(set(keys)) != len(keys):
         return None
     currents = []
     for k in keys:
