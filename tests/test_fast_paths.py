@@ -381,3 +381,24 @@ def test_untyped_text_parameters_of_number_columns(metrics_tierd):
             c.execute("INSERT INTO public.kx (id, n) VALUES (%s, %s)", ("11", "eleven"))
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
             c.execute("UPDATE public.kx SET n = 0 WHERE id = %s", ("x1",))
+
+
+def test_keyed_returning(metrics_tierd):
+    """UPDATE/DELETE by key with RETURNING of plain columns stay key-addressed (hot and cold
+    versions); an expression in RETURNING takes the general path, with the same answer."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.kr (id BIGINT PRIMARY KEY, n INT, v TEXT) WITH (FLUSH_POLICY = 'manual')")
+        c.execute("INSERT INTO public.kr VALUES (1, 1, 'a'), (2, 2, 'b')")
+        c.execute("STORAGE FLUSH TABLE public.kr WAIT")
+        before = scrape(metrics_tierd.metrics_port)
+        assert c.execute("UPDATE public.kr SET n = n + %s WHERE id = %s RETURNING id, n, v", (5, 1)).fetchall() \
+            == [(1, 6, "a")]
+        assert c.execute("UPDATE public.kr SET n = n + %s WHERE id = %s RETURNING *", (5, 1)).fetchall() == [(1, 11, "a")]
+        assert c.execute("DELETE FROM public.kr WHERE id = %s RETURNING v, id", (2,)).fetchall() == [("b", 2)]
+        assert c.execute("DELETE FROM public.kr WHERE id = %s RETURNING v", (2,)).fetchall() == []
+        after = scrape(metrics_tierd.metrics_port)
+        assert c.execute("UPDATE public.kr SET n = n + %s WHERE id = %s RETURNING n * 2", (1, 1)).fetchall() == [(24,)]
+        last = scrape(metrics_tierd.metrics_port)
+    assert used(after, "keyed_update") - used(before, "keyed_update") == 2
+    assert used(after, "keyed_delete") - used(before, "keyed_delete") == 2
+    assert used(last, "keyed_update", "fallback") - used(after, "keyed_update", "fallback") == 1

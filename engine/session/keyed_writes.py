@@ -58,17 +58,37 @@ def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementR
         if not found:
             return None
         if row is None:
-            result = StatementResult(f"{shape.kind} 0")
+            returned = _returned(t, shape, schema, schema.empty_table())
+            if returned is False:
+                return None
+            result = StatementResult(f"{shape.kind} 0", returned)
         else:
             new = writes.tombstones(s, t, row) if shape.kind == "DELETE" else \
                 writes.new_version(t, schema, shape.sets, row, params)
             if new is None:
                 return None
+            returned = _returned(t, shape, schema, row if shape.kind == "DELETE" else new)
+            if returned is False:
+                return None
             writes.shadow_cold(s, t)
             writes.append(s, t, new, deleted=shape.kind == "DELETE", keys=[key])
-            result = StatementResult(f"{shape.kind} 1")
+            result = StatementResult(f"{shape.kind} 1", returned)
     end_implicit(s)
     return result
+
+
+def _returned(t: TableDef, shape: keyed.KeyedShape, schema: pa.Schema, rows: pa.Table):
+    """RETURNING of plain columns over the deleted or new version, None without RETURNING,
+    False when its expressions need DuckDB (the general path then runs the statement)."""
+    if shape.returning is None:
+        return None
+    rows = rows.select(t.column_names)
+    try:
+        rows = rows if rows.schema.equals(schema) else rows.cast(schema)  # a cold version's types
+    except (pa.ArrowException, ValueError):
+        return False
+    out = writes.plain_returning(t, shape.alias, shape.returning, rows)
+    return False if out is None else out
 
 
 def _target(s: SessionState, shape: keyed.KeyedShape) -> tuple[TableDef, pa.Schema, keyed.Expr] | None:

@@ -183,7 +183,7 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
         return None
     returned = None
     if p.returning is not None:
-        returned = _plain_returning(t, p.target.alias, p.returning, rows.select(t.column_names))
+        returned = plain_returning(t, p.target.alias, p.returning, rows.select(t.column_names))
         if returned is None:
             return None
     rows = owned(s, t, rows)   # as _insert_rows: a USER table's rows get their owner
@@ -802,7 +802,7 @@ def _returning(s: SessionState, alias: str, expr: str | None, rows: pa.Table, pa
                t: TableDef) -> pa.Table | None:
     if expr is None:
         return None
-    plain = _plain_returning(t, alias, expr, rows)
+    plain = plain_returning(t, alias, expr, rows)
     if plain is not None:
         return plain
     sql, bound = _bind(f"SELECT {expr} FROM __ret AS {views.q(alias)}", params)
@@ -833,7 +833,7 @@ def _plain_names(alias: str, expr: str) -> list[str] | None:
     return names
 
 
-def _plain_returning(t: TableDef, alias: str, expr: str, rows: pa.Table) -> pa.Table | None:
+def plain_returning(t: TableDef, alias: str, expr: str, rows: pa.Table) -> pa.Table | None:
     """`RETURNING id`, `RETURNING *`, `RETURNING t.a, b`: the written rows' columns, without a
     DuckDB query (what ORMs send to learn ids). None: the expression needs DuckDB."""
     plain = _plain_names(alias, expr)

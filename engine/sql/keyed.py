@@ -12,6 +12,7 @@ parameters (the simple protocol: pgbench -M simple, psql) has its literals lifte
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class KeyedShape:
     table: str
     where: tuple[tuple[str, Expr], ...]  # (column, parameter or constant) ANDed
     sets: tuple[tuple[str, Expr], ...]  # UPDATE: (column, expression), in SET order
+    alias: str = ""  # the name the statement gives the table (RETURNING's qualifier)
+    returning: str | None = None  # RETURNING's list as DuckDB reads it (the session keeps plain columns)
 
     def key_of(self, key_columns: list[str]) -> tuple[Expr, ...]:
         """The operand pinning each key column, in key order, if WHERE pins exactly the key."""
@@ -247,8 +250,8 @@ def _cached_shape(sql: str, literals: bool) -> KeyedShape | None:
     except NotKeyed:
         return None
     if literals:
-        got = KeyedShape(got.kind, got.namespace, got.table, tuple((c, _as_literal(e)) for c, e in got.where),
-                         tuple((c, _as_literal(e)) for c, e in got.sets))
+        got = dataclasses.replace(got, where=tuple((c, _as_literal(e)) for c, e in got.where),
+                                  sets=tuple((c, _as_literal(e)) for c, e in got.sets))
     return got
 
 
@@ -270,7 +273,7 @@ def _shape(tree: exp.Expression) -> KeyedShape:
         kind = "DELETE"
     else:
         raise NotKeyed
-    if any(tree.args.get(a) for a in ("from", "from_", "using", "returning", "with", "limit", "order")):
+    if any(tree.args.get(a) for a in ("from", "from_", "using", "with", "limit", "order")):
         raise NotKeyed
     table = tree.this
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
@@ -293,7 +296,9 @@ def _shape(tree: exp.Expression) -> KeyedShape:
     ns = _folded(table.args["db"]) if table.args.get("db") else None
     if table.args.get("catalog"):
         raise NotKeyed
-    return KeyedShape(kind, ns, _folded(table.this), pins, sets)
+    ret = tree.args.get("returning")
+    returning = None if ret is None else ", ".join(e.sql(dialect="duckdb") for e in ret.expressions)
+    return KeyedShape(kind, ns, _folded(table.this), pins, sets, table.alias_or_name, returning)
 
 
 _EXCLUDED = "\0excluded"  # among a shape's qualifiers: `excluded.col` is EXCLUDED's column
