@@ -203,3 +203,202 @@ def test_sqlalchemy_executemany_as_pandas_sends_it(metrics_tierd):
             assert [tuple(r) for r in got] == [(r["id"], r["v"], r["x"], r["u"]) for r in rows]
     finally:
         engine.dispose()
+
+
+def test_keyed_upserts_equal_the_general_path(metrics_tierd):
+    """INSERT ... ON CONFLICT DO UPDATE whose SET and WHERE are simple (EXCLUDED's columns, the
+    existing row's, parameters, `col + expr`) runs without DuckDB; the same statements in a form
+    only the general path takes (`|| ''` on a text) keep two tables equal across hot, flushed,
+    updated-after-flush and deleted keys, several rows per statement and RETURNING."""
+    rng = random.Random(20261204)
+    fast = ("INSERT INTO public.{t} (id, n, v) VALUES {values} ON CONFLICT (id) DO UPDATE "
+            "SET n = {t}.n + excluded.n * %s, v = excluded.v{tail} WHERE {t}.n < %s OR excluded.v IS NULL "
+            "RETURNING id, n, v")
+    with metrics_tierd.connect() as c:
+        for t in ("uf", "ug"):
+            c.execute(f"CREATE TABLE public.{t} (id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT) "
+                      "WITH (FLUSH_POLICY = 'manual')")
+            c.execute(f"INSERT INTO public.{t} SELECT i, i, 'v' || i FROM range(100) r(i)")
+        before = scrape(metrics_tierd.metrics_port)
+        for phase in range(6):
+            for _ in range(40):
+                keys = rng.sample(range(130), rng.choice((1, 1, 1, 3)))
+                if rng.random() < 0.15:
+                    for t in ("uf", "ug"):
+                        c.execute(f"DELETE FROM public.{t} WHERE id = %s", (keys[0],))
+                    continue
+                rows = [(k, rng.randrange(-5, 5), rng.choice((None, f"p{phase}"))) for k in keys]
+                factor, limit = rng.randrange(1, 4), rng.randrange(0, 400)
+                values = ", ".join(["(%s, %s, %s)"] * len(rows))
+                args = [x for r in rows for x in r] + [factor, limit]
+                got = []
+                for t, tail in (("uf", ""), ("ug", " || ''")):
+                    cur = c.execute(fast.format(t=t, values=values, tail=tail), args)
+                    got.append((cur.statusmessage, sorted(cur.fetchall(), key=str)))
+                assert got[0] == got[1], (rows, factor, limit)
+            assert rows_of(c, "uf") == rows_of(c, "ug"), f"phase {phase}"
+            if phase % 2 == 0:
+                for t in ("uf", "ug"):
+                    assert c.execute(f"STORAGE FLUSH TABLE public.{t} WAIT").fetchone()[1] == "completed"
+    after = scrape(metrics_tierd.metrics_port)
+    assert used(after, "keyed_upsert") - used(before, "keyed_upsert") >= 100
+    # the `|| ''` form is the general path's: as many fallbacks as the fast form's uses at most
+    assert used(after, "keyed_upsert", "fallback") - used(before, "keyed_upsert", "fallback") >= 100
+
+
+def rows_of(c, table):
+    return c.execute(f"SELECT id, n, v FROM public.{table} ORDER BY id").fetchall()
+
+
+def test_simple_protocol_texts_share_one_shape(metrics_tierd):
+    """pgbench -M simple sends every UPDATE with its values inline: the literals are lifted out
+    so each text is key-addressed (no sqlglot per text), with literal semantics: a string key,
+    a negative number, a decimal into a numeric column, a quote inside a string."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.ks (id INT PRIMARY KEY, bal INT NOT NULL, v TEXT, d NUMERIC(10,2))")
+        c.execute("CREATE TABLE public.kst (k TEXT PRIMARY KEY, n BIGINT)")
+        c.execute("INSERT INTO public.ks SELECT i, 0, NULL, 0 FROM range(50) r(i)")
+        c.execute("INSERT INTO public.kst VALUES ('a', 1), ('it''s', 2)")
+        before = scrape(metrics_tierd.metrics_port)
+        expected = {i: 0 for i in range(50)}
+        rng = random.Random(7)
+        for _ in range(120):
+            k, delta = rng.randrange(50), rng.randrange(-5000, 5000)
+            c.execute(f"UPDATE ks SET bal = bal + {delta} WHERE id = {k};")
+            expected[k] += delta
+        c.execute("UPDATE public.ks SET v = 'it''s', d = d + 1.25 WHERE id = 3")
+        c.execute("UPDATE kst SET n = n * 10 WHERE k = 'it''s'")
+        c.execute("DELETE FROM kst WHERE k = 'a'")
+        assert c.execute("UPDATE ks SET bal = bal + 1 WHERE id = 999").statusmessage == "UPDATE 0"
+        after = scrape(metrics_tierd.metrics_port)
+        assert dict(c.execute("SELECT id, bal FROM public.ks").fetchall()) == expected
+        assert c.execute("SELECT v, d FROM public.ks WHERE id = 3").fetchone() == ("it's", Decimal("1.25"))
+        assert c.execute("SELECT k, n FROM public.kst").fetchall() == [("it's", 20)]
+        # out of int4's range: the general path raises Postgres's error
+        with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            c.execute("UPDATE ks SET bal = bal + 3000000000 WHERE id = 1")
+    assert used(after, "keyed_update") - used(before, "keyed_update") >= 122
+    assert used(after, "keyed_delete") - used(before, "keyed_delete") >= 1
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_transaction_timestamp_and_zones(metrics_tierd, zone):
+    """pgbench's history INSERT (`..., CURRENT_TIMESTAMP)`) types the transaction's timestamp in
+    Python: timestamptz the instant, timestamp the wall-clock time in the session's TimeZone, as
+    DuckDB's cast gives it; rows DuckDB types (a timestamptz in the session's zone) are stored
+    as the table's type, so a transaction mixing both reads, commits, flushes and survives a
+    restart under any TimeZone."""
+    t = f"public.kz_{zone.split('/')[-1].lower()}"
+    with metrics_tierd.connect() as c:
+        c.execute(f"CREATE TABLE {t} (id INT PRIMARY KEY, n INT, ts TIMESTAMP, tz TIMESTAMPTZ)")
+        c.execute(f"INSERT INTO {t} VALUES (0, 0, NULL, NULL)")
+        c.execute(f"SET TimeZone = '{zone}'")
+        with c.transaction():
+            c.execute(f"UPDATE {t} SET n = n + %s WHERE id = %s", (5, 0))
+            c.execute(f"INSERT INTO {t} (id, ts, tz) VALUES (%s, CURRENT_TIMESTAMP, now())", (1,))
+            c.execute(f"INSERT INTO {t} (id, ts, tz) VALUES (%s, CURRENT_TIMESTAMP + INTERVAL '0 s', "
+                      "now() + INTERVAL '0 s')", (2,))
+            c.execute(f"UPDATE {t} SET tz = now() WHERE n = 5")  # the general UPDATE path
+            assert c.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+        rows = c.execute(f"SELECT id, ts, tz, localtimestamp, now() FROM {t} WHERE id > 0 ORDER BY id").fetchall()
+        for _, ts, tz, local, now in rows:
+            assert abs((local - ts).total_seconds()) < 600, (ts, local)  # wall clock of the zone
+            assert abs((now - tz).total_seconds()) < 600
+        assert c.execute(f"STORAGE FLUSH TABLE {t} WAIT").fetchone()[1] == "completed"
+        assert c.execute(f"SELECT count(*), count(ts), count(tz) FROM {t}").fetchone() == (3, 2, 3)
+
+
+def test_write_analysis_is_kept_until_the_catalog_changes(metrics_tierd):
+    """A write text seen before reuses its analysis (plan, target, privilege verdicts); CREATE,
+    ALTER, DROP, GRANT, REVOKE, ALTER ROLE and a new search_path each make the next execution
+    analyse it anew, with the answers a fresh analysis gives."""
+    port = metrics_tierd.metrics_port
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.ka (id BIGINT PRIMARY KEY, v TEXT, n INT)")
+        c.execute("CREATE USER ka_writer WITH PASSWORD 'pw'")
+        c.execute("GRANT SELECT, INSERT, UPDATE ON public.ka TO ka_writer")
+    with metrics_tierd.connect_as("ka_writer", "pw") as w, metrics_tierd.connect() as c:
+        before = scrape(port)
+        for i in range(20):
+            w.execute("INSERT INTO public.ka (id, v, n) VALUES (%s, %s, %s)", (i, "a", 0))
+            w.execute("UPDATE public.ka SET n = n + %s WHERE id = %s", (1, i))
+        after = scrape(port)
+        assert used(after, "write_analysis") - used(before, "write_analysis") >= 36
+        assert used(after, "insert_values") - used(before, "insert_values") >= 20
+        # REVOKE: the kept verdict goes with it
+        c.execute("REVOKE UPDATE ON public.ka FROM ka_writer")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            w.execute("UPDATE public.ka SET n = n + %s WHERE id = %s", (1, 1))
+        c.execute("GRANT UPDATE ON public.ka TO ka_writer")
+        assert w.execute("UPDATE public.ka SET n = n + %s WHERE id = %s", (1, 1)).rowcount == 1
+        # ALTER TABLE: a renamed column is gone for the kept plan too
+        c.execute("ALTER TABLE public.ka RENAME COLUMN v TO w")
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            w.execute("INSERT INTO public.ka (id, v, n) VALUES (%s, %s, %s)", (100, "a", 0))
+        # DROP and CREATE again, with another key type: the same text writes the new table
+        c.execute("DROP TABLE public.ka")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            w.execute("UPDATE public.ka SET n = n + %s WHERE id = %s", (1, 1))
+        c.execute("CREATE TABLE public.ka (id TEXT PRIMARY KEY, v TEXT, n INT)")
+        c.execute("GRANT SELECT, INSERT, UPDATE ON public.ka TO ka_writer")
+        w.execute("INSERT INTO public.ka (id, v, n) VALUES (%s, %s, %s)", ("k", "a", 0))
+        assert w.execute("UPDATE public.ka SET n = n + %s WHERE id = %s", (5, "k")).rowcount == 1
+        assert w.execute("SELECT id, n FROM public.ka").fetchall() == [("k", 5)]
+        # ALTER ROLE: a superuser's verdict does not outlive NOSUPERUSER
+        c.execute("CREATE TABLE public.kb (id BIGINT PRIMARY KEY, n INT)")
+        c.execute("INSERT INTO public.kb VALUES (1, 0)")
+        c.execute("ALTER ROLE ka_writer SUPERUSER")
+        assert w.execute("UPDATE public.kb SET n = n + %s WHERE id = %s", (1, 1)).rowcount == 1
+        c.execute("ALTER ROLE ka_writer NOSUPERUSER")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            w.execute("UPDATE public.kb SET n = n + %s WHERE id = %s", (1, 1))
+        # a new search path: the unqualified name is another namespace's table
+        c.execute("CREATE NAMESPACE kns")
+        c.execute("CREATE TABLE kns.kb (id BIGINT PRIMARY KEY, n INT)")
+        c.execute("INSERT INTO kns.kb VALUES (1, 100)")
+        for path, expected in (("public", (2,)), ("kns", (101,)), ("public", (3,))):
+            c.execute(f"SET search_path = {path}")
+            assert c.execute("UPDATE kb SET n = n + %s WHERE id = %s", (1, 1)).rowcount == 1
+            assert c.execute("SELECT n FROM kb WHERE id = 1").fetchone() == expected
+
+
+def test_untyped_text_parameters_of_number_columns(metrics_tierd):
+    """pgbench -M prepared sends every parameter as untyped text: into a number column (a
+    VALUES item, the key of a key-addressed UPDATE) a text that spells a number is that number,
+    on the fast paths; any other text takes the general path and its error."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.kx (id INT PRIMARY KEY, n BIGINT, x DOUBLE PRECISION, d NUMERIC(8,2))")
+        before = scrape(metrics_tierd.metrics_port)
+        for i in range(10):  # psycopg sends a str as untyped (OID 0), as pgbench does
+            c.execute("INSERT INTO public.kx (id, n, x, d) VALUES (%s, %s, %s, %s)", (str(i), f" {-i} ", "1.5e1", "2.25"))
+            c.execute("UPDATE public.kx SET n = n + %s WHERE id = %s", (1, str(i)))
+        after = scrape(metrics_tierd.metrics_port)
+        assert c.execute("SELECT id, n, x, d FROM public.kx ORDER BY id").fetchall() == [
+            (i, 1 - i, 15.0, Decimal("2.25")) for i in range(10)]
+        assert used(after, "insert_values") - used(before, "insert_values") >= 10
+        assert used(after, "keyed_update") - used(before, "keyed_update") >= 10
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            c.execute("INSERT INTO public.kx (id, n) VALUES (%s, %s)", ("11", "eleven"))
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            c.execute("UPDATE public.kx SET n = 0 WHERE id = %s", ("x1",))
+
+
+def test_keyed_returning(metrics_tierd):
+    """UPDATE/DELETE by key with RETURNING of plain columns stay key-addressed (hot and cold
+    versions); an expression in RETURNING takes the general path, with the same answer."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.kr (id BIGINT PRIMARY KEY, n INT, v TEXT) WITH (FLUSH_POLICY = 'manual')")
+        c.execute("INSERT INTO public.kr VALUES (1, 1, 'a'), (2, 2, 'b')")
+        c.execute("STORAGE FLUSH TABLE public.kr WAIT")
+        before = scrape(metrics_tierd.metrics_port)
+        assert c.execute("UPDATE public.kr SET n = n + %s WHERE id = %s RETURNING id, n, v", (5, 1)).fetchall() \
+            == [(1, 6, "a")]
+        assert c.execute("UPDATE public.kr SET n = n + %s WHERE id = %s RETURNING *", (5, 1)).fetchall() == [(1, 11, "a")]
+        assert c.execute("DELETE FROM public.kr WHERE id = %s RETURNING v, id", (2,)).fetchall() == [("b", 2)]
+        assert c.execute("DELETE FROM public.kr WHERE id = %s RETURNING v", (2,)).fetchall() == []
+        after = scrape(metrics_tierd.metrics_port)
+        assert c.execute("UPDATE public.kr SET n = n + %s WHERE id = %s RETURNING n * 2", (1, 1)).fetchall() == [(24,)]
+        last = scrape(metrics_tierd.metrics_port)
+    assert used(after, "keyed_update") - used(before, "keyed_update") == 2
+    assert used(after, "keyed_delete") - used(before, "keyed_delete") == 2
+    assert used(last, "keyed_update", "fallback") - used(after, "keyed_update", "fallback") == 1

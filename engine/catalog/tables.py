@@ -296,7 +296,7 @@ class Catalog:
         self.lock = threading.RLock()
         self.namespaces: dict[str, str] = {}  # name -> created_at
         self.tables: dict[tuple[str, str], TableDef] = {}
-        self.generation = 0  # bumped by every change: what the pg_catalog rebuild keys on
+        self.generation = 0  # bumped by every change: what the pg_catalog rebuild and cached analyses key on
         for key, raw in store.scan_json("c/ns/"):
             self.namespaces[key[len("c/ns/"):]] = raw["created_at"]
         for _, raw in store.scan_json("c/t/"):

@@ -69,6 +69,29 @@ def own_version(s: SessionState, t: TableDef, key) -> tuple[bool, pa.Table | Non
     raise LookupError(f"version {st.seq} of a key is not among the transaction's writes")
 
 
+def current_version(s: SessionState, t: TableDef, key) -> tuple[bool, pa.Table | None]:
+    """(found out, the key's newest version this session sees, or None if it has none), without
+    a DuckDB query: this transaction's writes, the hot key index and its LevelDB batch, the
+    cold tier's point read. Not found out: the caller's general path must look. For tables
+    with one key column and no USER, STREAM or TTL rules (the key-addressed writes' tables)."""
+    mine, row = own_version(s, t, key)
+    if mine:
+        return True, row
+    hot = s.engine.hot
+    st = hot.index[t.tid].get(key)
+    if st is not None and st.seq > hot.visible_seq:
+        # queued by the previous writer and not durable yet (its fsync may still fail): this
+        # write must not build on it before it is, as a row lock in Postgres waits for COMMIT
+        hot.commits.drain()
+        st = hot.index[t.tid].get(key)
+    if st is not None:
+        if st.deleted:
+            return True, None
+        row = s.engine.point_lookups.hot_row(t, key, st.seq)
+        return row is not None, row
+    return s.engine.point_lookups.cold_row(t, key)
+
+
 def live_keys(s: SessionState, t: TableDef, keys: list) -> set:
     live, unknown = set(), []
     expired = s.engine.hot.expired_seq(t)

@@ -79,6 +79,9 @@ class SessionState:
         self.tx = Transaction()
         self.stages: dict[int, int] = {}  # table id -> revision of its typing stage table in this session
         self.point_plans: dict[str, object] = {}  # statement text -> its point-lookup analysis (session/reads.py)
+        # write statements analysed (engine/session/writes.py, keyed_writes.py): (text or shape,
+        # role, search path) -> ((catalog generation, roles generation), the analysis)
+        self.write_analyses: dict[tuple, tuple] = {}
         self.running = threading.Lock()  # held while DuckDB runs a statement of this session
         self.catalog_dirty = False  # a USE of the system-column catalog still to undo
         self.cancel_requested = False

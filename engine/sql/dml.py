@@ -15,7 +15,8 @@ import sqlglot
 from sqlglot import exp
 
 from engine.errors import FeatureNotSupported, SyntaxError_
-from engine.sql import param_casts
+from engine.sql import keyed, param_casts
+from engine.sql.split import space_params
 
 STAGE = "__TIERD_STAGE__"  # replaced by the session's staging table name
 
@@ -43,6 +44,7 @@ class OnConflict:
     # its WHERE holds (`__pass`), over EXISTING and EXCLUDED joined row by row.
     set_sql: str | None = None
     set_exprs: str | None = None  # set_sql's SELECT list alone (for the sandbox)
+    action: keyed.ConflictAction | None = None  # DO UPDATE computable in Python, if it is
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class InsertPlan:
     param_count: int
     # Fast path for VALUES lists of parameters and plain literals: the named columns (None:
     # the first N) and per row a tuple of ("p", index), ("pc", (index, cast)) (a parameter with
-    # a cast engine/sql/param_casts.py checks in Python) or ("c", constant). None: use DuckDB.
+    # a cast engine/sql/param_casts.py checks in Python), ("c", constant) or ("now", None) (the
+    # transaction's timestamp). None: use DuckDB.
     columns: tuple[str, ...] | None = None
     fast_values: tuple[tuple[tuple[str, object], ...], ...] | None = None
     reads: tuple[tuple[str | None, str], ...] = ()  # tables read besides the target (privileges)
@@ -169,14 +172,6 @@ def _param_count(node: exp.Expression) -> int:
     return highest
 
 
-_LITERAL_OR_PARAM = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\d+")
-
-
-def space_params(sql: str) -> str:
-    """sqlglot's tokenizer reads `$1,$2` as a dollar quote; give placeholders room."""
-    return _LITERAL_OR_PARAM.sub(lambda m: f" {m.group(0)} " if m.group(0)[0] == "$" else m.group(0), sql)
-
-
 _BULK_INSERT = re.compile(
     r'^\s*INSERT\s+INTO\s+(?:("[^"]+"|[A-Za-z_]\w*)\s*\.\s*)?("[^"]+"|[A-Za-z_]\w*)\s*'
     r'(\((?:\s*(?:"[^"]+"|[A-Za-z_]\w*)\s*,?)+\))?\s*(VALUES\b.*)$', re.I | re.S)
@@ -242,7 +237,7 @@ def plan(sql: str) -> InsertPlan | UpdatePlan | DeletePlan | MergePlan:
 def _values_plan(ns: str | None, name: str, columns: tuple[str, ...], rows: tuple, body: str) -> InsertPlan:
     """The plan of a VALUES list read by engine/sql/param_casts.py (no sqlglot)."""
     cols = "(" + ", ".join('"' + c.replace('"', '""') + '"' for c in columns) + ")"
-    highest = max((v if kind == "p" else v[0] for row in rows for kind, v in row if kind != "c"), default=-1)
+    highest = max((v if kind == "p" else v[0] for row in rows for kind, v in row if kind in ("p", "pc")), default=-1)
     return InsertPlan(Target(ns, name, name), f"INSERT INTO {STAGE} {cols} {body} RETURNING *", None, False,
                       highest + 1, columns=columns, fast_values=rows, source_sql=body)
 
@@ -321,7 +316,7 @@ def _on_conflict(node: exp.OnConflict | None, table: exp.Table) -> OnConflict | 
     sql = (f'SELECT {", ".join(exprs)} FROM {EXISTING} AS "{alias}" '
            f'POSITIONAL JOIN {EXCLUDED} AS "excluded"')
     return OnConflict(columns, constraint, update=True, set_columns=tuple(sets), set_sql=sql,
-                      set_exprs=", ".join(exprs))
+                      set_exprs=", ".join(exprs), action=keyed.conflict_action(node, table))
 
 
 def _own_columns(node: exp.Expression, alias: str) -> exp.Expression:

@@ -58,15 +58,17 @@ _HEAD = re.compile(
     r'\(((?:\s*(?:"[^"]+"|[A-Za-z_]\w*)\s*,?)+)\)\s*VALUES\s*', re.I | re.S)
 _ITEM = re.compile(
     r"\s*(?:\$(?P<p>\d+)(?:\s*::\s*(?P<cast>[A-Za-z_][A-Za-z0-9_]*(?:\s+PRECISION|\s+VARYING)?))?"
-    r"|(?P<null>NULL)|(?P<bool>TRUE|FALSE)|(?P<num>-?\d+)|'(?P<str>(?:[^']|'')*)')\s*(?P<end>[,)])",
+    r"|(?P<null>NULL)|(?P<bool>TRUE|FALSE)|(?P<num>-?\d+)|'(?P<str>(?:[^']|'')*)'"
+    r"|(?P<now>CURRENT_TIMESTAMP|LOCALTIMESTAMP|now\(\s*\)|transaction_timestamp\(\s*\)))\s*(?P<end>[,)])",
     re.I | re.S)
 
 
 @functools.lru_cache(maxsize=256)
 def values_list(sql: str):
     """(namespace, table, columns, rows, body) of `INSERT INTO t (cols) VALUES (…), (…)` whose items
-    are parameters (optionally cast), NULL, booleans, integers or plain strings: each row a tuple
-    of ("p", index), ("pc", (index, cast)) or ("c", constant). None for anything else (the
+    are parameters (optionally cast), NULL, booleans, integers, plain strings or the transaction's
+    timestamp: each row a tuple of ("p", index), ("pc", (index, cast)), ("c", constant) or
+    ("now", None) (CURRENT_TIMESTAMP, LOCALTIMESTAMP, now()). None for anything else (the
     statement is then planned by sqlglot); body: the text from VALUES on, as DuckDB runs it.
     Linear in the text, where sqlglot takes seconds for a 1,000-row list."""
     m = _HEAD.match(sql)
@@ -99,6 +101,8 @@ def values_list(sql: str):
                 row.append(("c", None))
             elif item.group("bool") is not None:
                 row.append(("c", item.group("bool").upper() == "TRUE"))
+            elif item.group("now") is not None:
+                row.append(("now", None))
             elif item.group("num") is not None:
                 row.append(("c", int(item.group("num"))))
             else:

@@ -10,6 +10,13 @@ from typing import Iterator
 
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_QUOTES_OR_COMMENTS = ("'", '"', "$", "--", "/*")
+_LITERAL_OR_PARAM = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\d+")
+
+
+def space_params(sql: str) -> str:
+    """sqlglot's tokenizer reads `$1,$2` as a dollar quote; give placeholders room."""
+    return _LITERAL_OR_PARAM.sub(lambda m: f" {m.group(0)} " if m.group(0)[0] == "$" else m.group(0), sql)
 
 
 def scan(sql: str) -> Iterator[tuple[str, int, int]]:
@@ -81,6 +88,8 @@ def fold_case(sql: str) -> str:
 
 def split_statements(sql: str) -> list[str]:
     """Non-empty statements of `sql`, without their terminating semicolons."""
+    if not any(c in sql for c in _QUOTES_OR_COMMENTS):  # nothing but code: ';' ends a statement
+        return [part.strip() for part in sql.split(";") if part.strip()]
     statements, current, meaningful = [], [], False
     for kind, start, end in scan(sql):
         if kind == ";":

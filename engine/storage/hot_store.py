@@ -58,9 +58,12 @@ def batch_key(tid: int, first_seq: int) -> bytes:
     return _batch_prefix(tid) + b"%016x" % first_seq
 
 
+_WRITE_OPTIONS = pa.ipc.IpcWriteOptions()  # made once: pyarrow's default reads the environment per writer
+
+
 def encode_batch(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    with pa.ipc.new_stream(sink, table.schema, options=_WRITE_OPTIONS) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
