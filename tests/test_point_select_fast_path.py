@@ -163,3 +163,16 @@ def test_cached_analysis_follows_catalog_changes(metrics_tierd):
         assert c.execute(q, (1,)).fetchall() == [(1, 2.5)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):  # internals stay out of reach
             c.execute("SELECT * FROM __tierd.tables WHERE id = 1")
+
+
+def test_untyped_text_keys_take_the_fast_path(metrics_tierd):
+    """pgbench -M prepared and psycopg's str parameters send the key as untyped text: read as
+    the integer Postgres reads (`+07` is 7), on the fast path."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.pk_text (id INT PRIMARY KEY, v TEXT)")
+        c.execute("INSERT INTO public.pk_text VALUES (7, 'seven'), (-3, 'minus three')")
+        before = used(scrape(metrics_tierd.metrics_port))
+        for text, want in (("7", [(7, "seven")]), (" -3 ", [(-3, "minus three")]), ("+07", [(7, "seven")]),
+                           ("8", [])):
+            assert c.execute("SELECT id, v FROM public.pk_text WHERE id = %s", (text,)).fetchall() == want
+        assert used(scrape(metrics_tierd.metrics_port)) >= before + 4

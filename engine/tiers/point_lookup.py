@@ -184,6 +184,20 @@ class _Lru:
             self.size -= s
 
 
+_INTEGER_RANGES = {"SMALLINT": 2**15, "INTEGER": 2**31, "BIGINT": 2**63}
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d{1,19}\s*")
+
+
+def _integer_text(text: str, t: TableDef) -> int | None:
+    """The key an untyped text parameter names when the key column is an integer, as Postgres
+    reads it; None (the general path, with its error) for anything else or out of range."""
+    bound = _INTEGER_RANGES.get(next((c.type for c in t.columns if c.name == t.primary_key[0]), ""))
+    if bound is None or not _INTEGER_TEXT.fullmatch(text):
+        return None
+    key = int(text)
+    return key if -bound <= key < bound else None
+
+
 class PointLookups:
     """Per-engine caches of segment keys and decoded row groups (files are immutable, so a
     path names the same content forever)."""
@@ -218,6 +232,8 @@ class PointLookups:
                 or t.primary_key[0] != q.key_column or t.tid in cold.unavailable:
             return None
         key = q.literal if q.literal is not None else (params[0] if len(params) == 1 else None)
+        if type(key) is str:  # an untyped text parameter (pgbench -M prepared sends its keys so)
+            key = _integer_text(key, t)
         if type(key) is not int:
             return None
         schema = self._visible_schema(t)
