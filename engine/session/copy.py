@@ -11,14 +11,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine import metrics
 from engine.catalog import pg_catalog, privileges
-from engine.catalog.tables import Column, TableDef
+from engine.catalog.tables import ROWID, Column, TableDef
 from engine.errors import (DuplicateColumn, EngineError, InvalidTextRepresentation, NotNullViolation, QueryCanceled,
                            UndefinedColumn, from_duckdb)
 from engine.tiers.hot import key_list
 from engine.tiers import views
 from engine.results import StatementResult
-from engine.session.keys import alive, hot_state, unique_violation
+from engine.session.copy_segments import STREAM_ROWS, FallBack, SegmentCopy, duplicate_at, streamable
+from engine.session.keys import alive, hot_state
 from engine.session.reads import query
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, commit_write
@@ -57,38 +59,84 @@ class CopyProgress:
 
 
 def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock]) -> StatementResult:
+    """Read and type the data first, without the write lock: a client that stalls midway
+    through its COPY holds up no other writer. A small COPY (or one inside a transaction)
+    stages its rows and writes them to the hot tier under the lock; a large autocommit one
+    goes on into Parquet segments once it has read `STREAM_ROWS` rows (engine/session/
+    copy_segments.py), so its memory stays bounded."""
     t = _copy_into(s, command)
     targets = target_columns(t, command)
     schema = s.engine.visible_schema(t)
-    # Read and type all the data first, without the write lock: a client that stalls midway
-    # through its COPY holds up no other writer. Key checks and the write need the lock.
     staged: list[tuple[pa.Table, int]] = []
-    count = 0
+    staged_rows = 0
+    loader: SegmentCopy | None = None
+    may_stream = streamable(s, t)
     progress = CopyProgress(getattr(s, "pid", None), pg_catalog.relation_oids(t.tid)[0])  # pid: pg_backend_pid()
     s.engine.running_copies[id(s)] = progress
     try:
-        with s.running:
-            for block in blocks:
-                if s.cancel_requested:
-                    raise QueryCanceled("canceling statement due to user request")
-                # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
-                rows = owned(s, t, typed_rows(s.check_cur, t, schema, targets, block.rows, block.first_line,
-                                              t.name))
-                staged.append((rows, block.first_line))
-                progress.bytes_processed += block.nbytes or block.rows.nbytes
-                progress.tuples_processed += rows.num_rows  # read and typed: Postgres counts them so
-        begin_write(s)
-        with s.running:
-            for rows, first_line in staged:
-                keys = _check_keys(s, t, rows, first_line) if t.primary_key else None
-                rows = with_rowids(s, t, rows)
-                append(s, t, rows, deleted=False, keys=keys)
-                count += rows.num_rows
+        try:
+            with s.running:
+                for block in blocks:
+                    if s.cancel_requested:
+                        raise QueryCanceled("canceling statement due to user request")
+                    # check_cur: a failed cast must not abort this transaction's DuckDB snapshot
+                    rows = owned(s, t, typed_rows(s.check_cur, t, schema, targets, block.rows, block.first_line,
+                                                  t.name))
+                    progress.bytes_processed += block.nbytes or block.rows.nbytes
+                    progress.tuples_processed += rows.num_rows  # read and typed: Postgres counts them so
+                    if loader is not None:
+                        try:
+                            loader.add(rows, block.first_line)
+                        except FallBack:
+                            staged, loader, may_stream = _fall_back(loader)
+                        continue
+                    staged.append((rows, block.first_line))
+                    staged_rows += rows.num_rows
+                    if may_stream and staged_rows >= STREAM_ROWS:
+                        loader = SegmentCopy(s, t)
+                        try:
+                            for rows, first_line in staged:
+                                loader.add(rows, first_line)
+                            staged = []
+                        except FallBack:
+                            staged, loader, may_stream = _fall_back(loader)
+                if loader is not None:
+                    try:
+                        count = loader.finish()
+                        metrics.inc("tierd_fast_path_total", path="copy_segments", outcome="used")
+                        commit_write(s)  # nothing hot to commit: lets the write lock go
+                        return StatementResult(f"COPY {count}")
+                    except FallBack:  # holding the write lock now
+                        staged, loader, may_stream = _fall_back(loader)
+        except BaseException:
+            if loader is not None:
+                loader.abort()
+            raise
+        count = _to_hot(s, t, staged)
     finally:
         s.engine.running_copies.pop(id(s), None)
     if not s.tx.explicit:
         commit_write(s)
     return StatementResult(f"COPY {count}")
+
+
+def _fall_back(loader: SegmentCopy) -> tuple[list[tuple[pa.Table, int]], None, bool]:
+    metrics.inc("tierd_fast_path_total", path="copy_segments", outcome="fallback")
+    return loader.give_back(), None, False
+
+
+def _to_hot(s: SessionState, t: TableDef, staged: list[tuple[pa.Table, int]]) -> int:
+    """Under the write lock: the staged rows key-checked and written to the hot tier."""
+    begin_write(s)
+    count = 0
+    with s.running:
+        for rows, first_line in staged:
+            keys = _check_keys(s, t, rows, first_line) if t.primary_key else None
+            if ROWID not in rows.column_names:  # rows given back by a streamed COPY have theirs
+                rows = with_rowids(s, t, rows)
+            append(s, t, rows, deleted=False, keys=keys)
+            count += rows.num_rows
+    return count
 
 
 def _check_keys(s: SessionState, t: TableDef, rows: pa.Table, first_line: int) -> list:
@@ -123,7 +171,7 @@ def _check_keys(s: SessionState, t: TableDef, rows: pa.Table, first_line: int) -
 
 
 def _duplicate(t: TableDef, key, line: int) -> None:
-    raise with_context(unique_violation(t, key), f"COPY {t.name}, line {line}")
+    raise duplicate_at(t, key, line)
 
 
 def copy_to(s: SessionState, command: CopyCommand) -> StatementResult:

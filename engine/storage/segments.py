@@ -22,18 +22,25 @@ def segment_path(seg_id: int) -> str:
     return f"batch-{seg_id}.parquet"
 
 
+def load_segment_path(token: str, n: int) -> str:
+    """A streamed COPY's segment: named apart from flush and compaction output (their ids
+    are only known at its commit), still a segment file for the orphan sweep at start-up."""
+    return f"batch-load-{token}-{n}.parquet"
+
+
 def is_segment_file(name: str) -> bool:
     return name.startswith("batch-")
 
 
 def write_segment(storage: Storage, scope: str, seg_id: int, rows: pa.Table, columns: list[str], kind: str,
                   failpoints: Failpoints, step: str, check: Callable[[], None] = lambda: None,
-                  schema_version: int = 1) -> Segment:
+                  schema_version: int = 1, path: str | None = None) -> Segment:
     """Write `rows` as segment `seg_id` of a scope; `step` names its failpoints
     (`<step>.before_parquet`, `<step>.after_parquet`); `check` runs first (a KILL JOB);
-    `schema_version`: the table's schema the rows have (readers map its columns by id)."""
+    `schema_version`: the table's schema the rows have (readers map its columns by id);
+    `path`: the file's name when not `segment_path(seg_id)` (a streamed COPY's)."""
     check()
-    path = segment_path(seg_id)
+    path = path or segment_path(seg_id)
     data = segment_bytes(rows)
     failpoints.hit(f"{step}.before_parquet")
     size = storage.write_atomic(f"{scope}/{path}", data)

@@ -63,11 +63,12 @@ class TieringService:
             raise EngineError(f"table '{job.table_name}' no longer exists")
         if t.tid in self._cold.unavailable:
             raise EngineError(self._cold.unavailable[t.tid])
-        if job.job_type == "flush":
-            return self.flusher.flush_table(t, job)
         if job.job_type == "stream_eviction":
             return stream_ttl.evict(self._hot, self._db, self._fp, t, job)
-        return self.compactor.compact_table(t, job)
+        with self._cold.editing(t, job.check_cancel):  # a streamed COPY commits between jobs
+            if job.job_type == "flush":
+                return self.flusher.flush_table(t, job)
+            return self.compactor.compact_table(t, job)
 
     def _finished(self, job: Job) -> None:
         """A completed flush that left a scope with too many segments starts a compaction; a
