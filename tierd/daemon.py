@@ -188,6 +188,8 @@ class Service:
                                 retention_s=cfg.job_retention_s),
                 compaction_max_segments=cfg.compaction_max_segments,
                 compaction_target_rows=cfg.compaction_target_rows,
+                copy_segment_threshold_rows=cfg.copy_segment_threshold_rows,
+                copy_segment_rows=cfg.copy_segment_rows,
                 storages=cfg.storages,
                 superuser=cfg.superuser,
                 superuser_password=cfg.password,

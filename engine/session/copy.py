@@ -19,7 +19,7 @@ from engine.errors import (DuplicateColumn, EngineError, InvalidTextRepresentati
 from engine.tiers.hot import key_list
 from engine.tiers import views
 from engine.results import StatementResult
-from engine.session.copy_segments import STREAM_ROWS, FallBack, SegmentCopy, duplicate_at, streamable
+from engine.session.copy_segments import FallBack, SegmentCopy, duplicate_at, stream_threshold, streamable
 from engine.session.keys import alive, hot_state
 from engine.session.reads import query
 from engine.session.state import SessionState
@@ -62,7 +62,7 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
     """Read and type the data first, without the write lock: a client that stalls midway
     through its COPY holds up no other writer. A small COPY (or one inside a transaction)
     stages its rows and writes them to the hot tier under the lock; a large autocommit one
-    goes on into Parquet segments once it has read `STREAM_ROWS` rows (engine/session/
+    goes on into Parquet segments once it has read `[copy] segment_threshold_rows` rows (engine/session/
     copy_segments.py), so its memory stays bounded."""
     t = _copy_into(s, command)
     targets = target_columns(t, command)
@@ -92,7 +92,7 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
                         continue
                     staged.append((rows, block.first_line))
                     staged_rows += rows.num_rows
-                    if may_stream and staged_rows >= STREAM_ROWS:
+                    if may_stream and staged_rows >= stream_threshold(s):
                         loader = SegmentCopy(s, t)
                         try:
                             for rows, first_line in staged:

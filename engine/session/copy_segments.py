@@ -1,7 +1,7 @@
 """A large COPY FROM streamed into Parquet segments instead of the hot tier.
 
-Once an autocommit COPY has read `STREAM_ROWS` rows, its typed rows go to segments of about
-`SEGMENT_ROWS` rows each (engine/tiering/bulk_load.py), committed with one manifest version
+Once an autocommit COPY has read `[copy] segment_threshold_rows` rows (131,072 by default),
+its typed rows go to segments of `[copy] segment_rows` rows each (1,048,576: 32 row groups) (engine/tiering/bulk_load.py), committed with one manifest version
 when the input ends: memory holds one segment's rows, not the COPY's, no row is written to
 LevelDB and no key index entry is made (the rows are cold at once). Readers see all of the
 COPY or none of it; other writers go on meanwhile: the write lock is taken only for a moment
@@ -21,7 +21,7 @@ last flush) and costs memory in proportion to the COPY, as every COPY did before
 """
 from __future__ import annotations
 
-import bisect
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,9 +39,7 @@ from engine.tiering.bulk_load import BulkLoad
 from engine.tiers import views
 from engine.tiers.hot import key_list
 
-STREAM_ROWS = 131_072  # a COPY that has read this many rows goes on into segments
-SEGMENT_ROWS = 1_048_576  # rows per segment (32 Parquet row groups)
-SEGMENT_BYTES = 256 << 20  # or fewer, when its typed rows reach this size
+SEGMENT_BYTES = 256 << 20  # a segment has fewer rows than `[copy] segment_rows` if its typed rows reach this size
 
 
 def duplicate_at(t: TableDef, key, line: int) -> EngineError:
@@ -51,6 +49,11 @@ def duplicate_at(t: TableDef, key, line: int) -> EngineError:
 
 class FallBack(Exception):
     """The COPY must go to the hot tier after all (a key with a deleted hot version)."""
+
+
+def stream_threshold(s: SessionState) -> int:
+    """Rows a COPY reads before it goes on into segments (`[copy] segment_threshold_rows`)."""
+    return s.engine.config.copy_segment_threshold_rows
 
 
 def streamable(s: SessionState, t: TableDef) -> bool:
@@ -69,25 +72,58 @@ class SegmentCopy:
         eng = s.engine
         self._load = BulkLoad(eng.cold, eng.failpoints, t, s.user if t.is_user else None)
         self._since = eng.hot.visible_seq  # hot rows newer than this are checked again at commit
-        self._pending: list[tuple[pa.Table, int]] = []  # (typed rows, input line of the first)
+        # Typed rows not written yet, and the input line of the first (lines are consecutive).
+        self._pending: list[pa.Table] = []
+        self._first_line = 1
         self._pending_rows = self._pending_bytes = 0
         self._bounds: list[tuple | None] = []  # key range of each chunk written (one-column keys)
         self._keyed = bool(t.primary_key)
+        # Parquet encoding (zstd) of one segment runs while the next one is read and typed;
+        # both release the GIL. At most one write is in flight.
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future | None = None
+
+    def _submit(self, parts: list[tuple[pa.Table, str]]) -> None:
+        self._drain()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-segments")
+        self._writing = self._writer.submit(lambda: [self._load.write(rows, kind) for rows, kind in parts])
+
+    def _drain(self) -> None:
+        """Wait for the segment being written (its error, if any, is raised here)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _close(self) -> None:
+        try:
+            self._drain()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
 
     # ------------------------------------------------------------------ streaming
     def add(self, rows: pa.Table, first_line: int) -> None:
         """Typed rows of the input (a USER table's owner included), in input order."""
-        self._pending.append((rows, first_line))
+        if not self._pending:
+            self._first_line = first_line
+        self._pending.append(rows)
         self._pending_rows += rows.num_rows
         self._pending_bytes += rows.nbytes
-        if self._pending_rows >= SEGMENT_ROWS or self._pending_bytes >= SEGMENT_BYTES:
-            self._write()
+        limit = self._s.engine.config.copy_segment_rows
+        while self._pending_rows >= limit or self._pending_bytes >= SEGMENT_BYTES:
+            self._write(limit)
 
-    def _write(self) -> None:
+    def _write(self, limit: int | None = None) -> None:
+        """The pending rows (the first `limit` of them) into a segment, after their key checks."""
         if not self._pending_rows:
             return
         t, s = self._t, self._s
-        rows = pa.concat_tables([r for r, _ in self._pending])
+        rows = pa.concat_tables(self._pending)
+        rest = None
+        if limit is not None and rows.num_rows > limit:
+            rows, rest = rows.slice(0, limit), rows.slice(limit)
         in_cold = None
         if self._keyed:
             probe = self._probe(rows)
@@ -103,23 +139,20 @@ class SegmentCopy:
         rows = rows.append_column("_seq", pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n), start=first - 1))
         rows = rows.append_column("_deleted", pa.repeat(pa.scalar(False, pa.bool_()), n))
         if in_cold is None:
-            self._load.write(rows, "base")
+            self._submit([(rows, "base")])
         else:
             base = rows.filter(pc.invert(in_cold))
-            if base.num_rows:
-                self._load.write(base, "base")
-            self._load.write(rows.filter(in_cold), "delta")
+            self._submit(([(base, "base")] if base.num_rows else []) + [(rows.filter(in_cold), "delta")])
         self._bounds.append(key_bounds(t.row_key, rows) if self._keyed else None)
-        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        if rest is None:
+            self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        else:
+            self._pending, self._pending_rows, self._pending_bytes = [rest], rest.num_rows, rest.nbytes
+            self._first_line += n
 
     def _line(self, i: int) -> int:
         """The input line of row `i` of the pending rows."""
-        starts, total = [], 0
-        for r, _ in self._pending:
-            starts.append(total)
-            total += r.num_rows
-        b = bisect.bisect_right(starts, i) - 1
-        return self._pending[b][1] + i - starts[b]
+        return self._first_line + i
 
     def _probe(self, rows: pa.Table) -> pa.Table:
         """The rows' keys and their positions (`__i`), for DuckDB joins."""
@@ -145,7 +178,16 @@ class SegmentCopy:
 
     def _check_within(self, rows: pa.Table, probe: pa.Table) -> None:
         keys = self._t.key_columns
-        distinct = probe.select(keys).group_by(keys).aggregate([]).num_rows
+        if len(keys) == 1:
+            col = probe.column(0).combine_chunks()
+            try:  # keys in ascending order (a load in key order) cannot repeat: no hashing
+                if len(col) < 2 or pc.all(pc.greater(col.slice(1), col.slice(0, len(col) - 1))).as_py():
+                    return
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+                pass
+            distinct = len(pc.unique(col))
+        else:
+            distinct = probe.select(keys).group_by(keys).aggregate([]).num_rows
         if distinct != rows.num_rows:
             pk = self._using()
             i = self._first(f"SELECT __i FROM __copy_probe QUALIFY row_number() OVER "
@@ -154,7 +196,7 @@ class SegmentCopy:
 
     def _check_earlier(self, rows: pa.Table, probe: pa.Table) -> None:
         """Keys this COPY already wrote to a segment (only where key ranges overlap)."""
-        if not self._load.segments:
+        if not self._bounds:
             return
         bounds = key_bounds(self._t.row_key, rows)
         if bounds is not None and None not in self._bounds:
@@ -164,6 +206,7 @@ class SegmentCopy:
                     return
             except TypeError:
                 pass
+        self._drain()
         files = "[" + ", ".join(views.sql_str(f) for f in self._load.files()) + "]"
         i = self._first(f"SELECT __i FROM __copy_probe SEMI JOIN "
                         f"(SELECT {self._using()} FROM read_parquet({files})) USING ({self._using()})", probe)
@@ -216,6 +259,7 @@ class SegmentCopy:
         Raises FallBack (holding the write lock) when a concurrent write makes the hot path
         necessary after all."""
         self._write()
+        self._close()
         s, t = self._s, self._t
         eng = s.engine
 
@@ -266,16 +310,22 @@ class SegmentCopy:
     def give_back(self) -> list[tuple[pa.Table, int]]:
         """For the hot path after a FallBack: every row so far (segments read back, then the
         pending rows) as (rows, first input line), the segment files removed."""
+        self._close()
         out = []
         for path in self._load.files():
             rows = pq.read_table(path).drop_columns(["_seq", "_deleted"])
             out.append((_decoded(rows), 1))
         self._load.abort()
-        out += self._pending
+        if self._pending:
+            out.append((pa.concat_tables(self._pending), self._first_line))
         self._pending = []
         return out
 
     def abort(self) -> None:
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - the statement's own error is the one to report
+            pass
         self._load.abort()
 
 
