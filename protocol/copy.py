@@ -16,10 +16,11 @@ import threading
 from typing import Callable
 
 from engine.sql.copy import parse_copy
-from engine.errors import ProtocolViolation, QueryCanceled
+from engine.errors import IdleInTransactionSessionTimeout, ProtocolViolation, QueryCanceled
 
 from . import messages
 from .copy_formats import copy_out_messages, raw_blocks
+from .messages import ClientGone
 from .rows import BINARY, TEXT
 from .session import ConnectionState
 
@@ -111,11 +112,18 @@ class CopyExchange:
         columns = state.session.copy_target(cmd)
         self.write(copy_response(b"G", binary, len(columns)))
         self.flush()
-        stream = CopyInStream(self.read_message)
+        # Inside a transaction that has written (it holds the write lock), each wait for the
+        # client's next CopyData is bounded by idle_in_transaction_session_timeout, as any wait
+        # of such a transaction on its client is (FATAL 25P03); other COPYs wait as long as
+        # the client takes: they read their data before they take the lock.
+        stream = CopyInStream(lambda: self.next_message(state))
         try:
             result = state.session.copy_from(cmd, raw_blocks(cmd, columns, stream.read, cmd.label))
         except ConnectionError:
             raise
+        except IdleInTransactionSessionTimeout as exc:  # the session ends, its transaction rolled back
+            self.send_fatal(exc)
+            raise ClientGone() from None
         except Exception:
             stream.drain()  # Postgres reports the error after the client's CopyDone/CopyFail
             raise
