@@ -102,9 +102,21 @@ class CopyExchange:
         cmd = parse_copy(sql)
         binary = cmd.options.format == "binary"
         if cmd.direction == "to":
-            result = state.session.copy_to(cmd)
-            self.write(copy_response(b"H", binary, result.table.num_columns))
-            for chunk in copy_out_messages(result.table, cmd.options):
+            # Streamed: each batch of rows is encoded and written as the engine reads it (the
+            # first call, without rows, gives the columns; a header rides with the first row).
+            empty, sent = [], []
+
+            def emit(rows) -> None:
+                if not empty:
+                    empty.append(rows)
+                    self.write(copy_response(b"H", binary, rows.num_columns))
+                elif rows.num_rows:
+                    for chunk in copy_out_messages(rows, cmd.options, first=not sent, last=False):
+                        self.write(chunk)
+                    sent.append(True)
+
+            result = state.session.copy_to(cmd, emit)
+            for chunk in copy_out_messages(None if sent else empty[0], cmd.options, first=not sent, last=True):
                 self.write(chunk)
             self.write(COPY_DONE)
             self.write(messages.command_complete(result.tag))

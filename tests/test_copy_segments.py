@@ -289,4 +289,13 @@ def test_peak_rss_of_one_large_copy_is_bounded(make_tierd):
             assert cur.statusmessage == f"COPY {n}"
         assert conn.execute("SELECT count(*), count(DISTINCT kind) FROM s_rss").fetchone() == (n, 5)
         grown = hwm_mib() - before
-    assert grown < 600, f"peak RSS grew by {grown:.0f} MiB during one {n:,}-row COPY"
+        assert grown < 600, f"peak RSS grew by {grown:.0f} MiB during one {n:,}-row COPY"
+        # COPY TO STDOUT of the whole table streams too: sent a batch at a time as it is read
+        peak, got, total = hwm_mib(), 0, 0
+        with conn.cursor().copy("COPY s_rss TO STDOUT") as cp:
+            for data in cp:
+                got += bytes(data).count(b"\n")
+                total += len(data)
+        assert got == n
+        grown = hwm_mib() - peak
+        assert grown < total / 2**20 / 2, f"peak RSS grew by {grown:.0f} MiB sending {total / 2**20:.0f} MiB"

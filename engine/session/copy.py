@@ -5,7 +5,7 @@ engine/sql/copy_input.py's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -21,7 +21,7 @@ from engine.tiers import views
 from engine.results import StatementResult
 from engine.session.copy_segments import FallBack, SegmentCopy, duplicate_at, stream_threshold, streamable
 from engine.session.keys import alive, hot_state
-from engine.session.reads import query
+from engine.session.reads import query, query_batches
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, commit_write
 from engine.session.writes import append, owned, with_rowids
@@ -174,14 +174,19 @@ def _duplicate(t: TableDef, key, line: int) -> None:
     raise duplicate_at(t, key, line)
 
 
-def copy_to(s: SessionState, command: CopyCommand) -> StatementResult:
-    """COPY ... TO STDOUT: the rows to send (the front end encodes them); tag `COPY n`."""
+def copy_to(s: SessionState, command: CopyCommand,
+            emit: Callable[[pa.Table], None] | None = None) -> StatementResult:
+    """COPY ... TO STDOUT: the rows to send (the front end encodes them); tag `COPY n`.
+    With `emit`, the rows go to it a batch at a time as they are read (the result is never
+    whole in memory) and the result carries no table."""
     if command.query is not None:
         sql = command.query
     else:
         t = s.resolve(dml.Target(command.namespace, command.table, command.table))
         cols = ", ".join(views.q(c.name) for c in target_columns(t, command))
         sql = f"SELECT {cols} FROM {views.q(t.namespace)}.{views.q(t.name)}"
+    if emit is not None:
+        return StatementResult(f"COPY {query_batches(s, sql, emit)}")
     table = query(s, Query(sql), []).table
     return StatementResult(f"COPY {table.num_rows}", table)
 
