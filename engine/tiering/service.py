@@ -81,8 +81,13 @@ class TieringService:
             if t is not None:
                 self.policies.flush_failed(t.tid)
             return
+        if t is not None:
+            self.compact_if_needed(t)
+
+    def compact_if_needed(self, t: TableDef) -> None:
+        """After a flush or a streamed COPY added segments: a scope with too many is compacted."""
         limit = self._settings.compaction_max_segments
-        if t is not None and any(needs_compaction(m, limit) for m in self._cold.manifests[t.tid].values()):
+        if any(needs_compaction(m, limit) for m in self._cold.manifests.get(t.tid, {}).values()):
             self.jobs.submit("compact", t.qualified, {"trigger": f"more than {limit} segments"})
 
     # ------------------------------------------------------------------ requests
