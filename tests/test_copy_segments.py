@@ -70,6 +70,18 @@ def test_large_copy_goes_to_segments_small_one_stays_hot(c, seg):
     assert c.execute("SELECT v FROM s_big WHERE id = 5").fetchone() == ("new",)
 
 
+def test_few_wide_rows_stream_too(c, seg):
+    """70 rows of 1 MiB: fewer rows than the threshold, but more than 64 MiB of them."""
+    c.execute("CREATE TABLE s_wide (id BIGINT PRIMARY KEY, v TEXT)")
+    with c.cursor() as cur:
+        with cur.copy("COPY s_wide FROM STDIN") as cp:
+            for i in range(70):
+                cp.write(f"{i}\t{'w' * (1 << 20)}\n")
+        assert cur.statusmessage == "COPY 70"
+    assert hot_rows(c, "s_wide") == 0 and load_files(seg, "s_wide")
+    assert c.execute("SELECT count(*), sum(length(v)) FROM s_wide").fetchone() == (70, 70 << 20)
+
+
 @pytest.mark.parametrize("case, data, line, key", [
     ("within a segment", lines(range(2000)) + lines([17]), 2001, 17),
     ("across segments", lines(range(5000)) + lines([4500]) + lines(range(5000, 8000)) + lines([10]), 5001, 4500),

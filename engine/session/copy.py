@@ -19,7 +19,8 @@ from engine.errors import (DuplicateColumn, EngineError, InvalidTextRepresentati
 from engine.tiers.hot import key_list
 from engine.tiers import views
 from engine.results import StatementResult
-from engine.session.copy_segments import FallBack, SegmentCopy, duplicate_at, stream_threshold, streamable
+from engine.session.copy_segments import (STREAM_BYTES, FallBack, SegmentCopy, duplicate_at, stream_threshold,
+                                          streamable)
 from engine.session.keys import alive, hot_state
 from engine.session.reads import query, query_batches
 from engine.session.state import SessionState
@@ -68,7 +69,7 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
     targets = target_columns(t, command)
     schema = s.engine.visible_schema(t)
     staged: list[tuple[pa.Table, int]] = []
-    staged_rows = 0
+    staged_rows = staged_bytes = 0
     loader: SegmentCopy | None = None
     may_stream = streamable(s, t)
     progress = CopyProgress(getattr(s, "pid", None), pg_catalog.relation_oids(t.tid)[0])  # pid: pg_backend_pid()
@@ -92,7 +93,8 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
                         continue
                     staged.append((rows, block.first_line))
                     staged_rows += rows.num_rows
-                    if may_stream and staged_rows >= stream_threshold(s):
+                    staged_bytes += rows.nbytes
+                    if may_stream and (staged_rows >= stream_threshold(s) or staged_bytes >= STREAM_BYTES):
                         loader = SegmentCopy(s, t)
                         try:
                             for rows, first_line in staged:

@@ -39,6 +39,7 @@ from engine.tiering.bulk_load import BulkLoad
 from engine.tiers import views
 from engine.tiers.hot import key_list
 
+STREAM_BYTES = 64 << 20  # a COPY of fewer but wide rows streams once its typed rows are this large
 SEGMENT_BYTES = 256 << 20  # a segment has fewer rows than `[copy] segment_rows` if its typed rows reach this size
 
 
