@@ -30,8 +30,12 @@ run: install
 test-deps:
 	@sh tests/install-test-deps.sh
 
+# Test files run on TEST_WORKERS pytest-xdist workers (a file stays on one worker, so its
+# module-scoped daemons are shared as written); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 test: install test-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -47,12 +47,14 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import servers  # noqa: E402 - after the sys.path line above
+from bench.chart import draw  # noqa: E402
 from bench.harness import REPO, Bench, Measurement  # noqa: E402
 from bench.report import pg_settings, render, tierd_version  # noqa: E402
 from bench.servers import TIERD_MAX_SEGMENTS, postgres_server, tail, tierd_server  # noqa: E402
 from bench.workloads import WORKLOADS  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "latest.md"
+CHART = RESULTS.with_name("ratios.png")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -119,15 +121,17 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def update_readme(report: str) -> None:
-    """Copy the report's header, tables and targets (not its notes) between the README's
-    bench markers, so the README always shows the latest good full run."""
+    """Copy the report's header, chart, tables and targets (not its notes) between the
+    README's bench markers, so the README always shows the latest good full run."""
     text = README.read_text()
     if README_START not in text or README_END not in text:
         print(f"README has no {README_START} … {README_END} block; not updated", file=sys.stderr)
         return
     body = report.split("\nNotes:\n")[0].strip().splitlines()[1:]  # without the title
     block = ["From `bench/results/latest.md` (`make bench`; the machine is shared and noisy, so read "
-             "ratios, not absolute times; the notes there say how each figure was measured):"] + body
+             "ratios, not absolute times; the notes there say how each figure was measured):", "",
+             f"![tierd's speed relative to PostgreSQL 15 and DuckDB, per workload]({CHART.relative_to(REPO)})"
+             ] + body
     head, rest = text.split(README_START, 1)
     tail_ = rest.split(README_END, 1)[1]
     README.write_text(head + README_START + "\n" + "\n".join(block) + "\n" + README_END + tail_)
@@ -191,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     header["elapsed"] = f"{time.monotonic() - t_start:.0f} s"
     report = render(b, results, header)
     print(report)
+    title = f"tierd vs PostgreSQL 15 and DuckDB, {header['date']}{' (smoke sizes)' if args.smoke else ''}"
+    if args.output:
+        chart = args.output.with_name(("ratios-failed" if b.problems else CHART.stem) + ".png")
+        if draw(results, chart, title):
+            print(f"wrote {chart}", file=sys.stderr)
+    else:  # smoke or partial runs: draw it anyway, so a broken chart fails here and not in the full run
+        with tempfile.TemporaryDirectory() as d:
+            draw(results, Path(d) / "ratios.png", title)
     if args.output:
         # a failed run must not overwrite the last good report
         out = args.output.with_name(args.output.stem + "-failed.md") if b.problems else args.output

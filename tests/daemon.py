@@ -5,6 +5,7 @@ it made. The pytest fixtures over both are in tests/conftest.py.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -22,10 +23,25 @@ SUPERUSER = "tierd"
 SUPERUSER_PASSWORD = "tierd-s3cret"  # the superuser's password of the SCRAM fixtures
 
 
+# Ports come from a range of this pytest worker's own (pytest-xdist runs several at once),
+# below the kernel's ephemeral range (32768+), so neither another worker's daemon nor a
+# client's outgoing connection can take a port between our check and the server's bind.
+_PORT_SPAN = 2000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+_PORT_BASE = 12000 + (_WORKER % 10) * _PORT_SPAN
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(_PORT_SPAN):
+        port = _PORT_BASE + next(_next_port) % _PORT_SPAN
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORT_BASE}..{_PORT_BASE + _PORT_SPAN}")
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ import urllib.request
 
 import pytest
 
+from tests.daemon import free_port
+
 
 def weed_binary() -> str | None:
     """The `weed` executable: next to this interpreter (venv bin/), else on PATH."""
@@ -39,12 +40,6 @@ def weed_binary() -> str | None:
     if os.access(here, os.X_OK):
         return here
     return shutil.which("weed")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 _PORT_NAMES = ("s3", "s3_grpc", "master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc")
@@ -110,7 +105,7 @@ class S3Server:
             return
         os.makedirs(self.data_dir, exist_ok=True)
         if not self.ports:
-            self.ports = {name: _free_port() for name in _PORT_NAMES}
+            self.ports = {name: free_port() for name in _PORT_NAMES}
         with open(self.config_path, "w") as f:
             json.dump({"identities": [{
                 "name": "tierd-test",
