@@ -121,8 +121,13 @@ def _encode_interval(arr: pa.Array) -> pa.Array:
         fields=list(INTERVAL_STORED), mask=mask)
 
 
+STATS_MAX_CHARS = 256  # longer min/max values are left out of the manifest (unknown: no pruning)
+
+
 def column_stats(rows: pa.Table, columns: list[str]) -> dict:
-    """Per visible column: null count, min and max (what segment pruning reads)."""
+    """Per visible column: null count, min and max (what segment pruning reads). A min or max
+    longer than STATS_MAX_CHARS is not recorded: a COPY of one 256 MiB value would otherwise
+    put it twice into every later version of the manifest."""
     stats = {}
     for c in columns:
         col = rows.column(c)
@@ -134,6 +139,8 @@ def column_stats(rows: pa.Table, columns: list[str]) -> dict:
                 entry["min"], entry["max"] = lo, hi
             else:
                 entry["min"], entry["max"] = str(lo), str(hi)
+            if any(isinstance(v, str) and len(v) > STATS_MAX_CHARS for v in (entry["min"], entry["max"])):
+                entry["min"] = entry["max"] = None
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid, TypeError):
             pass
         stats[c] = entry
