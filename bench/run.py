@@ -12,7 +12,8 @@ Every server it starts is stopped and every temp dir removed in `finally`, even 
 Workloads, in order (later ones reuse bench.events, so the order matters):
   single-row INSERT, from one and from several connections; pipelined executemany; COPY (n/a
   while tierd lacks it); events load + flush + cold GROUP BY (vs PostgreSQL and DuckDB on
-  tierd's files); flush throughput on fresh tables; GROUP BY over 100 small segments
+  tierd's files); the same GROUP BY by DuckDB's iceberg_scan of the published Iceberg table;
+  flush throughput on fresh tables; the Iceberg publish that follows a flush (vs the flush); GROUP BY over 100 small segments
   before/after STORAGE COMPACT; cold tier on S3 (a throw-away SeaweedFS) vs the same queries on
   the local storage; GROUP BY over cold + extra hot rows (hot+cold union vs the cold-only
   query); PK point SELECTs on cold and hot keys; a 1M-row result; GROUP BY over 10M cold rows,

@@ -21,12 +21,15 @@ from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
 from engine.catalog.sequences import Sequences
 from engine.catalog.tables import Catalog, Column, TableDef
+from engine.sql.declared_types import declared_types
+from engine.sql.split import fold_case
 from engine.tiers.cold import ColdTier, Scopes
 from engine.failpoints import Failpoints
 from engine.tiers.hot import HotTier
 from engine.tiers import views
 from engine.tiers.point_lookup import PointLookups
 from engine.storage.backend import Storage
+from engine.storage.iceberg_catalog import IcebergCatalogs, IcebergSettings
 from engine.storage.manifest import Manifest
 from engine.storage.reaper import FileReaper
 from engine.system_tables import SystemTables
@@ -63,6 +66,7 @@ class EngineConfig:
     copy_segment_threshold_rows: int = 131_072
     copy_segment_rows: int = 1_048_576
     storages: dict[str, dict] = field(default_factory=dict)  # [storage.<id>] config sections
+    iceberg: IcebergSettings = field(default_factory=IcebergSettings)  # [iceberg]: publishing
     superuser: str = "tierd"  # the role that always exists (auth.superuser)
     superuser_password: str | None = None  # auth.password: that role's password, if configured
     # The Postgres type OID the wire reports for a result column (protocol.types' map), so
@@ -87,6 +91,7 @@ class EngineCore:
     hot: HotTier
     cold: ColdTier
     tiering: TieringService
+    iceberg: IcebergCatalogs
     reaper: FileReaper
     point_lookups: PointLookups
     pg_catalog: PgCatalog
@@ -145,11 +150,12 @@ class EngineCore:
         return self._defaults[key]
 
     def probe_columns(self, body: str) -> tuple[list[Column], list[str]]:
-        """Let DuckDB parse a column list; returns the columns and the primary key."""
+        """Let DuckDB parse a column list (unquoted names folded to lower case, as Postgres
+        does); returns the columns and the primary key."""
         cur = self.db.cursor()
         try:
             cur.execute("BEGIN")
-            cur.execute(f"CREATE TABLE __tierd.__probe.t ({body})")
+            cur.execute(f"CREATE TABLE __tierd.__probe.t ({fold_case(body)})")
             cols = cur.execute(
                 "SELECT column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
                 "WHERE database_name = '__tierd' AND schema_name = '__probe' AND table_name = 't' "
@@ -163,7 +169,8 @@ class EngineCore:
         finally:
             cur.execute("ROLLBACK")
             cur.close()
-        columns = [Column(name=n, type=ty, nullable=bool(nl), default=d, id=i)
+        declared = declared_types(body)
+        columns = [Column(name=n, type=ty, nullable=bool(nl), default=d, id=i, declared=declared.get(n))
                    for i, (n, ty, nl, d) in enumerate(cols, start=1)]
         return columns, (list(pks[0][0]) if pks else [])
 
@@ -237,7 +244,8 @@ class EngineCore:
             self.catalog.drop_table(t, durable)
 
     def purge_table(self, t: TableDef) -> None:
-        """The dropped table's hot batches, cold files and key index, for good."""
+        """The dropped table's hot batches, cold files, key index and Iceberg table, for good."""
+        self.tiering.publisher.drop(t)
         self.hot.store.drop_table(t.tid)
         self.cold.delete_files(t)
         self.hot.forget_table(t.tid)

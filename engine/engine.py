@@ -24,6 +24,7 @@ from engine.tiers.cold import ColdTier
 from engine.core import EngineConfig, EngineCore
 from engine.errors import InvalidCatalogName
 from engine.failpoints import Failpoints
+from engine.storage.iceberg_catalog import IcebergCatalogs
 from engine.tiers.hot import HotTier
 from engine.tiers import views
 from engine.tiers.point_lookup import PointLookups
@@ -39,6 +40,7 @@ from engine.storage.hot_store import HotStore
 from engine.storage.reaper import FileReaper
 from engine.system_tables import SystemTables
 from engine.tiering import recovery
+from engine.tiering.publish import Publisher
 from engine.tiering.service import TieringService
 
 log = logging.getLogger("tierd.engine")
@@ -75,8 +77,11 @@ class Engine(EngineCore):
         for t in list(self.catalog.tables.values()):
             recovery.recover_table(self.admin, self.hot, self.cold, t)
         self.has_user_tables = any(t.is_user for t in self.catalog.tables.values())
+        self.reaper = FileReaper()
+        self.iceberg = IcebergCatalogs(config.iceberg, self.data_dir)
+        publisher = Publisher(self.iceberg, self.cold, self.db, store, self.failpoints, self.reaper)
         self.system_tables = SystemTables(self.db, self.catalog, self.roles, self.storages, self.hot, self.cold,
-                                          config)
+                                          config, publisher)
         self.hot.mark_visible(self.hot.seq)  # everything recovered is visible
         self._create_identity_macros()
         self.sequences = Sequences(store)
@@ -90,9 +95,8 @@ class Engine(EngineCore):
         sql_functions.install(self.db, pg_catalog.PG)
         self.pg_catalog = pg_catalog.PgCatalog(config.type_oid)
         self.running_copies: dict[int, object] = {}  # session -> its COPY FROM (pg_stat_progress_copy)
-        self.reaper = FileReaper()
         self.tiering = TieringService(self.catalog, self.hot, self.cold, self.db, self.failpoints, self.reaper,
-                                      config.jobs, config)
+                                      config.jobs, config, publisher)
         self.tiering.start(self.retry_unavailable)
         self.closed = False
 

@@ -1,17 +1,22 @@
 """tierd's system tables (`system.tables`, `system.manifest`, `system.namespaces`,
-`system.storages`, `system.users`; `system.jobs` is the job runner's): DuckDB tables rebuilt
-from the catalogs before a query reads them, behind views that keep other users' scopes out.
+`system.storages`, `system.users`, `system.iceberg_snapshots`; `system.jobs` is the job
+runner's): DuckDB tables rebuilt from the catalogs before a query reads them, behind views that
+keep other users' scopes out. The Iceberg snapshots come from the Iceberg catalog, so they are
+read only for a query that names `iceberg_snapshots`.
 """
 from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime, timezone
 
 import duckdb
 
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
 from engine.catalog.tables import Catalog
+from engine.errors import IoError
+from engine.tiering.publish import Publisher
 from engine.tiers.cold import ColdTier
 from engine.tiers.hot import HotTier
 from engine.tiers import views
@@ -20,7 +25,7 @@ from engine.storage.manifest import Manifest
 
 class SystemTables:
     def __init__(self, db: duckdb.DuckDBPyConnection, catalog: Catalog, roles: RoleCatalog,
-                 storages: StorageCatalog, hot: HotTier, cold: ColdTier, settings):
+                 storages: StorageCatalog, hot: HotTier, cold: ColdTier, settings, publisher: Publisher):
         self._db = db
         self._catalog = catalog
         self._roles = roles
@@ -28,6 +33,7 @@ class SystemTables:
         self._hot = hot
         self._cold = cold
         self._settings = settings  # the engine config: default_flush_policy is live
+        self._publisher = publisher
         self._lock = threading.Lock()
         cur = db.cursor()
         try:
@@ -41,7 +47,15 @@ class SystemTables:
         admin.execute(
             "CREATE TABLE __tierd.__sys.tables (namespace VARCHAR, table_name VARCHAR, table_type VARCHAR, "
             "storage_id VARCHAR, flush_policy VARCHAR, ttl_seconds BIGINT, hot_rows BIGINT, cold_rows BIGINT, "
-            "segments BIGINT, created_at TIMESTAMPTZ, scope VARCHAR)"
+            "segments BIGINT, created_at TIMESTAMPTZ, scope VARCHAR, iceberg_table VARCHAR, "
+            "iceberg_snapshot_id BIGINT, iceberg_lag BIGINT, iceberg_published_at TIMESTAMPTZ)"
+        )
+        admin.execute(
+            "CREATE TABLE __tierd.__sys.iceberg_snapshots (namespace VARCHAR, table_name VARCHAR, "
+            "iceberg_table VARCHAR, snapshot_id BIGINT, parent_snapshot_id BIGINT, sequence_number BIGINT, "
+            "committed_at TIMESTAMPTZ, operation VARCHAR, node_id VARCHAR, manifest_versions VARCHAR, "
+            "added_data_files BIGINT, deleted_data_files BIGINT, added_position_deletes BIGINT, "
+            "total_data_files BIGINT, total_records BIGINT, is_current BOOLEAN)"
         )
         admin.execute(
             "CREATE TABLE __tierd.__sys.manifest (namespace VARCHAR, table_name VARCHAR, scope VARCHAR, "
@@ -62,14 +76,17 @@ class SystemTables:
             "CREATE VIEW memory.system.tables AS SELECT namespace, table_name, table_type, storage_id, flush_policy, "
             "ttl_seconds, CAST(sum(CASE WHEN " + visible + " THEN hot_rows ELSE 0 END) AS BIGINT) AS hot_rows, "
             "CAST(sum(CASE WHEN " + visible + " THEN cold_rows ELSE 0 END) AS BIGINT) AS cold_rows, "
-            "CAST(sum(CASE WHEN " + visible + " THEN segments ELSE 0 END) AS BIGINT) AS segments, created_at "
+            "CAST(sum(CASE WHEN " + visible + " THEN segments ELSE 0 END) AS BIGINT) AS segments, created_at, "
+            "iceberg_table, iceberg_snapshot_id, iceberg_lag, iceberg_published_at "
             "FROM __tierd.__sys.tables GROUP BY ALL")
         admin.execute(f"CREATE VIEW memory.system.manifest AS SELECT * FROM __tierd.__sys.manifest WHERE {visible}")
-        for name in ("namespaces", "storages", "users"):
+        for name in ("namespaces", "storages", "users", "iceberg_snapshots"):
             admin.execute(f"CREATE VIEW memory.system.{name} AS SELECT * FROM __tierd.__sys.{name}")
 
-    def refresh(self) -> None:
+    def refresh(self, sql: str = "") -> None:
         """Rebuild the small catalog-derived system tables before a query reads them."""
+        if "iceberg_snapshots" in sql.lower():
+            self._refresh_snapshots()
         with self._lock:
             cur = self._db.cursor()
             try:
@@ -84,11 +101,18 @@ class SystemTables:
                     policy = None if t.is_stream else (t.flush_policy or self._settings.default_flush_policy)
                     head = (t.namespace, t.name, t.table_type, None if t.is_stream else t.storage_id, policy,
                             t.ttl_seconds)
-                    tables.append(head + (0, 0, 0, t.created_at, None))  # listed even with no rows
+                    pub = self._publisher
+                    if pub.enabled_for(t):
+                        st = pub.state(t)
+                        tail = (pub.identifier(t), st.snapshot_id, pub.lag(t), st.published_at)
+                    else:
+                        tail = (None, None, None, None)
+                    tables.append(head + (0, 0, 0, t.created_at, None) + tail)  # listed even with no rows
                     for user in sorted(set(scopes) | set(hot), key=lambda u: u or ""):
                         m = scopes.get(user) or Manifest(table_id=t.qualified)
                         scope = "shared" if user is None else user
-                        tables.append(head + (hot.get(user, 0), m.row_count, len(m.segments), t.created_at, scope))
+                        tables.append(head + (hot.get(user, 0), m.row_count, len(m.segments), t.created_at, scope)
+                                      + tail)
                         if m.version:
                             manifests.append((t.namespace, t.name, scope, m.version, len(m.segments), m.row_count,
                                               m.size_bytes, m.to_json().decode(), m.updated_at))
@@ -98,13 +122,50 @@ class SystemTables:
                             for d, s in self._storages.all()]
                 users = [(r.name, r.superuser, r.login, r.created_at) for r in self._roles.all()]
                 cur.execute("BEGIN")
-                for name, rows, width in (("tables", tables, 11), ("manifest", manifests, 9),
+                for name, rows, width in (("tables", tables, 15), ("manifest", manifests, 9),
                                           ("namespaces", sorted(self._catalog.namespaces.items()), 2),
                                           ("storages", storages, 10), ("users", users, 4)):
                     cur.execute(f"DELETE FROM __tierd.__sys.{name}")
                     if rows:
                         marks = ", ".join("?" * width)
                         cur.executemany(f"INSERT INTO __tierd.__sys.{name} VALUES ({marks})", rows)
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    def _refresh_snapshots(self) -> None:
+        """system.iceberg_snapshots: every snapshot of each published table, from its catalog."""
+        rows = []
+        pub = self._publisher
+        for t in sorted(self._catalog.tables.values(), key=lambda t: t.qualified):
+            if not pub.enabled_for(t) or not pub.state(t).versions:
+                continue
+            ident = pub.identifier(t)
+            try:
+                table = pub.catalogs.load(self._cold.storage_for(t), ident)
+            except Exception as exc:
+                raise IoError(f"cannot read Iceberg table {ident} from the Iceberg catalog: {exc}") from None
+            if table is None:
+                continue
+            current = table.metadata.current_snapshot_id
+            for snap in table.metadata.snapshots:
+                summ = snap.summary.additional_properties if snap.summary else {}
+                num = lambda k: int(summ[k]) if summ.get(k, "").isdigit() else None
+                rows.append((t.namespace, t.name, ident, snap.snapshot_id, snap.parent_snapshot_id,
+                             snap.sequence_number,
+                             datetime.fromtimestamp(snap.timestamp_ms / 1000, timezone.utc),
+                             snap.summary.operation.value if snap.summary else None,
+                             summ.get("tierd.node-id"), summ.get("tierd.manifest-versions"),
+                             num("added-data-files"), num("deleted-data-files"), num("added-position-deletes"),
+                             num("total-data-files"), num("total-records"), snap.snapshot_id == current))
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN")
+                cur.execute("DELETE FROM __tierd.__sys.iceberg_snapshots")
+                if rows:
+                    cur.executemany(f"INSERT INTO __tierd.__sys.iceberg_snapshots VALUES ({', '.join('?' * 16)})",
+                                    rows)
                 cur.execute("COMMIT")
             finally:
                 cur.close()

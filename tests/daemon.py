@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,7 +30,8 @@ SUPERUSER_PASSWORD = "tierd-s3cret"  # the superuser's password of the SCRAM fix
 _PORT_SPAN = 2000
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 _PORT_BASE = 12000 + (_WORKER % 10) * _PORT_SPAN
-_next_port = itertools.count()
+# a random start in the range: test runs of other checkouts on the same machine walk it too
+_next_port = itertools.count(random.randrange(_PORT_SPAN))
 
 
 def free_port() -> int:
@@ -150,6 +152,12 @@ def scram_config(password: str = SUPERUSER_PASSWORD) -> str:
     return f'[auth]\nmethod = "scram"\npassword = "{password}"\n'
 
 
+# Iceberg publishing is on by default, and a daemon's first publish imports pyiceberg (seconds
+# of CPU): tests that are not about it turn it off, so `make test` stays within its time. A
+# config with an [iceberg] section (tests/test_iceberg*.py, tests/sql/iceberg) keeps the default.
+ICEBERG_OFF = "\n[iceberg]\nenabled = false\n"
+
+
 class Daemons:
     """Makes daemons under one base directory; `close()` stops every one it made."""
 
@@ -165,6 +173,8 @@ class Daemons:
         unless the config has one). Without it, a password the config sets is used to log in.
         data_dir: defaults to <base>/data, so daemons made one after another share it.
         """
+        if "[iceberg]" not in (config or ""):
+            config = (config or "") + ICEBERG_OFF
         if password is not None and "auth" not in tomllib.loads(config or ""):
             config = scram_config(password) + (config or "")
         if password is None and config:

@@ -4,6 +4,9 @@
 # still missing afterwards skips, saying why.
 #   - systemd-analyze (Debian's systemd) for tests/test_service.py's unit-file check
 #   - psql and pgbench (postgresql-client) for the psql and pgbench tests
+#   - a PostgreSQL 15 server (postgresql-15) for the shared Iceberg catalog (tests/test_iceberg_writers.py)
+#   - Daft (and Ray for its distributed runner) in a venv of their own, .venv-readers (a link to a
+#     cached venv, see below): Daft needs a pyarrow older than tierd's pin (tests/test_iceberg_daft.py)
 #   - pgJDBC (libpostgresql-jdbc-java) and a JDK (javac) for tests/test_client_jdbc.py
 #   - Node.js + npm, then node-postgres pinned by tests/clients/node/package-lock.json (npm ci)
 #     for tests/test_client_node.py
@@ -24,6 +27,7 @@ apt_install() {
 missing=""
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 { command -v psql >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1; } || missing="$missing postgresql-client"
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$missing postgresql-15"
 [ -e /usr/share/java/postgresql.jar ] || missing="$missing libpostgresql-jdbc-java"
 command -v javac >/dev/null 2>&1 || missing="$missing openjdk-17-jdk-headless"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
@@ -40,4 +44,23 @@ if command -v npm >/dev/null 2>&1; then
             cp "$lock" "$stamp" || echo "note: npm ci failed; tests/test_client_node.py will skip"
     fi
 fi
+# Daft and Ray (~900 MB installed) go into a venv kept outside the clone, named by their pins, so
+# a fresh clone on the same machine (CI's) links it instead of installing it again; a fresh
+# machine installs it once. A failed install leaves nothing behind (the test then fails in CI).
+readers="$here/../.venv-readers"
+pins="daft==0.7.26 ray[data,client]==2.59.0 pyiceberg==0.12.0 sqlalchemy==2.0.54"
+key=$(printf '%s %s' "$pins" "$("$here/../.venv/bin/python" --version 2>&1)" | sha256sum | cut -c1-12)
+cached="${XDG_CACHE_HOME:-$HOME/.cache}/tierd/venv-readers-$key"
+if [ ! -f "$cached/.installed" ]; then
+    echo "installing Daft and Ray into $cached (the external readers of tests/test_iceberg_daft.py)"
+    rm -rf "$cached" && mkdir -p "$(dirname "$cached")" &&
+    "$here/../.venv/bin/python" -m venv "$cached" && (set -f; "$cached/bin/pip" install -q $pins >/dev/null 2>&1) &&
+        touch "$cached/.installed" ||
+        { rm -rf "$cached"; echo "note: installing Daft failed; tests/test_iceberg_daft.py cannot run"; }
+fi
+if [ -f "$cached/.installed" ]; then
+    [ -L "$readers" ] || rm -rf "$readers"
+    ln -sfn "$cached" "$readers"
+fi
+
 exit 0

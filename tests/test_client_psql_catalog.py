@@ -165,3 +165,21 @@ def test_d_plus_shows_column_comments_and_dt_plus_the_table_comment(catalog_tier
     cols = {p[0]: p for p in ([c.strip() for c in line.split("|")] for line in lines(ok(psql(catalog_tierd, "-c", r"\d described"))))
             if len(p) == 5}
     assert cols["n"] == ["n", "bigint", "", "", "3"] and cols["v"][3] == "not null", cols
+
+
+def test_d_and_di_show_created_indexes(catalog_tierd):
+    """CREATE INDEX records are shown by \\d t (under Indexes:, after the primary key) and \\di."""
+    ok(psql(catalog_tierd, "-c", "CREATE TABLE public.indexed (id BIGINT PRIMARY KEY, email TEXT, org INT)",
+            "-c", "CREATE INDEX ix_indexed_email ON public.indexed (email)",
+            "-c", "CREATE UNIQUE INDEX ix_indexed_id ON public.indexed (id)",
+            "-c", "CREATE INDEX ON public.indexed (org, email)"))
+    try:
+        out = ok(psql(catalog_tierd, "-c", r"\d indexed"))
+        indexes = [line.strip() for line in lines(out.split("Indexes:", 1)[1])]
+        assert indexes[:4] == ['"indexed_pkey" PRIMARY KEY, btree (id)', '"indexed_org_email_idx" btree (org, email)',
+                               '"ix_indexed_email" btree (email)', '"ix_indexed_id" UNIQUE, btree (id)'], out
+        rows = [[c.strip() for c in line.split("|")] for line in lines(ok(psql(catalog_tierd, "-c", r"\di")))]
+        assert ["public", "ix_indexed_email", "index", "tierd", "indexed"] in rows, rows
+    finally:
+        ok(psql(catalog_tierd, "-c", "DROP TABLE public.indexed"))
+    assert "ix_indexed_email" not in ok(psql(catalog_tierd, "-c", r"\di"))

@@ -225,3 +225,48 @@ def test_orm_autoincrement_identity_and_sequence(engine):
         left = c.execute(sqlalchemy.text("SELECT sequence_name FROM information_schema.sequences "
                                          "WHERE sequence_name LIKE 'sa\\_%'")).all()
         assert left == []
+
+
+def test_create_all_with_index_true_and_an_explicit_index(engine):
+    """`index=True` columns and `Index(...)` become CREATE INDEX (catalog records; DuckDB scans),
+    reflected by get_indexes; drop_all drops them with their table."""
+    from sqlalchemy import Index
+
+    md = MetaData()
+    t = Table("sa_indexed", md,
+              Column("id", BigInteger, primary_key=True, autoincrement=False),
+              Column("email", Text, index=True),
+              Column("org", Integer),
+              Column("name", Text))
+    Index("ix_sa_indexed_org_name", t.c.org, t.c.name)
+    md.create_all(engine)
+    try:
+        indexes = sorted(inspect(engine).get_indexes("sa_indexed"), key=lambda i: i["name"])
+        assert [(i["name"], i["column_names"], i["unique"]) for i in indexes] == [
+            ("ix_sa_indexed_email", ["email"], False), ("ix_sa_indexed_org_name", ["org", "name"], False)]
+        with engine.begin() as c:
+            c.execute(insert(t), [{"id": 1, "email": "a@x", "org": 1, "name": "a"}])
+            assert c.execute(select(t.c.id).where(t.c.email == "a@x")).scalar_one() == 1
+    finally:
+        md.drop_all(engine)
+    assert not inspect(engine).has_table("sa_indexed")
+
+
+def test_create_all_with_a_foreign_key_is_refused_clearly(engine):
+    """A ForeignKey in create_all is refused (0A000), as ALTER TABLE ... ADD CONSTRAINT is:
+    tierd enforces no foreign keys and never drops one silently. Nothing is left half-made."""
+    from sqlalchemy import ForeignKey
+    from sqlalchemy.exc import NotSupportedError
+
+    md = MetaData()
+    Table("sa_parent", md, Column("id", BigInteger, primary_key=True, autoincrement=False))
+    Table("sa_child", md, Column("id", BigInteger, primary_key=True, autoincrement=False),
+          Column("parent_id", BigInteger, ForeignKey("sa_parent.id")))
+    try:
+        with pytest.raises(NotSupportedError) as info:
+            md.create_all(engine)
+        assert info.value.orig.sqlstate == "0A000"
+        assert "CREATE TABLE ... FOREIGN KEY (a foreign key) is not supported by tierd" in str(info.value.orig)
+        assert not inspect(engine).has_table("sa_child")
+    finally:
+        md.drop_all(engine, checkfirst=True)

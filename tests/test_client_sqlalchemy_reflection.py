@@ -101,7 +101,7 @@ Table("al_users", metadata,
 MODELS_2 = MODELS_1 + """
 Table("al_posts", metadata,
       Column("id", BigInteger, primary_key=True, autoincrement=False),
-      Column("user_id", BigInteger, nullable=False),
+      Column("user_id", BigInteger, nullable=False, index=True),
       Column("body", Text))
 """
 
@@ -127,6 +127,11 @@ def test_alembic_autogenerate_upgrade_downgrade(refl_db, tmp_path):
         sys.modules.pop("models", None)  # env.py imports the changed models
         second = command.revision(cfg, message="posts", autogenerate=True)
         command.upgrade(cfg, "head")
+        # the index reads back as declared: a further autogenerate finds nothing to do
+        third = command.revision(cfg, message="nothing", autogenerate=True)
+        body = open(third.path).read()
+        os.remove(third.path)
+        assert "op." not in body, body
         _check_downgrades(refl_db, cfg, first, second)
     finally:
         sys.modules.pop("models", None)
@@ -140,7 +145,10 @@ def _check_downgrades(refl_db, cfg, first, second) -> None:
     assert "op.create_table('al_users'" in text_1 and "al_posts" not in text_1
     # the second revision sees al_users as it is: only the new table, nothing altered
     assert "op.create_table('al_posts'" in text_2 and "al_users" not in text_2, text_2
+    assert "op.create_index(op.f('ix_al_posts_user_id'), 'al_posts', ['user_id'], unique=False)" in text_2, text_2
     with refl_db.connect() as c:
+        assert c.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_al_posts_user_id'").fetchall() == [
+            ("CREATE INDEX ix_al_posts_user_id ON public.al_posts USING btree (user_id)",)]
         names = {r[0] for r in c.execute("SELECT table_name FROM information_schema.tables "
                                           "WHERE table_schema = 'public'")}
         assert {"al_users", "al_posts", "alembic_version"} <= names
@@ -150,6 +158,7 @@ def _check_downgrades(refl_db, cfg, first, second) -> None:
     with refl_db.connect() as c:
         names = {r[0] for r in c.execute("SELECT table_name FROM information_schema.tables")}
         assert "al_posts" not in names and "al_users" in names
+        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_al_posts_user_id'").fetchone() == (0,)
         assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [(first.revision,)]
         assert c.execute("SELECT name FROM al_users").fetchall() == [("a",)]
     command.downgrade(cfg, "base")

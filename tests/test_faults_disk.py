@@ -155,26 +155,39 @@ def test_leveldb_compaction_hits_a_full_disk_then_space_freed(tmpfs, make_tierd,
 
 
 def test_full_storage_then_space_freed(tmpfs, make_tierd, tmp_path):
+    """A full storage directory fails flushes and compactions with Postgres's 53100 wording
+    (in system.jobs and in the WAIT answer, not OSError's text); once space is freed they are
+    retried and nothing is lost."""
     data = str(tmp_path / "data")
     storage = tmpfs(os.path.join(data, "storage"), "24m")
     d = make_tierd(config(free_port()), data_dir=data).start()
     with d.connect() as c:
         c.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
+        for first in (1000, 2000):   # two segments, for a compaction to merge
+            for i in range(first, first + 4):
+                c.execute("INSERT INTO t VALUES (%s, %s)", (i, os.urandom(ROW // 2).hex()))
+            assert c.execute("STORAGE FLUSH TABLE t WAIT").fetchone()[1] == "completed"
         for i in range(40):   # ~10 MiB of random text: more than the storage has left
             c.execute("INSERT INTO t VALUES (%s, %s)", (i, os.urandom(ROW // 2).hex()))
-        filler = fill(storage, leave=2 << 20)
-        job_id, status = c.execute("STORAGE FLUSH TABLE t WAIT").fetchone()[:2]
+        filler = fill(storage, leave=256 << 10)
+        job_id, status, answer = c.execute("STORAGE FLUSH TABLE t WAIT").fetchone()
         assert status == "failed", status
         message = c.execute("SELECT message FROM system.jobs WHERE job_id = %s", (job_id,)).fetchone()[0]
-        assert "No space left on device" in message, message
+        for text in (message, answer):
+            assert text.startswith('could not extend file "' + storage), text
+            assert text.endswith('": No space left on device'), text
+        compact_id, status, answer = c.execute("STORAGE COMPACT TABLE t WAIT").fetchone()
+        assert status == "failed" and answer.startswith('could not extend file "' + storage), answer
+        assert "No space left on device" in answer and "Errno" not in answer, answer
         assert active_jobs(c) == 0
-        assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 40   # all still readable (hot)
+        assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 48   # all still readable
         os.unlink(filler)
-        c.execute(f"RETRY JOB '{job_id}'")
-        wait_for(lambda: c.execute("SELECT status FROM system.jobs WHERE job_id = %s", (job_id,)
-                                   ).fetchone()[0] == "completed", timeout=60, what="the retried flush")
-        assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 40
-        c.execute("INSERT INTO t VALUES (1000, 'after')")
+        for job in (job_id, compact_id):
+            c.execute(f"RETRY JOB '{job}'")
+            wait_for(lambda: c.execute("SELECT status FROM system.jobs WHERE job_id = %s", (job,)
+                                       ).fetchone()[0] == "completed", timeout=60, what="the retried job")
+        assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 48
+        c.execute("INSERT INTO t VALUES (5000, 'after')")
         assert c.execute("STORAGE FLUSH TABLE t WAIT").fetchone()[1] == "completed"
-        assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 41
+        assert c.execute("SELECT count(*) FROM t").fetchone()[0] == 49
     assert "Traceback" not in d.output()

@@ -88,7 +88,8 @@ def test_interval_policy_flushes_old_writes(tierd):
         c.execute("INSERT INTO app.t VALUES (1, 'a')")
         wait_for(lambda: manifest(tierd.data_dir, "app", "t"), timeout=30, what="an interval flush")
         # The manifest is the commit point; the job record completes a moment later.
-        wait_for(lambda: c.execute("SELECT status FROM system.jobs WHERE table_name = 'app.t'").fetchall()
+        wait_for(lambda: c.execute("SELECT status FROM system.jobs WHERE table_name = 'app.t' "
+                                           "AND job_type = 'flush'").fetchall()
                  == [("completed",)], timeout=30, what="the one flush job to complete")
         assert table_state(c) == [(1, "a")]
 
@@ -351,7 +352,8 @@ def test_cancel_request_stops_a_wait_not_the_job(make_tierd):
     with d.connect() as c, d.connect() as watcher:
         setup_table(c)
         c.execute("INSERT INTO app.t VALUES (1, 'x')")
-        running = lambda: watcher.execute("SELECT job_id FROM system.jobs WHERE status = 'running'").fetchone()
+        running = lambda: watcher.execute("SELECT job_id FROM system.jobs WHERE status = 'running' "
+                                          "AND job_type = 'flush'").fetchone()
         t = threading.Thread(target=lambda: (wait_for(running, timeout=30, what="a running flush"), c.cancel()))
         t.start()
         with pytest.raises(psycopg.errors.QueryCanceled):

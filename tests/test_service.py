@@ -153,10 +153,16 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
     acked: list[int] = []
     errors: list[BaseException] = []
     stop = threading.Event()
+    notices: dict[int, list[str]] = {}
+    ended: dict[int, BaseException] = {}
 
     def writer(base: int):
         try:
             with d.connect() as w:
+                # A FATAL that arrives between two statements is handed to libpq's notice
+                # processor (as with PostgreSQL's own shutdown); the next statement then fails
+                # with "server closed the connection unexpectedly".
+                w.add_notice_handler(lambda diag: notices.setdefault(base, []).append(diag.sqlstate))
                 i = base
                 while not stop.is_set() and i < base + 50_000:
                     w.execute("INSERT INTO app.t VALUES (%s, %s)", (i, f"row {i}"))
@@ -164,6 +170,7 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
                     i += 1
         except psycopg.OperationalError as exc:  # 57P01 at shutdown, or the closed socket
             errors.append(exc)
+            ended[base] = exc
 
     flush_result: list = []
 
@@ -179,7 +186,8 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
     ft = threading.Thread(target=flusher)
     ft.start()
     with d.connect() as c:
-        wait_for(lambda: c.execute("SELECT count(*) FROM system.jobs WHERE status = 'running'").fetchone()[0],
+        wait_for(lambda: c.execute("SELECT count(*) FROM system.jobs WHERE status = 'running' "
+                                   "AND job_type = 'flush'").fetchone()[0],
                  timeout=30, what="the flush job running")
     d.proc.send_signal(signal.SIGTERM)
     assert d.wait_exit(timeout=30) == 0, d.output()[-3000:]
@@ -192,7 +200,12 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
     idle.close()
     # The running statement (the WAIT on the flush) finished and was answered.
     assert flush_result and flush_result[0][1] == "completed", (flush_result, d.output()[-3000:])
-    assert any(isinstance(e, psycopg.errors.AdminShutdown) for e in errors), errors
+    # Each writer's session ended with FATAL 57P01: as the error of its statement when the
+    # FATAL came while one ran, else as a notice between statements (then the next statement
+    # finds the connection closed, as libpq reports it after a PostgreSQL shutdown too).
+    assert sorted(ended) == [0, 1_000_000], (ended, errors)
+    for base, exc in ended.items():
+        assert isinstance(exc, psycopg.errors.AdminShutdown) or "57P01" in notices.get(base, []), (exc, notices)
     log = d.output()
     assert "tierd stopped" in log and "cancelled" not in log
     d.stop()
@@ -206,8 +219,9 @@ def test_sigterm_during_write_load_loses_no_acknowledged_row(make_tierd):
 
 
 def test_sigterm_cancels_past_the_grace_period_and_leaves_the_job_to_be_retried(make_tierd):
-    d = make_tierd('[server]\nshutdown_grace_seconds = 0.5\n'
-                   '[failpoints]\n"flush.start" = "sleep:2500"\n').start()
+    grace = 2.0
+    d = make_tierd(f'[server]\nshutdown_grace_seconds = {grace}\n'
+                   '[failpoints]\n"flush.start" = "sleep:6000"\n').start()
     with d.connect() as c:
         c.execute("CREATE TABLE public.t (id INT PRIMARY KEY) WITH (FLUSH_POLICY = 'manual')")
         c.execute("INSERT INTO public.t SELECT * FROM range(10)")
@@ -225,8 +239,12 @@ def test_sigterm_cancels_past_the_grace_period_and_leaves_the_job_to_be_retried(
     with d.connect() as c:
         job_id = wait_for(lambda: c.execute("SELECT job_id FROM system.jobs WHERE status = 'running'").fetchone(),
                           timeout=30, what="the flush running")[0]
-    d.proc.send_signal(signal.SIGTERM)  # the WAIT is a running statement; the job sleeps 2.5 s
+    start = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)  # the WAIT is a running statement; the job sleeps 6 s
     assert d.wait_exit(timeout=30) == 0
+    # Within the grace (the job step still sleeping is abandoned, not waited for), not a
+    # second or a whole step past it.
+    assert time.monotonic() - start < grace + 0.8
     t.join(timeout=30)
     # Past the grace period the statement is cancelled and the session ended with 57P01, as
     # Postgres's fast shutdown does (not 57014); the job stopped at its next step.
@@ -268,7 +286,8 @@ def test_sighup_changes_the_default_flush_policy_without_restart(make_tierd):
                  .fetchone() == (0, 5), timeout=30, what="the flush at 5 rows")
         # The rows are in cold once the manifest is applied; the job record completes just after.
         job = wait_for(lambda: c.execute("SELECT status, max_retries, parameters FROM system.jobs "
-                                         "WHERE status = 'completed'").fetchone(), timeout=30, what="the job record")
+                                         "WHERE status = 'completed' AND job_type = 'flush'").fetchone(),
+                   timeout=30, what="the job record")
         assert job[1] == 5 and "rows:5" in job[2]
     assert d.proc.pid == pid and d.proc.poll() is None
 

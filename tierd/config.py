@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 
@@ -51,6 +52,10 @@ class Config:
     metrics_listen: str | None = None  # "host:port" of the Prometheus endpoint; None: off
     failpoints: dict[str, str] = field(default_factory=dict)
     storages: dict[str, dict] = field(default_factory=dict)
+    iceberg_enabled: bool = True  # publish SHARED and USER tables to Iceberg (per table: WITH (ICEBERG = ...))
+    iceberg_catalog_uri: str = ""  # "": embedded SQLite catalog in the data dir
+    iceberg_node_id: str = ""  # "": generated once, kept in the data dir
+    iceberg_catch_up_s: float = 10.0
 
     def check(self) -> None:
         if not (0 < self.port < 65536):
@@ -107,6 +112,10 @@ class Config:
             raise ConfigError("jobs.lock_timeout_seconds: must be more than 0")
         if self.metrics_listen is not None:
             self.metrics_address()
+        if not 0.5 <= self.iceberg_catch_up_s <= 86400:
+            raise ConfigError("iceberg.catch_up_interval_seconds: must be between 0.5 and 86400")
+        if self.iceberg_node_id and not re.match(r"^[A-Za-z0-9_.-]+$", self.iceberg_node_id):
+            raise ConfigError(f"iceberg.node_id: {self.iceberg_node_id!r} may only hold letters, digits, '_', '.', '-'")
 
     def server_settings(self) -> dict[str, str]:
         """The settings SHOW (and pg_settings) report for this config, in Postgres's form."""
@@ -157,6 +166,10 @@ class Config:
         for k, v in vars(self).items():
             if k == "password" and v:
                 v = "********"
+            elif k == "iceberg_catalog_uri" and v:
+                from engine.storage.iceberg_catalog import IcebergSettings
+
+                v = IcebergSettings(catalog_uri=v).redacted_uri("")
             elif k == "storages":
                 v = {sid: {o: ({ck: ("********" if ck in SECRET_KEYS and cv else cv) for ck, cv in ov.items()}
                                if isinstance(ov, dict) else ov) for o, ov in opts.items()}
@@ -194,6 +207,10 @@ _KEYS = {
     ("copy", "segment_rows"): ("copy_segment_rows", int),
     ("log", "level"): ("log_level", str),
     ("metrics", "listen"): ("metrics_listen", str),
+    ("iceberg", "enabled"): ("iceberg_enabled", bool),
+    ("iceberg", "catalog_uri"): ("iceberg_catalog_uri", str),
+    ("iceberg", "node_id"): ("iceberg_node_id", str),
+    ("iceberg", "catch_up_interval_seconds"): ("iceberg_catch_up_s", float),
 }
 # Config attribute -> its name in the file, for messages ("flush.default_policy").
 KEY_NAMES = {attr: f"{section}.{key}" for (section, key), (attr, _) in _KEYS.items()}

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from engine import metrics as counters
 from engine.engine import Engine, EngineConfig
 from engine.errors import EngineError
+from engine.storage.iceberg_catalog import IcebergSettings
 from engine.tiering.jobs import JobsConfig
 from protocol.types import pg_type_for
 from tierd import reload as reload_mod
@@ -191,6 +192,8 @@ class Service:
                 copy_segment_threshold_rows=cfg.copy_segment_threshold_rows,
                 copy_segment_rows=cfg.copy_segment_rows,
                 storages=cfg.storages,
+                iceberg=IcebergSettings(enabled=cfg.iceberg_enabled, catalog_uri=cfg.iceberg_catalog_uri,
+                                        node_id=cfg.iceberg_node_id, catch_up_interval_s=cfg.iceberg_catch_up_s),
                 superuser=cfg.superuser,
                 superuser_password=cfg.password,
                 type_oid=lambda f: pg_type_for(f.type, f.metadata).oid,
@@ -327,6 +330,10 @@ class Service:
 
     # ------------------------------------------------------------------ stop
     def _stop(self) -> int:
+        """Everything within the grace period: running statements and jobs may finish until
+        the last CANCEL_MARGIN_S of it; then statements are cancelled (FATAL 57P01) and jobs
+        asked to stop at their next step; at its end whatever still runs is abandoned (every
+        job step is crash-safe: the next start finishes or redoes it) and LevelDB is closed."""
         engine, server, cfg = self.engine, self.server, self.cfg
         self.stopping.set()
         self.reload_lock.acquire(timeout=10)  # let a reload in progress finish first
@@ -334,6 +341,7 @@ class Service:
         sdnotify.notify("STOPPING=1", "STATUS=stopping: no new connections")
         server.socket.close()  # stop accepting; connections already accepted are drained
         deadline = time.monotonic() + cfg.shutdown_grace_s
+        cancel_at = deadline - min(CANCEL_MARGIN_S, cfg.shutdown_grace_s / 2)
 
         def waiting(busy: int) -> None:
             sdnotify.status(f"stopping: {busy} statement(s) finishing (grace {cfg.shutdown_grace_s:g}s)")
@@ -342,18 +350,26 @@ class Service:
                 log.info("shutdown: waiting for %d running statement(s) to finish", busy)
 
         logged: list[int] = []
-        cancelled = server.connections.drain(deadline, on_wait=waiting)
+        jobs_stopped: list[bool] = []
+        stopper = threading.Thread(target=lambda: jobs_stopped.append(self._stop_jobs(cancel_at, deadline)),
+                                   name="stop-jobs", daemon=True)
+        stopper.start()
+        cancelled = server.connections.drain(cancel_at, deadline, on_wait=waiting)
         if cancelled:
             log.warning("shutdown: cancelled %d statement(s) still running after %gs",
                         cancelled, cfg.shutdown_grace_s)
-        stopped = self._stop_jobs(deadline)
+        stopper.join(max(0.0, deadline - time.monotonic()))
         if self.metrics is not None:
             self.metrics.stop()
-        if not stopped:
-            # A job step (a Parquet write, say) has not reached its next check: do not wait
-            # for it. Every job step is crash-safe, and the next start runs the job again.
+        if not jobs_stopped or not jobs_stopped[0]:
+            # A job step (a Parquet write, say) has not reached its next check: it is not
+            # waited for. LevelDB is closed under its gate (the step's next write fails),
+            # and the process ends without joining the job's thread, as a crash would end
+            # it: every job step is crash-safe, and the next start runs the job again.
             log.warning("tierd stopped without waiting for a job step still running; the job runs "
                         "again at the next start")
+            engine.store.close()
+            log.info("tierd stopped")
             logging.shutdown()
             os._exit(0)
         sdnotify.status("stopping: closing LevelDB and DuckDB")
@@ -361,9 +377,9 @@ class Service:
         log.info("tierd stopped")
         return 0
 
-    def _stop_jobs(self, deadline: float) -> bool:
-        """Let running jobs finish within the grace period, then stop them at their next step.
-        False when one is still running JOB_STOP_WAIT_S past the grace period."""
+    def _stop_jobs(self, cancel_at: float, deadline: float) -> bool:
+        """Let running jobs finish until `cancel_at`, then stop them at their next step.
+        False when one is still running at `deadline`."""
         runner = self.engine.jobs
 
         def running():
@@ -373,16 +389,16 @@ class Service:
             sdnotify.status(f"stopping: waiting for {len(running())} running job(s)")
             log.info("shutdown: waiting for %d running job(s): %s", len(running()),
                      ", ".join(f"{j.job_id} ({j.job_type} {j.table_name})" for j in running()))
-        while running() and time.monotonic() < deadline:
+        while running() and time.monotonic() < cancel_at:
             time.sleep(0.05)
         interrupted = running()
         for job in interrupted:
             log.warning("shutdown: stopping job %s (%s %s) at its next step; it runs again at the next start",
                         job.job_id, job.job_type, job.table_name)
             job.cancel_requested = True
-        stopper = threading.Thread(target=runner.shutdown, name="stop-jobs", daemon=True)
+        stopper = threading.Thread(target=runner.shutdown, name="stop-scheduler", daemon=True)
         stopper.start()  # waits for running attempts to finish or stop
-        stopper.join(max(0.0, deadline - time.monotonic()) + JOB_STOP_WAIT_S)
+        stopper.join(max(0.0, deadline - time.monotonic()))
         if stopper.is_alive():
             return False
         for job in interrupted:
@@ -397,8 +413,9 @@ RECURSION_LIMIT = 12_000
 THREAD_STACK = 16 << 20
 
 
-# How long past the grace period a shutdown waits for a job to reach its next step.
-JOB_STOP_WAIT_S = 1.0
+# The end of the grace period kept for cancelling statements and stopping jobs (at most
+# half of it), so that the whole shutdown fits in shutdown_grace_seconds.
+CANCEL_MARGIN_S = 1.0
 
 
 def serve(cfg: Config, reload_config: Callable[[], Config] | None = None) -> int:

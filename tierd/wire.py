@@ -81,9 +81,10 @@ class Connections:
                     log.info("client %s disconnected; cancelling its running statement", h.client_address[0])
                     h.cancel_statement()
 
-    def drain(self, deadline: float, on_wait=lambda busy: None) -> int:
+    def drain(self, cancel_at: float, deadline: float, on_wait=lambda busy: None) -> int:
         """Close every connection once its running statement (if any) has finished; at
-        `deadline` cancel the statements still running. Returns how many had to be cancelled."""
+        `cancel_at` cancel the statements still running (their sessions end with FATAL
+        57P01); at `deadline` close what is left. Returns how many had to be cancelled."""
         self.draining = True
         announced = None
         while True:
@@ -97,7 +98,7 @@ class Connections:
             if busy and len(busy) != announced:
                 announced = len(busy)
                 on_wait(len(busy))
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= cancel_at:
                 break
             time.sleep(0.02)
         cancelled = [h for h in self.snapshot() if h.busy]
@@ -105,8 +106,7 @@ class Connections:
             log.warning("shutdown: cancelling a statement still running after the grace period (%s)",
                         h.client_address[0])
             h.cancel_statement(shutdown=True)
-        end = time.monotonic() + 5.0
-        while self.snapshot() and time.monotonic() < end:
+        while self.snapshot() and time.monotonic() < deadline:
             for h in self.snapshot():
                 if not h.busy:
                     h.shut(socket.SHUT_RD)

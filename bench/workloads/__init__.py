@@ -16,6 +16,7 @@ from bench.harness import Bench, Measurement
 from bench.workloads.analytics import wl_big, wl_events_group_by, wl_hot_cold
 from bench.workloads.copy import wl_copy
 from bench.workloads.flush_compaction import wl_flush_throughput, wl_segments
+from bench.workloads.iceberg import wl_iceberg_publish, wl_iceberg_scan
 from bench.workloads.inserts import wl_concurrent_insert, wl_pipeline, wl_single_insert
 from bench.workloads.memory import wl_ingest_rss
 from bench.workloads.point_reads import wl_point_select
@@ -36,7 +37,9 @@ WORKLOADS: list[Callable[[Bench], list[Measurement]]] = [
     wl_pgbench,  # write_patterns.py
     wl_copy,  # copy.py
     wl_events_group_by,  # analytics.py
+    wl_iceberg_scan,  # iceberg.py: before wl_hot_cold adds hot rows to bench.events
     wl_flush_throughput,  # flush_compaction.py
+    wl_iceberg_publish,  # iceberg.py
     wl_segments,  # flush_compaction.py
     wl_s3_cold,  # s3.py
     wl_hot_cold,  # analytics.py

@@ -101,7 +101,7 @@ TABLES: dict[str, str] = {
         "indimmediate BOOLEAN DEFAULT true, indisclustered BOOLEAN DEFAULT false, indisvalid BOOLEAN DEFAULT true, "
         "indcheckxmin BOOLEAN DEFAULT false, indisready BOOLEAN DEFAULT true, indislive BOOLEAN DEFAULT true, "
         "indisreplident BOOLEAN DEFAULT false, indkey SMALLINT[], indcollation BIGINT[], indclass BIGINT[], "
-        "indoption SMALLINT[], indexprs VARCHAR, indpred VARCHAR"
+        "indoption VARCHAR, indexprs VARCHAR, indpred VARCHAR"
     ),
     "pg_constraint": (
         "oid BIGINT, conname VARCHAR, connamespace BIGINT, contype VARCHAR, condeferrable BOOLEAN DEFAULT false, "
@@ -525,7 +525,10 @@ INFORMATION_SCHEMA: dict[str, str] = {
         f"a.attname AS column_name, a.attnum::INTEGER AS ordinal_position, d.adbin AS column_default, "
         f"CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, "
         f"CASE WHEN t.typcategory = 'A' THEN 'ARRAY' ELSE tn.__sql_name END AS data_type, "
-        f"NULL::INTEGER AS character_maximum_length, NULL::INTEGER AS character_octet_length, "
+        f"CASE WHEN a.atttypid IN (1042, 1043) AND a.atttypmod >= 4 THEN a.atttypmod - 4 END::INTEGER "
+        f"AS character_maximum_length, CASE WHEN a.atttypid IN (1042, 1043) AND a.atttypmod >= 4 THEN (a.atttypmod - 4) * 4 "
+        f"WHEN a.atttypid IN (25, 1042, 1043) THEN 1073741824 END::INTEGER "
+        f"AS character_octet_length, "
         f"CASE WHEN a.atttypid = 1700 AND a.atttypmod >= 4 THEN ((a.atttypmod - 4) >> 16) "
         f"WHEN a.atttypid IN (20, 21, 23) THEN a.attlen * 8 - 1 WHEN a.atttypid = 700 THEN 24 "
         f"WHEN a.atttypid = 701 THEN 53 END::INTEGER AS numeric_precision, "
@@ -584,6 +587,10 @@ def namespace_oid(name: str) -> int:
 def role_oid(name: str, bootstrap: bool) -> int:
     """10 for the bootstrap superuser, as in Postgres; a stable hash of the name for others."""
     return SUPERUSER_OID if bootstrap else 0x40000000 | (zlib.crc32(b"role:" + name.encode()) & 0x3FFFFFFF)
+
+
+# CREATE INDEX indexes: OID INDEX_OID_BASE + 1000 * table id + the index's ordinal.
+INDEX_OID_BASE = 1_000_000_000
 
 
 def relation_oids(tid: int) -> tuple[int, int, int]:
@@ -712,6 +719,10 @@ def _system_views(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, pa.Schema]]
             for n in names]
 
 
+def _declared(t) -> dict[str, str]:
+    return {c.name: c.declared for c in t.columns if c.declared}
+
+
 class _Rows:
     """The changing rows of one rebuild, per table."""
 
@@ -742,9 +753,11 @@ class _Rows:
             return oid, pg_types.numeric_typmod(f.type.precision, f.type.scale)
         return oid, -1
 
-    def _columns(self, rel: int, schema: pa.Schema, not_null: set[str], defaulted: set[str]) -> None:
+    def _columns(self, rel: int, schema: pa.Schema, not_null: set[str], defaulted: set[str],
+                 declared: dict[str, str] | None = None) -> None:
         for num, f in enumerate(schema, start=1):
-            oid, typmod = self._type(f)
+            spelling = (declared or {}).get(f.name)
+            oid, typmod = pg_types.declared_oid(spelling) if spelling else self._type(f)
             known = pg_types.BY_OID.get(oid)
             self.attributes.append((rel, f.name, oid, known.typlen if known else -1, num, typmod,
                                     f.name in not_null, 1 if oid in pg_types.ARRAY_ELEMENT else 0,
@@ -764,15 +777,18 @@ class _Rows:
     def table(self, t, schema: pa.Schema, owner: int) -> None:
         rel, index, constraint = relation_oids(t.tid)
         ns = namespace_oid(t.namespace)
-        self.classes.append((rel, t.name, ns, "r", len(schema), bool(t.primary_key), HEAP_AM, owner))
+        self.classes.append((rel, t.name, ns, "r", len(schema), bool(t.primary_key or t.indexes), HEAP_AM, owner))
         not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
+        self._created_indexes(t, rel, ns, owner)
         if not t.primary_key:
-            self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
+            self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None},
+                          _declared(t))
             self._defaults(rel, t)
             return
         self.classes.append((index, f"{t.name}_pkey", ns, "i", len(t.primary_key), False, BTREE_AM, owner))
         not_null = set(t.primary_key) | {c.name for c in t.columns if not c.nullable}
-        self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None})
+        self._columns(rel, schema, not_null, {c.name for c in t.columns if c.default is not None},
+                      _declared(t))
         for num, name in ((-1, "_seq"), (-2, "_deleted")):
             self.attributes.append((rel, name, 20 if name == "_seq" else 16, 8 if name == "_seq" else 1,
                                     num, -1, True, 0, False))
@@ -790,6 +806,19 @@ class _Rows:
                                       f"{_ident(t.namespace)}.{_ident(t.name)} USING btree ({cols})"))
         self.constraintdefs.append((constraint, f"PRIMARY KEY ({cols})"))
         self.indexcols.extend((index, pos, _ident(k)) for pos, k in enumerate(t.primary_key, start=1))
+
+    def _created_indexes(self, t, rel: int, ns: int, owner: int) -> None:
+        """CREATE INDEX records: pg_class (relkind 'i'), pg_index and their definitions."""
+        for ix in t.indexes:
+            oid = INDEX_OID_BASE + 1000 * t.tid + ix.get("ordinal", 0)
+            cols = ix["columns"]
+            self.classes.append((oid, ix["name"], ns, "i", len(cols), False, BTREE_AM, owner))
+            keys = [t.column_names.index(c) + 1 for c in cols]
+            self.indexes.append((oid, rel, len(keys), len(keys), ix["unique"], False, keys))
+            unique = "UNIQUE " if ix["unique"] else ""
+            self.indexdefs.append((oid, f"CREATE {unique}INDEX {_ident(ix['name'])} ON {_ident(t.namespace)}."
+                                        f"{_ident(t.name)} USING btree ({', '.join(_ident(c) for c in cols)})"))
+            self.indexcols.extend((oid, pos, _ident(c)) for pos, c in enumerate(cols, start=1))
 
     def privileges(self, t, roles, names: list[str]) -> None:
         """What each role may do with table t, as the statement checks decide it."""
@@ -828,7 +857,7 @@ class _Rows:
         _insert(cur, f"{PG}.pg_attrdef", "oid, adrelid, adnum, adbin", self.attrdefs)
         _insert(cur, f"{PG}.pg_description", "objoid, classoid, objsubid, description", self.descriptions)
         _insert(cur, f"{PG}.pg_index", "indexrelid, indrelid, indnatts, indnkeyatts, indisunique, indisprimary, "
-                "indkey", self.indexes)
+                "indkey, indoption", [(*row, " ".join("0" * len(row[-1]))) for row in self.indexes])
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
                 self.constraints)
         for rel, num, kind in self.identities:

@@ -60,6 +60,17 @@ def numeric_typmod(precision: int, scale: int) -> int:
     return ((precision << 16) | scale) + 4
 
 
+_DECLARED_OIDS = {"jsonb": 3802, "json": 114, "time with time zone": 1266,
+                  "character varying": 1043, "character": 1042}
+
+
+def declared_oid(spelling: str) -> tuple[int, int]:
+    """(atttypid, atttypmod) of a declared type spelled as format_type() does
+    (engine/sql/declared_types.py): `character varying(20)` is (1043, 24)."""
+    base, _, length = spelling.partition("(")
+    return _DECLARED_OIDS[base.strip()], (int(length.rstrip(")")) + 4 if length else -1)
+
+
 def pg_type_rows(namespace_oid: int) -> list[tuple]:
     """pg_type rows for every built-in type and its array type:
     (oid, typname, typnamespace, typlen, typtype, typcategory, typelem, typarray, sql_name)."""

@@ -59,6 +59,9 @@ class Column:
     # once, as Postgres's attmissingval): a DuckDB literal expression, None for NULL.
     missing: str | None = None
     comment: str | None = None  # COMMENT ON COLUMN
+    # The Postgres type as declared, where the DuckDB type forgets it (jsonb, timetz,
+    # varchar(n), char(n)): what the catalog shows (engine/sql/declared_types.py).
+    declared: str | None = None
 
 
 @dataclass
@@ -83,10 +86,20 @@ class TableDef:
     # the configured superuser owns those), and the privileges granted to other roles.
     owner: str | None = None
     grants: dict[str, list[str]] = field(default_factory=dict)  # role -> ["SELECT", ...]
+    # Iceberg publishing: "on" / "off" (None: `[iceberg] enabled`), and the Iceberg identifier
+    # (None: "<namespace>.<table>").
+    iceberg: str | None = None
+    iceberg_table: str | None = None
+    # Ids of system columns other than SYSTEM_FIELD_IDS': only tables published before column
+    # ids and field ids were one id space (their Iceberg tables numbered them after the columns).
+    legacy_field_ids: dict[str, int] = field(default_factory=dict)
     # Rows carry a hidden ROWID column: created without a primary key. It stays (stored, no
     # longer the key) after ALTER TABLE ... ADD PRIMARY KEY, so no segment is rewritten.
     rowid: bool = False
     comment: str | None = None  # COMMENT ON TABLE
+    # CREATE INDEX: catalog records only ({"name", "columns", "unique", "ordinal"}), shown in
+    # pg_index/pg_indexes; DuckDB scans, so they change no plan.
+    indexes: list[dict] = field(default_factory=list)
     # ALTER TABLE bumps the schema version. Segments record the version they were written
     # with; hot batches are told apart by _seq: every batch at or below an old version's
     # `until_seq` was written under it. Each old version keeps {stored name: column id}.
@@ -160,7 +173,13 @@ class TableDef:
     @property
     def next_column_id(self) -> int:
         ids = [c.id for c in self.columns] + [int(i) for h in self.schema_history for i in h["names"].values()]
-        return max(ids, default=0) + 1
+        return max(ids + list(self.legacy_field_ids.values()), default=0) + 1
+
+    def field_ids(self) -> dict[str, int]:
+        """{segment column name: Iceberg field id} of the current schema: each column's id, and
+        the system columns' reserved ids (one id space, so ALTER TABLE evolves the Iceberg
+        schema by column id)."""
+        return {**SYSTEM_FIELD_IDS, **self.legacy_field_ids, **self.column_ids()}
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -169,11 +188,25 @@ class TableDef:
     def from_json(cls, raw: dict) -> "TableDef":
         raw = dict(raw)
         raw["columns"] = [Column(**c) for c in raw["columns"]]
+        # Tables published before column ids existed numbered the columns 1..n (what the ids
+        # below are), then the owner column and _seq: those two keep their published ids.
+        published = raw.pop("field_ids", None) or {}
         t = cls(**raw)
         for i, c in enumerate(t.columns, start=1):  # catalogs from before column ids
             if not c.id:
                 c.id = i
+        if published:
+            t.legacy_field_ids = {k: v for k, v in published.items() if k in ("_seq", OWNER)}
         return t
+
+
+# Iceberg field ids of the system columns a segment holds: a column's field id is its
+# `Column.id` (1, 2, ... never reused), so these sit far above any column id a table reaches and
+# below Iceberg's reserved range (2147483447 and up). Written into every segment's Parquet schema.
+SYSTEM_FIELD_IDS = {"_deleted": 2_000_000_000, WRITTEN_AT: 2_000_000_001, "_seq": 2_000_000_002,
+                    OWNER: 2_000_000_003, ROWID: 2_000_000_004}
+# The system columns an Iceberg reader sees (the tombstone flag and STREAM write time it never does).
+PUBLISHED_SYSTEM_COLUMNS = ("_seq", OWNER, ROWID)
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -201,12 +234,17 @@ class TableOptions:
     storage_id: str = "local"
     flush_policy: str | None = None
     ttl_seconds: int | None = None
+    iceberg: str | None = None
+    iceberg_table: str | None = None
+
+
+_ICEBERG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 def parse_table_options(items: dict[str, str], keyword_type: str | None) -> TableOptions:
     """Validate the WITH (...) options of CREATE TABLE."""
     opts = TableOptions()
-    known = {"TYPE", "STORAGE_ID", "FLUSH_POLICY", "TTL_SECONDS"}
+    known = {"TYPE", "STORAGE_ID", "FLUSH_POLICY", "TTL_SECONDS", "ICEBERG", "ICEBERG_TABLE"}
     items = {k: v for k, v in items.items() if not is_storage_parameter(k)}
     for key in items:
         if key not in known:
@@ -218,7 +256,7 @@ def parse_table_options(items: dict[str, str], keyword_type: str | None) -> Tabl
         raise InvalidParameterValue(f"invalid TYPE {ttype!r}: expected USER, SHARED or STREAM")
     opts.table_type = ttype
     if ttype == "STREAM":
-        for key in ("STORAGE_ID", "FLUSH_POLICY"):
+        for key in ("STORAGE_ID", "FLUSH_POLICY", "ICEBERG", "ICEBERG_TABLE"):
             if key in items:
                 raise InvalidParameterValue(f"{key} does not apply to STREAM tables: their rows stay hot "
                                             "and expire after TTL_SECONDS")
@@ -238,6 +276,15 @@ def parse_table_options(items: dict[str, str], keyword_type: str | None) -> Tabl
         opts.flush_policy = str(parse_flush_policy(items["FLUSH_POLICY"]))
     if "TTL_SECONDS" in items:
         raise InvalidParameterValue("TTL_SECONDS is only valid for STREAM tables")
+    if "ICEBERG" in items:
+        value = items["ICEBERG"].lower()
+        if value not in ("on", "off"):
+            raise InvalidParameterValue(f"invalid ICEBERG {items['ICEBERG']!r}: expected 'on' or 'off'")
+        opts.iceberg = value
+    if "ICEBERG_TABLE" in items:
+        if not _ICEBERG_NAME.match(items["ICEBERG_TABLE"]):
+            raise InvalidParameterValue(f"invalid ICEBERG_TABLE {items['ICEBERG_TABLE']!r}: expected 'namespace.table'")
+        opts.iceberg_table = items["ICEBERG_TABLE"]
     return opts
 
 

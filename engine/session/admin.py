@@ -15,6 +15,7 @@ from engine.sql.statements import (AlterRole, CheckStorage, CreateRole, CreateSt
                                    JobCommand, RoleCommand, ShowStorages, StorageDefinition, StorageJob, unquote)
 from engine.tiering.compaction.task import STREAM_COMPACT_REFUSED
 from engine.tiering.flush import STREAM_FLUSH_REFUSED
+from engine.tiering.publish import STREAM_PUBLISH_REFUSED
 
 
 # ---------------------------------------------------------------------- roles and privileges
@@ -103,13 +104,14 @@ def storage_definition(s: SessionState, stmt: StorageDefinition, params: list) -
 
 # ---------------------------------------------------------------------- jobs
 def storage_job(s: SessionState, stmt: StorageJob, params: list) -> StatementResult:
-    """STORAGE FLUSH|COMPACT TABLE ns.t | ALL [IN ns] [WAIT]: one row per table, its job."""
+    """STORAGE FLUSH|COMPACT|PUBLISH TABLE ns.t | ALL [IN ns] [WAIT]: one row per table, its job."""
     eng = s.engine
     s.require_superuser(f"STORAGE {stmt.job_type.upper()}")
     if stmt.table is not None:
         tables = [eng.catalog.get(*s.split_name(stmt.table))]
         if tables[0].is_stream:
-            raise FeatureNotSupported(STREAM_FLUSH_REFUSED if stmt.job_type == "flush" else STREAM_COMPACT_REFUSED)
+            raise FeatureNotSupported({"flush": STREAM_FLUSH_REFUSED, "compact": STREAM_COMPACT_REFUSED,
+                                       "publish": STREAM_PUBLISH_REFUSED}[stmt.job_type])
     else:
         ns = unquote(stmt.namespace) if stmt.namespace else None
         if ns is not None:
@@ -117,7 +119,7 @@ def storage_job(s: SessionState, stmt: StorageJob, params: list) -> StatementRes
         tables = sorted((t for t in eng.catalog.tables.values()
                          if (ns is None or t.namespace == ns) and not t.is_stream),  # hot only
                         key=lambda t: t.qualified)
-    started = "flush" if stmt.job_type == "flush" else "compaction"
+    started = {"flush": "flush", "compact": "compaction", "publish": "publish"}[stmt.job_type]
     rows = []
     for t in tables:
         job = eng.tiering.request(stmt.job_type, t, stmt.wait, lambda: s.cancel_requested)

@@ -50,6 +50,8 @@ def alter_table(s: SessionState, stmt: AlterTable, params: list) -> StatementRes
                     transaction_ddl.changing(s, old)
                 eng.alter_table(old, new, durable=not in_tx)
         eng.tiering.policies.schema_changed(old.tid)
+        if new is not None and not in_tx:  # in a transaction: after its COMMIT
+            eng.tiering.publish_soon(new)
     return StatementResult("ALTER TABLE", notices=tuple(notices))
 
 
@@ -84,6 +86,7 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
                     detail=f"constraint {t.name}_pkey on table {t.name} depends on column {c.name}",
                     hint="Use DROP ... CASCADE to drop the dependent objects too.")
             t.columns.remove(c)
+            t.indexes = [i for i in t.indexes if c.name not in i["columns"]]  # as in Postgres: dropped with it
             layout = True
         elif isinstance(a, RenameColumn):
             c = _column(t, a.old)
@@ -91,6 +94,8 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
                 raise DuplicateColumn(f'column "{a.new}" of relation "{t.name}" already exists')
             _check_column_name(a.new)
             t.primary_key = [a.new if k == c.name else k for k in t.primary_key]
+            for i in t.indexes:
+                i["columns"] = [a.new if k == c.name else k for k in i["columns"]]
             c.name = a.new
             layout = True
         elif isinstance(a, RenameTable):
@@ -114,8 +119,12 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
             c.nullable = c.name in t.primary_key or not a.not_null
         elif isinstance(a, SetType):
             c = _column(t, a.column)
-            target = _probe(s, f"{views.q(c.name)} {a.type}").type
+            probed = _probe(s, f"{views.q(c.name)} {a.type}")
+            target = probed.type
             if target == c.type:
+                if probed.declared != c.declared:  # e.g. varchar(20) to varchar(40): the catalog's spelling
+                    c.declared = probed.declared
+                    changed = True
                 continue
             if c.name in t.primary_key:
                 raise FeatureNotSupported(f'ALTER COLUMN "{c.name}" TYPE: changing the type of a primary-key '
@@ -128,7 +137,7 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
                     f'ALTER COLUMN "{c.name}" TYPE {a.type}: only widening type changes are supported by tierd '
                     f"({c.type} to {target} is not one)",
                     hint="Add a new column, copy the values with UPDATE, drop the old one.")
-            c.type = target
+            c.type, c.declared = target, probed.declared
             layout = True
         changed = True
     if not changed:

@@ -278,7 +278,7 @@ class SegmentCopy:
             eng.hot.store.persist_seq(eng.hot.seq)  # a restart never hands out the rows' _seqs again
             self._load.commit()
         try:
-            eng.tiering.compact_if_needed(t)
+            eng.tiering.after_load(t)
         except EngineError:  # the COPY has committed; a compaction that cannot start now waits
             pass
         return self._load.rows

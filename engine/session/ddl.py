@@ -67,6 +67,7 @@ def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> S
         t = TableDef(tid=0, namespace=ct.namespace, name=ct.name, columns=columns, primary_key=pk,
                      table_type=opts.table_type, storage_id=opts.storage_id,
                      flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds, owner=s.user,
+                     iceberg=opts.iceberg, iceberg_table=opts.iceberg_table,
                      rowid=not pk)  # no primary key: rows are told apart by a hidden row id
         sequences.create_owned(s, ct.namespace, body.auto)
         with write_locked(s, in_tx):

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import (admin, alter, cursors, ddl, keyed_writes, listen, reads, rekey, sequences, settings,
+from engine.session import (admin, alter, cursors, ddl, indexes, keyed_writes, listen, reads, rekey, sequences, settings,
                             transactions)
+from engine.sql import index_ddl as ix
 from engine.sql import sequence_ddl as sq
 from engine.sql import table_commands as tc
 from engine.session.state import SessionState
@@ -50,6 +51,8 @@ HANDLERS: dict[type, Handler] = {
     p.AlterTableOwner: admin.alter_table_owner,
     al.AlterTable: alter.alter_table,
     al.CommentOn: alter.comment_on,
+    ix.CreateIndex: indexes.create_index,
+    ix.DropIndex: indexes.drop_index,
     st.CreateRole: admin.role_command,
     st.AlterRole: admin.role_command,
     st.DropRole: admin.role_command,

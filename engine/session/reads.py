@@ -59,7 +59,7 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool]:
         raise InsufficientPrivilege("permission denied: tierd's internal catalog __tierd is not accessible")
     check_select(s, sandbox.check_query(compat.checked_sql).tables)
     if _SYSTEM.search(sql):
-        eng.system_tables.refresh()
+        eng.system_tables.refresh(sql)
         sql = _SYSTEM.sub("memory.system.", sql)
     return checked_division(sql), bool(_HIDDEN.search(sql))
 

@@ -60,6 +60,7 @@ def truncate(s: SessionState, stmt: Truncate, params: list) -> StatementResult:
                 truncate_table(eng.admin, eng.hot, eng.cold, eng.reaper, eng.failpoints, t)
             finally:
                 eng.hot.release()
+            eng.tiering.publish_soon(t)  # the Iceberg table empties too
             if stmt.restart_identity:
                 for d in eng.sequences.owned_by(t.namespace, t.name):
                     eng.sequences.save(d, restart=d.start)

@@ -55,6 +55,10 @@ def commit(s: SessionState) -> None:
             eng.purge_table(t)
         except Exception as exc:  # committed: leftover files are orphans, not a failed COMMIT
             log.warning("COMMIT: files of dropped table '%s' not removed: %s", t.qualified, exc)
+    for tid in tx.ddl_before:  # altered tables' Iceberg schemas follow
+        t = catalog.by_tid(tid)
+        if t is not None:
+            eng.tiering.publish_soon(t)
 
 
 def rollback(s: SessionState) -> None:

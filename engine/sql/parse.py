@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from engine.catalog.tables import DEFAULT_NAMESPACE
 from engine.errors import FeatureNotSupported, ObjectNotInPrerequisiteState, SyntaxError_
 from engine.sql.alter import AlterTable, CommentOn, parse_alter_table, parse_comment
+from engine.sql.index_ddl import parse_create_index, parse_drop_index
 from engine.sql.sequence_ddl import AlterSequence, CreateSequence, DropSequence, parse_sequence_command
 from engine.sql.split import leading_words
 from engine.sql.table_commands import (AddPrimaryKey, Maintenance, Truncate, is_add_primary_key,
@@ -210,14 +211,18 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         stmt = parse_storage_job(sql)
         if stmt is None:
             raise SyntaxError_(
-                "unknown STORAGE command; expected STORAGE FLUSH|COMPACT TABLE ns.t [WAIT] "
-                "or STORAGE FLUSH|COMPACT ALL [IN ns] [WAIT]")
+                "unknown STORAGE command; expected STORAGE FLUSH|COMPACT|PUBLISH TABLE ns.t [WAIT] "
+                "or STORAGE FLUSH|COMPACT|PUBLISH ALL [IN ns] [WAIT]")
         return stmt
     if first in ("RETRY", "KILL") and second == "JOB":
         stmt = parse_job_command(sql)
         if stmt is None:
             raise SyntaxError_("syntax error: expected RETRY JOB 'id' or KILL JOB 'id'")
         return stmt
+    if first == "CREATE" and (second == "INDEX" or words[1:3] == ["UNIQUE", "INDEX"]):
+        return parse_create_index(sql)
+    if first == "DROP" and second == "INDEX":
+        return parse_drop_index(sql)
     if first == "CREATE" and "TABLE" in words[1:3]:
         # unqualified: namespace "", the session's creation namespace (its search path)
         return CreateTableStatement(parse_create_table(sql, ""), " ".join(words[:2]))

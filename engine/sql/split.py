@@ -72,6 +72,13 @@ def scan(sql: str) -> Iterator[tuple[str, int, int]]:
         yield "code", start, n
 
 
+def fold_case(sql: str) -> str:
+    """Lower-case every unquoted identifier and keyword, as Postgres's lexer does, leaving
+    quoted identifiers, string literals and comments as written. DuckDB keeps the case of
+    an unquoted name (`CREATE TABLE t (UserId int)` names it "UserId"); Postgres folds it."""
+    return "".join(sql[a:b].lower() if kind == "code" else sql[a:b] for kind, a, b in scan(sql))
+
+
 def split_statements(sql: str) -> list[str]:
     """Non-empty statements of `sql`, without their terminating semicolons."""
     statements, current, meaningful = [], [], False

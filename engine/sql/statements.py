@@ -66,12 +66,27 @@ def matching_paren(sql: str, open_at: int, statement: str = "CREATE TABLE") -> i
     raise SyntaxError_(f"syntax error: unbalanced parentheses in {statement}")
 
 
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_FOREIGN_KEY = re.compile(r"\b(FOREIGN\s+KEY|REFERENCES)\b", re.I)
+
+
+def refuse_foreign_keys(body: str) -> None:
+    """A foreign key in CREATE TABLE (inline REFERENCES or a table-level FOREIGN KEY) is
+    refused as ALTER TABLE ... ADD CONSTRAINT refuses it: 0A000, never silently dropped."""
+    m = _FOREIGN_KEY.search(_QUOTED.sub("''", body))
+    if m:
+        clause = " ".join(m.group(1).upper().split())
+        raise FeatureNotSupported(f"CREATE TABLE ... {clause} (a foreign key) is not supported by tierd",
+                                  hint="tierd tables have one constraint: their primary key.")
+
+
 def parse_create_table(sql: str, default_ns: str) -> CreateTable:
     m = _CREATE_TABLE.match(sql)
     if not m:
         raise SyntaxError_("syntax error in CREATE TABLE")
     close = matching_paren(sql, m.end() - 1)
     body = sql[m.end() : close]
+    refuse_foreign_keys(body)
     rest = sql[close + 1 :].strip().rstrip(";").strip()
     options: dict[str, str] = {}
     if rest:
@@ -126,8 +141,8 @@ class DropTable:
 
 @dataclass(frozen=True)
 class StorageJob:
-    """STORAGE FLUSH|COMPACT TABLE ns.t | ALL [IN ns] [WAIT]."""
-    job_type: str  # "flush" | "compact"
+    """STORAGE FLUSH|COMPACT|PUBLISH TABLE ns.t | ALL [IN ns] [WAIT]."""
+    job_type: str  # "flush" | "compact" | "publish"
     table: str | None  # None: ALL
     namespace: str | None  # ALL IN ns
     wait: bool
@@ -145,7 +160,7 @@ _NAMESPACE_PATTERNS = [
     (DropNamespace, re.compile(rf"^\s*DROP\s+(?:NAMESPACE|SCHEMA)\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_NAME})(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
     (DropTable, re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]}(?:\s*,\s*{_QNAME[1:-1]})*)(?:\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
 ]
-_STORAGE_JOB = re.compile(rf"^\s*STORAGE\s+(?P<verb>FLUSH|COMPACT)\s+(?:TABLE\s+(?P<name>{_QNAME[1:-1]})|ALL(?:\s+IN\s+(?P<ns>{_NAME}))?)(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)
+_STORAGE_JOB = re.compile(rf"^\s*STORAGE\s+(?P<verb>FLUSH|COMPACT|PUBLISH)\s+(?:TABLE\s+(?P<name>{_QNAME[1:-1]})|ALL(?:\s+IN\s+(?P<ns>{_NAME}))?)(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)
 _JOB_COMMAND = re.compile(r"^\s*(?P<verb>RETRY|KILL)\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)
 
 
@@ -168,7 +183,8 @@ def parse_storage_job(sql: str) -> StorageJob | None:
     m = _STORAGE_JOB.match(sql)
     if not m:
         return None
-    return StorageJob("flush" if m.group("verb").upper() == "FLUSH" else "compact", m.group("name"), m.group("ns"),
+    job_type = {"FLUSH": "flush", "COMPACT": "compact", "PUBLISH": "publish"}[m.group("verb").upper()]
+    return StorageJob(job_type, m.group("name"), m.group("ns"),
                       bool(m.group("wait")))
 
 

@@ -6,11 +6,14 @@ goes to a temp name, is fsync'd and renamed; an S3 PUT is atomic by itself.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
+
+from engine.errors import DiskFull
 
 TMP_MARK = ".tmp-"
 SECRET_KEYS = ("secret_access_key", "session_token", "password")
@@ -108,21 +111,23 @@ class FilesystemStorage(Storage):
 
     def write_atomic(self, rel: str, data: bytes) -> int:
         final = self.path(rel)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
         tmp = f"{final}{TMP_MARK}{uuid.uuid4().hex[:8]}"
         try:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
-        except BaseException:
+            _fsync_dir(os.path.dirname(final))
+        except BaseException as exc:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise disk_full(final, exc) from exc
             raise
-        _fsync_dir(os.path.dirname(final))
         return len(data)
 
     def read(self, rel: str) -> bytes | None:
@@ -149,6 +154,12 @@ class FilesystemStorage(Storage):
 
     def reader_path(self, rel: str) -> str:
         return self.path(rel)
+
+
+def disk_full(path: str, exc: OSError) -> DiskFull:
+    """A full storage directory as Postgres words a full disk (53100), not OSError's text."""
+    return DiskFull(f'could not extend file "{path}": {os.strerror(exc.errno)}',
+                    hint="Check free disk space.")
 
 
 def _fsync_dir(d: str) -> None:

@@ -83,6 +83,7 @@ class HotStore:
         self._gate = threading.RLock()  # one LevelDB call at a time against a reopen
         self.failure: EngineError | None = None  # the last write error, until a write succeeds
         self._reopened_at = 0.0
+        self._closed = False  # closed for good (shutdown): never reopened by a later write
         # Per table, the sorted first seqs of its row batches, listed from LevelDB once and
         # then kept up to date: listing keys walks the (large) values too, and a flush and
         # every hot point lookup need them.
@@ -90,7 +91,10 @@ class HotStore:
         self._firsts_lock = threading.Lock()
 
     def close(self) -> None:
+        """Wait for a LevelDB call in progress, then close; later calls fail (a job thread
+        abandoned at shutdown cannot write to, or reopen, a closed store)."""
         with self._gate:
+            self._closed = True
             if not self.db.closed:
                 self.db.close()
 
@@ -98,6 +102,8 @@ class HotStore:
     def _write(self, op: Callable[[plyvel.DB], R]) -> R:
         """Run a LevelDB write; after a failure, reopen LevelDB first (at most once a second)."""
         with self._gate:
+            if self._closed:
+                raise IoError("hot tier: closed at shutdown")
             if self.failure is not None:
                 self._reopen()
             try:

@@ -54,7 +54,8 @@ class BulkLoad:
             self._cold.register_scope(self.t, self.user)  # before its first file: recovery looks there
         n = len(self.segments)
         seg = write_segment(self.storage, self.scope, n, rows, self.t.stats_columns, kind, self._fp, "copy",
-                            schema_version=self.t.schema_version, path=load_segment_path(self._token, n))
+                            schema_version=self.t.schema_version, field_ids=self.t.field_ids(),
+                            path=load_segment_path(self._token, n))
         self.segments.append(seg)
         return seg
 

@@ -69,19 +69,26 @@ class Flusher:
                 parts = [(u, snap.filter(pc.equal(owners, u))) for u in sorted(pc.unique(owners).to_pylist())]
             else:
                 parts = [(None, snap)]
-            moved = written = 0
-            for user, rows in parts:
-                n, segs = self._flush_scope(cur, t, storage, user, rows, watermark, check, report)
-                moved += n
-                written += segs
-            self._fp.hit("flush.before_hot_cleanup")
-            report.progress("cleaning up hot tier")
-            scopes = f" across {len(parts)} user scope(s)" if t.is_user else ""
-            message = f"Flushed {moved} row version(s) of table '{t.qualified}' into {written} segment(s){scopes}"
+            done: list[tuple[int, int]] = []   # (rows, segments) of each committed scope
             try:
+                for user, rows in parts:
+                    self._flush_scope(cur, t, storage, user, rows, watermark, check, report, done)
+                self._fp.hit("flush.before_hot_cleanup")
+                report.progress("cleaning up hot tier")
                 self._cleanup(t, watermark)
-            except EngineError as exc:  # the rows are in Parquet: the flush has happened
-                message += f"; their hot copies stay in LevelDB until the next flush ({exc.message})"
+                after = ""
+            except Exception as exc:
+                if len(done) < len(parts):
+                    raise
+                # Every manifest is committed: the rows are in Parquet and the flush has
+                # happened. What failed after it (removing their LevelDB copies, say) is
+                # finished by the next flush or the next start; say so, do not call it failed.
+                reason = exc.message if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+                after = f"; their hot copies stay in LevelDB until the next flush ({reason})"
+            moved = sum(n for n, _ in done)
+            scopes = f" across {len(parts)} user scope(s)" if t.is_user else ""
+            message = (f"Flushed {moved} row version(s) of table '{t.qualified}' into "
+                       f"{sum(n for _, n in done)} segment(s){scopes}{after}")
             return "completed", message, moved
         finally:
             cur.close()
@@ -131,8 +138,9 @@ class Flusher:
 
     def _flush_scope(self, cur: duckdb.DuckDBPyConnection, t: TableDef, storage: Storage, user: str | None,
                      snap: pa.Table, watermark: int, check: Callable[[], None],
-                     report: Job | Untracked) -> tuple[int, int]:
-        """Steps 2-4 for one scope: its segments, its manifest commit, applied at once."""
+                     report: Job | Untracked, done: list[tuple[int, int]]) -> None:
+        """Steps 2-4 for one scope: its segments, its manifest commit, applied at once.
+        `done` gets (rows, segments) once the manifest is committed: the commit point."""
         scope = t.scope(storage, user)
         manifest = self._cold.scope_manifest(t, user)
         keys: list = []
@@ -157,19 +165,19 @@ class Flusher:
                 rows = rows.sort_by([(c, "ascending") for c in t.row_key])
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments), rows,
                                           t.stats_columns, kind, self._fp, "flush", check,
-                                          schema_version=t.schema_version))
+                                          schema_version=t.schema_version, field_ids=t.field_ids()))
             report.advance("writing segments", segments[-1].row_count, segments[-1].size_bytes)
         new_manifest = manifest.apply(FlushEdit(segments, watermark))
         check()  # the last point where KILL JOB can stop it: next is the commit
         report.progress("committing manifest")
         self._fp.hit("flush.before_manifest")
         self._cold.commit(t, storage, new_manifest)
+        done.append((sum(s.row_count for s in segments), len(segments)))
         try:
             self._fp.hit("flush.after_manifest")
         finally:
             # The manifest is the commit point: from here the flush must take effect.
             self._apply(cur, t, new_manifest, watermark, storage)
-        return sum(s.row_count for s in segments), len(segments)
 
     def _apply(self, cur: duckdb.DuckDBPyConnection, t: TableDef, manifest: Manifest, watermark: int,
                storage: Storage) -> None:

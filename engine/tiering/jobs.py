@@ -3,7 +3,8 @@ APScheduler.
 
 Lifecycle: queued -> running -> completed | failed | skipped | cancelled, with `retrying`
 between automatic attempts (exponential backoff with jitter, up to `max_retries`). At most
-one flush or compaction per table is queued, retrying or running at a time, whoever asked.
+one flush or compaction per table is queued, retrying or running at a time, whoever asked
+(and one Iceberg publish, beside it).
 
 A job is created in one step: its record is saved first, and only then is it listed and
 marked as its table's active job, so a failed save (a full disk) is an error to the caller
@@ -44,9 +45,17 @@ COLUMNS = (
     "phase VARCHAR, rows_done BIGINT, rows_total BIGINT, bytes_done BIGINT, bytes_total BIGINT"
 )
 FIELDS = [c.split()[0] for c in COLUMNS.split(", ")]
-PREFIX = {"flush": "FL", "compact": "CO", "stream_eviction": "SE"}
+PREFIX = {"flush": "FL", "compact": "CO", "stream_eviction": "SE", "publish": "IP"}
+# Job types that run beside a table's flush or compaction rather than waiting for it: an
+# Iceberg publish never holds a flush back.
+SIDE_JOBS = ("publish",)
 ACTIVE = ("queued", "running", "retrying")
 FINISHED = ("completed", "failed", "skipped", "cancelled")
+
+
+def slot(job_type: str, table_name: str) -> str:
+    """What at most one active job holds: the table, or the table's side job of that type."""
+    return f"{table_name}#{job_type}" if job_type in SIDE_JOBS else table_name
 
 
 class JobCancelled(Exception):
@@ -148,7 +157,7 @@ class JobRunner:
         self.cur.execute("CREATE VIEW memory.system.jobs AS SELECT * FROM __tierd.__sys.jobs")
         self.lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
-        self.active: dict[str, str] = {}  # table_name -> its queued/running/retrying job
+        self.active: dict[str, str] = {}  # slot (table name) -> its queued/running/retrying job
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=config.workers)},
             job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
@@ -240,7 +249,7 @@ class JobRunner:
         self.scheduler.add_job(self.save_pending, "interval", seconds=2, id="save-job-records")
         for job in self._interrupted:
             with self.lock:
-                if job.table_name in self.active or job.retry_count >= job.max_retries:
+                if slot(job.job_type, job.table_name) in self.active or job.retry_count >= job.max_retries:
                     continue
                 job.retry_count += 1
                 self._schedule_retry(job, delay=0.0)
@@ -269,9 +278,10 @@ class JobRunner:
         self.scheduler.add_job(fn, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True)
 
     # ------------------------------------------------------------------ requests
-    def active_job(self, table_name: str) -> Job | None:
+    def active_job(self, table_name: str, job_type: str = "flush") -> Job | None:
+        """The table's active flush/compaction (or side job of `job_type`)."""
         with self.lock:
-            jid = self.active.get(table_name)
+            jid = self.active.get(slot(job_type, table_name))
             return self.jobs.get(jid) if jid else None
 
     def submit(self, job_type: str, table_name: str, parameters: dict | None = None) -> tuple[Job, bool]:
@@ -279,7 +289,7 @@ class JobRunner:
         with self.lock:
             if self.stopping:
                 raise EngineError("the daemon is shutting down; no new jobs are started")
-            current = self.active_job(table_name)
+            current = self.active_job(table_name, job_type)
             if current is not None:
                 return current, False
             job = Job(
@@ -291,7 +301,7 @@ class JobRunner:
                 idempotency_key=f"{job_type}:{table_name}",
             )
             self._create(job)  # raises when the record cannot be saved: nothing is left behind
-            self.active[table_name] = job.job_id
+            self.active[slot(job_type, table_name)] = job.job_id
             try:
                 self.scheduler.add_job(self._run, args=[job], id=f"run-{job.job_id}")
             except Exception as exc:
@@ -322,7 +332,7 @@ class JobRunner:
             if job.status not in ("failed", "cancelled"):
                 raise JobNotRetryable(
                     f"job '{job_id}' is {job.status}; only failed or cancelled jobs can be retried")
-            other = self.active_job(job.table_name)
+            other = self.active_job(job.table_name, job.job_type)
             if other is not None:
                 raise ObjectInUse(
                     f"job '{other.job_id}' ({other.job_type}) is already queued or running for table "
@@ -333,7 +343,7 @@ class JobRunner:
             job.finished_at = job.next_retry_at = None
             job.cancel_requested = False
             job.done.clear()
-            self.active[job.table_name] = job.job_id
+            self.active[slot(job.job_type, job.table_name)] = job.job_id
             self._save(job)
             self.scheduler.add_job(self._run, args=[job], id=f"run-{job.job_id}-{job.retry_count}")
         return job
@@ -401,7 +411,7 @@ class JobRunner:
         job.status = "retrying"
         job.next_retry_at = at.isoformat()
         job.done.clear()
-        self.active[job.table_name] = job.job_id
+        self.active[slot(job.job_type, job.table_name)] = job.job_id
         self._save(job)  # while stopping, the record says "retrying": the next start retries it
         if not self.stopping:
             # One scheduler id per attempt: the next attempt may be due while this one still runs.
@@ -414,8 +424,8 @@ class JobRunner:
             job.finished_at = _now().isoformat()
             job.phase, job.reporter = None, None
             job.next_retry_at = None
-            if self.active.get(job.table_name) == job.job_id:
-                del self.active[job.table_name]
+            if self.active.get(slot(job.job_type, job.table_name)) == job.job_id:
+                del self.active[slot(job.job_type, job.table_name)]
             self._save(job)
         job.done.set()
         if self.on_finished is not None and not self.stopping:

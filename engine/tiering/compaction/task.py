@@ -72,7 +72,8 @@ class Compactor:
         def write(batches: list[pa.RecordBatch]) -> None:
             segments.append(write_segment(storage, scope, manifest.next_segment_id + len(segments),
                                           pa.Table.from_batches(batches), t.stats_columns, "base",
-                                          self._fp, "compact", check, schema_version=t.schema_version))
+                                          self._fp, "compact", check, schema_version=t.schema_version,
+                                          field_ids=t.field_ids()))
             report.advance("rewriting segments", segments[-1].row_count, segments[-1].size_bytes)
         try:
             with self._reaper.reading():
