@@ -61,6 +61,10 @@ class EngineConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     compaction_max_segments: int = 16  # a scope with more segments is compacted automatically
     compaction_target_rows: int = 1_000_000  # rows per compacted segment
+    # A COPY FROM that has read this many rows streams into Parquet segments of
+    # copy_segment_rows rows (engine/session/copy_segments.py) instead of the hot tier.
+    copy_segment_threshold_rows: int = 131_072
+    copy_segment_rows: int = 1_048_576
     storages: dict[str, dict] = field(default_factory=dict)  # [storage.<id>] config sections
     iceberg: IcebergSettings = field(default_factory=IcebergSettings)  # [iceberg]: publishing
     superuser: str = "tierd"  # the role that always exists (auth.superuser)

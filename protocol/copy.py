@@ -16,10 +16,11 @@ import threading
 from typing import Callable
 
 from engine.sql.copy import parse_copy
-from engine.errors import ProtocolViolation, QueryCanceled
+from engine.errors import IdleInTransactionSessionTimeout, ProtocolViolation, QueryCanceled
 
 from . import messages
 from .copy_formats import copy_out_messages, raw_blocks
+from .messages import ClientGone
 from .rows import BINARY, TEXT
 from .session import ConnectionState
 
@@ -101,9 +102,21 @@ class CopyExchange:
         cmd = parse_copy(sql)
         binary = cmd.options.format == "binary"
         if cmd.direction == "to":
-            result = state.session.copy_to(cmd)
-            self.write(copy_response(b"H", binary, result.table.num_columns))
-            for chunk in copy_out_messages(result.table, cmd.options):
+            # Streamed: each batch of rows is encoded and written as the engine reads it (the
+            # first call, without rows, gives the columns; a header rides with the first row).
+            empty, sent = [], []
+
+            def emit(rows) -> None:
+                if not empty:
+                    empty.append(rows)
+                    self.write(copy_response(b"H", binary, rows.num_columns))
+                elif rows.num_rows:
+                    for chunk in copy_out_messages(rows, cmd.options, first=not sent, last=False):
+                        self.write(chunk)
+                    sent.append(True)
+
+            result = state.session.copy_to(cmd, emit)
+            for chunk in copy_out_messages(None if sent else empty[0], cmd.options, first=not sent, last=True):
                 self.write(chunk)
             self.write(COPY_DONE)
             self.write(messages.command_complete(result.tag))
@@ -111,11 +124,18 @@ class CopyExchange:
         columns = state.session.copy_target(cmd)
         self.write(copy_response(b"G", binary, len(columns)))
         self.flush()
-        stream = CopyInStream(self.read_message)
+        # Inside a transaction that has written (it holds the write lock), each wait for the
+        # client's next CopyData is bounded by idle_in_transaction_session_timeout, as any wait
+        # of such a transaction on its client is (FATAL 25P03); other COPYs wait as long as
+        # the client takes: they read their data before they take the lock.
+        stream = CopyInStream(lambda: self.next_message(state))
         try:
             result = state.session.copy_from(cmd, raw_blocks(cmd, columns, stream.read, cmd.label))
         except ConnectionError:
             raise
+        except IdleInTransactionSessionTimeout as exc:  # the session ends, its transaction rolled back
+            self.send_fatal(exc)
+            raise ClientGone() from None
         except Exception:
             stream.drain()  # Postgres reports the error after the client's CopyDone/CopyFail
             raise

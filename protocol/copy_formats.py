@@ -206,15 +206,22 @@ def _arrow_columns(values: list[list], columns: list[TargetColumn], decoders: li
 
 
 # ---------------------------------------------------------------------------------- COPY TO
-def copy_out_messages(table: pa.Table, opts: CopyOptions) -> Iterator[bytes | pa.Buffer]:
-    """COPY TO output for `table` as CopyData messages, a chunk of rows per item.
+def copy_out_messages(table: pa.Table | None, opts: CopyOptions, first: bool = True,
+                      last: bool = True) -> Iterator[bytes | pa.Buffer]:
+    """COPY TO output for `table` as CopyData messages, a chunk of rows per item; a result
+    sent in parts calls this per part (`first`: the header goes out, `last`: the binary
+    trailer; `table` None: nothing but what `last` adds).
 
     One CopyData per row, as Postgres sends them (psycopg's row readers rely on it); the
     binary header rides in the first row's message and the trailer has its own."""
     binary = opts.format == "binary"
+    if table is None:
+        if last and binary:
+            yield copy_data(b"\xff\xff")
+        return
     columns = plan_columns(table.schema, [BINARY if binary else TEXT])
-    header = BINARY_SIGNATURE + b"\x00" * 8 if binary else b""
-    if opts.header and not binary:
+    header = BINARY_SIGNATURE + b"\x00" * 8 if binary and first else b""
+    if opts.header and not binary and first:
         names = [pa.array([name.encode()], pa.large_binary()) for name in table.schema.names]
         escape = (lambda v: _csv_quote(v, opts, False)) if opts.format == "csv" else \
             (lambda v: _text_escape(v, opts))
@@ -234,7 +241,7 @@ def copy_out_messages(table: pa.Table, opts: CopyOptions) -> Iterator[bytes | pa
         yield join_rows([pa.scalar(b"d", pa.large_binary()), to_binary(lengths), rows])
     if header:
         yield copy_data(header)
-    if binary:
+    if binary and last:
         yield copy_data(b"\xff\xff")
 
 

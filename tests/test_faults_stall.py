@@ -63,6 +63,26 @@ def test_idle_writing_transaction_is_ended_and_writers_go_on(server):
     idle.close()
 
 
+def test_stalled_copy_inside_a_writing_transaction_is_ended(server):
+    """A COPY in a transaction that has written holds the write lock while it waits for its
+    client's data: that wait is bounded by the idle timeout, like the wait between statements."""
+    with RawClient(server.port) as c:
+        c.login()
+        c.send(query("BEGIN; INSERT INTO stall VALUES (30, 'in the transaction')"))
+        assert not errors_in(c.until_ready())
+        c.send(query("COPY stall FROM STDIN"))
+        assert c.read()[0] == b"G"
+        c.send(message(b"d", b"31\tone\n"))   # then nothing more
+        started = time.monotonic()
+        with server.connect() as other:
+            other.execute("INSERT INTO stall VALUES (32, 'waits at most the idle timeout')")
+            waited = time.monotonic() - started
+            assert waited < IDLE_TIMEOUT + 3.0, waited
+            assert other.execute("SELECT count(*) FROM stall WHERE id IN (30, 31)").fetchone()[0] == 0
+        errors = errors_in(c.until_ready())   # the session ended: FATAL, then EOF
+        assert [(e["S"], e["C"]) for e in errors] == [("FATAL", "25P03")], errors
+
+
 def test_idle_reading_transaction_is_left_alone(server):
     with psycopg.connect(server.dsn) as reader:
         reader.execute("SELECT count(*) FROM stall")

@@ -38,6 +38,8 @@ class Config:
     job_retention_s: float = 7 * 24 * 3600
     compaction_max_segments: int = 16
     compaction_target_rows: int = 1_000_000
+    copy_segment_threshold_rows: int = 131_072  # a COPY this large streams into segments
+    copy_segment_rows: int = 1_048_576  # rows per segment a streamed COPY writes
     lock_timeout_s: float = 30.0
     log_level: str = "INFO"
     shutdown_grace_s: float = 10.0  # SIGTERM: how long running statements and jobs may finish
@@ -91,6 +93,8 @@ class Config:
             raise ConfigError("compaction.max_segments: must be at least 2")
         if self.compaction_target_rows < 1:
             raise ConfigError("compaction.target_rows: must be at least 1")
+        if self.copy_segment_threshold_rows < 1 or self.copy_segment_rows < 1:
+            raise ConfigError("copy.segment_threshold_rows and copy.segment_rows: must be at least 1")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log.level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if not 0 <= self.shutdown_grace_s <= 3600:
@@ -199,6 +203,8 @@ _KEYS = {
     ("jobs", "retention_seconds"): ("job_retention_s", float),
     ("compaction", "max_segments"): ("compaction_max_segments", int),
     ("compaction", "target_rows"): ("compaction_target_rows", int),
+    ("copy", "segment_threshold_rows"): ("copy_segment_threshold_rows", int),
+    ("copy", "segment_rows"): ("copy_segment_rows", int),
     ("log", "level"): ("log_level", str),
     ("metrics", "listen"): ("metrics_listen", str),
     ("iceberg", "enabled"): ("iceberg_enabled", bool),

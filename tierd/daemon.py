@@ -189,6 +189,8 @@ class Service:
                                 retention_s=cfg.job_retention_s),
                 compaction_max_segments=cfg.compaction_max_segments,
                 compaction_target_rows=cfg.compaction_target_rows,
+                copy_segment_threshold_rows=cfg.copy_segment_threshold_rows,
+                copy_segment_rows=cfg.copy_segment_rows,
                 storages=cfg.storages,
                 iceberg=IcebergSettings(enabled=cfg.iceberg_enabled, catalog_uri=cfg.iceberg_catalog_uri,
                                         node_id=cfg.iceberg_node_id, catch_up_interval_s=cfg.iceberg_catch_up_s),

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import pyarrow as pa
 
 from engine import metrics
 from engine.catalog import pg_session, privileges
 from engine.catalog.tables import TableDef
-from engine.errors import InsufficientPrivilege
+from engine.errors import InsufficientPrivilege, QueryCanceled
 from engine.tiers import point_lookup, views
 from engine.results import StatementResult, schema_with_sql_types, with_sql_types
 from engine.session import settings
@@ -111,6 +112,29 @@ def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
         types = [d[1] for d in s.cur.description]
         table = with_sql_types(s.cur.to_arrow_table(), types)
     return StatementResult(f"SELECT {table.num_rows}", table)
+
+
+def query_batches(s: SessionState, sql: str, emit: Callable[[pa.Table], None],
+                  batch_rows: int = 65_536) -> int:
+    """A read whose rows go to `emit` a batch at a time as DuckDB produces them (COPY TO
+    STDOUT of a large table: memory holds a batch, not the result); the first call has no
+    rows and carries the schema. Returns the number of rows."""
+    sql, hidden = _read_sql(s, _pg_aggregates(s, sql))
+    own_writes_visible(s)
+    s.check_user_scope()
+    s.engine.hot.materialize()
+    count = 0
+    with s.running, s.system_columns(hidden):
+        s.cur.execute(sql)
+        types = [d[1] for d in s.cur.description]
+        reader = s.cur.fetch_record_batch(batch_rows)
+        emit(with_sql_types(reader.schema.empty_table(), types))
+        for batch in reader:
+            if s.cancel_requested:
+                raise QueryCanceled("canceling statement due to user request")
+            count += batch.num_rows
+            emit(with_sql_types(pa.Table.from_batches([batch]), types))
+    return count
 
 
 def _derived_settings(s: SessionState) -> dict[str, str]:

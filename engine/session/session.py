@@ -122,9 +122,10 @@ class EngineSession(SessionState):
         write transaction; all rows commit together (one fsync'd batch) or none do."""
         return self.guarded("COPY", "COPY", lambda: copy.copy_from(self, command, blocks))
 
-    def copy_to(self, command: CopyCommand) -> StatementResult:
-        """COPY ... TO STDOUT: the rows to send (the front end encodes them); tag `COPY n`."""
-        return self.guarded("COPY", "COPY", lambda: copy.copy_to(self, command))
+    def copy_to(self, command: CopyCommand, emit: Callable[[pa.Table], None] | None = None) -> StatementResult:
+        """COPY ... TO STDOUT: the rows to send (the front end encodes them, a batch at a time
+        through `emit` if given); tag `COPY n`."""
+        return self.guarded("COPY", "COPY", lambda: copy.copy_to(self, command, emit))
 
     # ------------------------------------------------------------------ extended protocol
     def begin_segment(self) -> None:

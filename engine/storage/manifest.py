@@ -75,6 +75,8 @@ class Manifest:
             segments, flushed = self.segments + edit.added, max(self.flushed_seq, edit.flushed_seq)
         elif isinstance(edit, TruncateEdit):
             segments, flushed = [], max(self.flushed_seq, edit.flushed_seq)
+        elif isinstance(edit, LoadEdit):
+            segments, flushed = self.segments + edit.added, self.flushed_seq
         else:  # CompactionEdit
             segments, flushed = list(edit.added), self.flushed_seq
         return Manifest(
@@ -111,7 +113,15 @@ class TruncateEdit:
     added: tuple = ()
 
 
-ManifestEdit = FlushEdit | CompactionEdit | TruncateEdit
+@dataclass(frozen=True)
+class LoadEdit:
+    """A large COPY streamed into `added` segments: rows that never were hot, so the flush
+    watermark stays where it is. Their `_seq`s were handed out under the write lock and
+    made durable before this commit (a restart never hands them out again)."""
+    added: list[Segment]
+
+
+ManifestEdit = FlushEdit | CompactionEdit | TruncateEdit | LoadEdit
 
 
 def load(storage: Storage, scope_dir: str, table_id: str, table_uid: str | None = None,

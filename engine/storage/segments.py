@@ -22,19 +22,27 @@ def segment_path(seg_id: int) -> str:
     return f"batch-{seg_id}.parquet"
 
 
+def load_segment_path(token: str, n: int) -> str:
+    """A streamed COPY's segment: named apart from flush and compaction output (their ids
+    are only known at its commit), still a segment file for the orphan sweep at start-up."""
+    return f"batch-load-{token}-{n}.parquet"
+
+
 def is_segment_file(name: str) -> bool:
     return name.startswith("batch-")
 
 
 def write_segment(storage: Storage, scope: str, seg_id: int, rows: pa.Table, columns: list[str], kind: str,
                   failpoints: Failpoints, step: str, check: Callable[[], None] = lambda: None,
-                  schema_version: int = 1, field_ids: dict[str, int] | None = None) -> Segment:
+                  schema_version: int = 1, field_ids: dict[str, int] | None = None,
+                  path: str | None = None) -> Segment:
     """Write `rows` as segment `seg_id` of a scope; `step` names its failpoints
     (`<step>.before_parquet`, `<step>.after_parquet`); `check` runs first (a KILL JOB);
     `schema_version`: the table's schema the rows have (readers map its columns by id);
-    `field_ids`: those ids (`TableDef.field_ids`), stored in the Parquet schema (`with_field_ids`)."""
+    `field_ids`: those ids (`TableDef.field_ids`), stored in the Parquet schema (`with_field_ids`);
+    `path`: the file's name when not `segment_path(seg_id)` (a streamed COPY's)."""
     check()
-    path = segment_path(seg_id)
+    path = path or segment_path(seg_id)
     data = segment_bytes(rows, field_ids)
     failpoints.hit(f"{step}.before_parquet")
     size = storage.write_atomic(f"{scope}/{path}", data)
@@ -149,8 +157,13 @@ def _encode_interval(arr: pa.Array) -> pa.Array:
         fields=list(INTERVAL_STORED), mask=mask)
 
 
+STATS_MAX_CHARS = 256  # longer min/max values are left out of the manifest (unknown: no pruning)
+
+
 def column_stats(rows: pa.Table, columns: list[str]) -> dict:
-    """Per visible column: null count, min and max (what segment pruning reads)."""
+    """Per visible column: null count, min and max (what segment pruning reads). A min or max
+    longer than STATS_MAX_CHARS is not recorded: a COPY of one 256 MiB value would otherwise
+    put it twice into every later version of the manifest."""
     stats = {}
     for c in columns:
         col = rows.column(c)
@@ -162,6 +175,8 @@ def column_stats(rows: pa.Table, columns: list[str]) -> dict:
                 entry["min"], entry["max"] = lo, hi
             else:
                 entry["min"], entry["max"] = str(lo), str(hi)
+            if any(isinstance(v, str) and len(v) > STATS_MAX_CHARS for v in (entry["min"], entry["max"])):
+                entry["min"] = entry["max"] = None
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid, TypeError):
             pass
         stats[c] = entry

@@ -94,13 +94,14 @@ class TieringService:
             raise EngineError(self._cold.unavailable[t.tid])
         if job.job_type in ("flush", "compact"):
             self.publisher.warm_up(t)  # a publish follows: load pyiceberg meanwhile
-        if job.job_type == "flush":
-            return self.flusher.flush_table(t, job)
         if job.job_type == "stream_eviction":
             return stream_ttl.evict(self._hot, self._db, self._fp, t, job)
         if job.job_type == "publish":
             return self.publisher.publish(t, job.check_cancel)
-        return self.compactor.compact_table(t, job)
+        with self._cold.editing(t, job.check_cancel):  # a streamed COPY commits between jobs
+            if job.job_type == "flush":
+                return self.flusher.flush_table(t, job)
+            return self.compactor.compact_table(t, job)
 
     def _finished(self, job: Job) -> None:
         """After a flush or compaction (even a failed one: it may have committed a scope), the
@@ -118,9 +119,22 @@ class TieringService:
             if t is not None:
                 self.policies.flush_failed(t.tid)
             return
+        if t is not None:
+            self.compact_if_needed(t)
+
+    def compact_if_needed(self, t: TableDef) -> bool:
+        """After a flush or a streamed COPY added segments: a scope with too many is compacted."""
         limit = self._settings.compaction_max_segments
-        if t is not None and any(needs_compaction(m, limit) for m in self._cold.manifests[t.tid].values()):
+        if any(needs_compaction(m, limit) for m in self._cold.manifests.get(t.tid, {}).values()):
             self.jobs.submit("compact", t.qualified, {"trigger": f"more than {limit} segments"})
+            return True
+        return False
+
+    def after_load(self, t: TableDef) -> None:
+        """After a streamed COPY committed segments: a compaction if the table has too many
+        (the Iceberg table follows it), else the Iceberg table follows now."""
+        if not self.compact_if_needed(t) and self.publisher.lag(t) > 0:
+            self._submit_publish(t.qualified, "after a COPY")
 
     # ------------------------------------------------------------------ requests
     def request(self, job_type: str, t: TableDef, wait: bool, cancelled: Callable[[], bool] = lambda: False) -> Job:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+import threading
+from typing import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -40,6 +41,8 @@ class ColdTier:
         self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
         self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self.epoch = 0
+        self._editors: dict[int, threading.Lock] = {}  # table id -> who may change its manifests
+        self._editors_lock = threading.Lock()
 
     def storage_for(self, t: TableDef) -> Storage:
         return self._storages.get(t.storage_id)
@@ -52,6 +55,21 @@ class ColdTier:
             yield
         finally:
             self.epoch += 1
+
+    @contextlib.contextmanager
+    def editing(self, t: TableDef, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """Around the read-write-commit of a table's manifests that does not hold the write
+        lock throughout (a flush, a compaction, a streamed COPY's commit), so none of them
+        commits a manifest built on one the other is replacing. Taken before the write lock,
+        never while holding it; `waiting` runs every second while another holds it (a cancel)."""
+        with self._editors_lock:
+            lock = self._editors.setdefault(t.tid, threading.Lock())
+        while not lock.acquire(timeout=1.0):
+            waiting()
+        try:
+            yield
+        finally:
+            lock.release()
 
     # ------------------------------------------------------------------ manifests
     def scope_manifest(self, t: TableDef, user: str | None) -> Manifest:
