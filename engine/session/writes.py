@@ -42,6 +42,7 @@ from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
 from engine.sql import arrays, dml, keyed, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
+from engine.sql.param_types import integer_text
 from engine.sql.parse import Write
 from engine.sql.sequence_ddl import without_regclass_casts
 from engine.sql.split import leading_words
@@ -486,7 +487,6 @@ def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
         return None
 
 
-_INTEGER_TEXT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 _DECIMAL_TEXT = re.compile(r"^\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*$")
 
 
@@ -495,8 +495,9 @@ def _numbers_from_text(values: list, typ: pa.DataType) -> list | None:
     them (pgbench -M prepared sends every parameter as text without a type); None when a text
     is not a plain number (DuckDB's cast converts it or words the error)."""
     if pa.types.is_integer(typ):
-        pattern, convert = _INTEGER_TEXT, int
-    elif pa.types.is_floating(typ):
+        out = [integer_text(v) if isinstance(v, str) else v for v in values]
+        return None if any(o is None and isinstance(v, str) for o, v in zip(out, values)) else out
+    if pa.types.is_floating(typ):
         pattern, convert = _DECIMAL_TEXT, float
     elif pa.types.is_decimal(typ):
         pattern, convert = _DECIMAL_TEXT, Decimal

@@ -26,6 +26,20 @@ _BOOLEAN_OPERAND = (exp.And, exp.Or, exp.Not)
 _ARRAY_CAST = re.compile(r"\$(\d+)\s*::\s*([A-Za-z_][\w ]*?)\s*((?:\[\])+)")
 
 
+_INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def integer_text(text: str) -> int | None:
+    """The integer an untyped text parameter names, as Postgres's integer input reads it
+    (spaces around, a sign, leading zeros); None when the text is no integer."""
+    if not _INTEGER_TEXT.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts: no column's range holds it
+        return None
+
+
 def infer_param_types(sql: str, count: int, column_types: ColumnTypes) -> list[str | None]:
     """DuckDB type names (or None) of parameters $1..$count of `sql`."""
     from engine.sql.dml import space_params

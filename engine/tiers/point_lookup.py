@@ -35,6 +35,7 @@ from engine.tiers.cold import ColdTier
 from engine.tiers.hot import HotTier
 from engine.storage import hot_store
 from engine.results import Rows, schema_with_sql_types
+from engine.sql.param_types import integer_text
 
 # (table, key) -> (whether this transaction wrote the key, its version or None if deleted)
 OwnVersion = Callable[[TableDef, object], tuple[bool, "pa.Table | None"]]
@@ -185,17 +186,14 @@ class _Lru:
 
 
 _INTEGER_RANGES = {"SMALLINT": 2**15, "INTEGER": 2**31, "BIGINT": 2**63}
-_INTEGER_TEXT = re.compile(r"\s*[+-]?\d{1,19}\s*")
 
 
 def _integer_text(text: str, t: TableDef) -> int | None:
     """The key an untyped text parameter names when the key column is an integer, as Postgres
     reads it; None (the general path, with its error) for anything else or out of range."""
     bound = _INTEGER_RANGES.get(next((c.type for c in t.columns if c.name == t.primary_key[0]), ""))
-    if bound is None or not _INTEGER_TEXT.fullmatch(text):
-        return None
-    key = int(text)
-    return key if -bound <= key < bound else None
+    key = None if bound is None else integer_text(text)
+    return key if key is not None and -bound <= key < bound else None
 
 
 class PointLookups:
