@@ -11,6 +11,7 @@ Per module (tests share it: each uses its own table and role names, none restart
   module_tierd     a running daemon, trust authentication
   db               an autocommit connection to `module_tierd`, one per test
   module_scram_tierd  as scram_tierd, for the module
+  metrics_tierd    as module_tierd, with /metrics on `d.metrics_port` (fast-path counters)
   module_make_tierd   make_tierd for the module, e.g. to prepare a data dir once that each
                    test copies (a cleanly stopped daemon's data dir is a valid copy)
 Every daemon a fixture made is stopped after its test or module. Restart and crash a daemon
@@ -19,7 +20,7 @@ with `d.restart()` / `d.restart(kill9=True)` / `d.kill9()`; log in as a role wit
 """
 import pytest
 
-from tests.daemon import SUPERUSER_PASSWORD, Daemons
+from tests.daemon import SUPERUSER_PASSWORD, Daemons, free_port
 
 
 @pytest.fixture
@@ -74,3 +75,11 @@ def module_scram_tierd(request, tmp_path_factory):
 def db(module_tierd):
     with module_tierd.connect(connect_timeout=10) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def metrics_tierd(module_make_tierd):
+    port = free_port()
+    d = module_make_tierd(f'[metrics]\nlisten = "127.0.0.1:{port}"\n').start()
+    d.metrics_port = port
+    return d

@@ -90,3 +90,17 @@ def error_fields(body: bytes) -> dict[str, str]:
 
 def errors_in(replies: list[tuple[bytes, bytes]]) -> list[dict[str, str]]:
     return [error_fields(body) for kind, body in replies if kind == b"E"]
+
+
+def small_and_vectorised(batch, columns) -> tuple[bytes, bytes]:
+    """A batch's DataRows as the few-row per-value encoder gives them and as the vectorised
+    assembly does (forced by lowering protocol.rows.SMALL_ROWS): the two must be equal."""
+    from protocol import rows as wire_rows
+
+    small = bytes(wire_rows.encode_batch(batch, columns))
+    saved = wire_rows.SMALL_ROWS
+    wire_rows.SMALL_ROWS = -1  # force the vectorised assembly
+    try:
+        return small, bytes(wire_rows.encode_batch(batch, columns))
+    finally:
+        wire_rows.SMALL_ROWS = saved

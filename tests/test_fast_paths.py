@@ -13,7 +13,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from tests.daemon import free_port, scrape_metrics as scrape
+from tests.daemon import scrape_metrics as scrape
 
 COLUMNS = ("id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT, x DOUBLE PRECISION, d NUMERIC(12,2), "
            "ts TIMESTAMP, u UUID, b BOOLEAN")
@@ -21,14 +21,6 @@ COLUMNS = ("id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT, x DOUBLE PRECISION, d
 
 def used(m: dict, path: str, outcome: str = "used") -> float:
     return m.get(f'tierd_fast_path_total{{outcome="{outcome}",path="{path}"}}', 0.0)
-
-
-@pytest.fixture(scope="module")
-def metrics_tierd(module_make_tierd):
-    port = free_port()
-    d = module_make_tierd(f'[metrics]\nlisten = "127.0.0.1:{port}"\n').start()
-    d.metrics_port = port
-    return d
 
 
 def rows(c, table):

@@ -6,9 +6,9 @@ import threading
 
 import pyarrow as pa
 
-from protocol import rows as wire_rows
-from protocol.rows import encode_batch, plan_columns
+from protocol.rows import plan_columns
 from tests.daemon import wait_for
+from tests.raw_wire import small_and_vectorised
 
 FAST = "SELECT id, v, n FROM app.t WHERE id = %s"
 SLOW = "SELECT id, v, n FROM app.t WHERE id = %s AND true"
@@ -135,11 +135,5 @@ def test_small_results_are_encoded_byte_for_byte_like_large_ones():
     batch = table.to_batches()[0]
     for formats in ((), (1,)):
         columns = plan_columns(table.schema, formats)
-        small = encode_batch(batch, columns)
-        saved = wire_rows.SMALL_ROWS
-        wire_rows.SMALL_ROWS = -1  # force the vectorised assembly
-        try:
-            large = bytes(encode_batch(batch, columns))
-        finally:
-            wire_rows.SMALL_ROWS = saved
+        small, large = small_and_vectorised(batch, columns)
         assert small == large

@@ -14,7 +14,7 @@ import random
 import psycopg
 import pytest
 
-from tests.daemon import free_port, scrape_metrics as scrape
+from tests.daemon import scrape_metrics as scrape
 
 COLUMNS = ("id BIGINT PRIMARY KEY, n INT, v TEXT, x DOUBLE PRECISION, d NUMERIC(12,2), ts TIMESTAMP, "
            "tz TIMESTAMPTZ, day DATE, b BOOLEAN, u UUID")
@@ -26,14 +26,6 @@ SHAPES = [("SELECT * FROM public.pt WHERE id = {}", "SELECT * FROM public.pt WHE
 
 def used(m: dict, outcome: str = "used") -> float:
     return m.get(f'tierd_fast_path_total{{outcome="{outcome}",path="point_select"}}', 0.0)
-
-
-@pytest.fixture(scope="module")
-def metrics_tierd(module_make_tierd):
-    port = free_port()
-    d = module_make_tierd(f'[metrics]\nlisten = "127.0.0.1:{port}"\n').start()
-    d.metrics_port = port
-    return d
 
 
 def _flush(c, table="public.pt"):

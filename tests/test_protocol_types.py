@@ -231,8 +231,7 @@ def test_few_row_cells_equal_the_vectorised_encoders():
     takes gives the vectorised encoders' bytes, in text and binary, over awkward values."""
     import random
 
-    from protocol import rows as wire_rows
-    from protocol.rows import encode_batch
+    from tests.raw_wire import small_and_vectorised
 
     rng = random.Random(15)
     floats = [0.0, -0.0, 1.0, 0.1, 1e-4, 9.99e-5, 1e-5, 1e15, 9.99e14, 1e16, 123456789012345.6, 5e-324,
@@ -261,11 +260,5 @@ def test_few_row_cells_equal_the_vectorised_encoders():
             columns = plan_columns(table.schema, formats, timezone=zone)
             for start in range(0, n, 16):
                 batch = table.slice(start, 16).to_batches()[0]
-                small = encode_batch(batch, columns)
-                saved = wire_rows.SMALL_ROWS
-                wire_rows.SMALL_ROWS = -1  # force the vectorised assembly
-                try:
-                    large = bytes(encode_batch(batch, columns))
-                finally:
-                    wire_rows.SMALL_ROWS = saved
+                small, large = small_and_vectorised(batch, columns)
                 assert small == large, (zone, formats, start)
