@@ -51,15 +51,20 @@ class InsertBatching:
 
     def batch_columns(self, state: ConnectionState, portal: Portal) -> list | None:
         """How a batchable portal's rows (INSERT … RETURNING columns) go on the wire, from the
-        statement's described schema (asked of the engine once per statement); None: no rows."""
+        statement's described schema (asked of the engine once per statement, and planned once
+        per result formats and time zone); None: no rows."""
         if portal.columns is None:
             statement = portal.statement
             if statement.result_schema is None:
                 _, schema = state.session.describe(statement.sql)
                 statement.result_schema = NO_ROWS if schema is None else schema
             if statement.result_schema is not NO_ROWS:
-                portal.columns = plan_columns(postgres_schema(statement.sql, statement.result_schema),
-                                              portal.result_formats, state.timezone)
+                key = (tuple(portal.result_formats), state.timezone)
+                columns = statement.batch_columns.get(key)
+                if columns is None:
+                    columns = statement.batch_columns[key] = plan_columns(
+                        postgres_schema(statement.sql, statement.result_schema), *key)
+                portal.columns = columns
         return portal.columns
 
     def hold_execute(self, state: ConnectionState, portal: Portal) -> None:

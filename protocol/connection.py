@@ -195,10 +195,16 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
             except OSError:
                 pass
 
+    idle_setting: tuple = (None, None)   # (setting text, its seconds): read once per value
+
     def idle_in_transaction_timeout(self, state: ConnectionState) -> float:
         """The session's idle_in_transaction_session_timeout (SET may change it), in seconds."""
-        text = getattr(state.session, "settings", {}).get("idle_in_transaction_session_timeout")
-        seconds = duration_seconds(text) if text is not None else None
+        text = state.settings.get("idle_in_transaction_session_timeout")
+        if text is not None and text == self.idle_setting[0]:
+            seconds = self.idle_setting[1]
+        else:
+            seconds = duration_seconds(text) if text is not None else None
+            self.idle_setting = (text, seconds)
         return self.server.limits.idle_in_transaction_timeout_s if seconds is None else seconds
 
     def send_error(self, exc: BaseException, ctx=None) -> None:

@@ -11,7 +11,6 @@ whose message loop calls one handler per message and skips to Sync after an erro
 """
 from __future__ import annotations
 
-import re
 import struct
 from itertools import zip_longest
 
@@ -27,7 +26,6 @@ from .session import ConnectionState, Portal, PreparedStatement
 from .types import decode_param, oid_for_sql_type, oids
 
 _NUMBER_OIDS = {oids.INT2, oids.INT4, oids.INT8, oids.FLOAT4, oids.FLOAT8, oids.NUMERIC}
-_ARITHMETIC_PARAM = re.compile(r"[-+*/%]\s*\$\d|\$\d+\s*[-+*/%]")
 
 
 class ExtendedQuery:
@@ -35,44 +33,66 @@ class ExtendedQuery:
 
     def handle_parse(self, state: ConnectionState, payload: bytes) -> None:
         name, sql, param_oids = messages.read_parse(payload)
-        if len(split_statements(sql)) > 1:
-            raise SyntaxError_("cannot insert multiple commands into a prepared statement")
-        state.add_statement(name, PreparedStatement(sql, param_oids))
+        version = state.session.analysis_version()
+        statement = state.parsed_before(sql, param_oids, version)
+        if statement is None:
+            if len(split_statements(sql)) > 1:
+                raise SyntaxError_("cannot insert multiple commands into a prepared statement")
+            statement = PreparedStatement(sql, param_oids)
+            state.remember_parsed(statement, version)
+        state.add_statement(name, statement)
         self.write(messages.PARSE_COMPLETE)
 
     def handle_bind(self, state: ConnectionState, payload: bytes) -> None:
-        """Parameters are decoded by their declared OID only (never guessed from content)."""
+        """Parameters are decoded by their declared OID, or the number type Postgres infers
+        for an undeclared one (never guessed from content); the OIDs are worked out once per
+        statement."""
         bind = messages.read_bind(payload)
         statement = state.statement(bind.statement)
-        required = max(len(statement.param_oids), statement.placeholders)
-        if len(bind.values) != required:
+        oids_ = statement.bind_oids or self.bind_oids(state, statement)
+        values = bind.values
+        if len(values) != len(oids_):
             raise ProtocolViolation(
-                f"bind message supplies {len(bind.values)} parameters, but prepared "
-                f'statement "{bind.statement}" requires {required}')
-        declared = [statement.param_oids[i] if i < len(statement.param_oids) else 0 for i in range(required)]
-        if 0 in declared:
-            inferred = self.inferred_numbers(state, statement)
-            declared = [oid or (inferred[i] if i < len(inferred) else 0) for i, oid in enumerate(declared)]
+                f"bind message supplies {len(values)} parameters, but prepared "
+                f'statement "{bind.statement}" requires {len(oids_)}')
         zone = state.timezone
-        params = [_decode(declared[i], bind.format_of(i), value, i, zone) for i, value in enumerate(bind.values)]
+        formats = bind.param_formats
+        if not formats or len(formats) == 1:
+            fmt = formats[0] if formats else 0
+            params = [None if value is None else _decode(oid, fmt, value, i, zone)
+                      for i, (oid, value) in enumerate(zip(oids_, values))]
+        else:
+            params = [None if value is None else _decode(oid, fmt, value, i, zone)
+                      for i, (oid, fmt, value) in enumerate(zip(oids_, formats, values))]
         if not bind.portal:
             state.portals.pop("", None)
         state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
         self.write(messages.BIND_COMPLETE)
 
-    def inferred_numbers(self, state: ConnectionState, statement: PreparedStatement) -> list[int]:
-        """Per parameter, the number type Postgres would infer for an undeclared one (`aid = $1`
-        for an integer column, `abalance + $1`), else 0: Postgres types an unknown parameter by
-        its context at Parse, and DuckDB cannot add a string to an integer (pgbench -M prepared
-        declares none). Asked of the engine once per prepared statement, and only when a
-        parameter is an operand of arithmetic (elsewhere DuckDB casts a text value itself)."""
-        if statement.inferred_numbers is None and not _ARITHMETIC_PARAM.search(statement.sql):
-            statement.inferred_numbers = []
-        if statement.inferred_numbers is None:
+    def bind_oids(self, state: ConnectionState, statement: PreparedStatement) -> tuple[int, ...]:
+        """The OID each Bind value of `statement` is decoded by: the declared one, else the
+        number type Postgres infers at Parse, else 0 (text stays text)."""
+        required = max(len(statement.param_oids), statement.placeholders)
+        declared = [statement.param_oids[i] if i < len(statement.param_oids) else 0 for i in range(required)]
+        if 0 in declared:
+            inferred = self.inferred_numbers(state, statement)
+            declared = [oid or (inferred[i] if i < len(inferred) else 0) for i, oid in enumerate(declared)]
+        statement.bind_oids = tuple(declared)
+        return statement.bind_oids
+
+    def inferred_numbers(self, state: ConnectionState, statement: PreparedStatement) -> tuple[int, ...]:
+        """Per parameter, the number type (or array of one) Postgres infers for an undeclared
+        parameter from its context at Parse, else 0: the column it is compared with (`pk =
+        $1`, `IN ($1, $2)`, `= ANY($1)`), assigned or inserted into, the other operand of
+        arithmetic (`abalance + $1`), a cast. Untyped text such as pgbench -M prepared and
+        pg8000 send is then read as that number (`'07'` finds key 7, `'7.5'` is 22P02 for an
+        integer), not compared as text. Asked of the engine once per statement text."""
+        if statement.inferred is None:
             types = state.session.param_types(statement.sql)
-            oids_ = [oid_for_sql_type(t) if t else 0 for t in types]
-            statement.inferred_numbers = [o if o in _NUMBER_OIDS else 0 for o in oids_]
-        return statement.inferred_numbers
+            found = [oid_for_sql_type(t) if t else 0 for t in types]
+            statement.inferred = tuple(o if o in _NUMBER_OIDS or oids.ELEMENT_OF.get(o) in _NUMBER_OIDS else 0
+                                       for o in found)
+        return statement.inferred
 
     def handle_describe(self, state: ConnectionState, payload: bytes) -> None:
         """Describe never runs a statement twice: a portal runs once, here or at Execute."""
@@ -104,8 +124,8 @@ class ExtendedQuery:
         statement is bound by DuckDB (LIMIT 0) but never run."""
         self.run_held(state)
         param_types, schema = state.session.describe(statement.sql)
-        statement.param_oids = [declared or oid_for_sql_type(inferred) for declared, inferred in
-                                zip_longest(statement.param_oids, param_types)]
+        statement.described([declared or oid_for_sql_type(inferred) for declared, inferred in
+                              zip_longest(statement.param_oids, param_types)])
         self.write(messages.parameter_description(statement.param_oids))
         if schema is None:
             self.write(messages.NO_DATA)

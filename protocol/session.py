@@ -5,6 +5,7 @@ Prepared statements and portals live here; a portal executes its statement at mo
 """
 from __future__ import annotations
 
+import copy
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -21,27 +22,46 @@ from engine.errors import DuplicateCursor, DuplicatePreparedStatement, InvalidCu
 from .rows import Column
 from .types.datetime import valid_timezone
 
+_PARSED_KEPT = 256   # texts per connection whose analysis a new Parse reuses
+
 # Prepared statements are protocol state, so the SQL that drops them is answered here.
 DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
 
 
 @dataclass
 class PreparedStatement:
+    """A parsed statement and what is worked out about it once, not at every Bind/Execute (a
+    pipelined executemany binds 100k times; pgbench -M prepared binds the same five)."""
     sql: str
-    param_oids: list[int]
+    param_oids: list[int]           # as declared at Parse; Describe fills in the inferred ones
     batchable: bool | None = None   # its Executes may be batched (asked of the engine once)
     result_schema: object = None    # a batchable statement's row schema (NO_ROWS: none), once asked
-    inferred_numbers: list[int] | None = None  # number OIDs of undeclared parameters (extended.py)
+    inferred: tuple[int, ...] | None = None  # per parameter, the number OID Postgres infers for an undeclared one
+    bind_oids: tuple[int, ...] | None = None  # the OID each Bind value is decoded by (from param_oids, inferred)
+    batch_columns: dict = field(default_factory=dict)  # (formats, zone) -> wire columns of its RETURNING rows
     planned: tuple | None = None   # (schema, (formats, zone, style), columns, RowDescription) of its last result
-    # Scanned once at Parse, not at every Bind/Execute (a pipelined executemany binds 100k times).
+    declared: tuple[int, ...] = field(init=False)   # param_oids as the Parse message sent them
     placeholders: int = field(init=False)   # highest $n in the SQL
     is_copy: bool = field(init=False)
     is_deallocate: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        self.declared = tuple(self.param_oids)
         self.placeholders = max_placeholder(self.sql)
         self.is_copy = is_copy(self.sql)
         self.is_deallocate = DEALLOCATE.match(self.sql) is not None
+
+    def described(self, param_oids: list[int]) -> None:
+        """Describe settled the undeclared parameters' types: later Binds decode by them."""
+        self.param_oids, self.bind_oids = param_oids, None
+
+    def again(self) -> "PreparedStatement":
+        """The same text parsed again with the same declared types (a driver's unnamed
+        statement, re-sent with every execution): a fresh statement that keeps this one's
+        analysis (placeholders, inferred types, batchability, result columns)."""
+        twin = copy.copy(self)
+        twin.param_oids, twin.bind_oids = list(self.declared), None
+        return twin
 
 
 @dataclass
@@ -74,6 +94,8 @@ class ConnectionState:
     portals: dict[str, Portal] = field(default_factory=dict)
     skip_until_sync: bool = False       # an extended-protocol message failed
     reported: dict[str, str] = field(default_factory=dict)   # ParameterStatus values sent
+    # (text, declared OIDs) -> (analysis version, statement): the analysis a re-sent Parse reuses
+    parsed: dict[tuple, tuple] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The engine names the session's backend pid (pg_backend_pid(), pg_stat_activity).
@@ -83,6 +105,23 @@ class ConnectionState:
         if name and name in self.statements:
             raise DuplicatePreparedStatement(f'prepared statement "{name}" already exists')
         self.statements[name] = statement
+
+    def parsed_before(self, sql: str, param_oids: list[int], version: tuple) -> PreparedStatement | None:
+        """A statement for a Parse of a text this connection parsed before, with the same
+        declared types and while what its analysis depends on (the catalog, the search path)
+        is unchanged; None: analyse it afresh (then `remember_parsed`)."""
+        key = (sql, tuple(param_oids))
+        hit = self.parsed.get(key)
+        if hit is None or hit[0] != version:
+            return None
+        twin = hit[1].again()
+        self.parsed[key] = (version, twin)   # what is worked out on the twin serves the next Parse
+        return twin
+
+    def remember_parsed(self, statement: PreparedStatement, version: tuple) -> None:
+        if len(self.parsed) >= _PARSED_KEPT:
+            self.parsed.clear()
+        self.parsed[(statement.sql, statement.declared)] = (version, statement)
 
     def statement(self, name: str) -> PreparedStatement:
         try:

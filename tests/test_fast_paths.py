@@ -375,6 +375,81 @@ def test_untyped_text_parameters_of_number_columns(metrics_tierd):
             c.execute("UPDATE public.kx SET n = 0 WHERE id = %s", ("x1",))
 
 
+UNTYPED_CASES = [  # (parameter text, the rows Postgres 15 returns | its error message)
+    ("07", [("seven",)]), (" 7 ", [("seven",)]), ("+7", [("seven",)]), ("8", [("eight",)]),
+    ("7.5", 'invalid input syntax for type bigint: "7.5"'),
+    ("x", 'invalid input syntax for type bigint: "x"'),
+    ("7_0", 'invalid input syntax for type bigint: "7_0"'),
+    ("99999999999999999999", 'value "99999999999999999999" is out of range for type bigint'),
+]
+
+
+@pytest.mark.parametrize("prepare", [True, False], ids=["named", "unnamed"])
+def test_untyped_text_compared_with_an_integer_column(metrics_tierd, prepare):
+    """An untyped text parameter compared with an integer column (`pk = $1`, `IN`, `= ANY`) has
+    the column's type, as Postgres infers it at Parse: `'07'` finds key 7 and `'7.5'` is 22P02,
+    on the point-lookup path and on the general (DuckDB) path alike, hot and flushed rows. The
+    expected answers are Postgres 15's (psycopg sends a str untyped, pg8000 every parameter)."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.ut (pk BIGINT PRIMARY KEY, v TEXT, n INT) WITH (FLUSH_POLICY = 'manual')")
+        c.execute("INSERT INTO public.ut VALUES (7, 'seven', 70)")
+        c.execute("STORAGE FLUSH TABLE public.ut WAIT")
+        c.execute("INSERT INTO public.ut VALUES (8, 'eight', 80)")  # 7 cold, 8 hot
+        before = scrape(metrics_tierd.metrics_port)
+        forms = ["SELECT v FROM public.ut WHERE pk = %s",  # a point lookup
+                 "SELECT v FROM public.ut WHERE pk = %s AND v IS NOT NULL ORDER BY v",  # DuckDB
+                 "SELECT v FROM public.ut WHERE pk IN (%s, -1) ORDER BY v",
+                 "SELECT v FROM public.ut WHERE %s = pk ORDER BY v"]
+        for sql in forms:
+            for text, want in UNTYPED_CASES:
+                if isinstance(want, list):
+                    assert c.execute(sql, (text,), prepare=prepare).fetchall() == want, (sql, text)
+                    continue
+                with pytest.raises(psycopg.Error) as err:
+                    c.execute(sql, (text,), prepare=prepare)
+                assert (err.value.sqlstate, err.value.diag.message_primary) == (
+                    "22003" if "range" in want else "22P02", want), (sql, text)
+        any_ = "SELECT v FROM public.ut WHERE pk = ANY(%s) ORDER BY v"
+        assert c.execute(any_, ("{07,8}",), prepare=prepare).fetchall() == [("eight",), ("seven",)]
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match='type bigint: "7.5"'):
+            c.execute(any_, ("{7.5}",), prepare=prepare)
+        # an int column is int4: its own range and name
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match='type integer: "7.5"'):
+            c.execute("SELECT v FROM public.ut WHERE n = %s", ("7.5",), prepare=prepare)
+        assert c.execute("SELECT v FROM public.ut WHERE n = %s", ("070",), prepare=prepare).fetchall() == [("seven",)]
+        # writes by key, key-addressed and general, with the key as untyped text
+        c.execute("UPDATE public.ut SET n = n + 1 WHERE pk = %s", ("07",), prepare=prepare)
+        c.execute("UPDATE public.ut SET n = n + 1 WHERE pk = %s AND true", (" 8",), prepare=prepare)
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match='type bigint: "7.5"'):
+            c.execute("DELETE FROM public.ut WHERE pk = %s AND true", ("7.5",), prepare=prepare)
+        assert c.execute("SELECT pk, n FROM public.ut ORDER BY pk").fetchall() == [(7, 71), (8, 81)]
+        after = scrape(metrics_tierd.metrics_port)
+        assert used(after, "point_select") - used(before, "point_select") >= 4
+        assert used(after, "keyed_update") - used(before, "keyed_update") >= 1
+        c.execute("DROP TABLE public.ut")
+
+
+def test_untyped_text_from_pg8000(metrics_tierd):
+    """pg8000 declares no parameter types at all: an integer key sent as text is read as the
+    key column's type (Postgres 15's answers)."""
+    import pg8000.native
+
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.ut8 (pk BIGINT PRIMARY KEY, v TEXT)")
+        c.execute("INSERT INTO public.ut8 VALUES (7, 'seven')")
+    conn = pg8000.native.Connection("tierd", host="127.0.0.1", port=metrics_tierd.port, database="tierd", timeout=30)
+    try:
+        for sql in ("SELECT v FROM public.ut8 WHERE pk = :k", "SELECT v FROM public.ut8 WHERE pk = :k AND true"):
+            assert conn.run(sql, k="07") == [["seven"]]
+            with pytest.raises(pg8000.native.DatabaseError) as err:
+                conn.run(sql, k="7.5")
+            assert (err.value.args[0]["C"], err.value.args[0]["M"]) == (
+                "22P02", 'invalid input syntax for type bigint: "7.5"')
+        assert conn.run("SELECT count(*) FROM public.ut8 WHERE pk IN (:a, :b)", a="7", b="008") == [[1]]
+    finally:
+        conn.close()
+
+
 def test_keyed_returning(metrics_tierd):
     """UPDATE/DELETE by key with RETURNING of plain columns stay key-addressed (hot and cold
     versions); an expression in RETURNING takes the general path, with the same answer."""

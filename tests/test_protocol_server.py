@@ -44,6 +44,10 @@ class StubSession:
         """Parameter types unknown (text), no rows: the wire layer's side of Describe."""
         return [None] * max_placeholder(sql), None
 
+    def analysis_version(self):
+        """No catalog here: a re-sent Parse may always reuse what was worked out."""
+        return ()
+
     def param_types(self, sql):
         """Unknown (text) for every parameter, as describe says."""
         return [None] * max_placeholder(sql)

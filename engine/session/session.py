@@ -93,6 +93,11 @@ class EngineSession(SessionState):
                 return results, exc
         return results, None
 
+    def analysis_version(self) -> tuple:
+        """What the front end's analysis of a statement text (parameter types read off the
+        catalog's columns, result columns) depends on: the catalog and the search path."""
+        return self.engine.catalog.generation, self.settings["search_path"]
+
     def param_types(self, sql: str) -> list[str | None]:
         """Parameter types (DuckDB type names, None if unknown) read off the SQL (no DuckDB)."""
         return reads.param_types(self, sql)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import decimal
+import re
 import struct
 
 import pyarrow as pa
@@ -143,15 +144,16 @@ _TRUE = {"t", "true", "y", "yes", "on", "1"}
 _FALSE = {"f", "false", "n", "no", "off", "0"}
 
 
+_INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)   # what Postgres's integer input reads
+
+
 def int_from_text(oid: int):
     bits, name = _INT_RANGE[oid]
 
     def decode(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise InvalidTextRepresentation(
-                f'invalid input syntax for type {name}: "{text}"') from None
+        if not _INTEGER_TEXT.fullmatch(text):   # Python's int() also takes "7_0" and non-ASCII digits
+            raise InvalidTextRepresentation(f'invalid input syntax for type {name}: "{text}"')
+        value = int(text)
         if not -(1 << (bits - 1)) <= value < (1 << (bits - 1)):
             raise NumericValueOutOfRange(f'value "{text}" is out of range for type {name}')
         return value
