@@ -112,20 +112,52 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         except OSError:
             pass
 
+    # Messages are read out of one buffer filled a packet at a time (`rfile.read1`), so the
+    # handler knows whether the client's next message has already arrived: a driver sends a
+    # prepared statement's Bind/Describe/Execute/Sync in one packet, and they are handled as
+    # one group (`serve_messages`), without a wait, an idle timeout or a lock per message.
+    rbuf: bytes = b""
+    rpos: int = 0
+
     def read_exact(self, n: int) -> bytes:
-        data = self.rfile.read(n)
-        if data is None or len(data) != n:
+        buf, pos = self.rbuf, self.rpos
+        if len(buf) - pos >= n:
+            self.rpos = pos + n
+            return buf[pos:pos + n]
+        head = buf[pos:]
+        self.rbuf, self.rpos = b"", 0
+        data = self.rfile.read(n - len(head))   # the rest of a large message, read exactly
+        if data is None or len(data) != n - len(head):
             raise ClientGone()
-        return data
+        return head + data
 
     def read_message(self) -> tuple[bytes, bytes]:
-        head = self.rfile.read(5)   # type byte and length in one buffered read
-        if head is None or len(head) != 5:
-            raise ClientGone()
-        (length,) = _LENGTH.unpack_from(head, 1)
+        buf, pos = self.rbuf, self.rpos
+        if len(buf) - pos < 5:
+            buf, pos = self.fill(5)
+        (length,) = _LENGTH.unpack_from(buf, pos + 1)
         if length < 4 or length > self.max_message:
             raise FatalProtocolViolation(f"invalid message length {length}")
-        return head[:1], self.read_exact(length - 4) if length > 4 else b""
+        self.rpos = pos + 5
+        return buf[pos:pos + 1], self.read_exact(length - 4) if length > 4 else b""
+
+    def fill(self, need: int) -> tuple[bytes, int]:
+        """At least `need` unread bytes in the buffer, waiting for the client as needed."""
+        buf = self.rbuf[self.rpos:]
+        while len(buf) < need:
+            chunk = self.rfile.read1(1 << 16)
+            if not chunk:
+                raise ClientGone()
+            buf += chunk
+        self.rbuf, self.rpos = buf, 0
+        return buf, 0
+
+    def message_arrived(self) -> bool:
+        """Whether the client's next message is already whole in the buffer (no wait)."""
+        buf, pos = self.rbuf, self.rpos
+        if len(buf) - pos < 5:
+            return False
+        return len(buf) - pos > _LENGTH.unpack_from(buf, pos + 1)[0]
 
     # --- message loop --------------------------------------------------------------
 
@@ -137,12 +169,16 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         }
         while True:
             kind, payload = self.next_message(state)
-            if kind == b"X":
-                return
-            if kind[0] not in FRONTEND_TYPES:   # even while skipping to Sync, as Postgres
-                raise FatalProtocolViolation(f"invalid frontend message type {kind[0]}")
-            with self.events.busy:   # other sessions' notifications wait while a message is handled
-                self.handle_message(state, handlers, kind, payload)
+            with self.events.busy:   # other sessions' notifications wait while messages are handled
+                while True:
+                    if kind == b"X":
+                        return
+                    if kind[0] not in FRONTEND_TYPES:   # even while skipping to Sync, as Postgres
+                        raise FatalProtocolViolation(f"invalid frontend message type {kind[0]}")
+                    self.handle_message(state, handlers, kind, payload)
+                    if not self.message_arrived():
+                        break
+                    kind, payload = self.read_message()   # the rest of a group sent in one packet
             self.events.deliver()
 
     def handle_message(self, state: ConnectionState, handlers: dict, kind: bytes, payload: bytes) -> None:

@@ -106,9 +106,25 @@ def _set_name(tokens: list[str]) -> str:
     return rest[0].lstrip('"').casefold() if rest else ""
 
 
+_PASSED: set[str] = set()   # short texts check_command let through (its verdict is the text's alone)
+_PASSED_KEPT = 4096
+
+
 def check_command(sql: str) -> None:
     """Refuse (42501) a statement that would reach outside the sandbox, before dispatch.
-    Cheap for the statements that matter most (INSERT, SELECT): two leading words."""
+    Cheap for the statements that matter most (INSERT, SELECT): two leading words, and a
+    text seen before (a prepared statement's) is not read again."""
+    short = len(sql) <= 2000   # a long text is not hashed to be looked up
+    if short and sql in _PASSED:
+        return
+    _check_command(sql)
+    if short:
+        if len(_PASSED) >= _PASSED_KEPT:
+            _PASSED.clear()
+        _PASSED.add(sql)
+
+
+def _check_command(sql: str) -> None:
     head = leading_words(sql, 2)
     first = head[0] if head else ""
     if first in _ALWAYS_REFUSED:

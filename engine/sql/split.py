@@ -5,6 +5,7 @@ or a '$1' inside them never counts.
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterator
 
@@ -147,6 +148,21 @@ def code_tokens(sql: str) -> list[str]:
 
 
 def leading_words(sql: str, count: int = 3) -> list[str]:
-    """The first `count` keywords, upper-cased ("(SELECT" counts as SELECT)."""
+    """The first `count` keywords, upper-cased ("(SELECT" counts as SELECT). A prepared
+    statement's text is asked several times per execution: short texts are read once."""
+    if len(sql) > _REMEMBERED_TEXT:
+        return _leading_words(sql, count)
+    return list(_remembered_leading_words(sql, count))
+
+
+_REMEMBERED_TEXT = 2000
+
+
+def _leading_words(sql: str, count: int) -> list[str]:
     s = strip_comments_head(sql).lstrip("( \t\r\n")
     return [w.upper() for w in _WORD.findall(s[:200])[:count]]
+
+
+@functools.lru_cache(maxsize=2048)
+def _remembered_leading_words(sql: str, count: int) -> tuple[str, ...]:
+    return tuple(_leading_words(sql, count))
