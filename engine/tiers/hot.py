@@ -199,7 +199,9 @@ class HotTier:
 
     # ------------------------------------------------------------------ key index
     def add_table(self, tid: int) -> None:
+        """A table just created: no keys, no batches."""
         self.index[tid] = {}
+        self.store.new_table(tid)
 
     def pending_rows(self, t: TableDef) -> int:
         """Keys with unflushed changes: the rows a flush of `t` would write."""
