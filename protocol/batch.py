@@ -56,7 +56,9 @@ class InsertBatching:
         if portal.columns is None:
             statement = portal.statement
             if statement.result_schema is None:
-                _, schema = state.session.describe(statement.sql)
+                if statement.description is None:
+                    statement.description = state.session.describe(statement.sql)
+                schema = statement.description[1]
                 statement.result_schema = NO_ROWS if schema is None else schema
             if statement.result_schema is not NO_ROWS:
                 key = (tuple(portal.result_formats), state.timezone)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from itertools import zip_longest
 
+from engine import metrics
 from engine.errors import (EngineError, InvalidBinaryRepresentation, InvalidTextRepresentation,
                            ProtocolViolation, SyntaxError_)
 from engine.sql.split import split_statements
@@ -35,6 +36,7 @@ class ExtendedQuery:
         name, sql, param_oids = messages.read_parse(payload)
         version = state.session.analysis_version()
         statement = state.parsed_before(sql, param_oids, version)
+        metrics.inc("tierd_fast_path_total", path="parse_analysis", outcome="fallback" if statement is None else "used")
         if statement is None:
             if len(split_statements(sql)) > 1:
                 raise SyntaxError_("cannot insert multiple commands into a prepared statement")
@@ -121,9 +123,12 @@ class ExtendedQuery:
 
     def describe_statement(self, state: ConnectionState, statement: PreparedStatement) -> None:
         """ParameterDescription with inferred types, then RowDescription or NoData; the
-        statement is bound by DuckDB (LIMIT 0) but never run."""
+        statement is bound by DuckDB (LIMIT 0) but never run, once per statement text (a
+        re-sent Parse of it keeps the answer while the catalog and search path are unchanged)."""
         self.run_held(state)
-        param_types, schema = state.session.describe(statement.sql)
+        if statement.description is None:
+            statement.description = state.session.describe(statement.sql)
+        param_types, schema = statement.description
         statement.described([declared or oid_for_sql_type(inferred) for declared, inferred in
                               zip_longest(statement.param_oids, param_types)])
         self.write(messages.parameter_description(statement.param_oids))

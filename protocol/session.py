@@ -39,6 +39,7 @@ class PreparedStatement:
     inferred: tuple[int, ...] | None = None  # per parameter, the number OID Postgres infers for an undeclared one
     bind_oids: tuple[int, ...] | None = None  # the OID each Bind value is decoded by (from param_oids, inferred)
     batch_columns: dict = field(default_factory=dict)  # (formats, zone) -> wire columns of its RETURNING rows
+    description: tuple | None = None   # (parameter types, result schema) Describe of the statement found
     planned: tuple | None = None   # (schema, (formats, zone, style), columns, RowDescription) of its last result
     declared: tuple[int, ...] = field(init=False)   # param_oids as the Parse message sent them
     placeholders: int = field(init=False)   # highest $n in the SQL

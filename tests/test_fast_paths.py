@@ -450,6 +450,43 @@ def test_untyped_text_from_pg8000(metrics_tierd):
         conn.close()
 
 
+def test_resent_parse_reuses_its_analysis_until_the_catalog_changes(metrics_tierd):
+    """asyncpg without a statement cache sends Parse + Describe of an unnamed statement at every
+    call: the parameter types and result columns worked out for the text are reused
+    (`parse_analysis` counted as used) with the same answers, until a CREATE/ALTER changes what
+    the text means (then `SELECT *` shows the new column)."""
+    import asyncio
+
+    import asyncpg
+
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.ra (id BIGINT PRIMARY KEY, v TEXT)")
+        c.execute("INSERT INTO public.ra VALUES (1, 'one'), (2, 'two')")
+
+    async def body():
+        conn = await asyncpg.connect(host="127.0.0.1", port=metrics_tierd.port, user="tierd",
+                                     database="tierd", timeout=10, statement_cache_size=0)
+        try:
+            got = [await conn.fetch("SELECT * FROM public.ra WHERE id = $1", k % 2 + 1) for k in range(10)]
+            await conn.execute("INSERT INTO public.ra (id, v) VALUES ($1, $2)", 3, "three")
+            await conn.execute("INSERT INTO public.ra (id, v) VALUES ($1, $2)", 4, "four")
+            await conn.execute("ALTER TABLE public.ra ADD COLUMN n INT")
+            after = await conn.fetch("SELECT * FROM public.ra WHERE id = $1", 3)
+            return got, after
+        finally:
+            await conn.close()
+
+    before = scrape(metrics_tierd.metrics_port)
+    got, after = asyncio.run(body())
+    metrics = scrape(metrics_tierd.metrics_port)
+    assert [tuple(r[0].values()) for r in got] == [(1, "one"), (2, "two")] * 5
+    assert [tuple(r.values()) for r in after] == [(3, "three", None)]
+    assert used(metrics, "parse_analysis") - used(before, "parse_analysis") >= 10
+    # the first SELECT, the first INSERT and the SELECT after the ALTER (sent as a simple
+    # query) were analysed afresh
+    assert used(metrics, "parse_analysis", "fallback") - used(before, "parse_analysis", "fallback") >= 3
+
+
 def test_keyed_returning(metrics_tierd):
     """UPDATE/DELETE by key with RETURNING of plain columns stay key-addressed (hot and cold
     versions); an expression in RETURNING takes the general path, with the same answer."""
