@@ -203,7 +203,13 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         except BatchFailed:
             return
         except Exception as exc:
+            if kind in b"PB" and self.batch is not None:
+                self.run_batch()   # the held Executes came first: their replies, then this error
+                if state.skip_until_sync:
+                    return         # one of them failed: that error is the answer
             self.send_error(exc)
+            if kind in b"PB":   # no statement ran: the engine learns of the error here (and
+                state.session.front_end_error()   # rolls back the held Executes' writes too)
             if kind[0] in EXTENDED:
                 state.skip_until_sync = True
                 self.flush()    # a client waiting after Flush (asyncpg) must see it now

@@ -51,7 +51,7 @@ class ExtendedQuery:
         statement."""
         bind = messages.read_bind(payload)
         statement = state.statement(bind.statement)
-        oids_ = statement.bind_oids or self.bind_oids(state, statement)
+        oids_ = self.bind_oids(state, statement) if statement.bind_oids is None else statement.bind_oids
         values = bind.values
         if len(values) != len(oids_):
             raise ProtocolViolation(

@@ -429,6 +429,26 @@ def test_untyped_text_compared_with_an_integer_column(metrics_tierd, prepare):
         c.execute("DROP TABLE public.ut")
 
 
+def test_a_bind_error_fails_the_transaction(metrics_tierd):
+    """A parameter its inferred type cannot read fails at Bind, before any statement runs; as in
+    Postgres the transaction block fails (COMMIT then rolls back, as pandas' to_sql relies on),
+    and in autocommit the implicit transaction's earlier writes roll back."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.be (id BIGINT PRIMARY KEY, n INT)")
+    with psycopg.connect(host="127.0.0.1", port=metrics_tierd.port, user="tierd", dbname="tierd") as c:
+        c.execute("INSERT INTO public.be VALUES (1, 1)")
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match='type integer: "one"'):
+            c.execute("INSERT INTO public.be (id, n) VALUES (%s, %s)", (2, "one"))
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        assert c.execute("COMMIT").statusmessage == "ROLLBACK"
+        c.autocommit = True
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            with c.pipeline():  # one implicit transaction up to Sync: the first INSERT rolls back too
+                c.execute("INSERT INTO public.be VALUES (3, 3)")
+                c.execute("INSERT INTO public.be (id, n) VALUES (%s, %s)", (4, "four"))
+        assert c.execute("SELECT count(*) FROM public.be").fetchone() == (0,)
+
+
 def test_untyped_text_from_pg8000(metrics_tierd):
     """pg8000 declares no parameter types at all: an integer key sent as text is read as the
     key column's type (Postgres 15's answers)."""

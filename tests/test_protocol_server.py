@@ -44,6 +44,9 @@ class StubSession:
         """Parameter types unknown (text), no rows: the wire layer's side of Describe."""
         return [None] * max_placeholder(sql), None
 
+    def front_end_error(self):
+        pass
+
     def analysis_version(self):
         """No catalog here: a re-sent Parse may always reuse what was worked out."""
         return ()

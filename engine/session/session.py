@@ -93,6 +93,12 @@ class EngineSession(SessionState):
                 return results, exc
         return results, None
 
+    def front_end_error(self) -> None:
+        """An error the front end raised outside any statement (Parse, or a Bind value its
+        type cannot read): as in Postgres it fails the transaction block, or rolls back the
+        implicit transaction, as a failing statement's error does."""
+        self._failed()
+
     def analysis_version(self) -> tuple:
         """What the front end's analysis of a statement text (parameter types read off the
         catalog's columns, result columns) depends on: the catalog and the search path."""
