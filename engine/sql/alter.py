@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 from engine.errors import FeatureNotSupported, SyntaxError_
-from engine.sql.statements import matching_paren, unquote
+from engine.sql.foreign_key_ddl import ForeignKeyClause, parse_table_constraint
+from engine.sql.statements import split_actions, unquote
 
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _QNAME = rf"{_NAME}(?:\s*\.\s*{_NAME})?"
@@ -61,7 +62,20 @@ class SetType:
     using: str | None
 
 
-AlterAction = AddColumn | DropColumn | RenameColumn | RenameTable | SetDefault | SetNotNull | SetType
+@dataclass(frozen=True)
+class AddForeignKey:
+    clause: ForeignKeyClause
+
+
+@dataclass(frozen=True)
+class DropConstraint:
+    name: str
+    if_exists: bool
+    cascade: bool
+
+
+AlterAction = (AddColumn | DropColumn | RenameColumn | RenameTable | SetDefault | SetNotNull | SetType | AddForeignKey
+               | DropConstraint)
 
 
 @dataclass(frozen=True)
@@ -92,29 +106,8 @@ _COMMENT = re.compile(rf"^\s*COMMENT\s+ON\s+(?P<kind>TABLE|COLUMN)\s+(?P<target>
                       r"(?P<text>NULL|'(?:[^']|'')*'|E'(?:[^'\\]|\\.|'')*')\s*;?\s*$", re.I | re.S)
 # Column constraints ADD COLUMN does not run (the table's primary key is fixed).
 _CONSTRAINT_WORDS = re.compile(r"\b(PRIMARY\s+KEY|UNIQUE|REFERENCES|CHECK|GENERATED|COLLATE)\b", re.I)
-
-
-def split_actions(text: str) -> list[str]:
-    """The comma-separated actions of an ALTER TABLE, commas inside parentheses and quotes
-    left alone."""
-    parts, start, i, n = [], 0, 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in "'\"":
-            j = text.find(c, i + 1)
-            while j != -1 and j + 1 < n and text[j + 1] == c:
-                j = text.find(c, j + 2)
-            if j == -1:
-                raise SyntaxError_("syntax error: unterminated quoted text in ALTER TABLE")
-            i = j
-        elif c == "(":
-            i = matching_paren(text, i, "ALTER TABLE")
-        elif c == ",":
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
+_DROP_CONSTRAINT = re.compile(rf"^DROP\s+CONSTRAINT\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_NAME})(?:\s+(?P<mode>CASCADE|RESTRICT))?$",
+                              re.I | re.S)
 
 
 def parse_alter_table(sql: str) -> AlterTable:
@@ -148,6 +141,9 @@ def _action(text: str) -> AlterAction:
         raise SyntaxError_(f"syntax error in ALTER TABLE at or near {text[:30]!r}")
     if verb == "ADD":
         second = words[1].upper() if len(words) > 1 else ""
+        fk = parse_table_constraint(text[3:]) if second in ("CONSTRAINT", "FOREIGN") else None
+        if fk is not None:
+            return AddForeignKey(fk)
         if second in ("PRIMARY", "CONSTRAINT", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"):
             raise FeatureNotSupported(f"ALTER TABLE ... {_words(text, 2)} is not supported by tierd",
                                       hint="tierd tables have one constraint: their primary key.")
@@ -162,7 +158,11 @@ def _action(text: str) -> AlterAction:
     if verb == "DROP":
         second = words[1].upper() if len(words) > 1 else ""
         if second == "CONSTRAINT":
-            raise FeatureNotSupported("ALTER TABLE ... DROP CONSTRAINT is not supported by tierd")
+            m = _DROP_CONSTRAINT.match(text)
+            if not m:
+                raise SyntaxError_(f"syntax error in ALTER TABLE at or near {text[:30]!r}")
+            return DropConstraint(unquote(m.group("name")), bool(m.group("if")),
+                                  (m.group("mode") or "").upper() == "CASCADE")
         m = _DROP.match(text)
         if not m:
             raise SyntaxError_(f"syntax error in ALTER TABLE at or near {text[:30]!r}")
