@@ -215,6 +215,7 @@ def check_foreign_keys(s: SessionState, t: TableDef, mark: int, w: RowWrites) ->
         return
     catalog = s.engine.catalog
     no_action: list[tuple[TableDef, TableDef, dict, list]] = []
+    children: list[tuple[TableDef, int]] = []
     i = mark
     while i < len(s.tx.pending):  # actions append batches of their own: they are checked too
         tid, first, batch = s.tx.pending[i]
@@ -233,9 +234,14 @@ def check_foreign_keys(s: SessionState, t: TableDef, mark: int, w: RowWrites) ->
                 refs = _referencing_rows(s, table, child, fk, keys, w)
                 if refs.num_rows:
                     _act(s, table, child, fk, action, refs, moves, w)
-        else:
-            for fk in table.foreign_keys:
-                _check_child(s, table, fk, batch)
+        elif table.foreign_keys:
+            children.append((table, i - 1))
+    for table, at in children:  # once every action is written: the versions still current
+        batch = s.tx.pending[at][2]
+        if any(tid == table.tid for tid, _, _ in s.tx.pending[at + 1:]):
+            batch = _current(s, table, batch)
+        for fk in table.foreign_keys:
+            _check_child(s, table, fk, batch)
     for parent, child, fk, keys in no_action:
         still = live_keys(s, parent, keys)
         gone = [k for k in keys if k not in still]
@@ -243,6 +249,15 @@ def check_foreign_keys(s: SessionState, t: TableDef, mark: int, w: RowWrites) ->
             refs = _referencing_rows(s, parent, child, fk, gone, w)
             if refs.num_rows:
                 _parent_violation(parent, child, fk, refs)
+
+
+def _current(s: SessionState, t: TableDef, batch: pa.Table) -> pa.Table:
+    """The rows of `batch` that are still their key's newest version (a later action of the
+    same statement may have superseded them)."""
+    index = s.tx.pending_index.get(t.tid, {})
+    seqs = batch.column("_seq").to_pylist()
+    keep = [index[k].seq == q for k, q in zip(key_list(t, batch), seqs)]
+    return batch.filter(pa.array(keep, pa.bool_()))
 
 
 def _check_child(s: SessionState, child: TableDef, fk: dict, batch: pa.Table) -> None:
