@@ -250,23 +250,3 @@ def test_create_all_with_index_true_and_an_explicit_index(engine):
     finally:
         md.drop_all(engine)
     assert not inspect(engine).has_table("sa_indexed")
-
-
-def test_create_all_with_a_foreign_key_is_refused_clearly(engine):
-    """A ForeignKey in create_all is refused (0A000), as ALTER TABLE ... ADD CONSTRAINT is:
-    tierd enforces no foreign keys and never drops one silently. Nothing is left half-made."""
-    from sqlalchemy import ForeignKey
-    from sqlalchemy.exc import NotSupportedError
-
-    md = MetaData()
-    Table("sa_parent", md, Column("id", BigInteger, primary_key=True, autoincrement=False))
-    Table("sa_child", md, Column("id", BigInteger, primary_key=True, autoincrement=False),
-          Column("parent_id", BigInteger, ForeignKey("sa_parent.id")))
-    try:
-        with pytest.raises(NotSupportedError) as info:
-            md.create_all(engine)
-        assert info.value.orig.sqlstate == "0A000"
-        assert "CREATE TABLE ... FOREIGN KEY (a foreign key) is not supported by tierd" in str(info.value.orig)
-        assert not inspect(engine).has_table("sa_child")
-    finally:
-        md.drop_all(engine, checkfirst=True)
