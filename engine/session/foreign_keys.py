@@ -28,7 +28,7 @@ from engine.errors import (DatatypeMismatch, DependentObjectsStillExist, Duplica
                            ForeignKeyViolation, InvalidForeignKey, NotNullViolation, UndefinedColumn, UndefinedTable)
 from engine.catalog.pg_types import pg_type_name
 from engine.session import transaction_ddl
-from engine.session.keys import live_keys, refuse_repeats, unique_violation
+from engine.session.keys import current_version, live_keys, refuse_repeats, unique_violation
 from engine.session.state import SessionState
 from engine.session.transactions import own_writes_visible
 from engine.sql.foreign_key_ddl import ForeignKeyClause
@@ -283,10 +283,21 @@ def _check_child(s: SessionState, child: TableDef, fk: dict, batch: pa.Table) ->
         return
     order = [ref.index(k) for k in parent.primary_key]  # the parent's key order
     keys = list(wanted) if len(cols) == 1 else [tuple(r[j] for j in order) for r in wanted]
-    live = live_keys(s, parent, keys)
+    live = _live(s, parent, keys)
     if len(live) < len(keys):
         missing = next(r for r, k in zip(wanted, keys) if k not in live)
         raise _child_violation(child, parent, fk, cols, missing if len(cols) > 1 else (missing,))
+
+
+def _live(s: SessionState, parent: TableDef, keys: list) -> set:
+    """Which parent `keys` are live: one key is a point lookup (this transaction's writes, the
+    hot key index, the cold tier's point read, no DuckDB query where it can), many are the
+    key index plus one semi join over the cold tier."""
+    if len(keys) == 1 and len(parent.primary_key) == 1:
+        found, row = current_version(s, parent, keys[0])
+        if found:
+            return set(keys) if row is not None else set()
+    return live_keys(s, parent, keys)
 
 
 def _child_violation(child: TableDef, parent: TableDef, fk: dict, cols: list[str], values: tuple):
