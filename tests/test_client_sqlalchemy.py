@@ -103,7 +103,8 @@ class Author(Base):
     __tablename__ = "sa_authors"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(50))
-    # tierd has no foreign keys: the join condition is declared on the relationship.
+    # no ForeignKey here: the join condition is declared on the relationship (see
+    # tests/test_client_sqlalchemy_foreign_keys.py for the ForeignKey way).
     books: Mapped[list["Book"]] = relationship(back_populates="author", order_by="Book.id",
                                                primaryjoin="Book.author_id == Author.id",
                                                foreign_keys="Book.author_id")

@@ -120,7 +120,12 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
             c.nullable = c.name in t.primary_key or not a.not_null
         elif isinstance(a, AddForeignKey):
             fk = foreign_keys.declare(s, t, a.clause, foreign_keys.constraint_names(s, t.namespace))
-            foreign_keys.check_existing(s, t, fk)
+            added = [c for c in t.columns if c.id in fk["columns"] and old.column(c.name) is None]
+            if any(c.missing is not None for c in added):
+                raise FeatureNotSupported("ALTER TABLE ... ADD COLUMN with a DEFAULT and REFERENCES is not supported "
+                                          "by tierd", hint="Add the column, then the foreign key.")
+            if not added:  # a new column is NULL in every row there: nothing to check
+                foreign_keys.check_existing(s, t, fk)
             t.foreign_keys.append(fk)
         elif isinstance(a, DropConstraint):
             if not any(fk["name"] == a.name for fk in t.foreign_keys):

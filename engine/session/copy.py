@@ -72,7 +72,7 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
     staged: list[tuple[pa.Table, int]] = []
     staged_rows = staged_bytes = 0
     loader: SegmentCopy | None = None
-    may_stream = streamable(s, t) and t.tid not in s.engine.catalog.foreign_key_tids()  # checked in the hot tier
+    may_stream = streamable(s, t) and not t.foreign_keys  # a child's rows are checked in the hot tier
     progress = CopyProgress(getattr(s, "pid", None), pg_catalog.relation_oids(t.tid)[0])  # pid: pg_backend_pid()
     s.engine.running_copies[id(s)] = progress
     try:

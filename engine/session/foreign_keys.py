@@ -335,7 +335,6 @@ def _referencing_rows(s: SessionState, parent: TableDef, child: TableDef, fk: di
     else:
         probe = pa.table({f"__k{j}": [k[pk.index(r)] for k in keys] for j, r in enumerate(ref)})
     own_writes_visible(s)
-    w.shadow_cold(s, child)
     s.engine.hot.settle()
     wanted = child.column_names + ([ROWID] if child.rowid else [])
     on = " AND ".join(f"c.{views.q(c)} = p.__k{j}" for j, c in enumerate(cols))
@@ -352,6 +351,7 @@ def _act(s: SessionState, parent: TableDef, child: TableDef, fk: dict, action: s
     """RESTRICT, CASCADE, SET NULL or SET DEFAULT on the child rows `refs` of removed keys."""
     if action == "r":
         _parent_violation(parent, child, fk, refs)
+    w.shadow_cold(s, child)  # the versions superseded may be cold
     if action == "c" and moves is None:
         w.append(s, child, w.tombstones(s, child, refs), deleted=True)
         return

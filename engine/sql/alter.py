@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from engine.errors import FeatureNotSupported, SyntaxError_
-from engine.sql.foreign_key_ddl import ForeignKeyClause, parse_table_constraint
+from engine.sql.foreign_key_ddl import ForeignKeyClause, parse_table_constraint, split_foreign_keys
 from engine.sql.statements import split_actions, unquote
 
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
@@ -106,6 +106,7 @@ _COMMENT = re.compile(rf"^\s*COMMENT\s+ON\s+(?P<kind>TABLE|COLUMN)\s+(?P<target>
                       r"(?P<text>NULL|'(?:[^']|'')*'|E'(?:[^'\\]|\\.|'')*')\s*;?\s*$", re.I | re.S)
 # Column constraints ADD COLUMN does not run (the table's primary key is fixed).
 _CONSTRAINT_WORDS = re.compile(r"\b(PRIMARY\s+KEY|UNIQUE|REFERENCES|CHECK|GENERATED|COLLATE)\b", re.I)
+_ADD_HEAD = re.compile(r"ADD\s+(?:COLUMN\s+)?(?:IF\s+NOT\s+EXISTS\s+)?", re.I)
 _DROP_CONSTRAINT = re.compile(rf"^DROP\s+CONSTRAINT\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_NAME})(?:\s+(?P<mode>CASCADE|RESTRICT))?$",
                               re.I | re.S)
 
@@ -117,10 +118,26 @@ def parse_alter_table(sql: str) -> AlterTable:
     body = sql[m.end():].strip().rstrip(";").strip()
     if not body:
         raise SyntaxError_("syntax error at end of input")
-    actions = tuple(_action(a) for a in split_actions(body))
+    actions = tuple(x for a in split_actions(body) for x in _with_references(_action(a) if not _inline_reference(a) else None, a))
     if len(actions) > 1 and any(isinstance(a, (RenameColumn, RenameTable)) for a in actions):
         raise SyntaxError_('syntax error at or near ","', hint="RENAME is an ALTER TABLE of its own")
     return AlterTable(m.group("name"), bool(m.group("if")), actions)
+
+
+def _inline_reference(text: str) -> bool:
+    """ADD [COLUMN] ... REFERENCES p: a new column and its foreign key."""
+    unquoted = re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", "''", text)
+    return bool(_ADD_HEAD.match(text)) and not re.match(r"ADD\s+(CONSTRAINT|FOREIGN)\b", text, re.I) \
+        and bool(re.search(r"\bREFERENCES\b", unquoted, re.I))
+
+
+def _with_references(action: AlterAction | None, text: str) -> tuple[AlterAction, ...]:
+    """The action, or for ADD COLUMN ... REFERENCES: the column, then its foreign key."""
+    if action is not None:
+        return (action,)
+    head = _ADD_HEAD.match(text)
+    column, clauses = split_foreign_keys(text[head.end():])
+    return (_action(head.group(0) + column),) + tuple(AddForeignKey(c) for c in clauses)
 
 
 def _action(text: str) -> AlterAction:
