@@ -93,6 +93,8 @@ class BadCopyFileFormat(DataException): pass
 class IntegrityConstraintViolation(EngineError): pass
 @_sqlstate("23502")
 class NotNullViolation(IntegrityConstraintViolation): pass
+@_sqlstate("23503")
+class ForeignKeyViolation(IntegrityConstraintViolation): pass
 @_sqlstate("23505")
 class UniqueViolation(IntegrityConstraintViolation): pass
 
@@ -173,6 +175,8 @@ class AmbiguousFunction(SyntaxErrorOrAccessRuleViolation): pass
 class GroupingError(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42804")
 class DatatypeMismatch(SyntaxErrorOrAccessRuleViolation): pass
+@_sqlstate("42830")
+class InvalidForeignKey(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42883")
 class UndefinedFunction(SyntaxErrorOrAccessRuleViolation): pass
 @_sqlstate("42P01")

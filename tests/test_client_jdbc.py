@@ -69,5 +69,9 @@ def test_database_metadata(output):
     assert by_name["seen"][:2] == ["timestamptz", "93"]
     assert by_name["data"][:2] == ["bytea", "-2"]
     assert values(output, "pk") == ["id 1 jdbc_items_pkey"]
+    assert values(output, "fk violation") == ["23503"]
+    assert values(output, "imported") == [  # DELETE_RULE 0: DatabaseMetaData.importedKeyCascade
+        "jdbc_items.id <- jdbc_lines.item_id 1 jdbc_lines_item_id_fkey jdbc_items_pkey delete=0"]
+    assert values(output, "exported") == ["jdbc_lines.item_id"]
     schemas = values(output, "schemas")[0].split(",")
     assert {"public", "system", "pg_catalog", "information_schema"} <= set(schemas)

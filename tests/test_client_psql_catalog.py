@@ -183,3 +183,22 @@ def test_d_and_di_show_created_indexes(catalog_tierd):
     finally:
         ok(psql(catalog_tierd, "-c", "DROP TABLE public.indexed"))
     assert "ix_indexed_email" not in ok(psql(catalog_tierd, "-c", r"\di"))
+
+
+def test_d_shows_foreign_keys_on_the_child_and_referenced_by_on_the_parent(catalog_tierd):
+    ok(psql(catalog_tierd, "-c", "CREATE TABLE public.fk_parent (id BIGINT PRIMARY KEY)",
+            "-c", "CREATE TABLE public.fk_child (id BIGINT PRIMARY KEY, "
+                  "parent_id BIGINT REFERENCES public.fk_parent ON DELETE CASCADE, "
+                  "region TEXT, num INTEGER, CONSTRAINT child_order FOREIGN KEY (region, num) REFERENCES shop.orders)"))
+    child = lines(ok(psql(catalog_tierd, "-c", r"\d fk_child")))
+    at = child.index("Foreign-key constraints:")
+    assert child[at + 1:at + 3] == [
+        '    "child_order" FOREIGN KEY (region, num) REFERENCES shop.orders(region, num)',
+        '    "fk_child_parent_id_fkey" FOREIGN KEY (parent_id) REFERENCES fk_parent(id) ON DELETE CASCADE']
+    parent = lines(ok(psql(catalog_tierd, "-c", r"\d fk_parent")))
+    at = parent.index("Referenced by:")
+    assert parent[at + 1] == ('    TABLE "fk_child" CONSTRAINT "fk_child_parent_id_fkey" FOREIGN KEY (parent_id) '
+                              "REFERENCES fk_parent(id) ON DELETE CASCADE")
+    orders = lines(ok(psql(catalog_tierd, "-c", r"\d shop.orders")))
+    assert '    TABLE "fk_child" CONSTRAINT "child_order" FOREIGN KEY (region, num) REFERENCES shop.orders(region, num)' \
+        in orders

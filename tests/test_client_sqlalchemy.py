@@ -103,7 +103,8 @@ class Author(Base):
     __tablename__ = "sa_authors"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(50))
-    # tierd has no foreign keys: the join condition is declared on the relationship.
+    # no ForeignKey here: the join condition is declared on the relationship (see
+    # tests/test_client_sqlalchemy_foreign_keys.py for the ForeignKey way).
     books: Mapped[list["Book"]] = relationship(back_populates="author", order_by="Book.id",
                                                primaryjoin="Book.author_id == Author.id",
                                                foreign_keys="Book.author_id")
@@ -250,23 +251,3 @@ def test_create_all_with_index_true_and_an_explicit_index(engine):
     finally:
         md.drop_all(engine)
     assert not inspect(engine).has_table("sa_indexed")
-
-
-def test_create_all_with_a_foreign_key_is_refused_clearly(engine):
-    """A ForeignKey in create_all is refused (0A000), as ALTER TABLE ... ADD CONSTRAINT is:
-    tierd enforces no foreign keys and never drops one silently. Nothing is left half-made."""
-    from sqlalchemy import ForeignKey
-    from sqlalchemy.exc import NotSupportedError
-
-    md = MetaData()
-    Table("sa_parent", md, Column("id", BigInteger, primary_key=True, autoincrement=False))
-    Table("sa_child", md, Column("id", BigInteger, primary_key=True, autoincrement=False),
-          Column("parent_id", BigInteger, ForeignKey("sa_parent.id")))
-    try:
-        with pytest.raises(NotSupportedError) as info:
-            md.create_all(engine)
-        assert info.value.orig.sqlstate == "0A000"
-        assert "CREATE TABLE ... FOREIGN KEY (a foreign key) is not supported by tierd" in str(info.value.orig)
-        assert not inspect(engine).has_table("sa_child")
-    finally:
-        md.drop_all(engine, checkfirst=True)

@@ -61,6 +61,9 @@ def tool_db(module_tierd):
         c.execute("STORAGE FLUSH TABLE public.metrics WAIT")
         c.execute("INSERT INTO public.metrics VALUES (3, now(), 'c', 2.5)")
         c.execute("INSERT INTO shop.orders VALUES ('eu', 1, 'x', 9.99, now())")
+        c.execute("CREATE TABLE shop.lines (id BIGINT PRIMARY KEY, region TEXT, num INTEGER, "
+                  "metric_id BIGINT REFERENCES public.metrics ON DELETE SET NULL, "
+                  "FOREIGN KEY (region, num) REFERENCES shop.orders)")
         yield c
 
 

@@ -457,6 +457,10 @@ MACROS: dict[str, str] = {
         "__boot_val AS reset_val, NULL::VARCHAR AS sourcefile, NULL::INTEGER AS sourceline, "
         f"false AS pending_restart FROM {PRIVATE}.settings ORDER BY __name"
     ),
+    # a table that is no partition is its own only ancestor: psql's \d calls it in the SELECT
+    # list ("Referenced by:") and in FROM ("Foreign-key constraints:", the table macro below)
+    "pg_partition_ancestors": "(r) AS CAST(r AS BIGINT)",
+    "pg_get_triggerdef": "(t) AS NULL::VARCHAR, (t, p) AS NULL::VARCHAR",  # pg_trigger is empty
     "pg_get_constraintdef": (
         f"(c) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c), "
         f"(c, p) AS (SELECT __def FROM {PRIVATE}.constraintdef WHERE __oid = c)"
@@ -494,6 +498,9 @@ MACROS: dict[str, str] = {
 TYPE_ALIASES = {"name": "VARCHAR", "int2vector": "SMALLINT[]", "oidvector": "BIGINT[]", "regproc": "BIGINT",
                 "xid": "BIGINT", "aclitem": "VARCHAR", "pg_node_tree": "VARCHAR"}
 
+# information_schema's update_rule / delete_rule of a pg_constraint action code
+_RULE = ("CASE con.{} WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' "
+         "WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END")
 INFORMATION_SCHEMA: dict[str, str] = {
     "schemata": (
         f"SELECT 'tierd' AS catalog_name, nspname AS schema_name, {PG}.pg_get_userbyid(nspowner) AS schema_owner, "
@@ -551,7 +558,8 @@ INFORMATION_SCHEMA: dict[str, str] = {
         f"SELECT 'tierd' AS constraint_catalog, n.nspname AS constraint_schema, con.conname AS constraint_name, "
         f"'tierd' AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, "
         f"CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' WHEN 'f' THEN 'FOREIGN KEY' "
-        f"WHEN 'c' THEN 'CHECK' END AS constraint_type, 'NO' AS is_deferrable, 'NO' AS initially_deferred, "
+        f"WHEN 'c' THEN 'CHECK' END AS constraint_type, CASE WHEN con.condeferrable THEN 'YES' ELSE 'NO' END "
+        f"AS is_deferrable, CASE WHEN con.condeferred THEN 'YES' ELSE 'NO' END AS initially_deferred, "
         f"'YES' AS enforced, NULL::VARCHAR AS nulls_distinct "
         f"FROM {PG}.pg_constraint con JOIN {PG}.pg_class c ON c.oid = con.conrelid "
         f"JOIN {PG}.pg_namespace n ON n.oid = con.connamespace"
@@ -559,11 +567,34 @@ INFORMATION_SCHEMA: dict[str, str] = {
     "key_column_usage": (
         f"SELECT 'tierd' AS constraint_catalog, n.nspname AS constraint_schema, k.conname AS constraint_name, "
         f"'tierd' AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, a.attname AS column_name, "
-        f"k.pos::INTEGER AS ordinal_position, NULL::INTEGER AS position_in_unique_constraint "
-        f"FROM (SELECT conname, connamespace, conrelid, unnest(conkey) AS attnum, "
+        f"k.pos::INTEGER AS ordinal_position, "
+        f"CASE WHEN k.contype = 'f' THEN list_position(u.conkey, k.confkey[k.pos])::INTEGER END "
+        f"AS position_in_unique_constraint "
+        f"FROM (SELECT conname, connamespace, conrelid, contype, confrelid, confkey, unnest(conkey) AS attnum, "
         f"generate_subscripts(conkey, 1) AS pos FROM {PG}.pg_constraint) k "
         f"JOIN {PG}.pg_class c ON c.oid = k.conrelid JOIN {PG}.pg_namespace n ON n.oid = k.connamespace "
-        f"JOIN {PG}.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.attnum"
+        f"JOIN {PG}.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.attnum "
+        f"LEFT JOIN {PG}.pg_constraint u ON k.contype = 'f' AND u.conrelid = k.confrelid AND u.contype = 'p'"
+    ),
+    "referential_constraints": (
+        f"SELECT 'tierd' AS constraint_catalog, n.nspname AS constraint_schema, con.conname AS constraint_name, "
+        f"'tierd' AS unique_constraint_catalog, un.nspname AS unique_constraint_schema, "
+        f"u.conname AS unique_constraint_name, "
+        f"CASE con.confmatchtype WHEN 'f' THEN 'FULL' WHEN 'p' THEN 'PARTIAL' ELSE 'NONE' END AS match_option, "
+        f"{_RULE.format('confupdtype')} AS update_rule, {_RULE.format('confdeltype')} AS delete_rule "
+        f"FROM {PG}.pg_constraint con JOIN {PG}.pg_namespace n ON n.oid = con.connamespace "
+        f"LEFT JOIN {PG}.pg_constraint u ON u.conrelid = con.confrelid AND u.contype = 'p' "
+        f"LEFT JOIN {PG}.pg_namespace un ON un.oid = u.connamespace WHERE con.contype = 'f'"
+    ),
+    "constraint_column_usage": (
+        f"SELECT 'tierd' AS table_catalog, tn.nspname AS table_schema, c.relname AS table_name, "
+        f"a.attname AS column_name, 'tierd' AS constraint_catalog, n.nspname AS constraint_schema, "
+        f"k.conname AS constraint_name "
+        f"FROM (SELECT conname, connamespace, CASE WHEN contype = 'f' THEN confrelid ELSE conrelid END AS rel, "
+        f"unnest(CASE WHEN contype = 'f' THEN confkey ELSE conkey END) AS attnum FROM {PG}.pg_constraint) k "
+        f"JOIN {PG}.pg_class c ON c.oid = k.rel JOIN {PG}.pg_namespace tn ON tn.oid = c.relnamespace "
+        f"JOIN {PG}.pg_namespace n ON n.oid = k.connamespace "
+        f"JOIN {PG}.pg_attribute a ON a.attrelid = k.rel AND a.attnum = k.attnum"
     ),
     "views": (
         "SELECT 'tierd' AS table_catalog, schemaname AS table_schema, viewname AS table_name, "
@@ -591,6 +622,9 @@ def role_oid(name: str, bootstrap: bool) -> int:
 
 # CREATE INDEX indexes: OID INDEX_OID_BASE + 1000 * table id + the index's ordinal.
 INDEX_OID_BASE = 1_000_000_000
+# FOREIGN KEY constraints: OID FOREIGN_KEY_OID_BASE + 1000 * table id + the constraint's ordinal.
+FOREIGN_KEY_OID_BASE = 1_500_000_000
+_FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
 def relation_oids(tid: int) -> tuple[int, int, int]:
@@ -613,6 +647,7 @@ def install(con: duckdb.DuckDBPyConnection, settings: list[tuple], started_at: d
     for template, schema, items in objects:  # in this order: later ones use earlier ones
         for name, body in items.items():
             con.execute(template.format(schema, name, body))
+    con.execute(f"CREATE MACRO {PG}.pg_partition_ancestors(r) AS TABLE SELECT CAST(r AS BIGINT) AS relid, 1 AS depth")
     con.execute(f"CREATE MACRO {PG}.pg_postmaster_start_time() AS TIMESTAMPTZ '{started_at.isoformat()}'")
     con.execute(f"CREATE MACRO {PG}.pg_conf_load_time() AS TIMESTAMPTZ '{started_at.isoformat()}'")
     _fill_fixed(con)
@@ -676,9 +711,11 @@ class PgCatalog:
                 for ns in namespaces:
                     rows.namespace(ns)
                 rows.namespace(SYSTEM_NAMESPACE)
+                by_tid = {t.tid: t for t in tables}
                 for t in tables:
                     owner = privileges.owner_of(t, engine.roles)
                     rows.table(t, engine.visible_schema(t), role_oid(owner, owner == engine.roles.bootstrap))
+                    rows.foreign_key_rows(t, by_tid)
                     rows.privileges(t, engine.roles, [r[0] for r in roles])
                 for d in seqs:
                     rows.sequence(d, SUPERUSER_OID)
@@ -689,6 +726,10 @@ class PgCatalog:
                     rows.roles.append((oid, name, superuser, superuser, superuser, login))
                 cur.execute("BEGIN")
                 rows.write(cur)
+                with_fks = [relation_oids(tid)[0] for tid in engine.catalog.foreign_key_tids()]
+                if with_fks:  # Postgres's RI triggers: psql's \d lists foreign keys only then
+                    cur.execute(f"UPDATE {PG}.pg_class SET relhastriggers = true "
+                                f"WHERE oid IN ({', '.join(map(str, with_fks))})")
                 cur.execute("COMMIT")
                 self.built_for = key
             finally:
@@ -734,6 +775,7 @@ class _Rows:
         self.attrdefs: list[tuple] = []
         self.indexes: list[tuple] = []
         self.constraints: list[tuple] = []
+        self.foreign_keys: list[tuple] = []
         self.indexdefs: list[tuple] = []
         self.constraintdefs: list[tuple] = []
         self.roles: list[tuple] = []
@@ -807,6 +849,33 @@ class _Rows:
         self.constraintdefs.append((constraint, f"PRIMARY KEY ({cols})"))
         self.indexcols.extend((index, pos, _ident(k)) for pos, k in enumerate(t.primary_key, start=1))
 
+    def foreign_key_rows(self, t, by_tid: dict) -> None:
+        """pg_constraint rows (contype 'f') of t's foreign keys and their definitions."""
+        for fk in t.foreign_keys:
+            parent = by_tid.get(fk["ref_tid"])
+            if parent is None:
+                continue
+            oid = FOREIGN_KEY_OID_BASE + 1000 * t.tid + fk.get("ordinal", 0)
+            cols, ref = t.names_of(fk["columns"]), parent.names_of(fk["ref_columns"])
+            keys = [t.column_names.index(c) + 1 for c in cols]
+            fkeys = [parent.column_names.index(c) + 1 for c in ref]
+            prel, pindex, _ = relation_oids(parent.tid)
+            self.foreign_keys.append((oid, fk["name"], namespace_oid(t.namespace), "f", fk["deferrable"], False,
+                                      relation_oids(t.tid)[0], pindex, prel, fk["on_update"], fk["on_delete"],
+                                      fk["match"], keys, fkeys))
+            text = (f"FOREIGN KEY ({', '.join(_ident(c) for c in cols)}) REFERENCES "
+                    f"{'' if parent.namespace == 'public' else _ident(parent.namespace) + '.'}{_ident(parent.name)}"
+                    f"({', '.join(_ident(c) for c in ref)})")
+            if fk["match"] == "f":
+                text += " MATCH FULL"
+            if fk["on_update"] != "a":
+                text += f" ON UPDATE {_FK_ACTIONS[fk['on_update']]}"
+            if fk["on_delete"] != "a":
+                text += f" ON DELETE {_FK_ACTIONS[fk['on_delete']]}"
+            if fk["deferrable"]:
+                text += " DEFERRABLE"
+            self.constraintdefs.append((oid, text))
+
     def _created_indexes(self, t, rel: int, ns: int, owner: int) -> None:
         """CREATE INDEX records: pg_class (relkind 'i'), pg_index and their definitions."""
         for ix in t.indexes:
@@ -860,6 +929,8 @@ class _Rows:
                 "indkey, indoption", [(*row, " ".join("0" * len(row[-1]))) for row in self.indexes])
         _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, conrelid, conindid, conkey",
                 self.constraints)
+        _insert(cur, f"{PG}.pg_constraint", "oid, conname, connamespace, contype, condeferrable, condeferred, conrelid, "
+                "conindid, confrelid, confupdtype, confdeltype, confmatchtype, conkey, confkey", self.foreign_keys)
         for rel, num, kind in self.identities:
             cur.execute(f"UPDATE {PG}.pg_attribute SET attidentity = ?, atthasdef = false "
                         f"WHERE attrelid = ? AND attnum = ?", [kind, rel, num])

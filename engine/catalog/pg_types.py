@@ -55,6 +55,15 @@ TEXT_OID = 25
 NUMERIC_OID = 1700
 
 
+_PG_NAMES = {"DOUBLE": "double precision", "FLOAT": "real", "VARCHAR": "text", "TINYINT": "smallint",
+             "TIMESTAMP WITH TIME ZONE": "timestamp with time zone", "BLOB": "bytea"}
+
+
+def pg_type_name(duck_type: str) -> str:
+    """The Postgres name of a DuckDB column type, for messages."""
+    return _PG_NAMES.get(duck_type.upper(), duck_type.lower())
+
+
 def numeric_typmod(precision: int, scale: int) -> int:
     """pg_attribute.atttypmod of numeric(p, s), as Postgres encodes it."""
     return ((precision << 16) | scale) + 4

@@ -100,6 +100,11 @@ class TableDef:
     # CREATE INDEX: catalog records only ({"name", "columns", "unique", "ordinal"}), shown in
     # pg_index/pg_indexes; DuckDB scans, so they change no plan.
     indexes: list[dict] = field(default_factory=list)
+    # FOREIGN KEY constraints this table holds (engine/session/foreign_keys.py): {"name",
+    # "columns" and "ref_columns" (column ids, so a RENAME COLUMN keeps them), "ref_tid",
+    # "on_delete", "on_update" (pg_constraint's codes a r c n d), "match" (s | f), "deferrable",
+    # "ordinal"}. The referenced columns are always the parent's primary key.
+    foreign_keys: list[dict] = field(default_factory=list)
     # ALTER TABLE bumps the schema version. Segments record the version they were written
     # with; hot batches are told apart by _seq: every batch at or below an old version's
     # `until_seq` was written under it. Each old version keeps {stored name: column id}.
@@ -148,6 +153,11 @@ class TableDef:
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
+
+    def names_of(self, ids: list[int]) -> list[str]:
+        """The current names of columns given by id."""
+        by_id = {c.id: c.name for c in self.columns}
+        return [by_id[i] for i in ids]
 
     def column_ids(self) -> dict[str, int]:
         """{column name: stable column id} of the current schema (what Iceberg field ids and
@@ -297,6 +307,7 @@ class Catalog:
         self.namespaces: dict[str, str] = {}  # name -> created_at
         self.tables: dict[tuple[str, str], TableDef] = {}
         self.generation = 0  # bumped by every change: what the pg_catalog rebuild and cached analyses key on
+        self._fk_tids: tuple[int, frozenset[int]] = (-1, frozenset())
         for key, raw in store.scan_json("c/ns/"):
             self.namespaces[key[len("c/ns/"):]] = raw["created_at"]
         for _, raw in store.scan_json("c/t/"):
@@ -355,6 +366,9 @@ class Catalog:
             if (t.namespace, t.name) in self.tables:
                 raise DuplicateTable(f'relation "{t.qualified}" already exists')
             t.tid = self.allocate_tid()
+            for fk in t.foreign_keys:  # a self-reference, declared before the table had its id
+                if fk["ref_tid"] == 0:
+                    fk["ref_tid"] = t.tid
             if durable:
                 self.store.put_json(self.record_key(t.tid), t.to_json())
             self.tables[(t.namespace, t.name)] = t
@@ -400,6 +414,20 @@ class Catalog:
         if t is None:
             raise UndefinedTable(f'relation "{namespace}.{name}" does not exist')
         return t
+
+    def referencing(self, tid: int) -> list[tuple[TableDef, dict]]:
+        """(child table, foreign key) of every foreign key that references table `tid`."""
+        return [(t, fk) for t in list(self.tables.values()) for fk in t.foreign_keys if fk["ref_tid"] == tid]
+
+    def foreign_key_tids(self) -> frozenset[int]:
+        """Tables on either side of a foreign key (what the write path asks first: a table
+        outside it pays nothing), kept until the catalog changes."""
+        cached = self._fk_tids
+        if cached[0] != self.generation:
+            tids = {t.tid for t in list(self.tables.values()) if t.foreign_keys}
+            tids |= {fk["ref_tid"] for t in list(self.tables.values()) for fk in t.foreign_keys}
+            cached = self._fk_tids = (self.generation, frozenset(tids))
+        return cached[1]
 
     def by_tid(self, tid: int) -> TableDef | None:
         return next((t for t in self.tables.values() if t.tid == tid), None)

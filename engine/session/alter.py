@@ -15,13 +15,13 @@ import duckdb
 
 from engine.catalog.tables import SYSTEM_COLUMNS, Column, TableDef, check_identifier
 from engine.errors import (DependentObjectsStillExist, DuplicateColumn, DuplicateTable, FeatureNotSupported, InvalidTableDefinition,
-                           NotNullViolation, SyntaxError_, UndefinedColumn, UndefinedTable, from_duckdb)
+                           NotNullViolation, SyntaxError_, UndefinedColumn, UndefinedObject, UndefinedTable, from_duckdb)
 from engine.results import StatementResult
-from engine.session import transaction_ddl
+from engine.session import foreign_keys, transaction_ddl
 from engine.session.ddl import begin_ddl, write_locked
 from engine.session.state import SessionState
-from engine.sql.alter import (AddColumn, AlterAction, AlterTable, CommentOn, DropColumn, RenameColumn, RenameTable,
-                              SetDefault, SetNotNull, SetType)
+from engine.sql.alter import (AddColumn, AddForeignKey, AlterAction, AlterTable, CommentOn, DropColumn, DropConstraint,
+                              RenameColumn, RenameTable, SetDefault, SetNotNull, SetType)
 from engine.sql.statements import split_qualified
 from engine.tiers import views
 
@@ -87,6 +87,7 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
                     hint="Use DROP ... CASCADE to drop the dependent objects too.")
             t.columns.remove(c)
             t.indexes = [i for i in t.indexes if c.name not in i["columns"]]  # as in Postgres: dropped with it
+            t.foreign_keys = [fk for fk in t.foreign_keys if c.id not in fk["columns"]]  # so are its foreign keys
             layout = True
         elif isinstance(a, RenameColumn):
             c = _column(t, a.old)
@@ -117,6 +118,25 @@ def _altered(s: SessionState, old: TableDef, actions: tuple[AlterAction, ...]) -
             if a.not_null and c.nullable and _has_null(s, old, t, c):
                 raise NotNullViolation(f'column "{c.name}" of relation "{t.name}" contains null values')
             c.nullable = c.name in t.primary_key or not a.not_null
+        elif isinstance(a, AddForeignKey):
+            fk = foreign_keys.declare(s, t, a.clause, foreign_keys.constraint_names(s, t.namespace))
+            added = [c for c in t.columns if c.id in fk["columns"] and old.column(c.name) is None]
+            if any(c.missing is not None for c in added):
+                raise FeatureNotSupported("ALTER TABLE ... ADD COLUMN with a DEFAULT and REFERENCES is not supported "
+                                          "by tierd", hint="Add the column, then the foreign key.")
+            if not added:  # a new column is NULL in every row there: nothing to check
+                foreign_keys.check_existing(s, t, fk)
+            t.foreign_keys.append(fk)
+        elif isinstance(a, DropConstraint):
+            if not any(fk["name"] == a.name for fk in t.foreign_keys):
+                if t.primary_key and a.name == f"{t.name}_pkey":
+                    raise FeatureNotSupported(f'ALTER TABLE ... DROP CONSTRAINT "{a.name}" (the primary key) '
+                                              "is not supported by tierd: every table keeps its primary key")
+                if a.if_exists:
+                    notices.append(f'constraint "{a.name}" of relation "{t.name}" does not exist, skipping')
+                    continue
+                raise UndefinedObject(f'constraint "{a.name}" of relation "{t.name}" does not exist')
+            t.foreign_keys = [fk for fk in t.foreign_keys if fk["name"] != a.name]
         elif isinstance(a, SetType):
             c = _column(t, a.column)
             probed = _probe(s, f"{views.q(c.name)} {a.type}")

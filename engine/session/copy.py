@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from engine import metrics
 from engine.catalog import pg_catalog, privileges
 from engine.catalog.tables import ROWID, Column, TableDef
+from engine.catalog.pg_types import pg_type_name
 from engine.errors import (DuplicateColumn, EngineError, InvalidTextRepresentation, NotNullViolation, QueryCanceled,
                            UndefinedColumn, from_duckdb)
 from engine.tiers.hot import key_list
@@ -25,7 +26,7 @@ from engine.session.keys import alive, hot_state
 from engine.session.reads import query, query_batches
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, commit_write
-from engine.session.writes import append, owned, with_rowids
+from engine.session.writes import append, check_foreign_keys, owned, with_rowids
 from engine.sql import dml
 from engine.sql.copy import CopyCommand, TargetColumn
 from engine.sql.copy_input import RawBlock, shown_value, with_context
@@ -71,7 +72,7 @@ def copy_from(s: SessionState, command: CopyCommand, blocks: Iterator[RawBlock])
     staged: list[tuple[pa.Table, int]] = []
     staged_rows = staged_bytes = 0
     loader: SegmentCopy | None = None
-    may_stream = streamable(s, t)
+    may_stream = streamable(s, t) and not t.foreign_keys  # a child's rows are checked in the hot tier
     progress = CopyProgress(getattr(s, "pid", None), pg_catalog.relation_oids(t.tid)[0])  # pid: pg_backend_pid()
     s.engine.running_copies[id(s)] = progress
     try:
@@ -130,6 +131,7 @@ def _fall_back(loader: SegmentCopy) -> tuple[list[tuple[pa.Table, int]], None, b
 def _to_hot(s: SessionState, t: TableDef, staged: list[tuple[pa.Table, int]]) -> int:
     """Under the write lock: the staged rows key-checked and written to the hot tier."""
     begin_write(s)
+    mark = len(s.tx.pending)
     count = 0
     with s.running:
         for rows, first_line in staged:
@@ -138,6 +140,7 @@ def _to_hot(s: SessionState, t: TableDef, staged: list[tuple[pa.Table, int]]) ->
                 rows = with_rowids(s, t, rows)
             append(s, t, rows, deleted=False, keys=keys)
             count += rows.num_rows
+        check_foreign_keys(s, t, mark)
     return count
 
 
@@ -305,14 +308,7 @@ def _locate_bad_value(cur, targets: list[Column], raw: pa.Table, first_line: int
         return None
     n, c, value = best
     shown = shown_value(value if isinstance(value, str) else str(value))
-    err = InvalidTextRepresentation(f'invalid input syntax for type {_pg_name(c.type)}: "{shown}"')
+    err = InvalidTextRepresentation(f'invalid input syntax for type {pg_type_name(c.type)}: "{shown}"')
     return with_context(err, f'COPY {label}, line {first_line + n}, column {c.name}: "{shown}"')
 
 
-_PG_NAMES = {"DOUBLE": "double precision", "FLOAT": "real", "VARCHAR": "text", "TINYINT": "smallint",
-             "TIMESTAMP WITH TIME ZONE": "timestamp with time zone", "BLOB": "bytea"}
-
-
-def _pg_name(duck_type: str) -> str:
-    """The Postgres name of a DuckDB column type, for messages."""
-    return _PG_NAMES.get(duck_type.upper(), duck_type.lower())

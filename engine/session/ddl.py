@@ -14,9 +14,10 @@ from engine.errors import ActiveSqlTransaction, DuplicateTable, InvalidSchemaNam
     ObjectInUse, UndefinedTable
 from engine.tiers import views
 from engine.results import StatementResult
-from engine.session import sequences, transaction_ddl
+from engine.session import foreign_keys, sequences, transaction_ddl
 from engine.session.state import SessionState
 from engine.session.transactions import commit_write, join_ddl
+from engine.sql.foreign_key_ddl import split_foreign_keys
 from engine.sql.parse import CreateTableStatement
 from engine.sql.sequence_ddl import rewrite_auto_columns, without_regclass_casts
 from engine.sql.statements import CreateNamespace, DropNamespace, DropTable, unquote
@@ -55,7 +56,8 @@ def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> S
             raise DuplicateTable(f'relation "{ct.namespace}.{ct.name}" already exists')
         opts = parse_table_options(ct.options, ct.keyword_type)
         eng.storages.get(opts.storage_id)  # it must exist
-        body = rewrite_auto_columns(without_regclass_casts(ct.body), ct.namespace, ct.name)
+        columns_sql, fk_clauses = split_foreign_keys(ct.body)
+        body = rewrite_auto_columns(without_regclass_casts(columns_sql), ct.namespace, ct.name)
         columns, pk = eng.probe_columns(body.body)
         identity = {a.column: a.identity for a in body.auto}
         for c in columns:
@@ -69,6 +71,11 @@ def create_table(s: SessionState, stmt: CreateTableStatement, params: list) -> S
                      flush_policy=opts.flush_policy, ttl_seconds=opts.ttl_seconds, owner=s.user,
                      iceberg=opts.iceberg, iceberg_table=opts.iceberg_table,
                      rowid=not pk)  # no primary key: rows are told apart by a hidden row id
+        taken = foreign_keys.constraint_names(s, ct.namespace) | ({f"{ct.name}_pkey"} if pk else set())
+        for clause in fk_clauses:  # a self-reference names table id 0 until the table has its id
+            fk = foreign_keys.declare(s, t, clause, taken)
+            t.foreign_keys.append(fk)
+            taken.add(fk["name"])
         sequences.create_owned(s, ct.namespace, body.auto)
         with write_locked(s, in_tx):
             eng.create_table(t, durable=not in_tx)
@@ -102,6 +109,7 @@ def drop_namespace(s: SessionState, stmt: DropNamespace, params: list) -> Statem
                 f'cannot drop namespace "{name}" because {len(tables)} table(s) depend on it',
                 hint="Use DROP NAMESPACE ... CASCADE to drop the tables too.",
             )
+        foreign_keys.drop_dependents(s, tables, True, False)  # other namespaces' references to them
         for t in tables:
             eng.tiering.stop_table_job(t)
         with eng.hot.locked():
@@ -131,6 +139,7 @@ def drop_table(s: SessionState, stmt: DropTable, params: list) -> StatementResul
                 raise UndefinedTable(f'table "{ns}.{name}" does not exist')
             if t not in found:
                 found.append(t)
+        notices = foreign_keys.drop_dependents(s, found, stmt.cascade, in_tx)
         for t in found:
             eng.tiering.stop_table_job(t)
             if in_tx:
@@ -141,4 +150,4 @@ def drop_table(s: SessionState, stmt: DropTable, params: list) -> StatementResul
                     eng.drop_table(t)
             sequences.drop_owned(s, t)
             s.stages.pop(t.tid, None)
-    return StatementResult("DROP TABLE")
+    return StatementResult("DROP TABLE", notices=tuple(notices))

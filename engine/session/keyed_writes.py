@@ -53,6 +53,7 @@ def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementR
     except keyed.NotKeyed:
         return None
     begin_write(s)
+    mark = len(s.tx.pending)
     with s.running:
         found, row = current_version(s, t, key)
         if not found:
@@ -72,6 +73,7 @@ def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementR
                 return None
             writes.shadow_cold(s, t)
             writes.append(s, t, new, deleted=shape.kind == "DELETE", keys=[key])
+            writes.check_foreign_keys(s, t, mark)
             result = StatementResult(f"{shape.kind} 1", returned)
     end_implicit(s)
     return result

@@ -16,6 +16,7 @@ from engine.catalog.tables import OWNER, TableDef
 from engine.errors import (FeatureNotSupported, InvalidTableDefinition, NotNullViolation, ObjectInUse,
                            UndefinedColumn, UndefinedTable, UniqueViolation)
 from engine.results import StatementResult
+from engine.session import foreign_keys
 from engine.session.state import SessionState
 from engine.session.transactions import begin_ddl
 from engine.sql.table_commands import AddPrimaryKey, Truncate
@@ -54,6 +55,7 @@ def truncate(s: SessionState, stmt: Truncate, params: list) -> StatementResult:
             t = _table(s, written)
             if t not in tables:
                 tables.append(t)
+        tables, notices = foreign_keys.truncated_with(s, tables, stmt.cascade)
         for t in tables:
             _quiet(s, t)
             try:
@@ -64,7 +66,7 @@ def truncate(s: SessionState, stmt: Truncate, params: list) -> StatementResult:
             if stmt.restart_identity:
                 for d in eng.sequences.owned_by(t.namespace, t.name):
                     eng.sequences.save(d, restart=d.start)
-    return StatementResult("TRUNCATE TABLE")
+    return StatementResult("TRUNCATE TABLE", notices=tuple(notices))
 
 
 def _rows_settled(s: SessionState, t: TableDef) -> bool:

@@ -50,9 +50,13 @@ class Transaction:
         # straight into the hot tables, and each table the DDL changed, as it was before.
         self.applied = False
         self.ddl_before: dict[int, object] = {}  # table id -> TableDef before, None if created
+        # first _seq of a tombstone batch an UPDATE of keys wrote -> {old key: new key}, for
+        # the ON UPDATE actions of foreign keys (engine/session/foreign_keys.py)
+        self.key_updates: dict[int, dict] = {}
 
     def clear_writes(self) -> None:
         self.pending, self.pending_index = [], {}
+        self.key_updates = {}
         self.applied = False
         self.ddl_before = {}
         self.pending_shadow = set()

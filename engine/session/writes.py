@@ -36,7 +36,7 @@ from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
 from engine.session.keys import (current_version, first_per_key, live_keys, live_rows, refuse_repeats,
                                  refuse_second_touch, unique_violation)
-from engine.session import reads
+from engine.session import foreign_keys, reads
 from engine.session.reads import check_select
 from engine.session.state import SessionState
 from engine.session.transactions import begin_write, end_implicit, own_writes_visible
@@ -102,6 +102,7 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
     params = reads.array_params(s, stmt.sql, params[: p.param_count])
     s.check_user_scope()
     begin_write(s)
+    mark = len(s.tx.pending)
     with s.running:
         if isinstance(p, dml.InsertPlan):
             result = _insert(s, t, p, params)
@@ -111,6 +112,7 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
             result = _merge(s, t, p, params)
         else:
             result = _delete(s, t, p, params)
+        check_foreign_keys(s, t, mark)
     end_implicit(s)
     return result
 
@@ -193,6 +195,7 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
         return None
     s.check_user_scope()
     begin_write(s)
+    mark = len(s.tx.pending)
     with s.running:
         if p.conflict is None or keys is None:
             if keys is not None and live_keys(s, t, keys):
@@ -202,6 +205,7 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
             written = set(range(len(param_rows)))
         else:  # each row's own outcome: inserted, updated or skipped
             written = set(_insert_rows(s, t, p, rows, keys, [])[1])
+        check_foreign_keys(s, t, mark)
     end_implicit(s)
     if returned is None:
         return [StatementResult(f"INSERT 0 {int(i in written)}") for i in range(len(param_rows))]
@@ -689,6 +693,7 @@ def _supersede(s: SessionState, t: TableDef, old: pa.Table, values: pa.Table, se
         new_set = set(new_keys)
         gone = old.filter(pa.array([k not in new_set for k in old_keys], pa.bool_()))
         append(s, t, tombstones(s, t, gone), deleted=True)
+        foreign_keys.note_key_update(s, t, old_keys, new_keys)
     append(s, t, typed, deleted=False, keys=new_keys)
     return typed
 
@@ -963,3 +968,14 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
     index = tx.pending_index.setdefault(t.tid, {})
     index.update(zip(keys if keys is not None else key_list(t, rows),
                      map(Tombstone if deleted else KeyState, range(first, first + n))))
+
+
+def check_foreign_keys(s: SessionState, t: TableDef, mark: int) -> None:
+    """At the end of a write statement on `t` (its batches from `s.tx.pending[mark]` on): the
+    foreign keys on either side hold and their actions are written (engine/session/
+    foreign_keys.py); a table outside every foreign key pays one set lookup."""
+    if t.tid in s.engine.catalog.foreign_key_tids():
+        foreign_keys.check_foreign_keys(s, t, mark, _ROW_WRITES)
+
+
+_ROW_WRITES = foreign_keys.RowWrites(append=append, tombstones=tombstones, shadow_cold=shadow_cold)

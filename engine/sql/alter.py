@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 from engine.errors import FeatureNotSupported, SyntaxError_
-from engine.sql.statements import matching_paren, unquote
+from engine.sql.foreign_key_ddl import ForeignKeyClause, parse_table_constraint, split_foreign_keys
+from engine.sql.statements import split_actions, unquote
 
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _QNAME = rf"{_NAME}(?:\s*\.\s*{_NAME})?"
@@ -61,7 +62,20 @@ class SetType:
     using: str | None
 
 
-AlterAction = AddColumn | DropColumn | RenameColumn | RenameTable | SetDefault | SetNotNull | SetType
+@dataclass(frozen=True)
+class AddForeignKey:
+    clause: ForeignKeyClause
+
+
+@dataclass(frozen=True)
+class DropConstraint:
+    name: str
+    if_exists: bool
+    cascade: bool
+
+
+AlterAction = (AddColumn | DropColumn | RenameColumn | RenameTable | SetDefault | SetNotNull | SetType | AddForeignKey
+               | DropConstraint)
 
 
 @dataclass(frozen=True)
@@ -92,29 +106,9 @@ _COMMENT = re.compile(rf"^\s*COMMENT\s+ON\s+(?P<kind>TABLE|COLUMN)\s+(?P<target>
                       r"(?P<text>NULL|'(?:[^']|'')*'|E'(?:[^'\\]|\\.|'')*')\s*;?\s*$", re.I | re.S)
 # Column constraints ADD COLUMN does not run (the table's primary key is fixed).
 _CONSTRAINT_WORDS = re.compile(r"\b(PRIMARY\s+KEY|UNIQUE|REFERENCES|CHECK|GENERATED|COLLATE)\b", re.I)
-
-
-def split_actions(text: str) -> list[str]:
-    """The comma-separated actions of an ALTER TABLE, commas inside parentheses and quotes
-    left alone."""
-    parts, start, i, n = [], 0, 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in "'\"":
-            j = text.find(c, i + 1)
-            while j != -1 and j + 1 < n and text[j + 1] == c:
-                j = text.find(c, j + 2)
-            if j == -1:
-                raise SyntaxError_("syntax error: unterminated quoted text in ALTER TABLE")
-            i = j
-        elif c == "(":
-            i = matching_paren(text, i, "ALTER TABLE")
-        elif c == ",":
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
+_ADD_HEAD = re.compile(r"ADD\s+(?:COLUMN\s+)?(?:IF\s+NOT\s+EXISTS\s+)?", re.I)
+_DROP_CONSTRAINT = re.compile(rf"^DROP\s+CONSTRAINT\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_NAME})(?:\s+(?P<mode>CASCADE|RESTRICT))?$",
+                              re.I | re.S)
 
 
 def parse_alter_table(sql: str) -> AlterTable:
@@ -124,10 +118,26 @@ def parse_alter_table(sql: str) -> AlterTable:
     body = sql[m.end():].strip().rstrip(";").strip()
     if not body:
         raise SyntaxError_("syntax error at end of input")
-    actions = tuple(_action(a) for a in split_actions(body))
+    actions = tuple(x for a in split_actions(body) for x in _with_references(_action(a) if not _inline_reference(a) else None, a))
     if len(actions) > 1 and any(isinstance(a, (RenameColumn, RenameTable)) for a in actions):
         raise SyntaxError_('syntax error at or near ","', hint="RENAME is an ALTER TABLE of its own")
     return AlterTable(m.group("name"), bool(m.group("if")), actions)
+
+
+def _inline_reference(text: str) -> bool:
+    """ADD [COLUMN] ... REFERENCES p: a new column and its foreign key."""
+    unquoted = re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", "''", text)
+    return bool(_ADD_HEAD.match(text)) and not re.match(r"ADD\s+(CONSTRAINT|FOREIGN)\b", text, re.I) \
+        and bool(re.search(r"\bREFERENCES\b", unquoted, re.I))
+
+
+def _with_references(action: AlterAction | None, text: str) -> tuple[AlterAction, ...]:
+    """The action, or for ADD COLUMN ... REFERENCES: the column, then its foreign key."""
+    if action is not None:
+        return (action,)
+    head = _ADD_HEAD.match(text)
+    column, clauses = split_foreign_keys(text[head.end():])
+    return (_action(head.group(0) + column),) + tuple(AddForeignKey(c) for c in clauses)
 
 
 def _action(text: str) -> AlterAction:
@@ -148,6 +158,9 @@ def _action(text: str) -> AlterAction:
         raise SyntaxError_(f"syntax error in ALTER TABLE at or near {text[:30]!r}")
     if verb == "ADD":
         second = words[1].upper() if len(words) > 1 else ""
+        fk = parse_table_constraint(text[3:]) if second in ("CONSTRAINT", "FOREIGN") else None
+        if fk is not None:
+            return AddForeignKey(fk)
         if second in ("PRIMARY", "CONSTRAINT", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"):
             raise FeatureNotSupported(f"ALTER TABLE ... {_words(text, 2)} is not supported by tierd",
                                       hint="tierd tables have one constraint: their primary key.")
@@ -162,7 +175,11 @@ def _action(text: str) -> AlterAction:
     if verb == "DROP":
         second = words[1].upper() if len(words) > 1 else ""
         if second == "CONSTRAINT":
-            raise FeatureNotSupported("ALTER TABLE ... DROP CONSTRAINT is not supported by tierd")
+            m = _DROP_CONSTRAINT.match(text)
+            if not m:
+                raise SyntaxError_(f"syntax error in ALTER TABLE at or near {text[:30]!r}")
+            return DropConstraint(unquote(m.group("name")), bool(m.group("if")),
+                                  (m.group("mode") or "").upper() == "CASCADE")
         m = _DROP.match(text)
         if not m:
             raise SyntaxError_(f"syntax error in ALTER TABLE at or near {text[:30]!r}")

@@ -245,7 +245,8 @@ def rewrite(sql: str, settings: dict[str, str] | None = None, derived: dict[str,
                 start = _operand_start(out, len(out) - 1)
                 operand = out[start:]
                 del out[start:]
-                out.extend(_reg_call(toks[k].low, operand, _text_cast_follows(toks, k + 1)))
+                out.extend(_reg_call(toks[k].low, operand, _text_cast_follows(toks, k + 1)
+                                     or (toks[k].low == "regclass" and _result_named(toks, k + 1))))
                 i = k + 1
                 continue
         if t.low == "cast" and nxt == "(":
@@ -320,6 +321,12 @@ def _text_cast_follows(toks: list[Tok], k: int, in_cast: bool = False) -> bool:
         k = _skip_pg_catalog(toks, k + 1)
         return k < len(toks) and toks[k].low in _TEXT_TYPES
     return False
+
+
+def _result_named(toks: list[Tok], k: int) -> bool:
+    """`expr::regclass AS name`: a result column, which Postgres prints as the relation's name
+    (psql's \\d reads `conrelid::pg_catalog.regclass AS ontable` so)."""
+    return k + 1 < len(toks) and toks[k].low == "as" and toks[k + 1].kind == _T.identifier
 
 
 def _reg_call(reg_type: str, operand: list[Tok], as_text: bool) -> list[Tok]:

@@ -51,6 +51,7 @@ ALLOWED_TABLE_FUNCTIONS = frozenset({
     "range", "generate_series", "unnest", "repeat", "repeat_row", "json_each", "json_tree",
     "pg_timezone_names", "icu_calendar_names", "duckdb_keywords", "duckdb_types", "duckdb_functions",
     "pg_listening_channels",  # tierd's table macro (engine/catalog/pg_session.py)
+    "pg_partition_ancestors",  # tierd's table macro (engine/catalog/pg_catalog.py)
 }) | functions.TABLE_FUNCTIONS  # PostgreSQL's set-returning functions tierd defines
 # Schemas whose functions and views are the Postgres catalog tierd presents (DuckDB's built-in
 # table functions do not resolve there, so a name in them cannot reach read_csv & co).

@@ -66,18 +66,27 @@ def matching_paren(sql: str, open_at: int, statement: str = "CREATE TABLE") -> i
     raise SyntaxError_(f"syntax error: unbalanced parentheses in {statement}")
 
 
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-_FOREIGN_KEY = re.compile(r"\b(FOREIGN\s+KEY|REFERENCES)\b", re.I)
-
-
-def refuse_foreign_keys(body: str) -> None:
-    """A foreign key in CREATE TABLE (inline REFERENCES or a table-level FOREIGN KEY) is
-    refused as ALTER TABLE ... ADD CONSTRAINT refuses it: 0A000, never silently dropped."""
-    m = _FOREIGN_KEY.search(_QUOTED.sub("''", body))
-    if m:
-        clause = " ".join(m.group(1).upper().split())
-        raise FeatureNotSupported(f"CREATE TABLE ... {clause} (a foreign key) is not supported by tierd",
-                                  hint="tierd tables have one constraint: their primary key.")
+def split_actions(text: str) -> list[str]:
+    """The comma-separated actions of an ALTER TABLE, commas inside parentheses and quotes
+    left alone."""
+    parts, start, i, n = [], 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "'\"":
+            j = text.find(c, i + 1)
+            while j != -1 and j + 1 < n and text[j + 1] == c:
+                j = text.find(c, j + 2)
+            if j == -1:
+                raise SyntaxError_("syntax error: unterminated quoted text in ALTER TABLE")
+            i = j
+        elif c == "(":
+            i = matching_paren(text, i, "ALTER TABLE")
+        elif c == ",":
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
 
 
 def parse_create_table(sql: str, default_ns: str) -> CreateTable:
@@ -86,7 +95,6 @@ def parse_create_table(sql: str, default_ns: str) -> CreateTable:
         raise SyntaxError_("syntax error in CREATE TABLE")
     close = matching_paren(sql, m.end() - 1)
     body = sql[m.end() : close]
-    refuse_foreign_keys(body)
     rest = sql[close + 1 :].strip().rstrip(";").strip()
     options: dict[str, str] = {}
     if rest:
@@ -137,6 +145,7 @@ class DropTable:
     if_exists: bool
     action: str = "DROP TABLE"
     names: tuple[str, ...] = ()  # DROP TABLE a, b, c: every name
+    cascade: bool = False  # DROP TABLE ... CASCADE: referencing foreign keys go too
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ class JobCommand:
 _NAMESPACE_PATTERNS = [
     (CreateNamespace, re.compile(rf"^\s*CREATE\s+(?:NAMESPACE|SCHEMA)\s+(?P<if>IF\s+NOT\s+EXISTS\s+)?(?P<name>{_NAME})\s*;?\s*$", re.I)),
     (DropNamespace, re.compile(rf"^\s*DROP\s+(?:NAMESPACE|SCHEMA)\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_NAME})(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
-    (DropTable, re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]}(?:\s*,\s*{_QNAME[1:-1]})*)(?:\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
+    (DropTable, re.compile(rf"^\s*DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(?P<if>IF\s+EXISTS\s+)?(?P<name>{_QNAME[1:-1]}(?:\s*,\s*{_QNAME[1:-1]})*)(?P<cascade>\s+CASCADE|\s+RESTRICT)?\s*;?\s*$", re.I)),
 ]
 _STORAGE_JOB = re.compile(rf"^\s*STORAGE\s+(?P<verb>FLUSH|COMPACT|PUBLISH)\s+(?:TABLE\s+(?P<name>{_QNAME[1:-1]})|ALL(?:\s+IN\s+(?P<ns>{_NAME}))?)(?P<wait>\s+WAIT)?\s*;?\s*$", re.I)
 _JOB_COMMAND = re.compile(r"^\s*(?P<verb>RETRY|KILL)\s+JOB\s+'(?P<job>[^']*)'\s*;?\s*$", re.I)
@@ -175,7 +184,8 @@ def parse_namespace_or_drop(sql: str) -> CreateNamespace | DropNamespace | DropT
                 return DropNamespace(m.group("name"), bool(m.group("if")),
                                      (m.group("cascade") or "").strip().upper() == "CASCADE")
             names = tuple(n.strip() for n in re.findall(_QNAME, m.group("name")))
-            return DropTable(names[0], bool(m.group("if")), names=names)
+            return DropTable(names[0], bool(m.group("if")), names=names,
+                             cascade=(m.group("cascade") or "").strip().upper() == "CASCADE")
     return None
 
 

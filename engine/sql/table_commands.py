@@ -18,6 +18,7 @@ class Truncate:
     names: tuple[str, ...]  # as written
     restart_identity: bool
     action: str = "TRUNCATE"
+    cascade: bool = False  # tables referencing the truncated ones by foreign key are truncated too
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ def parse_truncate(sql: str) -> Truncate:
         raise SyntaxError_("syntax error in TRUNCATE")
     names = tuple(n.strip() for n in re.findall(_QNAME, re.sub(r"\bONLY\s+|\*", "", m.group("names"), flags=re.I)))
     identity = (m.group("identity") or "").split()
-    return Truncate(names, bool(identity) and identity[0].upper() == "RESTART")
+    return Truncate(names, bool(identity) and identity[0].upper() == "RESTART",
+                    cascade=(m.group("cascade") or "").strip().upper() == "CASCADE")
 
 
 def is_add_primary_key(sql: str) -> bool:

@@ -115,6 +115,28 @@ public class JdbcClient {
                     out("pk", rs.getString("COLUMN_NAME") + " " + rs.getInt("KEY_SEQ") + " " + rs.getString("PK_NAME"));
                 }
             }
+            try (Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE public.jdbc_lines (id BIGINT PRIMARY KEY, "
+                        + "item_id BIGINT REFERENCES public.jdbc_items ON DELETE CASCADE)");
+                try {
+                    st.executeUpdate("INSERT INTO public.jdbc_lines VALUES (1, 404)");
+                } catch (SQLException e) {
+                    out("fk violation", e.getSQLState());
+                }
+            }
+            try (ResultSet rs = md.getImportedKeys(null, "public", "jdbc_lines")) {
+                while (rs.next()) {
+                    out("imported", rs.getString("PKTABLE_NAME") + "." + rs.getString("PKCOLUMN_NAME") + " <- "
+                            + rs.getString("FKTABLE_NAME") + "." + rs.getString("FKCOLUMN_NAME") + " "
+                            + rs.getInt("KEY_SEQ") + " " + rs.getString("FK_NAME") + " " + rs.getString("PK_NAME")
+                            + " delete=" + rs.getInt("DELETE_RULE"));
+                }
+            }
+            try (ResultSet rs = md.getExportedKeys(null, "public", "jdbc_items")) {
+                while (rs.next()) {
+                    out("exported", rs.getString("FKTABLE_NAME") + "." + rs.getString("FKCOLUMN_NAME"));
+                }
+            }
             try (ResultSet rs = md.getSchemas()) {
                 StringBuilder names = new StringBuilder();
                 while (rs.next()) {

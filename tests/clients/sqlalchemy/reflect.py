@@ -28,6 +28,9 @@ def main(url: str) -> dict:
     out["indexes"] = insp.get_indexes("refl_items")
     out["fks"] = insp.get_foreign_keys("refl_items")
     out["unique"] = insp.get_unique_constraints("refl_items")
+    out["child_fks"] = sorted(insp.get_foreign_keys("refl_lines"), key=lambda fk: fk["name"])
+    lines = sa.Table("refl_lines", sa.MetaData(), autoload_with=eng)
+    out["child_targets"] = sorted(fk.target_fullname for fk in lines.foreign_keys)
     md = sa.MetaData()
     t = sa.Table("refl_items", md, autoload_with=eng)
     out["autoload"] = [[c.name, str(c.type), c.primary_key] for c in t.columns]
