@@ -129,6 +129,23 @@ def test_table_options(local):
         assert not cat.table_exists("lake.named_events")
 
 
+def test_truncate_before_any_flush_publishes_once(local):
+    """A manifest commit without cold data (TRUNCATE of a never-flushed table, as `pgbench -i`
+    does) is published once: before the fix, each publish found the table stale again and
+    submitted the next one, forever, taking the daemon's CPU from its clients."""
+    with local.connect() as c:
+        c.execute(CREATE.format(t="app.fresh", extra=""))
+        insert(c, "app.fresh", 1, 11)
+        c.execute("TRUNCATE app.fresh")
+        jobs = ("SELECT count(*) FILTER (WHERE status IN ('pending', 'running')), count(*) FROM system.jobs "
+                "WHERE job_type = 'publish' AND table_name = 'app.fresh'")
+        wait_for(lambda: c.execute("SELECT iceberg_lag FROM system.tables WHERE table_name = 'fresh'").fetchone()[0] == 0
+                 and c.execute(jobs).fetchone()[0] == 0, what="the TRUNCATE published")
+        job_id, status, message = c.execute("STORAGE PUBLISH TABLE app.fresh WAIT").fetchone()
+        assert status == "skipped" and "no unpublished commits" in message, message
+        assert c.execute(jobs).fetchone()[1] <= 3
+
+
 def iceberg_fields(cat, identifier: str) -> dict[str, int]:
     return {f.name: f.field_id for f in cat.load_table(identifier).schema().fields}
 

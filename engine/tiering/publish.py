@@ -206,6 +206,9 @@ class Publisher:
         if table is None:
             if not any(m.segments for m in scopes.values()):  # nothing flushed yet: nothing to show or create
                 st.versions.update({scope_key(u): m.version for u, m in pending.items()})
+                # its schema and name count as published too, or `_schema_stale` would call the
+                # table stale again at once and each publish would submit the next, forever
+                st.schema_version, st.identifier = t.schema_version, identifier
                 self._save_state(t, st)
                 return "completed", f"Iceberg publish of table '{t.qualified}': no cold data yet", 0
             table = self.catalogs.ensure(storage, identifier, self.location(t, storage), target)
