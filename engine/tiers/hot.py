@@ -85,6 +85,10 @@ class HotTier:
         # Committed autocommit writes not yet appended to DuckDB; readers append them first,
         # so a stream of single-row INSERTs costs no DuckDB call each.
         self._unapplied: dict[int, list[pa.Table]] = {}
+        # Two locks, so that group commit's leader never waits for a reader's DuckDB append:
+        # `_queue_lock` guards `_unapplied` (held for a dict operation), `_apply_lock` is held
+        # while a reader appends what it took from the queue to DuckDB.
+        self._queue_lock = threading.Lock()
         self._apply_lock = threading.Lock()
         self._apply_cur = db.cursor()
         self.commits = CommitQueue(store, self.publish)  # group commit of autocommit writes
@@ -132,18 +136,21 @@ class HotTier:
     # ------------------------------------------------------------------ committed rows
     def publish(self, batches: Batches, last_seq: int) -> None:
         """Committed rows become visible: queued here, appended by the next reader."""
-        with self._apply_lock:
+        with self._queue_lock:
             for tid, _, rows in batches:
                 self._unapplied.setdefault(tid, []).append(rows)
             self.visible_seq = max(self.visible_seq, last_seq)
 
     def materialize(self) -> None:
         """Append every committed row to DuckDB before a read. A reader that finds the queue
-        empty while another reader is still appending must wait for it, or it would miss rows."""
+        empty while another reader is still appending must wait for it, or it would miss rows;
+        one that waits takes whatever was published meanwhile, so N readers arriving during
+        one append cost one more append, not N."""
         if not self._unapplied and not self._apply_lock.locked():
             return
         with self._apply_lock:
-            pending, self._unapplied = self._unapplied, {}
+            with self._queue_lock:
+                pending, self._unapplied = self._unapplied, {}
             try:
                 for tid in list(pending):
                     t = self._catalog.by_tid(tid)
@@ -155,7 +162,10 @@ class HotTier:
                             self._apply_cur.unregister("__committed")
                     del pending[tid]
             finally:
-                self._unapplied = pending  # what failed to append waits for the next reader
+                if pending:  # what failed to append waits for the next reader, before newer batches
+                    with self._queue_lock:
+                        for tid, batches in pending.items():
+                            self._unapplied[tid] = batches + self._unapplied.get(tid, [])
 
     def settle(self) -> None:
         """For a write-lock holder about to read hot rows or `seq`: every queued commit
@@ -165,13 +175,13 @@ class HotTier:
 
     def queued(self, tid: int) -> list[pa.Table]:
         """The table's committed batches not yet appended to DuckDB."""
-        with self._apply_lock:
+        with self._apply_lock, self._queue_lock:  # not while a reader holds batches it took
             return list(self._unapplied.get(tid, ()))
 
     def drop_queued(self, tid: int, watermark: int) -> None:
         """Queued batches a flush moved to Parquet never need to reach DuckDB's hot table
         (a batch's seqs are all at or below a watermark, or all above it)."""
-        with self._apply_lock:
+        with self._apply_lock, self._queue_lock:
             batches = self._unapplied.get(tid)
             if batches:
                 keep = [b for b in batches if b.num_rows and b.column("_seq")[0].as_py() > watermark]
