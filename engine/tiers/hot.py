@@ -73,7 +73,7 @@ def versions_at(cur: duckdb.DuckDBPyConnection, t: TableDef, seqs: list[int]) ->
 
 class HotTier:
     def __init__(self, store: HotStore, db: duckdb.DuckDBPyConnection, catalog: Catalog,
-                 lock_timeout_s: Callable[[], float]):
+                 lock_timeout_s: Callable[[], float], failpoint: Callable[[str], None] = lambda name: None):
         self.store = store
         self._catalog = catalog
         self._lock_timeout_s = lock_timeout_s  # read at each wait: a SIGHUP may change it
@@ -91,7 +91,7 @@ class HotTier:
         self._queue_lock = threading.Lock()
         self._apply_lock = threading.Lock()
         self._apply_cur = db.cursor()
-        self.commits = CommitQueue(store, self.publish)  # group commit of autocommit writes
+        self.commits = CommitQueue(store, self.publish, failpoint)  # group commit of autocommit writes
         self.stream_clock = 0.0  # newest STREAM write time (epoch s): write times never go back
         # STREAM tables: (write time, last _seq written then), both ascending, one per write.
         self._stream_marks: dict[int, list[tuple[float, int]]] = {}
