@@ -1,6 +1,8 @@
 """The hot tier's shared in-memory state, behind one object every session and job goes through.
 
-One write lock serializes writers; `_seq` values are handed out under it; committed batches
+The write lock (engine/tiers/write_locks.py) is held exclusive by one writer, or shared by
+writers that lock the rows they write; `_seq` values are handed out under the exclusive mode
+or, for shared holders, at COMMIT under `commit_lock`; committed batches
 are queued by group commit, published (visible up to `visible_seq`) and appended to DuckDB's
 hot tables lazily by the next reader; each table's key index holds the newest hot version of
 every key (its `_seq`, or a tombstone), which uniqueness checks, point lookups and flush
@@ -20,8 +22,8 @@ import duckdb
 import pyarrow as pa
 
 from engine.catalog.tables import OWNER, Catalog, TableDef
-from engine.errors import LockNotAvailable
 from engine.tiers import views
+from engine.tiers.write_locks import WriteLocks
 from engine.storage.group_commit import Batches, CommitQueue
 from engine.storage.hot_store import HotStore
 
@@ -57,6 +59,7 @@ def key_list(t: TableDef, rows: pa.Table) -> list:
 
 
 KeyIndex = dict  # key -> KeyState
+_BACKGROUND = object()  # the token of a background task's acquire() / release()
 
 
 def versions_at(cur: duckdb.DuckDBPyConnection, t: TableDef, seqs: list[int]) -> pa.Table:
@@ -77,8 +80,10 @@ class HotTier:
         self.store = store
         self._catalog = catalog
         self._lock_timeout_s = lock_timeout_s  # read at each wait: a SIGHUP may change it
-        self._write_lock = threading.Lock()
-        self._holder: tuple[str, float] = ("nobody", time.monotonic())  # (who, since when)
+        self.locks = WriteLocks()
+        # Shared holders number their rows at COMMIT under this lock, so that _seq order stays
+        # group commit's queue order; row ids of key-less tables come from it too.
+        self.commit_lock = threading.Lock()
         self.seq = store.last_seq()  # the last _seq handed out
         self.visible_seq = 0  # every _seq up to here is visible to readers (set after recovery)
         self.index: dict[int, KeyIndex] = {}  # table id -> its key index
@@ -97,31 +102,38 @@ class HotTier:
         self._stream_marks: dict[int, list[tuple[float, int]]] = {}
 
     # ------------------------------------------------------------------ the write lock
-    def acquire(self, holder: str = "a background task") -> None:
-        """Take the write lock within the lock timeout; `holder` says who takes it, for the
-        message another writer gets when it waits in vain."""
-        timeout = self._lock_timeout_s()
-        if not self._write_lock.acquire(timeout=timeout):
-            who, since = self._holder
-            raise LockNotAvailable(
-                f"could not obtain the write lock within {timeout:g}s (another transaction is writing)",
-                detail=f"The write lock is held by {who} for {time.monotonic() - since:.1f}s.")
-        self._holder = (holder, time.monotonic())
+    def acquire(self, holder: str = "a background task", token: object = _BACKGROUND) -> None:
+        """Hold the write lock exclusive within the lock timeout (a transaction holding it
+        shared upgrades); `holder` says who takes it, for the message another writer gets
+        when it waits in vain (engine/tiers/write_locks.py)."""
+        self.locks.exclusive(token, holder, self._lock_timeout_s())
 
-    def release(self) -> None:
-        self._write_lock.release()
+    def acquire_shared(self, holder: str, token: object, timeout_s: float | None = None) -> None:
+        """Hold the write lock shared, beside other writers that lock the rows they write."""
+        self.locks.shared(token, holder, self._lock_timeout_s() if timeout_s is None else timeout_s)
+
+    def lock_row(self, token: object, tid: int, key, timeout_s: float | None = None,
+                 waiting: Callable[[bool], None] = lambda on: None, cancelled: Callable[[], bool] = lambda: False
+                 ) -> None:
+        """Under the shared write lock: the row of `key` in table `tid`, until `release`."""
+        self.locks.row(token, (tid, key), self._lock_timeout_s() if timeout_s is None else timeout_s, waiting,
+                       cancelled)
+
+    def release(self, token: object = _BACKGROUND) -> None:
+        self.locks.release(token)
 
     @contextlib.contextmanager
     def locked(self, holder: str = "a background task") -> Iterator[None]:
-        self.acquire(holder)
+        token = object()
+        self.acquire(holder, token)
         try:
             yield
         finally:
-            self.release()
+            self.release(token)
 
     # ------------------------------------------------------------------ _seq
     def allocate(self, n: int) -> int:
-        """Under the write lock: `n` new _seq values; returns the first."""
+        """Under the exclusive write lock or `commit_lock`: `n` new _seq values; returns the first."""
         first = self.seq + 1
         self.seq += n
         return first
