@@ -235,8 +235,8 @@ def _refuse_generated_always(t: TableDef, p: dml.InsertPlan) -> None:
 def _row_locking(t: TableDef, p: dml.InsertPlan) -> bool:
     """Whether an INSERT whose rows typed in Python can run under row locks: its only reads
     are the key checks of its own keys (no DO UPDATE reading rows), on a table without
-    USER scopes or STREAM write times."""
-    return not (t.is_user or t.is_stream) and (p.conflict is None or not p.conflict.update)
+    USER scopes, STREAM write times or TTL."""
+    return not (t.is_user or t.is_stream or t.ttl_seconds) and (p.conflict is None or not p.conflict.update)
 
 
 def _insert_keyed(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, params: list) -> StatementResult:
