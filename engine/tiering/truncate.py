@@ -37,9 +37,7 @@ def truncate_table(admin: duckdb.DuckDBPyConnection, hot: HotTier, cold: ColdTie
             old.append((t.scope(storage, user), manifest))
             scopes[user] = new
         failpoints.hit("truncate.after_manifest")
-    hot.drop_queued(t.tid, watermark)
-    hot.materialize()
-    with cold.changing():
+    with cold.changing(), hot.switching(t.tid, watermark):
         admin.execute("BEGIN")
         if not t.is_stream:
             admin.execute(views.cold_view_sql(t, scopes, storage))

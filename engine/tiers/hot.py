@@ -155,29 +155,48 @@ class HotTier:
 
     def materialize(self) -> None:
         """Append every committed row to DuckDB before a read. A reader that finds the queue
-        empty while another reader is still appending must wait for it, or it would miss rows;
-        one that waits takes whatever was published meanwhile, so N readers arriving during
-        one append cost one more append, not N."""
+        empty while another reader is still appending (or a flush is switching views, see
+        `switching`) must wait for it, or it would miss rows; one that waits takes whatever
+        was published meanwhile, so N readers arriving during one append cost one more
+        append, not N."""
         if not self._unapplied and not self._apply_lock.locked():
             return
         with self._apply_lock:
-            with self._queue_lock:
-                pending, self._unapplied = self._unapplied, {}
-            try:
-                for tid in list(pending):
-                    t = self._catalog.by_tid(tid)
-                    if t is not None:
-                        self._apply_cur.register("__committed", pa.concat_tables(pending[tid]).combine_chunks())
-                        try:
-                            self._apply_cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __committed")
-                        finally:
-                            self._apply_cur.unregister("__committed")
-                    del pending[tid]
-            finally:
-                if pending:  # what failed to append waits for the next reader, before newer batches
-                    with self._queue_lock:
-                        for tid, batches in pending.items():
-                            self._unapplied[tid] = batches + self._unapplied.get(tid, [])
+            self._append_queued()
+
+    def _append_queued(self) -> None:
+        """Under the apply lock: the queued batches into DuckDB's hot tables (the queue itself
+        is taken under `_queue_lock`, so group commit's leader never waits for the append)."""
+        with self._queue_lock:
+            pending, self._unapplied = self._unapplied, {}
+        try:
+            for tid in list(pending):
+                t = self._catalog.by_tid(tid)
+                if t is not None:
+                    self._apply_cur.register("__committed", pa.concat_tables(pending[tid]).combine_chunks())
+                    try:
+                        self._apply_cur.execute(f"INSERT INTO {views.hot_table(t)} SELECT * FROM __committed")
+                    finally:
+                        self._apply_cur.unregister("__committed")
+                del pending[tid]
+        finally:
+            if pending:  # what failed to append waits for the next reader, before newer batches
+                with self._queue_lock:
+                    for tid, batches in pending.items():
+                        self._unapplied[tid] = batches + self._unapplied.get(tid, [])
+
+    @contextlib.contextmanager
+    def switching(self, tid: int, watermark: int | None) -> Iterator[None]:
+        """For a flush or TRUNCATE about to swap the table's DuckDB views (the block): queued
+        batches at or below `watermark` (None: none) are dropped, the rest appended, and
+        readers' `materialize` waits until the block ends. Otherwise a reader between the
+        drop and the swap's COMMIT would find those rows nowhere: not queued, never appended
+        to DuckDB's hot table, and not yet in the old cold view."""
+        with self._apply_lock:
+            if watermark is not None:
+                self._drop_queued(tid, watermark)
+            self._append_queued()
+            yield
 
     def settle(self) -> None:
         """For a write-lock holder about to read hot rows or `seq`: every queued commit
@@ -190,10 +209,10 @@ class HotTier:
         with self._apply_lock, self._queue_lock:  # not while a reader holds batches it took
             return list(self._unapplied.get(tid, ()))
 
-    def drop_queued(self, tid: int, watermark: int) -> None:
-        """Queued batches a flush moved to Parquet never need to reach DuckDB's hot table
-        (a batch's seqs are all at or below a watermark, or all above it)."""
-        with self._apply_lock, self._queue_lock:
+    def _drop_queued(self, tid: int, watermark: int) -> None:
+        """Under the apply lock: queued batches a flush moved to Parquet never need to reach
+        DuckDB's hot table (a batch's seqs are all at or below a watermark, or all above it)."""
+        with self._queue_lock:
             batches = self._unapplied.get(tid)
             if batches:
                 keep = [b for b in batches if b.num_rows and b.column("_seq")[0].as_py() > watermark]
@@ -204,7 +223,9 @@ class HotTier:
 
     # ------------------------------------------------------------------ key index
     def add_table(self, tid: int) -> None:
+        """A table just created: no keys, no batches."""
         self.index[tid] = {}
+        self.store.new_table(tid)
 
     def pending_rows(self, t: TableDef) -> int:
         """Keys with unflushed changes: the rows a flush of `t` would write."""
