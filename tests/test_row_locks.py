@@ -158,6 +158,65 @@ def test_lock_timeout_is_55P03_and_the_session_goes_on(d):
         assert (n_of(r, 30), n_of(r, 31)) == (1, 5)
 
 
+def waiting_for(c, event: str) -> int:
+    return c.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = %s",
+                     (event,)).fetchone()[0]
+
+
+def test_two_transactions_needing_the_lock_alone_one_gets_40P01(d):
+    """Both hold row locks; each then runs a statement that needs the write lock alone: each
+    would wait for the other's end, so one is told 40P01 and the other goes on."""
+    a = d.connect(autocommit=False)
+    b = d.connect(autocommit=False)
+    try:
+        a.execute("UPDATE kv SET n = n + 1 WHERE id = 50")
+        b.execute("UPDATE kv SET n = n + 1 WHERE id = 51")
+        with d.connect() as watcher:
+            bg = Background(a, "UPDATE kv SET n = n + 1 WHERE id BETWEEN 52 AND 53")  # waits for B
+            wait_for(lambda: waiting_for(watcher, "relation") == 1, timeout=30, what="A waiting for the lock")
+            with pytest.raises(psycopg.errors.DeadlockDetected):
+                b.execute("UPDATE kv SET n = n + 1 WHERE id BETWEEN 54 AND 55")
+            b.rollback()
+            assert bg.result() is None
+            a.commit()
+            assert [n_of(watcher, k) for k in range(50, 56)] == [1, 0, 1, 1, 0, 0]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_write_locks_exclude_as_documented():
+    """engine/tiers/write_locks.py on its own: shared holders together, an exclusive one alone;
+    a waiting exclusive holder keeps new shared ones out (no starvation); two threads without
+    tokens of their own (background tasks) exclude each other."""
+    from engine.errors import LockNotAvailable
+    from engine.tiers.write_locks import WriteLocks
+
+    locks = WriteLocks()
+    locks.shared("a", "a", 1)
+    locks.shared("b", "b", 1)
+    locks.row("a", (1, 1), 1)
+    with pytest.raises(LockNotAvailable):
+        locks.row("b", (1, 1), 0.2)
+    with pytest.raises(LockNotAvailable):
+        locks.exclusive("x", "x", 0.2)
+    got, waits = threading.Event(), threading.Event()
+    t = threading.Thread(target=lambda: (locks.exclusive("x", "x", 30, lambda on: on and waits.set()), got.set()))
+    t.start()
+    assert waits.wait(30), "x never waited"
+    with pytest.raises(LockNotAvailable):
+        locks.shared("c", "c", 0.2)  # behind x
+    locks.release("a")
+    assert not got.is_set()
+    locks.release("b")
+    t.join(30)
+    assert got.is_set() and locks.holds_exclusive("x")
+    locks.release("x")
+    locks.shared("c", "c", 1)
+    locks.row("c", (1, 1), 1)  # a's row lock went with a
+    locks.release("c")
+
+
 def test_a_general_write_waits_for_row_locking_transactions(d):
     """A statement that needs the write lock alone (here an UPDATE by a predicate DuckDB
     evaluates) waits for the open row-locking transaction, then sees its committed rows."""

@@ -125,7 +125,7 @@ def begin_write(s: SessionState) -> None:
     tx = s.tx
     if tx.holds_lock and not tx.shared:
         return
-    s.engine.hot.acquire(_holder(s), token=s)
+    s.engine.hot.acquire(_holder(s), token=s, waiting=_waiting(s, "relation"))
     if tx.shared:
         _number_writes(s)
         tx.shared = False
@@ -143,11 +143,16 @@ def begin_keyed(s: SessionState, tid: int, keys: list) -> None:
     if not tx.holds_lock:
         hot.acquire_shared(_holder(s), s, timeout)
         tx.holds_lock = tx.shared = True
-    def waiting(on: bool) -> None:  # as PostgreSQL shows a row lock wait in pg_stat_activity
-        s.activity.wait_event_type, s.activity.wait_event = ("Lock", "tuple") if on else (None, None)
-
     for k in keys:
-        hot.lock_row(s, tid, k, timeout, waiting, lambda: s.cancel_requested)
+        hot.lock_row(s, tid, k, timeout, _waiting(s, "tuple"), lambda: s.cancel_requested)
+
+
+def _waiting(s: SessionState, event: str):
+    """pg_stat_activity's wait event while a lock wait lasts, as PostgreSQL names it: `tuple`
+    for a row, `relation` for the write lock held alone."""
+    def waiting(on: bool) -> None:
+        s.activity.wait_event_type, s.activity.wait_event = ("Lock", event) if on else (None, None)
+    return waiting
 
 
 def allocate(s: SessionState, n: int) -> int:

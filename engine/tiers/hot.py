@@ -59,7 +59,11 @@ def key_list(t: TableDef, rows: pa.Table) -> list:
 
 
 KeyIndex = dict  # key -> KeyState
-_BACKGROUND = object()  # the token of a background task's acquire() / release()
+
+
+def _background() -> tuple:
+    """The token of a task's acquire() / release() without one of its own: its thread's."""
+    return ("background", threading.get_ident())
 
 
 def versions_at(cur: duckdb.DuckDBPyConnection, t: TableDef, seqs: list[int]) -> pa.Table:
@@ -102,11 +106,12 @@ class HotTier:
         self._stream_marks: dict[int, list[tuple[float, int]]] = {}
 
     # ------------------------------------------------------------------ the write lock
-    def acquire(self, holder: str = "a background task", token: object = _BACKGROUND) -> None:
+    def acquire(self, holder: str = "a background task", token: object | None = None,
+                waiting: Callable[[bool], None] = lambda on: None) -> None:
         """Hold the write lock exclusive within the lock timeout (a transaction holding it
         shared upgrades); `holder` says who takes it, for the message another writer gets
         when it waits in vain (engine/tiers/write_locks.py)."""
-        self.locks.exclusive(token, holder, self._lock_timeout_s())
+        self.locks.exclusive(_background() if token is None else token, holder, self._lock_timeout_s(), waiting)
 
     def acquire_shared(self, holder: str, token: object, timeout_s: float | None = None) -> None:
         """Hold the write lock shared, beside other writers that lock the rows they write."""
@@ -119,8 +124,8 @@ class HotTier:
         self.locks.row(token, (tid, key), self._lock_timeout_s() if timeout_s is None else timeout_s, waiting,
                        cancelled)
 
-    def release(self, token: object = _BACKGROUND) -> None:
-        self.locks.release(token)
+    def release(self, token: object | None = None) -> None:
+        self.locks.release(_background() if token is None else token)
 
     @contextlib.contextmanager
     def locked(self, holder: str = "a background task") -> Iterator[None]:

@@ -40,7 +40,8 @@ class WriteLocks:
         self._waits_for_row: dict[Token, Hashable] = {}
 
     # ------------------------------------------------------------------ modes
-    def exclusive(self, token: Token, who: str, timeout_s: float) -> None:
+    def exclusive(self, token: Token, who: str, timeout_s: float,
+                  waiting: Callable[[bool], None] = lambda on: None) -> None:
         """Hold the lock alone (a shared holder upgrades: it waits until it is the only one)."""
         with self._cond:
             if self._exclusive == token:
@@ -50,12 +51,14 @@ class WriteLocks:
                 self._upgrading.add(token)
             else:
                 self._exclusive_waiting += 1
+            waiting(True)
             try:
                 self._wait(lambda: self._exclusive is None and not (set(self._shared) - {token})
                            and (upgrading or not self._upgrading),
                            token, timeout_s, lambda: self._write_lock_busy(timeout_s),
                            (lambda: set(self._shared) - {token}) if upgrading else None)
             finally:
+                waiting(False)
                 if upgrading:
                     self._upgrading.discard(token)
                 else:
