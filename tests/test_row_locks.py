@@ -66,6 +66,7 @@ def test_distinct_keys_commit_while_another_transaction_is_open(d):
     try:
         a.execute("UPDATE kv SET n = n + 1 WHERE id = 1")
         a.execute("INSERT INTO kv (id, n, v) VALUES (1001, 1, 'a')")
+        a.execute("SELECT now(), 1")  # reads no table: A keeps its row locks only
         b.execute("UPDATE kv SET n = n + 2 WHERE id = 2")
         b.execute("INSERT INTO kv (id, n, v) VALUES (1002, 2, 'b')")
         b.execute("DELETE FROM kv WHERE id = 3")

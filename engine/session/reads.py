@@ -117,9 +117,9 @@ def query(s: SessionState, stmt: Query, params: list) -> StatementResult:
     params = array_params(s, stmt.sql, params)
     sql, hidden, reads_tables = _read_sql(s, _pg_aggregates(s, stmt.sql))
     eng = s.engine
-    own_writes_visible(s)
     s.check_user_scope()
-    if reads_tables:
+    if reads_tables:  # else no row is read: nor this transaction's, which would need the lock alone
+        own_writes_visible(s)
         eng.hot.materialize()
     with s.running, s.system_columns(hidden):
         s.cur.execute(sql, params)
