@@ -67,7 +67,7 @@ class Engine(EngineCore):
         self.admin = self.db.cursor()
         self.storages = StorageCatalog(store, self.data_dir, config.storages, self._register_storage,
                                        self._unregister_storage)
-        self.hot = HotTier(store, self.db, self.catalog, lambda: config.lock_timeout_s)
+        self.hot = HotTier(store, self.db, self.catalog, lambda: config.lock_timeout_s, self.failpoints.hit)
         self.cold = ColdTier(store, self.storages, self.admin)
         self.point_lookups = PointLookups(self.catalog, self.hot, self.cold, self.visible_schema)
         if DEFAULT_NAMESPACE not in self.catalog.namespaces:

@@ -146,6 +146,8 @@ class InvalidSchemaName(EngineError): pass
 class TransactionRollback(EngineError): pass
 @_sqlstate("40001")
 class SerializationFailure(TransactionRollback): pass
+@_sqlstate("40P01")
+class DeadlockDetected(TransactionRollback): pass
 
 
 # --- Class 42: syntax error or access rule violation

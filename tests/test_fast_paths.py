@@ -526,3 +526,33 @@ def test_keyed_returning(metrics_tierd):
     assert used(after, "keyed_update") - used(before, "keyed_update") == 2
     assert used(after, "keyed_delete") - used(before, "keyed_delete") == 2
     assert used(last, "keyed_update", "fallback") - used(after, "keyed_update", "fallback") == 1
+
+
+def test_asyncpg_pool_release_unlocks_without_duckdb(metrics_tierd):
+    """asyncpg's pool resets a released connection with `SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL;`: the unlock is answered without a DuckDB query (it
+    costs each pooled INSERT as much as the INSERT did), and still releases the locks."""
+    import asyncio
+
+    import asyncpg
+
+    d = metrics_tierd
+
+    async def main():
+        pool = await asyncpg.create_pool(host="127.0.0.1", port=d.port, user="tierd", database="tierd",
+                                         min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute("SELECT pg_advisory_lock(4242)")
+            with d.connect() as other:  # released with the pool's reset
+                assert other.execute("SELECT pg_try_advisory_lock(4242)").fetchone() == (True,)
+                assert other.execute("SELECT pg_advisory_unlock(4242)").fetchone() == (True,)
+            async with pool.acquire() as conn:
+                row = await conn.fetchrow("SELECT pg_advisory_unlock_all()")
+                assert list(row.keys()) == ["pg_advisory_unlock_all"] and row[0] is None
+        finally:
+            await asyncio.wait_for(pool.close(), 30)
+
+    before = used(scrape(d.metrics_port), "unlock_all")
+    asyncio.run(main())
+    assert used(scrape(d.metrics_port), "unlock_all") - before >= 3

@@ -8,7 +8,7 @@ import pytest
 
 from engine.storage.group_commit import CommitQueue
 from engine.storage.hot_store import HotStore
-from tests.daemon import wait_for
+from tests.daemon import free_port, scrape_metrics, wait_for
 
 WRITERS = 8
 
@@ -206,3 +206,33 @@ def test_a_failed_group_write_publishes_nothing_and_undoes(tmp_path):
     assert len(published) == 1
     assert undone == [3, 2]
     q.drain()  # nothing left to wait for, and the failure is not the drainer's
+
+
+def test_concurrent_commits_share_fsyncs(make_tierd):
+    """Writers that commit while the leader's synced write is in flight go into the next one
+    together: fewer fsyncs than commits (the leader's write held 100 ms by a failpoint, so the
+    others queue meanwhile), counted at /metrics."""
+    port = free_port()
+    d = make_tierd(f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+                   '[failpoints]\n"group_commit.before_write" = "sleep:100"\n').start()
+    _table(d)
+    before = scrape_metrics(port)
+    per, errors = 10, []
+
+    def writer(w):
+        try:
+            with d.connect() as c:
+                for i in range(per):
+                    c.execute("INSERT INTO app.t VALUES (%s, %s, %s)", (w * 1000 + i, "x", i))
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    _run([threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)])
+    assert not errors
+    after = scrape_metrics(port)
+    commits = after["tierd_group_commits_total"] - before["tierd_group_commits_total"]
+    fsyncs = after["tierd_group_commit_fsyncs_total"] - before["tierd_group_commit_fsyncs_total"]
+    assert commits == WRITERS * per
+    assert fsyncs < commits / 2, (fsyncs, commits)
+    with d.connect() as c:
+        assert c.execute("SELECT count(*) FROM app.t").fetchone() == (WRITERS * per,)

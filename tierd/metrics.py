@@ -111,6 +111,12 @@ class Exposition:
                 have.setdefault(labels, 0.0)
             for labels, value in sorted(have.items()):
                 out.append(f"{name}{_labels(labels)} {_number(value)}")
+        commits = e.hot.commits  # group commit (engine/storage/group_commit.py): read, not counted twice
+        for name, help_text, value in (
+                ("tierd_group_commits_total", "Autocommit writes made durable by group commit.", commits.commits),
+                ("tierd_group_commit_fsyncs_total", "Synced LevelDB writes group commit issued for them "
+                                                    "(fewer than the commits: writers shared fsyncs).", commits.groups)):
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
         for name, help_text in counters.SUMMARIES.items():
             out.append(f"# HELP {name} {help_text}")
             out.append(f"# TYPE {name} summary")

@@ -26,7 +26,7 @@ from engine.results import StatementResult
 from engine.session import writes
 from engine.session.keys import current_version
 from engine.session.state import SessionState
-from engine.session.transactions import begin_write, end_implicit
+from engine.session.transactions import begin_keyed, end_implicit
 from engine.sql import keyed
 from engine.sql.parse import Write
 
@@ -52,7 +52,7 @@ def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementR
         key = _typed(keyed.evaluate(operand, params), schema.field(t.primary_key[0]).type)
     except keyed.NotKeyed:
         return None
-    begin_write(s)
+    begin_keyed(s, t.tid, [key])  # waits for a transaction writing this key, then reads what it committed
     mark = len(s.tx.pending)
     with s.running:
         found, row = current_version(s, t, key)

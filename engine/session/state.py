@@ -1,11 +1,13 @@
 """What one client session holds: its role, its DuckDB cursors, its settings and its
 transaction; plus the small checks every statement handler shares.
 
-Isolation, honestly: a transaction that writes holds the engine's single write lock from
-its first write until COMMIT/ROLLBACK, so writing transactions are serialized and see a
-snapshot that includes their own writes; reads before a transaction's first write see the
-latest committed data as of each statement. Writes become durable (one fsync'd LevelDB
-batch) and visible to others atomically at COMMIT.
+Isolation, honestly: a transaction that writes holds the engine's write lock from its first
+write until COMMIT/ROLLBACK: shared, with a row lock on each key it writes, while its writes
+address rows by key (so writers of distinct keys run together and a writer of a held key
+waits, then reads the committed version: READ COMMITTED); exclusive once it writes or reads
+through DuckDB, and then writing transactions are serialized and see a snapshot that includes
+their own writes. Writes become durable (one fsync'd LevelDB batch) and visible to others
+atomically at COMMIT.
 """
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ class Transaction:
         self.savepoints: list[tuple[str, int, int]] = []  # (name, writes before it, tables changed by DDL)
         self.failed = False
         self.holds_lock = False
+        # Holding the write lock shared, with row locks (engine/tiers/write_locks.py): the
+        # writes' _seq numbers are this transaction's own (1, 2, ...) until COMMIT numbers them.
+        self.shared = False
+        self.next_seq = 1
         self.in_duck_txn = False  # explicit transaction whose writes sit in a DuckDB transaction
         self.pending_shadow: set[int] = set()  # tables whose views shadow cold rows at COMMIT
         self.pending: list[tuple[int, int, pa.Table]] = []  # (table id, first _seq, rows)
@@ -62,6 +68,8 @@ class Transaction:
         self.pending_shadow = set()
         self.in_duck_txn = False
         self.holds_lock = False
+        self.shared = False
+        self.next_seq = 1
 
 
 class SessionState:

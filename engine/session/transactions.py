@@ -1,5 +1,6 @@
 """Transactions of one session: BEGIN / COMMIT / ROLLBACK / savepoints, the write lock a
-writing transaction holds, and how its writes become durable and visible.
+writing transaction holds (exclusive, or shared with row locks: engine/tiers/write_locks.py),
+and how its writes become durable and visible.
 
 A write transaction's batches wait in the session until COMMIT (or, for an implicit one, the
 end of its statement or Sync), then go through group commit (engine/storage/group_commit.py):
@@ -11,6 +12,8 @@ COMMIT.
 from __future__ import annotations
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from engine.errors import ActiveSqlTransaction, FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
 from engine.tiers import views
@@ -96,6 +99,7 @@ def own_writes_visible(s: SessionState) -> None:
     tx = s.tx
     if not tx.holds_lock or tx.in_duck_txn or tx.applied:
         return
+    begin_write(s)  # the DuckDB snapshot is taken alone: a row-locking transaction upgrades
     s.engine.hot.settle()
     s.cur.execute("BEGIN")
     tx.in_duck_txn = True
@@ -108,15 +112,78 @@ def own_writes_visible(s: SessionState) -> None:
             s.cur.unregister("__batch")
 
 
+def _holder(s: SessionState) -> str:
+    return f'a transaction of role "{s.user}"'
+
+
 def begin_write(s: SessionState) -> None:
-    """Take the write lock. The transaction's DuckDB snapshot opens only when something reads
-    through DuckDB (`own_writes_visible`): while writing transactions are serialized by this
+    """Take the write lock exclusive (a transaction holding it shared upgrades, and its writes
+    get their _seq numbers now). The transaction's DuckDB snapshot opens only when something
+    reads through DuckDB (`own_writes_visible`): while exclusive writers are serialized by this
     lock, a snapshot taken later holds the same committed rows, and key-addressed statements
     and point reads (which read the transaction's own writes first) need none at all."""
-    if s.tx.holds_lock:
+    tx = s.tx
+    if tx.holds_lock and not tx.shared:
         return
-    s.engine.hot.acquire(f'a transaction of role "{s.user}"')
-    s.tx.holds_lock = True
+    s.engine.hot.acquire(_holder(s), token=s, waiting=_waiting(s, "relation"))
+    if tx.shared:
+        _number_writes(s)
+        tx.shared = False
+    tx.holds_lock = True
+
+
+def begin_keyed(s: SessionState, tid: int, keys: list) -> None:
+    """Before a write addressed by key whose rows are typed without DuckDB: the write lock
+    shared, then a row lock on each key (waiting, as PostgreSQL does, for a transaction that
+    holds one; engine/tiers/write_locks.py). A transaction already exclusive just goes on."""
+    tx, hot = s.tx, s.engine.hot
+    if tx.holds_lock and not tx.shared:
+        return
+    timeout = s.lock_timeout_ms / 1000 if s.lock_timeout_ms else None
+    if not tx.holds_lock:
+        hot.acquire_shared(_holder(s), s, timeout)
+        tx.holds_lock = tx.shared = True
+    for k in keys:
+        hot.lock_row(s, tid, k, timeout, _waiting(s, "tuple"), lambda: s.cancel_requested)
+
+
+def _waiting(s: SessionState, event: str):
+    """pg_stat_activity's wait event while a lock wait lasts, as PostgreSQL names it: `tuple`
+    for a row, `relation` for the write lock held alone."""
+    def waiting(on: bool) -> None:
+        s.activity.wait_event_type, s.activity.wait_event = ("Lock", event) if on else (None, None)
+    return waiting
+
+
+def allocate(s: SessionState, n: int) -> int:
+    """`n` _seq numbers for new row versions of this transaction: the hot tier's under the
+    exclusive lock; the transaction's own while it holds the lock shared (`_number_writes`
+    turns them into the hot tier's, in commit order)."""
+    tx = s.tx
+    if not tx.shared:
+        return s.engine.hot.allocate(n)
+    first = tx.next_seq
+    tx.next_seq += n
+    return first
+
+
+def _number_writes(s: SessionState) -> None:
+    """Under `commit_lock` or the exclusive lock: the transaction's own _seq numbers become
+    the next ones of the hot tier (same order), in its batches and its key states."""
+    tx, hot = s.tx, s.engine.hot
+    n = tx.next_seq - 1
+    tx.next_seq = 1
+    if n == 0:
+        return
+    offset = hot.allocate(n) - 1
+    numbered = []
+    for tid, first, batch in tx.pending:
+        at = batch.schema.get_field_index("_seq")
+        seqs = pa.array(np.arange(first + offset, first + offset + batch.num_rows, dtype=np.int64))
+        numbered.append((tid, first + offset, batch.set_column(at, batch.schema.field(at), seqs)))
+    tx.pending = numbered
+    tx.pending_index = {tid: {k: type(st)(st + offset) for k, st in states.items()}
+                        for tid, states in tx.pending_index.items()}
 
 
 def join_ddl(s: SessionState) -> bool:
@@ -145,7 +212,7 @@ def join_ddl(s: SessionState) -> bool:
 
 def _release(s: SessionState) -> None:
     s.tx.clear_writes()
-    s.engine.hot.release()
+    s.engine.hot.release(token=s)
 
 
 def end_implicit(s: SessionState) -> None:
@@ -201,8 +268,14 @@ def _group_commit(s: SessionState) -> None:
     if not tx.pending:
         _release(s)
         return
-    undo = hot.apply_changes(tx.pending_index)
-    ticket = hot.commits.enqueue(tx.pending, hot.seq, undo)
+    if tx.shared:  # numbered now, in queue order, beside other row-locking writers
+        with hot.commit_lock:
+            _number_writes(s)
+            undo = hot.apply_changes(tx.pending_index)
+            ticket = hot.commits.enqueue(tx.pending, hot.seq, undo)
+    else:
+        undo = hot.apply_changes(tx.pending_index)
+        ticket = hot.commits.enqueue(tx.pending, hot.seq, undo)
     _release(s)
     hot.commits.wait(ticket)
     s.engine.tiering.policies.on_commit(written)

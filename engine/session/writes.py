@@ -39,7 +39,7 @@ from engine.session.keys import (current_version, first_per_key, live_keys, live
 from engine.session import foreign_keys, reads
 from engine.session.reads import check_select
 from engine.session.state import SessionState
-from engine.session.transactions import begin_write, end_implicit, own_writes_visible
+from engine.session.transactions import allocate, begin_keyed, begin_write, end_implicit, own_writes_visible
 from engine.sql import arrays, dml, keyed, param_casts, sandbox
 from engine.sql.bytea import bytea_from_text
 from engine.sql.param_types import integer_text
@@ -101,11 +101,17 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
         raise UndefinedParameter(f"there is no parameter ${len(params) + 1}")
     params = reads.array_params(s, stmt.sql, params[: p.param_count])
     s.check_user_scope()
+    rows = None
+    if isinstance(p, dml.InsertPlan) and p.fast_values is not None:
+        rows = fast_rows(s, t, p, params)  # typed in Python, before any lock
+        metrics.inc("tierd_fast_path_total", path="insert_values", outcome="fallback" if rows is None else "used")
+        if rows is not None and _row_locking(t, p):
+            return _insert_keyed(s, t, p, rows, params)
     begin_write(s)
     mark = len(s.tx.pending)
     with s.running:
         if isinstance(p, dml.InsertPlan):
-            result = _insert(s, t, p, params)
+            result = _insert(s, t, p, params, rows)
         elif isinstance(p, dml.UpdatePlan):
             result = _update(s, t, p, params)
         elif isinstance(p, dml.MergePlan):
@@ -230,10 +236,30 @@ def _refuse_generated_always(t: TableDef, p: dml.InsertPlan) -> None:
                                   hint="Use OVERRIDING SYSTEM VALUE to override.")
 
 
-def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> StatementResult:
-    rows = fast_rows(s, t, p, params) if p.fast_values is not None else None
-    if p.fast_values is not None:
-        metrics.inc("tierd_fast_path_total", path="insert_values", outcome="fallback" if rows is None else "used")
+def _row_locking(t: TableDef, p: dml.InsertPlan) -> bool:
+    """Whether an INSERT whose rows typed in Python can run under row locks: its only reads
+    are the key checks of its own keys (no DO UPDATE reading rows), on a table without
+    USER scopes, STREAM write times or TTL."""
+    return not (t.is_user or t.is_stream or t.ttl_seconds) and (p.conflict is None or not p.conflict.update)
+
+
+def _insert_keyed(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Table, params: list) -> StatementResult:
+    """INSERT of Python-typed rows under row locks on their keys (the write lock shared,
+    engine/session/transactions.py `begin_keyed`): a concurrent insert of the same key waits
+    for this transaction's end, then finds the key taken (23505) or free."""
+    keys = key_list(t, rows) if t.primary_key else None
+    begin_keyed(s, t.tid, keys or [])
+    with s.running:
+        rows = with_rowids(s, t, rows)
+        written, _ = _insert_rows(s, t, p, rows, keys, params)
+        ret = _returning(s, p.target.alias, p.returning, written, params, t)
+    end_implicit(s)
+    return StatementResult(f"INSERT 0 {written.num_rows}", ret)
+
+
+def _insert(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list,
+            rows: pa.Table | None = None) -> StatementResult:
+    """`rows`: the VALUES already typed in Python, if they could be."""
     if rows is None:
         rows = _slow_rows(s, t, p, params)
     rows = with_rowids(s, t, owned(s, t, rows))
@@ -918,7 +944,12 @@ def with_rowids(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     if not t.rowid:
         return rows
     n = rows.num_rows
-    first = s.engine.hot.allocate(n)
+    hot = s.engine.hot
+    if s.tx.shared:  # beside other writers: numbers of the hot tier, never used again
+        with hot.commit_lock:
+            first = hot.allocate(n)
+    else:
+        first = hot.allocate(n)
     return rows.append_column(ROWID, pa.array(np.arange(first, first + n, dtype=np.int64)))
 
 
@@ -947,7 +978,7 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
         return
     rows = _as_table_types(s, t, rows)
     hot, tx = s.engine.hot, s.tx
-    first = hot.allocate(n)
+    first = allocate(s, n)
     # one table built once (numpy ranges: pyarrow's compute kernels cost ~0.2 ms a call on a row)
     batch = pa.Table.from_arrays(
         rows.columns + [pa.array(np.arange(first, first + n, dtype=np.int64)), pa.array(np.full(n, deleted))],

@@ -38,9 +38,11 @@ class Ticket:
 
 
 class CommitQueue:
-    def __init__(self, store: HotStore, publish: Callable[[Batches, int], None]):
+    def __init__(self, store: HotStore, publish: Callable[[Batches, int], None],
+                 failpoint: Callable[[str], None] = lambda name: None):
         self._store = store
         self._publish = publish  # (batches, their last _seq): make them visible
+        self._failpoint = failpoint  # "group_commit.before_write": tests hold the leader's write
         self._cond = threading.Condition()
         self._queue: list[Ticket] = []
         self._in_flight: Ticket | None = None  # the last ticket of the group being written
@@ -89,6 +91,7 @@ class CommitQueue:
         """Leader only: one synced WriteBatch for the whole group, then publish in order."""
         batches = [b for t in group for b in t.batches]
         try:
+            self._failpoint("group_commit.before_write")
             self._store.commit(batches, max(t.last_seq for t in group))
         except BaseException as exc:  # nothing of the group is durable: nothing becomes visible
             for t in reversed(group):

@@ -39,6 +39,7 @@ class ColdTier:
         self._admin = admin
         self.manifests: dict[int, Scopes] = {}  # table id -> its scopes' manifests
         self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
+        self._shadow_lock = threading.Lock()
         self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self.epoch = 0
         self._editors: dict[int, threading.Lock] = {}  # table id -> who may change its manifests
@@ -181,8 +182,10 @@ class ColdTier:
         """Before hot may hold newer versions of cold keys, make the view hide those cold rows."""
         if t.tid in self.shadowing or not self.has_cold(t):
             return
-        self._admin.execute(views.full_view_sql(t, shadowing=True))
-        self.shadowing.add(t.tid)
+        with self._shadow_lock:  # writers holding the write lock shared may come here together
+            if t.tid not in self.shadowing:
+                self._admin.execute(views.full_view_sql(t, shadowing=True))
+                self.shadowing.add(t.tid)
 
     def swap(self, t: TableDef, manifest: Manifest) -> None:
         """Under the write lock: one scope's new manifest into the table's cold view."""

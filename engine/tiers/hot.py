@@ -1,6 +1,8 @@
 """The hot tier's shared in-memory state, behind one object every session and job goes through.
 
-One write lock serializes writers; `_seq` values are handed out under it; committed batches
+The write lock (engine/tiers/write_locks.py) is held exclusive by one writer, or shared by
+writers that lock the rows they write; `_seq` values are handed out under the exclusive mode
+or, for shared holders, at COMMIT under `commit_lock`; committed batches
 are queued by group commit, published (visible up to `visible_seq`) and appended to DuckDB's
 hot tables lazily by the next reader; each table's key index holds the newest hot version of
 every key (its `_seq`, or a tombstone), which uniqueness checks, point lookups and flush
@@ -20,8 +22,8 @@ import duckdb
 import pyarrow as pa
 
 from engine.catalog.tables import OWNER, Catalog, TableDef
-from engine.errors import LockNotAvailable
 from engine.tiers import views
+from engine.tiers.write_locks import WriteLocks
 from engine.storage.group_commit import Batches, CommitQueue
 from engine.storage.hot_store import HotStore
 
@@ -59,6 +61,11 @@ def key_list(t: TableDef, rows: pa.Table) -> list:
 KeyIndex = dict  # key -> KeyState
 
 
+def _background() -> tuple:
+    """The token of a task's acquire() / release() without one of its own: its thread's."""
+    return ("background", threading.get_ident())
+
+
 def versions_at(cur: duckdb.DuckDBPyConnection, t: TableDef, seqs: list[int]) -> pa.Table:
     """The hot row versions numbered `seqs` (the table's columns and a USER table's owner),
     read from DuckDB's hot table through `cur` (a transaction's cursor sees its own writes)."""
@@ -73,51 +80,65 @@ def versions_at(cur: duckdb.DuckDBPyConnection, t: TableDef, seqs: list[int]) ->
 
 class HotTier:
     def __init__(self, store: HotStore, db: duckdb.DuckDBPyConnection, catalog: Catalog,
-                 lock_timeout_s: Callable[[], float]):
+                 lock_timeout_s: Callable[[], float], failpoint: Callable[[str], None] = lambda name: None):
         self.store = store
         self._catalog = catalog
         self._lock_timeout_s = lock_timeout_s  # read at each wait: a SIGHUP may change it
-        self._write_lock = threading.Lock()
-        self._holder: tuple[str, float] = ("nobody", time.monotonic())  # (who, since when)
+        self.locks = WriteLocks()
+        # Shared holders number their rows at COMMIT under this lock, so that _seq order stays
+        # group commit's queue order; row ids of key-less tables come from it too.
+        self.commit_lock = threading.Lock()
         self.seq = store.last_seq()  # the last _seq handed out
         self.visible_seq = 0  # every _seq up to here is visible to readers (set after recovery)
         self.index: dict[int, KeyIndex] = {}  # table id -> its key index
         # Committed autocommit writes not yet appended to DuckDB; readers append them first,
         # so a stream of single-row INSERTs costs no DuckDB call each.
         self._unapplied: dict[int, list[pa.Table]] = {}
+        # Two locks, so that group commit's leader never waits for a reader's DuckDB append:
+        # `_queue_lock` guards `_unapplied` (held for a dict operation), `_apply_lock` is held
+        # while a reader appends what it took from the queue to DuckDB.
+        self._queue_lock = threading.Lock()
         self._apply_lock = threading.Lock()
         self._apply_cur = db.cursor()
-        self.commits = CommitQueue(store, self.publish)  # group commit of autocommit writes
+        self.commits = CommitQueue(store, self.publish, failpoint)  # group commit of autocommit writes
         self.stream_clock = 0.0  # newest STREAM write time (epoch s): write times never go back
         # STREAM tables: (write time, last _seq written then), both ascending, one per write.
         self._stream_marks: dict[int, list[tuple[float, int]]] = {}
 
     # ------------------------------------------------------------------ the write lock
-    def acquire(self, holder: str = "a background task") -> None:
-        """Take the write lock within the lock timeout; `holder` says who takes it, for the
-        message another writer gets when it waits in vain."""
-        timeout = self._lock_timeout_s()
-        if not self._write_lock.acquire(timeout=timeout):
-            who, since = self._holder
-            raise LockNotAvailable(
-                f"could not obtain the write lock within {timeout:g}s (another transaction is writing)",
-                detail=f"The write lock is held by {who} for {time.monotonic() - since:.1f}s.")
-        self._holder = (holder, time.monotonic())
+    def acquire(self, holder: str = "a background task", token: object | None = None,
+                waiting: Callable[[bool], None] = lambda on: None) -> None:
+        """Hold the write lock exclusive within the lock timeout (a transaction holding it
+        shared upgrades); `holder` says who takes it, for the message another writer gets
+        when it waits in vain (engine/tiers/write_locks.py)."""
+        self.locks.exclusive(_background() if token is None else token, holder, self._lock_timeout_s(), waiting)
 
-    def release(self) -> None:
-        self._write_lock.release()
+    def acquire_shared(self, holder: str, token: object, timeout_s: float | None = None) -> None:
+        """Hold the write lock shared, beside other writers that lock the rows they write."""
+        self.locks.shared(token, holder, self._lock_timeout_s() if timeout_s is None else timeout_s)
+
+    def lock_row(self, token: object, tid: int, key, timeout_s: float | None = None,
+                 waiting: Callable[[bool], None] = lambda on: None, cancelled: Callable[[], bool] = lambda: False
+                 ) -> None:
+        """Under the shared write lock: the row of `key` in table `tid`, until `release`."""
+        self.locks.row(token, (tid, key), self._lock_timeout_s() if timeout_s is None else timeout_s, waiting,
+                       cancelled)
+
+    def release(self, token: object | None = None) -> None:
+        self.locks.release(_background() if token is None else token)
 
     @contextlib.contextmanager
     def locked(self, holder: str = "a background task") -> Iterator[None]:
-        self.acquire(holder)
+        token = object()
+        self.acquire(holder, token)
         try:
             yield
         finally:
-            self.release()
+            self.release(token)
 
     # ------------------------------------------------------------------ _seq
     def allocate(self, n: int) -> int:
-        """Under the write lock: `n` new _seq values; returns the first."""
+        """Under the exclusive write lock or `commit_lock`: `n` new _seq values; returns the first."""
         first = self.seq + 1
         self.seq += n
         return first
@@ -132,7 +153,7 @@ class HotTier:
     # ------------------------------------------------------------------ committed rows
     def publish(self, batches: Batches, last_seq: int) -> None:
         """Committed rows become visible: queued here, appended by the next reader."""
-        with self._apply_lock:
+        with self._queue_lock:
             for tid, _, rows in batches:
                 self._unapplied.setdefault(tid, []).append(rows)
             self.visible_seq = max(self.visible_seq, last_seq)
@@ -140,15 +161,19 @@ class HotTier:
     def materialize(self) -> None:
         """Append every committed row to DuckDB before a read. A reader that finds the queue
         empty while another reader is still appending (or a flush is switching views, see
-        `switching`) must wait for it, or it would miss rows."""
+        `switching`) must wait for it, or it would miss rows; one that waits takes whatever
+        was published meanwhile, so N readers arriving during one append cost one more
+        append, not N."""
         if not self._unapplied and not self._apply_lock.locked():
             return
         with self._apply_lock:
             self._append_queued()
 
     def _append_queued(self) -> None:
-        """Under the apply lock: the queued batches into DuckDB's hot tables."""
-        pending, self._unapplied = self._unapplied, {}
+        """Under the apply lock: the queued batches into DuckDB's hot tables (the queue itself
+        is taken under `_queue_lock`, so group commit's leader never waits for the append)."""
+        with self._queue_lock:
+            pending, self._unapplied = self._unapplied, {}
         try:
             for tid in list(pending):
                 t = self._catalog.by_tid(tid)
@@ -160,7 +185,10 @@ class HotTier:
                         self._apply_cur.unregister("__committed")
                 del pending[tid]
         finally:
-            self._unapplied = pending  # what failed to append waits for the next reader
+            if pending:  # what failed to append waits for the next reader, before newer batches
+                with self._queue_lock:
+                    for tid, batches in pending.items():
+                        self._unapplied[tid] = batches + self._unapplied.get(tid, [])
 
     @contextlib.contextmanager
     def switching(self, tid: int, watermark: int | None) -> Iterator[None]:
@@ -183,19 +211,20 @@ class HotTier:
 
     def queued(self, tid: int) -> list[pa.Table]:
         """The table's committed batches not yet appended to DuckDB."""
-        with self._apply_lock:
+        with self._apply_lock, self._queue_lock:  # not while a reader holds batches it took
             return list(self._unapplied.get(tid, ()))
 
     def _drop_queued(self, tid: int, watermark: int) -> None:
         """Under the apply lock: queued batches a flush moved to Parquet never need to reach
         DuckDB's hot table (a batch's seqs are all at or below a watermark, or all above it)."""
-        batches = self._unapplied.get(tid)
-        if batches:
-            keep = [b for b in batches if b.num_rows and b.column("_seq")[0].as_py() > watermark]
-            if keep:
-                self._unapplied[tid] = keep
-            else:
-                del self._unapplied[tid]
+        with self._queue_lock:
+            batches = self._unapplied.get(tid)
+            if batches:
+                keep = [b for b in batches if b.num_rows and b.column("_seq")[0].as_py() > watermark]
+                if keep:
+                    self._unapplied[tid] = keep
+                else:
+                    del self._unapplied[tid]
 
     # ------------------------------------------------------------------ key index
     def add_table(self, tid: int) -> None:
