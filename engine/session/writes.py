@@ -249,10 +249,12 @@ def _insert_keyed(s: SessionState, t: TableDef, p: dml.InsertPlan, rows: pa.Tabl
     for this transaction's end, then finds the key taken (23505) or free."""
     keys = key_list(t, rows) if t.primary_key else None
     begin_keyed(s, t.tid, keys or [])
+    mark = len(s.tx.pending)
     with s.running:
         rows = with_rowids(s, t, rows)
         written, _ = _insert_rows(s, t, p, rows, keys, params)
         ret = _returning(s, p.target.alias, p.returning, written, params, t)
+        check_foreign_keys(s, t, mark)
     end_implicit(s)
     return StatementResult(f"INSERT 0 {written.num_rows}", ret)
 
