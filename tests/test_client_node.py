@@ -43,7 +43,8 @@ def test_parameterised_insert_and_select_of_the_common_types(out):
 
 
 def test_returning_and_transactions(out):
-    assert out["returning"] == ["UPDATE", [{"id": "1", "qty": 12}]]
+    assert out["returning"] == ["UPDATE", [{"id": "1", "qty": 12}]]  # `qty + $1`: $1 untyped, typed as qty
+    assert out["untyped"] == [24, ["1", "2"]]  # arithmetic and `= ANY($1)` with an array sent as text
     assert out["ids"] == ["1", "2", "4"]  # 3 rolled back, 4 committed
 
 

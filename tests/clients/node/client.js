@@ -12,12 +12,11 @@ async function main() {
       "price NUMERIC(10,2), ratio DOUBLE PRECISION, flag BOOLEAN, day DATE, seen TIMESTAMPTZ, " +
       "tag UUID, doc JSON, nums INTEGER[], data BYTEA)"
   );
-  // Array parameters (sent as text literals of unknown type) are a known gap: the array goes in as SQL.
+  // Every parameter goes as text of unknown type (OID 0): the server types it from its column.
   const ins = "INSERT INTO public.node_items VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-  const insArray = ins.replace("$11", "ARRAY[1, 2, 3]").replace("$12", "$11");
-  const first = await c.query(insArray, [1, "one", 7, "12.50", 0.25, true, "2024-05-01",
+  const first = await c.query(ins, [1, "one", 7, "12.50", 0.25, true, "2024-05-01",
     new Date(Date.UTC(2024, 4, 1, 12, 30)), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
-    JSON.stringify({ a: 1 }), Buffer.from([1, 2, 3])]);
+    JSON.stringify({ a: 1 }), [1, 2, 3], Buffer.from([1, 2, 3])]);
   out.insert = [first.command, first.rowCount];
   await c.query(ins, [2, "two", null, null, null, false, null, null, null, null, null, null]);
   const row = (await c.query("SELECT * FROM public.node_items WHERE id = $1", [1])).rows[0];
@@ -28,8 +27,12 @@ async function main() {
     data: row.data ? Array.from(row.data) : null,
   };
   out.nulls = (await c.query("SELECT qty, price, day FROM public.node_items WHERE id = $1", [2])).rows[0];
-  const ret = await c.query("UPDATE public.node_items SET qty = qty + $1::int WHERE id = $2 RETURNING id, qty", [5, 1]);
+  const ret = await c.query("UPDATE public.node_items SET qty = qty + $1 WHERE id = $2 RETURNING id, qty", [5, 1]);
   out.returning = [ret.command, ret.rows];
+  out.untyped = [
+    (await c.query("SELECT qty * $1 AS x FROM public.node_items WHERE id = $2", [2, "1"])).rows[0].x,
+    (await c.query("SELECT id FROM public.node_items WHERE id = ANY($1) ORDER BY id", [[1, 2, 9]])).rows.map((r) => r.id),
+  ];
   await c.query("BEGIN");
   await c.query("INSERT INTO public.node_items (id, name) VALUES ($1, $2)", [3, "three"]);
   await c.query("ROLLBACK");
