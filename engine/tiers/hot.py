@@ -104,6 +104,8 @@ class HotTier:
         self.stream_clock = 0.0  # newest STREAM write time (epoch s): write times never go back
         # STREAM tables: (write time, last _seq written then), both ascending, one per write.
         self._stream_marks: dict[int, list[tuple[float, int]]] = {}
+        # Called with each group's batches once they are durable (point lookups keep them).
+        self._published: list[Callable[[Batches], None]] = []
 
     # ------------------------------------------------------------------ the write lock
     def acquire(self, holder: str = "a background task", token: object | None = None,
@@ -153,10 +155,16 @@ class HotTier:
     # ------------------------------------------------------------------ committed rows
     def publish(self, batches: Batches, last_seq: int) -> None:
         """Committed rows become visible: queued here, appended by the next reader."""
+        for listener in self._published:
+            listener(batches)
         with self._queue_lock:
             for tid, _, rows in batches:
                 self._unapplied.setdefault(tid, []).append(rows)
             self.visible_seq = max(self.visible_seq, last_seq)
+
+    def on_publish(self, listener: Callable[[Batches], None]) -> None:
+        """`listener(batches)` for every group of durable batches, before they are visible."""
+        self._published.append(listener)
 
     def materialize(self) -> None:
         """Append every committed row to DuckDB before a read. A reader that finds the queue

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from engine import metrics
 from engine.catalog.tables import Catalog, TableDef
 from engine.tiers.cold import ColdTier
 from engine.tiers.hot import HotTier
@@ -42,6 +43,11 @@ OwnVersion = Callable[[TableDef, object], tuple[bool, "pa.Table | None"]]
 
 CACHE_BYTES = 128 << 20  # decoded row groups kept for lookups
 HOT_CACHE_BYTES = 64 << 20  # decoded hot batches kept for lookups
+# Batches group commit just made durable, kept as committed (not decoded yet) so that the next
+# UPDATE of a key just written (pgbench's tellers and branches, a counter) reads its version
+# without a LevelDB read and an IPC decode: small ones only, the newest few hundred.
+RECENT_BATCHES = 512
+RECENT_MAX_ROWS = 64
 KEY_CACHE_BYTES = 128 << 20  # segment key columns kept for lookups
 
 _IDENT = r'(?:"[^"]+"|[A-Za-z_]\w*)'
@@ -123,6 +129,22 @@ def _view(arr: pa.Array, code: str) -> memoryview:
     return memoryview(buf).cast("B")[arr.offset * width:(arr.offset + len(arr)) * width].cast(code)
 
 
+class _Columns(dict):
+    """A decoded table's columns by name as single Arrays, each made when first read (a
+    lookup reads a few; making all of a wide row's costs more than the lookup)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: pa.Table):
+        super().__init__()
+        self._table = table
+
+    def __missing__(self, name: str) -> pa.Array:
+        col = self._table.column(name)  # KeyError for a name the table lacks
+        arr = self[name] = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        return arr
+
+
 class _Decoded:
     """A decoded hot batch or cold row group, with its columns by name as single Arrays (a
     value is read as `arrays[name][row].as_py()`, no per-lookup Arrow table)."""
@@ -131,9 +153,8 @@ class _Decoded:
 
     def __init__(self, table: pa.Table):
         self.table = table.combine_chunks()
-        self.arrays = {name: (col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
-                       for name, col in zip(self.table.column_names, self.table.columns)}
-        self.nbytes = self.table.nbytes
+        self.arrays = _Columns(self.table)
+        self.nbytes = self.table.get_total_buffer_size()  # Table.nbytes walks the buffers in Python
         self._stored_as: dict[int, tuple[pa.Schema, bool]] = {}
 
     def stored_as(self, names: list[str], schema: pa.Schema) -> bool:
@@ -141,7 +162,8 @@ class _Decoded:
         schema: the answer's Python values are then the ones that schema gives)."""
         hit = self._stored_as.get(id(schema))
         if hit is None or hit[0] is not schema:
-            same = all(n in self.arrays and self.arrays[n].type == f.type for n, f in zip(names, schema))
+            have = dict(zip(self.table.schema.names, self.table.schema.types))
+            same = all(n in have and have[n] == f.type for n, f in zip(names, schema))
             hit = self._stored_as[id(schema)] = (schema, same)
         return hit[1]
 
@@ -209,6 +231,8 @@ class PointLookups:
         self._keys = _Lru(KEY_CACHE_BYTES)
         self._groups = _Lru(CACHE_BYTES)
         self._batches = _Lru(HOT_CACHE_BYTES)
+        self._recent: OrderedDict[bytes, pa.Table] = OrderedDict()
+        hot.on_publish(self._committed)
         self._shapes: dict[tuple, tuple[pa.Schema, tuple[list[str], pa.Schema, bool]]] = {}
 
     def run(self, q: PointQuery, params: list, default_namespace: str,
@@ -317,6 +341,17 @@ class PointLookups:
         decoded, offset = self._hot_locate(t, key, seq)
         return decoded.row(offset)
 
+    def _committed(self, batches) -> None:
+        """Group commit's durable batches [(table id, first seq, rows)]: the small ones are
+        what LevelDB now holds under their keys (a flush deleting them later leaves the
+        lookup's checks failing, as for a decoded batch)."""
+        with self._lock:
+            for tid, first, rows in batches:
+                if rows.num_rows <= RECENT_MAX_ROWS:
+                    self._recent[hot_store.batch_key(tid, first)] = rows
+            while len(self._recent) > RECENT_BATCHES:
+                self._recent.popitem(last=False)
+
     def _hot_locate(self, t: TableDef, key: int, seq: int) -> tuple[_Decoded, int]:
         """The decoded LevelDB batch holding hot version `seq` of `key`, and its row there."""
         with self._lock:
@@ -327,7 +362,10 @@ class PointLookups:
             batch_key = hot_store.batch_key(t.tid, first)
             batch = self._batches.get(batch_key)
             if batch is None:
-                raw = store.read_batch(batch_key)
+                raw = self._recent.pop(batch_key, None)
+                metrics.inc("tierd_fast_path_total", path="committed_batch", outcome="fallback" if raw is None else "used")
+                if raw is None:
+                    raw = store.read_batch(batch_key)
                 if raw is None:
                     raise _Fallback
                 batch = _Decoded(raw)
