@@ -25,16 +25,20 @@ Batches = list[tuple[int, int, pa.Table]]  # (table id, first _seq, rows with _s
 
 
 class Ticket:
-    """One queued commit: its batches, and how its wait ended."""
+    """One queued commit: its batches, how its wait ended, and the condition its waiters
+    sleep on (one per ticket, on the queue's lock: a finished group wakes its own writers
+    and the next leader, not every writer in the queue)."""
 
-    __slots__ = ("batches", "last_seq", "done", "error", "undo")
+    __slots__ = ("batches", "last_seq", "done", "error", "undo", "woken")
 
-    def __init__(self, batches: Batches, last_seq: int, undo: Callable[[], None] | None):
+    def __init__(self, batches: Batches, last_seq: int, undo: Callable[[], None] | None,
+                 woken: threading.Condition):
         self.batches = batches
         self.last_seq = last_seq
         self.done = False
         self.error: BaseException | None = None
         self.undo = undo  # reverts what the writer did before durability (its key index updates)
+        self.woken = woken
 
 
 class CommitQueue:
@@ -43,7 +47,7 @@ class CommitQueue:
         self._store = store
         self._publish = publish  # (batches, their last _seq): make them visible
         self._failpoint = failpoint  # "group_commit.before_write": tests hold the leader's write
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[Ticket] = []
         self._in_flight: Ticket | None = None  # the last ticket of the group being written
         self.groups = 0  # fsyncs issued (observability, tests)
@@ -51,35 +55,37 @@ class CommitQueue:
 
     def enqueue(self, batches: Batches, last_seq: int, undo: Callable[[], None] | None = None) -> Ticket:
         """Queue a commit; the caller holds the write lock (that is what orders the queue)."""
-        ticket = Ticket(batches, last_seq, undo)
-        with self._cond:
+        ticket = Ticket(batches, last_seq, undo, threading.Condition(self._lock))
+        with self._lock:
             self._queue.append(ticket)
         return ticket
 
     def wait(self, ticket: Ticket) -> None:
         """Return once `ticket` is durable and visible; raise the write's error if it failed."""
-        with self._cond:
+        with self._lock:
             while not ticket.done:
                 if self._in_flight is not None or not self._queue:
-                    self._cond.wait()
+                    ticket.woken.wait()
                     continue
                 group, self._queue = self._queue, []
                 self._in_flight = group[-1]
-                self._cond.release()
+                self._lock.release()
                 try:
                     self._write(group)
                 finally:
-                    self._cond.acquire()
+                    self._lock.acquire()
                     self._in_flight = None
                     for t in group:
                         t.done = True
-                    self._cond.notify_all()
+                        t.woken.notify_all()
+                    if self._queue:  # its first writer leads the next group
+                        self._queue[0].woken.notify_all()
         if ticket.error is not None:
             raise ticket.error
 
     def drain(self) -> None:
         """Wait until every commit queued so far is durable and visible (errors are theirs)."""
-        with self._cond:
+        with self._lock:
             last = self._queue[-1] if self._queue else self._in_flight
         if last is not None:
             try:
