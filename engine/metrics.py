@@ -36,10 +36,16 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[tuple[str, Labels], float] = {}
+        # (name, labels as passed) -> the series' key: checked and sorted once per call site
+        # shape, not on every statement (several counters move per statement)
+        self._keys: dict[tuple, tuple[str, Labels]] = {}
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        assert name in COUNTERS or name.rpartition("_")[0] in SUMMARIES, name
-        key = (name, tuple(sorted(labels.items())))
+        shape = (name, *labels.items())
+        key = self._keys.get(shape)
+        if key is None:
+            assert name in COUNTERS or name.rpartition("_")[0] in SUMMARIES, name
+            key = self._keys[shape] = (name, tuple(sorted(labels.items())))
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + value
 

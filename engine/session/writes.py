@@ -15,7 +15,7 @@ import uuid
 import zoneinfo
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Callable, TypeVar
+from typing import Callable, NamedTuple, TypeVar
 
 import duckdb
 import numpy as np
@@ -26,7 +26,7 @@ from engine import metrics
 
 from engine.catalog import privileges
 from engine.catalog import sequence_functions
-from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, TableDef
+from engine.catalog.tables import OWNER, ROWID, WRITTEN_AT, Column, TableDef
 from engine.core import NO_FAST_DEFAULT, NOW, SequenceDefault
 from engine.errors import (CardinalityViolation, EngineError, FeatureNotSupported, GeneratedAlways,
                            InvalidColumnReference, NotNullViolation, SyntaxError_, UndefinedColumn, UndefinedObject,
@@ -497,14 +497,29 @@ def _conflict_values(s: SessionState, t: TableDef, set_sql: str, old: pa.Table, 
         s.cur.unregister(dml.EXCLUDED)
 
 
+_TYPE_KINDS: dict[pa.DataType, str] = {}
+
+
+def _type_kind(typ: pa.DataType) -> str:
+    """"binary", "list", "simple" (pa.array types it as Postgres would) or "other"; per type once."""
+    kind = _TYPE_KINDS.get(typ)
+    if kind is None:
+        kind = _TYPE_KINDS[typ] = (
+            "binary" if pa.types.is_binary(typ) or pa.types.is_large_binary(typ) else
+            "list" if pa.types.is_list(typ) else
+            "simple" if any(check(typ) for check in _SIMPLE_TYPES) else "other")
+    return kind
+
+
 def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
     """Python values as an Arrow array of `typ`, or None if that needs DuckDB's casts."""
-    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+    kind = _type_kind(typ)
+    if kind == "binary":
         # Postgres reads a string as bytea text (hex or escape format), DuckDB as escapes
         values = [bytea_from_text(v) if isinstance(v, str) else v for v in values]
-    elif pa.types.is_list(typ) and any(isinstance(v, str) for v in values):
-        return _array_text_to_arrow(values, typ)
-    elif not any(check(typ) for check in _SIMPLE_TYPES):
+    elif kind == "list":  # array text ('{1,2}'); lists of Python values need DuckDB's cast
+        return _array_text_to_arrow(values, typ) if any(isinstance(v, str) for v in values) else None
+    elif kind == "other":
         return None
     try:
         return pa.array(values, type=typ)
@@ -590,27 +605,59 @@ def canonical_uuids(values: list) -> list | None:
     return out
 
 
+class _Column(NamedTuple):
+    """How fast_rows fills one table column: from the VALUES cells of position `at` (None:
+    the column's default, or NULL when it has none)."""
+    column: Column
+    field: pa.Field
+    at: int | None
+    cells: tuple  # the column's cell of each VALUES row
+    casts: frozenset  # the casts its parameters carry ($1::BIGINT)
+    text_kind: str | None  # a string column DuckDB's cast canonicalises: "uuid" or "other"
+
+
+def _fast_columns(eng, t: TableDef, p: dml.InsertPlan, schema: pa.Schema) -> tuple[_Column, ...] | None:
+    """The column program of a fast VALUES list for `t` as it is now, or None when the named
+    columns rule the fast path out; made once per plan and table shape (kept on the plan)."""
+    cached = p.__dict__.get("_fast_columns")
+    if cached is not None and cached[0] is t and cached[1] is schema:
+        return cached[2]
+    width = len(p.fast_values[0])
+    names = list(p.columns) if p.columns is not None else t.column_names[:width]
+    program = None
+    if len(names) == width and len(set(names)) == width and set(names) <= set(t.column_names):
+        position = {n: i for i, n in enumerate(names)}
+        cols = []
+        for c, f in zip(t.columns, schema):
+            at = position.get(c.name)
+            cells = tuple(row[at] for row in p.fast_values) if at is not None else ()
+            casts = frozenset(v[1] for kind, v in cells if kind == "pc")
+            text_kind = None
+            if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR":
+                text_kind = "uuid" if c.type.upper() == "UUID" else "other"
+            cols.append(_Column(c, f, at, cells, casts, text_kind))
+        program = tuple(cols)
+    object.__setattr__(p, "_fast_columns", (t, schema, program))  # a frozen dataclass: a cache slot
+    return program
+
+
 def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table | None:
     """Type a VALUES list in Python, without DuckDB; None when only DuckDB can (or must
     produce the error)."""
     eng = s.engine
-    width = len(p.fast_values[0])
-    names = list(p.columns) if p.columns is not None else t.column_names[:width]
-    if len(names) != width or len(set(names)) != width or not set(names) <= set(t.column_names):
-        return None
-    position = {n: i for i, n in enumerate(names)}
     schema = eng.visible_schema(t)
+    program = _fast_columns(eng, t, p, schema)
+    if program is None:
+        return None
     arrays = []
     n = len(p.fast_values)
-    for c, f in zip(t.columns, schema):
-        i = position.get(c.name)
-        if i is not None:
+    for c, f, at, cells, casts, text_kind in program:
+        if at is not None:
             try:
                 values = [params[v] if kind == "p" else params[v[0]] if kind == "pc" else v if kind == "c"
-                          else _transaction_time(s, f.type) for kind, v in (row[i] for row in p.fast_values)]
+                          else _transaction_time(s, f.type) for kind, v in cells]
             except _NoTime:
                 return None
-            casts = {v[1] for kind, v in (row[i] for row in p.fast_values) if kind == "pc"}
             if casts and not all(param_casts.value_fits(x, cast, f.type, c.type) for cast in casts for x in values):
                 return None  # a conversion (or its error) only DuckDB's cast gives
         elif c.default is None:
@@ -623,8 +670,8 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
                 values = eng.sequences.nextval(sequence_functions.resolve(eng.sequences, d.name), s.session_id, n)
             else:
                 values = [datetime.now(timezone.utc) if d is NOW else d] * n
-        if pa.types.is_string(f.type) and c.type.upper() != "VARCHAR" and any(v is not None for v in values):
-            if c.type.upper() != "UUID":
+        if text_kind is not None and any(v is not None for v in values):
+            if text_kind != "uuid":
                 return None  # JSON, ENUM...: DuckDB's cast canonicalises the text
             values = canonical_uuids(values)
             if values is None:
@@ -970,6 +1017,8 @@ def _as_table_types(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
 
 _SEQ_FIELD = pa.field("_seq", pa.int64())
 _DELETED_FIELD = pa.field("_deleted", pa.bool_())
+_DELETED_ONE = {flag: pa.array([flag], pa.bool_()) for flag in (False, True)}  # immutable: shared
+_STORED_SCHEMAS: dict[pa.Schema, pa.Schema] = {}  # rows' schema -> with _seq and _deleted
 
 
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
@@ -982,9 +1031,14 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
     hot, tx = s.engine.hot, s.tx
     first = allocate(s, n)
     # one table built once (numpy ranges: pyarrow's compute kernels cost ~0.2 ms a call on a row)
-    batch = pa.Table.from_arrays(
-        rows.columns + [pa.array(np.arange(first, first + n, dtype=np.int64)), pa.array(np.full(n, deleted))],
-        schema=rows.schema.append(_SEQ_FIELD).append(_DELETED_FIELD))
+    stored = _STORED_SCHEMAS.get(rows.schema)
+    if stored is None:
+        stored = _STORED_SCHEMAS[rows.schema] = rows.schema.append(_SEQ_FIELD).append(_DELETED_FIELD)
+    if n == 1:
+        marks = [pa.array([first], pa.int64()), _DELETED_ONE[deleted]]
+    else:
+        marks = [pa.array(np.arange(first, first + n, dtype=np.int64)), pa.array(np.full(n, deleted))]
+    batch = pa.Table.from_arrays(rows.columns + marks, schema=stored)
     if t.is_stream:  # never behind an earlier write: versions expire in _seq order
         written = hot.stream_write_time()
         stamp = pa.scalar(datetime.fromtimestamp(written, timezone.utc), pa.timestamp("us", tz="UTC"))
