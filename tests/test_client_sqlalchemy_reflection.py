@@ -6,9 +6,10 @@ SQLAlchemy 2.1 cannot share a virtualenv with 2.0, so `make install` puts it alo
 typing_extensions, is in the venv already), and tests/clients/sqlalchemy/reflect.py runs in a
 subprocess with that directory first on PYTHONPATH. The same script runs under 2.0 too.
 
-Alembic runs each migration in a transaction; tierd's DDL is not transactional yet, so the
-project's env.py connects with `isolation_level="AUTOCOMMIT"`, a setting any Alembic user can
-choose (each DDL statement then commits by itself, as it does in tierd anyway).
+The Alembic project runs twice: with the env.py `alembic init` writes, edited only where its
+comment asks for the models' MetaData (Alembic's default: the whole upgrade in one
+transaction, DDL and the alembic_version update together), and with an env.py that connects
+with `isolation_level="AUTOCOMMIT"` (each DDL statement commits by itself).
 """
 from __future__ import annotations
 
@@ -119,7 +120,19 @@ Table("al_posts", metadata,
 """
 
 
-def test_alembic_autogenerate_upgrade_downgrade(refl_db, tmp_path):
+def _models_env(generated: str) -> str:
+    """The generated env.py as its user edits it: `target_metadata = None` becomes the models'
+    MetaData (models.py sits beside the migrations directory)."""
+    assert "\ntarget_metadata = None\n" in generated, generated
+    return generated.replace("\ntarget_metadata = None\n", (
+        "\nimport os, sys\n"
+        "sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))\n"
+        "import models\n"
+        "target_metadata = models.metadata\n"))
+
+
+@pytest.mark.parametrize("env", ["transactional", "autocommit"])
+def test_alembic_autogenerate_upgrade_downgrade(refl_db, tmp_path, env):
     pytest.importorskip("alembic", reason="Alembic is in the test extra: make install")
     from alembic import command
     from alembic.config import Config
@@ -133,7 +146,8 @@ def test_alembic_autogenerate_upgrade_downgrade(refl_db, tmp_path):
     cfg = Config(ini)
     cfg.set_main_option("script_location", str(project))
     cfg.set_main_option("sqlalchemy.url", f"postgresql+psycopg://tierd@127.0.0.1:{refl_db.port}/tierd")
-    (project / "env.py").write_text(textwrap.dedent(ENV_PY))
+    generated = (project / "env.py").read_text()
+    (project / "env.py").write_text(_models_env(generated) if env == "transactional" else textwrap.dedent(ENV_PY))
     sys.modules.pop("models", None)
     try:
         first = command.revision(cfg, message="users", autogenerate=True)
@@ -147,9 +161,39 @@ def test_alembic_autogenerate_upgrade_downgrade(refl_db, tmp_path):
         body = open(third.path).read()
         os.remove(third.path)
         assert "op." not in body, body
+        if env == "transactional":
+            _check_failed_upgrade_rolls_back(refl_db, cfg, second)
         _check_downgrades(refl_db, cfg, first, second)
     finally:
         sys.modules.pop("models", None)
+
+
+def _check_failed_upgrade_rolls_back(refl_db, cfg, second) -> None:
+    """Alembic's transactional DDL: a migration that fails after creating a table and adding a
+    column leaves neither behind, and alembic_version still names the last good revision."""
+    from alembic import command
+    import sqlalchemy as sa
+
+    bad = command.revision(cfg, message="fails")
+    text = open(bad.path).read().replace("    pass\n", (
+        "    op.create_table('al_tmp', sa.Column('id', sa.BigInteger(), primary_key=True))\n"
+        "    op.add_column('al_users', sa.Column('nick', sa.Text()))\n"
+        "    op.execute(\"INSERT INTO al_users (id, name) VALUES (99, 'during')\")\n"
+        "    op.execute('SELECT 1 / 0')\n"), 1)
+    open(bad.path, "w").write(text)
+    try:
+        with pytest.raises(sa.exc.DataError, match="division by zero"):
+            command.upgrade(cfg, "head")
+    finally:
+        os.remove(bad.path)
+    with refl_db.connect() as c:
+        names = {r[0] for r in c.execute("SELECT table_name FROM information_schema.tables")}
+        assert "al_tmp" not in names
+        assert [r[0] for r in c.execute("SELECT column_name FROM information_schema.columns "
+                                        "WHERE table_name = 'al_users' ORDER BY ordinal_position")] == [
+            "id", "name", "balance"]
+        assert c.execute("SELECT count(*) FROM al_users WHERE id = 99").fetchone() == (0,)
+        assert c.execute("SELECT version_num FROM alembic_version").fetchall() == [(second.revision,)]
 
 
 def _check_downgrades(refl_db, cfg, first, second) -> None:
