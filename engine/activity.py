@@ -118,6 +118,10 @@ class SessionRegistry:
             target.cancel("user request")
         return True
 
+    def pids(self) -> list[int]:
+        with self._lock:
+            return list(self._by_pid)
+
     def table(self) -> pa.Table:
         """pg_stat_activity's rows (the view hides what a reader may not see)."""
         with self._lock:

@@ -22,6 +22,7 @@ class AdvisoryLocks:
     def __init__(self):
         self._cond = threading.Condition()
         self._held: dict[Key, dict[int, Counter]] = {}  # key -> pid -> Counter[Hold]
+        self._waiting: dict[int, tuple[Key, bool, float]] = {}  # pid -> (key, shared, since)
 
     def _grantable(self, key: Key, pid: int, shared: bool) -> bool:
         for other, holds in self._held.get(key, {}).items():
@@ -42,6 +43,7 @@ class AdvisoryLocks:
                 if not wait:
                     return False
                 waiting(True)
+                self._waiting[pid] = (key, shared, time.time())
                 try:
                     while not self._grantable(key, pid, shared):
                         if cancelled():
@@ -50,6 +52,7 @@ class AdvisoryLocks:
                             raise LockNotAvailable("canceling statement due to lock timeout")
                         self._cond.wait(0.05)
                 finally:
+                    self._waiting.pop(pid, None)
                     waiting(False)
             holds = self._held.setdefault(key, {}).setdefault(pid, Counter())
             holds[("xact" if xact else "session", shared)] += 1
@@ -83,11 +86,15 @@ class AdvisoryLocks:
             if changed:
                 self._cond.notify_all()
 
-    def held_by(self, pid: int) -> list[tuple[Key, str, bool, int]]:
-        """(key, level, shared, count) of every hold of a session: pg_locks' advisory rows."""
+    def rows(self) -> list[tuple[int, Key, bool, bool, float | None]]:
+        """pg_locks' advisory rows: (pid, key, shared, granted, wait start) for each lock a
+        session holds (once per mode, however many times it took it) or waits for."""
         with self._cond:
-            return [(key, level, shared, n) for key, pids in self._held.items()
-                    for (level, shared), n in pids.get(pid, Counter()).items() if n]
+            held = {(pid, key, shared) for key, pids in self._held.items()
+                    for pid, holds in pids.items() for (_level, shared), n in holds.items() if n}
+            out = [(pid, key, shared, True, None) for pid, key, shared in sorted(held, key=repr)]
+            out += [(pid, key, shared, False, since) for pid, (key, shared, since) in self._waiting.items()]
+        return out
 
     def _tidy(self, key: Key, pid: int) -> None:
         pids = self._held.get(key, {})

@@ -34,7 +34,7 @@ from .extended import ExtendedQuery
 from .limits import MAX_PREAUTH_MESSAGE
 from .messages import ClientGone, client_input_error
 from .rows import data_rows, plan_columns, row_description
-from .session import ConnectionState
+from .session import SETTINGS_TAGS, ConnectionState
 from .startup import Startup
 
 log = logging.getLogger("tierd.protocol")
@@ -313,7 +313,8 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
                 for result in results:
                     self.send_notices(result.notices)
                     self.send_result(state, result.tag, result.table, statement, result.binary)
-                    if result.tag in ("SET", "RESET"):
+                    if result.tag in SETTINGS_TAGS:
+                        state.after_settings_change(result.tag)
                         self.report_settings(state)
         except (ClientGone, ConnectionError):
             raise

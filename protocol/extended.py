@@ -23,7 +23,7 @@ from . import messages
 from .column_names import postgres_schema
 from .messages import ClientGone, invalid_utf8
 from .rows import data_rows, plan_columns, row_description
-from .session import ConnectionState, Portal, PreparedStatement
+from .session import SETTINGS_TAGS, ConnectionState, Portal, PreparedStatement
 from .types import decode_param, oid_for_sql_type, oids
 
 _NUMBER_OIDS = {oids.INT2, oids.INT4, oids.INT8, oids.FLOAT4, oids.FLOAT8, oids.NUMERIC}
@@ -155,7 +155,8 @@ class ExtendedQuery:
             return
         result = results[-1]
         self.send_notices(result.notices)
-        if result.tag in ("SET", "RESET"):
+        if result.tag in SETTINGS_TAGS:
+            state.after_settings_change(result.tag)
             self.report_settings(state)
         portal.tag, portal.table = result.tag, result.table
         if result.table is not None:

@@ -25,6 +25,8 @@ from .types.datetime import valid_timezone
 _PARSED_KEPT = 256   # texts per connection whose analysis a new Parse reuses
 
 # Prepared statements are protocol state, so the SQL that drops them is answered here.
+# Command tags after which the session's settings may differ (ParameterStatus is sent again).
+SETTINGS_TAGS = ("SET", "RESET", "DISCARD ALL")
 DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
 
 
@@ -155,6 +157,12 @@ class ConnectionState:
         if self.statements.pop(name, None) is None:
             raise InvalidSqlStatementName(f'prepared statement "{name}" does not exist')
         return "DEALLOCATE"
+
+    def after_settings_change(self, tag: str) -> None:
+        """DISCARD ALL is DEALLOCATE ALL too: the connection's prepared statements go."""
+        if tag == "DISCARD ALL":
+            self.statements.clear()
+            self.parsed.clear()
 
     @property
     def settings(self) -> dict:

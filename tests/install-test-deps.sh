@@ -7,6 +7,7 @@
 #   - a PostgreSQL 15 server (postgresql-15) for the shared Iceberg catalog (tests/test_iceberg_writers.py)
 #   - Daft (and Ray for its distributed runner) in a venv of their own, .venv-readers (a link to a
 #     cached venv, see below): Daft needs a pyarrow older than tierd's pin (tests/test_iceberg_daft.py)
+#   - PgBouncer (pgbouncer) for tests/test_client_pgbouncer.py (DISCARD ALL between pooled clients)
 #   - pgJDBC (libpostgresql-jdbc-java) and a JDK (javac) for tests/test_client_jdbc.py
 #   - Node.js + npm, then node-postgres pinned by tests/clients/node/package-lock.json (npm ci)
 #     for tests/test_client_node.py
@@ -28,6 +29,7 @@ missing=""
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 { command -v psql >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1; } || missing="$missing postgresql-client"
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$missing postgresql-15"
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing="$missing pgbouncer"
 [ -e /usr/share/java/postgresql.jar ] || missing="$missing libpostgresql-jdbc-java"
 command -v javac >/dev/null 2>&1 || missing="$missing openjdk-17-jdk-headless"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"

@@ -1,11 +1,16 @@
-"""The session part of tierd's pg_catalog: `pg_stat_activity` and the macros of the functions
-that act on sessions (engine/session/functions.py registers what they call).
+"""The session part of tierd's pg_catalog: `pg_stat_activity`, `pg_locks`, `pg_cursors` and
+the macros of the functions that act on sessions (engine/session/functions.py registers what
+they call).
 
-pg_stat_activity is a view over a private table that each reading session refills from the
-live sessions just before its query runs (engine.activity); the view hides another role's
-query, state and times unless the reader is a superuser, as PostgreSQL does.
+Each view is over a private table that a reading session refills just before its query runs.
+pg_stat_activity (from the live sessions, engine.activity) hides another role's query, state
+and times unless the reader is a superuser, as PostgreSQL does. pg_locks shows the advisory
+locks every session holds or waits for (tierd's other locks are not relation locks Postgres
+would show). pg_cursors shows the reading session's own cursors (DECLARE), as in PostgreSQL.
 """
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import duckdb
 import pyarrow as pa
@@ -15,6 +20,8 @@ from engine.catalog.pg_catalog import PG, PRIVATE
 PID_VARIABLE = "tierd_pid"  # per DuckDB connection: the session's backend pid
 READER_IS_SUPERUSER = "tierd_reader_superuser"  # set by the session that refills the table
 ACTIVITY_TABLE = f"{PRIVATE}.activity"
+LOCKS_TABLE = f"{PRIVATE}.locks"
+CURSORS_TABLE = f"{PRIVATE}.cursors"
 _CALLER = f"getvariable('{PID_VARIABLE}')"
 
 _ADVISORY = {  # PostgreSQL name -> (operation, shared, xact)
@@ -59,20 +66,27 @@ ARGUMENT_TYPES.update({
 _OWN = f"(usename = getvariable('tierd_user') OR coalesce(getvariable('{READER_IS_SUPERUSER}'), false))"
 _PRIVATE_COLUMNS = {"client_addr", "client_port", "xact_start", "query_start", "state_change", "wait_event_type",
                     "wait_event", "state"}
-NAMES = frozenset(MACROS) | frozenset(TABLE_MACROS) | {"pg_stat_activity"}
+NAMES = frozenset(MACROS) | frozenset(TABLE_MACROS) | {"pg_stat_activity", "pg_locks", "pg_cursors"}
+
+# pg_locks' and pg_cursors' columns (PostgreSQL 15), oids as BIGINT as elsewhere in tierd's catalog
+LOCKS_SCHEMA = pa.schema([
+    ("locktype", pa.string()), ("database", pa.int64()), ("relation", pa.int64()), ("page", pa.int32()),
+    ("tuple", pa.int16()), ("virtualxid", pa.string()), ("transactionid", pa.int64()), ("classid", pa.int64()),
+    ("objid", pa.int64()), ("objsubid", pa.int16()), ("virtualtransaction", pa.string()), ("pid", pa.int32()),
+    ("mode", pa.string()), ("granted", pa.bool_()), ("fastpath", pa.bool_()),
+    ("waitstart", pa.timestamp("us", tz="UTC"))])
+CURSORS_SCHEMA = pa.schema([
+    ("name", pa.string()), ("statement", pa.string()), ("is_holdable", pa.bool_()), ("is_binary", pa.bool_()),
+    ("is_scrollable", pa.bool_()), ("creation_time", pa.timestamp("us", tz="UTC"))])
 
 
 def install(db: duckdb.DuckDBPyConnection, schema: pa.Schema) -> None:
-    """The macros, the activity table (columns of `schema`) and the pg_stat_activity view."""
+    """The macros, the session tables (activity: columns of `schema`) and their views."""
     for name, body in MACROS.items():
         db.execute(f"CREATE OR REPLACE MACRO {PG}.{name}{body}")
     for name, body in TABLE_MACROS.items():
         db.execute(f"CREATE OR REPLACE MACRO {PG}.{name}{body}")
-    db.register("__activity_shape", schema.empty_table())
-    try:
-        db.execute(f"CREATE OR REPLACE TABLE {ACTIVITY_TABLE} AS SELECT * FROM __activity_shape")
-    finally:
-        db.unregister("__activity_shape")
+    _create_table(db, ACTIVITY_TABLE, schema)
     columns = []
     for name in schema.names:
         if name == "query":
@@ -82,16 +96,55 @@ def install(db: duckdb.DuckDBPyConnection, schema: pa.Schema) -> None:
         else:
             columns.append(name)
     db.execute(f"CREATE OR REPLACE VIEW {PG}.pg_stat_activity AS SELECT {', '.join(columns)} FROM {ACTIVITY_TABLE}")
+    _create_table(db, LOCKS_TABLE, LOCKS_SCHEMA)
+    db.execute(f"CREATE OR REPLACE VIEW {PG}.pg_locks AS SELECT * FROM {LOCKS_TABLE}")
+    _create_table(db, CURSORS_TABLE, pa.schema([("__pid", pa.int32())] + list(CURSORS_SCHEMA)))
+    db.execute(f"CREATE OR REPLACE VIEW {PG}.pg_cursors AS SELECT {', '.join(CURSORS_SCHEMA.names)} "
+               f"FROM {CURSORS_TABLE} WHERE __pid = {_CALLER}")
 
 
-def refill_activity(cur: duckdb.DuckDBPyConnection, rows: pa.Table, reader_is_superuser: bool) -> None:
-    """Replace the activity rows (one transaction: readers see the old or the new set)."""
-    cur.execute(f"SET VARIABLE {READER_IS_SUPERUSER} = {'true' if reader_is_superuser else 'false'}")
-    cur.register("__activity_rows", rows)
+def _create_table(db: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> None:
+    db.register("__shape", schema.empty_table())
+    try:
+        db.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM __shape")
+    finally:
+        db.unregister("__shape")
+
+
+def refill_locks(cur: duckdb.DuckDBPyConnection, advisory: list[tuple], database_oid: int) -> None:
+    """Replace pg_locks' rows (one transaction: readers see the old or the new set) with the
+    advisory locks [(pid, key, shared, granted, wait start)], numbered as PostgreSQL shows
+    them: a bigint key split into classid (high half) and objid (low half), objsubid 1; two
+    int4 keys as classid and objid, objsubid 2."""
+    rows = []
+    for pid, key, shared, granted, since in advisory:
+        if key[0] == "bigint":
+            classid, objid, sub = (key[1] >> 32) & 0xFFFFFFFF, key[1] & 0xFFFFFFFF, 1
+        else:
+            classid, objid, sub = key[1] & 0xFFFFFFFF, key[2] & 0xFFFFFFFF, 2
+        rows.append({"locktype": "advisory", "database": database_oid, "classid": classid, "objid": objid,
+                     "objsubid": sub, "virtualtransaction": f"{pid}/1", "pid": pid,
+                     "mode": "ShareLock" if shared else "ExclusiveLock", "granted": granted, "fastpath": False,
+                     "waitstart": None if since is None else int(since * 1_000_000)})
+    _replace(cur, LOCKS_TABLE, pa.Table.from_pylist(rows, schema=LOCKS_SCHEMA), "true")
+
+
+def refill_cursors(cur: duckdb.DuckDBPyConnection, pid: int, cursors: Iterable, live_pids: list[int]) -> None:
+    """Replace the reading session's pg_cursors rows with its open `cursors`
+    (engine/session/cursors.py's, which scan forward only), dropping those of ended sessions."""
+    rows = [{"__pid": pid, "name": c.name, "statement": c.statement, "is_holdable": c.hold, "is_binary": c.binary,
+             "is_scrollable": False, "creation_time": int(c.created * 1_000_000)} for c in cursors]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("__pid", pa.int32())] + list(CURSORS_SCHEMA)))
+    pids = ", ".join(str(p) for p in [pid, *live_pids])
+    _replace(cur, CURSORS_TABLE, table, f"__pid = {pid} OR __pid NOT IN ({pids})")
+
+
+def _replace(cur: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, which: str) -> None:
+    cur.register("__session_rows", rows)
     try:
         cur.execute("BEGIN")
-        cur.execute(f"DELETE FROM {ACTIVITY_TABLE}")
-        cur.execute(f"INSERT INTO {ACTIVITY_TABLE} SELECT * FROM __activity_rows")
+        cur.execute(f"DELETE FROM {table} WHERE {which}")
+        cur.execute(f"INSERT INTO {table} SELECT * FROM __session_rows")
         cur.execute("COMMIT")
     except BaseException:
         try:
@@ -100,4 +153,10 @@ def refill_activity(cur: duckdb.DuckDBPyConnection, rows: pa.Table, reader_is_su
             pass
         raise
     finally:
-        cur.unregister("__activity_rows")
+        cur.unregister("__session_rows")
+
+
+def refill_activity(cur: duckdb.DuckDBPyConnection, rows: pa.Table, reader_is_superuser: bool) -> None:
+    """Replace the activity rows (one transaction: readers see the old or the new set)."""
+    cur.execute(f"SET VARIABLE {READER_IS_SUPERUSER} = {'true' if reader_is_superuser else 'false'}")
+    _replace(cur, ACTIVITY_TABLE, rows, "true")

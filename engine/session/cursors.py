@@ -96,7 +96,7 @@ def declare(s: SessionState, stmt: DeclareCursor, params: list) -> StatementResu
                 s.fetching = None
         undo.pop_all()
     schema = schema_with_sql_types(reader.schema, types)
-    s.cursors[stmt.name] = Cursor(stmt.name, stmt.query, stmt.hold, stmt.binary, con, reader, schema, reading)
+    s.cursors[stmt.name] = Cursor(stmt.name, stmt.text or stmt.query, stmt.hold, stmt.binary, con, reader, schema, reading)
     return StatementResult("DECLARE CURSOR")
 
 

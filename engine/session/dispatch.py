@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Callable
 
 from engine.results import StatementResult
-from engine.session import (admin, alter, cursors, ddl, indexes, keyed_writes, listen, reads, rekey, sequences, settings,
-                            transactions)
+from engine.session import (admin, alter, cursors, ddl, discard, indexes, keyed_writes, listen, reads, rekey, sequences,
+                            settings, transactions)
 from engine.sql import index_ddl as ix
 from engine.sql import sequence_ddl as sq
 from engine.sql import table_commands as tc
@@ -70,6 +70,7 @@ HANDLERS: dict[type, Handler] = {
     p.DeclareCursor: cursors.declare,
     p.FetchCursor: cursors.fetch,
     p.CloseCursor: cursors.close,
+    p.Discard: discard.discard,
     sq.CreateSequence: sequences.create_sequence,
     sq.AlterSequence: sequences.alter_sequence,
     sq.DropSequence: sequences.drop_sequence,

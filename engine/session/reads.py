@@ -28,6 +28,8 @@ from engine.sql.split import max_placeholder
 _HIDDEN = re.compile(r"\b_(seq|deleted|user_id)\b", re.I)
 _INTERNAL = re.compile(r"__tierd", re.I)
 _ACTIVITY = re.compile(r"pg_stat_activity", re.I)
+_LOCKS = re.compile(r"pg_locks", re.I)
+_CURSORS = re.compile(r"pg_cursors", re.I)
 # DuckDB has a catalog named "system" too; client SQL means tierd's schema.
 _SYSTEM = re.compile(r'(?<![.\w"])system\s*\.(?=\s*"?[A-Za-z_])', re.I)
 # Catalog views and functions that read tierd's system tables (row counts, segment sizes).
@@ -58,6 +60,10 @@ def _read_sql(s: SessionState, sql: str) -> tuple[str, bool, bool]:
         eng.pg_catalog.refresh(eng.db, eng)
         if _ACTIVITY.search(sql):
             pg_session.refill_activity(s.cur, eng.sessions.table(), s.is_superuser)
+        if _LOCKS.search(sql):
+            pg_session.refill_locks(s.cur, eng.advisory_locks.rows(), eng.sessions.database_oid)
+        if _CURSORS.search(sql):
+            pg_session.refill_cursors(s.cur, s.pid, list(s.cursors.values()), eng.sessions.pids())
         if _READS_SYSTEM_TABLES.search(sql):
             eng.system_tables.refresh()
         if "pg_stat_progress" in sql.lower():

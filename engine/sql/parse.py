@@ -32,7 +32,7 @@ WRITE_STATEMENTS = {"INSERT", "UPDATE", "DELETE", "MERGE"}
 # Postgres commands tierd does not run (yet): 0A000 rather than a syntax error.
 KNOWN_COMMANDS = {
     "ALTER", "ANALYZE", "CALL", "CHECKPOINT", "CLUSTER", "COMMENT", "COPY", "DEALLOCATE",
-    "DISCARD", "DO", "EXECUTE", "GRANT", "IMPORT", "LOAD", "LOCK",
+    "DO", "EXECUTE", "GRANT", "IMPORT", "LOAD", "LOCK",
     "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "REVOKE",
     "SECURITY", "TRUNCATE", "VACUUM", "ATTACH", "DETACH", "INSTALL",
     "PRAGMA", "EXPORT", "USE", "RETRY", "KILL",
@@ -119,6 +119,7 @@ class DeclareCursor:
     query: str
     hold: bool
     binary: bool
+    text: str = ""  # the DECLARE statement as sent (pg_cursors.statement)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,11 @@ class FetchCursor:
 @dataclass(frozen=True)
 class CloseCursor:
     name: str | None  # None: CLOSE ALL
+
+
+@dataclass(frozen=True)
+class Discard:
+    what: str  # ALL, PLANS, SEQUENCES or TEMP (TEMPORARY)
 
 
 @dataclass(frozen=True)
@@ -239,6 +245,8 @@ def parse(sql: str, words: list[str] | None = None) -> Statement:
         return _fetch(sql, first == "MOVE")
     if first == "CLOSE":
         return _close(sql)
+    if first == "DISCARD":
+        return _discard(sql)
     if first in KNOWN_COMMANDS:
         raise FeatureNotSupported(f'statement "{first}" is not supported by tierd')
     err = SyntaxError_(f'syntax error at or near "{sql.split()[0]}"')
@@ -327,7 +335,7 @@ def _declare(sql: str) -> DeclareCursor:
     query = m.group(4)
     if leading_words(query, 1)[:1] not in (["SELECT"], ["WITH"], ["VALUES"], ["TABLE"], ["FROM"]):
         raise SyntaxError_("DECLARE CURSOR needs a SELECT or VALUES query")
-    return DeclareCursor(identifier(m.group(1)), query, hold, binary)
+    return DeclareCursor(identifier(m.group(1)), query, hold, binary, re.sub(r"\s*;?\s*$", "", sql.strip()))
 
 
 def _fetch(sql: str, move: bool) -> FetchCursor:
@@ -354,6 +362,22 @@ def _fetch(sql: str, move: bool) -> FetchCursor:
     else:
         raise SyntaxError_(f'syntax error at or near "{words[0]}"')
     return FetchCursor(identifier(m.group(2)), count, move)
+
+
+_DISCARD = re.compile(r"^\s*DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)\s*;?\s*$", re.I | re.S)
+
+
+def _discard(sql: str) -> Discard:
+    m = _DISCARD.match(sql)
+    if not m:
+        rest = sql.split(None, 2)[1:2]
+        err = SyntaxError_(f'syntax error at or near "{rest[0].rstrip(";")}"' if rest and rest[0].rstrip(";")
+                           else "syntax error at end of input")
+        if rest and rest[0].rstrip(";"):
+            err.position = sql.index(rest[0]) + 1
+        raise err
+    what = m.group(1).upper()
+    return Discard("TEMP" if what == "TEMPORARY" else what)
 
 
 def _close(sql: str) -> CloseCursor:
