@@ -1008,7 +1008,8 @@ def _as_table_types(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
     of one table must share one schema (LevelDB, the hot table, concatenation)."""
     schema = s.engine.visible_schema(t)
     have = rows.schema
-    if len(have) < len(schema) or all(have.field(i).type == f.type for i, f in enumerate(schema)):
+    if len(have) < len(schema) or have.equals(schema) or all(
+            have.field(i).type == f.type for i, f in enumerate(schema)):
         return rows
     cols = [rows.column(i).cast(f.type) if have.field(i).name == f.name else rows.column(i)
             for i, f in enumerate(schema)]

@@ -26,19 +26,24 @@ Batches = list[tuple[int, int, pa.Table]]  # (table id, first _seq, rows with _s
 
 class Ticket:
     """One queued commit: its batches, how its wait ended, and the condition its waiters
-    sleep on (one per ticket, on the queue's lock: a finished group wakes its own writers
-    and the next leader, not every writer in the queue)."""
+    sleep on (one per ticket, on the queue's lock, made when a waiter first has to sleep: a
+    finished group wakes its own writers and the next leader, not every writer in the queue;
+    a lone writer leads at once and never makes one)."""
 
     __slots__ = ("batches", "last_seq", "done", "error", "undo", "woken")
 
-    def __init__(self, batches: Batches, last_seq: int, undo: Callable[[], None] | None,
-                 woken: threading.Condition):
+    def __init__(self, batches: Batches, last_seq: int, undo: Callable[[], None] | None):
         self.batches = batches
         self.last_seq = last_seq
         self.done = False
         self.error: BaseException | None = None
         self.undo = undo  # reverts what the writer did before durability (its key index updates)
-        self.woken = woken
+        self.woken: threading.Condition | None = None
+
+    def wake(self) -> None:
+        """Under the queue's lock."""
+        if self.woken is not None:
+            self.woken.notify_all()
 
 
 class CommitQueue:
@@ -55,7 +60,7 @@ class CommitQueue:
 
     def enqueue(self, batches: Batches, last_seq: int, undo: Callable[[], None] | None = None) -> Ticket:
         """Queue a commit; the caller holds the write lock (that is what orders the queue)."""
-        ticket = Ticket(batches, last_seq, undo, threading.Condition(self._lock))
+        ticket = Ticket(batches, last_seq, undo)
         with self._lock:
             self._queue.append(ticket)
         return ticket
@@ -65,6 +70,8 @@ class CommitQueue:
         with self._lock:
             while not ticket.done:
                 if self._in_flight is not None or not self._queue:
+                    if ticket.woken is None:
+                        ticket.woken = threading.Condition(self._lock)
                     ticket.woken.wait()
                     continue
                 group, self._queue = self._queue, []
@@ -77,9 +84,9 @@ class CommitQueue:
                     self._in_flight = None
                     for t in group:
                         t.done = True
-                        t.woken.notify_all()
+                        t.wake()
                     if self._queue:  # its first writer leads the next group
-                        self._queue[0].woken.notify_all()
+                        self._queue[0].wake()
         if ticket.error is not None:
             raise ticket.error
 
