@@ -348,6 +348,7 @@ MACROS: dict[str, str] = {
     "pg_get_serial_sequence": "(t, c) AS NULL::VARCHAR",
     "pg_get_statisticsobjdef_columns": "(o) AS NULL::VARCHAR",
     "pg_relation_is_publishable": "(r) AS false",
+    "pg_is_in_recovery": "() AS false",  # a primary (pg_dump asks first)
     "array_upper": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN len(a) END",
     "array_lower": "(a, d) AS CASE WHEN d = 1 AND len(a) > 0 THEN 1 END",
     "version": "() AS 'PostgreSQL 15.0 (tierd) on x86_64-pc-linux-gnu, compiled by tierd, 64-bit'",
