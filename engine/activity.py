@@ -51,6 +51,7 @@ class Activity:
     query: str = ""
     wait_event_type: str | None = None
     wait_event: str | None = None
+    terminated: bool = False  # pg_terminate_backend: gone from pg_stat_activity while it winds down
 
     def started(self, sql: str, in_transaction: bool) -> None:
         now = time.time()
@@ -113,6 +114,7 @@ class SessionRegistry:
                 detail=f'Only roles with privileges of the role whose query is being canceled or with '
                        f'privileges of the "pg_signal_backend" role may cancel this query.')
         if action == "terminate":
+            target.terminated = True  # the caller's next query no longer lists it (its thread may take a moment)
             target.terminate()
         else:
             target.cancel("user request")
@@ -125,7 +127,7 @@ class SessionRegistry:
     def table(self) -> pa.Table:
         """pg_stat_activity's rows (the view hides what a reader may not see)."""
         with self._lock:
-            sessions = sorted(self._by_pid.values(), key=lambda a: a.backend_start)
+            sessions = sorted((a for a in self._by_pid.values() if not a.terminated), key=lambda a: a.backend_start)
         rows = []
 
         def ts(value: float | None) -> int | None:

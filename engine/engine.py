@@ -16,6 +16,7 @@ import threading
 from engine.catalog import pg_catalog, sequence_functions
 from engine.catalog.sequences import Sequences
 from engine.sql import functions as sql_functions
+from engine.sql.dialects import load_dialects
 from engine.catalog.flush_policy import parse_flush_policy
 from engine.catalog.roles import RoleCatalog
 from engine.catalog.storages import StorageCatalog
@@ -52,6 +53,7 @@ __all__ = ["DATABASE", "Engine", "EngineConfig"]
 
 class Engine(EngineCore):
     def __init__(self, config: EngineConfig):
+        load_dialects()  # before any session thread can race sqlglot's lazy dialect loading
         self.config = config
         self.data_dir = os.path.abspath(config.data_dir)
         os.makedirs(self.data_dir, exist_ok=True)

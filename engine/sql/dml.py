@@ -216,9 +216,9 @@ def _tuple_width(body: str, start: int) -> int:
     return width
 
 
-# One planning at a time: sessions planning the same new statement at once sometimes got a plan
-# with param_count 0 from sqlglot (seen with 8 concurrent first INSERTs of `VALUES ($1, $2, $3)`,
-# tests/test_group_commit.py); serializing costs little, as sqlglot holds the GIL anyway.
+# One planning at a time (each plan is cached per text; sqlglot holds the GIL anyway). The plans
+# with param_count 0 once seen here came from sqlglot's lazy dialect loading, which
+# engine/sql/dialects.py now does at engine start.
 _planning = threading.Lock()
 
 
