@@ -598,3 +598,26 @@ def test_updates_of_keys_just_written_read_the_committed_batch(metrics_tierd):
     after = scrape(metrics_tierd.metrics_port)
     assert used(after, "committed_batch") - used(before, "committed_batch") >= 50
     assert used(after, "keyed_update") - used(before, "keyed_update") >= 100
+
+
+def test_connection_checks_are_answered_without_duckdb(metrics_tierd):
+    """`SELECT 1`, as Django's connection health checks and PgBouncer 1.18's default
+    server_check_query send it, is answered without a DuckDB query, with the general path's
+    column and type (int4 `?column?`, or the alias), in both protocols; anything more goes to
+    DuckDB."""
+    d = metrics_tierd
+    before = scrape(d.metrics_port)
+    with d.connect() as c:
+        for sql, general in (("SELECT 1", "SELECT 1 + 0"), ("select 42 AS ok", "SELECT 41 + 1 AS ok"),
+                             ('SELECT -7 "Mixed Case"', 'SELECT -7 + 0 AS "Mixed Case"')):
+            fast, slow = c.execute(sql), c.execute(general)
+            assert [(f.name, f.type_code) for f in fast.description] == \
+                [(f.name, f.type_code) for f in slow.description]
+            expected = slow.fetchall()
+            assert fast.fetchall() == expected
+            cur = c.cursor()
+            cur.execute(sql, prepare=True)   # the extended protocol: Describe, then Execute
+            assert cur.description[0].type_code == 23 and cur.fetchall() == expected
+        assert c.execute("SELECT 1 FROM (VALUES (1), (2)) v").fetchall() == [(1,), (1,)]
+    after = scrape(d.metrics_port)
+    assert used(after, "constant_select") - used(before, "constant_select") == 6
