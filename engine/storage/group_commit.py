@@ -25,12 +25,9 @@ Batches = list[tuple[int, int, pa.Table]]  # (table id, first _seq, rows with _s
 
 
 class Ticket:
-    """One queued commit: its batches, how its wait ended, and the condition its waiters
-    sleep on (one per ticket, on the queue's lock, made when a waiter first has to sleep: a
-    finished group wakes its own writers and the next leader, not every writer in the queue;
-    a lone writer leads at once and never makes one)."""
+    """One queued commit: its batches, and how its wait ended."""
 
-    __slots__ = ("batches", "last_seq", "done", "error", "undo", "woken")
+    __slots__ = ("batches", "last_seq", "done", "error", "undo")
 
     def __init__(self, batches: Batches, last_seq: int, undo: Callable[[], None] | None):
         self.batches = batches
@@ -38,12 +35,6 @@ class Ticket:
         self.done = False
         self.error: BaseException | None = None
         self.undo = undo  # reverts what the writer did before durability (its key index updates)
-        self.woken: threading.Condition | None = None
-
-    def wake(self) -> None:
-        """Under the queue's lock."""
-        if self.woken is not None:
-            self.woken.notify_all()
 
 
 class CommitQueue:
@@ -52,7 +43,7 @@ class CommitQueue:
         self._store = store
         self._publish = publish  # (batches, their last _seq): make them visible
         self._failpoint = failpoint  # "group_commit.before_write": tests hold the leader's write
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._queue: list[Ticket] = []
         self._in_flight: Ticket | None = None  # the last ticket of the group being written
         self.groups = 0  # fsyncs issued (observability, tests)
@@ -61,38 +52,34 @@ class CommitQueue:
     def enqueue(self, batches: Batches, last_seq: int, undo: Callable[[], None] | None = None) -> Ticket:
         """Queue a commit; the caller holds the write lock (that is what orders the queue)."""
         ticket = Ticket(batches, last_seq, undo)
-        with self._lock:
+        with self._cond:
             self._queue.append(ticket)
         return ticket
 
     def wait(self, ticket: Ticket) -> None:
         """Return once `ticket` is durable and visible; raise the write's error if it failed."""
-        with self._lock:
+        with self._cond:
             while not ticket.done:
                 if self._in_flight is not None or not self._queue:
-                    if ticket.woken is None:
-                        ticket.woken = threading.Condition(self._lock)
-                    ticket.woken.wait()
+                    self._cond.wait()
                     continue
                 group, self._queue = self._queue, []
                 self._in_flight = group[-1]
-                self._lock.release()
+                self._cond.release()
                 try:
                     self._write(group)
                 finally:
-                    self._lock.acquire()
+                    self._cond.acquire()
                     self._in_flight = None
                     for t in group:
                         t.done = True
-                        t.wake()
-                    if self._queue:  # its first writer leads the next group
-                        self._queue[0].wake()
+                    self._cond.notify_all()
         if ticket.error is not None:
             raise ticket.error
 
     def drain(self) -> None:
         """Wait until every commit queued so far is durable and visible (errors are theirs)."""
-        with self._lock:
+        with self._cond:
             last = self._queue[-1] if self._queue else self._in_flight
         if last is not None:
             try:
