@@ -1019,7 +1019,6 @@ def _as_table_types(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
 _SEQ_FIELD = pa.field("_seq", pa.int64())
 _DELETED_FIELD = pa.field("_deleted", pa.bool_())
 _DELETED_ONE = {flag: pa.array([flag], pa.bool_()) for flag in (False, True)}  # immutable: shared
-_STORED_SCHEMAS: dict[pa.Schema, pa.Schema] = {}  # rows' schema -> with _seq and _deleted
 
 
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
@@ -1032,9 +1031,7 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
     hot, tx = s.engine.hot, s.tx
     first = allocate(s, n)
     # one table built once (numpy ranges: pyarrow's compute kernels cost ~0.2 ms a call on a row)
-    stored = _STORED_SCHEMAS.get(rows.schema)
-    if stored is None:
-        stored = _STORED_SCHEMAS[rows.schema] = rows.schema.append(_SEQ_FIELD).append(_DELETED_FIELD)
+    stored = rows.schema.append(_SEQ_FIELD).append(_DELETED_FIELD)  # keeps the fields' metadata (uuid, json)
     if n == 1:
         marks = [pa.array([first], pa.int64()), _DELETED_ONE[deleted]]
     else:
