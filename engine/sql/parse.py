@@ -374,7 +374,7 @@ def _discard(sql: str) -> Discard:
         err = SyntaxError_(f'syntax error at or near "{rest[0].rstrip(";")}"' if rest and rest[0].rstrip(";")
                            else "syntax error at end of input")
         if rest and rest[0].rstrip(";"):
-            err.position = sql.index(rest[0]) + 1
+            err.position = sql.index(rest[0], sql.upper().index("DISCARD") + len("DISCARD")) + 1
         raise err
     what = m.group(1).upper()
     return Discard("TEMP" if what == "TEMPORARY" else what)
