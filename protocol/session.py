@@ -24,9 +24,9 @@ from .types.datetime import valid_timezone
 
 _PARSED_KEPT = 256   # texts per connection whose analysis a new Parse reuses
 
-# Prepared statements are protocol state, so the SQL that drops them is answered here.
 # Command tags after which the session's settings may differ (ParameterStatus is sent again).
 SETTINGS_TAGS = ("SET", "RESET", "DISCARD ALL")
+# Prepared statements are protocol state, so the SQL that drops them is answered here.
 DEALLOCATE = re.compile(r'^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|"[^"]+"|\w+)\s*;?\s*$', re.I)
 
 

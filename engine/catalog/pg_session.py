@@ -78,6 +78,7 @@ LOCKS_SCHEMA = pa.schema([
 CURSORS_SCHEMA = pa.schema([
     ("name", pa.string()), ("statement", pa.string()), ("is_holdable", pa.bool_()), ("is_binary", pa.bool_()),
     ("is_scrollable", pa.bool_()), ("creation_time", pa.timestamp("us", tz="UTC"))])
+_CURSORS_ROWS = pa.schema([("__pid", pa.int32())] + list(CURSORS_SCHEMA))  # the table: pg_cursors per session
 
 
 def install(db: duckdb.DuckDBPyConnection, schema: pa.Schema) -> None:
@@ -98,7 +99,7 @@ def install(db: duckdb.DuckDBPyConnection, schema: pa.Schema) -> None:
     db.execute(f"CREATE OR REPLACE VIEW {PG}.pg_stat_activity AS SELECT {', '.join(columns)} FROM {ACTIVITY_TABLE}")
     _create_table(db, LOCKS_TABLE, LOCKS_SCHEMA)
     db.execute(f"CREATE OR REPLACE VIEW {PG}.pg_locks AS SELECT * FROM {LOCKS_TABLE}")
-    _create_table(db, CURSORS_TABLE, pa.schema([("__pid", pa.int32())] + list(CURSORS_SCHEMA)))
+    _create_table(db, CURSORS_TABLE, _CURSORS_ROWS)
     db.execute(f"CREATE OR REPLACE VIEW {PG}.pg_cursors AS SELECT {', '.join(CURSORS_SCHEMA.names)} "
                f"FROM {CURSORS_TABLE} WHERE __pid = {_CALLER}")
 
@@ -134,7 +135,7 @@ def refill_cursors(cur: duckdb.DuckDBPyConnection, pid: int, cursors: Iterable, 
     (engine/session/cursors.py's, which scan forward only), dropping those of ended sessions."""
     rows = [{"__pid": pid, "name": c.name, "statement": c.statement, "is_holdable": c.hold, "is_binary": c.binary,
              "is_scrollable": False, "creation_time": int(c.created * 1_000_000)} for c in cursors]
-    table = pa.Table.from_pylist(rows, schema=pa.schema([("__pid", pa.int32())] + list(CURSORS_SCHEMA)))
+    table = pa.Table.from_pylist(rows, schema=_CURSORS_ROWS)
     pids = ", ".join(str(p) for p in [pid, *live_pids])
     _replace(cur, CURSORS_TABLE, table, f"__pid = {pid} OR __pid NOT IN ({pids})")
 

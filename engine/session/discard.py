@@ -21,8 +21,7 @@ def discard(s: SessionState, stmt: Discard, params: list) -> StatementResult:
         if s.tx.explicit:
             raise ActiveSqlTransaction("DISCARD ALL cannot run inside a transaction block")
         cursors.close_all(s)
-        settings.change(s.settings, ResetSetting("all"), s.check_zone, s.reset_settings)
-        s.local_settings.clear()
+        settings.change_in_session(s, ResetSetting("all"), [])
         s.listen_changes.append(("", "unlisten"))  # UNLISTEN *: applied as the statement commits
         s.advisory("unlock_all", (), False, False)
     if stmt.what in ("ALL", "PLANS"):  # analyses are worked out again on next use

@@ -20,19 +20,6 @@ from engine.sql import statements as st
 Handler = Callable[[SessionState, object, list], StatementResult]
 
 
-def _change_setting(s: SessionState, stmt: p.SetSetting | p.ResetSetting, params: list) -> StatementResult:
-    if isinstance(stmt, p.SetSetting) and stmt.local:
-        if not s.tx.explicit:   # PostgreSQL warns and changes nothing
-            return StatementResult("SET", notices=("SET LOCAL can only be used in transaction blocks",))
-        s.local_settings.setdefault(stmt.name, s.settings.get(stmt.name))
-    result = settings.change(s.settings, stmt, s.check_zone, s.reset_settings)
-    if not isinstance(stmt, p.SetSetting) or not stmt.local:
-        s.local_settings.pop(getattr(stmt, "name", ""), None)  # a session SET outlives the transaction
-        if isinstance(stmt, p.ResetSetting) and stmt.name == "all":
-            s.local_settings.clear()
-    return result
-
-
 HANDLERS: dict[type, Handler] = {
     p.Empty: lambda s, stmt, params: StatementResult(""),
     p.Begin: transactions.begin,
@@ -42,8 +29,8 @@ HANDLERS: dict[type, Handler] = {
     p.Query: reads.query,
     p.Show: reads.show,
     p.Write: keyed_writes.write,
-    p.SetSetting: _change_setting,
-    p.ResetSetting: _change_setting,
+    p.SetSetting: settings.change_in_session,
+    p.ResetSetting: settings.change_in_session,
     p.CreateTableStatement: ddl.create_table,
     st.CreateNamespace: ddl.create_namespace,
     st.DropNamespace: ddl.drop_namespace,

@@ -284,6 +284,22 @@ def normalize(name: str, value: str, check_zone: Callable[[str], str]) -> str:
     return value
 
 
+def change_in_session(s, stmt: SetSetting | ResetSetting, params: list) -> StatementResult:
+    """SET / RESET as a session runs them (`s`: engine/session/state.py's SessionState): SET
+    LOCAL only inside a transaction block, remembering the value to restore at its end; a
+    session-level SET or RESET outlives the transaction (RESET ALL drops every SET LOCAL)."""
+    if isinstance(stmt, SetSetting) and stmt.local:
+        if not s.tx.explicit:   # PostgreSQL warns and changes nothing
+            return StatementResult("SET", notices=("SET LOCAL can only be used in transaction blocks",))
+        s.local_settings.setdefault(stmt.name, s.settings.get(stmt.name))
+    result = change(s.settings, stmt, s.check_zone, s.reset_settings)
+    if not isinstance(stmt, SetSetting) or not stmt.local:
+        s.local_settings.pop(getattr(stmt, "name", ""), None)  # a session SET outlives the transaction
+        if isinstance(stmt, ResetSetting) and stmt.name == "all":
+            s.local_settings.clear()
+    return result
+
+
 def change(settings: dict[str, str], stmt: SetSetting | ResetSetting, check_zone: Callable[[str], str],
            reset_values: dict[str, str]) -> StatementResult:
     """SET or RESET; `check_zone` applies a TimeZone name (the session knows DuckDB's zones);
