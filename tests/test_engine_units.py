@@ -108,3 +108,76 @@ def test_bulk_insert_skips_sqlglot_but_keeps_meaning():
     p = plan(f'insert into "Ev" (id, b, c) values {values};')
     assert p.target.name == "Ev" and "(id, b, c)" in p.stage_sql
     assert plan(f"INSERT INTO ev VALUES {values} RETURNING id").returning == "id"  # sqlglot handles RETURNING
+
+
+def _reference_array(values, typ):
+    import pyarrow as pa
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        return None
+
+
+def test_small_array_is_pa_array_or_declines():
+    """small_array builds exactly what pa.array builds, or declines (None) so pa.array runs."""
+    import math
+    import random
+
+    import pyarrow as pa
+
+    from engine.small_arrays import small_array
+    choices = {
+        pa.int8(): [0, 1, -128, 127, 128, None, True], pa.int16(): [5, -3, None, 1.0],
+        pa.int32(): [2**31 - 1, -2**31, None, 2**31, "7"], pa.int64(): [2**63 - 1, -2**63, 0, None, 2**63],
+        pa.uint8(): [0, 255, 256, -1, None], pa.uint64(): [2**64 - 1, 0, None],
+        pa.float32(): [1.5, 1e39, math.nan, None, 3, 2**60, -0.0],
+        pa.float64(): [0.5, -0.0, math.inf, None, 7, 2**60, "1.5"],
+        pa.string(): ["", "abc", "é☃", None, "\ud800", 5], pa.bool_(): [True, False, None, 1],
+        pa.date32(): [None],
+    }
+    rng = random.Random(7)
+    built = declined = 0
+    for _ in range(5000):
+        typ = rng.choice(list(choices))
+        values = [rng.choice(choices[typ]) for _ in range(rng.randint(0, 20))]
+        got = small_array(values, typ)
+        if got is None:
+            declined += 1
+            continue
+        built += 1
+        got.validate(full=True)
+        want = _reference_array(values, typ)
+        assert want is not None, (typ, values)
+        assert got.type == want.type and got.null_count == want.null_count
+        assert repr(got.to_pylist()) == repr(want.to_pylist()), (typ, values)
+    assert built > 1000 and declined > 1000
+
+
+def test_hot_batch_codec_round_trips_both_formats():
+    """A hot batch reads back with its exact schema (field metadata too) and values, whether
+    stored compact (few rows of marshal-able types) or as Arrow IPC, one at a time or in runs."""
+    import math
+
+    import pyarrow as pa
+
+    from engine.storage.hot_store import COMPACT, decode_batch, decode_batches, encode_batch
+    schema = pa.schema([pa.field("id", pa.int64(), False), pa.field("body", pa.string(), metadata={b"sql_type": b"JSON"}),
+                        pa.field("r", pa.float32()), pa.field("b", pa.bool_()), pa.field("bin", pa.binary()),
+                        pa.field("small", pa.int16()), pa.field("_seq", pa.int64()), pa.field("_deleted", pa.bool_())])
+
+    def rows(first, n):
+        return pa.table([list(range(first, first + n)), [None if i % 3 == 0 else f'{{"k": "é{i}"}}' for i in range(n)],
+                         [[1.5, None, math.nan, -0.0][i % 4] for i in range(n)], [[True, False, None][i % 3] for i in range(n)],
+                         [[b"\x00\xff", None, b""][i % 3] for i in range(n)], [[-32768, 32767, None][i % 3] for i in range(n)],
+                         list(range(first, first + n)), [i % 2 == 1 for i in range(n)]], schema=schema)
+    timestamps = pa.table({"at": pa.array([1_700_000_000_000_000], pa.timestamp("us", tz="UTC")), "_seq": [9]})
+    tables = [rows(1, 1), rows(2, 3), rows(5, 200), rows(205, 1), timestamps, rows(206, 2), rows(208, 64)]
+    encoded = [encode_batch(t) for t in tables]
+    assert [e.startswith(COMPACT) for e in encoded] == [True, True, False, True, False, True, True]
+    for table, data in zip(tables, encoded):
+        for back in (decode_batch(data),):
+            assert back.schema.equals(table.schema, check_metadata=True)
+            assert repr(back.to_pylist()) == repr(table.to_pylist())
+    for table, back in zip(tables, decode_batches(encoded)):
+        assert back.schema.equals(table.schema, check_metadata=True)
+        assert repr(back.to_pylist()) == repr(table.to_pylist())

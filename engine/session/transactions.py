@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.errors import ActiveSqlTransaction, FeatureNotSupported, NoActiveSqlTransaction, UndefinedObject
+from engine.small_arrays import MAX_VALUES, small_array
 from engine.tiers import views
 from engine.results import StatementResult
 from engine.session import transaction_ddl
@@ -178,9 +179,14 @@ def _number_writes(s: SessionState) -> None:
     offset = hot.allocate(n) - 1
     numbered = []
     for tid, first, batch in tx.pending:
-        at = batch.schema.get_field_index("_seq")
-        seqs = pa.array(np.arange(first + offset, first + offset + batch.num_rows, dtype=np.int64))
-        numbered.append((tid, first + offset, batch.set_column(at, batch.schema.field(at), seqs)))
+        schema = batch.schema
+        at = schema.get_field_index("_seq")
+        start, n = first + offset, batch.num_rows
+        seqs = small_array(list(range(start, start + n)), pa.int64()) if n <= MAX_VALUES else \
+            pa.array(np.arange(start, start + n, dtype=np.int64))
+        columns = batch.columns
+        columns[at] = seqs
+        numbered.append((tid, start, pa.Table.from_arrays(columns, schema=schema)))
     tx.pending = numbered
     tx.pending_index = {tid: {k: type(st)(st + offset) for k, st in states.items()}
                         for tid, states in tx.pending_index.items()}

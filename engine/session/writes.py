@@ -34,6 +34,7 @@ from engine.errors import (CardinalityViolation, EngineError, FeatureNotSupporte
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
+from engine.small_arrays import small_array
 from engine.session.keys import (current_version, first_per_key, live_keys, live_rows, refuse_repeats,
                                  refuse_second_touch, unique_violation)
 from engine.session import foreign_keys, reads
@@ -521,6 +522,10 @@ def to_arrow(values: list, typ: pa.DataType) -> pa.Array | None:
         return _array_text_to_arrow(values, typ) if any(isinstance(v, str) for v in values) else None
     elif kind == "other":
         return None
+    else:
+        arr = small_array(values, typ)
+        if arr is not None:
+            return arr
     try:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
@@ -1021,6 +1026,24 @@ _DELETED_FIELD = pa.field("_deleted", pa.bool_())
 _DELETED_ONE = {flag: pa.array([flag], pa.bool_()) for flag in (False, True)}  # immutable: shared
 
 
+_STORED: dict[pa.Schema, list[tuple[pa.Schema, pa.Schema]]] = {}
+
+
+def _stored_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` with _seq and _deleted appended, made once per schema (pa.Schema's hash and
+    == ignore field metadata, so entries are told apart by `equals(check_metadata=True)`)."""
+    entries = _STORED.get(schema)
+    if entries is not None:
+        for have, stored in entries:
+            if have.equals(schema, check_metadata=True):
+                return stored
+    stored = schema.append(_SEQ_FIELD).append(_DELETED_FIELD)  # keeps the fields' metadata (uuid, json)
+    if len(_STORED) > 512:  # schemas of dropped or altered tables
+        _STORED.clear()
+    _STORED.setdefault(schema, []).append((schema, stored))
+    return stored
+
+
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
     """Write new versions of `rows` (visible columns plus a USER table's owner, table
     types) into the hot tier; `keys`: their key_list, if the caller has it."""
@@ -1031,9 +1054,9 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
     hot, tx = s.engine.hot, s.tx
     first = allocate(s, n)
     # one table built once (numpy ranges: pyarrow's compute kernels cost ~0.2 ms a call on a row)
-    stored = rows.schema.append(_SEQ_FIELD).append(_DELETED_FIELD)  # keeps the fields' metadata (uuid, json)
+    stored = _stored_schema(rows.schema)
     if n == 1:
-        marks = [pa.array([first], pa.int64()), _DELETED_ONE[deleted]]
+        marks = [small_array([first], pa.int64()), _DELETED_ONE[deleted]]
     else:
         marks = [pa.array(np.arange(first, first + n, dtype=np.int64)), pa.array(np.full(n, deleted))]
     batch = pa.Table.from_arrays(rows.columns + marks, schema=stored)
