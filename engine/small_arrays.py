@@ -22,6 +22,7 @@ _INTS = {pa.int8(): "b", pa.int16(): "h", pa.int32(): "i", pa.int64(): "q",
 _FLOATS = {pa.float32(): "f", pa.float64(): "d"}
 _EXACT_INT_IN_FLOAT = 1 << 53
 _STRING = pa.string()
+_BINARY = pa.binary()
 _BOOL = pa.bool_()
 _INT32_MAX = (1 << 31) - 1
 
@@ -64,17 +65,20 @@ def small_array(values: list, typ: pa.DataType) -> pa.Array | None:
         except (struct.error, OverflowError):  # a float32 out of range: pa.array decides
             return None
         return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(packed)], null_count=nulls)
-    if typ == _STRING:
+    if typ == _STRING or typ == _BINARY:
+        text = typ == _STRING
         encoded = []
         offsets = [0]
         for v in values:
             if v is None:
                 b = b""
-            elif type(v) is str:
+            elif text and type(v) is str:
                 try:
                     b = v.encode()
                 except UnicodeEncodeError:  # a lone surrogate: pa.array words the error
                     return None
+            elif not text and type(v) is bytes:
+                b = v
             else:
                 return None
             encoded.append(b)

@@ -132,7 +132,7 @@ def test_small_array_is_pa_array_or_declines():
         pa.uint8(): [0, 255, 256, -1, None], pa.uint64(): [2**64 - 1, 0, None],
         pa.float32(): [1.5, 1e39, math.nan, None, 3, 2**60, -0.0],
         pa.float64(): [0.5, -0.0, math.inf, None, 7, 2**60, "1.5"],
-        pa.string(): ["", "abc", "é☃", None, "\ud800", 5], pa.bool_(): [True, False, None, 1],
+        pa.string(): ["", "abc", "é☃", None, "\ud800", 5], pa.binary(): [b"", b"\x00\xff", None, "text"], pa.bool_(): [True, False, None, 1],
         pa.date32(): [None],
     }
     rng = random.Random(7)

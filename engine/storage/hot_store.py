@@ -28,6 +28,7 @@ import plyvel
 import pyarrow as pa
 
 from engine.errors import DataDirLocked, DiskFull, EngineError, IoError
+from engine.small_arrays import small_array
 
 log = logging.getLogger("tierd.hot_store")
 R = TypeVar("R")
@@ -122,7 +123,11 @@ def _compact_parts(data: bytes) -> tuple[bytes, pa.Schema, list[list]]:
 
 
 def _compact_table(schema: pa.Schema, columns: list[list]) -> pa.Table:
-    return pa.table([pa.array(values, type=f.type) for values, f in zip(columns, schema)], schema=schema)
+    arrays = []
+    for values, f in zip(columns, schema):
+        arr = small_array(values, f.type)  # a point read's batch of one row: keeps the GIL
+        arrays.append(pa.array(values, type=f.type) if arr is None else arr)
+    return pa.table(arrays, schema=schema)
 
 
 def decode_batch(data: bytes) -> pa.Table:

@@ -152,7 +152,7 @@ class _Decoded:
     __slots__ = ("table", "arrays", "nbytes", "_stored_as")
 
     def __init__(self, table: pa.Table):
-        self.table = table.combine_chunks()
+        self.table = table.combine_chunks() if any(c.num_chunks > 1 for c in table.columns) else table
         self.arrays = _Columns(self.table)
         self.nbytes = self.table.get_total_buffer_size()  # Table.nbytes walks the buffers in Python
         self._stored_as: dict[int, tuple[pa.Schema, bool]] = {}
