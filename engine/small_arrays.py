@@ -5,8 +5,9 @@ client that is free; with many connection threads every release hands the GIL to
 thread and back (futex wake-ups and context switches: about 40 per single-row INSERT with 8
 clients, doubling the daemon's CPU per row). A statement's few values are packed with
 `struct` instead and wrapped by `Array.from_buffers`, which releases the GIL once. Only types
-whose Python values map one to one onto the buffers take this path; anything else, a value
-of another Python type, or more than a few values, gets None and the caller uses `pa.array`
+whose Python values map one to one onto the buffers take this path (integers for dates,
+times and timestamps, in the type's unit, as pa.array takes them); anything else, a value of
+another Python type, or more than a few values, gets None and the caller uses `pa.array`
 (which also words the errors).
 """
 from __future__ import annotations
@@ -27,6 +28,21 @@ _BOOL = pa.bool_()
 _INT32_MAX = (1 << 31) - 1
 
 
+_TEMPORAL: dict[pa.DataType, str | None] = {}
+
+
+def _temporal_code(typ: pa.DataType) -> str | None:
+    """The struct code of a date, time, timestamp or interval type's integers (pa.array
+    takes plain integers in the type's unit for these), else None."""
+    code = _TEMPORAL.get(typ, "")
+    if code == "":
+        code = _TEMPORAL[typ] = (
+            "q" if pa.types.is_timestamp(typ) or pa.types.is_date64(typ) or pa.types.is_time64(typ)
+            or pa.types.is_duration(typ) else
+            "i" if pa.types.is_date32(typ) or pa.types.is_time32(typ) else None)
+    return code
+
+
 def _bitmap(flags: list[bool]) -> bytes:
     out = bytearray((len(flags) + 7) // 8)
     for i, f in enumerate(flags):
@@ -42,7 +58,7 @@ def small_array(values: list, typ: pa.DataType) -> pa.Array | None:
         return None
     nulls = values.count(None)
     validity = None if nulls == 0 else pa.py_buffer(_bitmap([v is not None for v in values]))
-    code = _INTS.get(typ)
+    code = _INTS.get(typ) or _temporal_code(typ)
     if code is not None:
         for v in values:
             if type(v) is not int and v is not None:

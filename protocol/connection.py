@@ -217,9 +217,10 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
     def next_message(self, state: ConnectionState) -> tuple[bytes, bytes]:
         """The client's next message. A transaction that has written holds the write lock:
         left idle longer than idle_in_transaction_session_timeout, it ends (FATAL 25P03,
-        rolled back), so no client can stall every writer by going quiet."""
-        if not getattr(state.session, "holds_write_lock", False):
-            return self.read_message()
+        rolled back), so no client can stall every writer by going quiet. The socket has that
+        timeout only while it waits for such a message (not while results are sent)."""
+        if self.message_arrived() or not getattr(state.session, "holds_write_lock", False):
+            return self.read_message()   # already here, or no transaction holding writers up
         idle = self.idle_in_transaction_timeout(state)
         if not idle:
             return self.read_message()

@@ -1,4 +1,5 @@
 """Invariants 1-3 through kill -9 and through a failure or crash at every flush step."""
+import datetime
 import shutil
 import threading
 
@@ -167,14 +168,20 @@ def test_restart_reads_every_hot_batch_format(make_tierd):
         c.execute("ALTER TABLE app.k ADD COLUMN seen_at TIMESTAMPTZ")
         c.execute("INSERT INTO app.k (id, seen_at) VALUES (500, '2026-01-02 03:04:05+00')")  # a timestamp: Arrow IPC
         c.execute("INSERT INTO app.k (id, t) VALUES (501, 'after the ALTER')")
+        c.execute("ALTER TABLE app.k ADD COLUMN d DATE")
+        c.execute("ALTER TABLE app.k ADD COLUMN local TIMESTAMP")
+        c.execute("INSERT INTO app.k (id, seen_at, d, local) VALUES (%s, %s, %s, %s)",
+                  (502, datetime.datetime(1, 1, 1, tzinfo=datetime.timezone.utc), datetime.date(9999, 12, 31),
+                   datetime.datetime(1970, 1, 1, 0, 0, 0, 1)))
+        c.execute("UPDATE app.k SET seen_at = '2026-06-30 23:59:59.999999+02' WHERE id = 500")
         before = c.execute(table_sql).fetchall()
-        points = [c.execute("SELECT * FROM app.k WHERE id = %s", (k,)).fetchall() for k in (1, 2, 3, 4, 10, 11, 500, 501)]
+        points = [c.execute("SELECT * FROM app.k WHERE id = %s", (k,)).fetchall() for k in (1, 2, 3, 4, 10, 11, 500, 501, 502)]
     d.kill9()
     d.start()
     with d.connect() as c:
         after = c.execute(table_sql).fetchall()
         assert repr(after) == repr(before)  # repr: NaN equals NaN, -0.0 keeps its sign
-        again = [c.execute("SELECT * FROM app.k WHERE id = %s", (k,)).fetchall() for k in (1, 2, 3, 4, 10, 11, 500, 501)]
+        again = [c.execute("SELECT * FROM app.k WHERE id = %s", (k,)).fetchall() for k in (1, 2, 3, 4, 10, 11, 500, 501, 502)]
         assert repr(again) == repr(points)
         c.execute("UPDATE app.k SET s = 7 WHERE id = 4")
         c.execute("DELETE FROM app.k WHERE id = 1")

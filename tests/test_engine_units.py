@@ -120,6 +120,7 @@ def _reference_array(values, typ):
 
 def test_small_array_is_pa_array_or_declines():
     """small_array builds exactly what pa.array builds, or declines (None) so pa.array runs."""
+    import datetime
     import math
     import random
 
@@ -133,7 +134,10 @@ def test_small_array_is_pa_array_or_declines():
         pa.float32(): [1.5, 1e39, math.nan, None, 3, 2**60, -0.0],
         pa.float64(): [0.5, -0.0, math.inf, None, 7, 2**60, "1.5"],
         pa.string(): ["", "abc", "é☃", None, "\ud800", 5], pa.binary(): [b"", b"\x00\xff", None, "text"], pa.bool_(): [True, False, None, 1],
-        pa.date32(): [None],
+        pa.date32(): [None, 0, -719162, 2932896, datetime.date(2026, 1, 2)],
+        pa.timestamp("us", tz="UTC"): [None, 0, -2**63, 1_700_000_000_000_000, datetime.datetime(2026, 1, 2, 3, 4, 5)],
+        pa.time64("us"): [None, 0, 86_399_999_999, 1.5],
+        pa.decimal128(10, 2): [None, 1],
     }
     rng = random.Random(7)
     built = declined = 0
@@ -149,7 +153,7 @@ def test_small_array_is_pa_array_or_declines():
         want = _reference_array(values, typ)
         assert want is not None, (typ, values)
         assert got.type == want.type and got.null_count == want.null_count
-        assert repr(got.to_pylist()) == repr(want.to_pylist()), (typ, values)
+        assert got.equals(want) or repr(got.to_pylist()) == repr(want.to_pylist()), (typ, values)  # NaN != NaN
     assert built > 1000 and declined > 1000
 
 
@@ -170,14 +174,23 @@ def test_hot_batch_codec_round_trips_both_formats():
                          [[1.5, None, math.nan, -0.0][i % 4] for i in range(n)], [[True, False, None][i % 3] for i in range(n)],
                          [[b"\x00\xff", None, b""][i % 3] for i in range(n)], [[-32768, 32767, None][i % 3] for i in range(n)],
                          list(range(first, first + n)), [i % 2 == 1 for i in range(n)]], schema=schema)
-    timestamps = pa.table({"at": pa.array([1_700_000_000_000_000], pa.timestamp("us", tz="UTC")), "_seq": [9]})
-    tables = [rows(1, 1), rows(2, 3), rows(5, 200), rows(205, 1), timestamps, rows(206, 2), rows(208, 64)]
+    temporal = pa.schema([pa.field("at", pa.timestamp("us", tz="UTC")), pa.field("local", pa.timestamp("us")),
+                          pa.field("day", pa.date32()), pa.field("t", pa.time64("us")), pa.field("_seq", pa.int64())])
+    times = pa.table([pa.array([1_700_000_000_123_456, None, -1], pa.timestamp("us", tz="UTC")),
+                      pa.array([-62_135_596_800_000_000, 253_402_300_799_999_999, None], pa.timestamp("us")),
+                      pa.array([-719_162, None, 2_932_896], pa.date32()), pa.array([0, 86_399_999_999, None], pa.time64("us")),
+                      [1, 2, 3]], schema=temporal)
+    beyond = pa.table([pa.array([2**62], pa.timestamp("us", tz="UTC")), pa.array([0], pa.timestamp("us")),
+                       pa.array([0], pa.date32()), pa.array([0], pa.time64("us")), [4]], schema=temporal)
+    nanos = pa.table({"at": pa.array([1], pa.timestamp("ns")), "_seq": [9]})
+    tables = [rows(1, 1), rows(2, 3), rows(5, 200), rows(205, 1), times, beyond, nanos, rows(206, 2), rows(208, 64)]
     encoded = [encode_batch(t) for t in tables]
-    assert [e.startswith(COMPACT) for e in encoded] == [True, True, False, True, False, True, True]
-    for table, data in zip(tables, encoded):
-        for back in (decode_batch(data),):
-            assert back.schema.equals(table.schema, check_metadata=True)
-            assert repr(back.to_pylist()) == repr(table.to_pylist())
-    for table, back in zip(tables, decode_batches(encoded)):
+    assert [e.startswith(COMPACT) for e in encoded] == [True, True, False, True, True, False, False, True, True]
+    def same(back, table):
         assert back.schema.equals(table.schema, check_metadata=True)
-        assert repr(back.to_pylist()) == repr(table.to_pylist())
+        assert back.equals(table) or repr(back.to_pylist()) == repr(table.to_pylist())  # NaN != NaN
+
+    for table, data in zip(tables, encoded):
+        same(decode_batch(data), table)
+    for table, back in zip(tables, decode_batches(encoded)):
+        same(back, table)

@@ -34,7 +34,7 @@ from engine.errors import (CardinalityViolation, EngineError, FeatureNotSupporte
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
-from engine.small_arrays import small_array
+from engine.small_arrays import MAX_VALUES, small_array
 from engine.session.keys import (current_version, first_per_key, live_keys, live_rows, refuse_repeats,
                                  refuse_second_touch, unique_violation)
 from engine.session import foreign_keys, reads
@@ -441,32 +441,64 @@ def _keyed_upsert(s: SessionState, t: TableDef, action: keyed.ConflictAction | N
     return written, sorted(positions)
 
 
+class _VersionStep(NamedTuple):
+    field: pa.Field
+    expr: tuple | None  # the SET expression, or None: the column is copied
+    column: Column
+    text_cast: bool  # a string column DuckDB's cast canonicalises (uuid, json, enum)
+
+
+_VERSION_PROGRAMS: dict[tuple, tuple] = {}
+
+
+def _version_program(t: TableDef, schema: pa.Schema, sets: tuple) -> tuple | None:
+    """What new_version does for each column of `t` as `schema` types it, made once per
+    table, schema and SET list: (steps, referenced column names, integer widths), or None
+    when a SET names an unknown column or the key."""
+    key = (id(t), id(schema), sets)
+    hit = _VERSION_PROGRAMS.get(key)
+    if hit is not None and hit[0] is t and hit[1] is schema:
+        return hit[2]
+    names = set(schema.names)
+    program = None
+    if not any(c not in names or c in t.primary_key for c, _ in sets):
+        by_set = dict(sets)
+        by_name = {c.name: c for c in t.columns}
+        if all(f.name in by_name for f in schema):
+            steps = tuple(_VersionStep(f, by_set.get(f.name), by_name[f.name],
+                                       pa.types.is_string(f.type) and by_name[f.name].type.upper() != "VARCHAR")
+                          for f in schema)
+            refs = tuple(dict.fromkeys(n for _, expr in sets for kind, n in keyed.references(expr) if kind == "col"))
+            bits = {f.name: f.type.bit_width for f in schema if pa.types.is_integer(f.type)}
+            program = (steps, refs, bits)
+    if len(_VERSION_PROGRAMS) > 512:
+        _VERSION_PROGRAMS.clear()
+    _VERSION_PROGRAMS[key] = (t, schema, program)
+    return program
+
+
 def new_version(t: TableDef, schema: pa.Schema, sets: tuple[tuple[str, tuple], ...], row: pa.Table,
                 params: list, excluded: dict | None = None) -> pa.Table | None:
     """The new version of `row` (a current version: one row, the table's types) with the SET
     expressions (engine/sql/keyed.py) computed in Python and typed like a fast INSERT's values,
     the other columns copied. None: only the general path can (a key change, an unknown
     column, a value only DuckDB's casts type, a NOT NULL violation Postgres words)."""
-    names = set(schema.names)
-    if any(c not in names or c in t.primary_key for c, _ in sets):
+    program = _version_program(t, schema, sets)
+    if program is None:
         return None
-    values = {n: row.column(n)[0].as_py() for _, expr in sets for kind, n in keyed.references(expr) if kind == "col"}
-    by_set = dict(sets)
-    by_name = {c.name: c for c in t.columns}
-    bits = {f.name: f.type.bit_width for f in schema if pa.types.is_integer(f.type)}
+    steps, refs, bits = program
     arrays = []
     try:
-        for f in schema:
-            expr = by_set.get(f.name)
+        values = {n: row.column(n)[0].as_py() for n in refs}
+        for f, expr, col, text_cast in steps:
             if expr is None:
-                col = row.column(f.name)
-                arrays.append(col if col.type == f.type else col.cast(f.type))
+                copied = row.column(f.name)
+                arrays.append(copied if copied.type == f.type else copied.cast(f.type))
                 continue
             value = keyed.evaluate(expr, params, values, bits, excluded)
-            col = by_name[f.name]
             if value is None and not col.nullable:
                 return None  # the general path words the 23502
-            if pa.types.is_string(f.type) and col.type.upper() != "VARCHAR":
+            if text_cast:
                 return None  # uuid, json, enum: DuckDB's cast canonicalises the text
             arr = to_arrow([value], f.type)
             if arr is None:
@@ -474,10 +506,11 @@ def new_version(t: TableDef, schema: pa.Schema, sets: tuple[tuple[str, tuple], .
             arrays.append(arr)
     except (keyed.NotKeyed, KeyError, pa.ArrowException):
         return None
-    new = pa.table(arrays, schema=schema)
     if t.rowid:  # a table keyed after it was created: each row keeps its row id
-        new = new.append_column(ROWID, row.column(ROWID).cast(pa.int64()))
-    return new
+        rowid = row.column(ROWID)
+        arrays.append(rowid if rowid.type == pa.int64() else rowid.cast(pa.int64()))
+        schema = appended_schema(schema, _ROWID_FIELD)
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _indices(positions: list[int]) -> pa.Array:
@@ -1004,7 +1037,9 @@ def with_rowids(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
             first = hot.allocate(n)
     else:
         first = hot.allocate(n)
-    return rows.append_column(ROWID, pa.array(np.arange(first, first + n, dtype=np.int64)))
+    ids = small_array(list(range(first, first + n)), pa.int64()) if n <= MAX_VALUES else \
+        pa.array(np.arange(first, first + n, dtype=np.int64))
+    return pa.Table.from_arrays(rows.columns + [ids], schema=appended_schema(rows.schema, _ROWID_FIELD))
 
 
 def _as_table_types(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
@@ -1022,26 +1057,31 @@ def _as_table_types(s: SessionState, t: TableDef, rows: pa.Table) -> pa.Table:
 
 
 _SEQ_FIELD = pa.field("_seq", pa.int64())
+_ROWID_FIELD = pa.field(ROWID, pa.int64())
 _DELETED_FIELD = pa.field("_deleted", pa.bool_())
 _DELETED_ONE = {flag: pa.array([flag], pa.bool_()) for flag in (False, True)}  # immutable: shared
 
 
-_STORED: dict[pa.Schema, list[tuple[pa.Schema, pa.Schema]]] = {}
+_APPENDED: dict[tuple, list[tuple[pa.Schema, pa.Schema]]] = {}
 
 
-def _stored_schema(schema: pa.Schema) -> pa.Schema:
-    """`schema` with _seq and _deleted appended, made once per schema (pa.Schema's hash and
-    == ignore field metadata, so entries are told apart by `equals(check_metadata=True)`)."""
-    entries = _STORED.get(schema)
+def appended_schema(schema: pa.Schema, *fields: pa.Field) -> pa.Schema:
+    """`schema` with `fields` appended, made once per schema (each Schema.append lets go of
+    the GIL twice; pa.Schema's hash and == ignore field metadata, so entries are told apart
+    by `equals(check_metadata=True)`)."""
+    key = (schema, fields)
+    entries = _APPENDED.get(key)
     if entries is not None:
-        for have, stored in entries:
+        for have, out in entries:
             if have.equals(schema, check_metadata=True):
-                return stored
-    stored = schema.append(_SEQ_FIELD).append(_DELETED_FIELD)  # keeps the fields' metadata (uuid, json)
-    if len(_STORED) > 512:  # schemas of dropped or altered tables
-        _STORED.clear()
-    _STORED.setdefault(schema, []).append((schema, stored))
-    return stored
+                return out
+    out = schema
+    for f in fields:
+        out = out.append(f)  # keeps the fields' metadata (uuid, json)
+    if len(_APPENDED) > 512:  # schemas of dropped or altered tables
+        _APPENDED.clear()
+    _APPENDED.setdefault(key, []).append((schema, out))
+    return out
 
 
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:
@@ -1054,7 +1094,7 @@ def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: li
     hot, tx = s.engine.hot, s.tx
     first = allocate(s, n)
     # one table built once (numpy ranges: pyarrow's compute kernels cost ~0.2 ms a call on a row)
-    stored = _stored_schema(rows.schema)
+    stored = appended_schema(rows.schema, _SEQ_FIELD, _DELETED_FIELD)
     if n == 1:
         marks = [small_array([first], pa.int64()), _DELETED_ONE[deleted]]
     else:

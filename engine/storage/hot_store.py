@@ -22,6 +22,7 @@ import re
 import struct
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator, TypeVar
 
 import plyvel
@@ -67,43 +68,90 @@ _WRITE_OPTIONS = pa.ipc.IpcWriteOptions()  # made once: pyarrow's default reads 
 # - Arrow IPC stream (starts with the 0xFFFFFFFF continuation marker), for any schema;
 # - a compact record, for the few rows of a single-row write whose column types all map one
 #   to one onto marshal's values: COMPACT, the schema's IPC message (u32 length first), then
-#   marshal (format 4) of the columns as lists of Python values. Encoding it keeps the GIL
-#   (Arrow IPC's writer releases it eight times a batch: with many connection threads each
-#   release is a hand-off to another thread, on the group commit's critical path) and takes
-#   half the time; the record is a fraction of an IPC stream's size.
+#   marshal (format 4) of the columns as lists of Python values; dates, times and timestamps
+#   (microseconds) as integers in their unit, which pa.array takes back as they are. Encoding
+#   it keeps the GIL (Arrow IPC's writer releases it eight times a batch: with many
+#   connection threads each release is a hand-off to another thread, on the group commit's
+#   critical path) and takes half the time.
 COMPACT = b"TRB1"
 COMPACT_MAX_ROWS = 64
 _MARSHAL_VERSION = 4
-_COMPACT_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,
-                  pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+_PLAIN_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,
+                pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
 _U32 = struct.Struct("<I")
-# schema -> [(schema, its compact header or None when a type rules the format out)]; pa.Schema's
-# hash and == ignore field metadata, so entries are told apart by equals(check_metadata=True)
-_HEADERS: dict[pa.Schema, list[tuple[pa.Schema, bytes | None]]] = {}
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_DAY = _EPOCH.toordinal()
+_US = timedelta(microseconds=1)
+
+
+def _naive_us(values: list) -> list:
+    return [None if v is None else (v - _EPOCH) // _US for v in values]
+
+
+def _aware_us(values: list) -> list:
+    return [None if v is None else (v - _EPOCH_UTC) // _US for v in values]
+
+
+def _days(values: list) -> list:
+    return [None if v is None else v.toordinal() - _EPOCH_DAY for v in values]
+
+
+def _time_us(values: list) -> list:
+    return [None if v is None else ((v.hour * 60 + v.minute) * 60 + v.second) * 1_000_000 + v.microsecond
+            for v in values]
+
+
+def _as_integers(typ: pa.DataType):
+    """How a column's Python values become marshal's: None (as they are), a conversion of a
+    date, time or timestamp to its integers, or False when the type rules the format out."""
+    if any(check(typ) for check in _PLAIN_TYPES):
+        return None
+    if pa.types.is_timestamp(typ) and typ.unit == "us":
+        return _naive_us if typ.tz is None else _aware_us
+    if pa.types.is_date32(typ):
+        return _days
+    if pa.types.is_time64(typ) and typ.unit == "us":
+        return _time_us
+    return False
+
+
+# schema -> [(schema, its compact header and column conversions, or None when a type rules the
+# format out)]; pa.Schema's hash and == ignore field metadata, so entries are told apart by
+# equals(check_metadata=True)
+_HEADERS: dict[pa.Schema, list[tuple[pa.Schema, tuple | None]]] = {}
 _SCHEMAS: dict[bytes, pa.Schema] = {}  # compact header -> schema, for decoding
 
 
-def _compact_header(schema: pa.Schema) -> bytes | None:
+def _compact_header(schema: pa.Schema) -> tuple | None:
     entries = _HEADERS.get(schema)
     if entries is not None:
-        for have, header in entries:
+        for have, compact in entries:
             if have.equals(schema, check_metadata=True):
-                return header
-    header = None
-    if all(any(check(f.type) for check in _COMPACT_TYPES) for f in schema):
+                return compact
+    compact = None
+    conversions = tuple(_as_integers(f.type) for f in schema)
+    if False not in conversions:
         message = schema.serialize().to_pybytes()
-        header = COMPACT + _U32.pack(len(message)) + message
+        compact = (COMPACT + _U32.pack(len(message)) + message, conversions)
     if len(_HEADERS) > 1024:  # schemas of dropped or altered tables
         _HEADERS.clear()
-    _HEADERS.setdefault(schema, []).append((schema, header))
-    return header
+    _HEADERS.setdefault(schema, []).append((schema, compact))
+    return compact
 
 
 def encode_batch(table: pa.Table) -> bytes:
     if table.num_rows <= COMPACT_MAX_ROWS:
-        header = _compact_header(table.schema)
-        if header is not None:
-            return header + marshal.dumps([c.to_pylist() for c in table.columns], _MARSHAL_VERSION)
+        compact = _compact_header(table.schema)
+        if compact is not None:
+            header, conversions = compact
+            try:
+                columns = [c.to_pylist() if convert is None else convert(c.to_pylist())
+                           for c, convert in zip(table.columns, conversions)]
+            except (ValueError, OverflowError):  # a timestamp outside Python's years: IPC keeps it
+                pass
+            else:
+                return header + marshal.dumps(columns, _MARSHAL_VERSION)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_WRITE_OPTIONS) as writer:
         writer.write_table(table)
