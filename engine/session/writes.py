@@ -504,8 +504,8 @@ def new_version(t: TableDef, schema: pa.Schema, sets: tuple[tuple[str, tuple], .
             if arr is None:
                 return None
             arrays.append(arr)
-    except (keyed.NotKeyed, KeyError, pa.ArrowException):
-        return None
+    except (keyed.NotKeyed, KeyError, pa.ArrowException, OverflowError):  # OverflowError: an
+        return None  # 'infinity' date or timestamp, which has no Python value
     if t.rowid:  # a table keyed after it was created: each row keeps its row id
         rowid = row.column(ROWID)
         arrays.append(rowid if rowid.type == pa.int64() else rowid.cast(pa.int64()))

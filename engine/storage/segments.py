@@ -190,8 +190,8 @@ def column_stats(rows: pa.Table, columns: list[str]) -> dict:
                 entry["min"], entry["max"] = str(lo), str(hi)
             if any(isinstance(v, str) and len(v) > STATS_MAX_CHARS for v in (entry["min"], entry["max"])):
                 entry["min"] = entry["max"] = None
-        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, TypeError):
-            pass
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, TypeError, OverflowError, ValueError):
+            pass  # OverflowError: an 'infinity' date or timestamp has no Python value (no pruning)
         stats[c] = entry
     return stats
 
@@ -200,7 +200,10 @@ def key_bounds(key: list[str], rows: pa.Table) -> tuple | None:
     """(min, max) of a single-column key, vectorised; None for composite keys."""
     if len(key) != 1 or rows.num_rows == 0:
         return None
-    mm = pc.min_max(rows.column(key[0])).as_py()
+    try:
+        mm = pc.min_max(rows.column(key[0])).as_py()
+    except (OverflowError, ValueError):  # an 'infinity' date or timestamp key: bounds unknown
+        return None
     return mm["min"], mm["max"]
 
 

@@ -283,7 +283,10 @@ class PointLookups:
             decoded, offset = found
             if plain and decoded.stored_as(names, out_schema):
                 arrays = decoded.arrays
-                return Rows(out_schema, [tuple([arrays[n][offset].as_py() for n in names])])
+                try:
+                    return Rows(out_schema, [tuple([arrays[n][offset].as_py() for n in names])])
+                except OverflowError:  # 'infinity' dates and timestamps have no Python value
+                    pass
             row = decoded.row(offset)
         if row is None:
             return Rows(out_schema, [])

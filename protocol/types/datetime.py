@@ -23,9 +23,63 @@ PG_EPOCH_DATE = dt.date(2000, 1, 1)
 PG_EPOCH = dt.datetime(2000, 1, 1)
 UTC = dt.timezone.utc
 
+# DuckDB stores 'infinity' and '-infinity' as the largest value of the storage integer and its
+# negation; Postgres prints them as words and sends them in binary as its own extremes.
+_TS_INFINITY = (1 << 63) - 1
+_DATE_INFINITY = (1 << 31) - 1
+_PG_TS_EXTREMES = (pa.scalar((1 << 63) - 1, pa.int64()), pa.scalar(-(1 << 63), pa.int64()))
+_PG_DATE_EXTREMES = (pa.scalar((1 << 31) - 1, pa.int32()), pa.scalar(-(1 << 31), pa.int32()))
+
+
+def _infinities(values: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array] | None:
+    """(+infinity mask, -infinity mask, `values` with those replaced by the epoch) of a
+    date32 or timestamp[us] column, or None when it holds neither (one min_max call)."""
+    if pa.types.is_date32(values.type):
+        storage, bound = pa.int32(), _DATE_INFINITY
+    elif pa.types.is_timestamp(values.type) and values.type.unit == "us":
+        storage, bound = pa.int64(), _TS_INFINITY
+    else:
+        return None
+    raw = pa.Array.from_buffers(storage, len(values), values.buffers()[:2], offset=values.offset)
+    extremes = pc.min_max(raw)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if low is None or (low > -bound and high < bound):
+        return None
+    positive = pc.fill_null(pc.equal(raw, pa.scalar(bound, storage)), False)
+    negative = pc.fill_null(pc.equal(raw, pa.scalar(-bound, storage)), False)
+    finite = pc.if_else(pc.or_(positive, negative), pa.scalar(0, storage), raw)
+    return positive, negative, pa.Array.from_buffers(values.type, len(finite), finite.buffers()[:2],
+                                                      offset=finite.offset)
+
+
+def _words(text: pa.Array, infinite: tuple[pa.Array, pa.Array, pa.Array]) -> pa.Array:
+    positive, negative, _ = infinite
+    return pc.if_else(positive, pa.scalar(b"infinity", text.type),
+                      pc.if_else(negative, pa.scalar(b"-infinity", text.type), text))
+
+
+def _extremes(out: pa.Array, infinite, extremes: tuple[pa.Scalar, pa.Scalar]) -> pa.Array:
+    if infinite is None:
+        return out
+    positive, negative, _ = infinite
+    return pc.if_else(positive, extremes[0], pc.if_else(negative, extremes[1], out))
+
+
+def _text_with_infinities(encode):
+    """A text encoder that prints 'infinity' and '-infinity' as Postgres does."""
+    @functools.wraps(encode)
+    def text(values: pa.Array, *args, **kwargs) -> pa.Array:
+        infinite = _infinities(values)
+        if infinite is None:
+            return encode(values, *args, **kwargs)
+        return _words(encode(infinite[2], *args, **kwargs), infinite)
+    return text
+
+
 # --- results, text format -------------------------------------------------------------
 
 
+@_text_with_infinities
 def date_text(values: pa.Array) -> pa.Array:
     return as_text(values.cast(pa.date32()))
 
@@ -38,10 +92,12 @@ def _naive_micros(values: pa.Array) -> pa.Array:
     return naive.cast(pa.timestamp("us"), safe=False) if unit == "ns" else naive
 
 
+@_text_with_infinities
 def timestamp_text(values: pa.Array) -> pa.Array:
     return trim_fraction(as_text(_naive_micros(values)))
 
 
+@_text_with_infinities
 def timestamptz_text(values: pa.Array, timezone: str = "UTC") -> pa.Array:
     """`2024-01-01 13:00:00+01`: wall time in the session TimeZone and its UTC offset
     (`+05:30` when not whole hours), as Postgres prints timestamptz."""
@@ -168,16 +224,19 @@ def _pad2(values: pa.Array) -> pa.Array:
 
 
 def date_binary(values: pa.Array) -> pa.Array:
-    days = pa.Array.from_buffers(pa.int32(), len(values), values.cast(pa.date32()).buffers()[:2],
-                                 offset=values.offset)
+    dates = values.cast(pa.date32())
+    infinite = _infinities(dates)
+    days = pa.Array.from_buffers(pa.int32(), len(dates), dates.buffers()[:2], offset=dates.offset)
     epoch = pa.scalar(PG_EPOCH_DAYS, pa.int32())   # keep int32: 4 bytes per value on the wire
-    return keep_nulls(big_endian(pc.subtract(days, epoch), 4), values)
+    return keep_nulls(big_endian(_extremes(pc.subtract(days, epoch), infinite, _PG_DATE_EXTREMES), 4), values)
 
 
 def timestamp_binary(values: pa.Array) -> pa.Array:
     naive = _naive_micros(values).cast(pa.timestamp("us"))
+    infinite = _infinities(naive)
     micros = pa.Array.from_buffers(pa.int64(), len(naive), naive.buffers()[:2], offset=naive.offset)
-    return keep_nulls(big_endian(pc.subtract(micros, PG_EPOCH_US), 8), values)
+    return keep_nulls(big_endian(_extremes(pc.subtract(micros, PG_EPOCH_US), infinite, _PG_TS_EXTREMES), 8),
+                      values)
 
 
 def time_binary(values: pa.Array) -> pa.Array:
