@@ -104,6 +104,25 @@ def test_every_type_round_trips_in_binary(module_tierd):
     assert by_value == {name: 1 for name in by_value}
 
 
+def test_infinite_dates_and_timestamps(module_tierd):
+    """asyncpg sends date.max/min and datetime.max/min as Postgres's infinity and -infinity
+    (binary extremes) and reads them back as the same values; the server keeps the words."""
+    async def body(conn):
+        await conn.execute("CREATE TABLE public.spans (id BIGINT PRIMARY KEY, d DATE, t TIMESTAMP, z TIMESTAMPTZ)")
+        await conn.execute("INSERT INTO public.spans VALUES ($1, $2, $3, $4)", 1, dt.date.max, dt.datetime.max,
+                           dt.datetime.min.replace(tzinfo=UTC))
+        await conn.execute("INSERT INTO public.spans VALUES ($1, $2, $3, $4)", 2, dt.date(2024, 1, 2),
+                           dt.datetime(2024, 1, 2, 3, 4, 5), dt.datetime(2024, 1, 2, tzinfo=UTC))
+        words = await conn.fetchrow("SELECT d::text, t::text, z::text FROM public.spans WHERE id = 1")
+        back = await conn.fetchrow("SELECT d, t FROM public.spans WHERE id = $1", 1)
+        later = await conn.fetch("SELECT id FROM public.spans WHERE t > $1 ORDER BY id", dt.datetime(9000, 1, 1))
+        return tuple(words), tuple(back), [r[0] for r in later]
+    words, back, later = run(module_tierd, body)
+    assert words == ("infinity", "infinity", "-infinity")
+    assert back == (dt.date.max, dt.datetime.max)
+    assert later == [1]
+
+
 def test_arrays_round_trip(module_tierd):
     async def body(conn):
         await conn.execute("CREATE TABLE public.arrays (id BIGINT PRIMARY KEY, a INTEGER[], "

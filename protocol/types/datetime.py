@@ -27,8 +27,8 @@ UTC = dt.timezone.utc
 # negation; Postgres prints them as words and sends them in binary as its own extremes.
 _TS_INFINITY = (1 << 63) - 1
 _DATE_INFINITY = (1 << 31) - 1
-_PG_TS_EXTREMES = (pa.scalar((1 << 63) - 1, pa.int64()), pa.scalar(-(1 << 63), pa.int64()))
-_PG_DATE_EXTREMES = (pa.scalar((1 << 31) - 1, pa.int32()), pa.scalar(-(1 << 31), pa.int32()))
+_PG_TS_EXTREMES = (pa.scalar((1 << 63) - 1, pa.int64()), pa.scalar(-(1 << 63), pa.int64()))  # DT_NOEND, DT_NOBEGIN
+_PG_DATE_EXTREMES = (pa.scalar((1 << 31) - 1, pa.int32()), pa.scalar(-(1 << 31), pa.int32()))  # DATEVAL_NOEND, _NOBEGIN
 
 
 def _infinities(values: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array] | None:
@@ -255,7 +255,13 @@ def interval_binary(values: pa.Array) -> pa.Array:
 # --- parameters ----------------------------------------------------------------------
 
 
+_INFINITIES = {"infinity": "infinity", "+infinity": "infinity", "-infinity": "-infinity"}
+
+
 def _parse(kind: str, parse, text: str):
+    word = _INFINITIES.get(text.strip().lower())
+    if word is not None and kind != "time":
+        return word  # no Python value: the engine casts the word, as DuckDB reads it
     try:
         return parse(text.strip())
     except ValueError:
@@ -263,7 +269,7 @@ def _parse(kind: str, parse, text: str):
             f'invalid input syntax for type {kind}: "{text}"') from None
 
 
-def date_from_text(text: str) -> dt.date:
+def date_from_text(text: str) -> dt.date | str:
     return _parse("date", dt.date.fromisoformat, text)
 
 
@@ -271,14 +277,15 @@ def time_from_text(text: str) -> dt.time:
     return _parse("time", dt.time.fromisoformat, text)
 
 
-def timestamp_from_text(text: str) -> dt.datetime:
-    return _parse("timestamp", dt.datetime.fromisoformat, text).replace(tzinfo=None)
+def timestamp_from_text(text: str) -> dt.datetime | str:
+    value = _parse("timestamp", dt.datetime.fromisoformat, text)
+    return value if isinstance(value, str) else value.replace(tzinfo=None)
 
 
-def timestamptz_from_text(text: str, timezone: str = "UTC") -> dt.datetime:
+def timestamptz_from_text(text: str, timezone: str = "UTC") -> dt.datetime | str:
     """Text without an offset is wall time in the session TimeZone, as Postgres reads it."""
     value = _parse("timestamp with time zone", dt.datetime.fromisoformat, text)
-    if value.tzinfo is not None:
+    if isinstance(value, str) or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=_zone(timezone))
 
@@ -307,12 +314,29 @@ TEXT_DECODERS = {
     oids.TIMETZ: str,
 }
 
+def _date_from_binary(data: bytes) -> dt.date | str:
+    (days,) = struct.unpack("!i", data)
+    if days in (_PG_DATE_NOEND, _PG_DATE_NOBEGIN):  # asyncpg sends date.max / date.min so
+        return "infinity" if days > 0 else "-infinity"
+    return PG_EPOCH_DATE + dt.timedelta(days=days)
+
+
+def _timestamp_from_binary(data: bytes, zone: dt.tzinfo | None = None) -> dt.datetime | str:
+    (micros,) = struct.unpack("!q", data)
+    if micros in (_PG_TS_NOEND, _PG_TS_NOBEGIN):  # asyncpg sends datetime.max / datetime.min so
+        return "infinity" if micros > 0 else "-infinity"
+    value = PG_EPOCH + dt.timedelta(microseconds=micros)
+    return value if zone is None else value.replace(tzinfo=zone)
+
+
+_PG_DATE_NOEND, _PG_DATE_NOBEGIN = (1 << 31) - 1, -(1 << 31)
+_PG_TS_NOEND, _PG_TS_NOBEGIN = (1 << 63) - 1, -(1 << 63)
+
 BINARY_DECODERS = {
-    oids.DATE: lambda data: PG_EPOCH_DATE + dt.timedelta(days=struct.unpack("!i", data)[0]),
+    oids.DATE: _date_from_binary,
     oids.TIME: lambda data: (dt.datetime.min + dt.timedelta(
         microseconds=struct.unpack("!q", data)[0])).time(),
-    oids.TIMESTAMP: lambda data: PG_EPOCH + dt.timedelta(microseconds=struct.unpack("!q", data)[0]),
-    oids.TIMESTAMPTZ: lambda data: (PG_EPOCH + dt.timedelta(
-        microseconds=struct.unpack("!q", data)[0])).replace(tzinfo=UTC),
+    oids.TIMESTAMP: _timestamp_from_binary,
+    oids.TIMESTAMPTZ: lambda data: _timestamp_from_binary(data, UTC),
     oids.INTERVAL: interval_from_binary,
 }
