@@ -143,6 +143,9 @@ def bounded(conn: psycopg.Connection, seconds: float, what: str) -> Iterator[Non
         raise StatementTimeout(f"{what} only finished after the {seconds:.0f}s bound ({'+'.join(fired)} sent)")
 
 
+REPEATS = 3  # runs of a workload that is one long batch (pipelined executemany, a pool's burst): a median, not one sample
+
+
 def median_seconds(runs: int, once: Callable[[int], float]) -> float:
     """Median wall time of `runs` calls; `once(run_index)` returns its own elapsed seconds so setup
     stays outside the timed region."""

@@ -8,7 +8,7 @@ from typing import Callable
 import psycopg
 
 from bench.data import INS_COLUMNS
-from bench.harness import DUCK, PG, TIERD, Bench, Measurement, attempt, ingest_target, median_seconds
+from bench.harness import DUCK, PG, REPEATS, TIERD, Bench, Measurement, attempt, ingest_target, median_seconds
 
 
 def wl_single_insert(b: Bench) -> list[Measurement]:
@@ -112,20 +112,23 @@ def wl_pipeline(b: Bench) -> list[Measurement]:
     """executemany of single-row INSERTs in psycopg pipeline mode (one Sync at the end)."""
     n = b.args.pipeline_rows
     m = Measurement(f"pipelined executemany, {n:,} single-row INSERTs", "rows/s",
-                    note="psycopg pipeline mode, autocommit connection, measured once per system")
+                    note=f"psycopg pipeline mode, autocommit connection; median of {REPEATS} runs, each into a new table")
     rows = [(i, f"row-{i}", i * 0.5) for i in range(n)]
 
     def run(connect: Callable[[], psycopg.Connection]) -> float:
         with connect() as conn:
-            conn.execute("CREATE TABLE bench.pipe (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
-            t0 = time.perf_counter()
-            with conn.pipeline():
-                conn.cursor().executemany("INSERT INTO bench.pipe (id, v, x) VALUES (%s, %s, %s)", rows)
-            secs = time.perf_counter() - t0
-            got = conn.execute("SELECT count(*) FROM bench.pipe").fetchone()[0]
-            if got != n:
-                raise RuntimeError(f"bench.pipe has {got} rows, expected {n}")
-        return n / secs
+            def once(run: int) -> float:
+                table = f"bench.pipe{run}"
+                conn.execute(f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+                t0 = time.perf_counter()
+                with conn.pipeline():
+                    conn.cursor().executemany(f"INSERT INTO {table} (id, v, x) VALUES (%s, %s, %s)", rows)
+                secs = time.perf_counter() - t0
+                got = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                if got != n:
+                    raise RuntimeError(f"{table} has {got} rows, expected {n}")
+                return secs
+            return n / median_seconds(REPEATS, once)
 
     m.values[PG] = attempt(b, f"{PG} pipeline", lambda: run(b.pg))
     m.values[TIERD] = attempt(b, f"{TIERD} pipeline", lambda: run(b.tierd)) if b.tierd_conninfo else "skipped"

@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 import subprocess
+import statistics
 import threading
 import time
 from typing import Any, Callable
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import psycopg
 
 from bench.data import SEED
-from bench.harness import DUCK, PG, TIERD, Bench, Measurement, attempt, median_seconds
+from bench.harness import DUCK, PG, REPEATS, TIERD, Bench, Measurement, attempt, median_seconds
 
 KV_COLUMNS = "id BIGINT PRIMARY KEY, v TEXT, n BIGINT"
 
@@ -174,24 +175,29 @@ def wl_returning(b: Bench) -> list[Measurement]:
     """psycopg `executemany(…, returning=True)`: what ORMs do to learn server-made ids."""
     n = b.args.returning_rows
     m = Measurement(f"executemany … RETURNING id, {n:,} rows", "rows/s",
-                    note="psycopg `executemany(returning=True)` (pipelined), autocommit connection; measured once")
+                    note=f"psycopg `executemany(returning=True)` (pipelined), autocommit connection; median of "
+                         f"{REPEATS} runs, each into a new table")
     rows = [(i, f"row-{i}", i * 0.5) for i in range(n)]
 
     def run(connect: Callable[[], psycopg.Connection], system: str) -> float:
         with connect() as conn:
-            conn.execute("CREATE TABLE bench.ret (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
-            cur = conn.cursor()
-            t0 = time.perf_counter()
-            cur.executemany("INSERT INTO bench.ret (id, v, x) VALUES (%s, %s, %s) RETURNING id", rows, returning=True)
-            ids = []
-            while True:
-                ids.extend(r[0] for r in cur.fetchall())
-                if not cur.nextset():
-                    break
-            secs = time.perf_counter() - t0
-            if sorted(ids) != list(range(n)):
-                raise RuntimeError(f"{system}: RETURNING gave {len(ids)} ids, expected {n}")
-        return n / secs
+            def once(run: int) -> float:
+                table = f"bench.ret{run}"
+                conn.execute(f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+                cur = conn.cursor()
+                t0 = time.perf_counter()
+                cur.executemany(f"INSERT INTO {table} (id, v, x) VALUES (%s, %s, %s) RETURNING id", rows,
+                                returning=True)
+                ids = []
+                while True:
+                    ids.extend(r[0] for r in cur.fetchall())
+                    if not cur.nextset():
+                        break
+                secs = time.perf_counter() - t0
+                if sorted(ids) != list(range(n)):
+                    raise RuntimeError(f"{system}: RETURNING gave {len(ids)} ids, expected {n}")
+                return secs
+            return n / median_seconds(REPEATS, once)
 
     both(b, m, "executemany RETURNING", run)
     ratio_target(b, m, "executemany … RETURNING", 1.0)
@@ -211,7 +217,7 @@ def wl_sqlalchemy_inserts(b: Bench) -> list[Measurement]:
     single = Measurement(f"SQLAlchemy Core INSERT, one row per transaction ({n:,} rows/run)", "rows/s",
                          note="`conn.execute(insert(t), row); conn.commit()`; psycopg dialect, `::BIGINT` casts")
     many = Measurement(f"SQLAlchemy Core executemany as pandas to_sql sends it ({n * 10:,} rows)", "rows/s",
-                       note="`conn.execute(insert(t), rows)` in one transaction; insertmanyvalues, measured once")
+                       note=f"`conn.execute(insert(t), rows)` in one transaction; insertmanyvalues, median of {REPEATS} runs")
 
     def run(info: dict[str, Any], system: str) -> tuple[float, float]:
         import sqlalchemy as sa
@@ -233,15 +239,20 @@ def wl_sqlalchemy_inserts(b: Bench) -> list[Measurement]:
                     return time.perf_counter() - t0
 
                 r_single = n / median_seconds(runs, once)
-                first = runs * n
-                rows = [{"id": k, "v": f"row-{k}", "x": k * 0.5} for k in range(first, first + n * 10)]
-                t0 = time.perf_counter()
-                conn.execute(sa.insert(t), rows)
-                conn.commit()
-                r_many = len(rows) / (time.perf_counter() - t0)
+
+                def once_many(run: int) -> float:
+                    first = runs * n + run * n * 10
+                    rows = [{"id": k, "v": f"row-{k}", "x": k * 0.5} for k in range(first, first + n * 10)]
+                    t0 = time.perf_counter()
+                    conn.execute(sa.insert(t), rows)
+                    conn.commit()
+                    return time.perf_counter() - t0
+
+                r_many = n * 10 / median_seconds(REPEATS, once_many)
+                expected = runs * n + REPEATS * n * 10
                 got = conn.execute(sa.text("SELECT count(*) FROM bench.sa_ins")).scalar()
-                if got != first + len(rows):
-                    raise RuntimeError(f"{system}: bench.sa_ins has {got} rows, expected {first + len(rows)}")
+                if got != expected:
+                    raise RuntimeError(f"{system}: bench.sa_ins has {got} rows, expected {expected}")
                 return r_single, r_many
         finally:
             engine.dispose()
@@ -263,7 +274,8 @@ def wl_asyncpg_pool(b: Bench) -> list[Measurement]:
     single-row INSERTs: what an async web service does."""
     n = b.args.pool_inserts
     m = Measurement(f"asyncpg pool of 10, {n:,} concurrent single-row INSERTs", "rows/s",
-                    note="`asyncpg.create_pool(min_size=10, max_size=10)`, `pool.execute` under asyncio.gather; once")
+                    note="`asyncpg.create_pool(min_size=10, max_size=10)`, `pool.execute` under asyncio.gather; "
+                         f"median of {REPEATS} bursts")
 
     def run(info: dict[str, Any], system: str) -> float:
         import asyncpg
@@ -274,14 +286,16 @@ def wl_asyncpg_pool(b: Bench) -> list[Measurement]:
                                              min_size=10, max_size=10)
             try:
                 await pool.execute("CREATE TABLE bench.pool_ins (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
-                t0 = time.perf_counter()
-                await asyncio.gather(*(pool.execute("INSERT INTO bench.pool_ins (id, v, x) VALUES ($1, $2, $3)",
-                                                    i, f"row-{i}", i * 0.5) for i in range(n)))
-                secs = time.perf_counter() - t0
+                bursts = []
+                for run in range(REPEATS):
+                    t0 = time.perf_counter()
+                    await asyncio.gather(*(pool.execute("INSERT INTO bench.pool_ins (id, v, x) VALUES ($1, $2, $3)",
+                                                        i, f"row-{i}", i * 0.5) for i in range(run * n, (run + 1) * n)))
+                    bursts.append(time.perf_counter() - t0)
                 got = await pool.fetchval("SELECT count(*) FROM bench.pool_ins")
-                if got != n:
-                    raise RuntimeError(f"{system}: bench.pool_ins has {got} rows, expected {n}")
-                return n / secs
+                if got != n * REPEATS:
+                    raise RuntimeError(f"{system}: bench.pool_ins has {got} rows, expected {n * REPEATS}")
+                return n / statistics.median(bursts)
             finally:
                 await asyncio.wait_for(pool.close(), 30)
 
