@@ -426,19 +426,26 @@ def _keyed_upsert(s: SessionState, t: TableDef, action: keyed.ConflictAction | N
             return None
         done.append(i)
         updates.append(new)
-    inserted = rows.take(_indices(fresh)) if len(fresh) != rows.num_rows else rows
-    append(s, t, inserted, deleted=False, keys=[keys[i] for i in fresh])
-    parts = [inserted.select(t.column_names)]
+    parts = []  # a single-row upsert writes one part: no take, select or concat of empty tables
+    if fresh:
+        inserted = rows.take(_indices(fresh)) if len(fresh) != rows.num_rows else rows
+        append(s, t, inserted, deleted=False, keys=[keys[i] for i in fresh])
+        parts.append(_visible(t, inserted))
     if updates:
         shadow_cold(s, t)  # the versions updated may be cold
         updated = pa.concat_tables(updates) if len(updates) > 1 else updates[0]
         append(s, t, updated, deleted=False, keys=[keys[i] for i in done])
-        parts.append(updated.select(t.column_names))
+        parts.append(_visible(t, updated))
     positions = fresh + done
-    written = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    written = pa.concat_tables(parts) if len(parts) > 1 else parts[0] if parts else _visible(t, rows.slice(0, 0))
     if positions != sorted(positions):
         written = written.take(pc.sort_indices(_indices(positions)))
     return written, sorted(positions)
+
+
+def _visible(t: TableDef, rows: pa.Table) -> pa.Table:
+    """`rows` without the columns the table keeps beside its own (a row id)."""
+    return rows if rows.column_names == t.column_names else rows.select(t.column_names)
 
 
 class _VersionStep(NamedTuple):
