@@ -13,7 +13,7 @@ import psycopg
 from bench.cold_tier import manifest_files, run_job, time_duckdb
 from bench.data import (EVENTS_COLUMNS, SEED, create_like_events, event_chunks, fill_from_events, group_by_sql,
                         insert_sql)
-from bench.harness import (DUCK, PG, TIERD, Bench, Measurement, attempt, check_answers, tierd_ready,
+from bench.harness import (DUCK, PG, TIERD, Bench, Measurement, attempt, check_answers, jobs_idle, tierd_ready,
                            time_query)
 
 
@@ -218,6 +218,7 @@ def wl_big(b: Bench) -> list[Measurement]:
                 fill_from_events(conn, "big", lo, min(n, lo + b.args.big_chunk), ev)
                 run_job(b, conn, "STORAGE FLUSH TABLE bench.big WAIT")
             b.notes.append(f"bench.big ({n:,} rows) built and flushed in {time.perf_counter() - t0:.1f} s")
+            jobs_idle(b, conn)
         b.shared["big_cold_ms"] = time_query(b.tierd, runs, answers, TIERD, sql)
         return b.shared["big_cold_ms"]
 
