@@ -623,3 +623,30 @@ def test_connection_checks_are_answered_without_duckdb(metrics_tierd):
         assert bare.description[0].name == "x" and bare.fetchall() == [(3,)]
     after = scrape(d.metrics_port)
     assert used(after, "constant_select") - used(before, "constant_select") == 6
+
+
+def test_aggregate_types_are_kept_until_the_catalog_changes(metrics_tierd):
+    """A repeated query's sum/avg result types (PostgreSQL's: sum(int) bigint, sum(bigint) and
+    avg numeric) are worked out once per text; an ALTER TABLE that widens the column or a new
+    search path gives the types a fresh analysis gives."""
+    port = metrics_tierd.metrics_port
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.agg (id BIGINT PRIMARY KEY, i INT)")
+        c.execute("INSERT INTO public.agg VALUES (1, 2), (2, 3)")
+        c.execute("CREATE NAMESPACE aggns")
+        c.execute("CREATE TABLE aggns.agg (id BIGINT PRIMARY KEY, i BIGINT)")
+        c.execute("INSERT INTO aggns.agg VALUES (1, 40)")
+        sql = "SELECT sum(i), avg(i) FROM agg"
+        before = scrape(port)
+        results = [c.execute(sql) for _ in range(5)]
+        after = scrape(port)
+        assert used(after, "read_analysis") - used(before, "read_analysis") >= 4
+        for cur in results:
+            assert [d.type_code for d in cur.description] == [20, 1700]  # bigint, numeric
+            assert cur.fetchone() == (5, Decimal("2.5000000000000000"))
+        c.execute("ALTER TABLE public.agg ALTER COLUMN i TYPE BIGINT")
+        cur = c.execute(sql)
+        assert [d.type_code for d in cur.description] == [1700, 1700]  # sum(bigint) is numeric
+        assert cur.fetchone() == (Decimal(5), Decimal("2.5000000000000000"))
+        c.execute("SET search_path = aggns")
+        assert c.execute(sql).fetchone() == (Decimal(40), Decimal("40.0000000000000000"))

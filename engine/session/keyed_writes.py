@@ -13,7 +13,7 @@ own ALTER TABLE — it hands over before writing anything, and the general path 
 A text without parameters (the simple protocol) has its literals lifted out (engine/sql/keyed.py
 `analysed`), so pgbench -M simple's ever-new texts share one shape; the table, schema, key
 operand and privilege verdict of a shape are kept per session until the catalog or the roles
-change (`writes.analysis`).
+change (engine/session/analyses.py).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from engine.catalog import privileges
 from engine.catalog.tables import TableDef
 from engine.results import StatementResult
 from engine.session import writes
+from engine.session.analyses import analysis
 from engine.session.keys import current_version
 from engine.session.state import SessionState
 from engine.session.transactions import begin_keyed, end_implicit
@@ -44,7 +45,7 @@ def write(s: SessionState, stmt: Write, params: list) -> StatementResult:
 
 
 def _keyed(s: SessionState, shape: keyed.KeyedShape, params: list) -> StatementResult | None:
-    target = writes.analysis(s, ("keyed", shape), lambda: _target(s, shape))
+    target = analysis(s, ("keyed", shape), lambda: _target(s, shape))
     if target is None or target[0].tid in s.tx.ddl_before:  # its own rows may predate the transaction's ALTER TABLE
         return None
     t, schema, operand = target

@@ -15,7 +15,7 @@ import uuid
 import zoneinfo
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Callable, NamedTuple, TypeVar
+from typing import NamedTuple
 
 import duckdb
 import numpy as np
@@ -35,6 +35,7 @@ from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
 from engine.small_arrays import MAX_VALUES, small_array
+from engine.session.analyses import analysis
 from engine.session.keys import (current_version, first_per_key, live_keys, live_rows, refuse_repeats,
                                  refuse_second_touch, unique_violation)
 from engine.session import foreign_keys, reads
@@ -49,7 +50,6 @@ from engine.sql.sequence_ddl import without_regclass_casts
 from engine.sql.split import leading_words
 from engine.sql.statements import unquote
 
-T = TypeVar("T")
 _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string,
                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp, pa.types.is_decimal)
 
@@ -57,28 +57,6 @@ _SIMPLE_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, 
 _OVERRIDING = re.compile(r"\)\s*OVERRIDING\s+(SYSTEM|USER)\s+VALUE\b", re.I)
 
 
-_ANALYSES_KEPT = 512  # per session; a simple-protocol client's one-off texts must not grow it
-
-
-def analysis(s: SessionState, key: tuple, analyse: Callable[[], T]) -> T:
-    """What `analyse()` found for `key` (a statement text or shape) the last time this role,
-    with this search path, asked, if no catalog or role change happened since (CREATE, ALTER,
-    DROP, GRANT, REVOKE, ALTER ROLE bump the generations): a write statement's plan, target,
-    sandbox and privilege verdicts are worked out once, and each execution only decodes its
-    parameters and writes. An error (no such table, no privilege) is never kept."""
-    eng = s.engine
-    version = (eng.catalog.generation, eng.roles.generation)
-    full = (key, s.user, tuple(s.schemas))
-    hit = s.write_analyses.get(full)
-    if hit is not None and hit[0] == version:
-        metrics.inc("tierd_fast_path_total", path="write_analysis", outcome="used")
-        return hit[1]
-    value = analyse()
-    if len(s.write_analyses) >= _ANALYSES_KEPT:
-        s.write_analyses.clear()
-    s.write_analyses[full] = (version, value)
-    metrics.inc("tierd_fast_path_total", path="write_analysis", outcome="fallback")
-    return value
 
 
 def _analyse(s: SessionState, text: str) -> tuple[str, dml.InsertPlan | dml.UpdatePlan | dml.DeletePlan

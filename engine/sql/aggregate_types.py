@@ -22,6 +22,11 @@ _EXACT = _INT4 | {"BIGINT", "HUGEINT", "UINTEGER", "UBIGINT"}
 AVG_NUMERIC = "DECIMAL(38,16)"  # PostgreSQL shows avg of integers with 16 or more decimals
 
 
+def calls_aggregates(sql: str) -> bool:
+    """Whether `sql` may call sum or avg (only then is it parsed and its arguments bound)."""
+    return _AGGREGATE.search(sql) is not None
+
+
 def pg_aggregates(sql: str, bind: Callable[[str], list[str]]) -> str:
     """`sql` with each sum/avg whose PostgreSQL type differs from DuckDB's cast to it."""
     if not _AGGREGATE.search(sql):
