@@ -16,7 +16,8 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import marshal
+import io
+import pickle
 import os
 import re
 import struct
@@ -67,15 +68,17 @@ _WRITE_OPTIONS = pa.ipc.IpcWriteOptions()  # made once: pyarrow's default reads 
 # A batch is stored in one of two formats, told apart by its first bytes:
 # - Arrow IPC stream (starts with the 0xFFFFFFFF continuation marker), for any schema;
 # - a compact record, for the few rows of a single-row write whose column types all map one
-#   to one onto marshal's values: COMPACT, the schema's IPC message (u32 length first), then
-#   marshal (format 4) of the columns as lists of Python values; dates, times and timestamps
+#   to one onto plain Python values: COMPACT, the schema's IPC message (u32 length first), then
+#   a pickle (protocol 5: a format every later Python reads) of the columns as lists of ints,
+#   floats, strs, bytes, bools and Nones, read back by an unpickler that refuses anything else
+#   (no class is ever loaded from the data dir); dates, times and timestamps
 #   (microseconds) as integers in their unit, which pa.array takes back as they are. Encoding
 #   it keeps the GIL (Arrow IPC's writer releases it eight times a batch: with many
 #   connection threads each release is a hand-off to another thread, on the group commit's
 #   critical path) and takes half the time.
 COMPACT = b"TRB1"
 COMPACT_MAX_ROWS = 64
-_MARSHAL_VERSION = 4
+_PICKLE_PROTOCOL = 5
 _PLAIN_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,
                 pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
 _U32 = struct.Struct("<I")
@@ -103,7 +106,7 @@ def _time_us(values: list) -> list:
 
 
 def _as_integers(typ: pa.DataType):
-    """How a column's Python values become marshal's: None (as they are), a conversion of a
+    """How a column's Python values become plain ones: None (as they are), a conversion of a
     date, time or timestamp to its integers, or False when the type rules the format out."""
     if any(check(typ) for check in _PLAIN_TYPES):
         return None
@@ -151,11 +154,18 @@ def encode_batch(table: pa.Table) -> bytes:
             except (ValueError, OverflowError):  # a timestamp outside Python's years: IPC keeps it
                 pass
             else:
-                return header + marshal.dumps(columns, _MARSHAL_VERSION)
+                return header + pickle.dumps(columns, _PICKLE_PROTOCOL)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_WRITE_OPTIONS) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+class _PlainValues(pickle.Unpickler):
+    """Reads a compact record's values; a pickle naming any class or function is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"hot batch: unexpected object {module}.{name}")
 
 
 def _compact_parts(data: bytes) -> tuple[bytes, pa.Schema, list[list]]:
@@ -167,7 +177,7 @@ def _compact_parts(data: bytes) -> tuple[bytes, pa.Schema, list[list]]:
         if len(_SCHEMAS) > 1024:
             _SCHEMAS.clear()
         schema = _SCHEMAS[header] = pa.ipc.read_schema(pa.py_buffer(data[len(COMPACT) + 4:end]))
-    return header, schema, marshal.loads(data[end:])
+    return header, schema, _PlainValues(io.BytesIO(memoryview(data)[end:])).load()
 
 
 def _compact_table(schema: pa.Schema, columns: list[list]) -> pa.Table:
