@@ -75,7 +75,9 @@ _WRITE_OPTIONS = pa.ipc.IpcWriteOptions()  # made once: pyarrow's default reads 
 #   (microseconds) as integers in their unit, which pa.array takes back as they are. Encoding
 #   it keeps the GIL (Arrow IPC's writer releases it eight times a batch: with many
 #   connection threads each release is a hand-off to another thread, on the group commit's
-#   critical path) and takes half the time.
+#   critical path) and writes about half the bytes (381 against 728 for a one-row, five-column
+#   batch), for ~8 µs of CPU against IPC's ~4.4. Measured with only this switched (5 rounds,
+#   medians): INSERT +8% with 1 client and +4% with 8, UPDATE by key +9% with 8.
 COMPACT = b"TRB1"
 COMPACT_MAX_ROWS = 64
 _PICKLE_PROTOCOL = 5
