@@ -34,6 +34,7 @@ from engine.errors import (CardinalityViolation, EngineError, FeatureNotSupporte
 from engine.tiers.hot import KeyState, Tombstone, key_list
 from engine.tiers import views
 from engine.results import StatementResult, with_sql_types
+from engine.schema_memo import SchemaMemo
 from engine.small_arrays import MAX_VALUES, small_array
 from engine.session.analyses import analysis
 from engine.session.keys import (current_version, first_per_key, live_keys, live_rows, refuse_repeats,
@@ -1047,26 +1048,19 @@ _DELETED_FIELD = pa.field("_deleted", pa.bool_())
 _DELETED_ONE = {flag: pa.array([flag], pa.bool_()) for flag in (False, True)}  # immutable: shared
 
 
-_APPENDED: dict[tuple, list[tuple[pa.Schema, pa.Schema]]] = {}
+def _appended(schema: pa.Schema, *fields: pa.Field) -> pa.Schema:
+    for f in fields:
+        schema = schema.append(f)  # keeps the fields' metadata (uuid, json)
+    return schema
+
+
+# each Schema.append lets go of the GIL twice: a write's stored schema is made once per schema
+_APPENDED: SchemaMemo[pa.Schema] = SchemaMemo(_appended, 512)
 
 
 def appended_schema(schema: pa.Schema, *fields: pa.Field) -> pa.Schema:
-    """`schema` with `fields` appended, made once per schema (each Schema.append lets go of
-    the GIL twice; pa.Schema's hash and == ignore field metadata, so entries are told apart
-    by `equals(check_metadata=True)`)."""
-    key = (schema, fields)
-    entries = _APPENDED.get(key)
-    if entries is not None:
-        for have, out in entries:
-            if have.equals(schema, check_metadata=True):
-                return out
-    out = schema
-    for f in fields:
-        out = out.append(f)  # keeps the fields' metadata (uuid, json)
-    if len(_APPENDED) > 512:  # schemas of dropped or altered tables
-        _APPENDED.clear()
-    _APPENDED.setdefault(key, []).append((schema, out))
-    return out
+    """`schema` with `fields` appended."""
+    return _APPENDED.get(schema, *fields)
 
 
 def append(s: SessionState, t: TableDef, rows: pa.Table, deleted: bool, keys: list | None = None) -> None:

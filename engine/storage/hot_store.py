@@ -30,6 +30,7 @@ import plyvel
 import pyarrow as pa
 
 from engine.errors import DataDirLocked, DiskFull, EngineError, IoError
+from engine.schema_memo import SchemaMemo
 from engine.small_arrays import small_array
 
 log = logging.getLogger("tierd.hot_store")
@@ -121,33 +122,23 @@ def _as_integers(typ: pa.DataType):
     return False
 
 
-# schema -> [(schema, its compact header and column conversions, or None when a type rules the
-# format out)]; pa.Schema's hash and == ignore field metadata, so entries are told apart by
-# equals(check_metadata=True)
-_HEADERS: dict[pa.Schema, list[tuple[pa.Schema, tuple | None]]] = {}
-_SCHEMAS: dict[bytes, pa.Schema] = {}  # compact header -> schema, for decoding
-
-
 def _compact_header(schema: pa.Schema) -> tuple | None:
-    entries = _HEADERS.get(schema)
-    if entries is not None:
-        for have, compact in entries:
-            if have.equals(schema, check_metadata=True):
-                return compact
-    compact = None
+    """(the compact header, the column conversions) of `schema`, or None when a type rules
+    the format out."""
     conversions = tuple(_as_integers(f.type) for f in schema)
-    if False not in conversions:
-        message = schema.serialize().to_pybytes()
-        compact = (COMPACT + _U32.pack(len(message)) + message, conversions)
-    if len(_HEADERS) > 1024:  # schemas of dropped or altered tables
-        _HEADERS.clear()
-    _HEADERS.setdefault(schema, []).append((schema, compact))
-    return compact
+    if False in conversions:
+        return None
+    message = schema.serialize().to_pybytes()
+    return COMPACT + _U32.pack(len(message)) + message, conversions
+
+
+_HEADERS: SchemaMemo[tuple | None] = SchemaMemo(_compact_header, 1024)
+_SCHEMAS: dict[bytes, pa.Schema] = {}  # compact header -> schema, for decoding
 
 
 def encode_batch(table: pa.Table) -> bytes:
     if table.num_rows <= COMPACT_MAX_ROWS:
-        compact = _compact_header(table.schema)
+        compact = _HEADERS.get(table.schema)
         if compact is not None:
             header, conversions = compact
             try:
