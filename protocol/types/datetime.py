@@ -27,8 +27,10 @@ UTC = dt.timezone.utc
 # negation; Postgres prints them as words and sends them in binary as its own extremes.
 _TS_INFINITY = (1 << 63) - 1
 _DATE_INFINITY = (1 << 31) - 1
-_PG_TS_EXTREMES = (pa.scalar((1 << 63) - 1, pa.int64()), pa.scalar(-(1 << 63), pa.int64()))  # DT_NOEND, DT_NOBEGIN
-_PG_DATE_EXTREMES = (pa.scalar((1 << 31) - 1, pa.int32()), pa.scalar(-(1 << 31), pa.int32()))  # DATEVAL_NOEND, _NOBEGIN
+_PG_TS_NOEND, _PG_TS_NOBEGIN = (1 << 63) - 1, -(1 << 63)  # Postgres's DT_NOEND, DT_NOBEGIN
+_PG_DATE_NOEND, _PG_DATE_NOBEGIN = (1 << 31) - 1, -(1 << 31)  # DATEVAL_NOEND, DATEVAL_NOBEGIN
+_PG_TS_EXTREMES = (pa.scalar(_PG_TS_NOEND, pa.int64()), pa.scalar(_PG_TS_NOBEGIN, pa.int64()))
+_PG_DATE_EXTREMES = (pa.scalar(_PG_DATE_NOEND, pa.int32()), pa.scalar(_PG_DATE_NOBEGIN, pa.int32()))
 
 
 def _infinities(values: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array] | None:
@@ -255,11 +257,11 @@ def interval_binary(values: pa.Array) -> pa.Array:
 # --- parameters ----------------------------------------------------------------------
 
 
-_INFINITIES = {"infinity": "infinity", "+infinity": "infinity", "-infinity": "-infinity"}
+_INFINITY_WORDS = {"infinity": "infinity", "+infinity": "infinity", "-infinity": "-infinity"}
 
 
 def _parse(kind: str, parse, text: str):
-    word = _INFINITIES.get(text.strip().lower())
+    word = _INFINITY_WORDS.get(text.strip().lower())
     if word is not None and kind != "time":
         return word  # no Python value: the engine casts the word, as DuckDB reads it
     try:
@@ -328,9 +330,6 @@ def _timestamp_from_binary(data: bytes, zone: dt.tzinfo | None = None) -> dt.dat
     value = PG_EPOCH + dt.timedelta(microseconds=micros)
     return value if zone is None else value.replace(tzinfo=zone)
 
-
-_PG_DATE_NOEND, _PG_DATE_NOBEGIN = (1 << 31) - 1, -(1 << 31)
-_PG_TS_NOEND, _PG_TS_NOBEGIN = (1 << 63) - 1, -(1 << 63)
 
 BINARY_DECODERS = {
     oids.DATE: _date_from_binary,
