@@ -6,20 +6,30 @@ in memory, in message order) instead of run, until a message that needs their ou
 different statement, Sync, Flush, Describe of a statement, anything outside Parse/Bind/
 Describe/Execute. Then the held Executes run as one engine call and their replies are
 written; an error answers its row's Execute and what came after is dropped, as Postgres
-drops messages after an error until Sync. `InsertBatching` is mixed into TierdHandler
-(protocol/connection.py), whose write file it swaps for a buffer while Executes are held.
+drops messages after an error until Sync. The Binds that follow a held Execute and repeat
+its Bind's frame are read straight off the read buffer, decoded by the statement's decoders
+(`hold_following`); and once 256 are held, they run whenever the server would otherwise wait
+for more of them (`run_while_waiting`), so a long executemany is written while it arrives.
+`InsertBatching` is mixed into TierdHandler (protocol/connection.py), whose write file it
+swaps for a buffer while Executes are held.
 """
 from __future__ import annotations
 
 import io
+import struct
 
 import pyarrow as pa
 
+from engine import metrics
+
 from . import messages
 from .column_names import postgres_schema
-from .rows import data_rows, each_data_row, plan_columns
+from .rows import data_rows, each_data_row, plan_columns, row_description
 from .session import ConnectionState, Portal, PreparedStatement
 
+_LENGTH = struct.Struct("!i")
+# Held Executes worth one engine call while the rest of their executemany is on its way.
+RUN_WHILE_WAITING = 256
 NO_ROWS = object()  # PreparedStatement.result_schema of a statement that returns no rows
 
 
@@ -85,6 +95,78 @@ class InsertBatching:
         self.batch.segments.append(self.wfile.getvalue())
         self.wfile.seek(0)
         self.wfile.truncate()
+        if portal.bind and state.portals.get("") is portal:
+            self.hold_following(state, portal)
+
+    def hold_following(self, state: ConnectionState, portal: Portal) -> None:
+        """Hold the rest of an executemany that is already in the read buffer without a
+        handler per message: every Bind of the same statement into the unnamed portal that
+        repeats this one's frame (statement, formats, value count, result formats), each with
+        its Describe of that portal or none, and its Execute. Stops, leaving the rest to the
+        message loop, at any other message, one not yet whole, or a value its decoder refuses
+        (whose Bind handler then answers with Postgres's error)."""
+        frame = messages.bind_frame(portal.bind)
+        decoders = portal.statement.decoders
+        if frame is None or decoders is None:
+            return
+        head, tail = frame
+        decoders = decoders[1]
+        buf, pos, end = self.rbuf, self.rpos, len(self.rbuf)
+        columns = self.batch.columns[-1]
+        bare = messages.BIND_COMPLETE
+        described = bare + (messages.NO_DATA if columns is None else row_description(columns))
+        params_out, columns_out, segments_out = self.batch.params, self.batch.columns, self.batch.segments
+        unpack, tail_size, head_size = _LENGTH.unpack_from, len(tail), len(head)
+        describe, execute = messages.DESCRIBE_UNNAMED_PORTAL, messages.EXECUTE_UNNAMED_PORTAL
+        params = None
+        held = 0
+        while pos + 5 <= end and buf[pos] == 66:   # 'B'
+            stop = pos + 1 + unpack(buf, pos + 1)[0]
+            if stop > end or not buf.startswith(head, pos + 5):
+                break
+            at = pos + 5 + head_size
+            values = []
+            try:
+                for decode in decoders:
+                    (size,) = unpack(buf, at)
+                    at += 4
+                    if size < 0:
+                        values.append(None)
+                    elif at + size > stop:
+                        raise ValueError("value past its message")
+                    else:
+                        values.append(decode(buf[at:at + size]))
+                        at += size
+            except Exception:
+                break
+            if at + tail_size != stop or not buf.startswith(tail, at):
+                break
+            segment = bare
+            if buf.startswith(describe, stop):
+                stop += len(describe)
+                segment = described
+            if not buf.startswith(execute, stop):
+                break
+            params = values
+            params_out.append(values)
+            columns_out.append(columns)
+            segments_out.append(segment)
+            pos = stop + len(execute)
+            held += 1
+        if held:
+            self.rpos = pos
+            state.portals[""] = Portal(portal.statement, params, portal.result_formats, executed=True,
+                                       tag="INSERT 0 1", bind=portal.bind)
+            metrics.inc("tierd_fast_path_total", held, path="bind_run", outcome="used")
+
+    def run_while_waiting(self, state: ConnectionState) -> None:
+        """Before waiting for more of a long executemany, run the Executes held so far (as
+        Postgres runs each as it comes, still in the one implicit transaction up to Sync), so
+        the engine's work overlaps the client's sending rather than following it."""
+        if self.batch is not None and len(self.batch.params) >= RUN_WHILE_WAITING:
+            self.run_batch()
+            if state.skip_until_sync:
+                self.flush()   # a row failed: its error goes out now, the rest is skipped to Sync
 
     def run_held(self, state: ConnectionState) -> None:
         """Run the pending batch before a message that depends on its outcome; raises

@@ -177,6 +177,7 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
                         raise FatalProtocolViolation(f"invalid frontend message type {kind[0]}")
                     self.handle_message(state, handlers, kind, payload)
                     if not self.message_arrived():
+                        self.run_while_waiting(state)
                         break
                     kind, payload = self.read_message()   # the rest of a group sent in one packet
             self.events.deliver()

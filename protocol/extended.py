@@ -24,7 +24,7 @@ from .column_names import postgres_schema
 from .messages import ClientGone, invalid_utf8
 from .rows import data_rows, plan_columns, row_description
 from .session import SETTINGS_TAGS, ConnectionState, Portal, PreparedStatement
-from .types import decode_param, oid_for_sql_type, oids
+from .types import decode_param, oid_for_sql_type, oids, param_decoder
 
 _NUMBER_OIDS = {oids.INT2, oids.INT4, oids.INT8, oids.FLOAT4, oids.FLOAT8, oids.NUMERIC}
 
@@ -57,18 +57,17 @@ class ExtendedQuery:
             raise ProtocolViolation(
                 f"bind message supplies {len(values)} parameters, but prepared "
                 f'statement "{bind.statement}" requires {len(oids_)}')
-        zone = state.timezone
-        formats = bind.param_formats
-        if not formats or len(formats) == 1:
-            fmt = formats[0] if formats else 0
-            params = [None if value is None else _decode(oid, fmt, value, i, zone)
-                      for i, (oid, value) in enumerate(zip(oids_, values))]
-        else:
-            params = [None if value is None else _decode(oid, fmt, value, i, zone)
-                      for i, (oid, fmt, value) in enumerate(zip(oids_, formats, values))]
+        key = (oids_, tuple(bind.param_formats), state.timezone)
+        decoders = statement.decoders
+        if decoders is None or decoders[0] != key:
+            decoders = statement.decoders = (key, param_decoders(*key))
+        try:
+            params = [None if value is None else decode(value) for decode, value in zip(decoders[1], values)]
+        except Exception:   # decoded again one by one for Postgres's error of the value at fault
+            params = _decode_each(oids_, bind.param_formats, values, state.timezone)
         if not bind.portal:
             state.portals.pop("", None)
-        state.add_portal(bind.portal, Portal(statement, params, bind.result_formats))
+        state.add_portal(bind.portal, Portal(statement, params, bind.result_formats, bind=payload))
         self.write(messages.BIND_COMPLETE)
 
     def bind_oids(self, state: ConnectionState, statement: PreparedStatement) -> tuple[int, ...]:
@@ -237,6 +236,23 @@ class ExtendedQuery:
         state.end_of_transaction()
         self.send_ready_for_query(state)
         self.flush()
+
+
+def param_decoders(oids_: tuple[int, ...], formats: tuple[int, ...], zone: str) -> tuple:
+    """Per Bind value, the decoder of its declared OID and format code."""
+    if len(formats) > 1:
+        return tuple(param_decoder(oid, fmt, zone) for oid, fmt in zip(oids_, formats))
+    fmt = formats[0] if formats else 0
+    return tuple(param_decoder(oid, fmt, zone) for oid in oids_)
+
+
+def _decode_each(oids_: tuple[int, ...], formats: list[int], values: list, zone: str) -> list:
+    if not formats or len(formats) == 1:
+        fmt = formats[0] if formats else 0
+        return [None if value is None else _decode(oid, fmt, value, i, zone)
+                for i, (oid, value) in enumerate(zip(oids_, values))]
+    return [None if value is None else _decode(oid, fmt, value, i, zone)
+            for i, (oid, fmt, value) in enumerate(zip(oids_, formats, values))]
 
 
 def _decode(oid: int, fmt: int, value: bytes | None, index: int, zone: str) -> object:

@@ -19,6 +19,10 @@ EMPTY_QUERY_RESPONSE = b"I\x00\x00\x00\x04"
 PARSE_COMPLETE = b"1\x00\x00\x00\x04"
 BIND_COMPLETE = b"2\x00\x00\x00\x04"
 NO_DATA = b"n\x00\x00\x00\x04"
+# What a driver's executemany sends after each Bind: Describe and Execute of the unnamed
+# portal, no row limit (protocol/batch.py reads runs of them straight off the buffer).
+DESCRIBE_UNNAMED_PORTAL = b"D\x00\x00\x00\x06P\x00"
+EXECUTE_UNNAMED_PORTAL = b"E\x00\x00\x00\x09\x00\x00\x00\x00\x00"
 
 
 class ClientGone(ConnectionError):
@@ -186,6 +190,25 @@ def read_bind(payload: bytes) -> Bind:
         raise ProtocolViolation(f"bind message has {len(param_formats)} parameter formats "
                                 f"but {len(values)} parameters")
     return Bind(portal, statement, param_formats, values, result_formats)
+
+
+def bind_frame(payload: bytes) -> tuple[bytes, bytes] | None:
+    """What the Binds of one executemany share: the bytes before the values (portal,
+    statement, parameter formats, value count) and after them (result formats); None for a
+    Bind too short for its fields (its handler has answered it already)."""
+    try:
+        pos = payload.index(b"\x00", payload.index(b"\x00") + 1) + 1
+        (formats,) = _INT16.unpack_from(payload, pos)
+        pos += 2 + 2 * max(formats, 0)
+        (count,) = _INT16.unpack_from(payload, pos)
+        pos += 2
+        head = pos
+        for _ in range(count & 0xFFFF):
+            (length,) = _INT32.unpack_from(payload, pos)
+            pos += 4 + max(length, 0)
+    except (ValueError, struct.error):
+        return None
+    return payload[:head], payload[pos:]
 
 
 @_short

@@ -43,6 +43,7 @@ class PreparedStatement:
     batch_columns: dict = field(default_factory=dict)  # (formats, zone) -> wire columns of its RETURNING rows
     description: tuple | None = None   # (parameter types, result schema) Describe of the statement found
     planned: tuple | None = None   # (schema, (formats, zone, style), columns, RowDescription) of its last result
+    decoders: tuple | None = None  # ((bind OIDs, formats, zone), per parameter its decoder) of its last Bind
     declared: tuple[int, ...] = field(init=False)   # param_oids as the Parse message sent them
     placeholders: int = field(init=False)   # highest $n in the SQL
     is_copy: bool = field(init=False)
@@ -79,6 +80,7 @@ class Portal:
     notices: tuple[str, ...] = ()
     position: int = 0          # rows already sent (Execute with a row limit)
     empty_query: bool = False
+    bind: bytes = b""          # the Bind message that made it (an executemany's next Binds repeat its frame)
 
     @property
     def remaining(self) -> int:

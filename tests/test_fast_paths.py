@@ -7,6 +7,8 @@ flushed, updated-after-flush, deleted and re-inserted keys; the tables must stay
 for row. The `tierd_fast_path_total` counter shows which path ran.
 """
 import random
+import struct
+import time
 import uuid
 from decimal import Decimal
 
@@ -14,6 +16,7 @@ import psycopg
 import pytest
 
 from tests.daemon import scrape_metrics as scrape
+from tests.raw_wire import RawClient, errors_in, message
 
 COLUMNS = ("id BIGINT PRIMARY KEY, n INT NOT NULL, v TEXT, x DOUBLE PRECISION, d NUMERIC(12,2), "
            "ts TIMESTAMP, u UUID, b BOOLEAN")
@@ -650,3 +653,130 @@ def test_aggregate_types_are_kept_until_the_catalog_changes(metrics_tierd):
         assert cur.fetchone() == (Decimal(5), Decimal("2.5000000000000000"))
         c.execute("SET search_path = aggns")
         assert c.execute(sql).fetchone() == (Decimal(40), Decimal("40.0000000000000000"))
+
+
+# ---------------------------------------------------------------- runs of Binds (protocol/batch.py)
+def _parse(sql: str) -> bytes:
+    return message(b"P", b"s\0" + sql.encode() + b"\0" + struct.pack("!h3I", 3, 20, 25, 701))
+
+
+def _bind(values: list, binary_id: bool = False, describe: bool = True) -> bytes:
+    """Bind (id, v, x) as text, or the id as a binary int8; then Describe and Execute."""
+    formats = struct.pack("!h3h", 3, 1, 0, 0) if binary_id else struct.pack("!h", 0)
+    body = b"\0s\0" + formats + struct.pack("!h", len(values))
+    for i, v in enumerate(values):
+        if v is None:
+            body += struct.pack("!i", -1)
+            continue
+        data = struct.pack("!q", v) if binary_id and i == 0 else str(v).encode()
+        body += struct.pack("!i", len(data)) + data
+    body += struct.pack("!h", 0)
+    return (message(b"B", body) + (message(b"D", b"P\0") if describe else b"")
+            + message(b"E", b"\0" + struct.pack("!i", 0)))
+
+
+def _replies_of(rows: list[tuple[bool, str]]) -> list[bytes]:
+    """The reply kinds Postgres sends for (described, tag) rows: BindComplete, NoData if
+    described, CommandComplete."""
+    out = []
+    for described, _ in rows:
+        out += [b"2", b"n", b"C"] if described else [b"2", b"C"]
+    return out
+
+
+def _raw_client(port: int) -> RawClient:
+    c = RawClient(port)
+    c.login()
+    return c
+
+
+def test_runs_of_binds_are_read_straight_off_the_buffer(metrics_tierd):
+    """One packet of 200 Bind/Describe/Execute rows (some without Describe, NULLs, one Bind
+    with a binary id: another frame) answers as one handler per message would, and the run
+    reader held most rows."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.runs (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+    before = scrape(metrics_tierd.metrics_port)
+    expected, packet, shape = [], _parse("INSERT INTO public.runs (id, v, x) VALUES ($1, $2, $3)"), []
+    for i in range(200):
+        v = None if i % 3 == 0 else f"röw-{i}"
+        x = None if i % 7 == 0 else i * 0.25
+        packet += _bind([i, v, x], binary_id=i == 150, describe=i % 5 != 0)
+        shape.append((i % 5 != 0, "INSERT 0 1"))
+        expected.append((i, v, x))
+    with _raw_client(metrics_tierd.port) as raw:
+        raw.send(packet + message(b"S", b""))
+        replies = raw.until_ready()
+        assert [k for k, _ in replies] == [b"1", *_replies_of(shape), b"Z"]
+        assert {body for k, body in replies if k == b"C"} == {b"INSERT 0 1\0"}
+    after = scrape(metrics_tierd.metrics_port)
+    assert used(after, "bind_run") - used(before, "bind_run") >= 150
+    with metrics_tierd.connect() as c:
+        assert c.execute("SELECT * FROM public.runs ORDER BY id").fetchall() == expected
+
+
+def test_a_bad_value_inside_a_run_is_postgres_error(metrics_tierd):
+    """Row 60's id is not a bigint: the rows before it answered, then 22P02 worded as the Bind
+    handler words it, the rest skipped to Sync, nothing written, the connection usable."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.badrun (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+    sql = "INSERT INTO public.badrun (id, v, x) VALUES ($1, $2, $3)"
+    with _raw_client(metrics_tierd.port) as raw:   # the handler's wording of that one value
+        raw.send(_parse(sql) + _bind(["6x0", "a", 1]) + message(b"S", b""))
+        alone = errors_in(raw.until_ready())
+    packet = _parse(sql) + b"".join(_bind([i if i != 60 else "6x0", "a", 1.5]) for i in range(100))
+    with _raw_client(metrics_tierd.port) as raw:
+        raw.send(packet + message(b"S", b""))
+        replies = raw.until_ready()
+        kinds = [k for k, _ in replies]
+        assert kinds == [b"1", *_replies_of([(True, "")] * 60), b"E", b"Z"]
+        (error,) = errors_in(replies)
+        assert error["C"] == "22P02" and error == alone[0]
+        assert raw.ask("SELECT count(*) FROM public.badrun")[1][1].endswith(b"0")
+    with metrics_tierd.connect() as c:
+        assert c.execute("SELECT count(*) FROM public.badrun").fetchone() == (0,)
+
+
+def test_held_rows_run_before_sync_and_roll_back_with_it(metrics_tierd):
+    """A long executemany runs what it holds while it waits for more (Postgres runs each
+    Execute as it comes): 300 rows sent without Sync run at once; a duplicate key in the next
+    part then fails that row with 23505 and rolls back the whole implicit transaction."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.early (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+    sql = "INSERT INTO public.early (id, v, x) VALUES ($1, $2, $3)"
+    ran = lambda: used(scrape(metrics_tierd.metrics_port), "insert_batch")  # noqa: E731
+    for duplicate in (True, False):
+        with _raw_client(metrics_tierd.port) as raw:
+            before = ran()
+            raw.send(_parse(sql) + b"".join(_bind([i, f"v{i}", i]) for i in range(300)))
+            deadline = time.monotonic() + 30
+            while ran() == before:   # the held rows ran, though no Sync came
+                assert time.monotonic() < deadline, "held rows did not run before Sync"
+                time.sleep(0.02)
+            rest = [5 if duplicate and i == 350 else i for i in range(300, 400)]
+            raw.send(b"".join(_bind([i, f"v{i}", i]) for i in rest) + message(b"S", b""))
+            replies = raw.until_ready()
+            done = [body for k, body in replies if k == b"C"]
+            if duplicate:
+                assert len(done) == 350 and errors_in(replies)[0]["C"] == "23505"
+            else:
+                assert len(done) == 400 and not errors_in(replies)
+        with metrics_tierd.connect() as c:
+            assert c.execute("SELECT count(*), min(id), max(id) FROM public.early").fetchone() == \
+                ((0, None, None) if duplicate else (400, 0, 399))
+
+
+def test_long_pipelined_executemany_from_psycopg(metrics_tierd):
+    """psycopg's own pipelined executemany of 5,000 rows: a duplicate late in it fails the
+    whole executemany; without it every row is there as sent."""
+    rows = [(i, None if i % 11 == 0 else f"r{i}", i / 8) for i in range(5000)]
+    with metrics_tierd.connect(autocommit=True) as c:
+        c.execute("CREATE TABLE public.longrun (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+        sql = "INSERT INTO public.longrun (id, v, x) VALUES (%s, %s, %s)"
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with c.pipeline():
+                c.cursor().executemany(sql, rows[:4000] + [(7, "dup", 0.0)] + rows[4000:])
+        assert c.execute("SELECT count(*) FROM public.longrun").fetchone() == (0,)
+        with c.pipeline():
+            c.cursor().executemany(sql, rows)
+        assert c.execute("SELECT * FROM public.longrun ORDER BY id").fetchall() == rows
