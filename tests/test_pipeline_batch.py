@@ -199,3 +199,18 @@ def test_user_table_batch_rows_get_their_owner(db):
             db.cursor().executemany("INSERT INTO public.owned (id, v) VALUES (%s, %s)",
                                       [(100, "x"), (7, "again")])
     assert "(id)=(7)" in (err.value.diag.message_detail or "")
+
+
+def test_batch_cells_of_every_kind(db):
+    """A VALUES row mixing a parameter, a cast parameter, a constant and the transaction's
+    timestamp, over a serial column's default: the batch gives each row what one INSERT per
+    row gives (the timestamp is the one transaction's, the serial numbers consecutive)."""
+    db.execute("DROP TABLE IF EXISTS kinds")
+    db.execute("CREATE TABLE kinds (n SERIAL, id BIGINT PRIMARY KEY, big BIGINT, c TEXT, at_ts TIMESTAMPTZ)")
+    sql = "INSERT INTO kinds (id, big, c, at_ts) VALUES (%s, %s::BIGINT, 'const', now())"
+    with db.pipeline():
+        db.cursor().executemany(sql, [(i, i * 10**12) for i in range(400)])
+    got = db.execute("SELECT n, id, big, c, at_ts FROM kinds ORDER BY id").fetchall()
+    assert [(r[1], r[2], r[3]) for r in got] == [(i, i * 10**12, "const") for i in range(400)]
+    assert [r[0] for r in got] == list(range(got[0][0], got[0][0] + 400))
+    assert len({r[4] for r in got}) == 1 and got[0][4] is not None

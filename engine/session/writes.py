@@ -8,7 +8,6 @@ write times, and the key checks of engine/session/keys.py.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 import uuid
@@ -159,13 +158,8 @@ def insert_batch(s: SessionState, sql: str, param_rows: list[list]) -> list[Stat
     k = p.param_count
     if any(len(params) < k for params in param_rows):
         return None
-    row = p.fast_values[0]
-    values = tuple(tuple(("p", j * k + v) if kind == "p" else ("pc", (j * k + v[0], v[1])) if kind == "pc"
-                         else (kind, v) for kind, v in row)
-                   for j in range(len(param_rows)))
-    flat = [v for params in param_rows for v in params[:k]]
     try:
-        rows = fast_rows(s, t, dataclasses.replace(p, fast_values=values), flat)
+        rows = fast_rows(s, t, p, [], param_rows)
     except NotNullViolation:
         return None
     if rows is None:
@@ -665,21 +659,26 @@ def _fast_columns(eng, t: TableDef, p: dml.InsertPlan, schema: pa.Schema) -> tup
     return program
 
 
-def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> pa.Table | None:
+def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list,
+              param_rows: list[list] | None = None) -> pa.Table | None:
     """Type a VALUES list in Python, without DuckDB; None when only DuckDB can (or must
-    produce the error)."""
+    produce the error). `param_rows`: the one-row VALUES list of `p` once per parameter row
+    (an executemany's batch), its columns taken straight from the rows."""
     eng = s.engine
     schema = eng.visible_schema(t)
     program = _fast_columns(eng, t, p, schema)
     if program is None:
         return None
     arrays = []
-    n = len(p.fast_values)
+    n = len(p.fast_values) if param_rows is None else len(param_rows)
     for c, f, at, cells, casts, text_kind in program:
         if at is not None:
             try:
-                values = [params[v] if kind == "p" else params[v[0]] if kind == "pc" else v if kind == "c"
-                          else _transaction_time(s, f.type) for kind, v in cells]
+                if param_rows is None:
+                    values = [params[v] if kind == "p" else params[v[0]] if kind == "pc" else v if kind == "c"
+                              else _transaction_time(s, f.type) for kind, v in cells]
+                else:
+                    values = _batch_column(s, f, cells[0], param_rows)
             except _NoTime:
                 return None
             if casts and not all(param_casts.value_fits(x, cast, f.type, c.type) for cast in casts for x in values):
@@ -708,6 +707,16 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list) -> 
                 f'null value in column "{c.name}" of relation "{t.name}" violates not-null constraint')
         arrays.append(arr)
     return pa.table(arrays, schema=schema)
+
+
+def _batch_column(s: SessionState, f: pa.Field, cell: tuple, param_rows: list[list]) -> list:
+    """One column of a batch: its VALUES cell read from every parameter row."""
+    kind, v = cell
+    if kind == "p":
+        return [row[v] for row in param_rows]
+    if kind == "pc":
+        return [row[v[0]] for row in param_rows]
+    return [v if kind == "c" else _transaction_time(s, f.type)] * len(param_rows)
 
 
 class _NoTime(Exception):
