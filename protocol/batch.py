@@ -7,7 +7,7 @@ different statement, Sync, Flush, Describe of a statement, anything outside Pars
 Describe/Execute. Then the held Executes run as one engine call and their replies are
 written; an error answers its row's Execute and what came after is dropped, as Postgres
 drops messages after an error until Sync. The Binds that follow a held Execute and repeat
-its Bind's frame are read straight off the read buffer, decoded by the statement's decoders
+its Bind's frame are read straight off the read buffer, decoded by that Bind's decoders
 (`hold_following`); and once 256 are held, they run whenever the server would otherwise wait
 for more of them (`run_while_waiting`), so a long executemany is written while it arrives.
 `InsertBatching` is mixed into TierdHandler (protocol/connection.py), whose write file it
@@ -106,11 +106,12 @@ class InsertBatching:
         message loop, at any other message, one not yet whole, or a value its decoder refuses
         (whose Bind handler then answers with Postgres's error)."""
         frame = messages.bind_frame(portal.bind)
-        decoders = portal.statement.decoders
-        if frame is None or decoders is None:
+        if frame is None or portal.decoders is None:
             return
+        (oids_, _, zone), decoders = portal.decoders
+        if oids_ != portal.statement.bind_oids or zone != state.timezone:
+            return   # a Describe retyped the statement, or a SET moved the zone, since that Bind
         head, tail = frame
-        decoders = decoders[1]
         buf, pos, end = self.rbuf, self.rpos, len(self.rbuf)
         columns = self.batch.columns[-1]
         bare = messages.BIND_COMPLETE
@@ -156,7 +157,7 @@ class InsertBatching:
         if held:
             self.rpos = pos
             state.portals[""] = Portal(portal.statement, params, portal.result_formats, executed=True,
-                                       tag="INSERT 0 1", bind=portal.bind)
+                                       tag="INSERT 0 1", bind=portal.bind, decoders=portal.decoders)
             metrics.inc("tierd_fast_path_total", held, path="bind_run", outcome="used")
 
     def run_while_waiting(self, state: ConnectionState) -> None:

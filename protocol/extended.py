@@ -67,7 +67,8 @@ class ExtendedQuery:
             params = _decode_each(oids_, bind.param_formats, values, state.timezone)
         if not bind.portal:
             state.portals.pop("", None)
-        state.add_portal(bind.portal, Portal(statement, params, bind.result_formats, bind=payload))
+        state.add_portal(bind.portal, Portal(statement, params, bind.result_formats, bind=payload,
+                                             decoders=decoders))
         self.write(messages.BIND_COMPLETE)
 
     def bind_oids(self, state: ConnectionState, statement: PreparedStatement) -> tuple[int, ...]:

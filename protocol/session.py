@@ -81,6 +81,7 @@ class Portal:
     position: int = 0          # rows already sent (Execute with a row limit)
     empty_query: bool = False
     bind: bytes = b""          # the Bind message that made it (an executemany's next Binds repeat its frame)
+    decoders: tuple | None = None   # ((bind OIDs, formats, zone), decoders) its Bind's values were read by
 
     @property
     def remaining(self) -> int:

@@ -780,3 +780,26 @@ def test_long_pipelined_executemany_from_psycopg(metrics_tierd):
         with c.pipeline():
             c.cursor().executemany(sql, rows)
         assert c.execute("SELECT * FROM public.longrun ORDER BY id").fetchall() == rows
+
+
+def test_a_run_is_read_by_its_own_bind_decoders(metrics_tierd):
+    """A named portal bound in binary between the unnamed portal's Bind and its Execute: the
+    text Binds that follow are read as text (their own frame's decoders), not by the
+    statement's latest, binary ones (12345678 must not become 3544952156018063160)."""
+    with metrics_tierd.connect() as c:
+        c.execute("CREATE TABLE public.frames (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+    sql = "INSERT INTO public.frames (id, v, x) VALUES ($1, $2, $3)"
+    first = _bind([1, "a", 1])
+    first = first[:first.index(b"D\x00\x00\x00\x06")]   # the Bind alone, executed after the other
+    named = _bind([2, "b", 2], binary_id=True)
+    named = message(b"B", b"p" + named[5:named.index(b"D\x00\x00\x00\x06")])   # into portal "p"
+    packet = (_parse(sql) + first + named + message(b"E", b"p\0" + struct.pack("!i", 0))
+              + message(b"E", b"\0" + struct.pack("!i", 0))
+              + b"".join(_bind([12345678 + i, "t", 0.5]) for i in range(20)) + message(b"S", b""))
+    with _raw_client(metrics_tierd.port) as raw:
+        raw.send(packet)
+        replies = raw.until_ready()
+        assert not errors_in(replies)
+    with metrics_tierd.connect() as c:
+        ids = [r[0] for r in c.execute("SELECT id FROM public.frames ORDER BY id")]
+    assert ids == [1, 2] + [12345678 + i for i in range(20)]
