@@ -214,3 +214,17 @@ def test_batch_cells_of_every_kind(db):
     assert [(r[1], r[2], r[3]) for r in got] == [(i, i * 10**12, "const") for i in range(400)]
     assert [r[0] for r in got] == list(range(got[0][0], got[0][0] + 400))
     assert len({r[4] for r in got}) == 1 and got[0][4] is not None
+
+
+def test_default_now_is_the_transaction_start(module_tierd):
+    """DEFAULT now() on the Python-typed INSERT path is the transaction's start, as in
+    Postgres: every row of one transaction gets the same value (not each statement's time)."""
+    with module_tierd.connect(autocommit=False) as c:
+        c.execute("CREATE TABLE stamped (id BIGINT PRIMARY KEY, at_ts TIMESTAMPTZ DEFAULT now())")
+        c.commit()
+        for i in range(3):
+            c.execute("INSERT INTO stamped (id) VALUES (%s)", (i,))
+        (now,) = c.execute("SELECT now()").fetchone()
+        c.commit()
+        stamps = {r[0] for r in c.execute("SELECT at_ts FROM stamped")}
+        assert len(stamps) == 1 and stamps.pop() <= now

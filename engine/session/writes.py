@@ -692,7 +692,7 @@ def fast_rows(s: SessionState, t: TableDef, p: dml.InsertPlan, params: list,
             if isinstance(d, SequenceDefault):  # a serial / identity column: from the in-memory block
                 values = eng.sequences.nextval(sequence_functions.resolve(eng.sequences, d.name), s.session_id, n)
             else:
-                values = [datetime.now(timezone.utc) if d is NOW else d] * n
+                values = [_transaction_start(s) if d is NOW else d] * n
         if text_kind is not None and any(v is not None for v in values):
             if text_kind != "uuid":
                 return None  # JSON, ENUM...: DuckDB's cast canonicalises the text
@@ -723,13 +723,18 @@ class _NoTime(Exception):
     """The transaction's timestamp as a column type only DuckDB's cast gives."""
 
 
+def _transaction_start(s: SessionState) -> datetime:
+    """now() as PostgreSQL gives it: the transaction's start, the same for all its rows."""
+    return datetime.fromtimestamp(s.activity.xact_start or time.time(), timezone.utc)
+
+
 def _transaction_time(s: SessionState, typ: pa.DataType):
     """CURRENT_TIMESTAMP (the transaction's start, as in Postgres) as a column of `typ` holds
     it: the instant for timestamptz, the wall-clock time in the session's TimeZone for
     timestamp; _NoTime for other types or a zone Python does not know."""
     if not pa.types.is_timestamp(typ):
         raise _NoTime
-    at = datetime.fromtimestamp(s.activity.xact_start or time.time(), timezone.utc)
+    at = _transaction_start(s)
     if typ.tz is not None:
         return at
     try:
