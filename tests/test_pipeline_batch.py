@@ -228,3 +228,17 @@ def test_default_now_is_the_transaction_start(module_tierd):
         c.commit()
         stamps = {r[0] for r in c.execute("SELECT at_ts FROM stamped")}
         assert len(stamps) == 1 and stamps.pop() <= now
+
+
+def test_a_pipeline_is_one_transaction_start(db):
+    """A long pipelined executemany runs in parts before its Sync, all in one implicit
+    transaction: DEFAULT now() is that transaction's start in every part, as in Postgres."""
+    db.execute("DROP TABLE IF EXISTS stamped_pipe")
+    db.execute("CREATE TABLE stamped_pipe (id BIGINT PRIMARY KEY, v TEXT, at_ts TIMESTAMPTZ DEFAULT now())")
+    with db.pipeline():
+        db.cursor().executemany("INSERT INTO stamped_pipe (id, v) VALUES (%s, %s)",
+                                [(i, "x" * 50) for i in range(5000)])
+    assert db.execute("SELECT count(*), count(DISTINCT at_ts) FROM stamped_pipe").fetchone() == (5000, 1)
+    with db.pipeline():   # the next Sync segment is a transaction of its own
+        db.execute("INSERT INTO stamped_pipe (id, v) VALUES (%s, %s)", (-1, "later"))
+    assert db.execute("SELECT count(DISTINCT at_ts) FROM stamped_pipe").fetchone() == (2,)

@@ -148,9 +148,12 @@ class EngineSession(SessionState):
         if not self.tx.segment:
             return
         self.tx.segment = False
-        if not self.tx.explicit:
-            transactions.commit_write(self)
-            self.end_transaction(committed=True)
+        try:
+            if not self.tx.explicit:
+                transactions.commit_write(self)
+                self.end_transaction(committed=True)
+        finally:   # the segment's transaction start (now(), pg_stat_activity) ends with it
+            self.activity.finished(self.tx.explicit, self.tx.failed)
 
     # ------------------------------------------------------------------ the front end's hooks
     def connected_from(self, addr: str, port: int) -> None:
@@ -236,7 +239,7 @@ class EngineSession(SessionState):
             )
         timer = None
         self.udf_error = None
-        self.activity.started(sql, self.tx.explicit)
+        self.activity.started(sql, self.tx.explicit or self.tx.segment)  # a Sync segment is one transaction
         try:
             self.apply_settings()
             timer = self._start_timer()
@@ -267,7 +270,7 @@ class EngineSession(SessionState):
             raise InternalError(f"internal error: {type(exc).__name__}: {exc}") from None
         finally:
             self._stop_timer(timer)
-            self.activity.finished(self.tx.explicit, self.tx.failed)
+            self.activity.finished(self.tx.explicit or self.tx.segment, self.tx.failed)
 
     def _failed(self) -> None:
         """A statement failed: its transaction fails (explicit) or ends rolled back."""
