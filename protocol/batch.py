@@ -95,8 +95,8 @@ class InsertBatching:
         self.batch.segments.append(self.wfile.getvalue())
         self.wfile.seek(0)
         self.wfile.truncate()
-        if portal.bind and state.portals.get("") is portal:
-            self.hold_following(state, portal)
+        if self.rpos < len(self.rbuf) and self.rbuf[self.rpos] == 66 and state.portals.get("") is portal:
+            self.hold_following(state, portal)   # a Bind ('B') already follows
 
     def hold_following(self, state: ConnectionState, portal: Portal) -> None:
         """Hold the rest of an executemany that is already in the read buffer without a
@@ -105,13 +105,12 @@ class InsertBatching:
         its Describe of that portal or none, and its Execute. Stops, leaving the rest to the
         message loop, at any other message, one not yet whole, or a value its decoder refuses
         (whose Bind handler then answers with Postgres's error)."""
-        frame = messages.bind_frame(portal.bind)
-        if frame is None or portal.decoders is None:
+        if portal.frame is None or portal.decoders is None:
             return
         (oids_, _, zone), decoders = portal.decoders
         if oids_ != portal.statement.bind_oids or zone != state.timezone:
             return   # a Describe retyped the statement, or a SET moved the zone, since that Bind
-        head, tail = frame
+        head, tail = portal.frame
         buf, pos, end = self.rbuf, self.rpos, len(self.rbuf)
         columns = self.batch.columns[-1]
         bare = messages.BIND_COMPLETE
@@ -157,7 +156,7 @@ class InsertBatching:
         if held:
             self.rpos = pos
             state.portals[""] = Portal(portal.statement, params, portal.result_formats, executed=True,
-                                       tag="INSERT 0 1", bind=portal.bind, decoders=portal.decoders)
+                                       tag="INSERT 0 1", frame=portal.frame, decoders=portal.decoders)
             metrics.inc("tierd_fast_path_total", held, path="bind_run", outcome="used")
 
     def run_while_waiting(self, state: ConnectionState) -> None:

@@ -64,10 +64,10 @@ class ExtendedQuery:
         try:
             params = [None if value is None else decode(value) for decode, value in zip(decoders[1], values)]
         except Exception:   # decoded again one by one for Postgres's error of the value at fault
-            params = _decode_each(oids_, bind.param_formats, values, state.timezone)
+            params = _decode_each(oids_, bind, state.timezone)
         if not bind.portal:
             state.portals.pop("", None)
-        state.add_portal(bind.portal, Portal(statement, params, bind.result_formats, bind=payload,
+        state.add_portal(bind.portal, Portal(statement, params, bind.result_formats, frame=bind.frame,
                                              decoders=decoders))
         self.write(messages.BIND_COMPLETE)
 
@@ -241,19 +241,12 @@ class ExtendedQuery:
 
 def param_decoders(oids_: tuple[int, ...], formats: tuple[int, ...], zone: str) -> tuple:
     """Per Bind value, the decoder of its declared OID and format code."""
-    if len(formats) > 1:
-        return tuple(param_decoder(oid, fmt, zone) for oid, fmt in zip(oids_, formats))
-    fmt = formats[0] if formats else 0
-    return tuple(param_decoder(oid, fmt, zone) for oid in oids_)
+    return tuple(param_decoder(oid, messages.format_code(formats, i), zone) for i, oid in enumerate(oids_))
 
 
-def _decode_each(oids_: tuple[int, ...], formats: list[int], values: list, zone: str) -> list:
-    if not formats or len(formats) == 1:
-        fmt = formats[0] if formats else 0
-        return [None if value is None else _decode(oid, fmt, value, i, zone)
-                for i, (oid, value) in enumerate(zip(oids_, values))]
-    return [None if value is None else _decode(oid, fmt, value, i, zone)
-            for i, (oid, fmt, value) in enumerate(zip(oids_, formats, values))]
+def _decode_each(oids_: tuple[int, ...], bind: messages.Bind, zone: str) -> list:
+    return [None if value is None else _decode(oid, bind.format_of(i), value, i, zone)
+            for i, (oid, value) in enumerate(zip(oids_, bind.values))]
 
 
 def _decode(oid: int, fmt: int, value: bytes | None, index: int, zone: str) -> object:

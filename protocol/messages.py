@@ -105,12 +105,19 @@ class Bind:
     param_formats: list[int]
     values: list[bytes | None]
     result_formats: list[int]
+    # What the Binds of one executemany share: the bytes before the values (portal,
+    # statement, parameter formats, value count) and after them (result formats).
+    frame: tuple[bytes, bytes] = (b"", b"")
 
     def format_of(self, index: int) -> int:
-        if not self.param_formats:
-            return 0
-        return self.param_formats[0] if len(self.param_formats) == 1 else \
-            self.param_formats[index]
+        return format_code(self.param_formats, index)
+
+
+def format_code(formats, index: int) -> int:
+    """Value `index`'s format code, by a Bind's format list (none: all text; one: all alike)."""
+    if not formats:
+        return 0
+    return formats[0] if len(formats) == 1 else formats[index]
 
 
 def parse_startup_params(payload: bytes) -> dict[str, str]:
@@ -173,6 +180,7 @@ def read_bind(payload: bytes) -> Bind:
     param_formats, pos = _int16s(payload, pos)
     (count,) = _INT16.unpack_from(payload, pos)
     pos += 2
+    head = pos
     values: list[bytes | None] = []
     unpack, size = _INT32.unpack_from, len(payload)
     for _ in range(count & 0xFFFF):
@@ -185,30 +193,12 @@ def read_bind(payload: bytes) -> Bind:
             raise ProtocolViolation("insufficient data left in message")
         values.append(payload[pos:pos + length])
         pos += length
+    tail = pos
     result_formats, pos = _int16s(payload, pos)
     if len(param_formats) > 1 and len(param_formats) != len(values):
         raise ProtocolViolation(f"bind message has {len(param_formats)} parameter formats "
                                 f"but {len(values)} parameters")
-    return Bind(portal, statement, param_formats, values, result_formats)
-
-
-def bind_frame(payload: bytes) -> tuple[bytes, bytes] | None:
-    """What the Binds of one executemany share: the bytes before the values (portal,
-    statement, parameter formats, value count) and after them (result formats); None for a
-    Bind too short for its fields (its handler has answered it already)."""
-    try:
-        pos = payload.index(b"\x00", payload.index(b"\x00") + 1) + 1
-        (formats,) = _INT16.unpack_from(payload, pos)
-        pos += 2 + 2 * max(formats, 0)
-        (count,) = _INT16.unpack_from(payload, pos)
-        pos += 2
-        head = pos
-        for _ in range(count & 0xFFFF):
-            (length,) = _INT32.unpack_from(payload, pos)
-            pos += 4 + max(length, 0)
-    except (ValueError, struct.error):
-        return None
-    return payload[:head], payload[pos:]
+    return Bind(portal, statement, param_formats, values, result_formats, (payload[:head], payload[tail:]))
 
 
 @_short

@@ -80,7 +80,7 @@ class Portal:
     notices: tuple[str, ...] = ()
     position: int = 0          # rows already sent (Execute with a row limit)
     empty_query: bool = False
-    bind: bytes = b""          # the Bind message that made it (an executemany's next Binds repeat its frame)
+    frame: tuple[bytes, bytes] | None = None   # its Bind's frame (messages.Bind): an executemany's next Binds repeat it
     decoders: tuple | None = None   # ((bind OIDs, formats, zone), decoders) its Bind's values were read by
 
     @property
