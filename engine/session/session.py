@@ -28,6 +28,7 @@ from engine.sql.copy import CopyCommand, TargetColumn
 from engine.sql.copy_input import RawBlock
 from engine.sql.error_position import function_arg_types, locate
 from engine.sql.parse import parse
+from engine.sql.reserved_words import quote_reserved
 from engine.sql.split import leading_words, split_statements
 
 log = logging.getLogger("tierd.session")
@@ -61,14 +62,15 @@ class EngineSession(SessionState):
         words = leading_words(sql, 3) or [""]
 
         def run() -> StatementResult:
-            sandbox.check_command(sql)  # ATTACH, LOAD, COPY to a file, SET of engine settings...
-            return dispatch(self, parse(sql, words), params or [])
+            text = quote_reserved(sql)
+            sandbox.check_command(text)  # ATTACH, LOAD, COPY to a file, SET of engine settings...
+            return dispatch(self, parse(text, words), params or [])
 
         return self.guarded(words[0], sql, run)
 
     def batchable(self, sql: str) -> bool:
         """Whether `execute_batch` can append many parameter rows of `sql` at once."""
-        return writes.batchable(sql)
+        return writes.batchable(quote_reserved(sql))
 
     def execute_batch(self, sql: str, param_rows: list[list]) -> tuple[list[StatementResult], EngineError | None]:
         """Run `sql` once per parameter row, with the outcome of that many `execute` calls:
@@ -77,6 +79,7 @@ class EngineSession(SessionState):
         one Arrow batch (a pipelined executemany: one plan, one append); any doubt about a
         row (a NULL in a NOT NULL column, a duplicate key, a value only DuckDB can cast)
         runs the rows one by one instead, so errors name the right row."""
+        sql = quote_reserved(sql)
         if len(param_rows) > 1 and self.batchable(sql):
             try:   # an error here (no such table, no privilege) is the first row's
                 done = self.guarded("INSERT", sql, lambda: writes.insert_batch(self, sql, param_rows))
@@ -106,7 +109,7 @@ class EngineSession(SessionState):
 
     def param_types(self, sql: str) -> list[str | None]:
         """Parameter types (DuckDB type names, None if unknown) read off the SQL (no DuckDB)."""
-        return reads.param_types(self, sql)
+        return reads.param_types(self, quote_reserved(sql))
 
     def describe(self, sql: str) -> tuple[list[str | None], pa.Schema | None]:
         """Parameter types (DuckDB type names, None if unknown) and the result schema (None:
@@ -117,7 +120,7 @@ class EngineSession(SessionState):
             with self.running:
                 self.describing = True   # DuckDB may call session functions: they do nothing now
                 try:
-                    return reads.describe(self, sql, words)
+                    return reads.describe(self, quote_reserved(sql), words)
                 finally:
                     self.describing = False
 
