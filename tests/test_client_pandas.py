@@ -90,3 +90,22 @@ def test_replace_swaps_the_table_and_its_rows_at_once(engine):
     new.to_sql("pd_replace", engine, schema="public", if_exists="replace", index=False)
     new.to_sql("pd_replace", engine, schema="public", if_exists="append", index=False)
     assert len(pd.read_sql_table("pd_replace", engine, schema="public")) == 4
+
+
+def test_columns_named_at_and_lambda_round_trip(engine):
+    """`at` and `lambda` are plain column names to Postgres (SQLAlchemy writes them bare);
+    DuckDB reserves both, so tierd quotes them before DuckDB reads the statement."""
+    import datetime as dt
+
+    frame = pd.DataFrame({"id": [1, 2, 3],
+                          "at": [dt.datetime(2024, 1, day, tzinfo=dt.timezone.utc) for day in (1, 2, 3)],
+                          "lambda": [0.5, 1.5, 2.5]})
+    frame.to_sql("pd_reserved", engine, schema="public", index=False)
+    frame.iloc[:1].assign(id=4).to_sql("pd_reserved", engine, schema="public", index=False, if_exists="append")
+    got = pd.read_sql(text("SELECT id, at, lambda FROM public.pd_reserved WHERE at < :t ORDER BY at DESC, id"),
+                      engine, params={"t": dt.datetime(2024, 1, 3, tzinfo=dt.timezone.utc)})
+    assert got["id"].tolist() == [2, 1, 4]
+    assert got["lambda"].tolist() == [1.5, 0.5, 0.5]
+    assert [ts.day for ts in got["at"]] == [2, 1, 1]
+    assert [c["name"] for c in sqlalchemy.inspect(engine).get_columns("pd_reserved", schema="public")] == \
+        ["id", "at", "lambda"]
