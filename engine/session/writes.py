@@ -885,11 +885,14 @@ def _merge_insert(s: SessionState, t: TableDef, w: dml.MergeAction, values: pa.T
 
 
 def shadow_cold(s: SessionState, t: TableDef) -> None:
-    """UPDATE/DELETE may supersede cold rows: switch the view before writing."""
+    """UPDATE/DELETE/upsert/MERGE supersede versions (hot or cold): switch the view to the
+    one that hides older versions before writing (views.full_view_sql). Called under the
+    write lock, so no other writer switches it meanwhile; a transaction's DuckDB snapshot is
+    taken under the exclusive lock, so the view it holds is the one `cold.shadowing` says."""
     cold = s.engine.cold
     if not s.tx.in_duck_txn:  # autocommit, or applied writes: the view changes for everyone now
         cold.ensure_shadowing(t)
-    elif t.tid not in cold.shadowing and t.tid not in s.tx.pending_shadow and cold.has_cold(t):
+    elif t.tid not in cold.shadowing and t.tid not in s.tx.pending_shadow:
         # Inside this transaction's snapshot; takes effect for others at COMMIT.
         s.cur.execute(views.full_view_sql(t, shadowing=True))
         s.tx.pending_shadow.add(t.tid)

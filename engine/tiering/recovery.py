@@ -42,11 +42,21 @@ def recover_table(admin: duckdb.DuckDBPyConnection, hot: HotTier, cold: ColdTier
     else:
         for m in scopes.values():
             hot.recovered_seq(m.flushed_seq)  # start-up is single-threaded
-        shadowing = bool(tables and cold.has_cold(t))
+        # Hot rows after a restart may be updates of cold keys (not told apart here), or
+        # hold superseded versions and tombstones of their own.
+        shadowing = bool(tables) and (cold.has_cold(t) or hot_supersedes(admin, t))
         views.create_views(admin, t, views.cold_view_sql(t, scopes, storage), shadowing)
         cold.set_scopes(t, scopes, shadowing)
         finish_interrupted_flush(admin, hot, t, scopes)
     hot.build_index(admin, t)
+
+
+def hot_supersedes(admin: duckdb.DuckDBPyConnection, t: TableDef) -> bool:
+    """Whether the table's hot rows hold a tombstone or more than one version of a key."""
+    hot, key = views.hot_table(t), ", ".join(views.q(c) for c in t.key_columns)
+    return bool(admin.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {hot} WHERE _deleted) "
+        f"OR EXISTS (SELECT 1 FROM {hot} GROUP BY {key} HAVING count(*) > 1)").fetchone()[0])
 
 
 def load_hot_rows(admin: duckdb.DuckDBPyConnection, t: TableDef, hot: HotTier) -> list[pa.Table]:

@@ -38,7 +38,9 @@ class ColdTier:
         self._storages = storages
         self._admin = admin
         self.manifests: dict[int, Scopes] = {}  # table id -> its scopes' manifests
-        self.shadowing: set[int] = set()  # tables whose hot rows may supersede cold keys
+        # Tables whose hot rows may supersede other versions (in hot or cold): their views
+        # take the newest-version window and the anti join (views.full_view_sql).
+        self.shadowing: set[int] = set()
         self._shadow_lock = threading.Lock()
         self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self.epoch = 0
@@ -179,8 +181,9 @@ class ColdTier:
 
     # ------------------------------------------------------------------ views
     def ensure_shadowing(self, t: TableDef) -> None:
-        """Before hot may hold newer versions of cold keys, make the view hide those cold rows."""
-        if t.tid in self.shadowing or not self.has_cold(t):
+        """Before hot may hold a version that supersedes another (a second version of a hot
+        key, a tombstone, a newer version of a cold key), make the view hide the older ones."""
+        if t.tid in self.shadowing:
             return
         with self._shadow_lock:  # writers holding the write lock shared may come here together
             if t.tid not in self.shadowing:
