@@ -10,8 +10,8 @@ import psycopg
 
 from bench.cold_tier import JobRun, manifest_files, run_job, time_duckdb
 from bench.data import GROUP_BY_SQL, create_like_events, fill_from_events, group_by_sql
-from bench.harness import (DUCK, PG, TIERD, Bench, Measurement, attempt, check_answers, tierd_ready,
-                           time_query)
+from bench.harness import (DUCK, PG, TIERD, Bench, Measurement, attempt, check_answers, jobs_idle,
+                           tierd_ready, time_query)
 
 
 # --------------------------------------------------------------------------- workload: flush throughput
@@ -89,7 +89,8 @@ def wl_segments(b: Bench) -> list[Measurement]:
             for r in range(rounds):
                 fill_from_events(conn, "seg", r * per, (r + 1) * per, b.args.events)
                 flushes.append(run_job(b, conn, "STORAGE FLUSH TABLE bench.seg WAIT", expect_rows=per))
-        secs = time.perf_counter() - t0
+            secs = time.perf_counter() - t0
+            jobs_idle(b, conn)  # the flushes' Iceberg publishes would share the CPU with the timed query
         if (segs := live()) != rounds:
             raise RuntimeError(f"bench.seg has {segs} live segments after {rounds} flushes, expected {rounds} "
                                "(did something compact it?)")
@@ -112,6 +113,7 @@ def wl_segments(b: Bench) -> list[Measurement]:
     def do_compact() -> float:
         with b.tierd() as conn:
             job = run_job(b, conn, "STORAGE COMPACT TABLE bench.seg WAIT", expect_rows=total)
+            jobs_idle(b, conn)  # as after the flushes: the compaction's publish runs next
         b.notes.append(f"compaction: job {job.job_id} {job.status}, server-side {job.server_s * 1000:,.0f} ms "
                        f"({total / job.server_s:,.0f} rows/s), client WAIT {job.wait_s * 1000:,.0f} ms; "
                        f"{live()} live segment(s) after; message {job.message!r}")

@@ -13,8 +13,8 @@ import psycopg
 
 from bench.cold_tier import run_job
 from bench.data import create_like_events, fill_from_events, group_by_sql
-from bench.harness import DUCK, PG, TIERD, Bench, Measurement, attempt, check_answers, tierd_ready, \
-    time_query, warm_median_ms
+from bench.harness import DUCK, PG, TIERD, Bench, Measurement, attempt, check_answers, jobs_idle, \
+    tierd_ready, time_query, warm_median_ms
 
 
 def publish_job(b: Bench, conn: psycopg.Connection, table: str, after: str) -> float:
@@ -59,6 +59,7 @@ def wl_iceberg_publish(b: Bench) -> list[Measurement]:
                 table = f"ice_{i}"
                 create_like_events(conn, table)
                 fill_from_events(conn, table, 0, n, b.args.events)
+                jobs_idle(b, conn)  # the publishes of earlier workloads' tables are not this one's
                 job = run_job(b, conn, f"STORAGE FLUSH TABLE bench.{table} WAIT", expect_rows=n)
                 done = conn.execute("SELECT finished_at FROM system.jobs WHERE job_id = %s", (job.job_id,)).fetchone()[0]
                 flushes.append(job.server_s)

@@ -5,11 +5,13 @@ these: big-endian packing, hex, null re-masking, trimming of zero fractions.
 """
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_UNSIGNED = {2: pa.uint16(), 4: pa.uint32(), 8: pa.uint64()}
 _SIGNED = {2: pa.int16(), 4: pa.int32(), 8: pa.int64()}
+_NATIVE = {2: np.dtype("=u2"), 4: np.dtype("=u4"), 8: np.dtype("=u8")}
+_BIG = {2: np.dtype(">u2"), 4: np.dtype(">u4"), 8: np.dtype(">u8")}
 _HEX_TABLE = pa.array([f"{i:02x}".encode() for i in range(256)], pa.binary(2))
 
 
@@ -25,27 +27,19 @@ def big_endian(values: pa.Array, width: int) -> pa.Array:
 
     NULLs become zero bytes; callers re-mask with `keep_nulls`. Integers of another width
     (e.g. the int64 that int32 arithmetic with a Python int yields) are cast first, never
-    reinterpreted: a raw view of a wider buffer would read the wrong elements.
+    reinterpreted: a raw view of a wider buffer would read the wrong elements. One numpy
+    conversion of the value buffer to big-endian: a result of a few hundred rows costs one
+    C call a column, not 3 × width Arrow compute calls shifting each byte into place.
     """
-    unsigned = _UNSIGNED[width]
     raw = values.fill_null(0) if values.null_count else values
     if pa.types.is_integer(raw.type) and raw.type.bit_width != 8 * width:
         raw = raw.cast(_SIGNED[width])
-    if raw.type != unsigned:
-        raw = _view(raw, unsigned)
-    byte = pa.scalar(0xFF, unsigned)
-    swapped = None
-    for k in range(width):
-        part = pc.bit_wise_and(pc.shift_right(raw, pa.scalar(8 * k, unsigned)), byte)
-        part = pc.shift_left(part, pa.scalar(8 * (width - 1 - k), unsigned))
-        swapped = part if swapped is None else pc.bit_wise_or(swapped, part)
-    return _view(swapped, pa.binary(width))
-
-
-def _view(values: pa.Array, dtype: pa.DataType) -> pa.Array:
-    """Reinterpret a fixed-width array's value buffer as another fixed-width type."""
-    return pa.Array.from_buffers(dtype, len(values), [None, values.buffers()[1]],
-                                 offset=values.offset)
+    if raw.type.bit_width != 8 * width:
+        raise TypeError(f"big_endian: {raw.type} is not {width} bytes wide")
+    if not len(raw):
+        return pa.array([], pa.binary(width))
+    native = np.frombuffer(raw.buffers()[1], dtype=_NATIVE[width], count=len(raw), offset=raw.offset * width)
+    return pa.Array.from_buffers(pa.binary(width), len(raw), [None, pa.py_buffer(native.astype(_BIG[width]))])
 
 
 def to_binary(values: pa.Array) -> pa.Array:
