@@ -827,3 +827,47 @@ def test_insert_only_hot_rows_are_read_without_the_version_window(metrics_tierd)
         c.execute("DELETE FROM public.hw WHERE id = 5")  # a cold key: a tombstone in hot
         assert "WINDOW" in plan(c) and "ANTI" in plan(c)
         assert c.execute("SELECT count(*), sum(n) FROM public.hw").fetchone() == (1100, sum(range(1100)) - 1050 - 5 + 1)
+
+
+@pytest.mark.parametrize("during", ["insert", "update"])
+def test_rows_written_during_a_flush_keep_the_window_only_if_they_supersede(make_tierd, during):
+    """A flush leaves behind the rows written while it ran. Plain INSERTs of new keys are
+    read without the newest-version window afterwards; an UPDATE of a key the flush just
+    moved keeps it (and the anti join), so the cold version stays hidden."""
+    import threading
+
+    from tests.daemon import wait_for
+
+    d = make_tierd('[failpoints]\n"flush.before_manifest" = "sleep:1500"\n').start()
+    try:
+        with d.connect() as c:
+            c.execute("CREATE TABLE public.fw (id BIGINT PRIMARY KEY, n INT) WITH (FLUSH_POLICY = 'manual')")
+            c.execute("INSERT INTO public.fw SELECT i, i FROM range(100) r(i)")
+            done = []
+
+            def run_flush() -> None:
+                with d.connect() as fc:
+                    done.append(fc.execute("STORAGE FLUSH TABLE public.fw WAIT").fetchone())
+
+            flush = threading.Thread(target=run_flush)
+            flush.start()
+            wait_for(lambda: c.execute("SELECT phase FROM system.jobs WHERE job_type = 'flush' AND status = 'running'"
+                                       ).fetchone() == ("committing manifest",), timeout=30, what="the flush's commit")
+            if during == "insert":
+                c.execute("INSERT INTO public.fw VALUES (100, 100), (101, 101)")
+            else:
+                c.execute("UPDATE public.fw SET n = -1 WHERE id = 7")
+            flush.join(timeout=60)
+            assert done and done[0][1] == "completed"
+            hot, cold = c.execute("SELECT hot_rows, cold_rows FROM system.tables WHERE table_name = 'fw'").fetchone()
+            assert cold == 100 and hot == (2 if during == "insert" else 1)
+            plan = "\n".join(r[1] for r in c.execute("EXPLAIN SELECT id, n FROM public.fw").fetchall())
+            if during == "insert":
+                assert "WINDOW" not in plan
+                assert c.execute("SELECT count(*), sum(n) FROM public.fw").fetchone() == (102, sum(range(102)))
+            else:
+                assert "WINDOW" in plan and "ANTI" in plan
+                assert c.execute("SELECT count(*), sum(n) FROM public.fw").fetchone() == (100, sum(range(100)) - 7 - 1)
+                assert c.execute("SELECT n FROM public.fw WHERE id = 7").fetchall() == [(-1,)]
+    finally:
+        d.stop()

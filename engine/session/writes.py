@@ -890,6 +890,7 @@ def shadow_cold(s: SessionState, t: TableDef) -> None:
     write lock, so no other writer switches it meanwhile; a transaction's DuckDB snapshot is
     taken under the exclusive lock, so the view it holds is the one `cold.shadowing` says."""
     cold = s.engine.cold
+    cold.superseding(t)
     if not s.tx.in_duck_txn:  # autocommit, or applied writes: the view changes for everyone now
         cold.ensure_shadowing(t)
     elif t.tid not in cold.shadowing and t.tid not in s.tx.pending_shadow:

@@ -65,7 +65,7 @@ class Flusher:
             raise FeatureNotSupported(STREAM_FLUSH_REFUSED)
         cur = self._db.cursor()
         try:
-            watermark, snap = self._snapshot(cur, t)
+            watermark, mark, snap = self._snapshot(cur, t)
             if snap.num_rows == 0:
                 # An earlier flush that moved rows but could not delete their LevelDB batches
                 # (step 4's last part, e.g. on a full disk) is finished now.
@@ -87,7 +87,7 @@ class Flusher:
             done: list[tuple[int, int]] = []   # (rows, segments) of each committed scope
             try:
                 for user, rows in parts:
-                    self._flush_scope(cur, t, storage, user, rows, watermark, check, report, done)
+                    self._flush_scope(cur, t, storage, user, rows, watermark, mark, check, report, done)
                 self._fp.hit("flush.before_hot_cleanup")
                 report.progress("cleaning up hot tier")
                 self._cleanup(t, watermark)
@@ -115,12 +115,15 @@ class Flusher:
         store.delete_keys(stale)
         return len(stale)
 
-    def _snapshot(self, cur: duckdb.DuckDBPyConnection, t: TableDef) -> tuple[int, pa.Table]:
-        """Step 1: the watermark W and each key's newest hot version at or below it."""
+    def _snapshot(self, cur: duckdb.DuckDBPyConnection, t: TableDef) -> tuple[int, int, pa.Table]:
+        """Step 1: the watermark W, the table's count of superseding writes so far (every
+        writer is done: this holds the write lock exclusive), and each key's newest hot
+        version at or below W."""
         hot = self._hot
         with hot.locked(f"a flush of table {t.qualified}"):
             hot.commits.drain()
             watermark = hot.seq
+            mark = self._cold.supersedes(t)
             # Seqs of rolled-back writes are never committed; make the watermark durable
             # before a manifest records it, so a restart can never hand them out again.
             hot.store.persist_seq(watermark)
@@ -134,7 +137,7 @@ class Flusher:
                 newest = "" if versions == hot.pending_rows(t) else \
                     f" QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _seq DESC) = 1"
                 snap = cur.execute(f"SELECT * FROM {table} WHERE _seq <= {watermark}{newest}").to_arrow_table()
-        return watermark, snap
+        return watermark, mark, snap
 
     def _queued_snapshot(self, cur: duckdb.DuckDBPyConnection, t: TableDef) -> pa.Table | None:
         """Under the write lock, queue drained: when every hot row of `t` is still queued for
@@ -152,7 +155,7 @@ class Flusher:
             return None  # batches typed differently: DuckDB unifies them
 
     def _flush_scope(self, cur: duckdb.DuckDBPyConnection, t: TableDef, storage: Storage, user: str | None,
-                     snap: pa.Table, watermark: int, check: Callable[[], None],
+                     snap: pa.Table, watermark: int, mark: int, check: Callable[[], None],
                      report: Job | Untracked, done: list[tuple[int, int]]) -> None:
         """Steps 2-4 for one scope: its segments, its manifest commit, applied at once.
         `done` gets (rows, segments) once the manifest is committed: the commit point."""
@@ -205,11 +208,15 @@ class Flusher:
             self._fp.hit("flush.after_manifest")
         finally:
             # The manifest is the commit point: from here the flush must take effect.
-            self._apply(cur, t, new_manifest, watermark, storage)
+            self._apply(cur, t, new_manifest, watermark, mark, storage)
 
     def _apply(self, cur: duckdb.DuckDBPyConnection, t: TableDef, manifest: Manifest, watermark: int,
-               storage: Storage) -> None:
-        """Step 4: the new cold view and the hot rows it covers gone, atomically for readers."""
+               mark: int, storage: Storage) -> None:
+        """Step 4: the new cold view and the hot rows it covers gone, atomically for readers.
+        The view keeps hiding superseded versions only if hot may still hold some: rows left
+        by other users (a USER table's other scopes), or rows written since the snapshot by a
+        write that superseded a version (`mark` changed). Rows plain INSERTs wrote meanwhile
+        (a table under continuous ingest) are new keys, read without the window."""
         hot, cold, user = self._hot, self._cold, manifest.user_id
         with hot.locked(f"a flush of table {t.qualified}"), cold.changing():
             hot.commits.drain()
@@ -224,7 +231,7 @@ class Flusher:
                 hot_left = cur.execute(f"SELECT count(*) FROM {views.hot_table(t)}").fetchone()[0]
                 self._on_flushed(t.tid, hot_left)
                 # Rows written while this flush ran may be newer versions of keys it just moved.
-                shadowing = hot_left > 0
+                shadowing = hot_left > 0 and (t.is_user or cold.supersedes(t) != mark)
                 cur.execute(views.full_view_sql(t, shadowing))
                 cur.execute("COMMIT")
             cold.set_scopes(t, scopes, shadowing)

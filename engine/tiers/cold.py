@@ -41,6 +41,7 @@ class ColdTier:
         # Tables whose hot rows may supersede other versions (in hot or cold): their views
         # take the newest-version window and the anti join (views.full_view_sql).
         self.shadowing: set[int] = set()
+        self._supersedes: dict[int, int] = {}  # table id -> superseding writes so far (flush compares)
         self._shadow_lock = threading.Lock()
         self.unavailable: dict[int, str] = {}  # tables whose cold tier could not be read at start
         self.epoch = 0
@@ -180,6 +181,15 @@ class ColdTier:
         self.shadowing.discard(t.tid)
 
     # ------------------------------------------------------------------ views
+    def supersedes(self, t: TableDef) -> int:
+        """How many writes so far may have superseded a version of the table (a flush that
+        sees this unchanged since its snapshot knows the hot rows left behind are all new)."""
+        return self._supersedes.get(t.tid, 0)
+
+    def superseding(self, t: TableDef) -> None:
+        """Under the write lock: a write is about to supersede versions of the table."""
+        self._supersedes[t.tid] = self._supersedes.get(t.tid, 0) + 1
+
     def ensure_shadowing(self, t: TableDef) -> None:
         """Before hot may hold a version that supersedes another (a second version of a hot
         key, a tombstone, a newer version of a cold key), make the view hide the older ones."""
