@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test-deps run test bench bench-smoke clean
+.PHONY: install test-deps run test bench bench-smoke bench-statements clean
 
 install: $(STAMP)
 
@@ -42,6 +42,9 @@ bench: install
 
 bench-smoke: install
 	$(BIN)/python bench/run.py --smoke
+
+bench-statements: install
+	$(BIN)/python bench/per_statement.py
 
 clean:
 	rm -rf $(VENV) data
