@@ -326,3 +326,20 @@ def test_settings_reported_at_startup_and_after_set(module_tierd):
         await conn.execute("SET application_name = 'tierd-test'")
         return before, after, conn.get_settings().application_name
     assert run(module_tierd, body) == ("UTC", "Europe/Paris", "tierd-test")
+
+
+def test_encode_decode_and_clocks_with_parameters(module_tierd):
+    """asyncpg encodes by the described parameter types: encode()'s first parameter is bytea
+    and decode()'s text, as PostgreSQL describes them; results are bytea and text."""
+    async def body(conn):
+        row = await conn.fetchrow("SELECT encode($1, $2) AS e, decode($3, $4) AS d",
+                                  b"\x00\xffab", "base64", "00ff6162", "hex")
+        assert (row["e"], row["d"]) == ("AP9hYg==", b"\x00\xffab")
+        await conn.execute("CREATE TABLE public.enc (id INT PRIMARY KEY, b BYTEA)")
+        await conn.execute("INSERT INTO public.enc VALUES ($1, decode($2, 'base64'))", 1, "3q2+7w==")
+        assert await conn.fetchval("SELECT encode(b, 'hex') FROM public.enc WHERE id = $1", 1) == "deadbeef"
+        with pytest.raises(asyncpg.InvalidParameterValueError, match='unrecognized encoding: "rot13"'):
+            await conn.fetchval("SELECT encode($1, $2)", b"a", "rot13")
+        row = await conn.fetchrow("SELECT now() AS n, statement_timestamp() AS s, clock_timestamp() AS c")
+        assert row["n"] <= row["s"] <= row["c"] and row["c"].tzinfo is not None
+    run(module_tierd, body)

@@ -44,6 +44,9 @@ MACROS: dict[str, str] = {
                              f"(p, t) AS __tierd_signal({_CALLER}, 'terminate', p::BIGINT)"),
     "pg_notify": f"(c, m) AS __tierd_notify({_CALLER}, c::VARCHAR, coalesce(m::VARCHAR, ''))",
     "pg_advisory_unlock_all": f"() AS __tierd_advisory({_CALLER}, 'unlock_all', false, false, 'bigint', 0, 0)",
+    # never before now() (the DuckDB transaction's start, which follows the statement's own
+    # start in autocommit, where PostgreSQL has them equal)
+    "statement_timestamp": f"() AS greatest(now(), timezone('UTC', make_timestamp(__tierd_statement_start({_CALLER}))))",
 }
 for _name, (_op, _shared, _xact) in _ADVISORY.items():
     _args = f"{_CALLER}, '{_op}', {str(_shared).lower()}, {str(_xact).lower()}"

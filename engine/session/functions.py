@@ -1,6 +1,6 @@
 """PostgreSQL functions that act on sessions, callable anywhere in client SQL:
 pg_backend_pid(), pg_cancel_backend(pid), pg_terminate_backend(pid), pg_notify(channel,
-payload), pg_listening_channels(), and the advisory lock family (pg_advisory_lock,
+payload), pg_listening_channels(), statement_timestamp(), and the advisory lock family (pg_advisory_lock,
 pg_try_advisory_lock, pg_advisory_unlock, pg_advisory_unlock_all, the _shared and _xact
 variants, with a bigint key or two int4 keys).
 
@@ -83,11 +83,16 @@ def install(db: duckdb.DuckDBPyConnection, engine) -> None:
     def listening(caller):
         return engine.notifications.channels(int(caller))
 
+    def statement_start(caller):
+        """statement_timestamp(): when the caller's current statement started, in µs."""
+        return int(session(caller).activity.query_start * 1_000_000)
+
     fns = (("__tierd_signal", signal, ["BIGINT", "VARCHAR", "BIGINT"], "BOOLEAN"),
            ("__tierd_notify", notify, ["BIGINT", "VARCHAR", "VARCHAR"], "VARCHAR"),
            ("__tierd_advisory", advisory, ["BIGINT", "VARCHAR", "BOOLEAN", "BOOLEAN", "VARCHAR", "BIGINT", "BIGINT"],
             "BOOLEAN"),
-           ("__tierd_listening", listening, ["BIGINT"], "VARCHAR[]"))
+           ("__tierd_listening", listening, ["BIGINT"], "VARCHAR[]"),
+           ("__tierd_statement_start", statement_start, ["BIGINT"], "BIGINT"))
     for name, fn, params, result in fns:
         db.create_function(name, _reported(acting(fn), engine), params, result, side_effects=True, null_handling="special")
     pg_session.install(db, activity.SCHEMA)

@@ -7,10 +7,17 @@ parameter, and a write statement is planned with no parameters (seen as DuckDB's
 not provided for the following prepared statement parameters" when 8 sessions ran their first
 INSERT at once, tests/test_group_commit.py). Loading them once, single-threaded, at engine
 start closes that window.
+
+One adaptation of the DuckDB generator: PostgreSQL's `encode(bytea, format)` and
+`decode(text, format)` keep their format argument. sqlglot reads them as character-set
+conversions and writes DuckDB's one-argument forms, dropping 'hex' or 'base64'; tierd's
+pg_catalog has the two-argument forms (engine/sql/functions.py).
 """
 from __future__ import annotations
 
 import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
 
 DIALECTS = ("postgres", "duckdb")
 
@@ -18,3 +25,13 @@ DIALECTS = ("postgres", "duckdb")
 def load_dialects() -> None:
     for name in DIALECTS:
         sqlglot.parse_one("SELECT $1 AS a FROM t WHERE b = 'c'", read=name).sql(dialect=name)
+
+
+def _with_format(name: str):
+    def generate(self, e: exp.Expression) -> str:
+        return self.func(name, e.this, e.args.get("charset"))
+    return generate
+
+
+DuckDB.Generator.TRANSFORMS = {**DuckDB.Generator.TRANSFORMS,
+                               exp.Decode: _with_format("decode"), exp.Encode: _with_format("encode")}

@@ -12,15 +12,17 @@ to_timestamp) are rewritten by engine/sql/pg_compat.py onto the UDFs named here.
 from __future__ import annotations
 
 import re
+import time
 
 import duckdb
 
-from engine.sql import pg_format
+from engine.sql import bytea, pg_format
 
 FORMAT_UDF = "__pg_format"              # format(fmt, VARIADIC args) -> __pg_format(fmt, [args::text])
 TO_TIMESTAMP_UDF = "__pg_to_timestamp"  # to_timestamp(text, fmt) -> __pg_to_timestamp(...)::timestamptz
 JSONB_CONCAT_UDF = "__pg_jsonb_concat"  # jsonb || jsonb
 JSONB_EXISTS = "__pg_jsonb_exists"      # jsonb ? text
+CLOCK_UDF = "__pg_clock_us"             # clock_timestamp(): µs since the epoch, read at each call
 
 # interval parts, PostgreSQL's way: months, days and microseconds are separate fields
 _MONTHS = "(datepart('year', i) * 12 + datepart('month', i))"
@@ -58,6 +60,13 @@ MACROS: dict[str, str] = {
     # otherwise transpile PostgreSQL's own calls into DuckDB's strftime & co.
     "tierd_to_char": "(v, f) AS __pg_to_char(typeof(v), v::VARCHAR, f)",
     "parse_ident": "(t) AS __pg_parse_ident(t, true), (t, strict) AS __pg_parse_ident(t, strict)",
+    # PostgreSQL's two-argument forms; DuckDB's own one-argument ones (text <-> blob) stay
+    "encode": "(b) AS system.main.encode(b), (b, f) AS __pg_encode(b::BLOB, f::VARCHAR)",
+    "decode": "(b) AS system.main.decode(b), (t, f) AS __pg_decode(t::VARCHAR, f::VARCHAR)",
+    # the wall clock now (changes within a statement), not the transaction's start
+    "clock_timestamp": f"() AS timezone('UTC', make_timestamp({CLOCK_UDF}()))",
+    "octet_length": ("(v) AS CASE WHEN typeof(v) IN ('BLOB', 'BIT') THEN system.main.octet_length(v::BLOB) "
+                     "ELSE strlen(v::VARCHAR) END"),
 }
 
 # jsonb (and json) functions over DuckDB's JSON type: the set-returning ones are scalar macros
@@ -122,6 +131,13 @@ _UDFS = (
     ("__pg_jsonb_pretty", pg_format.jsonb_pretty, ["VARCHAR"], "VARCHAR", False),
     ("tierd_to_date", pg_format.to_date, ["VARCHAR", "VARCHAR"], "DATE", False),
 )
+# Not folded into constants: an encoding error belongs to the execution that meets it, and
+# the clock is read at each call.
+_UNFOLDED_UDFS = (
+    ("__pg_encode", bytea.encode, ["BLOB", "VARCHAR"], "VARCHAR"),
+    ("__pg_decode", bytea.decode, ["VARCHAR", "VARCHAR"], "BLOB"),
+    (CLOCK_UDF, lambda: time.time_ns() // 1000, [], "BIGINT"),  # read at each call
+)
 
 
 def install(db: duckdb.DuckDBPyConnection, schema: str) -> None:
@@ -134,6 +150,8 @@ def install(db: duckdb.DuckDBPyConnection, schema: str) -> None:
     for name, fn, params, returns, nulls_in in _UDFS:
         db.create_function(name, fn, params, returns, null_handling="special" if nulls_in else "default",
                            side_effects=False)
+    for name, fn, params, returns in _UNFOLDED_UDFS:  # they answer NULL themselves (encode($1, ''))
+        db.create_function(name, fn, params, returns, null_handling="special", side_effects=True)
     calls = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, MACROS)) + r")\(")
     for name, body in MACROS.items():  # a macro calling a macro names its schema
         qualified = calls.sub(lambda m: f"{schema}.{m.group(1)}(", body)

@@ -144,6 +144,10 @@ class _Scope:
             return self.type_of(parent.this)
         if isinstance(parent, (exp.Limit, exp.Offset, exp.Fetch)):
             return "BIGINT"
+        if isinstance(parent, exp.Encode):  # PostgreSQL's encode(bytea, format)
+            return "BLOB" if child is parent.this else "VARCHAR"
+        if isinstance(parent, exp.Decode):  # decode(text, format)
+            return "VARCHAR"
         if isinstance(parent, exp.Anonymous):
             args = parent.expressions
             types = pg_session.ARGUMENT_TYPES.get(parent.name.lower(), {}).get(len(args))
