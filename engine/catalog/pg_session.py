@@ -46,6 +46,8 @@ MACROS: dict[str, str] = {
     "pg_advisory_unlock_all": f"() AS __tierd_advisory({_CALLER}, 'unlock_all', false, false, 'bigint', 0, 0)",
     # never before now() (the DuckDB transaction's start, which follows the statement's own
     # start in autocommit, where PostgreSQL has them equal)
+    # a set-returning function in a select list, as in PostgreSQL (TABLE_MACROS: in FROM)
+    "pg_listening_channels": f"() AS unnest(__tierd_listening({_CALLER}))",
     "statement_timestamp": f"() AS greatest(now(), timezone('UTC', make_timestamp(__tierd_statement_start({_CALLER}))))",
 }
 for _name, (_op, _shared, _xact) in _ADVISORY.items():
