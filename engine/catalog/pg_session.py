@@ -23,6 +23,7 @@ ACTIVITY_TABLE = f"{PRIVATE}.activity"
 LOCKS_TABLE = f"{PRIVATE}.locks"
 CURSORS_TABLE = f"{PRIVATE}.cursors"
 _CALLER = f"getvariable('{PID_VARIABLE}')"
+_XACT = f"timezone('UTC', make_timestamp(__tierd_xact_start({_CALLER})))"  # NULL without a session
 
 _ADVISORY = {  # PostgreSQL name -> (operation, shared, xact)
     "pg_advisory_lock": ("lock", False, False),
@@ -44,11 +45,17 @@ MACROS: dict[str, str] = {
                              f"(p, t) AS __tierd_signal({_CALLER}, 'terminate', p::BIGINT)"),
     "pg_notify": f"(c, m) AS __tierd_notify({_CALLER}, c::VARCHAR, coalesce(m::VARCHAR, ''))",
     "pg_advisory_unlock_all": f"() AS __tierd_advisory({_CALLER}, 'unlock_all', false, false, 'bigint', 0, 0)",
-    # never before now() (the DuckDB transaction's start, which follows the statement's own
-    # start in autocommit, where PostgreSQL has them equal)
     # a set-returning function in a select list, as in PostgreSQL (TABLE_MACROS: in FROM)
     "pg_listening_channels": f"() AS unnest(__tierd_listening({_CALLER}))",
-    "statement_timestamp": f"() AS greatest(now(), timezone('UTC', make_timestamp(__tierd_statement_start({_CALLER}))))",
+    # PostgreSQL's clocks: the session's transaction start (engine/session/functions.py);
+    # DuckDB's own on engine cursors, which have no session
+    "now": f"() AS coalesce({_XACT}, system.main.now())",
+    "get_current_timestamp": f"() AS coalesce({_XACT}, system.main.get_current_timestamp())",  # CURRENT_TIMESTAMP
+    "transaction_timestamp": f"() AS coalesce({_XACT}, system.main.transaction_timestamp())",
+    "current_localtimestamp": f"() AS coalesce(CAST({_XACT} AS TIMESTAMP), system.main.current_localtimestamp())",
+    "current_date": f"() AS coalesce(CAST({_XACT} AS DATE), system.main.current_date())",
+    "statement_timestamp": (f"() AS greatest(now(), coalesce(timezone('UTC', make_timestamp("
+                            f"__tierd_statement_start({_CALLER}))), system.main.now()))"),
 }
 for _name, (_op, _shared, _xact) in _ADVISORY.items():
     _args = f"{_CALLER}, '{_op}', {str(_shared).lower()}, {str(_xact).lower()}"

@@ -1,6 +1,6 @@
 """PostgreSQL functions that act on sessions, callable anywhere in client SQL:
 pg_backend_pid(), pg_cancel_backend(pid), pg_terminate_backend(pid), pg_notify(channel,
-payload), pg_listening_channels(), statement_timestamp(), and the advisory lock family (pg_advisory_lock,
+payload), pg_listening_channels(), and the advisory lock family (pg_advisory_lock,
 pg_try_advisory_lock, pg_advisory_unlock, pg_advisory_unlock_all, the _shared and _xact
 variants, with a bigint key or two int4 keys).
 
@@ -9,10 +9,16 @@ database, never folded as constants), behind macros in tierd's pg_catalog that p
 calling session's pid (a per-connection DuckDB variable a client cannot set): the Python side
 finds the session, checks what it may do and acts. Client SQL cannot name the `__tierd_*`
 functions themselves (reads refuse `__tierd`).
+
+The clocks read the session too: `now()`, `CURRENT_TIMESTAMP`, `transaction_timestamp()`,
+`LOCALTIMESTAMP` and `CURRENT_DATE` are the transaction's start (BEGIN's, in a transaction
+block; DuckDB's own is a transaction of its own per statement until something is written),
+`statement_timestamp()` the statement's.
 """
 from __future__ import annotations
 
 import functools
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import duckdb
@@ -23,6 +29,8 @@ from engine.errors import EngineError, InvalidParameterValue
 from engine.notifications import MAX_PAYLOAD
 
 PID_VARIABLE = pg_session.PID_VARIABLE
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _reported(fn: Callable, engine) -> Callable:
@@ -83,16 +91,27 @@ def install(db: duckdb.DuckDBPyConnection, engine) -> None:
     def listening(caller):
         return engine.notifications.channels(int(caller))
 
-    def statement_start(caller):
-        """statement_timestamp(): when the caller's current statement started, in µs."""
-        return int(session(caller).activity.query_start * 1_000_000)
+    def started_at(field: str) -> Callable:
+        def read(caller):
+            """When the caller's statement (`query_start`) or transaction (`xact_start`) began,
+            µs since the epoch; None on engine cursors, whose macros then read DuckDB's clock."""
+            s = engine.sessions.get(int(caller)) if caller is not None else None
+            value = getattr(s, field, None) if s is not None else None
+            if value is None:
+                return None
+            # rounded as datetime.fromtimestamp rounds: the instant the Python-typed write
+            # paths store for now() (engine/session/writes.py `_transaction_start`)
+            return (datetime.fromtimestamp(value, timezone.utc) - _EPOCH) // _MICROSECOND
+        return read
 
     fns = (("__tierd_signal", signal, ["BIGINT", "VARCHAR", "BIGINT"], "BOOLEAN"),
            ("__tierd_notify", notify, ["BIGINT", "VARCHAR", "VARCHAR"], "VARCHAR"),
            ("__tierd_advisory", advisory, ["BIGINT", "VARCHAR", "BOOLEAN", "BOOLEAN", "VARCHAR", "BIGINT", "BIGINT"],
             "BOOLEAN"),
-           ("__tierd_listening", listening, ["BIGINT"], "VARCHAR[]"),
-           ("__tierd_statement_start", statement_start, ["BIGINT"], "BIGINT"))
+           ("__tierd_listening", listening, ["BIGINT"], "VARCHAR[]"))
     for name, fn, params, result in fns:
         db.create_function(name, _reported(acting(fn), engine), params, result, side_effects=True, null_handling="special")
+    # No effect and a constant argument: DuckDB calls them once per statement, not per row.
+    for name, field in (("__tierd_statement_start", "query_start"), ("__tierd_xact_start", "xact_start")):
+        db.create_function(name, started_at(field), ["BIGINT"], "BIGINT", side_effects=False, null_handling="special")
     pg_session.install(db, activity.SCHEMA)
