@@ -65,6 +65,7 @@ def wl_iceberg_publish(b: Bench) -> list[Measurement]:
                 flushes.append(job.server_s)
                 publishes.append(publish_job(b, conn, f"bench.{table}", done.isoformat()))
                 conn.execute(f"UPDATE bench.{table} SET value = value + 1 WHERE id % 100 = 0")
+                jobs_idle(b, conn)
                 job = run_job(b, conn, f"STORAGE FLUSH TABLE bench.{table} WAIT")
                 done = conn.execute("SELECT finished_at FROM system.jobs WHERE job_id = %s", (job.job_id,)).fetchone()[0]
                 delta_flushes.append(job.server_s)
