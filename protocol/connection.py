@@ -298,9 +298,12 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         """One engine call per statement, each result sent before the next runs; whatever
         fails, the client gets its ErrorResponse and ReadyForQuery."""
         try:
-            statements = split_statements(messages.read_query(payload))
+            text = messages.read_query(payload)
+            statements = split_statements(text)
             if not statements:
                 self.write(messages.EMPTY_QUERY_RESPONSE)
+            if len(statements) > 1 and self.answer_pool_reset(state, text, statements):
+                statements = []
             for statement in statements:
                 tag = state.deallocate(statement)
                 if tag:
@@ -324,6 +327,19 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
             self.send_error(exc)
         self.send_ready_for_query(state)
         self.flush()
+
+    def answer_pool_reset(self, state: ConnectionState, text: str, statements: list[str]) -> bool:
+        """asyncpg's reset script at a pool release, answered by one engine call (the engine
+        says whether `text` is that script); False: run it statement by statement."""
+        results = state.session.pool_reset(text)
+        if results is None:
+            return False
+        for statement, result in zip(statements, results):
+            self.send_result(state, result.tag, result.table, statement, result.binary)
+            if result.tag in SETTINGS_TAGS:
+                state.after_settings_change(result.tag)
+                self.report_settings(state)
+        return True
 
     def send_result(self, state: ConnectionState, tag: str, table, sql: str, binary: bool = False) -> None:
         if table is not None:

@@ -59,6 +59,10 @@ class StubSession:
         """Every Execute runs on its own here (batching is tested against the real engine)."""
         return False
 
+    def pool_reset(self, sql):
+        """No script is answered in one call here (tested against the real engine)."""
+        return None
+
     def begin_segment(self):
         pass
 

@@ -148,6 +148,12 @@ class CountingSession:
                 metrics.inc("tierd_rows_ingested_total", int(m.group(1)))
         return results
 
+    def pool_reset(self, sql: str):
+        results = self._session.pool_reset(sql)
+        if results is not None:
+            metrics.inc("tierd_statements_total", len(results))
+        return results
+
     def execute_batch(self, sql: str, param_rows: list[list]):
         results, error = self._session.execute_batch(sql, param_rows)
         metrics.inc("tierd_statements_total", len(results) + (error is not None))

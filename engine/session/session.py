@@ -19,7 +19,7 @@ from engine import metrics
 from engine.errors import (EngineError, InFailedSqlTransaction, InternalError, LockNotAvailable, QueryCanceled,
                            from_duckdb)
 from engine.results import StatementResult
-from engine.session import copy, cursors, reads, transactions, writes
+from engine.session import copy, cursors, discard, reads, transactions, writes
 from engine.session.dispatch import dispatch
 from engine.session.settings import SETTINGS, normalize
 from engine.session.state import SessionState
@@ -57,6 +57,14 @@ class EngineSession(SessionState):
         if params is None:
             return [self._one(s, None) for s in split_statements(sql)]
         return [self._one(sql, list(params))]
+
+    def pool_reset(self, sql: str) -> list[StatementResult] | None:
+        """asyncpg's pool reset script (`discard.POOL_RESET`) run as one statement wrapper,
+        its four results in order; None when `sql` is something else or a transaction block
+        is open (then its statements run one by one, as any script's)."""
+        if self.tx.explicit or not discard.POOL_RESET.fullmatch(sql):
+            return None
+        return self.guarded("SELECT", sql, lambda: discard.pool_reset(self))
 
     def _one(self, sql: str, params: list | None) -> StatementResult:
         words = leading_words(sql, 3) or [""]
