@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -34,11 +33,13 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:
 import psycopg  # noqa: E402
 
 from bench.servers import PG_BIN, postgres_server, tierd_server  # noqa: E402
+from bench.workloads.write_patterns import load_kv, run_clients  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 STATEMENTS = 2000
 RUNS = 3
 KEYS = 40_000
+NS = "bench"  # the namespace bench/workloads' helpers write to
 
 
 def process_cpu(pid: int, reaped: bool) -> tuple[float, float]:
@@ -86,62 +87,54 @@ def measure(server: Server, n: int, fn: Callable[[int], None]) -> tuple[float, f
     return statistics.median(walls), statistics.median(users), statistics.median(systems)
 
 
-def in_threads(conns: list[psycopg.Connection], work: Callable[[int, int, psycopg.Connection], None]
+def in_clients(conns: list[psycopg.Connection], work: Callable[[int, int, psycopg.Cursor], None]
                ) -> Callable[[int], None]:
-    """fn(run) running work(run, client, connection) on every connection at once."""
-    def go(run: int) -> None:
-        threads = [threading.Thread(target=work, args=(run, c, conn)) for c, conn in enumerate(conns)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    return go
+    """fn(run): work(run, client, cursor) on every connection at once (bench/workloads'
+    `run_clients`, which re-raises a client's error)."""
+    return lambda run: run_clients(conns, lambda c, cur: work(run, c, cur))
 
 
-def patterns(server: Server, ns: str) -> list[tuple[str, tuple[float, float, float]]]:
+def patterns(server: Server) -> list[tuple[str, tuple[float, float, float]]]:
     """Each pattern's (label, (wall, user, system) µs per statement)."""
     n, rng, out = STATEMENTS, random.Random(20261205), []
     admin = server.connect()
-    admin.execute(f"CREATE TABLE {ns}.ins (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
-    admin.execute(f"CREATE TABLE {ns}.kv (id BIGINT PRIMARY KEY, v TEXT, n BIGINT)")
-    with admin.cursor().copy(f"COPY {ns}.kv (id, v, n) FROM STDIN") as cp:
-        for i in range(KEYS):
-            cp.write_row((i, f"v{i}", 0))
-    admin.execute(f"CREATE TABLE {ns}.up (id BIGINT PRIMARY KEY, v TEXT, n BIGINT)")
-    admin.execute(f"CREATE TABLE {ns}.sa_ins (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
-    admin.execute(f"CREATE TABLE {ns}.pool_ins (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+    admin.execute(f"CREATE TABLE {NS}.ins (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+    load_kv(admin, "kv", KEYS)
+    admin.execute(f"CREATE TABLE {NS}.up (id BIGINT PRIMARY KEY, v TEXT, n BIGINT)")
+    admin.execute(f"CREATE TABLE {NS}.sa_ins (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
+    admin.execute(f"CREATE TABLE {NS}.pool_ins (id BIGINT PRIMARY KEY, v TEXT, x DOUBLE PRECISION)")
     one = server.connect()
     eight = [server.connect() for _ in range(8)]
     per = n // len(eight)
     cur = one.cursor()
     try:
-        insert = f"INSERT INTO {ns}.ins (id, v, x) VALUES (%s, %s, %s)"
+        insert = f"INSERT INTO {NS}.ins (id, v, x) VALUES (%s, %s, %s)"
         out.append(("single-row INSERT, 1 client", measure(server, n, lambda r: [
             cur.execute(insert, (r * n + i, f"row-{i}", i * 0.5)) for i in range(n)])))
-        out.append(("single-row INSERT, 8 clients", measure(server, n, in_threads(eight, lambda r, c, conn: [
-            conn.execute(insert, (10 * n + r * n + c * per + i, "x", 1.0)) for i in range(per)]))))
-        update = f"UPDATE {ns}.kv SET n = n + 1 WHERE id = %s"
+        out.append(("single-row INSERT, 8 clients", measure(server, n, in_clients(eight, lambda r, c, cur: [
+            cur.execute(insert, (10 * n + r * n + c * per + i, "x", 1.0)) for i in range(per)]))))
+        update = f"UPDATE {NS}.kv SET n = n + 1 WHERE id = %s"
         out.append(("UPDATE by key, 1 client", measure(server, n, lambda r: [
             cur.execute(update, (rng.randrange(n),)) for _ in range(n)])))
-        out.append(("UPDATE by key, 8 clients", measure(server, n, in_threads(eight, lambda r, c, conn: [
-            conn.execute(update, (c * per + i,)) for i in range(per)]))))
-        delete = f"DELETE FROM {ns}.kv WHERE id = %s"
+        out.append(("UPDATE by key, 8 clients", measure(server, n, in_clients(eight, lambda r, c, cur: [
+            cur.execute(update, (c * per + i,)) for i in range(per)]))))
+        delete = f"DELETE FROM {NS}.kv WHERE id = %s"
         out.append(("DELETE by key, 1 client", measure(server, n, lambda r: [
             cur.execute(delete, (10_000 + r * n + i,)) for i in range(n)])))
-        out.append(("DELETE by key, 8 clients", measure(server, n, in_threads(eight, lambda r, c, conn: [
-            conn.execute(delete, (20_000 + r * n + c * per + i,)) for i in range(per)]))))
-        upsert = (f"INSERT INTO {ns}.up (id, v, n) VALUES (%s, %s, 1) "
-                  f"ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, n = {ns}.up.n + EXCLUDED.n")
+        out.append(("DELETE by key, 8 clients", measure(server, n, in_clients(eight, lambda r, c, cur: [
+            cur.execute(delete, (20_000 + r * n + c * per + i,)) for i in range(per)]))))
+        upsert = (f"INSERT INTO {NS}.up (id, v, n) VALUES (%s, %s, 1) "
+                  f"ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, n = {NS}.up.n + EXCLUDED.n")
         out.append(("INSERT … ON CONFLICT DO UPDATE", measure(server, n, lambda r: [
             cur.execute(upsert, (rng.randrange(2 * n), "v")) for _ in range(n)])))
-        out.append(("SQLAlchemy Core INSERT, one row per transaction", sqlalchemy_inserts(server, ns)))
-        out.append(("asyncpg pool of 10, concurrent INSERTs", asyncpg_pool(server, ns)))
+        out.append(("SQLAlchemy Core INSERT, one row per transaction", sqlalchemy_inserts(server)))
+        out.append(("asyncpg pool of 10, concurrent INSERTs", asyncpg_pool(server)))
         keys = [rng.randrange(KEYS) for _ in range(n)]
-        point = f"SELECT id, v, n FROM {ns}.kv WHERE id = %s"
+        point = f"SELECT id, v, n FROM {NS}.kv WHERE id = %s"
         out.append(("PK point SELECT", measure(server, n, lambda r: [
             cur.execute(point, (k,)).fetchone() for k in keys])))
         if server.name == "tierd":
-            admin.execute(f"STORAGE FLUSH TABLE {ns}.kv WAIT")
+            admin.execute(f"STORAGE FLUSH TABLE {NS}.kv WAIT")
             out.append(("PK point SELECT, cold keys", measure(server, n, lambda r: [
                 cur.execute(point, (k,)).fetchone() for k in keys])))
     finally:
@@ -150,13 +143,13 @@ def patterns(server: Server, ns: str) -> list[tuple[str, tuple[float, float, flo
     return out
 
 
-def sqlalchemy_inserts(server: Server, ns: str) -> tuple[float, float, float]:
+def sqlalchemy_inserts(server: Server) -> tuple[float, float, float]:
     """`conn.execute(insert(t), row); conn.commit()` per row, as bench/workloads does."""
     import sqlalchemy as sa
 
     info = server.conninfo
     engine = sa.create_engine(f"postgresql+psycopg://{info['user']}@{info['host']}:{info['port']}/{info['dbname']}")
-    table = sa.Table("sa_ins", sa.MetaData(schema=ns),
+    table = sa.Table("sa_ins", sa.MetaData(schema=NS),
                      sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
                      sa.Column("v", sa.Text), sa.Column("x", sa.Float))
     try:
@@ -170,7 +163,7 @@ def sqlalchemy_inserts(server: Server, ns: str) -> tuple[float, float, float]:
         engine.dispose()
 
 
-def asyncpg_pool(server: Server, ns: str) -> tuple[float, float, float]:
+def asyncpg_pool(server: Server) -> tuple[float, float, float]:
     """`pool.execute` of single-row INSERTs under asyncio.gather, a pool of 10."""
     import asyncpg
 
@@ -181,7 +174,7 @@ def asyncpg_pool(server: Server, ns: str) -> tuple[float, float, float]:
                                                        database=info["dbname"], min_size=10, max_size=10))
 
     async def burst(run: int) -> None:
-        await asyncio.gather(*(pool.execute(f"INSERT INTO {ns}.pool_ins (id, v, x) VALUES ($1, $2, $3)", i, "r", 0.5)
+        await asyncio.gather(*(pool.execute(f"INSERT INTO {NS}.pool_ins (id, v, x) VALUES ($1, $2, $3)", i, "r", 0.5)
                                for i in range(run * STATEMENTS, (run + 1) * STATEMENTS)))
     try:
         return measure(server, STATEMENTS, lambda run: loop.run_until_complete(burst(run)))
@@ -236,15 +229,15 @@ def main() -> int:
             pid = int((pg_dir / "data" / "postmaster.pid").read_text().split()[0])
             server = Server("PostgreSQL", pg, pid, tree=True)
             with server.connect() as c:
-                c.execute("CREATE SCHEMA bench")
-            for label, cell in patterns(server, "bench") + tpcb(server):
+                c.execute(f"CREATE SCHEMA {NS}")
+            for label, cell in patterns(server) + tpcb(server):
                 rows.setdefault(label, {})["PostgreSQL"] = cell
         (tmp / "tierd").mkdir()
         with tierd_server(tmp / "tierd" / "data", tmp / "tierd" / "log", {}) as d:
             server = Server("tierd", d.conninfo, d.proc.pid, tree=False)
             with server.connect() as c:
-                c.execute("CREATE NAMESPACE bench")
-            for label, cell in patterns(server, "bench") + tpcb(server):
+                c.execute(f"CREATE NAMESPACE {NS}")
+            for label, cell in patterns(server) + tpcb(server):
                 rows.setdefault(label, {})["tierd"] = cell
         print(table(rows))
         return 0

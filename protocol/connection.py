@@ -316,11 +316,7 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
                 if not results:
                     self.write(messages.EMPTY_QUERY_RESPONSE)
                 for result in results:
-                    self.send_notices(result.notices)
-                    self.send_result(state, result.tag, result.table, statement, result.binary)
-                    if result.tag in SETTINGS_TAGS:
-                        state.after_settings_change(result.tag)
-                        self.report_settings(state)
+                    self.send_statement_result(state, result, statement)
         except (ClientGone, ConnectionError):
             raise
         except Exception as exc:
@@ -335,11 +331,17 @@ class TierdHandler(Startup, ExtendedQuery, InsertBatching, CopyExchange, BuenaVi
         if results is None:
             return False
         for statement, result in zip(statements, results):
-            self.send_result(state, result.tag, result.table, statement, result.binary)
-            if result.tag in SETTINGS_TAGS:
-                state.after_settings_change(result.tag)
-                self.report_settings(state)
+            self.send_statement_result(state, result, statement)
         return True
+
+    def send_statement_result(self, state: ConnectionState, result, statement: str) -> None:
+        """One statement's answer to a simple Query: its notices, rows and tag, and the
+        settings a SET, RESET or DISCARD ALL changed."""
+        self.send_notices(result.notices)
+        self.send_result(state, result.tag, result.table, statement, result.binary)
+        if result.tag in SETTINGS_TAGS:
+            state.after_settings_change(result.tag)
+            self.report_settings(state)
 
     def send_result(self, state: ConnectionState, tag: str, table, sql: str, binary: bool = False) -> None:
         if table is not None:
